@@ -1,0 +1,37 @@
+# menode: see README.md.
+GO       ?= go
+BIN      := bin/menode
+PKGS     := ./...
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+PROTOC_GEN_GO := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+
+.PHONY: build run demo test lint proto fuzz clean
+
+build:
+	$(GO) build -o $(BIN) ./cmd/menode
+
+# A node on the defaults: root ~/.megaengine (or $$MEGAENGINE_ROOT), UDP 0.0.0.0:9000.
+run: build
+	./$(BIN) run
+
+# vet + unit tests with the race detector + every scenario (real processes, real git).
+test:
+	$(GO) vet $(PKGS)
+	$(GO) test -race -timeout 12m $(PKGS)
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'))" || { gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'); exit 1; }
+	$(GO) vet $(PKGS)
+	$(GO) run $(STATICCHECK) $(PKGS)
+
+# Regenerates wire/megaengine.pb.go; needs protoc (apt install protobuf-compiler).
+proto:
+	GOBIN=$(CURDIR)/bin $(GO) install $(PROTOC_GEN_GO)
+	PATH=$(CURDIR)/bin:$$PATH protoc --go_out=. --go_opt=paths=source_relative wire/megaengine.proto
+
+# Runs the frame decoder fuzzer for a minute (the seed corpus runs in make test).
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzReadFrame -fuzztime 60s ./wire
+
+clean:
+	rm -rf bin

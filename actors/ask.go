@@ -1,0 +1,82 @@
+package actors
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/asynkron/protoactor-go/actor"
+)
+
+// The small vocabulary every actor here uses to talk without blocking.
+
+// replier captures the sender of the message being handled, so a reply can be
+// sent later from a continuation. A reply is a value or an error.
+func replier(ctx actor.Context) func(any) {
+	sender := ctx.Sender()
+	return func(v any) {
+		if sender != nil {
+			ctx.Send(sender, v)
+		}
+	}
+}
+
+// ask sends msg to pid and runs then in this actor once the reply (or a
+// timeout) arrives. A reply that is an error is passed as err.
+func ask(ctx actor.Context, pid *actor.PID, msg any, then func(res any, err error)) {
+	ctx.ReenterAfter(ctx.RequestFuture(pid, msg, askTimeout), unwrap(then))
+}
+
+// async runs blocking work in a goroutine and then, back in this actor, then.
+func async(ctx actor.Context, work func() (any, error), then func(res any, err error)) {
+	f := actor.NewFuture(ctx.ActorSystem(), workTimeout)
+	root, pid := ctx.ActorSystem().Root, f.PID()
+	go func() {
+		res, err := work()
+		if err != nil {
+			root.Send(pid, err)
+			return
+		}
+		root.Send(pid, res)
+	}()
+	ctx.ReenterAfter(f, unwrap(then))
+}
+
+func unwrap(then func(any, error)) func(any, error) {
+	return func(res any, err error) {
+		if e, ok := res.(error); ok && err == nil {
+			res, err = nil, e
+		}
+		then(res, err)
+	}
+}
+
+// spawnChild spawns a named child whose panics stop it (and only it) instead
+// of restarting it with state that may be half-built.
+func spawnChild(ctx actor.Context, name string, produce func() actor.Actor) *actor.PID {
+	props := actor.PropsFromProducer(produce, actor.WithSupervisor(stopOnPanic))
+	pid, err := ctx.SpawnNamed(props, name)
+	if err != nil {
+		// Names are unique per parent by construction; a clash is a bug.
+		panic(err)
+	}
+	return pid
+}
+
+var stopOnPanic = actor.NewOneForOneStrategy(0, 0, func(any) actor.Directive { return actor.StopDirective })
+
+// atLeast passes on records at or above min: protoactor's own logs go through
+// our handler at Warn.
+type atLeast struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (h atLeast) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.Handler.Enabled(ctx, l)
+}
+
+func (h atLeast) WithAttrs(a []slog.Attr) slog.Handler {
+	return atLeast{h.Handler.WithAttrs(a), h.min}
+}
+
+func (h atLeast) WithGroup(g string) slog.Handler { return atLeast{h.Handler.WithGroup(g), h.min} }

@@ -1,0 +1,335 @@
+package actors
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/menode/menode/persist"
+	"github.com/menode/menode/wire"
+)
+
+// Commands: the messages the CLI sends to the node, and their replies. They
+// cross the control socket as JSON, so every field is exported and tagged.
+
+// AddRepo registers a local git repository as owned by this node.
+// Path must be absolute. Reply: RepoView.
+type AddRepo struct {
+	Path        string `json:"path"`
+	Name        string `json:"name"`
+	Description string `json:"description"`
+}
+
+// ListRepos asks for every repository the node knows. Reply: RepoList.
+type ListRepos struct{}
+
+// ShowRepo asks for one repository. Reply: RepoView.
+type ShowRepo struct {
+	ID wire.RepoID `json:"id"`
+}
+
+// GetStatus asks for the node's own state. Reply: Status.
+type GetStatus struct{}
+
+// RepoView is a repository as the CLI shows it.
+type RepoView struct {
+	ID            wire.RepoID       `json:"id"`
+	Name          string            `json:"name"`
+	Description   string            `json:"description"`
+	Creator       wire.NodeID       `json:"creator"`
+	Local         bool              `json:"local"`
+	Path          string            `json:"path"`
+	Status        string            `json:"status"`
+	Refs          map[string]string `json:"refs"`
+	DefaultBranch string            `json:"default_branch"`
+	RootCommit    string            `json:"root_commit"`
+	Seq           uint64            `json:"seq"`
+	UpdatedAt     time.Time         `json:"updated_at"`
+}
+
+// RepoList is the reply to ListRepos.
+type RepoList struct {
+	Repos []RepoView `json:"repos"`
+}
+
+// Status is the reply to GetStatus.
+type Status struct {
+	ID      wire.NodeID `json:"id"`
+	Alias   string      `json:"alias"`
+	Root    string      `json:"root"`
+	Running bool        `json:"running"` // false when the CLI answered in process
+	Listen  []string    `json:"listen"`
+	Peers   int         `json:"peers"`
+	Repos   int         `json:"repos"`
+}
+
+// Repository status values shown by RepoView.Status.
+const (
+	StatusLocal   = "local"   // this node created it; served from its working repository
+	StatusMissing = "missing" // known from gossip, no data yet
+	StatusBehind  = "behind"  // the mirror holds older refs than the creator signed
+	StatusSynced  = "synced"  // the mirror holds exactly the creator-signed refs
+)
+
+// Config is what a node starts with.
+type Config struct {
+	Root    string
+	Alias   string
+	Offline bool // serve one CLI command in process: no control socket, no network
+	Logger  *slog.Logger
+}
+
+// Node is a started node: its actor system and root actor.
+type Node struct {
+	ID     wire.NodeID // zero when offline without an identity
+	system *actor.ActorSystem
+	root   *actor.PID
+}
+
+const (
+	askTimeout  = 30 * time.Second // one actor asking another
+	workTimeout = 10 * time.Minute // git work done in a goroutine
+	callTimeout = 10 * time.Minute // a CLI command, end to end
+)
+
+// Start opens what the node needs (store, identity, control socket) and then
+// spawns the actor tree. Everything that can fail because of the machine fails
+// here, synchronously, before any actor runs.
+func Start(cfg Config) (*Node, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	store, err := persist.OpenStore(cfg.Root)
+	if err != nil {
+		return nil, err
+	}
+	key, err := loadKey(cfg)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	var ln net.Listener
+	if !cfg.Offline {
+		if ln, err = listenControl(cfg.Root); err != nil {
+			store.Close()
+			return nil, err
+		}
+	}
+	n := &node{cfg: cfg, key: key, log: cfg.Logger, db: store, controlLn: ln}
+	if key != nil {
+		n.id = wire.NodeIDFromKey(key.Public().(ed25519.PublicKey))
+	}
+	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+		return slog.New(atLeast{cfg.Logger.Handler(), slog.LevelWarn})
+	}))
+	root, err := system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return n }), "node")
+	if err != nil {
+		store.Close()
+		if ln != nil {
+			ln.Close()
+		}
+		return nil, fmt.Errorf("spawn node: %w", err)
+	}
+	return &Node{ID: n.id, system: system, root: root}, nil
+}
+
+func loadKey(cfg Config) (ed25519.PrivateKey, error) {
+	path := persist.KeyPath(cfg.Root)
+	if cfg.Offline {
+		key, err := persist.LoadIdentity(path)
+		if errors.Is(err, persist.ErrNoIdentity) {
+			return nil, nil // fine for reading; AddRepo says what to do
+		}
+		return key, err
+	}
+	key, created, err := persist.LoadOrCreateIdentity(path)
+	if created {
+		cfg.Logger.Info("created identity", "id", wire.NodeIDFromKey(key.Public().(ed25519.PublicKey)), "file", path)
+	}
+	return key, err
+}
+
+// Request sends a command to the root actor and waits for its reply.
+func (n *Node) Request(cmd any) (any, error) {
+	res, err := n.system.Root.RequestFuture(n.root, cmd, callTimeout).Result()
+	if err != nil {
+		return nil, err
+	}
+	if e, ok := res.(error); ok {
+		return nil, e
+	}
+	return res, nil
+}
+
+// Stop stops every actor (children first) and waits for them.
+func (n *Node) Stop() {
+	_ = n.system.Root.PoisonFuture(n.root).Wait()
+	n.system.Shutdown()
+}
+
+// node is the root actor: it owns the identity and routes commands.
+type node struct {
+	cfg       Config
+	key       ed25519.PrivateKey
+	id        wire.NodeID
+	log       *slog.Logger
+	db        *persist.Store // handed to the store actor at start
+	controlLn net.Listener   // handed to the control actor at start
+
+	store   *actor.PID
+	control *actor.PID
+}
+
+func (n *node) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		n.store = spawnChild(ctx, "store", func() actor.Actor { return newStore(n.db, n.log) })
+		if n.controlLn != nil {
+			n.control = spawnChild(ctx, "control", func() actor.Actor { return newControl(n.controlLn, ctx.Self(), n.log) })
+		}
+	case *AddRepo:
+		n.addRepo(ctx, m)
+	case *ListRepos:
+		reply := replier(ctx)
+		ask(ctx, n.store, loadRepos{}, func(res any, err error) {
+			if err != nil {
+				reply(err)
+				return
+			}
+			list := RepoList{Repos: []RepoView{}}
+			for _, r := range res.([]repoState) {
+				list.Repos = append(list.Repos, r.view())
+			}
+			reply(list)
+		})
+	case *ShowRepo:
+		reply := replier(ctx)
+		ask(ctx, n.store, loadRepo{ID: m.ID}, func(res any, err error) {
+			if err != nil {
+				reply(err)
+				return
+			}
+			reply(res.(repoState).view())
+		})
+	case *GetStatus:
+		reply := replier(ctx)
+		ask(ctx, n.store, loadRepos{}, func(res any, err error) {
+			if err != nil {
+				reply(err)
+				return
+			}
+			reply(Status{
+				ID: n.id, Alias: n.cfg.Alias, Root: n.cfg.Root, Running: !n.cfg.Offline,
+				Listen: []string{}, Repos: len(res.([]repoState)),
+			})
+		})
+	}
+}
+
+// addRepo reads the working repository (in a goroutine: git is slow), derives
+// its ID from the root commit and our key, and stores it.
+func (n *node) addRepo(ctx actor.Context, m *AddRepo) {
+	reply := replier(ctx)
+	if n.key == nil {
+		reply(fmt.Errorf("no identity in %s; run `menode auth init`", n.cfg.Root))
+		return
+	}
+	if !filepath.IsAbs(m.Path) {
+		reply(fmt.Errorf("repository path %q is not absolute", m.Path))
+		return
+	}
+	creator := n.id
+	async(ctx, func() (any, error) { return inspectRepo(m, creator) }, func(res any, err error) {
+		if err != nil {
+			reply(err)
+			return
+		}
+		ask(ctx, n.store, insertRepo{Repo: res.(persist.Repo)}, func(res any, err error) {
+			if err != nil {
+				reply(err)
+				return
+			}
+			r := res.(repoState)
+			n.log.Info("repository added", "id", r.Repo.ID, "name", r.Repo.Name, "path", r.Repo.Path)
+			reply(r.view())
+		})
+	})
+}
+
+// inspectRepo runs git on the working repository; it blocks.
+func inspectRepo(m *AddRepo, creator wire.NodeID) (persist.Repo, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), workTimeout)
+	defer cancel()
+	g, err := persist.OpenGitRepo(ctx, m.Path)
+	if err != nil {
+		return persist.Repo{}, err
+	}
+	root, err := g.RootCommit(ctx)
+	if err != nil {
+		return persist.Repo{}, err
+	}
+	refs, err := g.Refs(ctx)
+	if err != nil {
+		return persist.Repo{}, err
+	}
+	branch, err := g.DefaultBranch(ctx)
+	if err != nil {
+		return persist.Repo{}, err
+	}
+	id, err := wire.NewRepoID(root, creator)
+	if err != nil {
+		return persist.Repo{}, err
+	}
+	name := m.Name
+	if name == "" {
+		name = filepath.Base(g.Dir)
+	}
+	now := time.Now().UTC()
+	return persist.Repo{
+		ID: id, Name: name, Description: m.Description, Creator: creator,
+		RootCommit: root, DefaultBranch: branch, Refs: refs, Local: true,
+		Path: g.Dir, AddedAt: now, UpdatedAt: now,
+	}, nil
+}
+
+func (r repoState) view() RepoView {
+	v := RepoView{
+		ID: r.Repo.ID, Name: r.Repo.Name, Description: r.Repo.Description,
+		Creator: r.Repo.Creator, Local: r.Repo.Local, Path: r.Repo.Path,
+		Refs: r.Repo.Refs, DefaultBranch: r.Repo.DefaultBranch,
+		RootCommit: r.Repo.RootCommit, Seq: r.Repo.Seq, UpdatedAt: r.Repo.UpdatedAt,
+	}
+	if v.Refs == nil {
+		v.Refs = map[string]string{}
+	}
+	switch {
+	case r.Repo.Local:
+		v.Status = StatusLocal
+	case len(r.Mirror) == 0:
+		v.Status = StatusMissing
+	case sameRefs(r.Mirror, r.Repo.Refs):
+		v.Status = StatusSynced
+	default:
+		v.Status = StatusBehind
+	}
+	return v
+}
+
+func sameRefs(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,98 @@
+package actors
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/menode/menode/persist"
+	"github.com/menode/menode/wire"
+)
+
+// Messages to the store actor. Each is answered with the value named, or an error.
+
+// insertRepo stores a new repository; an ID already present is an error. Reply: repoState.
+type insertRepo struct{ Repo persist.Repo }
+
+// loadRepo reads one repository. Reply: repoState.
+type loadRepo struct{ ID wire.RepoID }
+
+// loadRepos reads every repository. Reply: []repoState.
+type loadRepos struct{}
+
+// repoState is a repository record together with the refs our mirror holds.
+type repoState struct {
+	Repo   persist.Repo
+	Mirror map[string]string
+}
+
+// store is the only actor that touches bbolt. bbolt calls are quick and
+// serialised here, so they run inside Receive.
+type store struct {
+	db  *persist.Store
+	log *slog.Logger
+}
+
+func newStore(db *persist.Store, log *slog.Logger) *store { return &store{db: db, log: log} }
+
+func (s *store) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Stopped:
+		if err := s.db.Close(); err != nil {
+			s.log.Error("close store", "err", err)
+		}
+	case insertRepo:
+		ctx.Respond(result(s.insertRepo(m.Repo)))
+	case loadRepo:
+		ctx.Respond(result(s.state(m.ID)))
+	case loadRepos:
+		ctx.Respond(result(s.states()))
+	}
+}
+
+func (s *store) insertRepo(r persist.Repo) (repoState, error) {
+	if old, err := s.db.Repo(r.ID); err == nil {
+		return repoState{}, fmt.Errorf("repository %s is already added (path %s)", r.ID, old.Path)
+	}
+	if err := s.db.PutRepo(r); err != nil {
+		return repoState{}, err
+	}
+	return s.state(r.ID)
+}
+
+func (s *store) state(id wire.RepoID) (repoState, error) {
+	r, err := s.db.Repo(id)
+	if err != nil {
+		return repoState{}, err
+	}
+	mirror, err := s.db.MirrorRefs(id)
+	if err != nil {
+		return repoState{}, err
+	}
+	return repoState{Repo: r, Mirror: mirror}, nil
+}
+
+func (s *store) states() ([]repoState, error) {
+	repos, err := s.db.Repos()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]repoState, 0, len(repos))
+	for _, r := range repos {
+		mirror, err := s.db.MirrorRefs(r.ID)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, repoState{Repo: r, Mirror: mirror})
+	}
+	return out, nil
+}
+
+// result turns (value, error) into the single reply value an actor sends.
+func result[T any](v T, err error) any {
+	if err != nil {
+		return err
+	}
+	return v
+}

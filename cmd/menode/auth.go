@@ -1,0 +1,49 @@
+package main
+
+import (
+	"crypto/ed25519"
+	"fmt"
+
+	"github.com/menode/menode/actors"
+	"github.com/menode/menode/persist"
+	"github.com/menode/menode/wire"
+)
+
+type authCmd struct {
+	Init authInitCmd `cmd:"" help:"Create this node's identity key; prints its did:key."`
+	Show authShowCmd `cmd:"" help:"Print this node's did:key."`
+}
+
+type authInitCmd struct {
+	Force bool `help:"Replace an existing identity (the node gets a new did:key)."`
+}
+
+func (c *authInitCmd) Run(e *env) error {
+	if c.Force && actors.Running(e.root) {
+		return fmt.Errorf("a node is running on %s; stop it before replacing its identity", e.root)
+	}
+	if err := persist.EnsureRoot(e.root); err != nil {
+		return err
+	}
+	key, err := persist.CreateIdentity(persist.KeyPath(e.root), c.Force)
+	if err != nil {
+		return err
+	}
+	fmt.Println(nodeID(key))
+	return nil
+}
+
+type authShowCmd struct{}
+
+func (c *authShowCmd) Run(e *env) error {
+	key, err := persist.LoadIdentity(persist.KeyPath(e.root))
+	if err != nil {
+		return err
+	}
+	fmt.Println(nodeID(key))
+	return nil
+}
+
+func nodeID(key ed25519.PrivateKey) wire.NodeID {
+	return wire.NodeIDFromKey(key.Public().(ed25519.PublicKey))
+}

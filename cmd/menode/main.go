@@ -1,0 +1,101 @@
+// Command menode runs a menode node and talks to it.
+//
+// Every command that needs the node sends a typed message to its root actor:
+// over the control socket when a node is running on --root, or to the same
+// actors started in process (no network) when none is.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/alecthomas/kong"
+	"github.com/lmittmann/tint"
+)
+
+// version is the menode release; the build may override it with -ldflags.
+var version = "0.1.0-dev"
+
+type cli struct {
+	Root     string           `type:"path" env:"MEGAENGINE_ROOT" default:"~/.megaengine" help:"Node state directory (env MEGAENGINE_ROOT)."`
+	LogLevel string           `enum:"auto,debug,info,warn,error" default:"auto" help:"Log level: debug, info, warn, error ; auto is info for run, warn for other commands."`
+	Version  kong.VersionFlag `help:"Print the version and exit."`
+
+	Auth   authCmd   `cmd:"" help:"Manage this node's identity."`
+	Repo   repoCmd   `cmd:"" help:"Add, list and show repositories."`
+	Run    runCmd    `cmd:"" help:"Run a node in the foreground until SIGINT or SIGTERM."`
+	Node   nodeCmd   `cmd:"" help:"Node commands (node start is run)."`
+	Status statusCmd `cmd:"" help:"Show this node: ID, addresses, peers."`
+}
+
+// env is what every command gets: the parsed globals and the logger.
+type env struct {
+	root string
+	log  *slog.Logger
+}
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	var c cli
+	parser, err := kong.New(&c,
+		kong.Name("menode"),
+		kong.Description("A peer-to-peer network for Git repositories."),
+		kong.Vars{"version": version},
+		kong.Exit(func(code int) { os.Exit(code) }),
+	)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "menode: %v\n", err)
+		return 2
+	}
+	kctx, err := parser.Parse(args)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "menode: %s\n", oneLine(err))
+		return 2
+	}
+	level := c.LogLevel
+	if level == "auto" {
+		level = "warn"
+		if cmd := kctx.Command(); cmd == "run" || cmd == "node start" {
+			level = "info"
+		}
+	}
+	e := &env{root: c.Root, log: newLogger(level)}
+	slog.SetDefault(e.log)
+	if err := kctx.Run(e); err != nil {
+		var u usageError
+		if errors.As(err, &u) {
+			fmt.Fprintf(os.Stderr, "menode: %s\n", oneLine(err))
+			return 2
+		}
+		fmt.Fprintf(os.Stderr, "menode: %s\n", oneLine(err))
+		return 1
+	}
+	return 0
+}
+
+// usageError marks a command line that parsed but makes no sense (exit 2).
+type usageError struct{ error }
+
+func newLogger(level string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level))
+	fi, err := os.Stderr.Stat()
+	tty := err == nil && fi.Mode()&os.ModeCharDevice != 0
+	return slog.New(tint.NewHandler(os.Stderr, &tint.Options{
+		Level:      l,
+		TimeFormat: time.TimeOnly,
+		NoColor:    !tty,
+	}))
+}
+
+// oneLine keeps an error on one line of stderr, whatever it wraps.
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " ")
+}

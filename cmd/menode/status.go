@@ -1,0 +1,28 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/menode/menode/actors"
+)
+
+type statusCmd struct {
+	JSON bool `name:"json" help:"Print JSON."`
+}
+
+func (c *statusCmd) Run(e *env) error {
+	var s actors.Status
+	if err := call(e, actors.GetStatus{}, &s); err != nil {
+		return err
+	}
+	if c.JSON {
+		return printJSON(s)
+	}
+	state := "not running (answered in process)"
+	if s.Running {
+		state = "running"
+	}
+	fmt.Printf("id:      %s\nalias:   %s\nroot:    %s\nnode:    %s\nlisten:  %v\npeers:   %d\nrepos:   %d\n",
+		s.ID, s.Alias, s.Root, state, s.Listen, s.Peers, s.Repos)
+	return nil
+}

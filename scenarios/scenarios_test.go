@@ -1,0 +1,168 @@
+// Package scenarios runs the scripted end-to-end scenarios: every *.txtar in
+// this directory is a testscript that drives real menode processes, real git
+// and real bbolt files inside its own temp dir.
+//
+// Custom commands, beyond testscript's own:
+//
+//	freeport VAR                 set VAR to 127.0.0.1:PORT, a UDP port free right now
+//	poll DURATION REGEXP cmd...  run cmd until its stdout matches REGEXP, failing after DURATION
+//	stdout2env VAR               set VAR to the last command's stdout, trimmed
+//	keydid VAR KEYFILE           set VAR to the did:key of a PKCS#8 Ed25519 key file,
+//	                             computed here without menode's code
+//	repoid VAR REPO DID          set VAR to the did:repo that REPO created by DID must have,
+//	                             computed here without menode's code
+package scenarios
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/sha3"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mr-tron/base58"
+	"github.com/rogpeppe/go-internal/testscript"
+)
+
+var binDir string
+
+// TestMain builds the menode binary once for every script (with -race when
+// the tests run with -race, so the daemons are checked too).
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "menode-scenarios-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	args := []string{"build", "-o", filepath.Join(dir, "menode")}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, "github.com/menode/menode/cmd/menode")...)
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build menode:", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	binDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func TestScenarios(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir:                 ".",
+		RequireExplicitExec: true,
+		Setup: func(env *testscript.Env) error {
+			env.Setenv("PATH", binDir+string(os.PathListSeparator)+os.Getenv("PATH"))
+			env.Setenv("HOME", filepath.Join(env.WorkDir, "home"))
+			env.Setenv("MEGAENGINE_ROOT", filepath.Join(env.WorkDir, "root"))
+			// git: never read this machine's config; fixed author.
+			env.Setenv("GIT_CONFIG_GLOBAL", os.DevNull)
+			env.Setenv("GIT_CONFIG_NOSYSTEM", "1")
+			for _, k := range []string{"GIT_AUTHOR", "GIT_COMMITTER"} {
+				env.Setenv(k+"_NAME", "Scenario")
+				env.Setenv(k+"_EMAIL", "scenario@example.invalid")
+			}
+			return nil
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"freeport":   cmdFreeport,
+			"poll":       cmdPoll,
+			"stdout2env": cmdStdout2Env,
+			"keydid":     cmdKeyDID,
+			"repoid":     cmdRepoID,
+		},
+	})
+}
+
+func cmdFreeport(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: freeport VAR")
+	}
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	ts.Check(err)
+	addr := c.LocalAddr().String()
+	ts.Check(c.Close())
+	ts.Setenv(args[0], addr)
+}
+
+func cmdPoll(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 3 {
+		ts.Fatalf("usage: poll DURATION REGEXP cmd [args...]")
+	}
+	limit, err := time.ParseDuration(args[0])
+	ts.Check(err)
+	re, err := regexp.Compile(args[1])
+	ts.Check(err)
+	deadline := time.Now().Add(limit)
+	for {
+		err := ts.Exec(args[2], args[3:]...)
+		out := ts.ReadFile("stdout")
+		if err == nil && re.MatchString(out) {
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("poll: %q did not match %s within %s; last stdout:\n%s\nlast stderr:\n%s",
+				strings.Join(args[2:], " "), args[1], limit, out, ts.ReadFile("stderr"))
+		}
+		time.Sleep(100 * time.Millisecond) // pacing between attempts, not synchronisation
+	}
+}
+
+func cmdStdout2Env(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: stdout2env VAR")
+	}
+	ts.Setenv(args[0], strings.TrimSpace(ts.ReadFile("stdout")))
+}
+
+func cmdKeyDID(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: keydid VAR KEYFILE")
+	}
+	block, _ := pem.Decode([]byte(ts.ReadFile(args[1])))
+	if block == nil {
+		ts.Fatalf("%s: no PEM block", args[1])
+	}
+	key, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	ts.Check(err)
+	pub := key.(ed25519.PrivateKey).Public().(ed25519.PublicKey)
+	ts.Setenv(args[0], "did:key:z"+base58.Encode(append([]byte{0xed, 0x01}, pub...)))
+}
+
+func cmdRepoID(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 {
+		ts.Fatalf("usage: repoid VAR REPO DID")
+	}
+	out, err := exec.Command("git", "-C", ts.MkAbs(args[1]), "rev-list", "--max-parents=0", "HEAD").Output()
+	ts.Check(err)
+	roots := strings.Fields(string(out))
+	sort.Strings(roots)
+	root, err := hex.DecodeString(roots[0])
+	ts.Check(err)
+	did, ok := strings.CutPrefix(args[2], "did:key:z")
+	if !ok {
+		ts.Fatalf("%q is not a did:key", args[2])
+	}
+	raw, err := base58.Decode(did)
+	ts.Check(err)
+	if len(raw) != 34 || !bytes.Equal(raw[:2], []byte{0xed, 0x01}) {
+		ts.Fatalf("%q is not an Ed25519 did:key", args[2])
+	}
+	sum := sha3.Sum256(append(root, raw[2:]...))
+	ts.Setenv(args[0], "did:repo:z"+base58.Encode(append([]byte{0x16, 0x20}, sum[:]...)))
+}
