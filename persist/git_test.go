@@ -1,0 +1,341 @@
+package persist
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// gitTestEnv makes test repositories independent of the machine's git config.
+func gitTestEnv(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("git not installed")
+	}
+	t.Setenv("GIT_CONFIG_GLOBAL", os.DevNull)
+	t.Setenv("GIT_CONFIG_NOSYSTEM", "1")
+	t.Setenv("GIT_AUTHOR_NAME", "Test")
+	t.Setenv("GIT_AUTHOR_EMAIL", "test@example.com")
+	t.Setenv("GIT_COMMITTER_NAME", "Test")
+	t.Setenv("GIT_COMMITTER_EMAIL", "test@example.com")
+}
+
+// git runs a git command in dir for test setup and returns its trimmed output.
+func git(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("git", append([]string{"-C", dir}, args...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func commitFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	git(t, dir, "add", name)
+	git(t, dir, "commit", "-q", "-m", "add "+name)
+	return git(t, dir, "rev-parse", "HEAD")
+}
+
+// richRepo builds a working repo on branch trunk with three commits, a second
+// branch, a lightweight tag, an annotated tag and a tag of a tag.
+func richRepo(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "work")
+	git(t, filepath.Dir(dir), "init", "-q", "-b", "trunk", dir)
+	commitFile(t, dir, "a", "1")
+	commitFile(t, dir, "b", "2")
+	git(t, dir, "tag", "light")
+	git(t, dir, "tag", "-a", "-m", "release", "v1")
+	git(t, dir, "tag", "-a", "-m", "tag of tag", "v1-again", "v1")
+	git(t, dir, "checkout", "-q", "-b", "feature")
+	commitFile(t, dir, "c", "3")
+	git(t, dir, "checkout", "-q", "trunk")
+	return dir
+}
+
+func TestOpenGitRepo_behavior(t *testing.T) {
+	gitTestEnv(t)
+	ctx := context.Background()
+	tests := []struct {
+		name    string
+		setup   func(t *testing.T) string
+		wantIs  error // nil with wantErr false: success
+		wantErr bool
+	}{
+		{name: "working repo", setup: richRepo},
+		{name: "bare repo", setup: func(t *testing.T) string {
+			dir := filepath.Join(t.TempDir(), "bare.git")
+			git(t, filepath.Dir(dir), "init", "-q", "--bare", dir)
+			return dir
+		}},
+		{name: "relative path", setup: func(t *testing.T) string {
+			dir := richRepo(t)
+			t.Chdir(filepath.Dir(dir))
+			return "work"
+		}},
+		{name: "plain dir", wantErr: true, wantIs: ErrNotGitRepo, setup: func(t *testing.T) string {
+			return t.TempDir()
+		}},
+		{name: "subdir of working repo", wantErr: true, wantIs: ErrNotGitRepo, setup: func(t *testing.T) string {
+			sub := filepath.Join(richRepo(t), "sub")
+			if err := os.Mkdir(sub, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			return sub
+		}},
+		{name: "subdir of bare repo", wantErr: true, wantIs: ErrNotGitRepo, setup: func(t *testing.T) string {
+			dir := filepath.Join(t.TempDir(), "bare.git")
+			git(t, filepath.Dir(dir), "init", "-q", "--bare", dir)
+			return filepath.Join(dir, "refs")
+		}},
+		{name: "regular file", wantErr: true, wantIs: ErrNotGitRepo, setup: func(t *testing.T) string {
+			p := filepath.Join(t.TempDir(), "f")
+			if err := os.WriteFile(p, nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return p
+		}},
+		{name: "nonexistent", wantErr: true, wantIs: os.ErrNotExist, setup: func(t *testing.T) string {
+			return filepath.Join(t.TempDir(), "missing")
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := tt.setup(t)
+			g, err := OpenGitRepo(ctx, dir)
+			if tt.wantErr {
+				if err == nil {
+					t.Fatalf("OpenGitRepo(%s) succeeded, want error", dir)
+				}
+				if !errors.Is(err, tt.wantIs) {
+					t.Errorf("err = %v, want wrapping %v", err, tt.wantIs)
+				}
+				if !strings.Contains(err.Error(), filepath.Base(dir)) {
+					t.Errorf("err = %q, want it to name the path", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			abs, _ := filepath.Abs(dir)
+			if g.Dir != abs || !filepath.IsAbs(g.Dir) {
+				t.Errorf("Dir = %q, want absolute %q", g.Dir, abs)
+			}
+		})
+	}
+}
+
+func TestGitRepo_DefaultBranch(t *testing.T) {
+	gitTestEnv(t)
+	ctx := context.Background()
+	tests := []struct {
+		name  string
+		setup func(t *testing.T) string
+		want  string
+	}{
+		{"trunk", richRepo, "trunk"},
+		{"other checked out", func(t *testing.T) string {
+			dir := richRepo(t)
+			git(t, dir, "checkout", "-q", "feature")
+			return dir
+		}, "feature"},
+		{"empty repo", func(t *testing.T) string {
+			dir := t.TempDir()
+			git(t, dir, "init", "-q", "-b", "devel")
+			return dir
+		}, "devel"},
+		{"detached falls back to master", func(t *testing.T) string {
+			dir := richRepo(t)
+			git(t, dir, "branch", "-q", "master")
+			git(t, dir, "checkout", "-q", "--detach", "feature")
+			return dir
+		}, "master"},
+		{"detached prefers main", func(t *testing.T) string {
+			dir := richRepo(t)
+			git(t, dir, "branch", "-q", "master")
+			git(t, dir, "branch", "-q", "main")
+			git(t, dir, "checkout", "-q", "--detach")
+			return dir
+		}, "main"},
+		{"detached falls back to first branch", func(t *testing.T) string {
+			dir := richRepo(t)
+			git(t, dir, "checkout", "-q", "--detach")
+			return dir
+		}, "feature"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g, err := OpenGitRepo(ctx, tt.setup(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := g.DefaultBranch(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tt.want {
+				t.Errorf("DefaultBranch = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestGitRepo_Refs(t *testing.T) {
+	gitTestEnv(t)
+	ctx := context.Background()
+	dir := richRepo(t)
+	// Refs outside heads and tags must not appear.
+	git(t, dir, "update-ref", "refs/notes/x", "HEAD")
+	bare := filepath.Join(t.TempDir(), "mirror.git")
+	git(t, filepath.Dir(bare), "clone", "-q", "--mirror", dir, bare)
+
+	want := map[string]string{
+		"refs/heads/trunk":   git(t, dir, "rev-parse", "trunk"),
+		"refs/heads/feature": git(t, dir, "rev-parse", "feature"),
+		"refs/tags/light":    git(t, dir, "rev-parse", "light"),
+		"refs/tags/v1":       git(t, dir, "rev-parse", "v1^{commit}"),
+		"refs/tags/v1-again": git(t, dir, "rev-parse", "v1-again^{commit}"),
+	}
+	if tagObj := git(t, dir, "rev-parse", "v1"); tagObj == want["refs/tags/v1"] {
+		t.Fatal("setup: v1 is not an annotated tag")
+	}
+	tests := []struct {
+		name string
+		dir  string
+		want map[string]string
+	}{
+		{"working repo", dir, want},
+		{"bare mirror", bare, want},
+		{"empty repo", func() string {
+			d := t.TempDir()
+			git(t, d, "init", "-q")
+			return d
+		}(), map[string]string{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g, err := OpenGitRepo(ctx, tt.dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := g.Refs(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got == nil || !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("Refs =\n%v\nwant\n%v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestGitRepo_RootCommit(t *testing.T) {
+	gitTestEnv(t)
+	ctx := context.Background()
+	tests := []struct {
+		name   string
+		setup  func(t *testing.T) (dir, want string)
+		wantIs error
+	}{
+		{name: "single root", setup: func(t *testing.T) (string, string) {
+			dir := richRepo(t)
+			return dir, git(t, dir, "rev-list", "--max-parents=0", "HEAD")
+		}},
+		{name: "two roots gives the smaller", setup: func(t *testing.T) (string, string) {
+			dir := richRepo(t)
+			first := git(t, dir, "rev-list", "--max-parents=0", "HEAD")
+			git(t, dir, "checkout", "-q", "--orphan", "other")
+			git(t, dir, "rm", "-rq", "--cached", ".")
+			second := commitFile(t, dir, "unrelated", "x")
+			git(t, dir, "checkout", "-q", "-f", "trunk")
+			git(t, dir, "merge", "-q", "--allow-unrelated-histories", "-m", "join", "other")
+			roots := strings.Fields(git(t, dir, "rev-list", "--max-parents=0", "HEAD"))
+			if len(roots) != 2 {
+				t.Fatalf("setup: want 2 roots, got %v", roots)
+			}
+			return dir, min(first, second)
+		}},
+		{name: "bare mirror", setup: func(t *testing.T) (string, string) {
+			dir := richRepo(t)
+			bare := filepath.Join(t.TempDir(), "m.git")
+			git(t, filepath.Dir(bare), "clone", "-q", "--bare", dir, bare)
+			return bare, git(t, dir, "rev-list", "--max-parents=0", "HEAD")
+		}},
+		{name: "empty repo", wantIs: ErrEmptyRepo, setup: func(t *testing.T) (string, string) {
+			dir := t.TempDir()
+			git(t, dir, "init", "-q", "-b", "trunk")
+			return dir, ""
+		}},
+		{name: "empty bare repo", wantIs: ErrEmptyRepo, setup: func(t *testing.T) (string, string) {
+			dir := t.TempDir()
+			git(t, dir, "init", "-q", "--bare")
+			return dir, ""
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir, want := tt.setup(t)
+			g, err := OpenGitRepo(ctx, dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := g.RootCommit(ctx)
+			if tt.wantIs != nil {
+				if !errors.Is(err, tt.wantIs) || !strings.Contains(err.Error(), g.Dir) {
+					t.Errorf("err = %v, want %v naming %s", err, tt.wantIs, g.Dir)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != want || len(got) != 40 {
+				t.Errorf("RootCommit = %q, want %q", got, want)
+			}
+		})
+	}
+}
+
+func TestGitRepo_errors(t *testing.T) {
+	gitTestEnv(t)
+	t.Run("cancelled context", func(t *testing.T) {
+		dir := richRepo(t)
+		g, err := OpenGitRepo(context.Background(), dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if _, err := g.Refs(ctx); !errors.Is(err, context.Canceled) {
+			t.Errorf("Refs err = %v, want context.Canceled", err)
+		}
+		if _, err := OpenGitRepo(ctx, dir); !errors.Is(err, context.Canceled) {
+			t.Errorf("OpenGitRepo err = %v, want context.Canceled", err)
+		}
+	})
+	t.Run("git stderr is reported", func(t *testing.T) {
+		g := GitRepo{Dir: t.TempDir()}
+		_, err := runGit(context.Background(), g.Dir, "rev-parse", "--verify", "no-such-rev")
+		if err == nil || !strings.Contains(err.Error(), "fatal:") || strings.Contains(err.Error(), "\n") {
+			t.Errorf("err = %q, want git's first stderr line", err)
+		}
+	})
+	t.Run("GIT_DIR in environment is ignored", func(t *testing.T) {
+		other := richRepo(t)
+		t.Setenv("GIT_DIR", filepath.Join(other, ".git"))
+		if _, err := OpenGitRepo(context.Background(), t.TempDir()); !errors.Is(err, ErrNotGitRepo) {
+			t.Errorf("err = %v, want ErrNotGitRepo despite GIT_DIR", err)
+		}
+	})
+}

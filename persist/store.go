@@ -1,0 +1,359 @@
+package persist
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"go.etcd.io/bbolt"
+	bberrors "go.etcd.io/bbolt/errors"
+
+	"github.com/menode/menode/wire"
+)
+
+// SchemaVersion is the version of the store layout and of every record in it.
+const SchemaVersion = 1
+
+// ErrLocked is wrapped when another process holds the store's file lock.
+var ErrLocked = errors.New("store locked")
+
+// ErrNewerSchema is wrapped when the store or a record in it was written by a
+// newer menode than this one.
+var ErrNewerSchema = errors.New("store written by a newer menode")
+
+// ErrUnknownRepo is wrapped when a repository is not in the store.
+var ErrUnknownRepo = errors.New("unknown repository")
+
+// lockTimeout is how long OpenStore waits for bbolt's file lock. bbolt's
+// default (0) waits forever.
+const lockTimeout = time.Second
+
+var (
+	bucketNodes         = []byte("nodes")
+	bucketRepos         = []byte("repos")
+	bucketRefs          = []byte("refs")
+	bucketAnnouncements = []byte("announcements")
+	bucketMeta          = []byte("meta")
+
+	metaSchema = []byte("schema")
+	metaSeq    = []byte("seq")
+)
+
+// Store is the node's bbolt database. Its methods are safe for concurrent
+// use, though only the store actor is meant to call them.
+type Store struct {
+	db   *bbolt.DB
+	path string
+}
+
+// Repo is a repository the node knows: one it created (Local) or one it
+// learned about from an announcement.
+type Repo struct {
+	V             int               `json:"v"` // record schema version, set by PutRepo
+	ID            wire.RepoID       `json:"id"`
+	Name          string            `json:"name"`
+	Description   string            `json:"description"`
+	Creator       wire.NodeID       `json:"creator"`
+	RootCommit    string            `json:"root_commit"`
+	DefaultBranch string            `json:"default_branch"`
+	Refs          map[string]string `json:"refs"`           // the creator-signed refs (for a local repo: as last read from its working repo)
+	Seq           uint64            `json:"seq"`            // seq of the RepoAnnouncement these refs came from
+	Local         bool              `json:"local"`          // this node created it
+	Path          string            `json:"path,omitempty"` // the working repository, local repos only
+	AddedAt       time.Time         `json:"added_at"`
+	UpdatedAt     time.Time         `json:"updated_at"`
+}
+
+// Node is a peer the node has heard of.
+type Node struct {
+	V         int         `json:"v"` // record schema version, set by PutNode
+	ID        wire.NodeID `json:"id"`
+	Alias     string      `json:"alias"`
+	Addresses []string    `json:"addresses"`
+	LastSeen  time.Time   `json:"last_seen"`
+}
+
+// mirrorRefs is the record in bucket refs: the refs our local mirror holds.
+type mirrorRefs struct {
+	V    int               `json:"v"`
+	Refs map[string]string `json:"refs"`
+}
+
+// OpenStore opens (creating if needed) the store under root. If another
+// process has it open, it gives up after a second with an error wrapping
+// ErrLocked; a store written by a newer menode wraps ErrNewerSchema.
+func OpenStore(root string) (*Store, error) {
+	if err := EnsureRoot(root); err != nil {
+		return nil, err
+	}
+	path := DBPath(root)
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: lockTimeout})
+	if errors.Is(err, bberrors.ErrTimeout) {
+		return nil, fmt.Errorf("another menode is using %s: %w", root, ErrLocked)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bbolt.Tx) error {
+		for _, name := range [][]byte{bucketNodes, bucketRepos, bucketRefs, bucketAnnouncements, bucketMeta} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return fmt.Errorf("create bucket %s: %w", name, err)
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		raw := meta.Get(metaSchema)
+		if raw == nil {
+			return meta.Put(metaSchema, uint64Bytes(SchemaVersion))
+		}
+		if len(raw) != 8 {
+			return fmt.Errorf("%s: corrupt schema version (%d bytes)", path, len(raw))
+		}
+		if v := binary.BigEndian.Uint64(raw); v > SchemaVersion {
+			return fmt.Errorf("%s was written by a newer menode (schema %d, this binary knows %d): %w", path, v, SchemaVersion, ErrNewerSchema)
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &Store{db: db, path: path}, nil
+}
+
+// Close releases the store and its file lock.
+func (s *Store) Close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("close store %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// PutRepo stores r under its ID, replacing any earlier record.
+func (s *Store) PutRepo(r Repo) error {
+	if r.ID == (wire.RepoID{}) {
+		return errors.New("put repo: repository has no ID")
+	}
+	r.V = SchemaVersion
+	val, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("encode repo %s: %w", r.ID, err)
+	}
+	return s.db.Update(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketRepos).Put(r.ID[:], val)
+	})
+}
+
+// Repo returns the repository id; if it is not stored the error wraps
+// ErrUnknownRepo.
+func (s *Store) Repo(id wire.RepoID) (Repo, error) {
+	var r Repo
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		raw := tx.Bucket(bucketRepos).Get(id[:])
+		if raw == nil {
+			return fmt.Errorf("%s: %w", id, ErrUnknownRepo)
+		}
+		return decodeRecord(raw, &r, "repo "+id.String())
+	})
+	if err != nil {
+		return Repo{}, err
+	}
+	return r, nil
+}
+
+// Repos returns every stored repository, sorted by Name, then ID.
+func (s *Store) Repos() ([]Repo, error) {
+	var repos []Repo
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketRepos).ForEach(func(k, v []byte) error {
+			var r Repo
+			if err := decodeRecord(v, &r, fmt.Sprintf("repo %x", k)); err != nil {
+				return err
+			}
+			repos = append(repos, r)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(repos, func(i, j int) bool {
+		if repos[i].Name != repos[j].Name {
+			return repos[i].Name < repos[j].Name
+		}
+		return repos[i].ID.String() < repos[j].ID.String()
+	})
+	return repos, nil
+}
+
+// PutMirrorRefs records the refs our local mirror of id holds (data already
+// verified against the creator's signed refs).
+func (s *Store) PutMirrorRefs(id wire.RepoID, refs map[string]string) error {
+	val, err := json.Marshal(mirrorRefs{V: SchemaVersion, Refs: refs})
+	if err != nil {
+		return fmt.Errorf("encode mirror refs of %s: %w", id, err)
+	}
+	return s.db.Update(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketRefs).Put(id[:], val)
+	})
+}
+
+// MirrorRefs returns the refs our local mirror of id holds: a nil map and no
+// error when none are recorded.
+func (s *Store) MirrorRefs(id wire.RepoID) (map[string]string, error) {
+	var rec mirrorRefs
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		raw := tx.Bucket(bucketRefs).Get(id[:])
+		if raw == nil {
+			return nil
+		}
+		return decodeRecord(raw, &rec, "mirror refs of "+id.String())
+	})
+	if err != nil {
+		return nil, err
+	}
+	return rec.Refs, nil
+}
+
+// PutNode stores n under its ID, replacing any earlier record.
+func (s *Store) PutNode(n Node) error {
+	if n.ID.IsZero() {
+		return errors.New("put node: node has no ID")
+	}
+	n.V = SchemaVersion
+	val, err := json.Marshal(n)
+	if err != nil {
+		return fmt.Errorf("encode node %s: %w", n.ID, err)
+	}
+	return s.db.Update(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketNodes).Put(n.ID[:], val)
+	})
+}
+
+// Nodes returns every stored node, sorted by ID.
+func (s *Store) Nodes() ([]Node, error) {
+	var nodes []Node
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketNodes).ForEach(func(k, v []byte) error {
+			var n Node
+			if err := decodeRecord(v, &n, fmt.Sprintf("node %x", k)); err != nil {
+				return err
+			}
+			nodes = append(nodes, n)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(nodes, func(i, j int) bool { return nodes[i].ID.Less(nodes[j].ID) })
+	return nodes, nil
+}
+
+// PutAnnouncement stores signed, the latest announcement for key, with its
+// seq. It does not compare seqs: the gossip actor decides what is newer.
+func (s *Store) PutAnnouncement(key string, seq uint64, signed []byte) error {
+	if key == "" {
+		return errors.New("put announcement: empty key")
+	}
+	val := make([]byte, 8+len(signed))
+	binary.BigEndian.PutUint64(val, seq)
+	copy(val[8:], signed)
+	return s.db.Update(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketAnnouncements).Put([]byte(key), val)
+	})
+}
+
+// Announcement returns the stored announcement for key; ok is false when
+// there is none.
+func (s *Store) Announcement(key string) (seq uint64, signed []byte, ok bool, err error) {
+	err = s.db.View(func(tx *bbolt.Tx) error {
+		raw := tx.Bucket(bucketAnnouncements).Get([]byte(key))
+		if raw == nil {
+			return nil
+		}
+		if len(raw) < 8 {
+			return fmt.Errorf("announcement %q: corrupt record (%d bytes)", key, len(raw))
+		}
+		seq = binary.BigEndian.Uint64(raw)
+		signed = bytes.Clone(raw[8:])
+		ok = true
+		return nil
+	})
+	if err != nil {
+		return 0, nil, false, err
+	}
+	return seq, signed, ok, nil
+}
+
+// Announcements returns every stored signed announcement, in key order.
+func (s *Store) Announcements() ([][]byte, error) {
+	var out [][]byte
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketAnnouncements).ForEach(func(k, v []byte) error {
+			if len(v) < 8 {
+				return fmt.Errorf("announcement %q: corrupt record (%d bytes)", k, len(v))
+			}
+			out = append(out, bytes.Clone(v[8:]))
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// NextSeq returns this node's next announcement sequence number and stores
+// it, so seqs strictly increase across restarts. The first is 1.
+func (s *Store) NextSeq() (uint64, error) {
+	var next uint64
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		var prev uint64
+		if raw := meta.Get(metaSeq); raw != nil {
+			if len(raw) != 8 {
+				return fmt.Errorf("%s: corrupt seq counter (%d bytes)", s.path, len(raw))
+			}
+			prev = binary.BigEndian.Uint64(raw)
+		}
+		next = prev + 1
+		return meta.Put(metaSeq, uint64Bytes(next))
+	})
+	if err != nil {
+		return 0, err
+	}
+	return next, nil
+}
+
+// decodeRecord checks the schema version of a JSON record and unmarshals it
+// into dst. The version is read first, so a newer record whose shape this
+// binary does not know still reports ErrNewerSchema. json.Unmarshal copies, so
+// raw may be a slice owned by the transaction.
+func decodeRecord(raw []byte, dst any, what string) error {
+	var head struct {
+		V int `json:"v"`
+	}
+	if err := json.Unmarshal(raw, &head); err != nil {
+		return fmt.Errorf("decode %s: %w", what, err)
+	}
+	if head.V > SchemaVersion {
+		return fmt.Errorf("%s was written by a newer menode (schema %d, this binary knows %d): %w", what, head.V, SchemaVersion, ErrNewerSchema)
+	}
+	if head.V < 1 {
+		return fmt.Errorf("decode %s: record has no schema version", what)
+	}
+	if err := json.Unmarshal(raw, dst); err != nil {
+		return fmt.Errorf("decode %s: %w", what, err)
+	}
+	return nil
+}
+
+func uint64Bytes(v uint64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, v)
+	return b
+}

@@ -1,0 +1,492 @@
+package persist
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/menode/menode/wire"
+)
+
+func openTestStore(t *testing.T, root string) *Store {
+	t.Helper()
+	s, err := OpenStore(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func testNodeID(b byte) wire.NodeID {
+	var id wire.NodeID
+	for i := range id {
+		id[i] = b
+	}
+	return id
+}
+
+func TestStore_repoRoundTrip(t *testing.T) {
+	top := t
+	root := t.TempDir()
+	s := openTestStore(t, root)
+	now := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	id := testRepoID(t, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")
+	want := Repo{
+		ID: id, Name: "menode", Description: "p2p git", Creator: testNodeID(7),
+		RootCommit: "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", DefaultBranch: "trunk",
+		Refs: map[string]string{"refs/heads/trunk": "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"},
+		Seq:  3, Local: true, Path: "/home/me/menode", AddedAt: now, UpdatedAt: now.Add(time.Hour),
+	}
+	if err := s.PutRepo(want); err != nil {
+		t.Fatal(err)
+	}
+	want.V = SchemaVersion
+
+	tests := []struct {
+		name string
+		get  func(t *testing.T) Repo
+	}{
+		{"same store", func(t *testing.T) Repo {
+			r, err := s.Repo(id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return r
+		}},
+		{"after reopen", func(t *testing.T) Repo {
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			s = openTestStore(top, root) // must outlive this subtest
+			r, err := s.Repo(id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return r
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := tt.get(t)
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("got  %+v\nwant %+v", got, want)
+			}
+		})
+	}
+	t.Run("unknown", func(t *testing.T) {
+		other := testRepoID(t, "cccccccccccccccccccccccccccccccccccccccc")
+		_, err := s.Repo(other)
+		if !errors.Is(err, ErrUnknownRepo) || !strings.Contains(err.Error(), other.String()) {
+			t.Errorf("err = %v, want ErrUnknownRepo naming %s", err, other)
+		}
+	})
+	t.Run("zero ID refused", func(t *testing.T) {
+		if err := s.PutRepo(Repo{Name: "x"}); err == nil {
+			t.Error("PutRepo with zero ID succeeded")
+		}
+	})
+}
+
+func TestStore_reposSorted(t *testing.T) {
+	s := openTestStore(t, t.TempDir())
+	a := testRepoID(t, "0000000000000000000000000000000000000001")
+	b := testRepoID(t, "0000000000000000000000000000000000000002")
+	c := testRepoID(t, "0000000000000000000000000000000000000003")
+	lo, hi := a, b
+	if hi.String() < lo.String() {
+		lo, hi = hi, lo
+	}
+	// Put in an order that is neither key order nor the wanted order.
+	for _, r := range []Repo{{ID: hi, Name: "same"}, {ID: c, Name: "zeta"}, {ID: lo, Name: "same"}} {
+		if err := s.PutRepo(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.Repos()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gotIDs []wire.RepoID
+	for _, r := range got {
+		gotIDs = append(gotIDs, r.ID)
+	}
+	want := []wire.RepoID{lo, hi, c}
+	if !reflect.DeepEqual(gotIDs, want) {
+		t.Errorf("Repos order = %v, want %v", gotIDs, want)
+	}
+}
+
+func TestStore_mirrorRefs(t *testing.T) {
+	root := t.TempDir()
+	s := openTestStore(t, root)
+	id := testRepoID(t, "dddddddddddddddddddddddddddddddddddddddd")
+	refs := map[string]string{"refs/heads/main": "1111111111111111111111111111111111111111", "refs/tags/v1": "2222222222222222222222222222222222222222"}
+	tests := []struct {
+		name string
+		put  map[string]string
+		want map[string]string
+	}{
+		{"none yet", nil, nil},
+		{"stored", refs, refs},
+		{"replaced", map[string]string{"refs/heads/main": "3333333333333333333333333333333333333333"}, map[string]string{"refs/heads/main": "3333333333333333333333333333333333333333"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.put != nil {
+				if err := s.PutMirrorRefs(id, tt.put); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, err := s.MirrorRefs(id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("MirrorRefs = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestStore_nodes(t *testing.T) {
+	root := t.TempDir()
+	s := openTestStore(t, root)
+	seen := time.Date(2025, 5, 6, 7, 8, 9, 0, time.UTC)
+	n1 := Node{ID: testNodeID(9), Alias: "b", Addresses: []string{"127.0.0.1:9000"}, LastSeen: seen}
+	n2 := Node{ID: testNodeID(3), Alias: "a", Addresses: []string{"[::1]:9001", "10.0.0.1:9000"}, LastSeen: seen}
+	for _, n := range []Node{n1, n2} {
+		if err := s.PutNode(n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n1.V, n2.V = SchemaVersion, SchemaVersion
+	want := []Node{n1, n2}
+	if n2.ID.Less(n1.ID) {
+		want = []Node{n2, n1}
+	}
+	got, err := s.Nodes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Nodes = %+v\nwant %+v", got, want)
+	}
+	if err := s.PutNode(Node{Alias: "nobody"}); err == nil {
+		t.Error("PutNode with zero ID succeeded")
+	}
+}
+
+func TestStore_announcements(t *testing.T) {
+	top := t
+	root := t.TempDir()
+	s := openTestStore(t, root)
+	signedA := []byte("signed-a")
+	tests := []struct {
+		name       string
+		key        string
+		seq        uint64
+		signed     []byte
+		wantSeq    uint64
+		wantSigned []byte
+	}{
+		{"first", "repo/x/1", 5, signedA, 5, []byte("signed-a")},
+		{"replace", "repo/x/1", 6, []byte("signed-a2"), 6, []byte("signed-a2")},
+		{"other key", "node/y", 1, []byte{0, 1, 2}, 1, []byte{0, 1, 2}},
+		{"empty payload", "repo/z/2", 0, nil, 0, []byte{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := s.PutAnnouncement(tt.key, tt.seq, tt.signed); err != nil {
+				t.Fatal(err)
+			}
+			seq, signed, ok, err := s.Announcement(tt.key)
+			if err != nil || !ok {
+				t.Fatalf("Announcement(%q) ok=%v err=%v", tt.key, ok, err)
+			}
+			if seq != tt.wantSeq || !bytes.Equal(signed, tt.wantSigned) {
+				t.Errorf("got seq %d %q, want %d %q", seq, signed, tt.wantSeq, tt.wantSigned)
+			}
+		})
+	}
+	t.Run("caller's slice not aliased", func(t *testing.T) {
+		signedA[0] = 'X'
+		_, signed, _, err := s.Announcement("repo/x/1")
+		if err != nil || string(signed) != "signed-a2" {
+			t.Errorf("got %q, %v", signed, err)
+		}
+	})
+	t.Run("missing", func(t *testing.T) {
+		_, _, ok, err := s.Announcement("repo/none")
+		if err != nil || ok {
+			t.Errorf("ok=%v err=%v, want false, nil", ok, err)
+		}
+	})
+	t.Run("all after reopen", func(t *testing.T) {
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		s = openTestStore(top, root)
+		all, err := s.Announcements()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Key order: node/y, repo/x/1, repo/z/2.
+		want := [][]byte{{0, 1, 2}, []byte("signed-a2"), {}}
+		if len(all) != len(want) {
+			t.Fatalf("got %d announcements, want %d", len(all), len(want))
+		}
+		for i := range want {
+			if !bytes.Equal(all[i], want[i]) {
+				t.Errorf("announcement %d = %q, want %q", i, all[i], want[i])
+			}
+		}
+		// Values must be copies, still valid and independent after the tx.
+		all[0][0] = 99
+		again, err := s.Announcements()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again[0][0] != 0 {
+			t.Error("Announcements returned a slice that aliases the store")
+		}
+	})
+}
+
+func TestStore_nextSeq(t *testing.T) {
+	root := t.TempDir()
+	s := openTestStore(t, root)
+	var last uint64
+	for round := range 3 {
+		for range 3 {
+			seq, err := s.NextSeq()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if seq <= last {
+				t.Fatalf("round %d: NextSeq = %d after %d, want strictly increasing", round, seq, last)
+			}
+			last = seq
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		s = openTestStore(t, root)
+	}
+	if last != 9 {
+		t.Errorf("after 9 calls last seq = %d, want 9", last)
+	}
+}
+
+func TestOpenStore_locked(t *testing.T) {
+	root := t.TempDir()
+	openTestStore(t, root)
+	start := time.Now()
+	s2, err := OpenStore(root)
+	elapsed := time.Since(start)
+	if err == nil {
+		s2.Close()
+		t.Fatal("second OpenStore succeeded while the first is open")
+	}
+	if !errors.Is(err, ErrLocked) {
+		t.Errorf("err = %v, want ErrLocked", err)
+	}
+	if want := "another menode is using " + root; !strings.Contains(err.Error(), want) {
+		t.Errorf("err = %q, want it to contain %q", err, want)
+	}
+	if elapsed > 3*time.Second {
+		t.Errorf("gave up after %v, want about 1s", elapsed)
+	}
+}
+
+func TestOpenStore_schema(t *testing.T) {
+	tests := []struct {
+		name    string
+		schema  []byte // nil: leave as OpenStore wrote it
+		wantErr error
+	}{
+		{"current", nil, nil},
+		{"newer", uint64Bytes(99), ErrNewerSchema},
+		{"corrupt", []byte{1, 2}, errors.New("corrupt")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			root := t.TempDir()
+			s, err := OpenStore(root)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.Close()
+			if tt.schema != nil {
+				writeMeta(t, DBPath(root), "schema", tt.schema)
+			}
+			s, err = OpenStore(root)
+			if tt.wantErr == nil {
+				if err != nil {
+					t.Fatal(err)
+				}
+				s.Close()
+				if got := readMeta(t, DBPath(root), "schema"); binary.BigEndian.Uint64(got) != SchemaVersion {
+					t.Errorf("schema = %v, want %d", got, SchemaVersion)
+				}
+				return
+			}
+			if err == nil {
+				s.Close()
+				t.Fatal("OpenStore succeeded, want error")
+			}
+			if errors.Is(tt.wantErr, ErrNewerSchema) {
+				if !errors.Is(err, ErrNewerSchema) || !strings.Contains(err.Error(), "schema 99, this binary knows 1") {
+					t.Errorf("err = %v, want ErrNewerSchema naming both versions", err)
+				}
+			} else if !strings.Contains(err.Error(), tt.wantErr.Error()) {
+				t.Errorf("err = %v, want it to mention %q", err, tt.wantErr)
+			}
+			// A refused open must release the lock.
+			s3, err := bbolt.Open(DBPath(root), 0o600, &bbolt.Options{Timeout: time.Second})
+			if err != nil {
+				t.Fatalf("store still locked after refused open: %v", err)
+			}
+			s3.Close()
+		})
+	}
+}
+
+func TestStore_newerRecord(t *testing.T) {
+	root := t.TempDir()
+	s := openTestStore(t, root)
+	id := testRepoID(t, "eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee")
+	if err := s.PutRepo(Repo{ID: id, Name: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutMirrorRefs(id, map[string]string{"refs/heads/main": "ff"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutNode(Node{ID: testNodeID(4)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Records from a future menode, in a shape this one does not know.
+	future := []byte(`{"v":2,"name":["not","a","string"]}`)
+	db, err := bbolt.Open(DBPath(root), 0o600, &bbolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bbolt.Tx) error {
+		nid := testNodeID(4)
+		for _, kv := range []struct{ bucket, key []byte }{
+			{[]byte("repos"), id[:]}, {[]byte("refs"), id[:]}, {[]byte("nodes"), nid[:]},
+		} {
+			if err := tx.Bucket(kv.bucket).Put(kv.key, future); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s = openTestStore(t, root)
+	tests := []struct {
+		name string
+		call func() error
+	}{
+		{"Repo", func() error { _, err := s.Repo(id); return err }},
+		{"Repos", func() error { _, err := s.Repos(); return err }},
+		{"MirrorRefs", func() error { _, err := s.MirrorRefs(id); return err }},
+		{"Nodes", func() error { _, err := s.Nodes(); return err }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := tt.call(); !errors.Is(err, ErrNewerSchema) {
+				t.Errorf("err = %v, want ErrNewerSchema", err)
+			}
+		})
+	}
+}
+
+func TestStore_concurrentUse(t *testing.T) {
+	s := openTestStore(t, t.TempDir())
+	const workers, each = 8, 20
+	seqs := make(chan uint64, workers*each)
+	errs := make(chan error, workers)
+	for w := range workers {
+		go func() {
+			for i := range each {
+				seq, err := s.NextSeq()
+				if err != nil {
+					errs <- err
+					return
+				}
+				seqs <- seq
+				key := filepath.Join("repo", string(rune('a'+w)), string(rune('a'+i)))
+				if err := s.PutAnnouncement(key, seq, []byte(key)); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range workers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(seqs)
+	seen := make(map[uint64]bool)
+	for seq := range seqs {
+		if seen[seq] {
+			t.Fatalf("NextSeq returned %d twice", seq)
+		}
+		seen[seq] = true
+	}
+	all, err := s.Announcements()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != workers*each || len(all) != workers*each {
+		t.Errorf("got %d seqs and %d announcements, want %d each", len(seen), len(all), workers*each)
+	}
+}
+
+func writeMeta(t *testing.T, path, key string, val []byte) {
+	t.Helper()
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	err = db.Update(func(tx *bbolt.Tx) error { return tx.Bucket([]byte("meta")).Put([]byte(key), val) })
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func readMeta(t *testing.T, path, key string) []byte {
+	t.Helper()
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second, ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var out []byte
+	err = db.View(func(tx *bbolt.Tx) error {
+		out = bytes.Clone(tx.Bucket([]byte("meta")).Get([]byte(key)))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
