@@ -23,7 +23,7 @@ import (
 var commands = map[string]reflect.Type{}
 
 func init() {
-	for _, c := range []any{AddRepo{}, ListRepos{}, ShowRepo{}, GetStatus{}} {
+	for _, c := range []any{AddRepo{}, ListRepos{}, ShowRepo{}, GetStatus{}, ListPeers{}} {
 		t := reflect.TypeOf(c)
 		commands[t.Name()] = t
 	}

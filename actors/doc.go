@@ -14,3 +14,6 @@
 // actors with RequestFuture + ReenterAfter, never Future.Result; cancel timers
 // in *actor.Stopping. This package may import wire and persist, never cmd.
 package actors
+
+// Version is this implementation's version, sent in Hello and NodeAnnouncement.
+var Version = "0.1.0-dev"

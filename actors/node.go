@@ -80,10 +80,13 @@ const (
 
 // Config is what a node starts with.
 type Config struct {
-	Root    string
-	Alias   string
-	Offline bool // serve one CLI command in process: no control socket, no network
-	Logger  *slog.Logger
+	Root          string
+	Alias         string
+	Addr          string      // UDP address to listen and dial from, e.g. 0.0.0.0:9000
+	AnnounceAddrs []string    // addresses others should dial; default: Addr when it names an IP
+	Bootstrap     []Bootstrap // nodes to keep connections to
+	Offline       bool        // serve one CLI command in process: no control socket, no network
+	Logger        *slog.Logger
 }
 
 // Node is a started node: its actor system and root actor.
@@ -115,17 +118,22 @@ func Start(cfg Config) (*Node, error) {
 		store.Close()
 		return nil, err
 	}
-	var ln net.Listener
+	n := &node{cfg: cfg, key: key, log: cfg.Logger, db: store}
+	if key != nil {
+		n.id = wire.NodeIDFromKey(key.Public().(ed25519.PublicKey))
+	}
 	if !cfg.Offline {
-		if ln, err = listenControl(cfg.Root); err != nil {
+		if n.transport, err = newTransport(cfg, key, n.id); err != nil {
+			store.Close()
+			return nil, err
+		}
+		if n.controlLn, err = listenControl(cfg.Root); err != nil {
+			n.transport.closeSocket()
 			store.Close()
 			return nil, err
 		}
 	}
-	n := &node{cfg: cfg, key: key, log: cfg.Logger, db: store, controlLn: ln}
-	if key != nil {
-		n.id = wire.NodeIDFromKey(key.Public().(ed25519.PublicKey))
-	}
+	ln := n.controlLn
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return slog.New(atLeast{cfg.Logger.Handler(), slog.LevelWarn})
 	}))
@@ -134,6 +142,7 @@ func Start(cfg Config) (*Node, error) {
 		store.Close()
 		if ln != nil {
 			ln.Close()
+			n.transport.closeSocket()
 		}
 		return nil, fmt.Errorf("spawn node: %w", err)
 	}
@@ -182,15 +191,20 @@ type node struct {
 	log       *slog.Logger
 	db        *persist.Store // handed to the store actor at start
 	controlLn net.Listener   // handed to the control actor at start
+	transport *transport     // the transport actor, built (socket bound) before start
 
 	store   *actor.PID
 	control *actor.PID
+	network *actor.PID // the transport actor; nil offline
 }
 
 func (n *node) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		n.store = spawnChild(ctx, "store", func() actor.Actor { return newStore(n.db, n.log) })
+		if n.transport != nil {
+			n.network = spawnChild(ctx, "transport", func() actor.Actor { return n.transport })
+		}
 		if n.controlLn != nil {
 			n.control = spawnChild(ctx, "control", func() actor.Actor { return newControl(n.controlLn, ctx.Self(), n.log) })
 		}
@@ -218,19 +232,43 @@ func (n *node) Receive(ctx actor.Context) {
 			}
 			reply(res.(repoState).view())
 		})
+	case *ListPeers:
+		if n.network == nil {
+			ctx.Respond(PeerList{Peers: []PeerView{}})
+			return
+		}
+		ctx.Forward(n.network)
 	case *GetStatus:
-		reply := replier(ctx)
+		n.status(ctx)
+	}
+}
+
+func (n *node) status(ctx actor.Context) {
+	reply := replier(ctx)
+	s := Status{ID: n.id, Alias: n.cfg.Alias, Root: n.cfg.Root, Running: !n.cfg.Offline, Listen: []string{}}
+	withRepos := func() {
 		ask(ctx, n.store, loadRepos{}, func(res any, err error) {
 			if err != nil {
 				reply(err)
 				return
 			}
-			reply(Status{
-				ID: n.id, Alias: n.cfg.Alias, Root: n.cfg.Root, Running: !n.cfg.Offline,
-				Listen: []string{}, Repos: len(res.([]repoState)),
-			})
+			s.Repos = len(res.([]repoState))
+			reply(s)
 		})
 	}
+	if n.network == nil {
+		withRepos()
+		return
+	}
+	ask(ctx, n.network, linkState{}, func(res any, err error) {
+		if err != nil {
+			reply(err)
+			return
+		}
+		info := res.(linkInfo)
+		s.Listen, s.Peers = info.Listen, info.Peers
+		withRepos()
+	})
 }
 
 // addRepo reads the working repository (in a goroutine: git is slow), derives

@@ -15,10 +15,9 @@ import (
 
 	"github.com/alecthomas/kong"
 	"github.com/lmittmann/tint"
-)
 
-// version is the menode release; the build may override it with -ldflags.
-var version = "0.1.0-dev"
+	"github.com/menode/menode/actors"
+)
 
 type cli struct {
 	Root     string           `type:"path" env:"MEGAENGINE_ROOT" default:"~/.megaengine" help:"Node state directory (env MEGAENGINE_ROOT)."`
@@ -30,6 +29,7 @@ type cli struct {
 	Run    runCmd    `cmd:"" help:"Run a node in the foreground until SIGINT or SIGTERM."`
 	Node   nodeCmd   `cmd:"" help:"Node commands (node start is run)."`
 	Status statusCmd `cmd:"" help:"Show this node: ID, addresses, peers."`
+	Peers  peersCmd  `cmd:"" help:"Known nodes and live connections."`
 }
 
 // env is what every command gets: the parsed globals and the logger.
@@ -47,7 +47,7 @@ func run(args []string) int {
 	parser, err := kong.New(&c,
 		kong.Name("menode"),
 		kong.Description("A peer-to-peer network for Git repositories."),
-		kong.Vars{"version": version},
+		kong.Vars{"version": actors.Version},
 		kong.Exit(func(code int) { os.Exit(code) }),
 	)
 	if err != nil {

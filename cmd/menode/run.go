@@ -1,16 +1,24 @@
 package main
 
 import (
+	"fmt"
+	"net"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/menode/menode/actors"
 	"github.com/menode/menode/persist"
+	"github.com/menode/menode/wire"
 )
 
 type runCmd struct {
-	Alias string `help:"A name for this node that others see."`
+	Alias         string   `help:"A name for this node that others see."`
+	Addr          string   `default:"0.0.0.0:9000" help:"UDP address to listen on (and dial from)."`
+	AnnounceAddr  []string `name:"announce-addr" help:"Address others should dial (repeatable); default: --addr when it names an IP."`
+	BootstrapNode []string `name:"bootstrap-node" help:"A node to connect to, as DID@HOST:PORT (repeatable)."`
 }
 
 type nodeCmd struct {
@@ -18,11 +26,32 @@ type nodeCmd struct {
 }
 
 func (c *runCmd) Run(e *env) error {
-	n, err := actors.Start(actors.Config{Root: e.root, Alias: c.Alias, Logger: e.log})
+	var boot []actors.Bootstrap
+	for _, s := range c.BootstrapNode {
+		b, err := parseBootstrap(s)
+		if err != nil {
+			return usageError{err}
+		}
+		boot = append(boot, b)
+	}
+	for _, a := range append([]string{c.Addr}, c.AnnounceAddr...) {
+		if _, err := checkHostPort(a); err != nil {
+			return usageError{err}
+		}
+	}
+	for _, a := range c.AnnounceAddr {
+		if err := wire.CheckDialAddr(a); err != nil {
+			return usageError{fmt.Errorf("--announce-addr %s: %w", a, err)}
+		}
+	}
+	n, err := actors.Start(actors.Config{
+		Root: e.root, Alias: c.Alias, Addr: c.Addr, AnnounceAddrs: c.AnnounceAddr,
+		Bootstrap: boot, Logger: e.log,
+	})
 	if err != nil {
 		return err
 	}
-	e.log.Info("node running", "id", n.ID, "root", e.root, "socket", persist.SocketPath(e.root))
+	e.log.Info("node running", "id", n.ID, "alias", c.Alias, "addr", c.Addr, "root", e.root, "socket", persist.SocketPath(e.root))
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	s := <-sig
@@ -30,4 +59,32 @@ func (c *runCmd) Run(e *env) error {
 	n.Stop()
 	e.log.Info("stopped")
 	return nil
+}
+
+// parseBootstrap reads DID@HOST:PORT.
+func parseBootstrap(s string) (actors.Bootstrap, error) {
+	did, addr, ok := strings.Cut(s, "@")
+	if !ok {
+		return actors.Bootstrap{}, fmt.Errorf("--bootstrap-node %q: want DID@HOST:PORT", s)
+	}
+	id, err := wire.ParseNodeID(did)
+	if err != nil {
+		return actors.Bootstrap{}, fmt.Errorf("--bootstrap-node: %w", err)
+	}
+	if _, err := checkHostPort(addr); err != nil {
+		return actors.Bootstrap{}, fmt.Errorf("--bootstrap-node %q: %w", s, err)
+	}
+	return actors.Bootstrap{ID: id, Addr: addr}, nil
+}
+
+func checkHostPort(addr string) (int, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0, fmt.Errorf("address %q: want HOST:PORT", addr)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 0 || p > 65535 || (p == 0 && host == "") {
+		return 0, fmt.Errorf("address %q: bad port %q", addr, port)
+	}
+	return p, nil
 }

@@ -1,0 +1,265 @@
+package actors
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/quic-go/quic-go"
+	"golang.org/x/time/rate"
+
+	"github.com/menode/menode/wire"
+)
+
+// Messages of the peer actor.
+
+// sendFrame asks a peer actor to write f to its control stream. When the
+// peer's send queue is full the frame is dropped: gossip is re-announced.
+type sendFrame struct{ Frame *wire.Frame }
+
+// closePeer asks a peer actor to close its connection with code and reason.
+type closePeer struct {
+	Code   wire.ErrorCode
+	Reason string
+}
+
+// peerUp tells the transport that a peer finished the Hello exchange.
+type peerUp struct {
+	PID      *actor.PID
+	ID       wire.NodeID
+	Hello    *wire.Hello
+	Outbound bool
+	Remote   string // the peer's UDP address as we see it
+}
+
+// helloDone, frameIn and connFailed come from the peer's own goroutines.
+type helloDone struct {
+	stream *quic.Stream
+	reader *bufio.Reader
+	hello  *wire.Hello
+}
+
+type frameIn struct{ frame *wire.Frame }
+
+type connFailed struct {
+	code   wire.ErrorCode
+	reason string
+	remote bool // the other side closed the connection
+}
+
+const (
+	handshakeTimeout = 10 * time.Second
+	sendQueueLen     = 1024
+	// Incoming frames per second per peer, and the burst allowed (catch-up
+	// sends a burst of announcements on connect). Past it the reader waits, so
+	// a flooding peer is slowed down by QUIC flow control, not served faster.
+	frameRate  = 500
+	frameBurst = 2000
+)
+
+// peer owns one QUIC connection: it runs the Hello exchange on the control
+// stream, then a reader goroutine that reports frames to it and a writer
+// goroutine fed by a bounded queue.
+type peer struct {
+	conn     *quic.Conn
+	outbound bool
+	id       wire.NodeID // from the peer's certificate, checked by TLS
+	local    *wire.Hello
+	gossip   *actor.PID // receives gossip frames; nil until gossip runs
+	log      *slog.Logger
+
+	hello  *wire.Hello
+	sendq  chan *wire.Frame
+	cancel context.CancelFunc
+	closed bool
+}
+
+func newPeer(conn *quic.Conn, outbound bool, id wire.NodeID, local *wire.Hello, gossip *actor.PID, log *slog.Logger) *peer {
+	return &peer{
+		conn: conn, outbound: outbound, id: id, local: local, gossip: gossip,
+		log:   log.With("peer", id, "addr", conn.RemoteAddr().String()),
+		sendq: make(chan *wire.Frame, sendQueueLen),
+	}
+}
+
+func (p *peer) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		runCtx, cancel := context.WithCancel(context.Background())
+		p.cancel = cancel
+		self, root := ctx.Self(), ctx.ActorSystem().Root
+		go func() {
+			res, err := p.handshake(runCtx)
+			if err != nil {
+				root.Send(self, err)
+				return
+			}
+			root.Send(self, res)
+		}()
+	case *connFailed:
+		p.fail(ctx, m)
+	case *helloDone:
+		p.hello = m.hello
+		ctx.Send(ctx.Parent(), &peerUp{PID: ctx.Self(), ID: p.id, Hello: m.hello, Outbound: p.outbound, Remote: p.conn.RemoteAddr().String()})
+		self, root := ctx.Self(), ctx.ActorSystem().Root
+		runCtx, cancel := context.WithCancel(context.Background())
+		p.cancel()
+		p.cancel = cancel
+		go p.readLoop(runCtx, m.reader, func(msg any) { root.Send(self, msg) })
+		go p.writeLoop(runCtx, m.stream, func(msg any) { root.Send(self, msg) })
+	case *frameIn:
+		p.handle(ctx, m.frame)
+	case *sendFrame:
+		select {
+		case p.sendq <- m.Frame:
+		default:
+			p.log.Debug("send queue full, frame dropped")
+		}
+	case *closePeer:
+		p.fail(ctx, &connFailed{code: m.Code, reason: m.Reason})
+	case *actor.Stopping:
+		p.cancel()
+		p.close(wire.ErrorCode_ERROR_SHUTTING_DOWN, "shutting down")
+	}
+}
+
+func (p *peer) handle(ctx actor.Context, f *wire.Frame) {
+	switch b := f.Body.(type) {
+	case *wire.Frame_Gossip:
+		if p.gossip != nil {
+			ctx.Send(p.gossip, &gossipIn{From: p.id, Peer: ctx.Self(), Gossip: b.Gossip})
+		}
+	case *wire.Frame_Error:
+		p.fail(ctx, &connFailed{code: b.Error.Code, reason: "peer says: " + b.Error.Message, remote: true})
+	default:
+		p.fail(ctx, &connFailed{code: wire.ErrorCode_ERROR_PROTOCOL, reason: fmt.Sprintf("unexpected %T after hello", b)})
+	}
+}
+
+// fail closes the connection once, logs one line, and stops the actor.
+func (p *peer) fail(ctx actor.Context, m *connFailed) {
+	if !p.closed {
+		switch {
+		case m.remote:
+			p.log.Info("peer disconnected", "reason", m.reason)
+		case m.code == wire.ErrorCode_ERROR_DUPLICATE_CONNECTION:
+			p.log.Debug("closing duplicate connection")
+		default:
+			p.log.Warn("closing connection", "reason", m.reason, "code", m.code.String())
+		}
+		p.close(m.code, m.reason)
+	}
+	ctx.Stop(ctx.Self())
+}
+
+func (p *peer) close(code wire.ErrorCode, reason string) {
+	if p.closed {
+		return
+	}
+	p.closed = true
+	_ = p.conn.CloseWithError(quic.ApplicationErrorCode(code), reason)
+}
+
+// handshake runs the Hello exchange: the dialer opens the control stream and
+// speaks first. It blocks; it runs in a goroutine and returns the message to
+// send to the actor.
+func (p *peer) handshake(ctx context.Context) (*helloDone, *connFailed) {
+	ctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
+	defer cancel()
+	var (
+		stream *quic.Stream
+		err    error
+	)
+	if p.outbound {
+		stream, err = p.conn.OpenStreamSync(ctx)
+		if err == nil {
+			err = wire.WriteFrame(stream, &wire.Frame{Body: &wire.Frame_Hello{Hello: p.local}})
+		}
+	} else {
+		stream, err = p.conn.AcceptStream(ctx)
+	}
+	if err != nil {
+		return nil, connError("handshake", err)
+	}
+	r := bufio.NewReader(stream)
+	f, err := wire.ReadFrame(r)
+	if err != nil {
+		return nil, connError("handshake", err)
+	}
+	hello := f.GetHello()
+	if hello == nil {
+		return nil, &connFailed{code: wire.ErrorCode_ERROR_PROTOCOL, reason: fmt.Sprintf("handshake: first frame is %T, not hello", f.Body)}
+	}
+	if hello.Protocol != wire.ProtocolVersion {
+		return nil, &connFailed{code: wire.ErrorCode_ERROR_VERSION, reason: fmt.Sprintf("handshake: protocol %d, we speak %d", hello.Protocol, wire.ProtocolVersion)}
+	}
+	if hello.Did != p.id.String() {
+		return nil, &connFailed{code: wire.ErrorCode_ERROR_IDENTITY, reason: fmt.Sprintf("handshake: hello says %q but the certificate is %s", hello.Did, p.id)}
+	}
+	if !p.outbound {
+		if err := wire.WriteFrame(stream, &wire.Frame{Body: &wire.Frame_Hello{Hello: p.local}}); err != nil {
+			return nil, connError("handshake", err)
+		}
+	}
+	return &helloDone{stream: stream, reader: r, hello: hello}, nil
+}
+
+func (p *peer) readLoop(ctx context.Context, r *bufio.Reader, report func(any)) {
+	limit := rate.NewLimiter(frameRate, frameBurst)
+	for {
+		if err := limit.Wait(ctx); err != nil {
+			return
+		}
+		f, err := wire.ReadFrame(r)
+		if err != nil {
+			if ctx.Err() == nil {
+				report(connError("read", err))
+			}
+			return
+		}
+		report(&frameIn{frame: f})
+	}
+}
+
+func (p *peer) writeLoop(ctx context.Context, w io.Writer, report func(any)) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case f := <-p.sendq:
+			if err := wire.WriteFrame(w, f); err != nil {
+				if ctx.Err() == nil {
+					report(connError("write", err))
+				}
+				return
+			}
+		}
+	}
+}
+
+// connError classifies an error from the connection into the code we close with.
+func connError(op string, err error) *connFailed {
+	var app *quic.ApplicationError
+	var idle *quic.IdleTimeoutError
+	var reset *quic.StatelessResetError
+	switch {
+	case errors.As(err, &app) && app.Remote:
+		return &connFailed{code: wire.ErrorCode(app.ErrorCode), reason: fmt.Sprintf("%s: closed by peer: %s (%s)", op, app.ErrorMessage, wire.ErrorCode(app.ErrorCode)), remote: true}
+	case errors.As(err, &idle), errors.As(err, &reset), errors.Is(err, net.ErrClosed):
+		return &connFailed{code: wire.ErrorCode_ERROR_UNSPECIFIED, reason: fmt.Sprintf("%s: %v", op, err), remote: true}
+	case errors.Is(err, wire.ErrFrameTooLarge):
+		return &connFailed{code: wire.ErrorCode_ERROR_FRAME_TOO_LARGE, reason: fmt.Sprintf("%s: %v", op, err)}
+	case errors.Is(err, wire.ErrBadFrame), errors.Is(err, io.ErrUnexpectedEOF):
+		return &connFailed{code: wire.ErrorCode_ERROR_PROTOCOL, reason: fmt.Sprintf("%s: %v", op, err)}
+	case errors.Is(err, io.EOF):
+		return &connFailed{code: wire.ErrorCode_ERROR_PROTOCOL, reason: op + ": peer closed the control stream", remote: true}
+	default:
+		return &connFailed{code: wire.ErrorCode_ERROR_PROTOCOL, reason: fmt.Sprintf("%s: %v", op, err)}
+	}
+}

@@ -1,0 +1,486 @@
+package actors
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"sort"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/scheduler"
+	"github.com/quic-go/quic-go"
+
+	"github.com/menode/menode/wire"
+)
+
+// ListPeers asks for the nodes this node knows and its live connections.
+// Reply: PeerList.
+type ListPeers struct{}
+
+// PeerView is one known node as the CLI shows it.
+type PeerView struct {
+	ID        wire.NodeID `json:"id"`
+	Alias     string      `json:"alias"`
+	Addresses []string    `json:"addresses"`
+	Connected bool        `json:"connected"`
+	Direction string      `json:"direction,omitempty"` // inbound or outbound, when connected
+	Since     *time.Time  `json:"since,omitempty"`     // when connected
+	LastError string      `json:"last_error,omitempty"`
+}
+
+// PeerList is the reply to ListPeers.
+type PeerList struct {
+	Peers []PeerView `json:"peers"`
+}
+
+// Bootstrap is a node to keep a connection to, given as did@host:port.
+type Bootstrap struct {
+	ID   wire.NodeID
+	Addr string
+}
+
+// Messages of the transport actor.
+
+// dialNode asks the transport to keep a connection to a node at addr
+// (id checked against its certificate when not zero).
+type dialNode struct {
+	ID   wire.NodeID
+	Addr string
+}
+
+// linkState asks for the transport's addresses and peer count. Reply: linkInfo.
+type linkState struct{}
+
+type linkInfo struct {
+	Listen []string
+	Peers  int
+}
+
+// Sent by the transport's goroutines and timers to itself.
+type (
+	accepted struct{ conn *quic.Conn }
+	dialed   struct {
+		addr string
+		conn *quic.Conn
+		err  error
+	}
+	redial struct{ addr string }
+)
+
+// Messages the transport sends to the gossip actor.
+type (
+	// PeerConnected: a peer finished its Hello and is the one connection in use to its node.
+	peerConnected struct {
+		ID    wire.NodeID
+		PID   *actor.PID
+		Hello *wire.Hello
+	}
+	// peerDisconnected: that connection is gone.
+	peerDisconnected struct {
+		ID  wire.NodeID
+		PID *actor.PID
+	}
+)
+
+const (
+	dialTimeout    = 10 * time.Second
+	backoffMin     = 500 * time.Millisecond
+	backoffMax     = 30 * time.Second
+	keepAlive      = 2 * time.Second
+	idleTimeout    = 10 * time.Second
+	maxPeerStreams = 16
+)
+
+// transport owns the node's one quic.Transport (one UDP socket, used both to
+// listen and to dial) and spawns one peer actor per connection.
+type transport struct {
+	key       ed25519.PrivateKey
+	id        wire.NodeID
+	local     *wire.Hello
+	bootstrap []Bootstrap
+	gossip    *actor.PID
+	log       *slog.Logger
+
+	udp        *net.UDPConn
+	tr         *quic.Transport
+	ln         *quic.Listener
+	quicConf   *quic.Config
+	timers     *scheduler.TimerScheduler
+	peers      map[*actor.PID]*link       // every live peer actor
+	byID       map[wire.NodeID]*actor.PID // the connection in use per node
+	targets    map[string]*dialTarget     // addresses we keep connections to
+	nextPeer   int
+	stopAccept context.CancelFunc
+}
+
+// link is what the transport knows of one peer actor.
+type link struct {
+	id       wire.NodeID
+	outbound bool
+	up       bool // Hello done and kept
+	since    time.Time
+	alias    string
+	addrs    []string
+	target   string // the dial target it came from, outbound only
+}
+
+// dialTarget is an address we want a connection to, with its backoff state.
+type dialTarget struct {
+	addr    string
+	id      wire.NodeID // zero until known
+	alias   string
+	attempt int
+	dialing bool
+	cancel  scheduler.CancelFunc
+	lastErr string
+}
+
+// openTransport binds the UDP socket and starts listening; it runs before
+// any actor so that "address in use" fails the start at once.
+func openTransport(key ed25519.PrivateKey, addr string) (*net.UDPConn, *quic.Transport, *quic.Listener, *quic.Config, error) {
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, nil, nil, nil, fmt.Errorf("listen address %q: %w", addr, err)
+	}
+	udp, err := net.ListenUDP("udp", ua)
+	if err != nil {
+		return nil, nil, nil, nil, fmt.Errorf("listen on %s: %w", addr, errors.Unwrap(err))
+	}
+	// The stateless-reset key is derived from the identity, so after a
+	// restart the node resets the connections peers still hold to its past
+	// self, and they reconnect at once instead of after the idle timeout.
+	resetKey := quic.StatelessResetKey(sha256.Sum256(append([]byte("menode stateless reset\x00"), key.Seed()...)))
+	tr := &quic.Transport{Conn: udp, StatelessResetKey: &resetKey}
+	conf := &quic.Config{
+		HandshakeIdleTimeout:  5 * time.Second,
+		MaxIdleTimeout:        idleTimeout,
+		KeepAlivePeriod:       keepAlive,
+		MaxIncomingStreams:    maxPeerStreams,
+		MaxIncomingUniStreams: -1,
+	}
+	serverTLS, err := wire.ServerConfig(key)
+	if err != nil {
+		udp.Close()
+		return nil, nil, nil, nil, err
+	}
+	ln, err := tr.Listen(serverTLS, conf)
+	if err != nil {
+		udp.Close()
+		return nil, nil, nil, nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	return udp, tr, ln, conf, nil
+}
+
+// newTransport builds the transport actor with its socket bound.
+func newTransport(cfg Config, key ed25519.PrivateKey, id wire.NodeID) (*transport, error) {
+	udp, tr, ln, conf, err := openTransport(key, cfg.Addr)
+	if err != nil {
+		return nil, err
+	}
+	announce := cfg.AnnounceAddrs
+	if len(announce) == 0 && wire.CheckDialAddr(udp.LocalAddr().String()) == nil {
+		announce = []string{udp.LocalAddr().String()}
+	}
+	return &transport{
+		key: key, id: id, bootstrap: cfg.Bootstrap, log: cfg.Logger,
+		local: &wire.Hello{
+			Protocol: wire.ProtocolVersion, Did: id.String(), Alias: cfg.Alias,
+			Version: Version, ListenAddrs: announce,
+		},
+		udp: udp, tr: tr, ln: ln, quicConf: conf,
+	}, nil
+}
+
+// closeSocket releases the socket of a transport that never started.
+func (t *transport) closeSocket() {
+	if t != nil {
+		_ = t.ln.Close()
+		_ = t.tr.Close()
+		_ = t.udp.Close()
+	}
+}
+
+func (t *transport) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		t.peers = map[*actor.PID]*link{}
+		t.byID = map[wire.NodeID]*actor.PID{}
+		t.targets = map[string]*dialTarget{}
+		t.timers = scheduler.NewTimerScheduler(ctx)
+		acceptCtx, cancel := context.WithCancel(context.Background())
+		t.stopAccept = cancel
+		self, root := ctx.Self(), ctx.ActorSystem().Root
+		go func() {
+			for {
+				conn, err := t.ln.Accept(acceptCtx)
+				if err != nil {
+					return
+				}
+				root.Send(self, &accepted{conn: conn})
+			}
+		}()
+		for _, b := range t.bootstrap {
+			t.want(ctx, b.Addr, b.ID)
+		}
+	case *accepted:
+		id, err := wire.PeerID(m.conn.ConnectionState().TLS)
+		if err != nil { // TLS already checked it; belt and braces
+			_ = m.conn.CloseWithError(quic.ApplicationErrorCode(wire.ErrorCode_ERROR_IDENTITY), err.Error())
+			return
+		}
+		t.spawnPeer(ctx, m.conn, false, id, "")
+	case *dialNode:
+		t.want(ctx, m.Addr, m.ID)
+	case *redial:
+		if d := t.targets[m.addr]; d != nil {
+			d.cancel = nil
+			t.dial(ctx, d)
+		}
+	case *dialed:
+		t.onDialed(ctx, m)
+	case *peerUp:
+		t.onPeerUp(ctx, m)
+	case *actor.Terminated:
+		t.onPeerGone(ctx, m.Who)
+	case *ListPeers:
+		ctx.Respond(PeerList{Peers: t.view()})
+	case linkState:
+		ctx.Respond(linkInfo{Listen: []string{t.udp.LocalAddr().String()}, Peers: len(t.byID)})
+	case *actor.Stopping:
+		t.stopAccept()
+		for _, d := range t.targets {
+			if d.cancel != nil {
+				d.cancel()
+			}
+		}
+		_ = t.ln.Close()
+	case *actor.Stopped:
+		// Peer actors, our children, have closed their connections by now.
+		_ = t.tr.Close()
+		_ = t.udp.Close()
+	}
+}
+
+// want adds addr to the addresses we keep a connection to, and dials it.
+func (t *transport) want(ctx actor.Context, addr string, id wire.NodeID) {
+	if id == t.id {
+		return
+	}
+	d := t.targets[addr]
+	if d == nil {
+		d = &dialTarget{addr: addr}
+		t.targets[addr] = d
+	}
+	if !id.IsZero() {
+		d.id = id
+	}
+	t.dial(ctx, d)
+}
+
+func (t *transport) dial(ctx actor.Context, d *dialTarget) {
+	if d.dialing || d.cancel != nil {
+		return
+	}
+	if !d.id.IsZero() && t.byID[d.id] != nil {
+		return // already connected, maybe by the other side's dial
+	}
+	tlsConf, err := wire.ClientConfig(t.key, d.id)
+	if err != nil {
+		t.log.Error("tls config", "err", err)
+		return
+	}
+	ua, err := net.ResolveUDPAddr("udp", d.addr)
+	if err != nil {
+		t.onDialed(ctx, &dialed{addr: d.addr, err: err})
+		return
+	}
+	d.dialing = true
+	self, root := ctx.Self(), ctx.ActorSystem().Root
+	go func() {
+		dctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
+		defer cancel()
+		conn, err := t.tr.Dial(dctx, ua, tlsConf, t.quicConf)
+		root.Send(self, &dialed{addr: d.addr, conn: conn, err: err})
+	}()
+}
+
+func (t *transport) onDialed(ctx actor.Context, m *dialed) {
+	d := t.targets[m.addr]
+	if d == nil { // not wanted any more
+		if m.conn != nil {
+			_ = m.conn.CloseWithError(quic.ApplicationErrorCode(wire.ErrorCode_ERROR_SHUTTING_DOWN), "not wanted")
+		}
+		return
+	}
+	d.dialing = false
+	if m.err != nil {
+		d.lastErr = m.err.Error()
+		if errors.Is(m.err, wire.ErrIdentityMismatch) {
+			t.log.Warn("refusing peer: wrong identity", "addr", m.addr, "err", m.err)
+		} else {
+			t.log.Info("dial failed", "addr", m.addr, "err", m.err)
+		}
+		t.retry(ctx, d)
+		return
+	}
+	id, err := wire.PeerID(m.conn.ConnectionState().TLS)
+	if err != nil {
+		_ = m.conn.CloseWithError(quic.ApplicationErrorCode(wire.ErrorCode_ERROR_IDENTITY), err.Error())
+		t.retry(ctx, d)
+		return
+	}
+	t.spawnPeer(ctx, m.conn, true, id, m.addr)
+}
+
+// retry schedules the next dial of d with exponential backoff and jitter.
+func (t *transport) retry(ctx actor.Context, d *dialTarget) {
+	if d.cancel != nil {
+		return
+	}
+	delay := backoffMin << min(d.attempt, 10)
+	delay = min(delay, backoffMax)
+	delay = delay/2 + rand.N(delay/2+1) // jitter: between half and all of it
+	d.attempt++
+	d.cancel = t.timers.SendOnce(delay, ctx.Self(), &redial{addr: d.addr})
+}
+
+func (t *transport) spawnPeer(ctx actor.Context, conn *quic.Conn, outbound bool, id wire.NodeID, target string) {
+	t.nextPeer++
+	name := fmt.Sprintf("peer-%s-%d", id, t.nextPeer)
+	pid := spawnChild(ctx, name, func() actor.Actor { return newPeer(conn, outbound, id, t.local, t.gossip, t.log) })
+	ctx.Watch(pid)
+	t.peers[pid] = &link{id: id, outbound: outbound, target: target, addrs: []string{conn.RemoteAddr().String()}}
+}
+
+// onPeerUp keeps one connection per node. Crossed dials: keep the one
+// dialed by the node with the smaller did:key; two dialed by the same side:
+// keep the newer (the dialer saw the old one die).
+func (t *transport) onPeerUp(ctx actor.Context, m *peerUp) {
+	pid := m.PID
+	l := t.peers[pid]
+	if l == nil {
+		return // already gone
+	}
+	if old := t.byID[m.ID]; old != nil && old != pid {
+		ol := t.peers[old]
+		dialer := func(outbound bool) wire.NodeID {
+			if outbound {
+				return t.id
+			}
+			return m.ID
+		}
+		newDialer, oldDialer := dialer(m.Outbound), dialer(ol.outbound)
+		if newDialer != oldDialer && oldDialer.Less(newDialer) {
+			ctx.Send(pid, &closePeer{Code: wire.ErrorCode_ERROR_DUPLICATE_CONNECTION, Reason: "duplicate connection"})
+			return
+		}
+		ol.up = false
+		delete(t.byID, m.ID)
+		t.notify(ctx, &peerDisconnected{ID: m.ID, PID: old})
+		ctx.Send(old, &closePeer{Code: wire.ErrorCode_ERROR_DUPLICATE_CONNECTION, Reason: "duplicate connection"})
+	}
+	l.up, l.since, l.alias = true, time.Now().UTC(), m.Hello.Alias
+	l.addrs = dialAddrs(m)
+	t.byID[m.ID] = pid
+	if l.target != "" {
+		if d := t.targets[l.target]; d != nil {
+			d.attempt, d.lastErr, d.alias = 0, "", m.Hello.Alias
+		}
+	} else if len(l.addrs) > 0 {
+		// A node that dialed us is redialed at its address if it goes away.
+		d := t.targets[l.addrs[0]]
+		if d == nil {
+			d = &dialTarget{addr: l.addrs[0]}
+			t.targets[d.addr] = d
+		}
+		d.id, d.alias, d.attempt = m.ID, m.Hello.Alias, 0
+	}
+	direction := "inbound"
+	if m.Outbound {
+		direction = "outbound"
+	}
+	t.log.Info("peer connected", "peer", m.ID, "alias", m.Hello.Alias, "addr", m.Remote, "direction", direction)
+	t.notify(ctx, &peerConnected{ID: m.ID, PID: pid, Hello: m.Hello})
+}
+
+// dialAddrs are the addresses to reach a peer at: those its Hello lists, or
+// else the address it came from (one UDP socket serves both ways).
+func dialAddrs(m *peerUp) []string {
+	var out []string
+	for _, a := range m.Hello.ListenAddrs {
+		if wire.CheckDialAddr(a) == nil {
+			out = append(out, a)
+		}
+	}
+	if len(out) == 0 {
+		out = append(out, m.Remote)
+	}
+	return out
+}
+
+func (t *transport) onPeerGone(ctx actor.Context, pid *actor.PID) {
+	l := t.peers[pid]
+	if l == nil {
+		return
+	}
+	delete(t.peers, pid)
+	if t.byID[l.id] != pid {
+		return // a handshake that failed, or a duplicate we closed
+	}
+	delete(t.byID, l.id)
+	t.notify(ctx, &peerDisconnected{ID: l.id, PID: pid})
+	for _, d := range t.targets {
+		if d.id == l.id || d.addr == l.target {
+			t.retry(ctx, d)
+		}
+	}
+	if l.target != "" {
+		if d := t.targets[l.target]; d != nil && d.id.IsZero() {
+			t.retry(ctx, d)
+		}
+	}
+}
+
+func (t *transport) notify(ctx actor.Context, msg any) {
+	if t.gossip != nil {
+		ctx.Send(t.gossip, msg)
+	}
+}
+
+// view lists live connections, then targets not connected.
+func (t *transport) view() []PeerView {
+	out := []PeerView{}
+	seen := map[wire.NodeID]bool{}
+	for id, pid := range t.byID {
+		l := t.peers[pid]
+		dir := "inbound"
+		if l.outbound {
+			dir = "outbound"
+		}
+		since := l.since
+		out = append(out, PeerView{ID: id, Alias: l.alias, Addresses: l.addrs, Connected: true, Direction: dir, Since: &since})
+		seen[id] = true
+	}
+	for _, d := range t.targets {
+		if !d.id.IsZero() && seen[d.id] {
+			continue
+		}
+		out = append(out, PeerView{ID: d.id, Alias: d.alias, Addresses: []string{d.addr}, LastError: d.lastErr})
+		if !d.id.IsZero() {
+			seen[d.id] = true
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Connected != out[j].Connected {
+			return out[i].Connected
+		}
+		return out[i].ID.String() < out[j].ID.String()
+	})
+	return out
+}
