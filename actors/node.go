@@ -113,9 +113,19 @@ func Start(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	var udp *net.UDPConn
+	if !cfg.Offline {
+		if udp, err = listenUDP(cfg.Addr); err != nil {
+			store.Close()
+			return nil, err
+		}
+	}
 	key, err := loadKey(cfg)
 	if err != nil {
 		store.Close()
+		if udp != nil {
+			udp.Close()
+		}
 		return nil, err
 	}
 	n := &node{cfg: cfg, key: key, log: cfg.Logger, db: store}
@@ -123,7 +133,8 @@ func Start(cfg Config) (*Node, error) {
 		n.id = wire.NodeIDFromKey(key.Public().(ed25519.PublicKey))
 	}
 	if !cfg.Offline {
-		if n.transport, err = newTransport(cfg, key, n.id); err != nil {
+		if n.transport, err = newTransport(cfg, key, n.id, udp); err != nil {
+			udp.Close()
 			store.Close()
 			return nil, err
 		}
@@ -203,7 +214,20 @@ func (n *node) Receive(ctx actor.Context) {
 	case *actor.Started:
 		n.store = spawnChild(ctx, "store", func() actor.Actor { return newStore(n.db, n.log) })
 		if n.transport != nil {
+			n.transport.store = n.store
 			n.network = spawnChild(ctx, "transport", func() actor.Actor { return n.transport })
+			// Nodes known from earlier runs are dialed again.
+			ask(ctx, n.store, loadNodes{}, func(res any, err error) {
+				if err != nil {
+					n.log.Error("load known nodes", "err", err)
+					return
+				}
+				for _, node := range res.([]persist.Node) {
+					for _, addr := range node.Addresses {
+						ctx.Send(n.network, &dialNode{ID: node.ID, Addr: addr})
+					}
+				}
+			})
 		}
 		if n.controlLn != nil {
 			n.control = spawnChild(ctx, "control", func() actor.Actor { return newControl(n.controlLn, ctx.Self(), n.log) })

@@ -21,6 +21,12 @@ type loadRepo struct{ ID wire.RepoID }
 // loadRepos reads every repository. Reply: []repoState.
 type loadRepos struct{}
 
+// saveNode records a node we connected to or learned of. No reply.
+type saveNode struct{ Node persist.Node }
+
+// loadNodes reads every known node. Reply: []persist.Node.
+type loadNodes struct{}
+
 // repoState is a repository record together with the refs our mirror holds.
 type repoState struct {
 	Repo   persist.Repo
@@ -48,6 +54,12 @@ func (s *store) Receive(ctx actor.Context) {
 		ctx.Respond(result(s.state(m.ID)))
 	case loadRepos:
 		ctx.Respond(result(s.states()))
+	case saveNode:
+		if err := s.db.PutNode(m.Node); err != nil {
+			s.log.Error("store node", "node", m.Node.ID, "err", err)
+		}
+	case loadNodes:
+		ctx.Respond(result(s.db.Nodes()))
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/asynkron/protoactor-go/scheduler"
 	"github.com/quic-go/quic-go"
 
+	"github.com/menode/menode/persist"
 	"github.com/menode/menode/wire"
 )
 
@@ -89,11 +90,15 @@ type (
 )
 
 const (
-	dialTimeout    = 10 * time.Second
-	backoffMin     = 500 * time.Millisecond
-	backoffMax     = 30 * time.Second
-	keepAlive      = 2 * time.Second
-	idleTimeout    = 10 * time.Second
+	dialTimeout = 10 * time.Second
+	backoffMin  = 500 * time.Millisecond
+	backoffMax  = 30 * time.Second
+	keepAlive   = 2 * time.Second
+	idleTimeout = 8 * time.Second
+	// Two connections to one node that came up within crossedWindow of each
+	// other are crossed dials; otherwise the newer one replaces the older,
+	// which the other side has most likely lost (a restart).
+	crossedWindow  = 3 * time.Second
 	maxPeerStreams = 16
 )
 
@@ -104,6 +109,7 @@ type transport struct {
 	id        wire.NodeID
 	local     *wire.Hello
 	bootstrap []Bootstrap
+	store     *actor.PID
 	gossip    *actor.PID
 	log       *slog.Logger
 
@@ -141,17 +147,22 @@ type dialTarget struct {
 	lastErr string
 }
 
-// openTransport binds the UDP socket and starts listening; it runs before
-// any actor so that "address in use" fails the start at once.
-func openTransport(key ed25519.PrivateKey, addr string) (*net.UDPConn, *quic.Transport, *quic.Listener, *quic.Config, error) {
+// listenUDP binds the node's one UDP socket. It runs before anything else at
+// start, so that "address in use" fails the start at once and changes nothing.
+func listenUDP(addr string) (*net.UDPConn, error) {
 	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
-		return nil, nil, nil, nil, fmt.Errorf("listen address %q: %w", addr, err)
+		return nil, fmt.Errorf("listen address %q: %w", addr, err)
 	}
 	udp, err := net.ListenUDP("udp", ua)
 	if err != nil {
-		return nil, nil, nil, nil, fmt.Errorf("listen on %s: %w", addr, errors.Unwrap(err))
+		return nil, fmt.Errorf("listen on %s: %w", addr, errors.Unwrap(err))
 	}
+	return udp, nil
+}
+
+// newTransport builds the transport actor around the bound socket.
+func newTransport(cfg Config, key ed25519.PrivateKey, id wire.NodeID, udp *net.UDPConn) (*transport, error) {
 	// The stateless-reset key is derived from the identity, so after a
 	// restart the node resets the connections peers still hold to its past
 	// self, and they reconnect at once instead of after the idle timeout.
@@ -166,22 +177,11 @@ func openTransport(key ed25519.PrivateKey, addr string) (*net.UDPConn, *quic.Tra
 	}
 	serverTLS, err := wire.ServerConfig(key)
 	if err != nil {
-		udp.Close()
-		return nil, nil, nil, nil, err
+		return nil, err
 	}
 	ln, err := tr.Listen(serverTLS, conf)
 	if err != nil {
-		udp.Close()
-		return nil, nil, nil, nil, fmt.Errorf("listen on %s: %w", addr, err)
-	}
-	return udp, tr, ln, conf, nil
-}
-
-// newTransport builds the transport actor with its socket bound.
-func newTransport(cfg Config, key ed25519.PrivateKey, id wire.NodeID) (*transport, error) {
-	udp, tr, ln, conf, err := openTransport(key, cfg.Addr)
-	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
 	announce := cfg.AnnounceAddrs
 	if len(announce) == 0 && wire.CheckDialAddr(udp.LocalAddr().String()) == nil {
@@ -358,9 +358,10 @@ func (t *transport) spawnPeer(ctx actor.Context, conn *quic.Conn, outbound bool,
 	t.peers[pid] = &link{id: id, outbound: outbound, target: target, addrs: []string{conn.RemoteAddr().String()}}
 }
 
-// onPeerUp keeps one connection per node. Crossed dials: keep the one
-// dialed by the node with the smaller did:key; two dialed by the same side:
-// keep the newer (the dialer saw the old one die).
+// onPeerUp keeps one connection per node. Crossed dials (both up within
+// crossedWindow, dialed by different sides): keep the one dialed by the node
+// with the smaller did:key, as the other side does too. Otherwise keep the
+// newer: its dialer has lost the old one (a restart, a network change).
 func (t *transport) onPeerUp(ctx actor.Context, m *peerUp) {
 	pid := m.PID
 	l := t.peers[pid]
@@ -376,7 +377,8 @@ func (t *transport) onPeerUp(ctx actor.Context, m *peerUp) {
 			return m.ID
 		}
 		newDialer, oldDialer := dialer(m.Outbound), dialer(ol.outbound)
-		if newDialer != oldDialer && oldDialer.Less(newDialer) {
+		crossed := newDialer != oldDialer && time.Since(ol.since) < crossedWindow
+		if crossed && oldDialer.Less(newDialer) {
 			ctx.Send(pid, &closePeer{Code: wire.ErrorCode_ERROR_DUPLICATE_CONNECTION, Reason: "duplicate connection"})
 			return
 		}
@@ -405,6 +407,7 @@ func (t *transport) onPeerUp(ctx actor.Context, m *peerUp) {
 	if m.Outbound {
 		direction = "outbound"
 	}
+	ctx.Send(t.store, saveNode{Node: persist.Node{ID: m.ID, Alias: m.Hello.Alias, Addresses: l.addrs, LastSeen: l.since}})
 	t.log.Info("peer connected", "peer", m.ID, "alias", m.Hello.Alias, "addr", m.Remote, "direction", direction)
 	t.notify(ctx, &peerConnected{ID: m.ID, PID: pid, Hello: m.Hello})
 }
