@@ -1,14 +1,361 @@
 package actors
 
 import (
-	"github.com/asynkron/protoactor-go/actor"
+	"crypto/ed25519"
+	"errors"
+	"log/slog"
+	"slices"
+	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/scheduler"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/menode/menode/persist"
 	"github.com/menode/menode/wire"
 )
+
+// Messages of the gossip actor.
 
 // gossipIn is a gossip frame a peer actor received.
 type gossipIn struct {
 	From   wire.NodeID
 	Peer   *actor.PID
 	Gossip *wire.Gossip
+}
+
+// announceRepos asks gossip to announce this node's repositories whose
+// stored announcement no longer matches them (new repo, new refs).
+type announceRepos struct{ Repos []persist.Repo }
+
+// reannounce is the gossip interval's tick.
+type reannounce struct{}
+
+// gossipLoaded carries what the store held at start.
+type gossipLoaded struct {
+	raw   [][]byte
+	repos []persist.Repo
+}
+
+const (
+	defaultTTL   = 16
+	seenFor      = 5 * time.Minute
+	seenMax      = 100_000
+	misbehaveMax = 5                // invalid messages from one peer before it is banned
+	banFor       = 10 * time.Minute // how long a banned peer is refused
+)
+
+// held is the latest accepted announcement for one (origin, kind, repo).
+type held struct {
+	seq    uint64
+	signed *wire.SignedAnnouncement
+	body   *wire.Announcement
+}
+
+// gossip verifies, deduplicates, stores and relays announcements, announces
+// this node's own state, and hands newly learned nodes to the transport.
+type gossip struct {
+	key      ed25519.PrivateKey
+	id       wire.NodeID
+	alias    string
+	addrs    []string // dialable addresses for our NodeAnnouncement
+	interval time.Duration
+	store    *actor.PID
+	log      *slog.Logger
+
+	peers   map[wire.NodeID]*actor.PID
+	latest  map[string]*held
+	seen    *seenWindow
+	strikes map[wire.NodeID]int
+	cancel  scheduler.CancelFunc
+	ready   bool
+	now     func() time.Time
+}
+
+func newGossip(cfg Config, key ed25519.PrivateKey, id wire.NodeID, addrs []string, store *actor.PID) *gossip {
+	return &gossip{
+		key: key, id: id, alias: cfg.Alias, addrs: addrs, interval: cfg.GossipInterval,
+		store: store, log: cfg.Logger,
+		peers: map[wire.NodeID]*actor.PID{}, latest: map[string]*held{},
+		seen: newSeenWindow(seenFor, seenMax), strikes: map[wire.NodeID]int{}, now: time.Now,
+	}
+}
+
+func (g *gossip) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		ask(ctx, g.store, loadAnnouncements{}, func(raw any, err error) {
+			if err != nil {
+				g.log.Error("load announcements", "err", err)
+				raw = [][]byte(nil)
+			}
+			ask(ctx, g.store, loadRepos{}, func(res any, err error) {
+				var repos []persist.Repo
+				if err == nil {
+					for _, r := range res.([]repoState) {
+						repos = append(repos, r.Repo)
+					}
+				}
+				ctx.Send(ctx.Self(), &gossipLoaded{raw: raw.([][]byte), repos: repos})
+			})
+		})
+	case *gossipLoaded:
+		g.load(ctx, m)
+	case *peerConnected:
+		g.peers[m.ID] = m.PID
+		// Catch-up: the newcomer gets the latest of everything we hold.
+		for _, h := range g.latest {
+			ctx.Send(m.PID, &sendFrame{Frame: gossipFrame(h.signed, defaultTTL)})
+		}
+	case *peerDisconnected:
+		if g.peers[m.ID] == m.PID {
+			delete(g.peers, m.ID)
+		}
+	case *gossipIn:
+		g.receive(ctx, m)
+	case *announceRepos:
+		for _, r := range m.Repos {
+			g.announceRepo(ctx, r)
+		}
+	case *reannounce:
+		g.announceNode(ctx)
+		// Our own latest go out again; peers that hold them drop them unseen.
+		for _, h := range g.latest {
+			if h.body.Origin == g.id.String() {
+				g.broadcast(ctx, h.signed, defaultTTL, wire.NodeID{})
+			}
+		}
+	case *actor.Stopping:
+		if g.cancel != nil {
+			g.cancel()
+		}
+	}
+}
+
+// load takes in what the store held, announces what changed while the node
+// was down, and starts the re-announce timer.
+func (g *gossip) load(ctx actor.Context, m *gossipLoaded) {
+	for _, raw := range m.raw {
+		s := new(wire.SignedAnnouncement)
+		if proto.Unmarshal(raw, s) != nil {
+			continue
+		}
+		// Stored announcements were verified on arrival; the clock rule is
+		// for arrivals, so check them as of long ago.
+		a, origin, err := wire.OpenAnnouncement(s, g.now().Add(100*365*24*time.Hour))
+		if err != nil {
+			continue
+		}
+		g.latest[announcementKey(a, origin)] = &held{seq: a.Seq, signed: s, body: a}
+	}
+	g.ready = true
+	g.announceNode(ctx)
+	for _, r := range m.repos {
+		if r.Local {
+			g.announceRepo(ctx, r)
+		}
+	}
+	if g.interval > 0 {
+		g.cancel = scheduler.NewTimerScheduler(ctx).SendRepeatedly(g.interval, g.interval, ctx.Self(), &reannounce{})
+	}
+}
+
+// receive handles one announcement from a peer: verify, dedup, drop stale,
+// store, relay.
+func (g *gossip) receive(ctx actor.Context, m *gossipIn) {
+	s := m.Gossip.GetAnnouncement()
+	if s == nil {
+		g.strike(ctx, m.From, errors.New("gossip frame without an announcement"))
+		return
+	}
+	id := wire.AnnouncementID(s)
+	// Only verified payloads enter the seen window, so a forged copy can
+	// never shadow the genuine message that follows it.
+	if g.seen.has(id, g.now()) {
+		return
+	}
+	a, origin, err := wire.OpenAnnouncement(s, g.now())
+	if err != nil {
+		g.strike(ctx, m.From, err)
+		return
+	}
+	g.seen.add(id, g.now())
+	if origin == g.id {
+		return // our own, back from a relay
+	}
+	key := announcementKey(a, origin)
+	if h := g.latest[key]; h != nil && a.Seq <= h.seq {
+		return // stale: we hold this one or a newer one
+	}
+	g.accept(ctx, key, s, a, origin)
+	if ttl := m.Gossip.GetTtl(); ttl > 0 {
+		g.broadcast(ctx, s, min(ttl, defaultTTL)-1, m.From)
+	}
+}
+
+// accept records a new announcement and applies what it says.
+func (g *gossip) accept(ctx actor.Context, key string, s *wire.SignedAnnouncement, a *wire.Announcement, origin wire.NodeID) {
+	g.latest[key] = &held{seq: a.Seq, signed: s, body: a}
+	raw, err := proto.Marshal(s)
+	if err != nil {
+		return
+	}
+	ctx.Send(g.store, saveAnnouncement{Key: key, Seq: a.Seq, Signed: raw})
+	switch b := a.Body.(type) {
+	case *wire.Announcement_Node:
+		node := persist.Node{ID: origin, Alias: b.Node.Alias, Addresses: b.Node.Addresses, LastSeen: g.now().UTC()}
+		ctx.Send(g.store, saveNode{Node: node})
+		for _, addr := range b.Node.Addresses {
+			ctx.Send(ctx.Parent(), &dialNode{ID: origin, Addr: addr, Discovered: true})
+		}
+	case *wire.Announcement_Repo:
+		r := b.Repo
+		id, _ := wire.ParseRepoID(r.RepoId) // checked by OpenAnnouncement
+		ctx.Send(g.store, learnRepo{Repo: persist.Repo{
+			ID: id, Name: r.Name, Description: r.Description, Creator: origin,
+			RootCommit: r.RootCommit, DefaultBranch: r.DefaultBranch,
+			Refs: wire.RefsToMap(r.Refs), Seq: a.Seq, UpdatedAt: time.UnixMilli(a.TimestampMs).UTC(),
+		}})
+		g.log.Debug("repository announced", "repo", id, "name", r.Name, "creator", origin, "seq", a.Seq)
+	}
+}
+
+// strike counts an invalid message against the peer that sent it; past
+// misbehaveMax the transport drops and bans it.
+func (g *gossip) strike(ctx actor.Context, from wire.NodeID, why error) {
+	g.strikes[from]++
+	g.log.Warn("invalid gossip dropped", "peer", from, "strikes", g.strikes[from], "err", why)
+	if g.strikes[from] >= misbehaveMax {
+		delete(g.strikes, from)
+		ctx.Send(ctx.Parent(), &banNode{ID: from, For: banFor, Reason: "too many invalid announcements"})
+	}
+}
+
+func (g *gossip) broadcast(ctx actor.Context, s *wire.SignedAnnouncement, ttl uint32, except wire.NodeID) {
+	f := gossipFrame(s, ttl)
+	for id, pid := range g.peers {
+		if id != except {
+			ctx.Send(pid, &sendFrame{Frame: f})
+		}
+	}
+}
+
+// announceNode signs a NodeAnnouncement when ours changed (or we have none).
+func (g *gossip) announceNode(ctx actor.Context) {
+	body := &wire.NodeAnnouncement{Alias: g.alias, Addresses: g.addrs, Version: Version}
+	g.announce(ctx, "node/"+g.id.String(), &wire.Announcement{Body: &wire.Announcement_Node{Node: body}})
+}
+
+// announceRepo signs a RepoAnnouncement for one of our repositories when it
+// differs from the one we last signed.
+func (g *gossip) announceRepo(ctx actor.Context, r persist.Repo) {
+	if !g.ready || !r.Local {
+		return
+	}
+	body := &wire.RepoAnnouncement{
+		RepoId: r.ID.String(), RootCommit: r.RootCommit, Name: r.Name, Description: r.Description,
+		DefaultBranch: r.DefaultBranch, Refs: wire.RefsFromMap(r.Refs),
+	}
+	g.announce(ctx, "repo/"+g.id.String()+"/"+r.ID.String(), &wire.Announcement{Body: &wire.Announcement_Repo{Repo: body}})
+}
+
+// announce signs a (origin, seq, timestamp) around body unless the latest we
+// hold under key already says the same, then stores and sends it.
+// seq = max(previous+1, now in ms): strictly increasing, also across restarts
+// (the previous one is stored), without a counter of its own.
+func (g *gossip) announce(ctx actor.Context, key string, a *wire.Announcement) {
+	prev := g.latest[key]
+	if prev != nil && sameBody(prev.body, a) {
+		return
+	}
+	now := g.now()
+	a.Origin, a.TimestampMs, a.Seq = g.id.String(), now.UnixMilli(), uint64(now.UnixMilli())
+	if prev != nil && prev.seq >= a.Seq {
+		a.Seq = prev.seq + 1
+	}
+	s, err := wire.SignAnnouncement(g.key, a)
+	if err != nil {
+		g.log.Error("sign announcement", "key", key, "err", err)
+		return
+	}
+	g.seen.add(wire.AnnouncementID(s), now)
+	g.latest[key] = &held{seq: a.Seq, signed: s, body: a}
+	if raw, err := proto.Marshal(s); err == nil {
+		ctx.Send(g.store, saveAnnouncement{Key: key, Seq: a.Seq, Signed: raw})
+	}
+	g.log.Debug("announcing", "key", key, "seq", a.Seq)
+	g.broadcast(ctx, s, defaultTTL, wire.NodeID{})
+}
+
+// sameBody reports whether two announcements say the same, whatever their
+// seq and timestamp.
+func sameBody(a, b *wire.Announcement) bool {
+	x, y := proto.Clone(a).(*wire.Announcement), proto.Clone(b).(*wire.Announcement)
+	x.Seq, x.TimestampMs, y.Seq, y.TimestampMs = 0, 0, 0, 0
+	return proto.Equal(x, y)
+}
+
+// announcementKey names the slot an announcement fills: one per origin and
+// kind, and per repository for repository announcements.
+func announcementKey(a *wire.Announcement, origin wire.NodeID) string {
+	switch b := a.Body.(type) {
+	case *wire.Announcement_Repo:
+		return "repo/" + origin.String() + "/" + b.Repo.RepoId
+	case *wire.Announcement_Inventory:
+		return "inventory/" + origin.String()
+	default:
+		return "node/" + origin.String()
+	}
+}
+
+func gossipFrame(s *wire.SignedAnnouncement, ttl uint32) *wire.Frame {
+	return &wire.Frame{Body: &wire.Frame_Gossip{Gossip: &wire.Gossip{Announcement: s, Ttl: ttl}}}
+}
+
+// seenWindow remembers message IDs for a sliding window of time, holding at
+// most max of them (the oldest go first when full).
+type seenWindow struct {
+	ttl   time.Duration
+	max   int
+	at    map[[32]byte]time.Time
+	order [][32]byte // insertion order; order[head:] are live
+	head  int
+}
+
+func newSeenWindow(ttl time.Duration, max int) *seenWindow {
+	return &seenWindow{ttl: ttl, max: max, at: map[[32]byte]time.Time{}}
+}
+
+func (w *seenWindow) has(id [32]byte, now time.Time) bool {
+	t, ok := w.at[id]
+	return ok && now.Sub(t) < w.ttl
+}
+
+func (w *seenWindow) add(id [32]byte, now time.Time) {
+	w.expire(now)
+	if _, ok := w.at[id]; ok {
+		return
+	}
+	for len(w.at) >= w.max {
+		w.pop()
+	}
+	w.at[id] = now
+	w.order = append(w.order, id)
+}
+
+func (w *seenWindow) len() int { return len(w.at) }
+
+func (w *seenWindow) expire(now time.Time) {
+	for w.head < len(w.order) && now.Sub(w.at[w.order[w.head]]) >= w.ttl {
+		w.pop()
+	}
+}
+
+func (w *seenWindow) pop() {
+	delete(w.at, w.order[w.head])
+	w.head++
+	if w.head > len(w.order)/2 && w.head > 1024 {
+		w.order = slices.Clone(w.order[w.head:])
+		w.head = 0
+	}
 }

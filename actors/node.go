@@ -80,13 +80,16 @@ const (
 
 // Config is what a node starts with.
 type Config struct {
-	Root          string
-	Alias         string
-	Addr          string      // UDP address to listen and dial from, e.g. 0.0.0.0:9000
-	AnnounceAddrs []string    // addresses others should dial; default: Addr when it names an IP
-	Bootstrap     []Bootstrap // nodes to keep connections to
-	Offline       bool        // serve one CLI command in process: no control socket, no network
-	Logger        *slog.Logger
+	Root           string
+	Alias          string
+	Addr           string        // UDP address to listen and dial from, e.g. 0.0.0.0:9000
+	AnnounceAddrs  []string      // addresses others should dial; default: Addr when it names an IP
+	Bootstrap      []Bootstrap   // nodes to keep connections to
+	MaxPeers       int           // outbound connections to keep to discovered nodes
+	GossipInterval time.Duration // re-announce own state this often
+	WatchInterval  time.Duration // poll owned repositories' refs this often
+	Offline        bool          // serve one CLI command in process: no control socket, no network
+	Logger         *slog.Logger
 }
 
 // Node is a started node: its actor system and root actor.
@@ -108,6 +111,15 @@ const (
 func Start(cfg Config) (*Node, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.MaxPeers <= 0 {
+		cfg.MaxPeers = 8
+	}
+	if cfg.GossipInterval <= 0 {
+		cfg.GossipInterval = 10 * time.Second
+	}
+	if cfg.WatchInterval <= 0 {
+		cfg.WatchInterval = 2 * time.Second
 	}
 	store, err := persist.OpenStore(cfg.Root)
 	if err != nil {
@@ -207,6 +219,7 @@ type node struct {
 	store   *actor.PID
 	control *actor.PID
 	network *actor.PID // the transport actor; nil offline
+	gossip  *actor.PID // nil offline
 }
 
 func (n *node) Receive(ctx actor.Context) {
@@ -214,8 +227,14 @@ func (n *node) Receive(ctx actor.Context) {
 	case *actor.Started:
 		n.store = spawnChild(ctx, "store", func() actor.Actor { return newStore(n.db, n.log) })
 		if n.transport != nil {
-			n.transport.store = n.store
+			n.gossip = spawnChild(ctx, "gossip", func() actor.Actor {
+				return newGossip(n.cfg, n.key, n.id, n.transport.local.ListenAddrs, n.store)
+			})
+			n.transport.store, n.transport.gossip = n.store, n.gossip
 			n.network = spawnChild(ctx, "transport", func() actor.Actor { return n.transport })
+			spawnChild(ctx, "watcher", func() actor.Actor {
+				return &watcher{interval: n.cfg.WatchInterval, store: n.store, gossip: n.gossip, log: n.log}
+			})
 			// Nodes known from earlier runs are dialed again.
 			ask(ctx, n.store, loadNodes{}, func(res any, err error) {
 				if err != nil {
@@ -234,6 +253,8 @@ func (n *node) Receive(ctx actor.Context) {
 		}
 	case *AddRepo:
 		n.addRepo(ctx, m)
+	case *dialNode, *banNode:
+		ctx.Forward(n.network) // from gossip
 	case *ListRepos:
 		reply := replier(ctx)
 		ask(ctx, n.store, loadRepos{}, func(res any, err error) {
@@ -320,6 +341,9 @@ func (n *node) addRepo(ctx actor.Context, m *AddRepo) {
 			}
 			r := res.(repoState)
 			n.log.Info("repository added", "id", r.Repo.ID, "name", r.Repo.Name, "path", r.Repo.Path)
+			if n.gossip != nil {
+				ctx.Send(n.gossip, &announceRepos{Repos: []persist.Repo{r.Repo}})
+			}
 			reply(r.view())
 		})
 	})

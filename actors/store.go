@@ -1,8 +1,10 @@
 package actors
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
@@ -26,6 +28,23 @@ type saveNode struct{ Node persist.Node }
 
 // loadNodes reads every known node. Reply: []persist.Node.
 type loadNodes struct{}
+
+// saveAnnouncement stores the latest signed announcement under key. No reply.
+type saveAnnouncement struct {
+	Key    string
+	Seq    uint64
+	Signed []byte
+}
+
+// loadAnnouncements reads every stored announcement. Reply: [][]byte.
+type loadAnnouncements struct{}
+
+// learnRepo records a repository announced by its creator, unless we hold
+// a newer announcement of it already. No reply.
+type learnRepo struct{ Repo persist.Repo }
+
+// updateRepo replaces a repository record (the watcher saw new refs). Reply: repoState.
+type updateRepo struct{ Repo persist.Repo }
 
 // repoState is a repository record together with the refs our mirror holds.
 type repoState struct {
@@ -60,6 +79,22 @@ func (s *store) Receive(ctx actor.Context) {
 		}
 	case loadNodes:
 		ctx.Respond(result(s.db.Nodes()))
+	case saveAnnouncement:
+		if err := s.db.PutAnnouncement(m.Key, m.Seq, m.Signed); err != nil {
+			s.log.Error("store announcement", "key", m.Key, "err", err)
+		}
+	case loadAnnouncements:
+		ctx.Respond(result(s.db.Announcements()))
+	case learnRepo:
+		if err := s.learnRepo(m.Repo); err != nil {
+			s.log.Error("store repository", "repo", m.Repo.ID, "err", err)
+		}
+	case updateRepo:
+		if err := s.db.PutRepo(m.Repo); err != nil {
+			ctx.Respond(err)
+			return
+		}
+		ctx.Respond(result(s.state(m.Repo.ID)))
 	}
 }
 
@@ -71,6 +106,21 @@ func (s *store) insertRepo(r persist.Repo) (repoState, error) {
 		return repoState{}, err
 	}
 	return s.state(r.ID)
+}
+
+func (s *store) learnRepo(r persist.Repo) error {
+	old, err := s.db.Repo(r.ID)
+	switch {
+	case err == nil && (old.Local || old.Seq >= r.Seq):
+		return nil
+	case err == nil:
+		r.AddedAt = old.AddedAt
+	case errors.Is(err, persist.ErrUnknownRepo):
+		r.AddedAt = time.Now().UTC()
+	default:
+		return err
+	}
+	return s.db.PutRepo(r)
 }
 
 func (s *store) state(id wire.RepoID) (repoState, error) {

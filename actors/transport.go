@@ -49,10 +49,19 @@ type Bootstrap struct {
 // Messages of the transport actor.
 
 // dialNode asks the transport to keep a connection to a node at addr
-// (id checked against its certificate when not zero).
+// (id checked against its certificate when not zero). A discovered node is
+// dialed only while fewer than MaxPeers outbound connections are up.
 type dialNode struct {
-	ID   wire.NodeID
-	Addr string
+	ID         wire.NodeID
+	Addr       string
+	Discovered bool
+}
+
+// banNode asks the transport to drop a misbehaving node and refuse it for a while.
+type banNode struct {
+	ID     wire.NodeID
+	For    time.Duration
+	Reason string
 }
 
 // linkState asks for the transport's addresses and peer count. Reply: linkInfo.
@@ -109,6 +118,7 @@ type transport struct {
 	id        wire.NodeID
 	local     *wire.Hello
 	bootstrap []Bootstrap
+	maxPeers  int
 	store     *actor.PID
 	gossip    *actor.PID
 	log       *slog.Logger
@@ -121,6 +131,7 @@ type transport struct {
 	peers      map[*actor.PID]*link       // every live peer actor
 	byID       map[wire.NodeID]*actor.PID // the connection in use per node
 	targets    map[string]*dialTarget     // addresses we keep connections to
+	banned     map[wire.NodeID]time.Time  // refused until then
 	nextPeer   int
 	stopAccept context.CancelFunc
 }
@@ -145,6 +156,9 @@ type dialTarget struct {
 	dialing bool
 	cancel  scheduler.CancelFunc
 	lastErr string
+	// discovered targets (learned by gossip) are dialed only to fill
+	// MaxPeers outbound slots; bootstrap and former peers always are.
+	discovered bool
 }
 
 // listenUDP binds the node's one UDP socket. It runs before anything else at
@@ -188,7 +202,7 @@ func newTransport(cfg Config, key ed25519.PrivateKey, id wire.NodeID, udp *net.U
 		announce = []string{udp.LocalAddr().String()}
 	}
 	return &transport{
-		key: key, id: id, bootstrap: cfg.Bootstrap, log: cfg.Logger,
+		key: key, id: id, bootstrap: cfg.Bootstrap, maxPeers: cfg.MaxPeers, log: cfg.Logger,
 		local: &wire.Hello{
 			Protocol: wire.ProtocolVersion, Did: id.String(), Alias: cfg.Alias,
 			Version: Version, ListenAddrs: announce,
@@ -212,6 +226,7 @@ func (t *transport) Receive(ctx actor.Context) {
 		t.peers = map[*actor.PID]*link{}
 		t.byID = map[wire.NodeID]*actor.PID{}
 		t.targets = map[string]*dialTarget{}
+		t.banned = map[wire.NodeID]time.Time{}
 		t.timers = scheduler.NewTimerScheduler(ctx)
 		acceptCtx, cancel := context.WithCancel(context.Background())
 		t.stopAccept = cancel
@@ -226,7 +241,7 @@ func (t *transport) Receive(ctx actor.Context) {
 			}
 		}()
 		for _, b := range t.bootstrap {
-			t.want(ctx, b.Addr, b.ID)
+			t.want(ctx, b.Addr, b.ID, false)
 		}
 	case *accepted:
 		id, err := wire.PeerID(m.conn.ConnectionState().TLS)
@@ -236,7 +251,12 @@ func (t *transport) Receive(ctx actor.Context) {
 		}
 		t.spawnPeer(ctx, m.conn, false, id, "")
 	case *dialNode:
-		t.want(ctx, m.Addr, m.ID)
+		t.want(ctx, m.Addr, m.ID, m.Discovered)
+	case *banNode:
+		t.banned[m.ID] = time.Now().Add(m.For)
+		if pid := t.byID[m.ID]; pid != nil {
+			ctx.Send(pid, &closePeer{Code: wire.ErrorCode_ERROR_MISBEHAVING, Reason: m.Reason})
+		}
 	case *redial:
 		if d := t.targets[m.addr]; d != nil {
 			d.cancel = nil
@@ -268,19 +288,45 @@ func (t *transport) Receive(ctx actor.Context) {
 }
 
 // want adds addr to the addresses we keep a connection to, and dials it.
-func (t *transport) want(ctx actor.Context, addr string, id wire.NodeID) {
-	if id == t.id {
+func (t *transport) want(ctx actor.Context, addr string, id wire.NodeID, discovered bool) {
+	if id == t.id || addr == t.udp.LocalAddr().String() {
 		return
 	}
 	d := t.targets[addr]
 	if d == nil {
-		d = &dialTarget{addr: addr}
+		d = &dialTarget{addr: addr, discovered: discovered}
 		t.targets[addr] = d
 	}
 	if !id.IsZero() {
 		d.id = id
 	}
+	if d.discovered && t.outbound() >= t.maxPeers {
+		return
+	}
 	t.dial(ctx, d)
+}
+
+// outbound counts live connections we dialed.
+func (t *transport) outbound() int {
+	n := 0
+	for _, pid := range t.byID {
+		if t.peers[pid].outbound {
+			n++
+		}
+	}
+	return n
+}
+
+// fill dials discovered nodes while outbound slots are free.
+func (t *transport) fill(ctx actor.Context) {
+	for _, d := range t.targets {
+		if t.outbound() >= t.maxPeers {
+			return
+		}
+		if d.discovered && !d.dialing && d.cancel == nil && (d.id.IsZero() || t.byID[d.id] == nil) {
+			t.dial(ctx, d)
+		}
+	}
 }
 
 func (t *transport) dial(ctx actor.Context, d *dialTarget) {
@@ -289,6 +335,9 @@ func (t *transport) dial(ctx actor.Context, d *dialTarget) {
 	}
 	if !d.id.IsZero() && t.byID[d.id] != nil {
 		return // already connected, maybe by the other side's dial
+	}
+	if until, ok := t.banned[d.id]; ok && time.Now().Before(until) {
+		return
 	}
 	tlsConf, err := wire.ClientConfig(t.key, d.id)
 	if err != nil {
@@ -368,6 +417,10 @@ func (t *transport) onPeerUp(ctx actor.Context, m *peerUp) {
 	if l == nil {
 		return // already gone
 	}
+	if until, ok := t.banned[m.ID]; ok && time.Now().Before(until) {
+		ctx.Send(pid, &closePeer{Code: wire.ErrorCode_ERROR_MISBEHAVING, Reason: "banned for misbehaving"})
+		return
+	}
 	if old := t.byID[m.ID]; old != nil && old != pid {
 		ol := t.peers[old]
 		dialer := func(outbound bool) wire.NodeID {
@@ -443,11 +496,7 @@ func (t *transport) onPeerGone(ctx actor.Context, pid *actor.PID) {
 			t.retry(ctx, d)
 		}
 	}
-	if l.target != "" {
-		if d := t.targets[l.target]; d != nil && d.id.IsZero() {
-			t.retry(ctx, d)
-		}
-	}
+	t.fill(ctx)
 }
 
 func (t *transport) notify(ctx actor.Context, msg any) {

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/menode/menode/actors"
 	"github.com/menode/menode/persist"
@@ -15,10 +16,14 @@ import (
 )
 
 type runCmd struct {
-	Alias         string   `help:"A name for this node that others see."`
-	Addr          string   `default:"0.0.0.0:9000" help:"UDP address to listen on (and dial from)."`
-	AnnounceAddr  []string `name:"announce-addr" help:"Address others should dial (repeatable); default: --addr when it names an IP."`
-	BootstrapNode []string `name:"bootstrap-node" help:"A node to connect to, as DID@HOST:PORT (repeatable)."`
+	Alias          string        `help:"A name for this node that others see."`
+	Addr           string        `default:"0.0.0.0:9000" help:"UDP address to listen on (and dial from)."`
+	AnnounceAddr   []string      `name:"announce-addr" help:"Address others should dial (repeatable); default: --addr when it names an IP."`
+	BootstrapNode  []string      `name:"bootstrap-node" help:"A node to connect to, as DID@HOST:PORT (repeatable)."`
+	MaxPeers       int           `default:"8" help:"Outbound connections to keep to nodes learned by gossip."`
+	GossipInterval time.Duration `default:"10s" help:"Re-announce this node's state this often."`
+	WatchInterval  time.Duration `default:"2s" help:"Poll owned repositories for new refs this often."`
+	SyncInterval   time.Duration `default:"60s" help:"Check repositories for newer data this often (bundle sync: not yet)."`
 }
 
 type nodeCmd struct {
@@ -39,6 +44,9 @@ func (c *runCmd) Run(e *env) error {
 			return usageError{err}
 		}
 	}
+	if c.MaxPeers < 1 || c.GossipInterval <= 0 || c.WatchInterval <= 0 || c.SyncInterval <= 0 {
+		return usageError{fmt.Errorf("--max-peers and the intervals must be positive")}
+	}
 	for _, a := range c.AnnounceAddr {
 		if err := wire.CheckDialAddr(a); err != nil {
 			return usageError{fmt.Errorf("--announce-addr %s: %w", a, err)}
@@ -46,7 +54,8 @@ func (c *runCmd) Run(e *env) error {
 	}
 	n, err := actors.Start(actors.Config{
 		Root: e.root, Alias: c.Alias, Addr: c.Addr, AnnounceAddrs: c.AnnounceAddr,
-		Bootstrap: boot, Logger: e.log,
+		Bootstrap: boot, MaxPeers: c.MaxPeers, GossipInterval: c.GossipInterval,
+		WatchInterval: c.WatchInterval, Logger: e.log,
 	})
 	if err != nil {
 		return err

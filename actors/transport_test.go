@@ -1,0 +1,606 @@
+package actors
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"log/slog"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/quic-go/quic-go"
+
+	"github.com/menode/menode/wire"
+)
+
+// These tests start real nodes in process and talk to them over QUIC on
+// 127.0.0.1, some as well-behaved peers and some as hostile ones.
+
+// TestTransport_rejectsHostilePeers plays a peer that presents a valid
+// certificate and then breaks the protocol on the control stream, one
+// connection per case, all against the same node. The node must close the
+// connection with the matching wire.ErrorCode, promptly, and go on serving.
+func TestTransport_rejectsHostilePeers(t *testing.T) {
+	t.Parallel()
+	n, addr, logs := startNode(t, "victim")
+
+	tooLarge := binary.AppendUvarint(nil, wire.MaxFrameSize+1)
+	tooLarge = append(tooLarge, "abc"...)
+	huge := binary.AppendUvarint(nil, 1<<40)
+
+	cases := []struct {
+		name       string
+		afterHello bool   // send a valid Hello and read the node's first
+		send       []byte // then these bytes on the control stream
+		fin        bool   // and close our side of the stream
+		want       wire.ErrorCode
+	}{
+		// Instead of a Hello.
+		{name: "junk with a length prefix", send: []byte{0x04, 0xff, 0xff, 0xff, 0xff}, want: wire.ErrorCode_ERROR_PROTOCOL},
+		{name: "http request then fin", send: []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), fin: true, want: wire.ErrorCode_ERROR_PROTOCOL},
+		{name: "frame without body", send: []byte{0x00}, want: wire.ErrorCode_ERROR_PROTOCOL},
+		{name: "gossip before hello", send: encodeFrame(t, &wire.Frame{Body: &wire.Frame_Gossip{Gossip: &wire.Gossip{Ttl: 3}}}), want: wire.ErrorCode_ERROR_PROTOCOL},
+		{name: "declared length over 1 MiB", send: tooLarge, want: wire.ErrorCode_ERROR_FRAME_TOO_LARGE},
+		{name: "declared length 1 TiB", send: huge, want: wire.ErrorCode_ERROR_FRAME_TOO_LARGE},
+		{name: "length varint overflows", send: bytes.Repeat([]byte{0xff}, 11), want: wire.ErrorCode_ERROR_FRAME_TOO_LARGE},
+		{name: "hello with another key's did", send: helloBytes(t, 1, otherDID(t)), want: wire.ErrorCode_ERROR_IDENTITY},
+		{name: "hello with empty did", send: helloBytes(t, 1, ""), want: wire.ErrorCode_ERROR_IDENTITY},
+		{name: "hello with protocol 99", send: nil /* set below */, want: wire.ErrorCode_ERROR_VERSION},
+		{name: "hello with protocol 0", send: nil /* set below */, want: wire.ErrorCode_ERROR_VERSION},
+		// After a valid Hello exchange.
+		{name: "junk after hello", afterHello: true, send: []byte{0x03, 0xff, 0xff, 0xff}, want: wire.ErrorCode_ERROR_PROTOCOL},
+		{name: "second hello", afterHello: true, send: nil /* set below */, want: wire.ErrorCode_ERROR_PROTOCOL},
+		{name: "frame without body after hello", afterHello: true, send: []byte{0x00}, want: wire.ErrorCode_ERROR_PROTOCOL},
+		{name: "truncated frame then fin after hello", afterHello: true, send: []byte{0x20, 0x01}, fin: true, want: wire.ErrorCode_ERROR_PROTOCOL},
+		{name: "oversized frame after hello", afterHello: true, send: tooLarge, want: wire.ErrorCode_ERROR_FRAME_TOO_LARGE},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			key, id := newKey(t)
+			send := tc.send
+			switch tc.name {
+			case "hello with protocol 99":
+				send = helloBytes(t, 99, id.String())
+			case "hello with protocol 0":
+				send = helloBytes(t, 0, id.String())
+			case "second hello":
+				send = helloBytes(t, wire.ProtocolVersion, id.String())
+			}
+			conn := dial(t, addr, key, n.ID)
+			stream := openStream(t, conn)
+			if tc.afterHello {
+				sendHello(t, stream, id)
+				if _, err := readHello(bufio.NewReader(stream)); err != nil {
+					t.Fatalf("read the node's hello: %v", err)
+				}
+				eventually(t, 5*time.Second, "node lists the peer as connected", func() bool {
+					p, ok := findPeer(t, n, id)
+					return ok && p.Connected
+				})
+			}
+			start := time.Now()
+			if _, err := stream.Write(send); err != nil {
+				t.Fatalf("write: %v", err)
+			}
+			if tc.fin {
+				if err := stream.Close(); err != nil {
+					t.Fatalf("close stream: %v", err)
+				}
+			}
+			// Well under handshakeTimeout: the node must act on what it got,
+			// not wait for bytes that will never come.
+			app := closedByNode(t, conn, 3*time.Second)
+			if got := wire.ErrorCode(app.ErrorCode); got != tc.want {
+				t.Errorf("closed with %v (%q), want %v", got, app.ErrorMessage, tc.want)
+			}
+			t.Logf("closed after %v: %v", time.Since(start).Round(time.Millisecond), app)
+			if tc.afterHello {
+				eventually(t, 5*time.Second, "node lists the peer as not connected", func() bool {
+					p, ok := findPeer(t, n, id)
+					return !ok || !p.Connected
+				})
+			}
+			if p, ok := findPeer(t, n, id); ok && p.Connected {
+				t.Errorf("node lists the hostile peer as connected: %+v", p)
+			}
+			assertServes(t, n, addr)
+		})
+	}
+	if s := logs.String(); strings.Contains(s, "level=ERROR") {
+		t.Errorf("node logged errors:\n%s", s)
+	}
+}
+
+// TestTransport_handshakeTimeout: a peer that starts a Hello and never
+// finishes it, while keeping the connection alive, must be dropped once
+// handshakeTimeout has passed, not held forever.
+func TestTransport_handshakeTimeout(t *testing.T) {
+	t.Parallel()
+	n, addr, _ := startNode(t, "victim")
+	cases := []struct {
+		name string
+		send []byte // nil: open no stream at all
+	}{
+		{name: "no stream"},
+		{name: "half a length prefix", send: []byte{0x80}},
+		{name: "length and part of a hello", send: helloBytes(t, 1, otherDID(t))[:5]},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			key, id := newKey(t)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			tlsConf := clientTLS(t, key, n.ID)
+			// Keep-alives so that the idle timeout never ends it for the node.
+			conn, err := quic.DialAddr(ctx, addr, tlsConf, &quic.Config{KeepAlivePeriod: time.Second})
+			if err != nil {
+				t.Fatalf("dial: %v", err)
+			}
+			t.Cleanup(func() { _ = conn.CloseWithError(0, "test over") })
+			if tc.send != nil {
+				stream, err := conn.OpenStreamSync(ctx)
+				if err != nil {
+					t.Fatalf("open stream: %v", err)
+				}
+				if _, err := stream.Write(tc.send); err != nil {
+					t.Fatalf("write: %v", err)
+				}
+			}
+			start := time.Now()
+			app := closedByNode(t, conn, handshakeTimeout+5*time.Second)
+			t.Logf("closed after %v: %v", time.Since(start).Round(time.Millisecond), app)
+			if p, ok := findPeer(t, n, id); ok && p.Connected {
+				t.Errorf("node lists the stalled peer as connected: %+v", p)
+			}
+		})
+	}
+}
+
+// TestTransport_refusesBadTLS: connections that fail at the TLS layer never
+// reach the Hello, and the node goes on.
+func TestTransport_refusesBadTLS(t *testing.T) {
+	t.Parallel()
+	n, addr, _ := startNode(t, "victim")
+
+	t.Run("client without certificate", func(t *testing.T) {
+		conf := &tls.Config{
+			InsecureSkipVerify: true,
+			NextProtos:         []string{wire.ALPN},
+			MinVersion:         tls.VersionTLS13,
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		conn, err := quic.DialAddr(ctx, addr, conf, &quic.Config{})
+		if err == nil {
+			t.Cleanup(func() { _ = conn.CloseWithError(0, "") })
+			// TLS 1.3: the client may finish before the server refuses its
+			// (absent) certificate; then the first read must fail.
+			var stream *quic.Stream
+			if stream, err = conn.OpenStreamSync(ctx); err == nil {
+				_, _ = id0Hello(stream)
+				var b [1]byte
+				_, err = stream.Read(b[:])
+			}
+		}
+		if err == nil {
+			t.Fatal("a client without a certificate got a working connection")
+		}
+		t.Logf("refused: %v", err)
+		assertServes(t, n, addr)
+	})
+
+	t.Run("client expecting another node", func(t *testing.T) {
+		key, id := newKey(t)
+		_, wrong := newKey(t)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		conn, err := quic.DialAddr(ctx, addr, clientTLS(t, key, wrong), &quic.Config{})
+		if err == nil {
+			_ = conn.CloseWithError(0, "")
+			t.Fatal("dial expecting another node id succeeded")
+		}
+		if !errors.Is(err, wire.ErrIdentityMismatch) {
+			t.Errorf("dial error = %v, want one wrapping wire.ErrIdentityMismatch", err)
+		}
+		assertServes(t, n, addr)
+		if p, ok := findPeer(t, n, id); ok {
+			t.Errorf("node lists a client whose handshake failed: %+v", p)
+		}
+	})
+}
+
+// TestTransport_helloExchange is the happy path for one inbound peer.
+func TestTransport_helloExchange(t *testing.T) {
+	t.Parallel()
+	n, addr, logs := startNode(t, "victim")
+	key, id := newKey(t)
+	conn := dial(t, addr, key, n.ID)
+	stream := openStream(t, conn)
+	sendHello(t, stream, id)
+	hello, err := readHello(bufio.NewReader(stream))
+	if err != nil {
+		t.Fatalf("read the node's hello: %v", err)
+	}
+	if hello.Did != n.ID.String() {
+		t.Errorf("hello did = %q, want %q", hello.Did, n.ID)
+	}
+	if hello.Alias != "victim" {
+		t.Errorf("hello alias = %q, want victim", hello.Alias)
+	}
+	if hello.Protocol != wire.ProtocolVersion {
+		t.Errorf("hello protocol = %d, want %d", hello.Protocol, wire.ProtocolVersion)
+	}
+	if !slices.Contains(hello.ListenAddrs, addr) {
+		t.Errorf("hello listen addrs = %q, want them to include %s", hello.ListenAddrs, addr)
+	}
+
+	var p PeerView
+	eventually(t, 5*time.Second, "node lists the client as connected", func() bool {
+		var ok bool
+		p, ok = findPeer(t, n, id)
+		return ok && p.Connected
+	})
+	if p.Direction != "inbound" {
+		t.Errorf("direction = %q, want inbound", p.Direction)
+	}
+	if p.Alias != "x" {
+		t.Errorf("alias = %q, want x", p.Alias)
+	}
+	if p.Since == nil {
+		t.Error("since is not set for a connected peer")
+	}
+	// Our Hello lists no address: the node records where we came from
+	// (our socket is bound to the unspecified address, so compare ports).
+	_, port, _ := net.SplitHostPort(conn.LocalAddr().String())
+	if want := net.JoinHostPort("127.0.0.1", port); !slices.Equal(p.Addresses, []string{want}) {
+		t.Errorf("addresses = %q, want [%s]", p.Addresses, want)
+	}
+	if s := status(t, n); s.Peers != 1 {
+		t.Errorf("status peers = %d, want 1", s.Peers)
+	}
+
+	if err := conn.CloseWithError(0, "bye"); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	eventually(t, 5*time.Second, "node lists the client as not connected", func() bool {
+		p, ok := findPeer(t, n, id)
+		return !ok || !p.Connected
+	})
+	eventually(t, 5*time.Second, "status shows no peers", func() bool { return status(t, n).Peers == 0 })
+	if s := logs.String(); !strings.Contains(s, "peer connected") {
+		t.Errorf("node did not log the connection:\n%s", s)
+	}
+}
+
+// TestPeer_bootstrapConnects: a node started with another as bootstrap
+// connects to it, and each lists the other.
+func TestPeer_bootstrapConnects(t *testing.T) {
+	t.Parallel()
+	a, addrA, _ := startNode(t, "alpha")
+	b, _, _ := startNode(t, "beta", Bootstrap{ID: a.ID, Addr: addrA})
+
+	start := time.Now()
+	eventually(t, 5*time.Second, "both nodes list each other connected", func() bool {
+		return connected(t, a, b.ID) && connected(t, b, a.ID)
+	})
+	t.Logf("connected after %v", time.Since(start).Round(time.Millisecond))
+	pa, _ := findPeer(t, a, b.ID)
+	pb, _ := findPeer(t, b, a.ID)
+	if pa.Direction != "inbound" || pb.Direction != "outbound" {
+		t.Errorf("directions: alpha sees beta %q, beta sees alpha %q; want inbound, outbound", pa.Direction, pb.Direction)
+	}
+	if pa.Alias != "beta" || pb.Alias != "alpha" {
+		t.Errorf("aliases: alpha sees %q, beta sees %q; want beta, alpha", pa.Alias, pb.Alias)
+	}
+	for _, n := range []*Node{a, b} {
+		if s := status(t, n); s.Peers != 1 {
+			t.Errorf("%s: status peers = %d, want 1", s.Alias, s.Peers)
+		}
+	}
+}
+
+// TestPeer_crossedDials: when two nodes dial each other at once, both end
+// up keeping the same single connection, and keep it.
+func TestPeer_crossedDials(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name string
+		// start returns two running nodes that are dialing each other.
+		start func(t *testing.T) (a, b *Node)
+	}{
+		{name: "both dial at once", start: func(t *testing.T) (*Node, *Node) {
+			a, addrA, _ := startNode(t, "alpha")
+			b, addrB, _ := startNode(t, "beta")
+			sendToTransport(t, a, &dialNode{ID: b.ID, Addr: addrB})
+			sendToTransport(t, b, &dialNode{ID: a.ID, Addr: addrA})
+			return a, b
+		}},
+		{name: "bootstrap while the other dials", start: func(t *testing.T) (*Node, *Node) {
+			a, addrA, _ := startNode(t, "alpha")
+			b, addrB, _ := startNode(t, "beta", Bootstrap{ID: a.ID, Addr: addrA})
+			sendToTransport(t, a, &dialNode{ID: b.ID, Addr: addrB})
+			return a, b
+		}},
+		{name: "both dial without knowing the id", start: func(t *testing.T) (*Node, *Node) {
+			a, addrA, _ := startNode(t, "alpha")
+			b, addrB, _ := startNode(t, "beta")
+			sendToTransport(t, a, &dialNode{Addr: addrB})
+			sendToTransport(t, b, &dialNode{Addr: addrA})
+			return a, b
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			a, b := tc.start(t)
+			settled := func() bool {
+				return connected(t, a, b.ID) && connected(t, b, a.ID) &&
+					status(t, a).Peers == 1 && status(t, b).Peers == 1
+			}
+			eventually(t, 10*time.Second, "one connection each, listing each other", settled)
+			pa, _ := findPeer(t, a, b.ID)
+			pb, _ := findPeer(t, b, a.ID)
+			// Both sides must have kept the same connection.
+			if (pa.Direction == "outbound") != (pb.Direction == "inbound") {
+				t.Errorf("alpha sees beta %s, beta sees alpha %s: they kept different connections", pa.Direction, pb.Direction)
+			}
+			// And keep it: no drop, no replacement.
+			deadline := time.Now().Add(2 * time.Second)
+			for time.Now().Before(deadline) {
+				if !settled() {
+					t.Fatalf("connection state changed after settling: alpha %+v, beta %+v", peers(t, a), peers(t, b))
+				}
+				qa, _ := findPeer(t, a, b.ID)
+				qb, _ := findPeer(t, b, a.ID)
+				if !qa.Since.Equal(*pa.Since) || !qb.Since.Equal(*pb.Since) {
+					t.Fatalf("connection replaced after settling: alpha since %v→%v, beta since %v→%v", pa.Since, qa.Since, pb.Since, qb.Since)
+				}
+				time.Sleep(50 * time.Millisecond) // polling interval, not synchronisation
+			}
+		})
+	}
+}
+
+// Helpers.
+
+// startNode starts a node on 127.0.0.1:0 in a temp dir and returns it, its
+// UDP address, and its log.
+func startNode(t *testing.T, alias string, boot ...Bootstrap) (*Node, string, *syncBuffer) {
+	t.Helper()
+	logs := &syncBuffer{}
+	n, err := Start(Config{
+		Root: t.TempDir(), Addr: "127.0.0.1:0", Alias: alias, Bootstrap: boot,
+		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	})
+	if err != nil {
+		t.Fatalf("start %s: %v", alias, err)
+	}
+	t.Cleanup(func() {
+		n.Stop()
+		if t.Failed() {
+			t.Logf("log of %s:\n%s", alias, logs.String())
+		}
+	})
+	s := status(t, n)
+	if len(s.Listen) == 0 {
+		t.Fatalf("%s: status lists no listen address", alias)
+	}
+	return n, s.Listen[0], logs
+}
+
+// sendToTransport sends msg to n's transport actor. The root actor has no
+// route for dialNode, so the test addresses the child by its name.
+func sendToTransport(t *testing.T, n *Node, msg any) {
+	t.Helper()
+	pid := actor.NewPID(n.system.Address(), n.root.Id+"/transport")
+	if _, ok := n.system.ProcessRegistry.GetLocal(pid.Id); !ok {
+		t.Fatalf("no transport actor at %s", pid)
+	}
+	n.system.Root.Send(pid, msg)
+}
+
+func status(t *testing.T, n *Node) Status {
+	t.Helper()
+	res, err := n.Request(&GetStatus{})
+	if err != nil {
+		t.Fatalf("status: %v", err)
+	}
+	return res.(Status)
+}
+
+func peers(t *testing.T, n *Node) []PeerView {
+	t.Helper()
+	res, err := n.Request(&ListPeers{})
+	if err != nil {
+		t.Fatalf("list peers: %v", err)
+	}
+	return res.(PeerList).Peers
+}
+
+// findPeer returns the node's entry for id, preferring a connected one.
+func findPeer(t *testing.T, n *Node, id wire.NodeID) (PeerView, bool) {
+	t.Helper()
+	var found PeerView
+	ok := false
+	for _, p := range peers(t, n) {
+		if p.ID == id && (!ok || p.Connected) {
+			found, ok = p, true
+		}
+	}
+	return found, ok
+}
+
+func connected(t *testing.T, n *Node, id wire.NodeID) bool {
+	t.Helper()
+	p, ok := findPeer(t, n, id)
+	return ok && p.Connected
+}
+
+// eventually polls cond until it holds or timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: not true: %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond) // polling interval
+	}
+}
+
+func newKey(t *testing.T) (ed25519.PrivateKey, wire.NodeID) {
+	t.Helper()
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return priv, wire.NodeIDFromKey(pub)
+}
+
+func otherDID(t *testing.T) string {
+	_, id := newKey(t)
+	return id.String()
+}
+
+func clientTLS(t *testing.T, key ed25519.PrivateKey, expect wire.NodeID) *tls.Config {
+	t.Helper()
+	conf, err := wire.ClientConfig(key, expect)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conf
+}
+
+// dial connects to addr as the holder of key, expecting the node expect.
+func dial(t *testing.T, addr string, key ed25519.PrivateKey, expect wire.NodeID) *quic.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conn, err := quic.DialAddr(ctx, addr, clientTLS(t, key, expect), &quic.Config{})
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	t.Cleanup(func() { _ = conn.CloseWithError(0, "test over") })
+	return conn
+}
+
+func openStream(t *testing.T, conn *quic.Conn) *quic.Stream {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		t.Fatalf("open stream: %v", err)
+	}
+	return s
+}
+
+func encodeFrame(t *testing.T, f *wire.Frame) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := wire.WriteFrame(&buf, f); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func helloBytes(t *testing.T, protocol uint32, did string) []byte {
+	t.Helper()
+	return encodeFrame(t, &wire.Frame{Body: &wire.Frame_Hello{Hello: &wire.Hello{Protocol: protocol, Did: did, Alias: "x"}}})
+}
+
+func sendHello(t *testing.T, s *quic.Stream, id wire.NodeID) {
+	t.Helper()
+	if _, err := s.Write(helloBytes(t, wire.ProtocolVersion, id.String())); err != nil {
+		t.Fatalf("write hello: %v", err)
+	}
+}
+
+// id0Hello writes a Hello with no did, for a client that has no key.
+func id0Hello(s *quic.Stream) (int, error) {
+	var buf bytes.Buffer
+	_ = wire.WriteFrame(&buf, &wire.Frame{Body: &wire.Frame_Hello{Hello: &wire.Hello{Protocol: wire.ProtocolVersion}}})
+	return s.Write(buf.Bytes())
+}
+
+func readHello(r *bufio.Reader) (*wire.Hello, error) {
+	f, err := wire.ReadFrame(r)
+	if err != nil {
+		return nil, err
+	}
+	h := f.GetHello()
+	if h == nil {
+		return nil, errors.New("first frame is not a hello")
+	}
+	return h, nil
+}
+
+// closedByNode waits until the node closes conn and returns the application
+// error it closed with.
+func closedByNode(t *testing.T, conn *quic.Conn, within time.Duration) *quic.ApplicationError {
+	t.Helper()
+	select {
+	case <-conn.Context().Done():
+	case <-time.After(within):
+		t.Fatalf("connection still open after %v", within)
+	}
+	cause := context.Cause(conn.Context())
+	var app *quic.ApplicationError
+	if !errors.As(cause, &app) {
+		t.Fatalf("connection ended with %v, want an application close from the node", cause)
+	}
+	if !app.Remote {
+		t.Fatalf("connection closed locally (%v), want closed by the node", app)
+	}
+	return app
+}
+
+// assertServes checks that the node still completes a Hello exchange with a
+// well-behaved client and lists it as connected.
+func assertServes(t *testing.T, n *Node, addr string) {
+	t.Helper()
+	key, id := newKey(t)
+	conn := dial(t, addr, key, n.ID)
+	stream := openStream(t, conn)
+	sendHello(t, stream, id)
+	hello, err := readHello(bufio.NewReader(stream))
+	if err != nil {
+		t.Fatalf("well-behaved client: read hello: %v", err)
+	}
+	if hello.Did != n.ID.String() {
+		t.Fatalf("well-behaved client: hello did = %q, want %q", hello.Did, n.ID)
+	}
+	eventually(t, 5*time.Second, "node lists the well-behaved client as connected", func() bool {
+		return connected(t, n, id)
+	})
+	_ = conn.CloseWithError(0, "done")
+}
+
+// syncBuffer is a log destination safe for the node's goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
