@@ -28,6 +28,10 @@ type gossipIn struct {
 // stored announcement no longer matches them (new repo, new refs).
 type announceRepos struct{ Repos []persist.Repo }
 
+// countCopies asks how many copies of a message arrived within the seen
+// window (1 = no duplicates; 0 = unknown). Reply: int. For measurements.
+type countCopies struct{ ID [32]byte }
+
 // reannounce is the gossip interval's tick.
 type reannounce struct{}
 
@@ -113,6 +117,8 @@ func (g *gossip) Receive(ctx actor.Context) {
 		}
 	case *gossipIn:
 		g.receive(ctx, m)
+	case *countCopies:
+		ctx.Respond(g.seen.copies(m.ID))
 	case *announceRepos:
 		for _, r := range m.Repos {
 			g.announceRepo(ctx, r)
@@ -313,22 +319,40 @@ func gossipFrame(s *wire.SignedAnnouncement, ttl uint32) *wire.Frame {
 }
 
 // seenWindow remembers message IDs for a sliding window of time, holding at
-// most max of them (the oldest go first when full).
+// most max of them (the oldest go first when full), and counts the copies
+// of each that arrived.
 type seenWindow struct {
 	ttl   time.Duration
 	max   int
-	at    map[[32]byte]time.Time
+	at    map[[32]byte]*seenEntry
 	order [][32]byte // insertion order; order[head:] are live
 	head  int
 }
 
-func newSeenWindow(ttl time.Duration, max int) *seenWindow {
-	return &seenWindow{ttl: ttl, max: max, at: map[[32]byte]time.Time{}}
+type seenEntry struct {
+	at     time.Time
+	copies int
 }
 
+func newSeenWindow(ttl time.Duration, max int) *seenWindow {
+	return &seenWindow{ttl: ttl, max: max, at: map[[32]byte]*seenEntry{}}
+}
+
+// has reports whether id was seen within the window, counting the copy.
 func (w *seenWindow) has(id [32]byte, now time.Time) bool {
-	t, ok := w.at[id]
-	return ok && now.Sub(t) < w.ttl
+	e, ok := w.at[id]
+	if !ok || now.Sub(e.at) >= w.ttl {
+		return false
+	}
+	e.copies++
+	return true
+}
+
+func (w *seenWindow) copies(id [32]byte) int {
+	if e, ok := w.at[id]; ok {
+		return e.copies
+	}
+	return 0
 }
 
 func (w *seenWindow) add(id [32]byte, now time.Time) {
@@ -339,14 +363,14 @@ func (w *seenWindow) add(id [32]byte, now time.Time) {
 	for len(w.at) >= w.max {
 		w.pop()
 	}
-	w.at[id] = now
+	w.at[id] = &seenEntry{at: now, copies: 1}
 	w.order = append(w.order, id)
 }
 
 func (w *seenWindow) len() int { return len(w.at) }
 
 func (w *seenWindow) expire(now time.Time) {
-	for w.head < len(w.order) && now.Sub(w.at[w.order[w.head]]) >= w.ttl {
+	for w.head < len(w.order) && now.Sub(w.at[w.order[w.head]].at) >= w.ttl {
 		w.pop()
 	}
 }
