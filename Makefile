@@ -14,6 +14,10 @@ build:
 run: build
 	./$(BIN) run
 
+# Two nodes on loopback in a temp dir: one adds a repository, the other learns of it.
+demo: build
+	scenarios/demo.sh
+
 # vet + unit tests with the race detector + every scenario (real processes, real git).
 test:
 	$(GO) vet $(PKGS)

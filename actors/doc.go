@@ -1,18 +1,32 @@
 // Package actors is the running node: a tree of protoactor-go actors that
-// exchange typed messages.
+// exchange typed messages. One file per actor; each file starts with the
+// messages that actor receives.
 //
-//	node (root)    owns config and identity; routes CLI commands   node.go
-//	 ├─ store      the only code that touches bbolt               store.go
-//	 └─ control    HTTP+JSON API on the unix socket $ROOT/menode.sock control.go
+//	node (root)       owns config and identity; routes CLI commands       node.go
+//	 ├─ store         the only code that touches bbolt                     store.go
+//	 ├─ gossip        verify, dedup, store, relay announcements; catch-up  gossip.go
+//	 ├─ transport     the one quic.Transport (UDP socket); dials, redials  transport.go
+//	 │   └─ peer-…    one per QUIC connection: Hello, frames in and out    peer.go
+//	 ├─ watcher       polls owned repositories' refs, asks gossip to announce watcher.go
+//	 └─ control       HTTP+JSON API on the unix socket $ROOT/menode.sock   control.go
 //
-// Commands from the CLI are the exported message types in node.go. They reach
-// the node either over the control socket (a node is running) or from an
-// in-process actor system with no network (none is): see client.go.
+// Where a message goes: a frame read by a peer actor that carries gossip goes
+// to gossip; gossip sends frames back through peer actors (sendFrame) and asks
+// the transport, through node, to dial nodes it learned of (dialNode) or to
+// ban one that misbehaves (banNode). The transport tells gossip which peers
+// are up (peerConnected, peerDisconnected). Everything persistent goes to
+// store.
+//
+// Commands from the CLI are the exported message types in node.go and
+// transport.go (ListPeers). They reach the node either over the control
+// socket (a node is running) or from an in-process actor system with only
+// the store and no network (none is): see client.go.
 //
 // Rules every actor here follows: never block in Receive (git, network and
 // file work run in goroutines that report back with a message); ask other
-// actors with RequestFuture + ReenterAfter, never Future.Result; cancel timers
-// in *actor.Stopping. This package may import wire and persist, never cmd.
+// actors with RequestFuture + ReenterAfter (ask.go), never Future.Result;
+// cancel timers in *actor.Stopping. A panicking child is stopped, not
+// restarted. This package may import wire and persist, never cmd.
 package actors
 
 // Version is this implementation's version, sent in Hello and NodeAnnouncement.

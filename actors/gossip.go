@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -123,6 +124,7 @@ func (g *gossip) Receive(ctx actor.Context) {
 		for _, r := range m.Repos {
 			g.announceRepo(ctx, r)
 		}
+		g.announceInventory(ctx)
 	case *reannounce:
 		g.announceNode(ctx)
 		// Our own latest go out again; peers that hold them drop them unseen.
@@ -161,6 +163,7 @@ func (g *gossip) load(ctx actor.Context, m *gossipLoaded) {
 			g.announceRepo(ctx, r)
 		}
 	}
+	g.announceInventory(ctx)
 	if g.interval > 0 {
 		g.cancel = scheduler.NewTimerScheduler(ctx).SendRepeatedly(g.interval, g.interval, ctx.Self(), &reannounce{})
 	}
@@ -212,7 +215,7 @@ func (g *gossip) accept(ctx actor.Context, key string, s *wire.SignedAnnouncemen
 		node := persist.Node{ID: origin, Alias: b.Node.Alias, Addresses: b.Node.Addresses, LastSeen: g.now().UTC()}
 		ctx.Send(g.store, saveNode{Node: node})
 		for _, addr := range b.Node.Addresses {
-			ctx.Send(ctx.Parent(), &dialNode{ID: origin, Addr: addr, Discovered: true})
+			ctx.Send(ctx.Parent(), &dialNode{ID: origin, Alias: b.Node.Alias, Addr: addr, Discovered: true})
 		}
 	case *wire.Announcement_Repo:
 		r := b.Repo
@@ -263,6 +266,28 @@ func (g *gossip) announceRepo(ctx actor.Context, r persist.Repo) {
 		DefaultBranch: r.DefaultBranch, Refs: wire.RefsFromMap(r.Refs),
 	}
 	g.announce(ctx, "repo/"+g.id.String()+"/"+r.ID.String(), &wire.Announcement{Body: &wire.Announcement_Repo{Repo: body}})
+}
+
+// announceInventory signs an InventoryAnnouncement listing the repositories
+// this node can serve (for now: its own, at the refs it announced) when that
+// list changed.
+func (g *gossip) announceInventory(ctx actor.Context) {
+	if !g.ready {
+		return
+	}
+	prefix := "repo/" + g.id.String() + "/"
+	inv := &wire.InventoryAnnouncement{}
+	for key, h := range g.latest {
+		if r := h.body.GetRepo(); r != nil && strings.HasPrefix(key, prefix) {
+			sum := wire.RefsHash(wire.RefsToMap(r.Refs))
+			inv.Repos = append(inv.Repos, &wire.InventoryEntry{RepoId: r.RepoId, RefsHash: sum[:]})
+		}
+	}
+	if len(inv.Repos) == 0 {
+		return
+	}
+	slices.SortFunc(inv.Repos, func(a, b *wire.InventoryEntry) int { return strings.Compare(a.RepoId, b.RepoId) })
+	g.announce(ctx, "inventory/"+g.id.String(), &wire.Announcement{Body: &wire.Announcement_Inventory{Inventory: inv}})
 }
 
 // announce signs a (origin, seq, timestamp) around body unless the latest we

@@ -243,7 +243,7 @@ func (n *node) Receive(ctx actor.Context) {
 				}
 				for _, node := range res.([]persist.Node) {
 					for _, addr := range node.Addresses {
-						ctx.Send(n.network, &dialNode{ID: node.ID, Addr: addr})
+						ctx.Send(n.network, &dialNode{ID: node.ID, Alias: node.Alias, Addr: addr, Discovered: true})
 					}
 				}
 			})
@@ -278,11 +278,23 @@ func (n *node) Receive(ctx actor.Context) {
 			reply(res.(repoState).view())
 		})
 	case *ListPeers:
-		if n.network == nil {
-			ctx.Respond(PeerList{Peers: []PeerView{}})
+		if n.network != nil {
+			ctx.Forward(n.network)
 			return
 		}
-		ctx.Forward(n.network)
+		// No node runs: the nodes we know of, none connected.
+		reply := replier(ctx)
+		ask(ctx, n.store, loadNodes{}, func(res any, err error) {
+			if err != nil {
+				reply(err)
+				return
+			}
+			list := PeerList{Peers: []PeerView{}}
+			for _, p := range res.([]persist.Node) {
+				list.Peers = append(list.Peers, PeerView{ID: p.ID, Alias: p.Alias, Addresses: p.Addresses})
+			}
+			reply(list)
+		})
 	case *GetStatus:
 		n.status(ctx)
 	}

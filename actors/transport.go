@@ -53,6 +53,7 @@ type Bootstrap struct {
 // dialed only while fewer than MaxPeers outbound connections are up.
 type dialNode struct {
 	ID         wire.NodeID
+	Alias      string
 	Addr       string
 	Discovered bool
 }
@@ -252,6 +253,9 @@ func (t *transport) Receive(ctx actor.Context) {
 		t.spawnPeer(ctx, m.conn, false, id, "")
 	case *dialNode:
 		t.want(ctx, m.Addr, m.ID, m.Discovered)
+		if d := t.targets[m.Addr]; d != nil && m.Alias != "" {
+			d.alias = m.Alias
+		}
 	case *banNode:
 		t.banned[m.ID] = time.Now().Add(m.For)
 		if pid := t.byID[m.ID]; pid != nil {
@@ -486,11 +490,14 @@ func (t *transport) onPeerGone(ctx actor.Context, pid *actor.PID) {
 		return
 	}
 	delete(t.peers, pid)
-	if t.byID[l.id] != pid {
-		return // a handshake that failed, or a duplicate we closed
+	switch t.byID[l.id] {
+	case pid:
+		delete(t.byID, l.id)
+		t.notify(ctx, &peerDisconnected{ID: l.id, PID: pid})
+	case nil: // a handshake that failed: try again later
+	default:
+		return // a duplicate we closed: the node is still connected
 	}
-	delete(t.byID, l.id)
-	t.notify(ctx, &peerDisconnected{ID: l.id, PID: pid})
 	for _, d := range t.targets {
 		if d.id == l.id || d.addr == l.target {
 			t.retry(ctx, d)
