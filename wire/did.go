@@ -54,13 +54,16 @@ func (id NodeID) PublicKey() ed25519.PublicKey { return ed25519.PublicKey(bytes.
 // IsZero reports whether id is the zero value (no node).
 func (id NodeID) IsZero() bool { return id == NodeID{} }
 
+// String returns the did:key form, "did:key:z6Mk...".
 func (id NodeID) String() string { return encodeDID(nodeIDScheme, ed25519PubPrefix, id[:]) }
 
 // Less orders node IDs by their did:key string; used to settle crossed dials.
 func (id NodeID) Less(other NodeID) bool { return id.String() < other.String() }
 
+// MarshalText writes the did:key form (for JSON and map keys).
 func (id NodeID) MarshalText() ([]byte, error) { return []byte(id.String()), nil }
 
+// UnmarshalText parses a did:key; errors wrap ErrBadID.
 func (id *NodeID) UnmarshalText(b []byte) error {
 	v, err := ParseNodeID(string(b))
 	if err != nil {
@@ -101,10 +104,13 @@ func ParseRepoID(s string) (RepoID, error) {
 	return id, nil
 }
 
+// String returns the did:repo form, "did:repo:z...".
 func (id RepoID) String() string { return encodeDID(repoIDScheme, sha3_256Prefix, id[:]) }
 
+// MarshalText writes the did:repo form (for JSON and map keys).
 func (id RepoID) MarshalText() ([]byte, error) { return []byte(id.String()), nil }
 
+// UnmarshalText parses a did:repo; errors wrap ErrBadID.
 func (id *RepoID) UnmarshalText(b []byte) error {
 	v, err := ParseRepoID(string(b))
 	if err != nil {

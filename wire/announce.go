@@ -1,0 +1,337 @@
+package wire
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+)
+
+var (
+	// ErrBadSignature is wrapped when a SignedAnnouncement's signature does not
+	// verify against its origin's key.
+	ErrBadSignature = errors.New("bad signature")
+	// ErrBadAnnouncement is wrapped when a correctly signed announcement breaks
+	// a validity rule, or is not an Announcement at all.
+	ErrBadAnnouncement = errors.New("invalid announcement")
+)
+
+// MaxClockSkew is how far in the receiver's future an announcement's
+// timestamp may be.
+const MaxClockSkew = 10 * time.Minute
+
+// Limits on announcement contents (see PROTOCOL.md).
+const (
+	MaxRepoNameLen        = 200
+	MaxRepoDescriptionLen = 2000
+	MaxRefs               = 10000
+	MaxAddresses          = 16
+	MaxAliasLen           = 64
+	MaxInventoryEntries   = 10000
+)
+
+// announcementDomain is signed in front of every payload so that an
+// announcement signature can never be replayed as a signature of anything else.
+const announcementDomain = "megaengine/announcement/v1\x00"
+
+// SignAnnouncement encodes a deterministically and signs it with priv.
+// a.Origin must be the did:key of priv. The result is checked with the same
+// rules as OpenAnnouncement, so a node never sends what its peers would drop.
+func SignAnnouncement(priv ed25519.PrivateKey, a *Announcement) (*SignedAnnouncement, error) {
+	if len(priv) != ed25519.PrivateKeySize {
+		return nil, fmt.Errorf("sign announcement: private key is %d bytes, want %d", len(priv), ed25519.PrivateKeySize)
+	}
+	self := NodeIDFromKey(priv.Public().(ed25519.PublicKey))
+	if a.GetOrigin() != self.String() {
+		return nil, fmt.Errorf("sign announcement: origin %q is not the signer %s: %w", a.GetOrigin(), self, ErrBadAnnouncement)
+	}
+	if err := checkBody(a, self); err != nil {
+		return nil, fmt.Errorf("sign announcement: %w", err)
+	}
+	payload, err := proto.MarshalOptions{Deterministic: true}.Marshal(a)
+	if err != nil {
+		return nil, fmt.Errorf("sign announcement: encode: %w", err)
+	}
+	if len(payload) > MaxFrameSize {
+		return nil, fmt.Errorf("sign announcement: payload of %d bytes: %w", len(payload), ErrFrameTooLarge)
+	}
+	return &SignedAnnouncement{
+		Payload:   payload,
+		Signature: ed25519.Sign(priv, signedBytes(payload)),
+	}, nil
+}
+
+// OpenAnnouncement verifies a SignedAnnouncement received from a possibly
+// hostile peer and returns its contents and origin. The signature is checked
+// before any field other than the origin is looked at; a failure there wraps
+// ErrBadSignature. Every other failure wraps ErrBadAnnouncement. now is the
+// receiver's clock, for the future-timestamp rule.
+func OpenAnnouncement(s *SignedAnnouncement, now time.Time) (*Announcement, NodeID, error) {
+	payload, sig := s.GetPayload(), s.GetSignature()
+	if len(payload) > MaxFrameSize {
+		return nil, NodeID{}, fmt.Errorf("payload of %d bytes: %w", len(payload), ErrBadAnnouncement)
+	}
+	if len(sig) != ed25519.SignatureSize {
+		return nil, NodeID{}, fmt.Errorf("signature of %d bytes, want %d: %w", len(sig), ed25519.SignatureSize, ErrBadSignature)
+	}
+	a := new(Announcement)
+	if err := proto.Unmarshal(payload, a); err != nil {
+		return nil, NodeID{}, fmt.Errorf("decode payload: %v: %w", err, ErrBadAnnouncement)
+	}
+	origin, err := ParseNodeID(a.GetOrigin())
+	if err != nil {
+		return nil, NodeID{}, fmt.Errorf("origin: %v: %w", err, ErrBadAnnouncement)
+	}
+	if !ed25519.Verify(origin.PublicKey(), signedBytes(payload), sig) {
+		return nil, NodeID{}, fmt.Errorf("announcement from %s: %w", origin, ErrBadSignature)
+	}
+	if ts := time.UnixMilli(a.GetTimestampMs()); ts.After(now.Add(MaxClockSkew)) {
+		return nil, NodeID{}, fmt.Errorf("announcement from %s: timestamp %s is more than %s ahead: %w",
+			origin, ts.UTC().Format(time.RFC3339), MaxClockSkew, ErrBadAnnouncement)
+	}
+	if err := checkBody(a, origin); err != nil {
+		return nil, NodeID{}, fmt.Errorf("announcement from %s: %w", origin, err)
+	}
+	return a, origin, nil
+}
+
+// AnnouncementID is the SHA-256 of the payload: the message ID used for
+// deduplication. It covers the signed bytes only, so the TTL a relay changes
+// does not change the ID.
+func AnnouncementID(s *SignedAnnouncement) [32]byte {
+	return sha256.Sum256(s.GetPayload())
+}
+
+// RefsHash is SHA-256 over the refs sorted by name, each written as
+// "name SP commit LF". It summarises a set of refs in InventoryEntry.
+func RefsHash(refs map[string]string) [32]byte {
+	h := sha256.New()
+	for _, r := range RefsFromMap(refs) {
+		h.Write([]byte(r.Name + " " + r.Commit + "\n"))
+	}
+	var sum [32]byte
+	h.Sum(sum[:0])
+	return sum
+}
+
+// RefsFromMap turns name -> commit into Refs sorted by name.
+func RefsFromMap(m map[string]string) []*Ref {
+	refs := make([]*Ref, 0, len(m))
+	for name, commit := range m {
+		refs = append(refs, &Ref{Name: name, Commit: commit})
+	}
+	slices.SortFunc(refs, func(a, b *Ref) int { return strings.Compare(a.Name, b.Name) })
+	return refs
+}
+
+// RefsToMap turns Refs into name -> commit. With duplicate names (which
+// OpenAnnouncement rejects) the last one wins.
+func RefsToMap(refs []*Ref) map[string]string {
+	m := make(map[string]string, len(refs))
+	for _, r := range refs {
+		m[r.GetName()] = r.GetCommit()
+	}
+	return m
+}
+
+func signedBytes(payload []byte) []byte {
+	b := make([]byte, 0, len(announcementDomain)+len(payload))
+	b = append(b, announcementDomain...)
+	return append(b, payload...)
+}
+
+// checkBody applies the per-kind validity rules. Errors wrap ErrBadAnnouncement.
+func checkBody(a *Announcement, origin NodeID) error {
+	var err error
+	switch body := a.GetBody().(type) {
+	case *Announcement_Node:
+		err = checkNode(body.Node)
+	case *Announcement_Repo:
+		err = checkRepo(body.Repo, origin)
+	case *Announcement_Inventory:
+		err = checkInventory(body.Inventory)
+	case nil:
+		err = errors.New("no body set")
+	default:
+		err = fmt.Errorf("unknown body %T", body)
+	}
+	if err != nil {
+		return fmt.Errorf("%v: %w", err, ErrBadAnnouncement)
+	}
+	return nil
+}
+
+func checkNode(n *NodeAnnouncement) error {
+	if n == nil {
+		return errors.New("empty node body")
+	}
+	if len(n.Alias) > MaxAliasLen {
+		return fmt.Errorf("alias of %d bytes, max %d", len(n.Alias), MaxAliasLen)
+	}
+	if len(n.Addresses) > MaxAddresses {
+		return fmt.Errorf("%d addresses, max %d", len(n.Addresses), MaxAddresses)
+	}
+	for _, addr := range n.Addresses {
+		if err := CheckDialAddr(addr); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// CheckDialAddr reports whether addr is an address a node may announce or be
+// dialed at: host:port with a numeric IP host that is not unspecified
+// (0.0.0.0, ::) and a port from 1 to 65535.
+func CheckDialAddr(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("address %q: %v", addr, err)
+	}
+	ip := net.ParseIP(host)
+	if ip == nil {
+		return fmt.Errorf("address %q: host is not a numeric IP", addr)
+	}
+	if ip.IsUnspecified() {
+		return fmt.Errorf("address %q: unspecified IP is not dialable", addr)
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || p == 0 {
+		return fmt.Errorf("address %q: port must be 1-65535", addr)
+	}
+	return nil
+}
+
+func checkRepo(r *RepoAnnouncement, origin NodeID) error {
+	if r == nil {
+		return errors.New("empty repo body")
+	}
+	id, err := ParseRepoID(r.RepoId)
+	if err != nil {
+		return err
+	}
+	if !isCommitID(r.RootCommit) {
+		return fmt.Errorf("root commit %q is not 40 lowercase hex digits", r.RootCommit)
+	}
+	want, err := NewRepoID(r.RootCommit, origin)
+	if err != nil {
+		return err
+	}
+	if id != want {
+		return fmt.Errorf("repo %s is not derived from root commit %s and origin %s: only its creator may announce it", id, r.RootCommit, origin)
+	}
+	if r.Name == "" || len(r.Name) > MaxRepoNameLen {
+		return fmt.Errorf("repo name of %d bytes, want 1-%d", len(r.Name), MaxRepoNameLen)
+	}
+	if len(r.Description) > MaxRepoDescriptionLen {
+		return fmt.Errorf("repo description of %d bytes, max %d", len(r.Description), MaxRepoDescriptionLen)
+	}
+	if r.DefaultBranch == "" {
+		return errors.New("default branch is empty")
+	}
+	if len(r.Refs) > MaxRefs {
+		return fmt.Errorf("%d refs, max %d", len(r.Refs), MaxRefs)
+	}
+	seen := make(map[string]bool, len(r.Refs))
+	for _, ref := range r.Refs {
+		if err := CheckRefName(ref.GetName()); err != nil {
+			return err
+		}
+		if seen[ref.GetName()] {
+			return fmt.Errorf("ref %q listed twice", ref.GetName())
+		}
+		seen[ref.GetName()] = true
+		if !isCommitID(ref.GetCommit()) {
+			return fmt.Errorf("ref %q: commit %q is not 40 lowercase hex digits", ref.GetName(), ref.GetCommit())
+		}
+	}
+	return nil
+}
+
+func checkInventory(inv *InventoryAnnouncement) error {
+	if inv == nil {
+		return errors.New("empty inventory body")
+	}
+	if len(inv.Repos) > MaxInventoryEntries {
+		return fmt.Errorf("%d inventory entries, max %d", len(inv.Repos), MaxInventoryEntries)
+	}
+	for _, e := range inv.Repos {
+		if _, err := ParseRepoID(e.GetRepoId()); err != nil {
+			return err
+		}
+		if len(e.GetRefsHash()) != sha256.Size {
+			return fmt.Errorf("inventory entry %s: refs hash of %d bytes, want %d", e.GetRepoId(), len(e.GetRefsHash()), sha256.Size)
+		}
+	}
+	return nil
+}
+
+// CheckRefName reports whether name is a ref menode carries: under
+// refs/heads/ or refs/tags/, and valid by git's check-ref-format rules (no
+// "..", control characters, spaces, "~^:?*[\\", "@{", component starting
+// with "." or ending with ".lock", empty component, trailing "/" or ".").
+func CheckRefName(name string) error {
+	bad := func(why string) error { return fmt.Errorf("ref name %q: %s", name, why) }
+	var short string
+	switch {
+	case strings.HasPrefix(name, "refs/heads/"):
+		short = name[len("refs/heads/"):]
+	case strings.HasPrefix(name, "refs/tags/"):
+		short = name[len("refs/tags/"):]
+	default:
+		return bad("not under refs/heads/ or refs/tags/")
+	}
+	if short == "" {
+		return bad("empty branch or tag name")
+	}
+	if len(name) > 1024 {
+		return bad("longer than 1024 bytes")
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c < 0x20 || c == 0x7f || bytes.IndexByte([]byte(" ~^:?*[\\"), c) >= 0 {
+			return bad(fmt.Sprintf("contains %q", c))
+		}
+	}
+	if strings.Contains(name, "..") {
+		return bad(`contains ".."`)
+	}
+	if strings.Contains(name, "@{") {
+		return bad(`contains "@{"`)
+	}
+	if strings.HasSuffix(name, "/") || strings.HasSuffix(name, ".") {
+		return bad(`ends with "/" or "."`)
+	}
+	for _, comp := range strings.Split(name, "/") {
+		if comp == "" {
+			return bad("has an empty component")
+		}
+		if strings.HasPrefix(comp, ".") {
+			return bad(`has a component starting with "."`)
+		}
+		if strings.HasSuffix(comp, ".lock") {
+			return bad(`has a component ending with ".lock"`)
+		}
+	}
+	return nil
+}
+
+func isCommitID(s string) bool {
+	if len(s) != 40 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
