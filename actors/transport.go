@@ -1,8 +1,10 @@
 package actors
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
+	crand "crypto/rand"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -146,6 +148,7 @@ type link struct {
 	alias    string
 	addrs    []string
 	target   string // the dial target it came from, outbound only
+	session  []byte // from the peer's Hello
 }
 
 // dialTarget is an address we want a connection to, with its backoff state.
@@ -198,6 +201,10 @@ func newTransport(cfg Config, key ed25519.PrivateKey, id wire.NodeID, udp *net.U
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
+	session := make([]byte, 16)
+	if _, err := crand.Read(session); err != nil {
+		return nil, err
+	}
 	announce := cfg.AnnounceAddrs
 	if len(announce) == 0 && wire.CheckDialAddr(udp.LocalAddr().String()) == nil {
 		announce = []string{udp.LocalAddr().String()}
@@ -206,7 +213,7 @@ func newTransport(cfg Config, key ed25519.PrivateKey, id wire.NodeID, udp *net.U
 		key: key, id: id, bootstrap: cfg.Bootstrap, maxPeers: cfg.MaxPeers, log: cfg.Logger,
 		local: &wire.Hello{
 			Protocol: wire.ProtocolVersion, Did: id.String(), Alias: cfg.Alias,
-			Version: Version, ListenAddrs: announce,
+			Version: Version, ListenAddrs: announce, Session: session,
 		},
 		udp: udp, tr: tr, ln: ln, quicConf: conf,
 	}, nil
@@ -411,10 +418,11 @@ func (t *transport) spawnPeer(ctx actor.Context, conn *quic.Conn, outbound bool,
 	t.peers[pid] = &link{id: id, outbound: outbound, target: target, addrs: []string{conn.RemoteAddr().String()}}
 }
 
-// onPeerUp keeps one connection per node. Crossed dials (both up within
-// crossedWindow, dialed by different sides): keep the one dialed by the node
-// with the smaller did:key, as the other side does too. Otherwise keep the
-// newer: its dialer has lost the old one (a restart, a network change).
+// onPeerUp keeps one connection per node, deciding as the other side does:
+//   - the node's Hello carries another session than on the old connection:
+//     it restarted and the old connection is stale: keep the new one;
+//   - both dialed by the same side: the dialer lost the old one: keep the new;
+//   - crossed dials: keep the one dialed by the node with the smaller did:key.
 func (t *transport) onPeerUp(ctx actor.Context, m *peerUp) {
 	pid := m.PID
 	l := t.peers[pid]
@@ -434,7 +442,7 @@ func (t *transport) onPeerUp(ctx actor.Context, m *peerUp) {
 			return m.ID
 		}
 		newDialer, oldDialer := dialer(m.Outbound), dialer(ol.outbound)
-		crossed := newDialer != oldDialer && time.Since(ol.since) < crossedWindow
+		crossed := newDialer != oldDialer && bytes.Equal(ol.session, m.Hello.Session)
 		if crossed && oldDialer.Less(newDialer) {
 			ctx.Send(pid, &closePeer{Code: wire.ErrorCode_ERROR_DUPLICATE_CONNECTION, Reason: "duplicate connection"})
 			return
@@ -444,7 +452,7 @@ func (t *transport) onPeerUp(ctx actor.Context, m *peerUp) {
 		t.notify(ctx, &peerDisconnected{ID: m.ID, PID: old})
 		ctx.Send(old, &closePeer{Code: wire.ErrorCode_ERROR_DUPLICATE_CONNECTION, Reason: "duplicate connection"})
 	}
-	l.up, l.since, l.alias = true, time.Now().UTC(), m.Hello.Alias
+	l.up, l.since, l.alias, l.session = true, time.Now().UTC(), m.Hello.Alias, m.Hello.Session
 	l.addrs = dialAddrs(m)
 	t.byID[m.ID] = pid
 	if l.target != "" {

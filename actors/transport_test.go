@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
 	"github.com/quic-go/quic-go"
 
 	"github.com/menode/menode/wire"
@@ -322,21 +321,21 @@ func TestPeer_crossedDials(t *testing.T) {
 		{name: "both dial at once", start: func(t *testing.T) (*Node, *Node) {
 			a, addrA, _ := startNode(t, "alpha")
 			b, addrB, _ := startNode(t, "beta")
-			sendToTransport(t, a, &dialNode{ID: b.ID, Addr: addrB})
-			sendToTransport(t, b, &dialNode{ID: a.ID, Addr: addrA})
+			dialFrom(a, b.ID, addrB)
+			dialFrom(b, a.ID, addrA)
 			return a, b
 		}},
 		{name: "bootstrap while the other dials", start: func(t *testing.T) (*Node, *Node) {
 			a, addrA, _ := startNode(t, "alpha")
 			b, addrB, _ := startNode(t, "beta", Bootstrap{ID: a.ID, Addr: addrA})
-			sendToTransport(t, a, &dialNode{ID: b.ID, Addr: addrB})
+			dialFrom(a, b.ID, addrB)
 			return a, b
 		}},
 		{name: "both dial without knowing the id", start: func(t *testing.T) (*Node, *Node) {
 			a, addrA, _ := startNode(t, "alpha")
 			b, addrB, _ := startNode(t, "beta")
-			sendToTransport(t, a, &dialNode{Addr: addrB})
-			sendToTransport(t, b, &dialNode{Addr: addrA})
+			dialFrom(a, wire.NodeID{}, addrB)
+			dialFrom(b, wire.NodeID{}, addrA)
 			return a, b
 		}},
 	}
@@ -381,7 +380,7 @@ func TestPeer_dialWithoutID(t *testing.T) {
 	t.Parallel()
 	a, _, _ := startNode(t, "alpha")
 	b, addrB, _ := startNode(t, "beta")
-	sendToTransport(t, a, &dialNode{Addr: addrB})
+	dialFrom(a, wire.NodeID{}, addrB)
 	eventually(t, 5*time.Second, "alpha lists beta connected", func() bool { return connected(t, a, b.ID) })
 	var list []PeerView
 	for _, p := range peers(t, a) {
@@ -448,15 +447,10 @@ func startNode(t *testing.T, alias string, boot ...Bootstrap) (*Node, string, *s
 	return n, s.Listen[0], logs
 }
 
-// sendToTransport sends msg to n's transport actor. The root actor has no
-// route for dialNode, so the test addresses the child by its name.
-func sendToTransport(t *testing.T, n *Node, msg any) {
-	t.Helper()
-	pid := actor.NewPID(n.system.Address(), n.root.Id+"/transport")
-	if _, ok := n.system.ProcessRegistry.GetLocal(pid.Id); !ok {
-		t.Fatalf("no transport actor at %s", pid)
-	}
-	n.system.Root.Send(pid, msg)
+// dialFrom asks node n to keep a connection to the node at addr (id may be
+// zero), the way gossip does: through the root actor.
+func dialFrom(n *Node, id wire.NodeID, addr string) {
+	n.system.Root.Send(n.root, &dialNode{ID: id, Addr: addr})
 }
 
 func status(t *testing.T, n *Node) Status {

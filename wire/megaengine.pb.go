@@ -220,7 +220,11 @@ type Hello struct {
 	// host:port addresses the sender can be dialed at.
 	ListenAddrs []string `protobuf:"bytes,5,rep,name=listen_addrs,json=listenAddrs,proto3" json:"listen_addrs,omitempty"`
 	// Optional features the sender supports.
-	Features      []string `protobuf:"bytes,6,rep,name=features,proto3" json:"features,omitempty"`
+	Features []string `protobuf:"bytes,6,rep,name=features,proto3" json:"features,omitempty"`
+	// 16 random bytes the sender draws once per process start. Two connections
+	// from one node with different sessions mean the node restarted, so the
+	// older connection is stale; with the same session they are crossed dials.
+	Session       []byte `protobuf:"bytes,7,opt,name=session,proto3" json:"session,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -293,6 +297,13 @@ func (x *Hello) GetListenAddrs() []string {
 func (x *Hello) GetFeatures() []string {
 	if x != nil {
 		return x.Features
+	}
+	return nil
+}
+
+func (x *Hello) GetSession() []byte {
+	if x != nil {
+		return x.Session
 	}
 	return nil
 }
@@ -916,14 +927,15 @@ const file_wire_megaengine_proto_rawDesc = "" +
 	"\x05hello\x18\x01 \x01(\v2\x14.megaengine.v1.HelloH\x00R\x05hello\x12/\n" +
 	"\x06gossip\x18\x02 \x01(\v2\x15.megaengine.v1.GossipH\x00R\x06gossip\x12,\n" +
 	"\x05error\x18\x03 \x01(\v2\x14.megaengine.v1.ErrorH\x00R\x05errorB\x06\n" +
-	"\x04body\"\xa4\x01\n" +
+	"\x04body\"\xbe\x01\n" +
 	"\x05Hello\x12\x1a\n" +
 	"\bprotocol\x18\x01 \x01(\rR\bprotocol\x12\x10\n" +
 	"\x03did\x18\x02 \x01(\tR\x03did\x12\x14\n" +
 	"\x05alias\x18\x03 \x01(\tR\x05alias\x12\x18\n" +
 	"\aversion\x18\x04 \x01(\tR\aversion\x12!\n" +
 	"\flisten_addrs\x18\x05 \x03(\tR\vlistenAddrs\x12\x1a\n" +
-	"\bfeatures\x18\x06 \x03(\tR\bfeatures\"O\n" +
+	"\bfeatures\x18\x06 \x03(\tR\bfeatures\x12\x18\n" +
+	"\asession\x18\a \x01(\fR\asession\"O\n" +
 	"\x05Error\x12,\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x18.megaengine.v1.ErrorCodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"a\n" +

@@ -1,0 +1,857 @@
+package actors
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/menode/menode/wire"
+)
+
+// These tests run the gossip actor alone in a real actor system, with fakes
+// for what surrounds it: a parent that records what gossip asks of the
+// transport (dialNode, banNode), a store that records what gossip saves, and
+// peers that record the frames gossip sends them. Every step is a message, and
+// gossip handles its messages in order: to check that something did not
+// happen, a test sends a later genuine message, waits for its effect, and
+// then checks that the earlier one left no trace.
+
+func TestGossip_behavior(t *testing.T) {
+	t.Parallel()
+	creatorA, creatorB := newSigner(t), newSigner(t)
+
+	t.Run("valid repo announcement is stored and relayed to the others with TTL-1", func(t *testing.T) {
+		t.Parallel()
+		h := startGossip(t)
+		a, b := h.connect("A"), h.connect("B")
+		refs := map[string]string{"refs/heads/main": commitID(1), "refs/tags/v1": commitID(2)}
+		s := creatorA.repo(t, commitID(10), 7, refs)
+
+		h.deliver(a, s, 5)
+
+		got := h.waitFrame(b, s)
+		if got.Ttl != 4 {
+			t.Errorf("relayed with TTL %d, want 4", got.Ttl)
+		}
+		learned := h.waitLearned(creatorA.repoID(t, commitID(10)))
+		if !maps.Equal(learned.Repo.Refs, refs) {
+			t.Errorf("learned refs %v, want %v", learned.Repo.Refs, refs)
+		}
+		if learned.Repo.Creator != creatorA.id || learned.Repo.Seq != 7 || learned.Repo.RootCommit != commitID(10) {
+			t.Errorf("learned %+v, want creator %s, seq 7, root %s", learned.Repo, creatorA.id, commitID(10))
+		}
+		if n := len(h.saved(s)); n != 1 {
+			t.Errorf("saveAnnouncement for it %d times, want 1", n)
+		}
+		// A later message from B reaches A; then A must hold no copy of the first.
+		later := creatorB.repo(t, commitID(11), 1, nil)
+		h.deliver(b, later, 5)
+		h.waitFrame(a, later)
+		if n := len(a.framesOf(s)); n != 0 {
+			t.Errorf("announcement sent back to the peer it came from (%d times)", n)
+		}
+	})
+
+	t.Run("bad signature is dropped and does not shadow the genuine copy", func(t *testing.T) {
+		t.Parallel()
+		genuine := creatorA.repo(t, commitID(20), 1, map[string]string{"refs/heads/main": commitID(21)})
+		flippedSig := proto.Clone(genuine).(*wire.SignedAnnouncement)
+		flippedSig.Signature[3] ^= 0x01
+		otherKey := proto.Clone(genuine).(*wire.SignedAnnouncement)
+		otherKey.Signature = ed25519.Sign(creatorB.key, signedPayload(genuine.Payload))
+		flippedPayload := proto.Clone(genuine).(*wire.SignedAnnouncement)
+		flippedPayload.Payload[len(flippedPayload.Payload)-1] ^= 0x01 // inside the last ref's commit id
+
+		for _, bad := range []struct {
+			name string
+			s    *wire.SignedAnnouncement
+		}{
+			{"signature byte flipped", flippedSig},
+			{"signed by another key", otherKey},
+			{"payload byte flipped", flippedPayload},
+		} {
+			t.Run(bad.name, func(t *testing.T) {
+				t.Parallel()
+				if _, _, err := wire.OpenAnnouncement(bad.s, time.Now()); !errors.Is(err, wire.ErrBadSignature) {
+					t.Fatalf("test setup: OpenAnnouncement = %v, want ErrBadSignature", err)
+				}
+				h := startGossip(t)
+				a, b := h.connect("A"), h.connect("B")
+
+				h.deliver(a, bad.s, 5)
+				h.deliver(a, genuine, 5)
+
+				got := h.waitFrame(b, genuine)
+				if !sameSigned(got.Announcement, genuine) {
+					t.Errorf("relayed a copy with signature %x, want the genuine one", got.Announcement.Signature)
+				}
+				for _, f := range b.gossipFrames() {
+					if sameSigned(f.Announcement, bad.s) {
+						t.Errorf("forged copy relayed to B")
+					}
+				}
+				if n := len(b.framesOf(genuine)); n != 1 {
+					t.Errorf("B got the genuine payload %d times, want 1", n)
+				}
+				if n := len(a.framesOf(genuine)) + len(a.framesOf(bad.s)); n != 0 {
+					t.Errorf("A got %d copies back", n)
+				}
+				for _, s := range h.saved(genuine) {
+					if !sameSigned(s, genuine) {
+						t.Errorf("stored a forged copy")
+					}
+				}
+				if n := len(h.saved(genuine)); n != 1 {
+					t.Errorf("saveAnnouncement for the genuine payload %d times, want 1", n)
+				}
+				if n := len(h.saved(bad.s)); n != 0 && !bytes.Equal(bad.s.Payload, genuine.Payload) {
+					t.Errorf("saveAnnouncement for the forged payload %d times, want 0", n)
+				}
+				if n := len(h.learned()); n != 1 {
+					t.Errorf("learnRepo %d times, want 1", n)
+				}
+			})
+		}
+	})
+
+	t.Run("repo announcement signed by a non-creator is dropped", func(t *testing.T) {
+		t.Parallel()
+		h := startGossip(t)
+		a, b := h.connect("A"), h.connect("B")
+		// B signs an announcement for a repository A created.
+		forged := &wire.Announcement{
+			Origin: creatorB.id.String(), Seq: 1, TimestampMs: time.Now().UnixMilli(),
+			Body: &wire.Announcement_Repo{Repo: &wire.RepoAnnouncement{
+				RepoId: creatorA.repoID(t, commitID(30)).String(), RootCommit: commitID(30),
+				Name: "stolen", DefaultBranch: "main", Refs: wire.RefsFromMap(map[string]string{"refs/heads/main": commitID(31)}),
+			}},
+		}
+		s := signUnchecked(t, creatorB.key, forged)
+		if _, _, err := wire.OpenAnnouncement(s, time.Now()); !errors.Is(err, wire.ErrBadAnnouncement) || errors.Is(err, wire.ErrBadSignature) {
+			t.Fatalf("test setup: OpenAnnouncement = %v, want ErrBadAnnouncement for the creator rule", err)
+		}
+
+		h.deliver(a, s, 5)
+		genuine := creatorA.repo(t, commitID(30), 2, map[string]string{"refs/heads/main": commitID(32)})
+		h.deliver(a, genuine, 5)
+		h.waitFrame(b, genuine)
+		h.waitLearned(creatorA.repoID(t, commitID(30)))
+
+		if n := len(b.framesOf(s)); n != 0 {
+			t.Errorf("forged announcement relayed %d times", n)
+		}
+		if n := len(h.saved(s)); n != 0 {
+			t.Errorf("forged announcement stored %d times", n)
+		}
+		for _, l := range h.learned() {
+			if l.Repo.Creator != creatorA.id || l.Repo.Name == "stolen" {
+				t.Errorf("learned the forged repository: %+v", l.Repo)
+			}
+		}
+	})
+
+	t.Run("replays and older seqs are ignored, a newer seq is accepted", func(t *testing.T) {
+		t.Parallel()
+		h := startGossip(t)
+		a, b := h.connect("A"), h.connect("B")
+		root := commitID(40)
+		seq5 := creatorA.repo(t, root, 5, map[string]string{"refs/heads/main": commitID(45)})
+		seq3 := creatorA.repo(t, root, 3, map[string]string{"refs/heads/main": commitID(43)})
+		seq5b := creatorA.repo(t, root, 5, map[string]string{"refs/heads/main": commitID(55)}) // same seq, other refs
+		seq6 := creatorA.repo(t, root, 6, map[string]string{"refs/heads/main": commitID(46)})
+
+		h.deliver(a, seq5, 5)
+		h.waitFrame(b, seq5)
+		h.deliver(a, seq5, 5)  // the very same message again
+		h.deliver(b, seq5, 5)  // and from the other side
+		h.deliver(a, seq3, 5)  // older
+		h.deliver(a, seq5b, 5) // same seq, different payload
+		h.deliver(a, seq6, 5)
+		h.waitFrame(b, seq6)
+
+		if n := len(b.framesOf(seq5)); n != 1 {
+			t.Errorf("B got seq 5 %d times, want 1", n)
+		}
+		if n := len(a.framesOf(seq5)); n != 0 {
+			t.Errorf("A got seq 5 %d times, want 0", n)
+		}
+		for name, s := range map[string]*wire.SignedAnnouncement{"seq 3": seq3, "second seq 5": seq5b} {
+			if n := len(b.framesOf(s)) + len(a.framesOf(s)); n != 0 {
+				t.Errorf("%s relayed %d times", name, n)
+			}
+			if n := len(h.saved(s)); n != 0 {
+				t.Errorf("%s stored %d times", name, n)
+			}
+		}
+		if n := len(h.saved(seq5)); n != 1 {
+			t.Errorf("seq 5 stored %d times, want 1", n)
+		}
+		if n := len(h.saved(seq6)); n != 1 {
+			t.Errorf("seq 6 stored %d times, want 1", n)
+		}
+		var seqs []uint64
+		for _, l := range h.learned() {
+			seqs = append(seqs, l.Repo.Seq)
+		}
+		if fmt.Sprint(seqs) != "[5 6]" {
+			t.Errorf("learnRepo seqs %v, want [5 6]", seqs)
+		}
+		if got := h.copies(seq5); got != 3 {
+			t.Errorf("countCopies(seq 5) = %d, want 3 (one accepted, two duplicates)", got)
+		}
+	})
+
+	t.Run("TTL", func(t *testing.T) {
+		t.Parallel()
+		for _, tc := range []struct {
+			in, out uint32
+			relayed bool
+		}{
+			{in: 0, relayed: false},
+			{in: 1, out: 0, relayed: true},
+			{in: 2, out: 1, relayed: true},
+			{in: defaultTTL, out: defaultTTL - 1, relayed: true},
+			{in: 1000, out: defaultTTL - 1, relayed: true}, // capped
+		} {
+			t.Run(fmt.Sprintf("in %d", tc.in), func(t *testing.T) {
+				t.Parallel()
+				h := startGossip(t)
+				a, b := h.connect("A"), h.connect("B")
+				s := creatorA.repo(t, commitID(60), 1, nil)
+				h.deliver(a, s, tc.in)
+				h.waitLearned(creatorA.repoID(t, commitID(60)))
+				marker := creatorB.repo(t, commitID(61), 1, nil)
+				h.deliver(a, marker, 3)
+				h.waitFrame(b, marker)
+
+				frames := b.framesOf(s)
+				switch {
+				case !tc.relayed && len(frames) != 0:
+					t.Errorf("relayed %d times with TTL %d, want not relayed", len(frames), frames[0].Ttl)
+				case tc.relayed && len(frames) != 1:
+					t.Errorf("relayed %d times, want once", len(frames))
+				case tc.relayed && frames[0].Ttl != tc.out:
+					t.Errorf("relayed with TTL %d, want %d", frames[0].Ttl, tc.out)
+				}
+				if n := len(h.saved(s)); n != 1 {
+					t.Errorf("stored %d times, want 1", n)
+				}
+			})
+		}
+	})
+
+	t.Run("misbehaveMax invalid messages get the peer banned", func(t *testing.T) {
+		t.Parallel()
+		h := startGossip(t)
+		a, b := h.connect("A"), h.connect("B")
+		genuine := creatorA.repo(t, commitID(70), 1, nil)
+		badSig := proto.Clone(genuine).(*wire.SignedAnnouncement)
+		badSig.Signature[0] ^= 0x80
+		future := creatorA.sign(t, &wire.Announcement{
+			Seq: 1, TimestampMs: time.Now().Add(wire.MaxClockSkew + time.Hour).UnixMilli(),
+			Body: &wire.Announcement_Node{Node: &wire.NodeAnnouncement{Alias: "future"}},
+		})
+		nonCreator := signUnchecked(t, creatorB.key, &wire.Announcement{
+			Origin: creatorB.id.String(), Seq: 1, TimestampMs: time.Now().UnixMilli(),
+			Body: &wire.Announcement_Repo{Repo: &wire.RepoAnnouncement{
+				RepoId: creatorA.repoID(t, commitID(72)).String(), RootCommit: commitID(72), Name: "x", DefaultBranch: "main",
+			}},
+		})
+		invalid := []*wire.Gossip{
+			{Announcement: badSig, Ttl: 3},
+			{Announcement: nil, Ttl: 3},
+			{Announcement: future, Ttl: 3},
+			{Announcement: &wire.SignedAnnouncement{Payload: []byte("junk"), Signature: make([]byte, ed25519.SignatureSize)}, Ttl: 3},
+			{Announcement: nonCreator, Ttl: 3},
+		}
+		if len(invalid) != misbehaveMax {
+			t.Fatalf("test has %d invalid messages, want misbehaveMax = %d", len(invalid), misbehaveMax)
+		}
+		// Invalid messages from B count against B, not A.
+		for _, g := range invalid[:misbehaveMax-1] {
+			h.send(&gossipIn{From: a.id, Peer: a.pid, Gossip: g})
+			h.send(&gossipIn{From: b.id, Peer: b.pid, Gossip: g})
+		}
+		h.deliver(a, genuine, 3)
+		h.waitFrame(b, genuine)
+		if bans := h.bans(); len(bans) != 0 {
+			t.Fatalf("banned after %d invalid messages: %+v", misbehaveMax-1, bans)
+		}
+
+		h.send(&gossipIn{From: a.id, Peer: a.pid, Gossip: invalid[misbehaveMax-1]})
+		bans := h.waitBans(1)
+		if bans[0].ID != a.id {
+			t.Errorf("banned %s, want A %s", bans[0].ID, a.id)
+		}
+		if bans[0].For != banFor {
+			t.Errorf("banned for %v, want %v", bans[0].For, banFor)
+		}
+		// B stays one strike short; a marker makes sure nothing more is queued.
+		marker := creatorB.repo(t, commitID(71), 1, nil)
+		h.deliver(b, marker, 3)
+		h.waitFrame(a, marker)
+		if bans := h.bans(); len(bans) != 1 {
+			t.Errorf("%d bans, want only A's: %+v", len(bans), bans)
+		}
+		for _, f := range b.gossipFrames() {
+			if f.Announcement != nil && (bytes.Equal(f.Announcement.Signature, badSig.Signature) || bytes.Equal(f.Announcement.Payload, future.Payload)) {
+				t.Errorf("invalid message relayed")
+			}
+		}
+	})
+
+	// DESIGN.md: "Verify before anything else; a bad signature is dropped and
+	// counts against the peer." A forged copy of a message already accepted
+	// is no exception: it is not a copy of the message, and it is a strike.
+	t.Run("forged copies of an accepted message are strikes, not copies", func(t *testing.T) {
+		t.Parallel()
+		h := startGossip(t)
+		a, b := h.connect("A"), h.connect("B")
+		genuine := creatorA.repo(t, commitID(75), 1, nil)
+		h.deliver(a, genuine, 3)
+		h.waitFrame(b, genuine)
+		for i := range misbehaveMax {
+			forged := proto.Clone(genuine).(*wire.SignedAnnouncement)
+			forged.Signature[i] ^= 0x01
+			h.deliver(a, forged, 3)
+		}
+		marker := creatorB.repo(t, commitID(76), 1, nil)
+		h.deliver(b, marker, 3)
+		h.waitFrame(a, marker)
+		if got := h.copies(genuine); got != 1 {
+			t.Errorf("countCopies = %d after %d forged copies, want 1", got, misbehaveMax)
+		}
+		if bans := h.bans(); len(bans) != 1 || bans[0].ID != a.id {
+			t.Errorf("bans after %d forged copies from A: %+v, want one of A", misbehaveMax, bans)
+		}
+	})
+
+	t.Run("a peer that connects later catches up at once", func(t *testing.T) {
+		t.Parallel()
+		h := startGossip(t)
+		a := h.connect("A")
+		s := creatorA.repo(t, commitID(80), 1, map[string]string{"refs/heads/main": commitID(81)})
+		h.deliver(a, s, 2) // TTL as low as it comes: catch-up sends at full TTL
+		h.waitLearned(creatorA.repoID(t, commitID(80)))
+
+		c := h.connect("C")
+		got := h.waitFrame(c, s)
+		if got.Ttl != defaultTTL {
+			t.Errorf("caught up with TTL %d, want %d", got.Ttl, defaultTTL)
+		}
+		// And gossip's own node announcement.
+		own := h.ownNodeAnnouncement()
+		h.waitFrame(c, own)
+	})
+
+	t.Run("own announcement coming back is counted, not relayed", func(t *testing.T) {
+		t.Parallel()
+		h := startGossip(t)
+		own := h.ownNodeAnnouncement()
+		a, b := h.connect("A"), h.connect("B")
+		h.waitFrame(b, own) // catch-up
+		h.deliver(a, own, 5)
+		marker := creatorA.repo(t, commitID(90), 1, nil)
+		h.deliver(a, marker, 5)
+		h.waitFrame(b, marker)
+		if n := len(b.framesOf(own)); n != 1 {
+			t.Errorf("B got our own announcement %d times, want 1 (catch-up only)", n)
+		}
+		if got := h.copies(own); got != 2 {
+			t.Errorf("countCopies(own) = %d, want 2", got)
+		}
+		if got := h.copies(creatorB.repo(t, commitID(91), 1, nil)); got != 0 {
+			t.Errorf("countCopies(unknown) = %d, want 0", got)
+		}
+	})
+
+	t.Run("node announcement asks the transport to dial its addresses", func(t *testing.T) {
+		t.Parallel()
+		h := startGossip(t)
+		a, b := h.connect("A"), h.connect("B")
+		addrs := []string{"127.0.0.1:4000", "[::1]:4001"}
+		s := creatorA.sign(t, &wire.Announcement{
+			Seq: 1, TimestampMs: time.Now().UnixMilli(),
+			Body: &wire.Announcement_Node{Node: &wire.NodeAnnouncement{Alias: "far", Addresses: addrs}},
+		})
+		h.deliver(a, s, 4)
+		h.waitFrame(b, s)
+		dials := h.waitDials(len(addrs))
+		for i, d := range dials {
+			if d.ID != creatorA.id || d.Addr != addrs[i] || !d.Discovered {
+				t.Errorf("dial %d = %+v, want %s at %s, discovered", i, d, creatorA.id, addrs[i])
+			}
+		}
+		var saved bool
+		for _, m := range h.store.all() {
+			if sn, ok := m.(saveNode); ok && sn.Node.ID == creatorA.id && sn.Node.Alias == "far" {
+				saved = true
+			}
+		}
+		if !saved {
+			t.Errorf("saveNode for %s not sent", creatorA.id)
+		}
+	})
+
+	t.Run("a disconnected peer gets nothing", func(t *testing.T) {
+		t.Parallel()
+		h := startGossip(t)
+		a, b, c := h.connect("A"), h.connect("B"), h.connect("C")
+		h.send(&peerDisconnected{ID: b.id, PID: b.pid})
+		s := creatorA.repo(t, commitID(100), 1, nil)
+		h.deliver(a, s, 5)
+		h.waitFrame(c, s)
+		marker := creatorB.repo(t, commitID(101), 1, nil)
+		h.deliver(a, marker, 5)
+		h.waitFrame(c, marker)
+		if n := len(b.framesOf(s)) + len(b.framesOf(marker)); n != 0 {
+			t.Errorf("disconnected peer got %d frames", n)
+		}
+	})
+}
+
+func TestSeenWindow_behavior(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+
+	t.Run("an ID is forgotten after ttl", func(t *testing.T) {
+		w := newSeenWindow(time.Minute, 100)
+		x, y := seenID(1), seenID(2)
+		w.add(x, t0)
+		if !w.has(x, t0) {
+			t.Fatal("not seen right after add")
+		}
+		if !w.has(x, t0.Add(time.Minute-time.Nanosecond)) {
+			t.Error("forgotten before ttl")
+		}
+		if w.has(x, t0.Add(time.Minute)) {
+			t.Error("still seen at ttl")
+		}
+		if got := w.copies(x); got != 3 {
+			t.Errorf("copies = %d, want 3 (add and two has within ttl)", got)
+		}
+		w.add(y, t0.Add(time.Minute+time.Second))
+		if w.len() != 1 {
+			t.Errorf("len = %d after the first expired, want 1", w.len())
+		}
+		if w.copies(x) != 0 {
+			t.Errorf("expired ID still counted")
+		}
+		// Added again, it is new again.
+		w.add(x, t0.Add(2*time.Minute))
+		if !w.has(x, t0.Add(2*time.Minute+time.Second)) || w.copies(x) != 2 {
+			t.Errorf("re-added ID: copies %d, want 2", w.copies(x))
+		}
+		if !w.has(y, t0.Add(2*time.Minute)) {
+			t.Error("y forgotten before its ttl")
+		}
+		if w.has(y, t0.Add(2*time.Minute+time.Second)) {
+			t.Error("y seen at its ttl")
+		}
+	})
+
+	for _, max := range []int{1, 8, 1500} {
+		t.Run(fmt.Sprintf("max %d", max), func(t *testing.T) {
+			w := newSeenWindow(time.Hour, max)
+			for i := range 10 * max {
+				w.add(seenID(i), t0.Add(time.Duration(i)*time.Millisecond))
+				if w.len() > max {
+					t.Fatalf("after %d adds len = %d, want <= %d", i+1, w.len(), max)
+				}
+			}
+			if w.len() != max {
+				t.Errorf("len = %d, want %d", w.len(), max)
+			}
+			now := t0.Add(time.Duration(10*max) * time.Millisecond)
+			for i := range 10 * max {
+				want := i >= 9*max // the newest max stay
+				if got := w.has(seenID(i), now); got != want {
+					t.Fatalf("ID %d of %d: seen = %v, want %v", i, 10*max, got, want)
+				}
+			}
+			// Still a window of time after the compactions.
+			w.add(seenID(-1), now.Add(time.Hour+time.Duration(10*max)*time.Millisecond))
+			if w.len() != 1 || !w.has(seenID(-1), now.Add(time.Hour+time.Duration(10*max)*time.Millisecond)) {
+				t.Errorf("after all expired: len %d, want 1", w.len())
+			}
+		})
+	}
+}
+
+// Harness.
+
+// gossipHarness is one gossip actor with its fakes.
+type gossipHarness struct {
+	t      *testing.T
+	system *actor.ActorSystem
+	id     wire.NodeID
+	gossip *actor.PID
+	parent *msgLog // messages gossip sent to its parent
+	store  *msgLog // messages gossip sent to the store
+}
+
+// fakePeer is a peer actor that records the frames gossip sends it.
+type fakePeer struct {
+	h      *gossipHarness
+	id     wire.NodeID
+	pid    *actor.PID
+	frames *msgLog
+}
+
+func startGossip(t *testing.T) *gossipHarness {
+	t.Helper()
+	logs := &msgLog{}
+	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+		return slog.New(slog.NewTextHandler(io.Discard, nil))
+	}))
+	h := &gossipHarness{t: t, system: system, parent: &msgLog{}, store: &msgLog{}}
+	key, id := newSignerKey(t)
+	h.id = id
+	logger := slog.New(slog.NewTextHandler(logWriter{logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	storePID := system.Root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
+		switch m := ctx.Message().(type) {
+		case loadAnnouncements:
+			ctx.Respond([][]byte{})
+		case loadRepos:
+			ctx.Respond([]repoState{})
+		case saveAnnouncement, learnRepo, saveNode:
+			h.store.add(m)
+		}
+	}))
+	spawned := make(chan *actor.PID, 1)
+	parent := system.Root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
+		switch m := ctx.Message().(type) {
+		case *actor.Started:
+			g := newGossip(Config{Alias: "t", GossipInterval: time.Hour, Logger: logger}, key, id, nil, storePID)
+			spawned <- ctx.Spawn(actor.PropsFromProducer(func() actor.Actor { return g }))
+		case *dialNode, *banNode:
+			h.parent.add(m)
+		}
+	}, actor.WithSupervisor(stopOnPanic)))
+	h.gossip = <-spawned
+	t.Cleanup(func() {
+		_ = system.Root.PoisonFuture(parent).Wait()
+		_ = system.Root.PoisonFuture(storePID).Wait()
+		system.Shutdown()
+		if t.Failed() {
+			t.Logf("gossip log:\n%s", strings.Join(logs.strings(), ""))
+		}
+	})
+	// Ready once it has loaded the (empty) store and signed its own
+	// NodeAnnouncement.
+	pollFor(t, 5*time.Second, "gossip saves its own node announcement", func() bool {
+		for _, m := range h.store.all() {
+			if sa, ok := m.(saveAnnouncement); ok && sa.Key == "node/"+id.String() {
+				return true
+			}
+		}
+		return false
+	})
+	return h
+}
+
+// connect spawns a fake peer and registers it with gossip.
+func (h *gossipHarness) connect(alias string) *fakePeer {
+	h.t.Helper()
+	_, id := newSignerKey(h.t)
+	p := &fakePeer{h: h, id: id, frames: &msgLog{}}
+	p.pid = h.system.Root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
+		if m, ok := ctx.Message().(*sendFrame); ok {
+			p.frames.add(m.Frame)
+		}
+	}))
+	h.t.Cleanup(func() { _ = h.system.Root.PoisonFuture(p.pid).Wait() })
+	h.send(&peerConnected{ID: id, PID: p.pid, Hello: &wire.Hello{Protocol: wire.ProtocolVersion, Did: id.String(), Alias: alias}})
+	return p
+}
+
+func (h *gossipHarness) send(m any) { h.system.Root.Send(h.gossip, m) }
+
+// deliver hands gossip s as if peer p had received it with ttl.
+func (h *gossipHarness) deliver(p *fakePeer, s *wire.SignedAnnouncement, ttl uint32) {
+	h.send(&gossipIn{From: p.id, Peer: p.pid, Gossip: &wire.Gossip{Announcement: s, Ttl: ttl}})
+}
+
+// waitFrame waits until p got a frame carrying s (same payload and
+// signature) and returns the first.
+func (h *gossipHarness) waitFrame(p *fakePeer, s *wire.SignedAnnouncement) *wire.Gossip {
+	h.t.Helper()
+	var got *wire.Gossip
+	pollFor(h.t, 5*time.Second, "peer receives the announcement", func() bool {
+		for _, g := range p.framesOf(s) {
+			if sameSigned(g.Announcement, s) {
+				got = g
+				return true
+			}
+		}
+		return false
+	})
+	return got
+}
+
+func (h *gossipHarness) waitLearned(id wire.RepoID) learnRepo {
+	h.t.Helper()
+	var got learnRepo
+	pollFor(h.t, 5*time.Second, "store is told of repo "+id.String(), func() bool {
+		for _, l := range h.learned() {
+			if l.Repo.ID == id {
+				got = l
+				return true
+			}
+		}
+		return false
+	})
+	return got
+}
+
+func (h *gossipHarness) learned() []learnRepo {
+	var out []learnRepo
+	for _, m := range h.store.all() {
+		if l, ok := m.(learnRepo); ok {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// saved returns the saveAnnouncement messages whose payload is s's.
+func (h *gossipHarness) saved(s *wire.SignedAnnouncement) []*wire.SignedAnnouncement {
+	var out []*wire.SignedAnnouncement
+	for _, m := range h.store.all() {
+		sa, ok := m.(saveAnnouncement)
+		if !ok {
+			continue
+		}
+		got := new(wire.SignedAnnouncement)
+		if err := proto.Unmarshal(sa.Signed, got); err != nil {
+			h.t.Errorf("stored announcement under %s does not decode: %v", sa.Key, err)
+			continue
+		}
+		if bytes.Equal(got.Payload, s.Payload) {
+			out = append(out, got)
+		}
+	}
+	return out
+}
+
+// ownNodeAnnouncement is the NodeAnnouncement gossip signed at start.
+func (h *gossipHarness) ownNodeAnnouncement() *wire.SignedAnnouncement {
+	h.t.Helper()
+	for _, m := range h.store.all() {
+		if sa, ok := m.(saveAnnouncement); ok && sa.Key == "node/"+h.id.String() {
+			s := new(wire.SignedAnnouncement)
+			if err := proto.Unmarshal(sa.Signed, s); err != nil {
+				h.t.Fatal(err)
+			}
+			return s
+		}
+	}
+	h.t.Fatal("gossip saved no node announcement of its own")
+	return nil
+}
+
+func (h *gossipHarness) copies(s *wire.SignedAnnouncement) int {
+	h.t.Helper()
+	res, err := h.system.Root.RequestFuture(h.gossip, &countCopies{ID: wire.AnnouncementID(s)}, 5*time.Second).Result()
+	if err != nil {
+		h.t.Fatalf("countCopies: %v", err)
+	}
+	return res.(int)
+}
+
+func (h *gossipHarness) bans() []*banNode {
+	var out []*banNode
+	for _, m := range h.parent.all() {
+		if b, ok := m.(*banNode); ok {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+func (h *gossipHarness) waitBans(n int) []*banNode {
+	h.t.Helper()
+	pollFor(h.t, 5*time.Second, fmt.Sprintf("%d banNode at the parent", n), func() bool { return len(h.bans()) >= n })
+	return h.bans()
+}
+
+func (h *gossipHarness) waitDials(n int) []*dialNode {
+	h.t.Helper()
+	var out []*dialNode
+	pollFor(h.t, 5*time.Second, fmt.Sprintf("%d dialNode at the parent", n), func() bool {
+		out = out[:0]
+		for _, m := range h.parent.all() {
+			if d, ok := m.(*dialNode); ok {
+				out = append(out, d)
+			}
+		}
+		return len(out) >= n
+	})
+	return out
+}
+
+func (p *fakePeer) gossipFrames() []*wire.Gossip {
+	var out []*wire.Gossip
+	for _, m := range p.frames.all() {
+		if g := m.(*wire.Frame).GetGossip(); g != nil {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// framesOf returns the gossip frames p got whose payload is s's.
+func (p *fakePeer) framesOf(s *wire.SignedAnnouncement) []*wire.Gossip {
+	var out []*wire.Gossip
+	for _, g := range p.gossipFrames() {
+		if bytes.Equal(g.GetAnnouncement().GetPayload(), s.Payload) {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// sameSigned reports whether a and b are the same payload with the same signature.
+func sameSigned(a, b *wire.SignedAnnouncement) bool {
+	return bytes.Equal(a.GetPayload(), b.GetPayload()) && bytes.Equal(a.GetSignature(), b.GetSignature())
+}
+
+// signer is a remote node's identity, for signing test announcements.
+type signer struct {
+	key ed25519.PrivateKey
+	id  wire.NodeID
+}
+
+func newSigner(t *testing.T) signer {
+	key, id := newSignerKey(t)
+	return signer{key: key, id: id}
+}
+
+func newSignerKey(t *testing.T) (ed25519.PrivateKey, wire.NodeID) {
+	t.Helper()
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return priv, wire.NodeIDFromKey(pub)
+}
+
+func (s signer) repoID(t *testing.T, root string) wire.RepoID {
+	t.Helper()
+	id, err := wire.NewRepoID(root, s.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// repo signs a RepoAnnouncement of the repository s created at root.
+func (s signer) repo(t *testing.T, root string, seq uint64, refs map[string]string) *wire.SignedAnnouncement {
+	t.Helper()
+	return s.sign(t, &wire.Announcement{
+		Seq: seq, TimestampMs: time.Now().UnixMilli(),
+		Body: &wire.Announcement_Repo{Repo: &wire.RepoAnnouncement{
+			RepoId: s.repoID(t, root).String(), RootCommit: root, Name: "repo-" + root[:6],
+			DefaultBranch: "main", Refs: wire.RefsFromMap(refs),
+		}},
+	})
+}
+
+func (s signer) sign(t *testing.T, a *wire.Announcement) *wire.SignedAnnouncement {
+	t.Helper()
+	a.Origin = s.id.String()
+	signed, err := wire.SignAnnouncement(s.key, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// signUnchecked must sign exactly as wire does, or the tests that use it
+	// would test the signature check instead of what they mean to.
+	if u := signUnchecked(t, s.key, a); !proto.Equal(u, signed) {
+		t.Fatal("signUnchecked disagrees with wire.SignAnnouncement")
+	}
+	return signed
+}
+
+// signUnchecked signs a the way wire.SignAnnouncement does, without its
+// validity checks, to build correctly signed invalid announcements.
+func signUnchecked(t *testing.T, key ed25519.PrivateKey, a *wire.Announcement) *wire.SignedAnnouncement {
+	t.Helper()
+	payload, err := proto.MarshalOptions{Deterministic: true}.Marshal(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &wire.SignedAnnouncement{Payload: payload, Signature: ed25519.Sign(key, signedPayload(payload))}
+}
+
+// signedPayload is what an announcement signature covers (wire's
+// announcementDomain, then the payload).
+func signedPayload(payload []byte) []byte {
+	return append([]byte("megaengine/announcement/v1\x00"), payload...)
+}
+
+// commitID is a made-up commit ID, distinct per n.
+func commitID(n int) string { return fmt.Sprintf("%040x", n+0xc0ffee) }
+
+func seenID(n int) [32]byte {
+	var id [32]byte
+	copy(id[:], fmt.Sprintf("%032d", n))
+	return id
+}
+
+// msgLog records messages from actors, for the test goroutine to read.
+type msgLog struct {
+	mu   sync.Mutex
+	msgs []any
+}
+
+func (l *msgLog) add(m any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.msgs = append(l.msgs, m)
+}
+
+func (l *msgLog) all() []any {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]any(nil), l.msgs...)
+}
+
+func (l *msgLog) strings() []string {
+	var out []string
+	for _, m := range l.all() {
+		out = append(out, m.(string))
+	}
+	return out
+}
+
+// logWriter makes a msgLog an io.Writer of log lines.
+type logWriter struct{ l *msgLog }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.l.add(string(p))
+	return len(p), nil
+}
+
+// pollFor polls cond until it holds or timeout passes.
+func pollFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: not true: %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond) // polling interval
+	}
+}
