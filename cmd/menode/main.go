@@ -88,7 +88,7 @@ func newLogger(level string) *slog.Logger {
 	_ = l.UnmarshalText([]byte(level))
 	fi, err := os.Stderr.Stat()
 	tty := err == nil && fi.Mode()&os.ModeCharDevice != 0
-	return slog.New(tint.NewHandler(os.Stderr, &tint.Options{
+	return slog.New(tint.NewTextHandler(os.Stderr, &tint.Options{
 		Level:      l,
 		TimeFormat: time.TimeOnly,
 		NoColor:    !tty,
