@@ -121,24 +121,30 @@ func Start(cfg Config) (*Node, error) {
 	if cfg.WatchInterval <= 0 {
 		cfg.WatchInterval = 2 * time.Second
 	}
+	// What is opened is closed again, in reverse, if a later step fails.
+	var undo []func()
+	fail := func(err error) (*Node, error) {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
+		return nil, err
+	}
 	store, err := persist.OpenStore(cfg.Root)
 	if err != nil {
 		return nil, err
 	}
+	undo = append(undo, func() { store.Close() })
 	var udp *net.UDPConn
 	if !cfg.Offline {
+		// Bound before the identity is touched: "address in use" changes nothing.
 		if udp, err = listenUDP(cfg.Addr); err != nil {
-			store.Close()
-			return nil, err
+			return fail(err)
 		}
+		undo = append(undo, func() { udp.Close() })
 	}
 	key, err := loadKey(cfg)
 	if err != nil {
-		store.Close()
-		if udp != nil {
-			udp.Close()
-		}
-		return nil, err
+		return fail(err)
 	}
 	n := &node{cfg: cfg, key: key, log: cfg.Logger, db: store}
 	if key != nil {
@@ -146,28 +152,20 @@ func Start(cfg Config) (*Node, error) {
 	}
 	if !cfg.Offline {
 		if n.transport, err = newTransport(cfg, key, n.id, udp); err != nil {
-			udp.Close()
-			store.Close()
-			return nil, err
+			return fail(err)
 		}
+		undo = append(undo, n.transport.closeSocket)
 		if n.controlLn, err = listenControl(cfg.Root); err != nil {
-			n.transport.closeSocket()
-			store.Close()
-			return nil, err
+			return fail(err)
 		}
+		undo = append(undo, func() { n.controlLn.Close() })
 	}
-	ln := n.controlLn
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return slog.New(atLeast{cfg.Logger.Handler(), slog.LevelWarn})
 	}))
 	root, err := system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return n }), "node")
 	if err != nil {
-		store.Close()
-		if ln != nil {
-			ln.Close()
-			n.transport.closeSocket()
-		}
-		return nil, fmt.Errorf("spawn node: %w", err)
+		return fail(fmt.Errorf("spawn node: %w", err))
 	}
 	return &Node{ID: n.id, system: system, root: root}, nil
 }
