@@ -187,6 +187,10 @@ func (p *peer) handshake(ctx context.Context) (*helloDone, *connFailed) {
 	if err != nil {
 		return nil, connError("handshake", err)
 	}
+	// Stream reads ignore ctx: a peer that sends half a Hello and then
+	// nothing must not hold this connection open.
+	deadline, _ := ctx.Deadline()
+	_ = stream.SetDeadline(deadline)
 	r := bufio.NewReader(stream)
 	f, err := wire.ReadFrame(r)
 	if err != nil {
@@ -207,6 +211,7 @@ func (p *peer) handshake(ctx context.Context) (*helloDone, *connFailed) {
 			return nil, connError("handshake", err)
 		}
 	}
+	_ = stream.SetDeadline(time.Time{})
 	return &helloDone{stream: stream, reader: r, hello: hello}, nil
 }
 

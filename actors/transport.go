@@ -458,6 +458,9 @@ func (t *transport) onPeerUp(ctx actor.Context, m *peerUp) {
 	if l.target != "" {
 		if d := t.targets[l.target]; d != nil {
 			d.attempt, d.lastErr, d.alias = 0, "", m.Hello.Alias
+			if d.id.IsZero() {
+				d.id = m.ID // dialed by address alone: now we know who is there
+			}
 		}
 	} else if len(l.addrs) > 0 {
 		// A node that dialed us is redialed at its address if it goes away.
