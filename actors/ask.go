@@ -50,8 +50,10 @@ func unwrap(then func(any, error)) func(any, error) {
 	}
 }
 
-// spawnChild spawns a named child whose panics stop it (and only it) instead
-// of restarting it with state that may be half-built.
+// spawnChild spawns a named child and watches it. Props carry the strategy
+// an actor applies to its own children: every actor here stops a child that
+// panics (see stopOnPanic) instead of restarting it with state that may be
+// half-built.
 func spawnChild(ctx actor.Context, name string, produce func() actor.Actor) *actor.PID {
 	props := actor.PropsFromProducer(produce, actor.WithSupervisor(stopOnPanic))
 	pid, err := ctx.SpawnNamed(props, name)
@@ -59,9 +61,11 @@ func spawnChild(ctx actor.Context, name string, produce func() actor.Actor) *act
 		// Names are unique per parent by construction; a clash is a bug.
 		panic(err)
 	}
+	ctx.Watch(pid)
 	return pid
 }
 
+// stopOnPanic is every parent's supervisor strategy: stop the child.
 var stopOnPanic = actor.NewOneForOneStrategy(0, 0, func(any) actor.Directive { return actor.StopDirective })
 
 // atLeast passes on records at or above min: protoactor's own logs go through

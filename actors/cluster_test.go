@@ -73,7 +73,15 @@ func TestCluster_gossipReachesEveryNode(t *testing.T) {
 			t.Fatalf("start n%d: %v", i, err)
 		}
 		nodes[i] = n
-		t.Cleanup(n.Stop)
+		t.Cleanup(func() {
+			// PoisonFuture gives up after 10 s: a stop that long means an
+			// actor never stopped.
+			began := time.Now()
+			n.Stop()
+			if d := time.Since(began); d > 5*time.Second {
+				t.Errorf("stopping n%d took %v", i, d.Round(time.Millisecond))
+			}
+		})
 		s := clusterStatus(t, n)
 		if len(s.Listen) == 0 {
 			t.Fatalf("n%d lists no listen address", i)
@@ -127,9 +135,20 @@ func TestCluster_gossipReachesEveryNode(t *testing.T) {
 		}
 		return out
 	}, func(a, b []map[int]bool) bool { return slices.EqualFunc(a, b, mapsEqual) })
-	for i := range nodes {
+	for i, n := range nodes {
 		if extra := len(live[i]) - len(neighbours[i]); extra != 0 {
 			t.Logf("n%d: %d live connections, %d in the topology (discovery added %d)", i, len(live[i]), len(neighbours[i]), extra)
+		}
+		// "A discovered node is dialed only while fewer than MaxPeers
+		// outbound connections are up."
+		discovered := 0
+		for _, p := range clusterPeers(t, n) {
+			if p.Connected && p.Direction == "outbound" && !slices.Contains(boot[i], index[p.ID]) {
+				discovered++
+			}
+		}
+		if discovered > 1 {
+			t.Errorf("n%d: %d outbound connections to discovered nodes, want at most MaxPeers = 1", i, discovered)
 		}
 	}
 	t.Logf("connected after %v", time.Since(began).Round(time.Millisecond))

@@ -177,15 +177,16 @@ func (g *gossip) receive(ctx actor.Context, m *gossipIn) {
 		g.strike(ctx, m.From, errors.New("gossip frame without an announcement"))
 		return
 	}
-	id := wire.AnnouncementID(s)
-	// Only verified payloads enter the seen window, so a forged copy can
-	// never shadow the genuine message that follows it.
-	if g.seen.has(id, g.now()) {
-		return
-	}
+	// Verify first: a forged copy counts against its sender even when the
+	// genuine message is known, and only verified payloads enter the seen
+	// window, so a forgery can never shadow the genuine message after it.
 	a, origin, err := wire.OpenAnnouncement(s, g.now())
 	if err != nil {
 		g.strike(ctx, m.From, err)
+		return
+	}
+	id := wire.AnnouncementID(s)
+	if g.seen.has(id, g.now()) {
 		return
 	}
 	g.seen.add(id, g.now())

@@ -97,7 +97,12 @@ type Node struct {
 	ID     wire.NodeID // zero when offline without an identity
 	system *actor.ActorSystem
 	root   *actor.PID
+	done   chan struct{}
 }
+
+// Done is closed when the node has stopped, by Stop or because one of its
+// actors failed (the log says which).
+func (n *Node) Done() <-chan struct{} { return n.done }
 
 const (
 	askTimeout  = 30 * time.Second // one actor asking another
@@ -163,11 +168,13 @@ func Start(cfg Config) (*Node, error) {
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return slog.New(atLeast{cfg.Logger.Handler(), slog.LevelWarn})
 	}))
-	root, err := system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return n }), "node")
+	n.done = make(chan struct{})
+	props := actor.PropsFromProducer(func() actor.Actor { return n }, actor.WithSupervisor(stopOnPanic))
+	root, err := system.Root.SpawnNamed(props, "node")
 	if err != nil {
 		return fail(fmt.Errorf("spawn node: %w", err))
 	}
-	return &Node{ID: n.id, system: system, root: root}, nil
+	return &Node{ID: n.id, system: system, root: root, done: n.done}, nil
 }
 
 func loadKey(cfg Config) (ed25519.PrivateKey, error) {
@@ -218,9 +225,16 @@ type node struct {
 	control *actor.PID
 	network *actor.PID // the transport actor; nil offline
 	gossip  *actor.PID // nil offline
+	done    chan struct{}
+
+	isStopping bool
 }
 
 func (n *node) Receive(ctx actor.Context) {
+	if n.isStopping {
+		n.stopping(ctx)
+		return
+	}
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		n.store = spawnChild(ctx, "store", func() actor.Actor { return newStore(n.db, n.log) })
@@ -249,6 +263,13 @@ func (n *node) Receive(ctx actor.Context) {
 		if n.controlLn != nil {
 			n.control = spawnChild(ctx, "control", func() actor.Actor { return newControl(n.controlLn, ctx.Self(), n.log) })
 		}
+	case *actor.Terminated:
+		// A child stopped although the node was not stopping: it panicked.
+		// The node cannot do its work without it; stop rather than limp on.
+		n.log.Error("actor failed; stopping the node", "actor", m.Who.Id)
+		ctx.Stop(ctx.Self())
+	case *actor.Stopping:
+		n.isStopping = true
 	case *AddRepo:
 		n.addRepo(ctx, m)
 	case *dialNode, *banNode:
@@ -295,6 +316,20 @@ func (n *node) Receive(ctx actor.Context) {
 		})
 	case *GetStatus:
 		n.status(ctx)
+	}
+}
+
+// stopping is the node's behaviour while its children stop: commands are
+// refused, children ending is expected.
+func (n *node) stopping(ctx actor.Context) {
+	switch ctx.Message().(type) {
+	case *actor.Stopped:
+		close(n.done)
+	case actor.SystemMessage, actor.AutoReceiveMessage:
+	default:
+		if ctx.Sender() != nil {
+			ctx.Respond(errors.New("the node is stopping"))
+		}
 	}
 }
 

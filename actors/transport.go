@@ -137,6 +137,7 @@ type transport struct {
 	banned     map[wire.NodeID]time.Time  // refused until then
 	nextPeer   int
 	stopAccept context.CancelFunc
+	stopping   bool // no new connections or dials once set
 }
 
 // link is what the transport knows of one peer actor.
@@ -229,6 +230,10 @@ func (t *transport) closeSocket() {
 }
 
 func (t *transport) Receive(ctx actor.Context) {
+	if t.stopping {
+		t.drain(ctx)
+		return
+	}
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		t.peers = map[*actor.PID]*link{}
@@ -284,6 +289,7 @@ func (t *transport) Receive(ctx actor.Context) {
 	case linkState:
 		ctx.Respond(linkInfo{Listen: []string{t.udp.LocalAddr().String()}, Peers: len(t.byID)})
 	case *actor.Stopping:
+		t.stopping = true
 		t.stopAccept()
 		for _, d := range t.targets {
 			if d.cancel != nil {
@@ -291,10 +297,30 @@ func (t *transport) Receive(ctx actor.Context) {
 			}
 		}
 		_ = t.ln.Close()
+	}
+}
+
+// drain handles what still arrives while the transport stops (protoactor
+// delivers messages then too): connections are refused, nothing is dialed.
+func (t *transport) drain(ctx actor.Context) {
+	shut := quic.ApplicationErrorCode(wire.ErrorCode_ERROR_SHUTTING_DOWN)
+	switch m := ctx.Message().(type) {
+	case *accepted:
+		_ = m.conn.CloseWithError(shut, "shutting down")
+	case *dialed:
+		if m.conn != nil {
+			_ = m.conn.CloseWithError(shut, "shutting down")
+		}
+	case *actor.Terminated:
+		delete(t.peers, m.Who)
 	case *actor.Stopped:
 		// Peer actors, our children, have closed their connections by now.
 		_ = t.tr.Close()
 		_ = t.udp.Close()
+	case *ListPeers:
+		ctx.Respond(PeerList{Peers: []PeerView{}})
+	case linkState:
+		ctx.Respond(linkInfo{Listen: []string{}})
 	}
 }
 
@@ -317,11 +343,16 @@ func (t *transport) want(ctx actor.Context, addr string, id wire.NodeID, discove
 	t.dial(ctx, d)
 }
 
-// outbound counts live connections we dialed.
+// outbound counts outbound connections: live, in handshake, or being dialed.
 func (t *transport) outbound() int {
 	n := 0
-	for _, pid := range t.byID {
-		if t.peers[pid].outbound {
+	for _, l := range t.peers {
+		if l.outbound {
+			n++
+		}
+	}
+	for _, d := range t.targets {
+		if d.dialing {
 			n++
 		}
 	}
@@ -414,7 +445,6 @@ func (t *transport) spawnPeer(ctx actor.Context, conn *quic.Conn, outbound bool,
 	t.nextPeer++
 	name := fmt.Sprintf("peer-%s-%d", id, t.nextPeer)
 	pid := spawnChild(ctx, name, func() actor.Actor { return newPeer(conn, outbound, id, t.local, t.gossip, t.log) })
-	ctx.Watch(pid)
 	t.peers[pid] = &link{id: id, outbound: outbound, target: target, addrs: []string{conn.RemoteAddr().String()}}
 }
 

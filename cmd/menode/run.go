@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -63,11 +64,16 @@ func (c *runCmd) Run(e *env) error {
 	e.log.Info("node running", "id", n.ID, "alias", c.Alias, "addr", c.Addr, "root", e.root, "socket", persist.SocketPath(e.root))
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	s := <-sig
-	e.log.Info("stopping", "signal", s.String())
-	n.Stop()
-	e.log.Info("stopped")
-	return nil
+	select {
+	case s := <-sig:
+		e.log.Info("stopping", "signal", s.String())
+		n.Stop()
+		e.log.Info("stopped")
+		return nil
+	case <-n.Done():
+		n.Stop()
+		return errors.New("the node stopped because one of its parts failed; see the log above")
+	}
 }
 
 // parseBootstrap reads DID@HOST:PORT.
