@@ -127,7 +127,7 @@ func (g *gossip) Receive(ctx actor.Context) {
 		g.announceInventory(ctx)
 	case *reannounce:
 		g.announceNode(ctx)
-		// Our own latest go out again; peers that hold them drop them unseen.
+		// Our own latest go out again; peers that hold them drop them as seen or stale.
 		for _, h := range g.latest {
 			if h.body.Origin == g.id.String() {
 				g.broadcast(ctx, h.signed, defaultTTL, wire.NodeID{})

@@ -55,7 +55,7 @@ type connFailed struct {
 
 const (
 	handshakeTimeout = 10 * time.Second
-	sendQueueLen     = 1024
+	sendQueueLen     = 4096
 	// Incoming frames per second per peer, and the burst allowed (catch-up
 	// sends a burst of announcements on connect). Past it the reader waits, so
 	// a flooding peer is slowed down by QUIC flow control, not served faster.

@@ -40,7 +40,6 @@ var (
 	bucketMeta          = []byte("meta")
 
 	metaSchema = []byte("schema")
-	metaSeq    = []byte("seq")
 )
 
 // Store is the node's bbolt database. Its methods are safe for concurrent
@@ -305,28 +304,6 @@ func (s *Store) Announcements() ([][]byte, error) {
 		return nil, err
 	}
 	return out, nil
-}
-
-// NextSeq returns this node's next announcement sequence number and stores
-// it, so seqs strictly increase across restarts. The first is 1.
-func (s *Store) NextSeq() (uint64, error) {
-	var next uint64
-	err := s.db.Update(func(tx *bbolt.Tx) error {
-		meta := tx.Bucket(bucketMeta)
-		var prev uint64
-		if raw := meta.Get(metaSeq); raw != nil {
-			if len(raw) != 8 {
-				return fmt.Errorf("%s: corrupt seq counter (%d bytes)", s.path, len(raw))
-			}
-			prev = binary.BigEndian.Uint64(raw)
-		}
-		next = prev + 1
-		return meta.Put(metaSeq, uint64Bytes(next))
-	})
-	if err != nil {
-		return 0, err
-	}
-	return next, nil
 }
 
 // decodeRecord checks the schema version of a JSON record and unmarshals it

@@ -260,31 +260,6 @@ func TestStore_announcements(t *testing.T) {
 	})
 }
 
-func TestStore_nextSeq(t *testing.T) {
-	root := t.TempDir()
-	s := openTestStore(t, root)
-	var last uint64
-	for round := range 3 {
-		for range 3 {
-			seq, err := s.NextSeq()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if seq <= last {
-				t.Fatalf("round %d: NextSeq = %d after %d, want strictly increasing", round, seq, last)
-			}
-			last = seq
-		}
-		if err := s.Close(); err != nil {
-			t.Fatal(err)
-		}
-		s = openTestStore(t, root)
-	}
-	if last != 9 {
-		t.Errorf("after 9 calls last seq = %d, want 9", last)
-	}
-}
-
 func TestOpenStore_locked(t *testing.T) {
 	root := t.TempDir()
 	openTestStore(t, root)
@@ -418,17 +393,11 @@ func TestStore_newerRecord(t *testing.T) {
 func TestStore_concurrentUse(t *testing.T) {
 	s := openTestStore(t, t.TempDir())
 	const workers, each = 8, 20
-	seqs := make(chan uint64, workers*each)
 	errs := make(chan error, workers)
 	for w := range workers {
 		go func() {
 			for i := range each {
-				seq, err := s.NextSeq()
-				if err != nil {
-					errs <- err
-					return
-				}
-				seqs <- seq
+				seq := uint64(w*each + i + 1)
 				key := filepath.Join("repo", string(rune('a'+w)), string(rune('a'+i)))
 				if err := s.PutAnnouncement(key, seq, []byte(key)); err != nil {
 					errs <- err
@@ -443,20 +412,12 @@ func TestStore_concurrentUse(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	close(seqs)
-	seen := make(map[uint64]bool)
-	for seq := range seqs {
-		if seen[seq] {
-			t.Fatalf("NextSeq returned %d twice", seq)
-		}
-		seen[seq] = true
-	}
 	all, err := s.Announcements()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(seen) != workers*each || len(all) != workers*each {
-		t.Errorf("got %d seqs and %d announcements, want %d each", len(seen), len(all), workers*each)
+	if len(all) != workers*each {
+		t.Errorf("got %d announcements, want %d", len(all), workers*each)
 	}
 }
 
