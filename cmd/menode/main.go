@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -20,7 +21,7 @@ import (
 )
 
 type cli struct {
-	Root     string           `type:"path" env:"MEGAENGINE_ROOT" default:"~/.megaengine" help:"Node state directory (env MEGAENGINE_ROOT)."`
+	Root     string           `type:"path" env:"MEGAENGINE_ROOT" help:"Node state directory (env MEGAENGINE_ROOT; default ~/.megaengine)."`
 	LogLevel string           `enum:"auto,debug,info,warn,error" default:"auto" help:"Log level: debug, info, warn, error ; auto is info for run, warn for other commands."`
 	Version  kong.VersionFlag `help:"Print the version and exit."`
 
@@ -65,6 +66,14 @@ func run(args []string) int {
 		if cmd := kctx.Command(); cmd == "run" || cmd == "node start" {
 			level = "info"
 		}
+	}
+	if c.Root == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "menode: %s; give --root or set MEGAENGINE_ROOT\n", oneLine(err))
+			return 2
+		}
+		c.Root = filepath.Join(home, ".megaengine")
 	}
 	e := &env{root: c.Root, log: newLogger(level)}
 	slog.SetDefault(e.log)
