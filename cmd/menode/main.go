@@ -21,7 +21,7 @@ import (
 )
 
 type cli struct {
-	Root     string           `type:"path" env:"MEGAENGINE_ROOT" help:"Node state directory (env MEGAENGINE_ROOT; default ~/.megaengine)."`
+	Root     string           `env:"MEGAENGINE_ROOT" help:"Node state directory (env MEGAENGINE_ROOT; default ~/.megaengine)."`
 	LogLevel string           `enum:"auto,debug,info,warn,error" default:"auto" help:"Log level: debug, info, warn, error ; auto is info for run, warn for other commands."`
 	Version  kong.VersionFlag `help:"Print the version and exit."`
 
@@ -67,15 +67,12 @@ func run(args []string) int {
 			level = "info"
 		}
 	}
-	if c.Root == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "menode: %s; give --root or set MEGAENGINE_ROOT\n", oneLine(err))
-			return 2
-		}
-		c.Root = filepath.Join(home, ".megaengine")
+	root, err := rootDir(c.Root)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "menode: %s\n", oneLine(err))
+		return 2
 	}
-	e := &env{root: c.Root, log: newLogger(level)}
+	e := &env{root: root, log: newLogger(level)}
 	slog.SetDefault(e.log)
 	if err := kctx.Run(e); err != nil {
 		var u usageError
@@ -87,6 +84,22 @@ func run(args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// rootDir makes the root absolute: empty means ~/.megaengine, and a leading
+// ~/ is the home directory ($HOME).
+func rootDir(root string) (string, error) {
+	if root == "" || root == "~" || strings.HasPrefix(root, "~/") {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "", fmt.Errorf("%v; give --root or set MEGAENGINE_ROOT", err)
+		}
+		if root == "" {
+			root = "~/.megaengine"
+		}
+		root = filepath.Join(home, strings.TrimPrefix(root[1:], "/"))
+	}
+	return filepath.Abs(root)
 }
 
 // usageError marks a command line that parsed but makes no sense (exit 2).
