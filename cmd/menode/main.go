@@ -21,8 +21,8 @@ import (
 )
 
 type cli struct {
-	Root     string           `env:"MEGAENGINE_ROOT" help:"Node state directory (env MEGAENGINE_ROOT; default ~/.megaengine)."`
-	LogLevel string           `enum:"auto,debug,info,warn,error" default:"auto" help:"Log level: debug, info, warn, error ; auto is info for run, warn for other commands."`
+	Root     string           `env:"MEGAENGINE_ROOT" help:"Node state directory (default ~/.megaengine)."`
+	LogLevel string           `enum:"auto,debug,info,warn,error" default:"auto" help:"Log level: auto, debug, info, warn or error (auto: info for run, warn otherwise)."`
 	Version  kong.VersionFlag `help:"Print the version and exit."`
 
 	Auth   authCmd   `cmd:"" help:"Manage this node's identity."`
