@@ -655,3 +655,49 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// TestTransport_announcedAddresses: what a node tells others to dial (Hello
+// listen_addrs, and so its NodeAnnouncement) is never an unspecified address.
+func TestTransport_announcedAddresses(t *testing.T) {
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := wire.NodeIDFromKey(key.Public().(ed25519.PublicKey))
+	tests := []struct {
+		name     string
+		addr     string
+		announce []string
+		want     func(bound string) []string
+	}{
+		{"wildcard IPv4 announces nothing", "0.0.0.0:0", nil, func(string) []string { return nil }},
+		{"a specific IP announces itself", "127.0.0.1:0", nil, func(b string) []string { return []string{b} }},
+		{"--announce-addr wins", "0.0.0.0:0", []string{"192.0.2.7:9000"}, func(string) []string { return []string{"192.0.2.7:9000"} }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			udp, err := listenUDP(tt.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr, err := newTransport(Config{Addr: tt.addr, AnnounceAddrs: tt.announce, Logger: slog.Default()}, key, id, udp)
+			if err != nil {
+				udp.Close()
+				t.Fatal(err)
+			}
+			defer tr.closeSocket()
+			got := tr.local.ListenAddrs
+			if want := tt.want(udp.LocalAddr().String()); !slices.Equal(got, want) {
+				t.Errorf("announced %q, want %q", got, want)
+			}
+			for _, a := range got {
+				if wire.CheckDialAddr(a) != nil {
+					t.Errorf("announced undialable %q", a)
+				}
+			}
+			if len(tr.local.Session) != 16 {
+				t.Errorf("session is %d bytes, want 16", len(tr.local.Session))
+			}
+		})
+	}
+}
