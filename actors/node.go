@@ -422,6 +422,10 @@ func inspectRepo(m *AddRepo, creator wire.NodeID) (persist.Repo, error) {
 	if name == "" {
 		name = filepath.Base(g.Dir)
 	}
+	// What gossip would refuse to sign is refused here, with the reason.
+	if err := wire.CheckRepoMeta(name, m.Description, branch); err != nil {
+		return persist.Repo{}, err
+	}
 	now := time.Now().UTC()
 	return persist.Repo{
 		ID: id, Name: name, Description: m.Description, Creator: creator,

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
 )
@@ -173,8 +175,8 @@ func checkNode(n *NodeAnnouncement) error {
 	if n == nil {
 		return errors.New("empty node body")
 	}
-	if len(n.Alias) > MaxAliasLen {
-		return fmt.Errorf("alias of %d bytes, max %d", len(n.Alias), MaxAliasLen)
+	if err := CheckAlias(n.Alias); err != nil {
+		return err
 	}
 	if len(n.Addresses) > MaxAddresses {
 		return fmt.Errorf("%d addresses, max %d", len(n.Addresses), MaxAddresses)
@@ -209,6 +211,44 @@ func CheckDialAddr(addr string) error {
 	return nil
 }
 
+// CheckRepoMeta checks what a repository announcement says about the
+// repository besides its refs. Names and descriptions reach terminals, so
+// they are printable UTF-8 on one line.
+func CheckRepoMeta(name, description, defaultBranch string) error {
+	if err := checkText("repo name", name, 1, MaxRepoNameLen); err != nil {
+		return err
+	}
+	if err := checkText("repo description", description, 0, MaxRepoDescriptionLen); err != nil {
+		return err
+	}
+	if defaultBranch == "" {
+		return errors.New("default branch is empty")
+	}
+	if err := CheckRefName("refs/heads/" + defaultBranch); err != nil {
+		return fmt.Errorf("default branch: %w", err)
+	}
+	return nil
+}
+
+// CheckAlias checks a node alias: printable UTF-8 on one line, at most MaxAliasLen bytes.
+func CheckAlias(alias string) error { return checkText("alias", alias, 0, MaxAliasLen) }
+
+// checkText: min to max bytes of valid UTF-8 without control characters.
+func checkText(what, s string, min, max int) error {
+	if len(s) < min || len(s) > max {
+		return fmt.Errorf("%s of %d bytes, want %d-%d", what, len(s), min, max)
+	}
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("%s is not valid UTF-8", what)
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return fmt.Errorf("%s contains control character %U", what, r)
+		}
+	}
+	return nil
+}
+
 func checkRepo(r *RepoAnnouncement, origin NodeID) error {
 	if r == nil {
 		return errors.New("empty repo body")
@@ -227,14 +267,8 @@ func checkRepo(r *RepoAnnouncement, origin NodeID) error {
 	if id != want {
 		return fmt.Errorf("repo %s is not derived from root commit %s and origin %s: only its creator may announce it", id, r.RootCommit, origin)
 	}
-	if r.Name == "" || len(r.Name) > MaxRepoNameLen {
-		return fmt.Errorf("repo name of %d bytes, want 1-%d", len(r.Name), MaxRepoNameLen)
-	}
-	if len(r.Description) > MaxRepoDescriptionLen {
-		return fmt.Errorf("repo description of %d bytes, max %d", len(r.Description), MaxRepoDescriptionLen)
-	}
-	if r.DefaultBranch == "" {
-		return errors.New("default branch is empty")
+	if err := CheckRepoMeta(r.Name, r.Description, r.DefaultBranch); err != nil {
+		return err
 	}
 	if len(r.Refs) > MaxRefs {
 		return fmt.Errorf("%d refs, max %d", len(r.Refs), MaxRefs)

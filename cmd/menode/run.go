@@ -40,6 +40,9 @@ func (c *runCmd) Run(e *env) error {
 		}
 		boot = append(boot, b)
 	}
+	if err := wire.CheckAlias(c.Alias); err != nil {
+		return usageError{fmt.Errorf("--alias: %w", err)}
+	}
 	for _, a := range append([]string{c.Addr}, c.AnnounceAddr...) {
 		if _, err := checkHostPort(a); err != nil {
 			return usageError{err}
