@@ -226,7 +226,7 @@ func (g *gossip) accept(ctx actor.Context, key string, s *wire.SignedAnnouncemen
 			RootCommit: r.RootCommit, DefaultBranch: r.DefaultBranch,
 			Refs: wire.RefsToMap(r.Refs), Seq: a.Seq, UpdatedAt: time.UnixMilli(a.TimestampMs).UTC(),
 		}})
-		g.log.Debug("repository announced", "repo", id, "name", r.Name, "creator", origin, "seq", a.Seq)
+		g.log.Info("repository announced", "repo", id, "name", r.Name, "creator", origin, "refs", len(r.Refs))
 	}
 }
 

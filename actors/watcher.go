@@ -9,6 +9,7 @@ import (
 	"github.com/asynkron/protoactor-go/scheduler"
 
 	"github.com/menode/menode/persist"
+	"github.com/menode/menode/wire"
 )
 
 // Messages of the watcher actor.
@@ -16,7 +17,10 @@ type (
 	// watchTick is the watch interval's tick.
 	watchTick struct{}
 	// refsRead carries what git said about the owned repositories.
-	refsRead struct{ changed []persist.Repo }
+	refsRead struct {
+		changed []persist.Repo
+		failed  map[wire.RepoID]error
+	}
 )
 
 // watcher polls the refs of every repository this node owns and, when they
@@ -28,8 +32,9 @@ type watcher struct {
 	gossip   *actor.PID
 	log      *slog.Logger
 
-	busy   bool
-	cancel scheduler.CancelFunc
+	busy    bool
+	cancel  scheduler.CancelFunc
+	failing map[wire.RepoID]string // last error per repository, logged once
 }
 
 func (w *watcher) Receive(ctx actor.Context) {
@@ -54,10 +59,14 @@ func (w *watcher) Receive(ctx actor.Context) {
 				}
 			}
 			self, root := ctx.Self(), ctx.ActorSystem().Root
-			go func() { root.Send(self, &refsRead{changed: readChanges(own, w.log)}) }()
+			go func() {
+				changed, failed := readChanges(own)
+				root.Send(self, &refsRead{changed: changed, failed: failed})
+			}()
 		})
 	case *refsRead:
 		w.busy = false
+		w.report(m.failed)
 		for _, r := range m.changed {
 			ask(ctx, w.store, updateRepo{Repo: r}, func(res any, err error) {
 				if err != nil {
@@ -75,10 +84,31 @@ func (w *watcher) Receive(ctx actor.Context) {
 	}
 }
 
+// report logs a repository that cannot be read once, and again when it
+// recovers, not at every tick.
+func (w *watcher) report(failed map[wire.RepoID]error) {
+	if w.failing == nil {
+		w.failing = map[wire.RepoID]string{}
+	}
+	for id, err := range failed {
+		if w.failing[id] != err.Error() {
+			w.failing[id] = err.Error()
+			w.log.Warn("watch: cannot read repository", "repo", id, "err", err)
+		}
+	}
+	for id := range w.failing {
+		if _, ok := failed[id]; !ok {
+			delete(w.failing, id)
+			w.log.Info("watch: repository readable again", "repo", id)
+		}
+	}
+}
+
 // readChanges runs git on each repository and returns those whose refs or
-// default branch differ from the record. It blocks.
-func readChanges(repos []persist.Repo, log *slog.Logger) []persist.Repo {
+// default branch differ from the record, and those git could not read. It blocks.
+func readChanges(repos []persist.Repo) ([]persist.Repo, map[wire.RepoID]error) {
 	var changed []persist.Repo
+	failed := map[wire.RepoID]error{}
 	for _, r := range repos {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		g := persist.GitRepo{Dir: r.Path}
@@ -89,7 +119,7 @@ func readChanges(repos []persist.Repo, log *slog.Logger) []persist.Repo {
 		}
 		cancel()
 		if err != nil {
-			log.Warn("watch: read repository", "repo", r.ID, "path", r.Path, "err", err)
+			failed[r.ID] = err
 			continue
 		}
 		if sameRefs(refs, r.Refs) && branch == r.DefaultBranch {
@@ -98,5 +128,5 @@ func readChanges(repos []persist.Repo, log *slog.Logger) []persist.Repo {
 		r.Refs, r.DefaultBranch, r.UpdatedAt = refs, branch, time.Now().UTC()
 		changed = append(changed, r)
 	}
-	return changed
+	return changed, failed
 }
