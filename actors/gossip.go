@@ -46,6 +46,7 @@ const (
 	defaultTTL   = 16
 	seenFor      = 5 * time.Minute
 	seenMax      = 100_000
+	maxHeld      = 50_000           // announcement slots held; past it, new slots are refused
 	misbehaveMax = 5                // invalid messages from one peer before it is banned
 	banFor       = 10 * time.Minute // how long a banned peer is refused
 )
@@ -194,8 +195,14 @@ func (g *gossip) receive(ctx actor.Context, m *gossipIn) {
 		return // our own, back from a relay
 	}
 	key := announcementKey(a, origin)
-	if h := g.latest[key]; h != nil && a.Seq <= h.seq {
+	h := g.latest[key]
+	if h != nil && a.Seq <= h.seq {
 		return // stale: we hold this one or a newer one
+	}
+	if h == nil && len(g.latest) >= maxHeld {
+		// Keys are free to make: bound what a flood of new identities costs.
+		g.log.Warn("announcement dropped: holding the maximum", "max", maxHeld, "origin", origin)
+		return
 	}
 	g.accept(ctx, key, s, a, origin)
 	if ttl := m.Gossip.GetTtl(); ttl > 0 {

@@ -112,6 +112,7 @@ const (
 	// which the other side has most likely lost (a restart).
 	crossedWindow  = 3 * time.Second
 	maxPeerStreams = 16
+	maxTargets     = 4096 // addresses remembered for dialing; discovered ones past it are ignored
 )
 
 // transport owns the node's one quic.Transport (one UDP socket, used both to
@@ -269,6 +270,11 @@ func (t *transport) Receive(ctx actor.Context) {
 			d.alias = m.Alias
 		}
 	case *banNode:
+		for id, until := range t.banned {
+			if time.Now().After(until) {
+				delete(t.banned, id)
+			}
+		}
 		t.banned[m.ID] = time.Now().Add(m.For)
 		if pid := t.byID[m.ID]; pid != nil {
 			ctx.Send(pid, &closePeer{Code: wire.ErrorCode_ERROR_MISBEHAVING, Reason: m.Reason})
@@ -331,6 +337,9 @@ func (t *transport) want(ctx actor.Context, addr string, id wire.NodeID, discove
 	}
 	d := t.targets[addr]
 	if d == nil {
+		if discovered && len(t.targets) >= maxTargets {
+			return
+		}
 		d = &dialTarget{addr: addr, discovered: discovered}
 		t.targets[addr] = d
 	}
