@@ -110,9 +110,11 @@ func (g *gossip) Receive(ctx actor.Context) {
 	case *peerConnected:
 		g.peers[m.ID] = m.PID
 		// Catch-up: the newcomer gets the latest of everything we hold.
+		frames := make([]*wire.Frame, 0, len(g.latest))
 		for _, h := range g.latest {
-			ctx.Send(m.PID, &sendFrame{Frame: gossipFrame(h.signed, defaultTTL)})
+			frames = append(frames, gossipFrame(h.signed, defaultTTL))
 		}
+		ctx.Send(m.PID, &sendFrames{Frames: frames})
 	case *peerDisconnected:
 		if g.peers[m.ID] == m.PID {
 			delete(g.peers, m.ID)

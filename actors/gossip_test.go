@@ -568,8 +568,13 @@ func (h *gossipHarness) connect(alias string) *fakePeer {
 	_, id := newSignerKey(h.t)
 	p := &fakePeer{h: h, id: id, frames: &msgLog{}}
 	p.pid = h.system.Root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
-		if m, ok := ctx.Message().(*sendFrame); ok {
+		switch m := ctx.Message().(type) {
+		case *sendFrame:
 			p.frames.add(m.Frame)
+		case *sendFrames: // catch-up
+			for _, f := range m.Frames {
+				p.frames.add(f)
+			}
 		}
 	}))
 	h.t.Cleanup(func() { _ = h.system.Root.PoisonFuture(p.pid).Wait() })

@@ -23,6 +23,10 @@ import (
 // peer's send queue is full the frame is dropped: gossip is re-announced.
 type sendFrame struct{ Frame *wire.Frame }
 
+// sendFrames asks a peer actor to write many frames (catch-up) in order,
+// however many: they travel as one slice, not through the frame queue.
+type sendFrames struct{ Frames []*wire.Frame }
+
 // closePeer asks a peer actor to close its connection with code and reason.
 type closePeer struct {
 	Code   wire.ErrorCode
@@ -55,7 +59,7 @@ type connFailed struct {
 
 const (
 	handshakeTimeout = 10 * time.Second
-	sendQueueLen     = 4096
+	sendQueueLen     = 1024
 	// Incoming frames per second per peer, and the burst allowed (catch-up
 	// sends a burst of announcements on connect). Past it the reader waits, so
 	// a flooding peer is slowed down by QUIC flow control, not served faster.
@@ -76,6 +80,7 @@ type peer struct {
 
 	hello  *wire.Hello
 	sendq  chan *wire.Frame
+	bulkq  chan []*wire.Frame
 	cancel context.CancelFunc
 	closed bool
 }
@@ -85,6 +90,7 @@ func newPeer(conn *quic.Conn, outbound bool, id wire.NodeID, local *wire.Hello, 
 		conn: conn, outbound: outbound, id: id, local: local, gossip: gossip,
 		log:   log.With("peer", id, "addr", conn.RemoteAddr().String()),
 		sendq: make(chan *wire.Frame, sendQueueLen),
+		bulkq: make(chan []*wire.Frame, 4),
 	}
 }
 
@@ -120,6 +126,12 @@ func (p *peer) Receive(ctx actor.Context) {
 		case p.sendq <- m.Frame:
 		default:
 			p.log.Debug("send queue full, frame dropped")
+		}
+	case *sendFrames:
+		select {
+		case p.bulkq <- m.Frames:
+		default:
+			p.log.Debug("send queue full, frames dropped", "frames", len(m.Frames))
 		}
 	case *closePeer:
 		p.fail(ctx, &connFailed{code: m.Code, reason: m.Reason})
@@ -238,14 +250,27 @@ func (p *peer) writeLoop(ctx context.Context, w io.Writer, report func(any)) {
 		case <-ctx.Done():
 			return
 		case f := <-p.sendq:
-			if err := wire.WriteFrame(w, f); err != nil {
-				if ctx.Err() == nil {
-					report(connError("write", err))
-				}
+			if !p.write(ctx, w, f, report) {
 				return
+			}
+		case fs := <-p.bulkq:
+			for _, f := range fs {
+				if !p.write(ctx, w, f, report) {
+					return
+				}
 			}
 		}
 	}
+}
+
+func (p *peer) write(ctx context.Context, w io.Writer, f *wire.Frame, report func(any)) bool {
+	if err := wire.WriteFrame(w, f); err != nil {
+		if ctx.Err() == nil {
+			report(connError("write", err))
+		}
+		return false
+	}
+	return true
 }
 
 // connError classifies an error from the connection into the code we close with.
