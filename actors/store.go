@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -74,7 +75,7 @@ func (s *store) Receive(ctx actor.Context) {
 	case loadRepos:
 		ctx.Respond(result(s.states()))
 	case saveNode:
-		if err := s.db.PutNode(m.Node); err != nil {
+		if err := s.saveNode(m.Node); err != nil {
 			s.log.Error("store node", "node", m.Node.ID, "err", err)
 		}
 	case loadNodes:
@@ -106,6 +107,27 @@ func (s *store) insertRepo(r persist.Repo) (repoState, error) {
 		return repoState{}, err
 	}
 	return s.state(r.ID)
+}
+
+// saveNode merges what we just learned of a node with what we knew: the
+// new addresses first, then the old ones, at most wire.MaxAddresses.
+func (s *store) saveNode(n persist.Node) error {
+	old, ok, err := s.db.Node(n.ID)
+	if err != nil {
+		return err
+	}
+	if ok {
+		n.Addresses = slices.Clone(n.Addresses) // not the sender's slice
+		for _, a := range old.Addresses {
+			if !slices.Contains(n.Addresses, a) && len(n.Addresses) < wire.MaxAddresses {
+				n.Addresses = append(n.Addresses, a)
+			}
+		}
+		if n.Alias == "" {
+			n.Alias = old.Alias
+		}
+	}
+	return s.db.PutNode(n)
 }
 
 func (s *store) learnRepo(r persist.Repo) error {

@@ -232,6 +232,19 @@ func (s *Store) PutNode(n Node) error {
 	})
 }
 
+// Node returns one stored node; ok is false when it is unknown.
+func (s *Store) Node(id wire.NodeID) (n Node, ok bool, err error) {
+	err = s.db.View(func(tx *bbolt.Tx) error {
+		raw := tx.Bucket(bucketNodes).Get(id[:])
+		if raw == nil {
+			return nil
+		}
+		ok = true
+		return decodeRecord(raw, &n, "node "+id.String())
+	})
+	return n, ok, err
+}
+
 // Nodes returns every stored node, sorted by ID.
 func (s *Store) Nodes() ([]Node, error) {
 	var nodes []Node

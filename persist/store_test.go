@@ -182,6 +182,13 @@ func TestStore_nodes(t *testing.T) {
 	if err := s.PutNode(Node{Alias: "nobody"}); err == nil {
 		t.Error("PutNode with zero ID succeeded")
 	}
+	one, ok, err := s.Node(n1.ID)
+	if err != nil || !ok || !reflect.DeepEqual(one, n1) {
+		t.Errorf("Node(n1) = %+v, %t, %v; want %+v", one, ok, err, n1)
+	}
+	if _, ok, err := s.Node(testNodeID(42)); ok || err != nil {
+		t.Errorf("Node(unknown) = ok %t, err %v; want not found, no error", ok, err)
+	}
 }
 
 func TestStore_announcements(t *testing.T) {
