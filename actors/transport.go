@@ -32,8 +32,8 @@ type PeerView struct {
 	Alias     string      `json:"alias"`
 	Addresses []string    `json:"addresses"`
 	Connected bool        `json:"connected"`
-	Direction string      `json:"direction,omitempty"` // inbound or outbound, when connected
-	Since     *time.Time  `json:"since,omitempty"`     // when connected
+	Direction string      `json:"direction"` // inbound or outbound; empty when not connected
+	Since     *time.Time  `json:"since"`     // when connected; null when not
 	LastError string      `json:"last_error,omitempty"`
 }
 
