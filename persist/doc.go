@@ -2,7 +2,7 @@
 //
 //	identity.key        the node's Ed25519 key (PKCS#8 PEM, mode 0600)
 //	megaengine.db       the bbolt store: buckets nodes, repos, refs, announcements, meta
-//	repos/<did:repo>.git bare mirrors of other nodes' repositories
+//	repos/<did:repo>.git bare mirrors of other nodes' repositories (with bundle transfer)
 //	menode.sock         the control socket while a node runs
 //
 // It holds the identity key file, the bbolt store and the git operations,
