@@ -11,7 +11,9 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -207,10 +209,7 @@ func newTransport(cfg Config, key ed25519.PrivateKey, id wire.NodeID, udp *net.U
 	if _, err := crand.Read(session); err != nil {
 		return nil, err
 	}
-	announce := cfg.AnnounceAddrs
-	if len(announce) == 0 && wire.CheckDialAddr(udp.LocalAddr().String()) == nil {
-		announce = []string{udp.LocalAddr().String()}
-	}
+	announce := announceAddrs(cfg.AnnounceAddrs, udp.LocalAddr().(*net.UDPAddr))
 	return &transport{
 		key: key, id: id, bootstrap: cfg.Bootstrap, maxPeers: cfg.MaxPeers, log: cfg.Logger,
 		local: &wire.Hello{
@@ -522,14 +521,38 @@ func (t *transport) onPeerUp(ctx actor.Context, m *peerUp) {
 // dialAddrs are the addresses to reach a peer at: those its Hello lists, or
 // else the address it came from (one UDP socket serves both ways).
 func dialAddrs(m *peerUp) []string {
-	var out []string
+	out := []string{m.Remote} // it answered there: the best bet for a redial
 	for _, a := range m.Hello.ListenAddrs {
-		if wire.CheckDialAddr(a) == nil {
+		if wire.CheckDialAddr(a) == nil && !slices.Contains(out, a) && len(out) < wire.MaxAddresses {
 			out = append(out, a)
 		}
 	}
-	if len(out) == 0 {
-		out = append(out, m.Remote)
+	return out
+}
+
+// announceAddrs are the addresses a node tells others to dial: the ones
+// given, else the bound address when it names an IP, else (bound to every
+// interface) each global unicast address of this host with the bound port.
+// Never an unspecified, loopback or link-local address in the last case.
+func announceAddrs(given []string, bound *net.UDPAddr) []string {
+	if len(given) > 0 {
+		return given
+	}
+	if !bound.IP.IsUnspecified() {
+		return []string{bound.String()}
+	}
+	ifaddrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	port := strconv.Itoa(bound.Port)
+	var out []string
+	for _, a := range ifaddrs {
+		ipn, ok := a.(*net.IPNet)
+		if !ok || !ipn.IP.IsGlobalUnicast() || len(out) == wire.MaxAddresses {
+			continue
+		}
+		out = append(out, net.JoinHostPort(ipn.IP.String(), port))
 	}
 	return out
 }

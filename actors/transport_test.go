@@ -670,7 +670,17 @@ func TestTransport_announcedAddresses(t *testing.T) {
 		announce []string
 		want     func(bound string) []string
 	}{
-		{"wildcard IPv4 announces nothing", "0.0.0.0:0", nil, func(string) []string { return nil }},
+		{"wildcard announces this host's global addresses", "0.0.0.0:0", nil, func(b string) []string {
+			_, port, _ := net.SplitHostPort(b)
+			var want []string
+			addrs, _ := net.InterfaceAddrs()
+			for _, a := range addrs {
+				if ipn, ok := a.(*net.IPNet); ok && ipn.IP.IsGlobalUnicast() {
+					want = append(want, net.JoinHostPort(ipn.IP.String(), port))
+				}
+			}
+			return want
+		}},
 		{"a specific IP announces itself", "127.0.0.1:0", nil, func(b string) []string { return []string{b} }},
 		{"--announce-addr wins", "0.0.0.0:0", []string{"192.0.2.7:9000"}, func(string) []string { return []string{"192.0.2.7:9000"} }},
 	}
@@ -691,8 +701,9 @@ func TestTransport_announcedAddresses(t *testing.T) {
 				t.Errorf("announced %q, want %q", got, want)
 			}
 			for _, a := range got {
-				if wire.CheckDialAddr(a) != nil {
-					t.Errorf("announced undialable %q", a)
+				host, _, _ := net.SplitHostPort(a)
+				if ip := net.ParseIP(host); wire.CheckDialAddr(a) != nil || ip.IsLoopback() && tt.addr == "0.0.0.0:0" {
+					t.Errorf("announced %q", a)
 				}
 			}
 			if len(tr.local.Session) != 16 {

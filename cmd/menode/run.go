@@ -19,7 +19,7 @@ import (
 type runCmd struct {
 	Alias          string        `help:"A name for this node that others see."`
 	Addr           string        `default:"0.0.0.0:9000" help:"UDP address to listen on (and dial from)."`
-	AnnounceAddr   []string      `name:"announce-addr" help:"Address others should dial (repeatable); default: --addr when it names an IP."`
+	AnnounceAddr   []string      `name:"announce-addr" help:"Address others should dial (repeatable); default: --addr when it names an IP, else this host's global addresses."`
 	BootstrapNode  []string      `name:"bootstrap-node" help:"A node to connect to, as DID@HOST:PORT (repeatable)."`
 	MaxPeers       int           `default:"8" help:"Outbound connections to keep to nodes learned by gossip."`
 	GossipInterval time.Duration `default:"10s" help:"Re-announce this node's state this often."`
