@@ -170,7 +170,9 @@ func Start(cfg Config) (*Node, error) {
 	}))
 	n.done = make(chan struct{})
 	props := actor.PropsFromProducer(func() actor.Actor { return n }, actor.WithSupervisor(stopOnPanic))
-	root, err := system.Root.SpawnNamed(props, "node")
+	// A panic in the root itself stops it too (Done closes) instead of a
+	// restart that would spawn its children twice.
+	root, err := system.Root.WithGuardian(stopOnPanic).SpawnNamed(props, "node")
 	if err != nil {
 		return fail(fmt.Errorf("spawn node: %w", err))
 	}
