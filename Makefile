@@ -1,6 +1,6 @@
 # menode: see README.md.
 GO       ?= go
-BIN      := bin/menode
+BIN      := cmd/menode/menode
 PKGS     := ./...
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 PROTOC_GEN_GO := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
@@ -32,12 +32,12 @@ lint:
 
 # Regenerates wire/megaengine.pb.go; needs protoc (apt install protobuf-compiler).
 proto:
-	GOBIN=$(CURDIR)/bin $(GO) install $(PROTOC_GEN_GO)
-	PATH=$(CURDIR)/bin:$$PATH protoc --go_out=. --go_opt=paths=source_relative wire/megaengine.proto
+	$(GO) install $(PROTOC_GEN_GO)
+	PATH=$$($(GO) env GOPATH)/bin:$$PATH protoc --go_out=. --go_opt=paths=source_relative wire/megaengine.proto
 
 # Runs the frame decoder fuzzer for a minute (the seed corpus runs in make test).
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzReadFrame -fuzztime 60s ./wire
 
 clean:
-	rm -rf bin
+	rm -f $(BIN)

@@ -2,7 +2,7 @@
 # make demo: two nodes on loopback in a temp dir. node1 adds a repository;
 # node2, bootstrapped to node1, learns of it by gossip, then of a new commit.
 set -euo pipefail
-menode=${MENODE:-$PWD/bin/menode}
+menode=${MENODE:-$PWD/cmd/menode/menode}
 dir=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$dir"' EXIT
 export GIT_CONFIG_GLOBAL=/dev/null GIT_CONFIG_NOSYSTEM=1
