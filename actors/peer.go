@@ -215,6 +215,9 @@ func (p *peer) handshake(ctx context.Context) (*helloDone, *connFailed) {
 	if hello.Protocol != wire.ProtocolVersion {
 		return nil, &connFailed{code: wire.ErrorCode_ERROR_VERSION, reason: fmt.Sprintf("handshake: protocol %d, we speak %d", hello.Protocol, wire.ProtocolVersion)}
 	}
+	if err := wire.CheckAlias(hello.Alias); err != nil {
+		return nil, &connFailed{code: wire.ErrorCode_ERROR_PROTOCOL, reason: "handshake: " + err.Error()}
+	}
 	if hello.Did != p.id.String() {
 		return nil, &connFailed{code: wire.ErrorCode_ERROR_IDENTITY, reason: fmt.Sprintf("handshake: hello says %q but the certificate is %s", hello.Did, p.id)}
 	}

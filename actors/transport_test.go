@@ -56,6 +56,7 @@ func TestTransport_rejectsHostilePeers(t *testing.T) {
 		{name: "hello with empty did", send: helloBytes(t, 1, ""), want: wire.ErrorCode_ERROR_IDENTITY},
 		{name: "hello with protocol 99", send: nil /* set below */, want: wire.ErrorCode_ERROR_VERSION},
 		{name: "hello with protocol 0", send: nil /* set below */, want: wire.ErrorCode_ERROR_VERSION},
+		{name: "hello with an escape sequence in the alias", send: nil /* set below */, want: wire.ErrorCode_ERROR_PROTOCOL},
 		// After a valid Hello exchange.
 		{name: "junk after hello", afterHello: true, send: []byte{0x03, 0xff, 0xff, 0xff}, want: wire.ErrorCode_ERROR_PROTOCOL},
 		{name: "second hello", afterHello: true, send: nil /* set below */, want: wire.ErrorCode_ERROR_PROTOCOL},
@@ -72,6 +73,9 @@ func TestTransport_rejectsHostilePeers(t *testing.T) {
 				send = helloBytes(t, 99, id.String())
 			case "hello with protocol 0":
 				send = helloBytes(t, 0, id.String())
+			case "hello with an escape sequence in the alias":
+				send = encodeFrame(t, &wire.Frame{Body: &wire.Frame_Hello{Hello: &wire.Hello{
+					Protocol: wire.ProtocolVersion, Did: id.String(), Alias: "\x1b[2Jgotcha"}}})
 			case "second hello":
 				send = helloBytes(t, wire.ProtocolVersion, id.String())
 			}
