@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -20,12 +21,15 @@ type (
 	refsRead struct {
 		changed []persist.Repo
 		failed  map[wire.RepoID]error
+		stamps  map[wire.RepoID]refsStamp
 	}
 )
 
 // watcher polls the refs of every repository this node owns and, when they
-// change, stores them and asks gossip to announce them. A poll runs git in a
-// goroutine; ticks that come while one runs are skipped.
+// change, stores them and asks gossip to announce them. A poll only stats
+// the ref files (see persist.RefsLocation.Stamp) and runs git only for a
+// repository whose files changed. It runs in a goroutine; ticks that come
+// while one runs are skipped.
 type watcher struct {
 	interval time.Duration
 	store    *actor.PID
@@ -35,6 +39,15 @@ type watcher struct {
 	busy    bool
 	cancel  scheduler.CancelFunc
 	failing map[wire.RepoID]string // last error per repository, logged once
+	stamps  map[wire.RepoID]refsStamp
+}
+
+// refsStamp is where a repository's refs are and how they looked when git
+// was last asked.
+type refsStamp struct {
+	path  string
+	loc   persist.RefsLocation
+	stamp string
 }
 
 func (w *watcher) Receive(ctx actor.Context) {
@@ -59,18 +72,20 @@ func (w *watcher) Receive(ctx actor.Context) {
 				}
 			}
 			self, root := ctx.Self(), ctx.ActorSystem().Root
+			stamps := maps.Clone(w.stamps)
 			go func() {
-				changed, failed := readChanges(own)
-				root.Send(self, &refsRead{changed: changed, failed: failed})
+				changed, failed, stamps := readChanges(own, stamps)
+				root.Send(self, &refsRead{changed: changed, failed: failed, stamps: stamps})
 			}()
 		})
 	case *refsRead:
-		w.busy = false
+		w.busy, w.stamps = false, m.stamps
 		w.report(m.failed)
 		for _, r := range m.changed {
 			ask(ctx, w.store, updateRepo{Repo: r}, func(res any, err error) {
 				if err != nil {
 					w.log.Error("watch: store refs", "repo", r.ID, "err", err)
+					delete(w.stamps, r.ID) // so that the next poll tries again
 					return
 				}
 				w.log.Info("repository changed", "repo", r.ID, "name", r.Name, "refs", len(r.Refs))
@@ -104,29 +119,61 @@ func (w *watcher) report(failed map[wire.RepoID]error) {
 	}
 }
 
-// readChanges runs git on each repository and returns those whose refs or
-// default branch differ from the record, and those git could not read. It blocks.
-func readChanges(repos []persist.Repo) ([]persist.Repo, map[wire.RepoID]error) {
+// readChanges returns the repositories whose refs or default branch differ
+// from their record, those that could not be read, and the stamps to compare
+// with next time. Git runs only where the stamp moved. It blocks.
+func readChanges(repos []persist.Repo, prev map[wire.RepoID]refsStamp) ([]persist.Repo, map[wire.RepoID]error, map[wire.RepoID]refsStamp) {
 	var changed []persist.Repo
 	failed := map[wire.RepoID]error{}
+	next := map[wire.RepoID]refsStamp{}
 	for _, r := range repos {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		g := persist.GitRepo{Dir: r.Path}
-		refs, err := g.Refs(ctx)
-		var branch string
-		if err == nil {
-			branch, err = g.DefaultBranch(ctx)
-		}
+		st, err := readChange(ctx, r, prev[r.ID])
 		cancel()
-		if err != nil {
+		switch {
+		case err != nil:
 			failed[r.ID] = err
-			continue
+		case st.changed != nil:
+			changed = append(changed, *st.changed)
 		}
-		if sameRefs(refs, r.Refs) && branch == r.DefaultBranch {
-			continue
+		if err == nil {
+			next[r.ID] = st.stamp
 		}
-		r.Refs, r.DefaultBranch, r.UpdatedAt = refs, branch, time.Now().UTC()
-		changed = append(changed, r)
 	}
-	return changed, failed
+	return changed, failed, next
+}
+
+type change struct {
+	stamp   refsStamp
+	changed *persist.Repo
+}
+
+func readChange(ctx context.Context, r persist.Repo, prev refsStamp) (change, error) {
+	g := persist.GitRepo{Dir: r.Path}
+	st := prev
+	if st.path != r.Path {
+		loc, err := g.RefsLocation(ctx)
+		if err != nil {
+			return change{}, err
+		}
+		st = refsStamp{path: r.Path, loc: loc}
+	}
+	stamp := st.loc.Stamp() // before reading: a change while git reads shows next time
+	if stamp == st.stamp {
+		return change{stamp: st}, nil
+	}
+	st.stamp = stamp
+	refs, err := g.Refs(ctx)
+	if err != nil {
+		return change{}, err
+	}
+	branch, err := g.DefaultBranch(ctx)
+	if err != nil {
+		return change{}, err
+	}
+	if sameRefs(refs, r.Refs) && branch == r.DefaultBranch {
+		return change{stamp: st}, nil
+	}
+	r.Refs, r.DefaultBranch, r.UpdatedAt = refs, branch, time.Now().UTC()
+	return change{stamp: st, changed: &r}, nil
 }

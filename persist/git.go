@@ -3,12 +3,16 @@ package persist
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // ErrNotGitRepo is wrapped when a directory is not the top of a git
@@ -247,4 +251,60 @@ func (g GitRepo) DefaultBranch(ctx context.Context) (string, error) {
 		return branches[0], nil
 	}
 	return "", fmt.Errorf("%s: HEAD is detached and there are no branches", g.Dir)
+}
+
+// RefsLocation is where a repository keeps HEAD (GitDir) and its refs
+// (CommonDir; the same directory except in a linked worktree).
+type RefsLocation struct {
+	GitDir, CommonDir string
+}
+
+// RefsLocation asks git where HEAD and the refs of g live.
+func (g GitRepo) RefsLocation(ctx context.Context) (RefsLocation, error) {
+	out, err := runGit(ctx, g.Dir, "rev-parse", "--absolute-git-dir", "--git-common-dir")
+	if err != nil {
+		return RefsLocation{}, err
+	}
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	if len(lines) != 2 {
+		return RefsLocation{}, fmt.Errorf("git rev-parse in %s: unexpected output %q", g.Dir, out)
+	}
+	common := lines[1]
+	if !filepath.IsAbs(common) {
+		common = filepath.Join(g.Dir, common)
+	}
+	return RefsLocation{GitDir: lines[0], CommonDir: filepath.Clean(common)}, nil
+}
+
+// Stamp summarises HEAD and the refs as they lie on disk: for each file its
+// name, inode, size and modification time. git updates a ref by renaming a
+// new file over the old one, so every update changes the stamp. Stamp runs
+// no git and only stats files: a caller asks git for the refs only when the
+// stamp differs from the last one.
+func (l RefsLocation) Stamp() string {
+	h := sha256.New()
+	add := func(path string) {
+		fi, err := os.Lstat(path)
+		if err != nil {
+			fmt.Fprintf(h, "%s -\n", path)
+			return
+		}
+		var ino uint64
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			ino = st.Ino
+		}
+		fmt.Fprintf(h, "%s %d %d %d\n", path, ino, fi.Size(), fi.ModTime().UnixNano())
+	}
+	add(filepath.Join(l.GitDir, "HEAD"))
+	add(filepath.Join(l.CommonDir, "packed-refs"))
+	add(filepath.Join(l.CommonDir, "reftable", "tables.list"))
+	for _, sub := range []string{"refs/heads", "refs/tags"} {
+		_ = filepath.WalkDir(filepath.Join(l.CommonDir, sub), func(p string, d fs.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				add(p)
+			}
+			return nil // a missing or unreadable directory is part of the stamp by omission
+		})
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }

@@ -339,3 +339,96 @@ func TestGitRepo_errors(t *testing.T) {
 		}
 	})
 }
+
+// TestRefsLocation_stamp: the stamp changes with every kind of ref update,
+// including one to the same-sized file within the same second, and stays put
+// otherwise; it works for working trees, linked worktrees and bare repos.
+func TestRefsLocation_stamp(t *testing.T) {
+	gitTestEnv(t)
+	ctx := context.Background()
+	dir := richRepo(t)
+	g, err := OpenGitRepo(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loc, err := g.RefsLocation(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if loc.GitDir != filepath.Join(dir, ".git") || loc.CommonDir != loc.GitDir {
+		t.Errorf("RefsLocation = %+v, want both %s", loc, filepath.Join(dir, ".git"))
+	}
+	stamp := loc.Stamp()
+	if again := loc.Stamp(); again != stamp {
+		t.Fatal("stamp changed with nothing changed")
+	}
+	steps := []struct {
+		name string
+		do   func()
+	}{
+		{"commit", func() { commitFile(t, dir, "c", "3") }},
+		{"ref moved", func() { git(t, dir, "update-ref", "refs/heads/feature", "HEAD~1") }},
+		{"new branch", func() { git(t, dir, "branch", "other") }},
+		{"nested branch", func() { git(t, dir, "branch", "team/x") }},
+		{"delete branch", func() { git(t, dir, "branch", "-D", "other") }},
+		{"new tag", func() { git(t, dir, "tag", "v9") }},
+		{"pack refs", func() { git(t, dir, "pack-refs", "--all") }},
+		{"checkout (HEAD moves to another branch)", func() { git(t, dir, "checkout", "-q", "trunk") }},
+	}
+	for _, st := range steps {
+		st.do()
+		next := loc.Stamp()
+		if next == stamp {
+			t.Errorf("%s: stamp did not change", st.name)
+		}
+		stamp = next
+	}
+
+	// Two updates of a loose ref in quick succession: same size, maybe the
+	// same mtime, but a new file (inode) each time.
+	git(t, dir, "branch", "quick")
+	first := loc.Stamp()
+	git(t, dir, "update-ref", "refs/heads/quick", "HEAD~1")
+	second := loc.Stamp()
+	git(t, dir, "update-ref", "refs/heads/quick", "HEAD")
+	if third := loc.Stamp(); first == second || second == third {
+		t.Error("quick successive updates of one ref did not each change the stamp")
+	}
+
+	// A linked worktree: HEAD in its own git dir, refs in the common one.
+	wt := filepath.Join(t.TempDir(), "wt")
+	git(t, dir, "worktree", "add", "-q", "-b", "wt-branch", wt)
+	wg, err := OpenGitRepo(ctx, wt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wloc, err := wg.RefsLocation(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if wloc.CommonDir != filepath.Join(dir, ".git") || wloc.GitDir == wloc.CommonDir {
+		t.Errorf("worktree RefsLocation = %+v", wloc)
+	}
+	before := wloc.Stamp()
+	commitFile(t, wt, "w", "1")
+	if wloc.Stamp() == before {
+		t.Error("worktree commit did not change the worktree's stamp")
+	}
+
+	// A bare repository.
+	bare := filepath.Join(t.TempDir(), "bare.git")
+	git(t, dir, "clone", "-q", "--bare", dir, bare)
+	bg, err := OpenGitRepo(ctx, bare)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bloc, err := bg.RefsLocation(ctx)
+	if err != nil || bloc.GitDir != bare {
+		t.Fatalf("bare RefsLocation = %+v, %v", bloc, err)
+	}
+	before = bloc.Stamp()
+	git(t, bare, "branch", "-f", "newone", "trunk")
+	if bloc.Stamp() == before {
+		t.Error("bare branch did not change the stamp")
+	}
+}
