@@ -271,6 +271,12 @@ func (g *gossip) announceRepo(ctx actor.Context, r persist.Repo) {
 	if !g.ready || !r.Local {
 		return
 	}
+	if r.Creator != g.id {
+		// Its ID binds the key it was added with (before `auth init --force`).
+		g.log.Warn("not announcing a repository added under another identity; add it again",
+			"repo", r.ID, "path", r.Path, "creator", r.Creator)
+		return
+	}
 	body := &wire.RepoAnnouncement{
 		RepoId: r.ID.String(), RootCommit: r.RootCommit, Name: r.Name, Description: r.Description,
 		DefaultBranch: r.DefaultBranch, Refs: wire.RefsFromMap(r.Refs),
