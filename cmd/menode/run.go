@@ -92,6 +92,9 @@ func parseBootstrap(s string) (actors.Bootstrap, error) {
 	if _, err := checkHostPort(addr); err != nil {
 		return actors.Bootstrap{}, fmt.Errorf("--bootstrap-node %q: %w", s, err)
 	}
+	if host, _, _ := net.SplitHostPort(addr); host == "" {
+		return actors.Bootstrap{}, fmt.Errorf("--bootstrap-node %q: no host", s)
+	}
 	return actors.Bootstrap{ID: id, Addr: addr}, nil
 }
 
