@@ -21,7 +21,6 @@ import (
 // gossipIn is a gossip frame a peer actor received.
 type gossipIn struct {
 	From   wire.NodeID
-	Peer   *actor.PID
 	Gossip *wire.Gossip
 }
 

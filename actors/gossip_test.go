@@ -281,8 +281,8 @@ func TestGossip_behavior(t *testing.T) {
 		}
 		// Invalid messages from B count against B, not A.
 		for _, g := range invalid[:misbehaveMax-1] {
-			h.send(&gossipIn{From: a.id, Peer: a.pid, Gossip: g})
-			h.send(&gossipIn{From: b.id, Peer: b.pid, Gossip: g})
+			h.send(&gossipIn{From: a.id, Gossip: g})
+			h.send(&gossipIn{From: b.id, Gossip: g})
 		}
 		h.deliver(a, genuine, 3)
 		h.waitFrame(b, genuine)
@@ -290,7 +290,7 @@ func TestGossip_behavior(t *testing.T) {
 			t.Fatalf("banned after %d invalid messages: %+v", misbehaveMax-1, bans)
 		}
 
-		h.send(&gossipIn{From: a.id, Peer: a.pid, Gossip: invalid[misbehaveMax-1]})
+		h.send(&gossipIn{From: a.id, Gossip: invalid[misbehaveMax-1]})
 		bans := h.waitBans(1)
 		if bans[0].ID != a.id {
 			t.Errorf("banned %s, want A %s", bans[0].ID, a.id)
@@ -586,7 +586,7 @@ func (h *gossipHarness) send(m any) { h.system.Root.Send(h.gossip, m) }
 
 // deliver hands gossip s as if peer p had received it with ttl.
 func (h *gossipHarness) deliver(p *fakePeer, s *wire.SignedAnnouncement, ttl uint32) {
-	h.send(&gossipIn{From: p.id, Peer: p.pid, Gossip: &wire.Gossip{Announcement: s, Ttl: ttl}})
+	h.send(&gossipIn{From: p.id, Gossip: &wire.Gossip{Announcement: s, Ttl: ttl}})
 }
 
 // waitFrame waits until p got a frame carrying s (same payload and

@@ -145,7 +145,7 @@ func (p *peer) handle(ctx actor.Context, f *wire.Frame) {
 	switch b := f.Body.(type) {
 	case *wire.Frame_Gossip:
 		if p.gossip != nil {
-			ctx.Send(p.gossip, &gossipIn{From: p.id, Peer: ctx.Self(), Gossip: b.Gossip})
+			ctx.Send(p.gossip, &gossipIn{From: p.id, Gossip: b.Gossip})
 		}
 	case *wire.Frame_Error:
 		p.fail(ctx, &connFailed{code: b.Error.Code, reason: "peer says: " + b.Error.Message, remote: true})

@@ -147,7 +147,6 @@ type transport struct {
 type link struct {
 	id       wire.NodeID
 	outbound bool
-	up       bool // Hello done and kept
 	since    time.Time
 	alias    string
 	addrs    []string
@@ -485,12 +484,11 @@ func (t *transport) onPeerUp(ctx actor.Context, m *peerUp) {
 			ctx.Send(pid, &closePeer{Code: wire.ErrorCode_ERROR_DUPLICATE_CONNECTION, Reason: "duplicate connection"})
 			return
 		}
-		ol.up = false
 		delete(t.byID, m.ID)
 		t.notify(ctx, &peerDisconnected{ID: m.ID, PID: old})
 		ctx.Send(old, &closePeer{Code: wire.ErrorCode_ERROR_DUPLICATE_CONNECTION, Reason: "duplicate connection"})
 	}
-	l.up, l.since, l.alias, l.session = true, time.Now().UTC(), m.Hello.Alias, m.Hello.Session
+	l.since, l.alias, l.session = time.Now().UTC(), m.Hello.Alias, m.Hello.Session
 	l.addrs = dialAddrs(m)
 	t.byID[m.ID] = pid
 	if l.target != "" {
