@@ -52,7 +52,6 @@ const (
 
 // held is the latest accepted announcement for one (origin, kind, repo).
 type held struct {
-	seq    uint64
 	signed *wire.SignedAnnouncement
 	body   *wire.Announcement
 }
@@ -156,7 +155,7 @@ func (g *gossip) load(ctx actor.Context, m *gossipLoaded) {
 		if err != nil {
 			continue
 		}
-		g.latest[announcementKey(a, origin)] = &held{seq: a.Seq, signed: s, body: a}
+		g.latest[announcementKey(a, origin)] = &held{signed: s, body: a}
 	}
 	g.ready = true
 	g.announceNode(ctx)
@@ -197,7 +196,7 @@ func (g *gossip) receive(ctx actor.Context, m *gossipIn) {
 	}
 	key := announcementKey(a, origin)
 	h := g.latest[key]
-	if h != nil && a.Seq <= h.seq {
+	if h != nil && a.Seq <= h.body.Seq {
 		return // stale: we hold this one or a newer one
 	}
 	if h == nil && len(g.latest) >= maxHeld {
@@ -213,7 +212,7 @@ func (g *gossip) receive(ctx actor.Context, m *gossipIn) {
 
 // accept records a new announcement and applies what it says.
 func (g *gossip) accept(ctx actor.Context, key string, s *wire.SignedAnnouncement, a *wire.Announcement, origin wire.NodeID) {
-	g.latest[key] = &held{seq: a.Seq, signed: s, body: a}
+	g.latest[key] = &held{signed: s, body: a}
 	raw, err := proto.Marshal(s)
 	if err != nil {
 		return
@@ -316,8 +315,8 @@ func (g *gossip) announce(ctx actor.Context, key string, a *wire.Announcement) {
 	}
 	now := g.now()
 	a.Origin, a.TimestampMs, a.Seq = g.id.String(), now.UnixMilli(), uint64(now.UnixMilli())
-	if prev != nil && prev.seq >= a.Seq {
-		a.Seq = prev.seq + 1
+	if prev != nil && prev.body.Seq >= a.Seq {
+		a.Seq = prev.body.Seq + 1
 	}
 	s, err := wire.SignAnnouncement(g.key, a)
 	if err != nil {
@@ -325,7 +324,7 @@ func (g *gossip) announce(ctx actor.Context, key string, a *wire.Announcement) {
 		return
 	}
 	g.seen.add(wire.AnnouncementID(s), now)
-	g.latest[key] = &held{seq: a.Seq, signed: s, body: a}
+	g.latest[key] = &held{signed: s, body: a}
 	if raw, err := proto.Marshal(s); err == nil {
 		ctx.Send(g.store, saveAnnouncement{Key: key, Seq: a.Seq, Signed: raw})
 	}

@@ -224,7 +224,6 @@ type node struct {
 	transport *transport     // the transport actor, built (socket bound) before start
 
 	store   *actor.PID
-	control *actor.PID
 	network *actor.PID // the transport actor; nil offline
 	gossip  *actor.PID // nil offline
 	done    chan struct{}
@@ -263,7 +262,7 @@ func (n *node) Receive(ctx actor.Context) {
 			})
 		}
 		if n.controlLn != nil {
-			n.control = spawnChild(ctx, "control", func() actor.Actor { return newControl(n.controlLn, ctx.Self(), n.log) })
+			spawnChild(ctx, "control", func() actor.Actor { return newControl(n.controlLn, ctx.Self(), n.log) })
 		}
 	case *actor.Terminated:
 		// A child stopped although the node was not stopping: it panicked.
