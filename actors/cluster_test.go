@@ -82,7 +82,7 @@ func TestCluster_gossipReachesEveryNode(t *testing.T) {
 				t.Errorf("stopping n%d took %v", i, d.Round(time.Millisecond))
 			}
 		})
-		s := clusterStatus(t, n)
+		s := status(t, n)
 		if len(s.Listen) == 0 {
 			t.Fatalf("n%d lists no listen address", i)
 		}
@@ -107,7 +107,7 @@ func TestCluster_gossipReachesEveryNode(t *testing.T) {
 	// below uses the live ones, once they stop changing.
 	connectedTo := func(n *Node) map[int]bool {
 		out := map[int]bool{}
-		for _, p := range clusterPeers(t, n) {
+		for _, p := range peers(t, n) {
 			if p.Connected {
 				out[index[p.ID]] = true
 			}
@@ -142,7 +142,7 @@ func TestCluster_gossipReachesEveryNode(t *testing.T) {
 		// "A discovered node is dialed only while fewer than MaxPeers
 		// outbound connections are up."
 		discovered := 0
-		for _, p := range clusterPeers(t, n) {
+		for _, p := range peers(t, n) {
 			if p.Connected && p.Direction == "outbound" && !slices.Contains(boot[i], index[p.ID]) {
 				discovered++
 			}
@@ -182,7 +182,7 @@ func TestCluster_gossipReachesEveryNode(t *testing.T) {
 
 	total := 0
 	for i, n := range nodes {
-		peers := clusterStatus(t, n).Peers
+		peers := status(t, n).Peers
 		total += copies[i]
 		t.Logf("n%d: %d copies, %d live peers (%d in the topology)", i, copies[i], peers, len(neighbours[i]))
 		limit := peers
@@ -254,24 +254,6 @@ func mapsEqual(a, b map[int]bool) bool {
 		}
 	}
 	return true
-}
-
-func clusterStatus(t *testing.T, n *Node) Status {
-	t.Helper()
-	res, err := n.Request(&GetStatus{})
-	if err != nil {
-		t.Fatalf("status: %v", err)
-	}
-	return res.(Status)
-}
-
-func clusterPeers(t *testing.T, n *Node) []PeerView {
-	t.Helper()
-	res, err := n.Request(&ListPeers{})
-	if err != nil {
-		t.Fatalf("list peers: %v", err)
-	}
-	return res.(PeerList).Peers
 }
 
 func clusterHasRepo(t *testing.T, n *Node, id wire.RepoID) bool {

@@ -227,14 +227,7 @@ func TestTransport_refusesBadTLS(t *testing.T) {
 func TestTransport_helloExchange(t *testing.T) {
 	t.Parallel()
 	n, addr, logs := startNode(t, "victim")
-	key, id := newKey(t)
-	conn := dial(t, addr, key, n.ID)
-	stream := openStream(t, conn)
-	sendHello(t, stream, id)
-	hello, err := readHello(bufio.NewReader(stream))
-	if err != nil {
-		t.Fatalf("read the node's hello: %v", err)
-	}
+	id, conn, hello := exchangeHello(t, n, addr)
 	if hello.Did != n.ID.String() {
 		t.Errorf("hello did = %q, want %q", hello.Did, n.ID)
 	}
@@ -621,9 +614,10 @@ func closedByNode(t *testing.T, conn *quic.Conn, within time.Duration) *quic.App
 	return app
 }
 
-// assertServes checks that the node still completes a Hello exchange with a
-// well-behaved client and lists it as connected.
-func assertServes(t *testing.T, n *Node, addr string) {
+// exchangeHello connects to the node as a new, well-behaved peer and runs
+// the Hello exchange; it returns the peer's ID, its connection and the
+// node's Hello.
+func exchangeHello(t *testing.T, n *Node, addr string) (wire.NodeID, *quic.Conn, *wire.Hello) {
 	t.Helper()
 	key, id := newKey(t)
 	conn := dial(t, addr, key, n.ID)
@@ -631,8 +625,16 @@ func assertServes(t *testing.T, n *Node, addr string) {
 	sendHello(t, stream, id)
 	hello, err := readHello(bufio.NewReader(stream))
 	if err != nil {
-		t.Fatalf("well-behaved client: read hello: %v", err)
+		t.Fatalf("read the node's hello: %v", err)
 	}
+	return id, conn, hello
+}
+
+// assertServes checks that the node still completes a Hello exchange with a
+// well-behaved client and lists it as connected.
+func assertServes(t *testing.T, n *Node, addr string) {
+	t.Helper()
+	id, conn, hello := exchangeHello(t, n, addr)
 	if hello.Did != n.ID.String() {
 		t.Fatalf("well-behaved client: hello did = %q, want %q", hello.Did, n.ID)
 	}

@@ -64,6 +64,31 @@ func NewCertificate(priv ed25519.PrivateKey) (tls.Certificate, error) {
 // only, ALPN megaengine/1, and a client certificate required and checked by
 // verifyPeerCert. Any node may connect; PeerID tells who it is.
 func ServerConfig(priv ed25519.PrivateKey) (*tls.Config, error) {
+	conf, err := baseConfig(priv, NodeID{})
+	if err != nil {
+		return nil, err
+	}
+	conf.ClientAuth = tls.RequireAnyClientCert
+	return conf, nil
+}
+
+// ClientConfig returns the TLS configuration a node dials with. The server's
+// certificate gets the same checks as in ServerConfig; when expect is not
+// zero its key must be expect, or the handshake fails with an error wrapping
+// ErrIdentityMismatch. There is no CA: InsecureSkipVerify only turns off the
+// standard chain verification, which verifyPeerCert replaces.
+func ClientConfig(priv ed25519.PrivateKey, expect NodeID) (*tls.Config, error) {
+	conf, err := baseConfig(priv, expect)
+	if err != nil {
+		return nil, err
+	}
+	conf.InsecureSkipVerify = true
+	return conf, nil
+}
+
+// baseConfig is what both sides share: TLS 1.3 only, ALPN, our certificate,
+// and the peer's certificate checked by verifyPeerCert against expect.
+func baseConfig(priv ed25519.PrivateKey, expect NodeID) (*tls.Config, error) {
 	cert, err := NewCertificate(priv)
 	if err != nil {
 		return nil, err
@@ -73,30 +98,6 @@ func ServerConfig(priv ed25519.PrivateKey) (*tls.Config, error) {
 		MaxVersion:   tls.VersionTLS13,
 		NextProtos:   []string{ALPN},
 		Certificates: []tls.Certificate{cert},
-		ClientAuth:   tls.RequireAnyClientCert,
-		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
-			_, err := verifyPeerCert(raw, NodeID{})
-			return err
-		},
-	}, nil
-}
-
-// ClientConfig returns the TLS configuration a node dials with. The server's
-// certificate gets the same checks as in ServerConfig; when expect is not
-// zero its key must be expect, or the handshake fails with an error wrapping
-// ErrIdentityMismatch. There is no CA: InsecureSkipVerify only turns off the
-// standard chain verification, which verifyPeerCert replaces.
-func ClientConfig(priv ed25519.PrivateKey, expect NodeID) (*tls.Config, error) {
-	cert, err := NewCertificate(priv)
-	if err != nil {
-		return nil, err
-	}
-	return &tls.Config{
-		MinVersion:         tls.VersionTLS13,
-		MaxVersion:         tls.VersionTLS13,
-		NextProtos:         []string{ALPN},
-		Certificates:       []tls.Certificate{cert},
-		InsecureSkipVerify: true,
 		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
 			_, err := verifyPeerCert(raw, expect)
 			return err
