@@ -268,6 +268,13 @@ func (p *peer) writeLoop(ctx context.Context, w io.Writer, report func(any)) {
 
 func (p *peer) write(ctx context.Context, w io.Writer, f *wire.Frame, report func(any)) bool {
 	if err := wire.WriteFrame(w, f); err != nil {
+		if errors.Is(err, wire.ErrFrameTooLarge) || errors.Is(err, wire.ErrBadFrame) {
+			// A frame this node built and cannot send (WriteFrame refuses it
+			// before writing a byte): a bug or a stored message from an
+			// older limit, never the peer's fault. Skip it; the stream is intact.
+			p.log.Error("frame not sent", "err", err)
+			return true
+		}
 		if ctx.Err() == nil {
 			report(connError("write", err))
 		}

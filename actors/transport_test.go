@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/menode/menode/wire"
 )
@@ -716,5 +717,54 @@ func TestTransport_announcedAddresses(t *testing.T) {
 				t.Errorf("session is %d bytes, want 16", len(tr.local.Session))
 			}
 		})
+	}
+}
+
+// TestHardening1_frameSizedAnnouncement (hardening finding 1): a
+// NodeAnnouncement padded through a free-text field so that its Gossip frame
+// with ttl 0 is exactly 1 MiB used to be accepted and stored; every later
+// catch-up re-framed it with ttl 16, 2 bytes over the limit, and the node
+// closed every new connection. Now it is refused (announcements have a
+// 512 KiB budget), nothing is relayed, and newcomers are served.
+func TestHardening1_frameSizedAnnouncement(t *testing.T) {
+	t.Parallel()
+	n, addr, logs := startNode(t, "victim")
+	key, id := newKey(t)
+	conn := dial(t, addr, key, n.ID)
+	stream := openStream(t, conn)
+	sendHello(t, stream, id)
+	if _, err := readHello(bufio.NewReader(stream)); err != nil {
+		t.Fatalf("read the node's hello: %v", err)
+	}
+	pad := func(size int) *wire.Frame {
+		a := &wire.Announcement{Origin: id.String(), Seq: 1, TimestampMs: time.Now().UnixMilli(),
+			Body: &wire.Announcement_Node{Node: &wire.NodeAnnouncement{Alias: "padded", Version: strings.Repeat("v", size)}}}
+		return &wire.Frame{Body: &wire.Frame_Gossip{Gossip: &wire.Gossip{Announcement: signUnchecked(t, key, a), Ttl: 0}}}
+	}
+	// Grow the padding until the frame is exactly MaxFrameSize.
+	size := wire.MaxFrameSize - 200
+	for proto.Size(pad(size)) < wire.MaxFrameSize {
+		size++
+	}
+	f := pad(size)
+	if got := proto.Size(f); got != wire.MaxFrameSize {
+		t.Fatalf("test setup: frame of %d bytes, want %d", got, wire.MaxFrameSize)
+	}
+	if err := wire.WriteFrame(stream, f); err != nil {
+		t.Fatalf("send the padded announcement: %v", err)
+	}
+	eventually(t, 5*time.Second, "the node refuses the padded announcement", func() bool {
+		return strings.Contains(logs.String(), "invalid gossip dropped")
+	})
+	// Newcomers complete the Hello and stay connected through catch-up.
+	for range 3 {
+		newID, c, _ := exchangeHello(t, n, addr)
+		eventually(t, 5*time.Second, "newcomer connected", func() bool { return connected(t, n, newID) })
+		select {
+		case <-c.Context().Done():
+			t.Fatalf("the node closed a newcomer: %v", context.Cause(c.Context()))
+		case <-time.After(300 * time.Millisecond): // catch-up has had time to be sent
+		}
+		_ = c.CloseWithError(0, "done")
 	}
 }

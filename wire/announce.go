@@ -38,7 +38,20 @@ const (
 	MaxAddresses          = 16
 	MaxAliasLen           = 64
 	MaxInventoryEntries   = 10000
+	MaxVersionLen         = 64
+	MaxFeatures           = 16
+	MaxFeatureLen         = 64
+	// MaxAnnouncementSize bounds an encoded SignedAnnouncement (payload and
+	// signature). At half of MaxFrameSize, every frame that carries one (a
+	// Gossip frame with any TTL, a transfer's announcement frame) fits in a
+	// frame with room to spare, so a node can always forward what it accepted.
+	MaxAnnouncementSize = 512 << 10
 )
+
+// ErrAnnouncementTooLarge is wrapped when an encoded SignedAnnouncement is
+// over MaxAnnouncementSize; SignAnnouncement returns it for a body that
+// cannot fit (too many refs, say), so a caller can say so.
+var ErrAnnouncementTooLarge = errors.New("announcement larger than 512 KiB")
 
 // announcementDomain is signed in front of every payload so that an
 // announcement signature can never be replayed as a signature of anything else.
@@ -62,13 +75,14 @@ func SignAnnouncement(priv ed25519.PrivateKey, a *Announcement) (*SignedAnnounce
 	if err != nil {
 		return nil, fmt.Errorf("sign announcement: encode: %w", err)
 	}
-	if len(payload) > MaxFrameSize {
-		return nil, fmt.Errorf("sign announcement: payload of %d bytes: %w", len(payload), ErrFrameTooLarge)
-	}
-	return &SignedAnnouncement{
+	signed := &SignedAnnouncement{
 		Payload:   payload,
 		Signature: ed25519.Sign(priv, signedBytes(payload)),
-	}, nil
+	}
+	if n := proto.Size(signed); n > MaxAnnouncementSize {
+		return nil, fmt.Errorf("sign announcement: %d bytes encoded: %w", n, ErrAnnouncementTooLarge)
+	}
+	return signed, nil
 }
 
 // OpenAnnouncement verifies a SignedAnnouncement received from a possibly
@@ -78,8 +92,8 @@ func SignAnnouncement(priv ed25519.PrivateKey, a *Announcement) (*SignedAnnounce
 // receiver's clock, for the future-timestamp rule.
 func OpenAnnouncement(s *SignedAnnouncement, now time.Time) (*Announcement, NodeID, error) {
 	payload, sig := s.GetPayload(), s.GetSignature()
-	if len(payload) > MaxFrameSize {
-		return nil, NodeID{}, fmt.Errorf("payload of %d bytes: %w", len(payload), ErrBadAnnouncement)
+	if n := proto.Size(s); n > MaxAnnouncementSize {
+		return nil, NodeID{}, fmt.Errorf("%d bytes encoded, max %d: %w", n, MaxAnnouncementSize, ErrBadAnnouncement)
 	}
 	if len(sig) != ed25519.SignatureSize {
 		return nil, NodeID{}, fmt.Errorf("signature of %d bytes, want %d: %w", len(sig), ed25519.SignatureSize, ErrBadSignature)
@@ -183,6 +197,17 @@ func checkNode(n *NodeAnnouncement) error {
 	}
 	for _, addr := range n.Addresses {
 		if err := CheckDialAddr(addr); err != nil {
+			return err
+		}
+	}
+	if err := checkText("version", n.Version, 0, MaxVersionLen); err != nil {
+		return err
+	}
+	if len(n.Features) > MaxFeatures {
+		return fmt.Errorf("%d features, max %d", len(n.Features), MaxFeatures)
+	}
+	for _, f := range n.Features {
+		if err := checkText("feature", f, 1, MaxFeatureLen); err != nil {
 			return err
 		}
 	}

@@ -252,7 +252,7 @@ func TestOpenAnnouncement_malformed(t *testing.T) {
 		{"garbage payload", &SignedAnnouncement{Payload: []byte{0xff, 0xff, 0xff}, Signature: sig}},
 		{"no origin", signRaw(t, s.priv, &Announcement{Seq: 1, Body: &Announcement_Node{Node: &NodeAnnouncement{}}})},
 		{"origin is a repo id", signRaw(t, s.priv, &Announcement{Origin: s.repoID(t).String(), Body: &Announcement_Node{Node: &NodeAnnouncement{}}})},
-		{"oversized payload", &SignedAnnouncement{Payload: make([]byte, MaxFrameSize+1), Signature: sig}},
+		{"oversized payload", &SignedAnnouncement{Payload: make([]byte, MaxAnnouncementSize+1), Signature: sig}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
