@@ -7,12 +7,16 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
+
+	"github.com/menode/menode/wire"
 )
 
 // ErrNotGitRepo is wrapped when a directory is not the top of a git
@@ -21,6 +25,11 @@ var ErrNotGitRepo = errors.New("not a git repository")
 
 // ErrEmptyRepo is wrapped when a repository has no commits.
 var ErrEmptyRepo = errors.New("repository has no commits")
+
+// ErrShallowRepo is wrapped when a repository is a shallow or partial clone:
+// its history or objects are incomplete, so it can be neither identified nor
+// served.
+var ErrShallowRepo = errors.New("incomplete repository (shallow or partial clone)")
 
 // GitRepo is a git repository, working or bare, driven through the git
 // command.
@@ -64,8 +73,8 @@ func gitEnv(dir string) []string {
 	)
 }
 
-// gitError is a failed git command: its first line of stderr, wrapping the
-// exec error (or the context's error when it was cancelled).
+// gitError is a failed git command: the line of its stderr that says why,
+// wrapping the exec error (or the context's error when it was cancelled).
 type gitError struct {
 	cmd  string
 	dir  string
@@ -82,21 +91,102 @@ func (e *gitError) Error() string {
 
 func (e *gitError) Unwrap() error { return e.err }
 
+// gitWaitDelay bounds how long a cancelled git command may keep its output
+// pipes open (a child such as pack-objects holding stdout) before Wait gives up.
+const gitWaitDelay = 5 * time.Second
+
+// maxStderr is how much of a git command's stderr is kept for its error.
+const maxStderr = 64 << 10
+
 // runGit runs `git -C dir args...` and returns its stdout.
 func runGit(ctx context.Context, dir string, args ...string) (string, error) {
+	var stdout bytes.Buffer
+	err := runGitIO(ctx, dir, nil, &stdout, args...)
+	if err != nil {
+		var ge *gitError
+		if errors.As(err, &ge) && ge.line == "" {
+			// Some commands (a merge with conflicts) say why on stdout.
+			ge.line = lastLine(stdout.String())
+		}
+		return "", err
+	}
+	return stdout.String(), nil
+}
+
+// runGitIO runs `git -C dir args...` with stdin and stdout connected to the
+// given streams (nil: none), so large data such as a bundle or a pack flows
+// through without being held in memory. git runs in its own process group,
+// and cancelling ctx kills the group, so no child of git (pack-objects,
+// index-pack, upload-pack) outlives the context.
+func runGitIO(ctx context.Context, dir string, stdin io.Reader, stdout io.Writer, args ...string) error {
 	cmd := exec.CommandContext(ctx, "git", append([]string{"-C", dir}, args...)...)
 	cmd.Env = gitEnv(dir)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout = &stdout
-	cmd.Stderr = &stderr
+	cmd.Stdin = stdin
+	cmd.Stdout = stdout
+	stderr := &cappedBuffer{max: maxStderr}
+	cmd.Stderr = stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = gitWaitDelay
 	if err := cmd.Run(); err != nil {
 		if ctx.Err() != nil {
 			err = ctx.Err()
 		}
-		line, _, _ := strings.Cut(strings.TrimSpace(stderr.String()), "\n")
-		return "", &gitError{cmd: args[0], dir: dir, line: strings.TrimSpace(line), err: err}
+		return &gitError{cmd: args[0], dir: dir, line: reasonLine(stderr.String()), err: err}
 	}
-	return stdout.String(), nil
+	return nil
+}
+
+// reasonLine picks the line of git's stderr that says what went wrong: the
+// first "fatal:" or "error:" line, else the first line that is not a hint or
+// a progress note, else the first line.
+func reasonLine(stderr string) string {
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	for _, l := range lines {
+		if strings.HasPrefix(l, "fatal: ") || strings.HasPrefix(l, "error: ") {
+			return strings.TrimSpace(l)
+		}
+	}
+	for _, l := range lines {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "hint:") {
+			return l
+		}
+	}
+	return strings.TrimSpace(lines[0])
+}
+
+// lastLine is the last non-empty line of s.
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		s = s[i+1:]
+	}
+	return strings.TrimSpace(s)
+}
+
+// cappedBuffer keeps the first max bytes written to it and drops the rest, so
+// a chatty command cannot grow memory without bound.
+type cappedBuffer struct {
+	buf bytes.Buffer
+	max int
+}
+
+func (b *cappedBuffer) Write(p []byte) (int, error) {
+	if room := b.max - b.buf.Len(); room > 0 {
+		b.buf.Write(p[:min(len(p), room)])
+	}
+	return len(p), nil
+}
+
+func (b *cappedBuffer) String() string { return b.buf.String() }
+
+// exitCode is the exit status of a git command that ran and failed, or -1.
+func exitCode(err error) int {
+	var exitErr *exec.ExitError
+	if errors.As(err, &exitErr) {
+		return exitErr.ExitCode()
+	}
+	return -1
 }
 
 // OpenGitRepo checks that dir is the top level of a git working repository,
@@ -193,31 +283,90 @@ func (g GitRepo) RootCommit(ctx context.Context) (string, error) {
 	return root, nil
 }
 
-// Refs returns the branches (refs/heads/*) and tags (refs/tags/*) with the
-// commit each points to: annotated tags are peeled to their commit. Tags of
-// trees or blobs are left out, since refs here always name commits. A
-// repository without refs gives an empty map.
+// CheckComplete refuses a shallow clone or a partial clone, with an error
+// wrapping ErrShallowRepo: the first has a false root commit (and so a false
+// repo ID), the second lacks objects a bundle must carry.
+func (g GitRepo) CheckComplete(ctx context.Context) error {
+	out, err := runGit(ctx, g.Dir, "rev-parse", "--is-shallow-repository")
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(out) == "true" {
+		return fmt.Errorf("%s is a shallow clone: its root commit is not the real one; clone it in full first (git fetch --unshallow): %w", g.Dir, ErrShallowRepo)
+	}
+	// Keys are matched in git's canonical form: section and name lower case.
+	out, err = runGit(ctx, g.Dir, "config", "--get-regexp", `^(extensions\.partialclone|remote\..*\.promisor|remote\..*\.partialclonefilter)$`)
+	if err != nil {
+		if exitCode(err) == 1 { // no such key
+			return nil
+		}
+		return err
+	}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		key, val, hasVal := strings.Cut(line, " ")
+		// A key with no value at all is true in git's config syntax.
+		if strings.HasSuffix(key, ".promisor") && hasVal && !isGitTrue(val) {
+			continue
+		}
+		return fmt.Errorf("%s is a partial clone (%s is set): objects are missing from it; clone it again without --filter: %w", g.Dir, key, ErrShallowRepo)
+	}
+	return nil
+}
+
+// isGitTrue reports whether a config value is one of git's spellings of true.
+func isGitTrue(v string) bool {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "true", "yes", "on", "1":
+		return true
+	}
+	return false
+}
+
+// Refs returns the branches (refs/heads/*) and tags (refs/tags/*), each with
+// the object it points to directly: for an annotated tag that is the tag
+// object, not the commit it peels to, so that a signature over the refs
+// covers the tag objects too. Only refs whose peeled object is a commit are
+// kept (a tag of a tree or a blob is left out), and only names that pass
+// wire.CheckRefName. A repository without refs gives an empty map.
 func (g GitRepo) Refs(ctx context.Context) (map[string]string, error) {
 	out, err := runGit(ctx, g.Dir, "for-each-ref",
-		"--format=%(refname) %(objecttype) %(objectname) %(*objecttype) %(*objectname)",
+		"--format=%(objectname) %(objecttype) %(*objecttype) %(refname)",
 		"refs/heads", "refs/tags")
 	if err != nil {
 		return nil, err
 	}
 	refs := make(map[string]string)
+	var tagsOfTags []string // refs naming a tag of a tag: peeled below
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
-		f := strings.Fields(line)
+		f := strings.SplitN(line, " ", 4)
+		if len(f) != 4 || wire.CheckRefName(f[3]) != nil {
+			continue
+		}
+		id, typ, peeled, name := f[0], f[1], f[2], f[3]
 		switch {
-		case len(f) == 3 && f[1] == "commit":
-			refs[f[0]] = f[2]
-		case len(f) == 5 && f[3] == "commit":
-			refs[f[0]] = f[4]
-		case len(f) == 5 && f[3] == "tag":
-			// A tag of a tag: %(*objectname) peels one level only.
-			peeled, err := runGit(ctx, g.Dir, "rev-parse", "--verify", "--quiet", f[0]+"^{commit}")
-			if err == nil {
-				refs[f[0]] = strings.TrimSpace(peeled)
-			}
+		case typ == "commit", typ == "tag" && peeled == "commit":
+			refs[name] = id
+		case typ == "tag" && peeled == "tag":
+			// %(*objecttype) peels one level only.
+			refs[name] = id
+			tagsOfTags = append(tagsOfTags, name)
+		}
+	}
+	if len(tagsOfTags) == 0 {
+		return refs, nil
+	}
+	var in strings.Builder
+	for _, name := range tagsOfTags {
+		fmt.Fprintf(&in, "%s^{}\n", refs[name])
+	}
+	var types bytes.Buffer
+	if err := runGitIO(ctx, g.Dir, strings.NewReader(in.String()), &types, "cat-file", "--batch-check=%(objecttype)"); err != nil {
+		return nil, err
+	}
+	lines := strings.Split(strings.TrimSpace(types.String()), "\n")
+	for i, name := range tagsOfTags {
+		if i >= len(lines) || lines[i] != "commit" {
+			delete(refs, name)
 		}
 	}
 	return refs, nil

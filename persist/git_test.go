@@ -197,6 +197,13 @@ func TestGitRepo_Refs(t *testing.T) {
 	dir := richRepo(t)
 	// Refs outside heads and tags must not appear.
 	git(t, dir, "update-ref", "refs/notes/x", "HEAD")
+	// Nor tags of trees or blobs, nor a name wire.CheckRefName refuses
+	// (git takes a ref name of any length; menode caps it at 1024 bytes).
+	git(t, dir, "tag", "tree-tag", "HEAD^{tree}")
+	blob := git(t, dir, "rev-parse", "HEAD:a")
+	git(t, dir, "tag", "-a", "-m", "blob", "blob-tag", blob)
+	long := "refs/heads/" + strings.Repeat(strings.Repeat("x", 200)+"/", 6) + "end"
+	git(t, dir, "update-ref", long, "HEAD")
 	bare := filepath.Join(t.TempDir(), "mirror.git")
 	git(t, filepath.Dir(bare), "clone", "-q", "--mirror", dir, bare)
 
@@ -204,11 +211,13 @@ func TestGitRepo_Refs(t *testing.T) {
 		"refs/heads/trunk":   git(t, dir, "rev-parse", "trunk"),
 		"refs/heads/feature": git(t, dir, "rev-parse", "feature"),
 		"refs/tags/light":    git(t, dir, "rev-parse", "light"),
-		"refs/tags/v1":       git(t, dir, "rev-parse", "v1^{commit}"),
-		"refs/tags/v1-again": git(t, dir, "rev-parse", "v1-again^{commit}"),
+		"refs/tags/v1":       git(t, dir, "rev-parse", "v1"),
+		"refs/tags/v1-again": git(t, dir, "rev-parse", "v1-again"),
 	}
-	if tagObj := git(t, dir, "rev-parse", "v1"); tagObj == want["refs/tags/v1"] {
-		t.Fatal("setup: v1 is not an annotated tag")
+	for _, tag := range []string{"v1", "v1-again"} {
+		if git(t, dir, "cat-file", "-t", tag) != "tag" {
+			t.Fatalf("setup: %s is not an annotated tag", tag)
+		}
 	}
 	tests := []struct {
 		name string
@@ -235,6 +244,63 @@ func TestGitRepo_Refs(t *testing.T) {
 			}
 			if got == nil || !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("Refs =\n%v\nwant\n%v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestGitRepo_CheckComplete(t *testing.T) {
+	gitTestEnv(t)
+	ctx := context.Background()
+	// A source served over file:// so that --depth and --filter take effect.
+	src := richRepo(t)
+	git(t, src, "config", "uploadpack.allowFilter", "true")
+	url := "file://" + src
+	clone := func(t *testing.T, args ...string) string {
+		out := filepath.Join(t.TempDir(), "clone")
+		git(t, t.TempDir(), append(append([]string{"clone", "-q"}, args...), url, out)...)
+		return out
+	}
+	tests := []struct {
+		name    string
+		setup   func(t *testing.T) string
+		wantMsg string // "" means complete
+	}{
+		{"full clone", func(t *testing.T) string { return clone(t) }, ""},
+		{"the source itself", func(t *testing.T) string { return src }, ""},
+		{"promisor explicitly false", func(t *testing.T) string {
+			d := clone(t)
+			git(t, d, "config", "remote.origin.promisor", "false")
+			return d
+		}, ""},
+		{"shallow clone", func(t *testing.T) string { return clone(t, "--depth", "1") }, "is a shallow clone: its root commit is not the real one; clone it in full first (git fetch --unshallow)"},
+		{"blobless clone", func(t *testing.T) string { return clone(t, "--filter=blob:none") }, "is a partial clone"},
+		{"partialclone extension only", func(t *testing.T) string {
+			d := clone(t)
+			git(t, d, "config", "extensions.partialClone", "origin")
+			return d
+		}, "extensions.partialclone is set"},
+		{"filter only", func(t *testing.T) string {
+			d := clone(t)
+			git(t, d, "config", "remote.origin.partialCloneFilter", "blob:none")
+			return d
+		}, "remote.origin.partialclonefilter is set"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g, err := OpenGitRepo(ctx, tt.setup(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = g.CheckComplete(ctx)
+			if tt.wantMsg == "" {
+				if err != nil {
+					t.Errorf("CheckComplete = %v, want nil", err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrShallowRepo) || !strings.Contains(err.Error(), tt.wantMsg) || !strings.Contains(err.Error(), g.Dir) {
+				t.Errorf("CheckComplete = %v, want ErrShallowRepo naming %s and saying %q", err, g.Dir, tt.wantMsg)
 			}
 		})
 	}
@@ -430,5 +496,24 @@ func TestRefsLocation_stamp(t *testing.T) {
 	git(t, bare, "branch", "-f", "newone", "trunk")
 	if bloc.Stamp() == before {
 		t.Error("bare branch did not change the stamp")
+	}
+}
+
+func TestReasonLine_behavior(t *testing.T) {
+	tests := []struct {
+		name, stderr, want string
+	}{
+		{"single line", "fatal: bad revision 'x'\n", "fatal: bad revision 'x'"},
+		{"error after noise", "Cloning into 'x'...\nerror: object abc: hasDotgit: contains '.git'\nfatal: fsck error in packed object\n", "error: object abc: hasDotgit: contains '.git'"},
+		{"hints skipped", "hint: Diverging branches can't be fast-forwarded\nhint: see git help\nNot possible to fast-forward\n", "Not possible to fast-forward"},
+		{"only hints", "hint: a\nhint: b\n", "hint: a"},
+		{"empty", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := reasonLine(tt.stderr); got != tt.want {
+				t.Errorf("reasonLine = %q, want %q", got, tt.want)
+			}
+		})
 	}
 }
