@@ -38,6 +38,80 @@ type ShowRepo struct {
 // GetStatus asks for the node's own state. Reply: Status.
 type GetStatus struct{}
 
+// SyncRepo asks the node to fetch the creator-signed refs of a repository
+// now. Without Wait the reply comes at once; with Wait it comes when the
+// mirror holds those refs, or fails after Timeout (0: DefaultSyncTimeout).
+// Progress, when set, receives *Progress events meanwhile. Reply: RepoView.
+type SyncRepo struct {
+	ID       wire.RepoID   `json:"id"`
+	Wait     bool          `json:"wait"`
+	Timeout  time.Duration `json:"timeout"`
+	Progress *actor.PID    `json:"-"`
+}
+
+// CloneRepo makes a working clone of a repository from its mirror, syncing
+// first when the mirror is not synced (within Timeout). Output must be
+// absolute and not a non-empty directory. The clone's remote is named
+// `menode` and its path is recorded. Reply: CloneResult.
+type CloneRepo struct {
+	ID       wire.RepoID   `json:"id"`
+	Output   string        `json:"output"`
+	Timeout  time.Duration `json:"timeout"`
+	Progress *actor.PID    `json:"-"`
+}
+
+// CloneResult is the reply to CloneRepo.
+type CloneResult struct {
+	ID     wire.RepoID `json:"id"`
+	Path   string      `json:"path"`
+	Branch string      `json:"branch"`
+	Head   string      `json:"head"`
+}
+
+// PullRepo brings a clone made by CloneRepo up to date: it syncs the
+// mirror when it is behind (within Timeout), then fetches from it and
+// merges the clone's current branch. Path (absolute) names the clone; ID,
+// when set, must be the repository recorded for it. Reply: PullResult.
+type PullRepo struct {
+	ID       wire.RepoID   `json:"id"`
+	Path     string        `json:"path"`
+	Timeout  time.Duration `json:"timeout"`
+	Progress *actor.PID    `json:"-"`
+}
+
+// PullResult is the reply to PullRepo.
+type PullResult struct {
+	ID     wire.RepoID `json:"id"`
+	Path   string      `json:"path"`
+	Branch string      `json:"branch"`
+	Before string      `json:"before"`
+	After  string      `json:"after"`
+}
+
+// Progress is an event a long command (SyncRepo with Wait, CloneRepo,
+// PullRepo) streams while it runs.
+type Progress struct {
+	Repo    wire.RepoID `json:"repo"`
+	Phase   string      `json:"phase"` // one of the Phase* constants
+	Peer    wire.NodeID `json:"peer,omitzero"`
+	Bytes   int64       `json:"bytes"`         // bundle bytes held so far
+	Size    int64       `json:"size"`          // total bundle size; 0 when not known yet
+	Rate    float64     `json:"rate"`          // bytes per second, recent
+	Message string      `json:"message,omitempty"`
+}
+
+// Progress phases.
+const (
+	PhaseWaiting   = "waiting"   // no seeder reachable yet
+	PhaseReceiving = "receiving" // bundle bytes arriving
+	PhaseVerifying = "verifying" // checking and applying the bundle
+	PhaseSynced    = "synced"    // the mirror holds the signed refs
+	PhaseCloning   = "cloning"   // git clone / pull from the mirror
+)
+
+// DefaultSyncTimeout bounds how long a command waits for a sync.
+const DefaultSyncTimeout = 5 * time.Minute
+
 // RepoView is a repository as the CLI shows it.
 type RepoView struct {
 	ID            wire.RepoID       `json:"id"`
@@ -52,6 +126,12 @@ type RepoView struct {
 	RootCommit    string            `json:"root_commit"`
 	Seq           uint64            `json:"seq"`
 	UpdatedAt     time.Time         `json:"updated_at"`
+	Percent       float64           `json:"percent,omitempty"` // of the bundle received, while syncing with a known size
+	MirrorRefs    map[string]string `json:"mirror_refs"`       // the refs the local mirror holds
+	Seeders       []wire.NodeID     `json:"seeders"`           // nodes known to serve the signed refs
+	Size          int64             `json:"size"`              // bytes of the mirror on disk
+	Clones        []string          `json:"clones"`            // working clones made by repo clone
+	HasUpdates    bool              `json:"has_updates"`       // a recorded clone is behind the mirror
 }
 
 // RepoList is the reply to ListRepos.
@@ -74,6 +154,7 @@ type Status struct {
 const (
 	StatusLocal   = "local"   // this node created it; served from its working repository
 	StatusMissing = "missing" // known from gossip, no data yet
+	StatusSyncing = "syncing" // a transfer is under way
 	StatusBehind  = "behind"  // the mirror holds older refs than the creator signed
 	StatusSynced  = "synced"  // the mirror holds exactly the creator-signed refs
 )

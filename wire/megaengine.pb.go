@@ -103,6 +103,73 @@ func (ErrorCode) EnumDescriptor() ([]byte, []int) {
 	return file_wire_megaengine_proto_rawDescGZIP(), []int{0}
 }
 
+type TransferErrorCode int32
+
+const (
+	TransferErrorCode_TRANSFER_UNSPECIFIED TransferErrorCode = 0
+	// The server does not hold this repository.
+	TransferErrorCode_TRANSFER_UNKNOWN_REPO TransferErrorCode = 1
+	// The server holds the repository, but not at the refs asked for.
+	TransferErrorCode_TRANSFER_NOT_AVAILABLE TransferErrorCode = 2
+	// Too many transfers at once; try later or elsewhere.
+	TransferErrorCode_TRANSFER_BUSY TransferErrorCode = 3
+	// Malformed or unexpected request or frame.
+	TransferErrorCode_TRANSFER_BAD_REQUEST TransferErrorCode = 4
+	// The server failed to build the bundle.
+	TransferErrorCode_TRANSFER_INTERNAL TransferErrorCode = 5
+	// The bundle is larger than the receiver accepts.
+	TransferErrorCode_TRANSFER_TOO_LARGE TransferErrorCode = 6
+)
+
+// Enum value maps for TransferErrorCode.
+var (
+	TransferErrorCode_name = map[int32]string{
+		0: "TRANSFER_UNSPECIFIED",
+		1: "TRANSFER_UNKNOWN_REPO",
+		2: "TRANSFER_NOT_AVAILABLE",
+		3: "TRANSFER_BUSY",
+		4: "TRANSFER_BAD_REQUEST",
+		5: "TRANSFER_INTERNAL",
+		6: "TRANSFER_TOO_LARGE",
+	}
+	TransferErrorCode_value = map[string]int32{
+		"TRANSFER_UNSPECIFIED":   0,
+		"TRANSFER_UNKNOWN_REPO":  1,
+		"TRANSFER_NOT_AVAILABLE": 2,
+		"TRANSFER_BUSY":          3,
+		"TRANSFER_BAD_REQUEST":   4,
+		"TRANSFER_INTERNAL":      5,
+		"TRANSFER_TOO_LARGE":     6,
+	}
+)
+
+func (x TransferErrorCode) Enum() *TransferErrorCode {
+	p := new(TransferErrorCode)
+	*p = x
+	return p
+}
+
+func (x TransferErrorCode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TransferErrorCode) Descriptor() protoreflect.EnumDescriptor {
+	return file_wire_megaengine_proto_enumTypes[1].Descriptor()
+}
+
+func (TransferErrorCode) Type() protoreflect.EnumType {
+	return &file_wire_megaengine_proto_enumTypes[1]
+}
+
+func (x TransferErrorCode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TransferErrorCode.Descriptor instead.
+func (TransferErrorCode) EnumDescriptor() ([]byte, []int) {
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{1}
+}
+
 // Frame is the unit sent on the control stream, preceded by its length as an
 // unsigned varint. Exactly one body must be set; a Frame without a body is a
 // protocol error.
@@ -113,6 +180,12 @@ type Frame struct {
 	//	*Frame_Hello
 	//	*Frame_Gossip
 	//	*Frame_Error
+	//	*Frame_TransferRequest
+	//	*Frame_TransferStart
+	//	*Frame_TransferAnnouncement
+	//	*Frame_TransferChunk
+	//	*Frame_TransferDone
+	//	*Frame_TransferError
 	Body          isFrame_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -182,6 +255,60 @@ func (x *Frame) GetError() *Error {
 	return nil
 }
 
+func (x *Frame) GetTransferRequest() *TransferRequest {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_TransferRequest); ok {
+			return x.TransferRequest
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetTransferStart() *TransferStart {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_TransferStart); ok {
+			return x.TransferStart
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetTransferAnnouncement() *TransferAnnouncement {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_TransferAnnouncement); ok {
+			return x.TransferAnnouncement
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetTransferChunk() *TransferChunk {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_TransferChunk); ok {
+			return x.TransferChunk
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetTransferDone() *TransferDone {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_TransferDone); ok {
+			return x.TransferDone
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetTransferError() *TransferError {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_TransferError); ok {
+			return x.TransferError
+		}
+	}
+	return nil
+}
+
 type isFrame_Body interface {
 	isFrame_Body()
 }
@@ -198,18 +325,57 @@ type Frame_Error struct {
 	Error *Error `protobuf:"bytes,3,opt,name=error,proto3,oneof"`
 }
 
+type Frame_TransferRequest struct {
+	// Transfer streams (PROTOCOL.md, "Transfer"): the first frame on every
+	// stream other than the control stream is a TransferRequest, which
+	// says what the stream is for.
+	TransferRequest *TransferRequest `protobuf:"bytes,10,opt,name=transfer_request,json=transferRequest,proto3,oneof"`
+}
+
+type Frame_TransferStart struct {
+	TransferStart *TransferStart `protobuf:"bytes,11,opt,name=transfer_start,json=transferStart,proto3,oneof"`
+}
+
+type Frame_TransferAnnouncement struct {
+	TransferAnnouncement *TransferAnnouncement `protobuf:"bytes,12,opt,name=transfer_announcement,json=transferAnnouncement,proto3,oneof"`
+}
+
+type Frame_TransferChunk struct {
+	TransferChunk *TransferChunk `protobuf:"bytes,13,opt,name=transfer_chunk,json=transferChunk,proto3,oneof"`
+}
+
+type Frame_TransferDone struct {
+	TransferDone *TransferDone `protobuf:"bytes,14,opt,name=transfer_done,json=transferDone,proto3,oneof"`
+}
+
+type Frame_TransferError struct {
+	TransferError *TransferError `protobuf:"bytes,15,opt,name=transfer_error,json=transferError,proto3,oneof"`
+}
+
 func (*Frame_Hello) isFrame_Body() {}
 
 func (*Frame_Gossip) isFrame_Body() {}
 
 func (*Frame_Error) isFrame_Body() {}
 
+func (*Frame_TransferRequest) isFrame_Body() {}
+
+func (*Frame_TransferStart) isFrame_Body() {}
+
+func (*Frame_TransferAnnouncement) isFrame_Body() {}
+
+func (*Frame_TransferChunk) isFrame_Body() {}
+
+func (*Frame_TransferDone) isFrame_Body() {}
+
+func (*Frame_TransferError) isFrame_Body() {}
+
 // Hello is the first frame each side sends on the control stream: the dialer
 // at once, the listener in reply. did must equal the key of the sender's TLS
 // certificate and protocol must equal the receiver's protocol version.
 type Hello struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Protocol version; currently 1.
+	// Protocol version; currently 2.
 	Protocol uint32 `protobuf:"varint,1,opt,name=protocol,proto3" json:"protocol,omitempty"`
 	// The sender's did:key.
 	Did string `protobuf:"bytes,2,opt,name=did,proto3" json:"did,omitempty"`
@@ -765,7 +931,9 @@ func (x *RepoAnnouncement) GetRefs() []*Ref {
 	return nil
 }
 
-// Ref is one git ref and the commit (40 lowercase hex digits) it points to.
+// Ref is one git ref and the object it points to directly (40 lowercase hex
+// digits): a commit, or the tag object of an annotated tag, so that the
+// creator's signature covers tag objects too.
 type Ref struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -918,15 +1086,392 @@ func (x *InventoryEntry) GetRefsHash() []byte {
 	return nil
 }
 
+// TransferRequest opens a transfer stream: the requester (receiver) asks for
+// the bundle that brings it from what it has to the refs whose RefsHash is
+// refs_hash.
+type TransferRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// did:repo of the repository.
+	RepoId string `protobuf:"bytes,1,opt,name=repo_id,json=repoId,proto3" json:"repo_id,omitempty"`
+	// RefsHash (32 bytes) of the creator-signed refs wanted.
+	RefsHash []byte `protobuf:"bytes,2,opt,name=refs_hash,json=refsHash,proto3" json:"refs_hash,omitempty"`
+	// Object IDs (40 lowercase hex) the requester already has: the targets of
+	// its mirror's refs, tag objects included. At most 10000.
+	Haves []string `protobuf:"bytes,3,rep,name=haves,proto3" json:"haves,omitempty"`
+	// To resume an interrupted transfer: the bundle_id its TransferStart gave
+	// and how many bytes of that bundle the requester holds. Empty and 0 for
+	// a fresh transfer.
+	ResumeBundleId []byte `protobuf:"bytes,4,opt,name=resume_bundle_id,json=resumeBundleId,proto3" json:"resume_bundle_id,omitempty"`
+	ResumeOffset   uint64 `protobuf:"varint,5,opt,name=resume_offset,json=resumeOffset,proto3" json:"resume_offset,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *TransferRequest) Reset() {
+	*x = TransferRequest{}
+	mi := &file_wire_megaengine_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferRequest) ProtoMessage() {}
+
+func (x *TransferRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_megaengine_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferRequest.ProtoReflect.Descriptor instead.
+func (*TransferRequest) Descriptor() ([]byte, []int) {
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *TransferRequest) GetRepoId() string {
+	if x != nil {
+		return x.RepoId
+	}
+	return ""
+}
+
+func (x *TransferRequest) GetRefsHash() []byte {
+	if x != nil {
+		return x.RefsHash
+	}
+	return nil
+}
+
+func (x *TransferRequest) GetHaves() []string {
+	if x != nil {
+		return x.Haves
+	}
+	return nil
+}
+
+func (x *TransferRequest) GetResumeBundleId() []byte {
+	if x != nil {
+		return x.ResumeBundleId
+	}
+	return nil
+}
+
+func (x *TransferRequest) GetResumeOffset() uint64 {
+	if x != nil {
+		return x.ResumeOffset
+	}
+	return 0
+}
+
+// TransferStart is the server's first frame on a transfer stream.
+type TransferStart struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 32 bytes naming this bundle (the server's cache key): the same ID means
+	// the same bytes, so a transfer can resume from an offset.
+	BundleId []byte `protobuf:"bytes,1,opt,name=bundle_id,json=bundleId,proto3" json:"bundle_id,omitempty"`
+	// Offset of the first chunk: resume_offset when the server resumes, 0
+	// when it starts over.
+	Offset uint64 `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
+	// Total size of the bundle when known before sending, else 0.
+	Size uint64 `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	// True when the requester already has every object: no chunks follow,
+	// only TransferAnnouncement and TransferDone with size 0.
+	Empty         bool `protobuf:"varint,4,opt,name=empty,proto3" json:"empty,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferStart) Reset() {
+	*x = TransferStart{}
+	mi := &file_wire_megaengine_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferStart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferStart) ProtoMessage() {}
+
+func (x *TransferStart) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_megaengine_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferStart.ProtoReflect.Descriptor instead.
+func (*TransferStart) Descriptor() ([]byte, []int) {
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *TransferStart) GetBundleId() []byte {
+	if x != nil {
+		return x.BundleId
+	}
+	return nil
+}
+
+func (x *TransferStart) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *TransferStart) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *TransferStart) GetEmpty() bool {
+	if x != nil {
+		return x.Empty
+	}
+	return false
+}
+
+// TransferAnnouncement carries the creator's SignedAnnouncement of the refs
+// the bundle holds, in a frame of its own (announcements are at most 512 KiB).
+type TransferAnnouncement struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Announcement  *SignedAnnouncement    `protobuf:"bytes,1,opt,name=announcement,proto3" json:"announcement,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferAnnouncement) Reset() {
+	*x = TransferAnnouncement{}
+	mi := &file_wire_megaengine_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferAnnouncement) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferAnnouncement) ProtoMessage() {}
+
+func (x *TransferAnnouncement) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_megaengine_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferAnnouncement.ProtoReflect.Descriptor instead.
+func (*TransferAnnouncement) Descriptor() ([]byte, []int) {
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *TransferAnnouncement) GetAnnouncement() *SignedAnnouncement {
+	if x != nil {
+		return x.Announcement
+	}
+	return nil
+}
+
+// TransferChunk is a piece of the bundle: data at most 64 KiB, offsets
+// contiguous from TransferStart.offset.
+type TransferChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Offset        uint64                 `protobuf:"varint,1,opt,name=offset,proto3" json:"offset,omitempty"`
+	Data          []byte                 `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferChunk) Reset() {
+	*x = TransferChunk{}
+	mi := &file_wire_megaengine_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferChunk) ProtoMessage() {}
+
+func (x *TransferChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_megaengine_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferChunk.ProtoReflect.Descriptor instead.
+func (*TransferChunk) Descriptor() ([]byte, []int) {
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *TransferChunk) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *TransferChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+// TransferDone ends a transfer: the size and SHA-256 of the whole bundle
+// (from offset 0), which the server may learn only once it has written it.
+type TransferDone struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Size          uint64                 `protobuf:"varint,1,opt,name=size,proto3" json:"size,omitempty"`
+	Sha256        []byte                 `protobuf:"bytes,2,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferDone) Reset() {
+	*x = TransferDone{}
+	mi := &file_wire_megaengine_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferDone) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferDone) ProtoMessage() {}
+
+func (x *TransferDone) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_megaengine_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferDone.ProtoReflect.Descriptor instead.
+func (*TransferDone) Descriptor() ([]byte, []int) {
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *TransferDone) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *TransferDone) GetSha256() []byte {
+	if x != nil {
+		return x.Sha256
+	}
+	return nil
+}
+
+// TransferError ends a transfer stream (never the connection).
+type TransferError struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Code  TransferErrorCode      `protobuf:"varint,1,opt,name=code,proto3,enum=megaengine.v1.TransferErrorCode" json:"code,omitempty"`
+	// Human-readable detail; never parsed.
+	Message       string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferError) Reset() {
+	*x = TransferError{}
+	mi := &file_wire_megaengine_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferError) ProtoMessage() {}
+
+func (x *TransferError) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_megaengine_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferError.ProtoReflect.Descriptor instead.
+func (*TransferError) Descriptor() ([]byte, []int) {
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *TransferError) GetCode() TransferErrorCode {
+	if x != nil {
+		return x.Code
+	}
+	return TransferErrorCode_TRANSFER_UNSPECIFIED
+}
+
+func (x *TransferError) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 var File_wire_megaengine_proto protoreflect.FileDescriptor
 
 const file_wire_megaengine_proto_rawDesc = "" +
 	"\n" +
-	"\x15wire/megaengine.proto\x12\rmegaengine.v1\"\x9c\x01\n" +
+	"\x15wire/megaengine.proto\x12\rmegaengine.v1\"\xde\x04\n" +
 	"\x05Frame\x12,\n" +
 	"\x05hello\x18\x01 \x01(\v2\x14.megaengine.v1.HelloH\x00R\x05hello\x12/\n" +
 	"\x06gossip\x18\x02 \x01(\v2\x15.megaengine.v1.GossipH\x00R\x06gossip\x12,\n" +
-	"\x05error\x18\x03 \x01(\v2\x14.megaengine.v1.ErrorH\x00R\x05errorB\x06\n" +
+	"\x05error\x18\x03 \x01(\v2\x14.megaengine.v1.ErrorH\x00R\x05error\x12K\n" +
+	"\x10transfer_request\x18\n" +
+	" \x01(\v2\x1e.megaengine.v1.TransferRequestH\x00R\x0ftransferRequest\x12E\n" +
+	"\x0etransfer_start\x18\v \x01(\v2\x1c.megaengine.v1.TransferStartH\x00R\rtransferStart\x12Z\n" +
+	"\x15transfer_announcement\x18\f \x01(\v2#.megaengine.v1.TransferAnnouncementH\x00R\x14transferAnnouncement\x12E\n" +
+	"\x0etransfer_chunk\x18\r \x01(\v2\x1c.megaengine.v1.TransferChunkH\x00R\rtransferChunk\x12B\n" +
+	"\rtransfer_done\x18\x0e \x01(\v2\x1b.megaengine.v1.TransferDoneH\x00R\ftransferDone\x12E\n" +
+	"\x0etransfer_error\x18\x0f \x01(\v2\x1c.megaengine.v1.TransferErrorH\x00R\rtransferErrorB\x06\n" +
 	"\x04body\"\xbe\x01\n" +
 	"\x05Hello\x12\x1a\n" +
 	"\bprotocol\x18\x01 \x01(\rR\bprotocol\x12\x10\n" +
@@ -974,7 +1519,29 @@ const file_wire_megaengine_proto_rawDesc = "" +
 	"\x05repos\x18\x01 \x03(\v2\x1d.megaengine.v1.InventoryEntryR\x05repos\"F\n" +
 	"\x0eInventoryEntry\x12\x17\n" +
 	"\arepo_id\x18\x01 \x01(\tR\x06repoId\x12\x1b\n" +
-	"\trefs_hash\x18\x02 \x01(\fR\brefsHash*\xe0\x01\n" +
+	"\trefs_hash\x18\x02 \x01(\fR\brefsHash\"\xac\x01\n" +
+	"\x0fTransferRequest\x12\x17\n" +
+	"\arepo_id\x18\x01 \x01(\tR\x06repoId\x12\x1b\n" +
+	"\trefs_hash\x18\x02 \x01(\fR\brefsHash\x12\x14\n" +
+	"\x05haves\x18\x03 \x03(\tR\x05haves\x12(\n" +
+	"\x10resume_bundle_id\x18\x04 \x01(\fR\x0eresumeBundleId\x12#\n" +
+	"\rresume_offset\x18\x05 \x01(\x04R\fresumeOffset\"n\n" +
+	"\rTransferStart\x12\x1b\n" +
+	"\tbundle_id\x18\x01 \x01(\fR\bbundleId\x12\x16\n" +
+	"\x06offset\x18\x02 \x01(\x04R\x06offset\x12\x12\n" +
+	"\x04size\x18\x03 \x01(\x04R\x04size\x12\x14\n" +
+	"\x05empty\x18\x04 \x01(\bR\x05empty\"]\n" +
+	"\x14TransferAnnouncement\x12E\n" +
+	"\fannouncement\x18\x01 \x01(\v2!.megaengine.v1.SignedAnnouncementR\fannouncement\";\n" +
+	"\rTransferChunk\x12\x16\n" +
+	"\x06offset\x18\x01 \x01(\x04R\x06offset\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\":\n" +
+	"\fTransferDone\x12\x12\n" +
+	"\x04size\x18\x01 \x01(\x04R\x04size\x12\x16\n" +
+	"\x06sha256\x18\x02 \x01(\fR\x06sha256\"_\n" +
+	"\rTransferError\x124\n" +
+	"\x04code\x18\x01 \x01(\x0e2 .megaengine.v1.TransferErrorCodeR\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage*\xe0\x01\n" +
 	"\tErrorCode\x12\x15\n" +
 	"\x11ERROR_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eERROR_PROTOCOL\x10\x01\x12\x12\n" +
@@ -984,7 +1551,15 @@ const file_wire_megaengine_proto_rawDesc = "" +
 	"\x1aERROR_DUPLICATE_CONNECTION\x10\x05\x12\x17\n" +
 	"\x13ERROR_SHUTTING_DOWN\x10\x06\x12\x15\n" +
 	"\x11ERROR_MISBEHAVING\x10\a\x12\x11\n" +
-	"\rERROR_VERSION\x10\bB$Z\"github.com/menode/menode/wire;wireb\x06proto3"
+	"\rERROR_VERSION\x10\b*\xc0\x01\n" +
+	"\x11TransferErrorCode\x12\x18\n" +
+	"\x14TRANSFER_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15TRANSFER_UNKNOWN_REPO\x10\x01\x12\x1a\n" +
+	"\x16TRANSFER_NOT_AVAILABLE\x10\x02\x12\x11\n" +
+	"\rTRANSFER_BUSY\x10\x03\x12\x18\n" +
+	"\x14TRANSFER_BAD_REQUEST\x10\x04\x12\x15\n" +
+	"\x11TRANSFER_INTERNAL\x10\x05\x12\x16\n" +
+	"\x12TRANSFER_TOO_LARGE\x10\x06B$Z\"github.com/menode/menode/wire;wireb\x06proto3"
 
 var (
 	file_wire_megaengine_proto_rawDescOnce sync.Once
@@ -998,38 +1573,53 @@ func file_wire_megaengine_proto_rawDescGZIP() []byte {
 	return file_wire_megaengine_proto_rawDescData
 }
 
-var file_wire_megaengine_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_wire_megaengine_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_wire_megaengine_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_wire_megaengine_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_wire_megaengine_proto_goTypes = []any{
 	(ErrorCode)(0),                // 0: megaengine.v1.ErrorCode
-	(*Frame)(nil),                 // 1: megaengine.v1.Frame
-	(*Hello)(nil),                 // 2: megaengine.v1.Hello
-	(*Error)(nil),                 // 3: megaengine.v1.Error
-	(*Gossip)(nil),                // 4: megaengine.v1.Gossip
-	(*SignedAnnouncement)(nil),    // 5: megaengine.v1.SignedAnnouncement
-	(*Announcement)(nil),          // 6: megaengine.v1.Announcement
-	(*NodeAnnouncement)(nil),      // 7: megaengine.v1.NodeAnnouncement
-	(*RepoAnnouncement)(nil),      // 8: megaengine.v1.RepoAnnouncement
-	(*Ref)(nil),                   // 9: megaengine.v1.Ref
-	(*InventoryAnnouncement)(nil), // 10: megaengine.v1.InventoryAnnouncement
-	(*InventoryEntry)(nil),        // 11: megaengine.v1.InventoryEntry
+	(TransferErrorCode)(0),        // 1: megaengine.v1.TransferErrorCode
+	(*Frame)(nil),                 // 2: megaengine.v1.Frame
+	(*Hello)(nil),                 // 3: megaengine.v1.Hello
+	(*Error)(nil),                 // 4: megaengine.v1.Error
+	(*Gossip)(nil),                // 5: megaengine.v1.Gossip
+	(*SignedAnnouncement)(nil),    // 6: megaengine.v1.SignedAnnouncement
+	(*Announcement)(nil),          // 7: megaengine.v1.Announcement
+	(*NodeAnnouncement)(nil),      // 8: megaengine.v1.NodeAnnouncement
+	(*RepoAnnouncement)(nil),      // 9: megaengine.v1.RepoAnnouncement
+	(*Ref)(nil),                   // 10: megaengine.v1.Ref
+	(*InventoryAnnouncement)(nil), // 11: megaengine.v1.InventoryAnnouncement
+	(*InventoryEntry)(nil),        // 12: megaengine.v1.InventoryEntry
+	(*TransferRequest)(nil),       // 13: megaengine.v1.TransferRequest
+	(*TransferStart)(nil),         // 14: megaengine.v1.TransferStart
+	(*TransferAnnouncement)(nil),  // 15: megaengine.v1.TransferAnnouncement
+	(*TransferChunk)(nil),         // 16: megaengine.v1.TransferChunk
+	(*TransferDone)(nil),          // 17: megaengine.v1.TransferDone
+	(*TransferError)(nil),         // 18: megaengine.v1.TransferError
 }
 var file_wire_megaengine_proto_depIdxs = []int32{
-	2,  // 0: megaengine.v1.Frame.hello:type_name -> megaengine.v1.Hello
-	4,  // 1: megaengine.v1.Frame.gossip:type_name -> megaengine.v1.Gossip
-	3,  // 2: megaengine.v1.Frame.error:type_name -> megaengine.v1.Error
-	0,  // 3: megaengine.v1.Error.code:type_name -> megaengine.v1.ErrorCode
-	5,  // 4: megaengine.v1.Gossip.announcement:type_name -> megaengine.v1.SignedAnnouncement
-	7,  // 5: megaengine.v1.Announcement.node:type_name -> megaengine.v1.NodeAnnouncement
-	8,  // 6: megaengine.v1.Announcement.repo:type_name -> megaengine.v1.RepoAnnouncement
-	10, // 7: megaengine.v1.Announcement.inventory:type_name -> megaengine.v1.InventoryAnnouncement
-	9,  // 8: megaengine.v1.RepoAnnouncement.refs:type_name -> megaengine.v1.Ref
-	11, // 9: megaengine.v1.InventoryAnnouncement.repos:type_name -> megaengine.v1.InventoryEntry
-	10, // [10:10] is the sub-list for method output_type
-	10, // [10:10] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	3,  // 0: megaengine.v1.Frame.hello:type_name -> megaengine.v1.Hello
+	5,  // 1: megaengine.v1.Frame.gossip:type_name -> megaengine.v1.Gossip
+	4,  // 2: megaengine.v1.Frame.error:type_name -> megaengine.v1.Error
+	13, // 3: megaengine.v1.Frame.transfer_request:type_name -> megaengine.v1.TransferRequest
+	14, // 4: megaengine.v1.Frame.transfer_start:type_name -> megaengine.v1.TransferStart
+	15, // 5: megaengine.v1.Frame.transfer_announcement:type_name -> megaengine.v1.TransferAnnouncement
+	16, // 6: megaengine.v1.Frame.transfer_chunk:type_name -> megaengine.v1.TransferChunk
+	17, // 7: megaengine.v1.Frame.transfer_done:type_name -> megaengine.v1.TransferDone
+	18, // 8: megaengine.v1.Frame.transfer_error:type_name -> megaengine.v1.TransferError
+	0,  // 9: megaengine.v1.Error.code:type_name -> megaengine.v1.ErrorCode
+	6,  // 10: megaengine.v1.Gossip.announcement:type_name -> megaengine.v1.SignedAnnouncement
+	8,  // 11: megaengine.v1.Announcement.node:type_name -> megaengine.v1.NodeAnnouncement
+	9,  // 12: megaengine.v1.Announcement.repo:type_name -> megaengine.v1.RepoAnnouncement
+	11, // 13: megaengine.v1.Announcement.inventory:type_name -> megaengine.v1.InventoryAnnouncement
+	10, // 14: megaengine.v1.RepoAnnouncement.refs:type_name -> megaengine.v1.Ref
+	12, // 15: megaengine.v1.InventoryAnnouncement.repos:type_name -> megaengine.v1.InventoryEntry
+	6,  // 16: megaengine.v1.TransferAnnouncement.announcement:type_name -> megaengine.v1.SignedAnnouncement
+	1,  // 17: megaengine.v1.TransferError.code:type_name -> megaengine.v1.TransferErrorCode
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_wire_megaengine_proto_init() }
@@ -1041,6 +1631,12 @@ func file_wire_megaengine_proto_init() {
 		(*Frame_Hello)(nil),
 		(*Frame_Gossip)(nil),
 		(*Frame_Error)(nil),
+		(*Frame_TransferRequest)(nil),
+		(*Frame_TransferStart)(nil),
+		(*Frame_TransferAnnouncement)(nil),
+		(*Frame_TransferChunk)(nil),
+		(*Frame_TransferDone)(nil),
+		(*Frame_TransferError)(nil),
 	}
 	file_wire_megaengine_proto_msgTypes[5].OneofWrappers = []any{
 		(*Announcement_Node)(nil),
@@ -1052,8 +1648,8 @@ func file_wire_megaengine_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wire_megaengine_proto_rawDesc), len(file_wire_megaengine_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   11,
+			NumEnums:      2,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
