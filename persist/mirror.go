@@ -1,0 +1,347 @@
+package persist
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/menode/menode/wire"
+)
+
+// ErrMissingObjects is wrapped when the mirror lacks an object it needs: a
+// bundle's prerequisite, or the object a signed ref names. A bigger bundle
+// (fewer haves) fixes it.
+var ErrMissingObjects = errors.New("objects missing from the mirror")
+
+// mirrorConfig is set in every mirror. No automatic gc or maintenance: a
+// detached gc would outlive the actor that ran the git command, and could
+// drop objects indexed by ApplyBundle before its refs move. No reflogs: the
+// mirror's refs are whatever the creator signed last. The uploadpack settings
+// let a clone or lazy fetch from the mirror use --filter.
+var mirrorConfig = [][2]string{
+	{"gc.auto", "0"},
+	{"maintenance.auto", "false"},
+	{"core.logAllRefUpdates", "false"},
+	{"uploadpack.allowFilter", "true"},
+	{"uploadpack.allowAnySHA1InWant", "true"},
+}
+
+// InitMirror creates the bare repository dir if it is missing (its parents
+// with mode 0700), sets the mirror configuration and points HEAD at
+// refs/heads/defaultBranch. It is idempotent: on an existing mirror it only
+// sets configuration and HEAD again. A non-empty dir that is not a bare
+// repository is refused.
+func InitMirror(ctx context.Context, dir, defaultBranch string) (GitRepo, error) {
+	if err := checkBranch(defaultBranch); err != nil {
+		return GitRepo{}, fmt.Errorf("init mirror %s: %w", dir, err)
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return GitRepo{}, fmt.Errorf("init mirror %s: %w", dir, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(abs), 0o700); err != nil {
+		return GitRepo{}, fmt.Errorf("init mirror %s: %w", abs, err)
+	}
+	entries, err := os.ReadDir(abs)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return GitRepo{}, fmt.Errorf("init mirror %s: %w", abs, err)
+	case len(entries) > 0:
+		// Never turn a directory that holds something else into a repository.
+		if _, err := os.Stat(filepath.Join(abs, "HEAD")); err != nil {
+			return GitRepo{}, fmt.Errorf("init mirror: %s exists and is not a bare git repository", abs)
+		}
+	}
+	// Run in the parent: abs may not exist yet.
+	if _, err := runGit(ctx, filepath.Dir(abs), "init", "--quiet", "--bare", abs); err != nil {
+		return GitRepo{}, fmt.Errorf("init mirror %s: %w", abs, err)
+	}
+	m, err := OpenGitRepo(ctx, abs)
+	if err != nil {
+		return GitRepo{}, fmt.Errorf("init mirror: %w", err)
+	}
+	if bare, err := runGit(ctx, abs, "rev-parse", "--is-bare-repository"); err != nil || strings.TrimSpace(bare) != "true" {
+		return GitRepo{}, fmt.Errorf("init mirror: %s is not a bare git repository", abs)
+	}
+	for _, kv := range mirrorConfig {
+		if _, err := runGit(ctx, abs, "config", kv[0], kv[1]); err != nil {
+			return GitRepo{}, fmt.Errorf("init mirror %s: %w", abs, err)
+		}
+	}
+	if err := m.SetHead(ctx, defaultBranch); err != nil {
+		return GitRepo{}, err
+	}
+	return m, nil
+}
+
+// SetHead points HEAD at refs/heads/branch, whether or not that branch exists
+// yet.
+func (m GitRepo) SetHead(ctx context.Context, branch string) error {
+	if err := checkBranch(branch); err != nil {
+		return fmt.Errorf("set HEAD in %s: %w", m.Dir, err)
+	}
+	if _, err := runGit(ctx, m.Dir, "symbolic-ref", "HEAD", "refs/heads/"+branch); err != nil {
+		return fmt.Errorf("set HEAD in %s: %w", m.Dir, err)
+	}
+	return nil
+}
+
+// checkBranch checks a short branch name such as "main".
+func checkBranch(branch string) error {
+	if err := wire.CheckRefName("refs/heads/" + branch); err != nil {
+		return fmt.Errorf("branch %q: %w", branch, err)
+	}
+	return nil
+}
+
+// MirrorFrom makes m, the creator's own mirror, a copy of the branches and
+// tags of the working repository src: it fetches refs/heads/* and
+// refs/tags/* (and nothing else) with force, deleting what src no longer
+// has, then drops every ref that Refs leaves out (tags of trees or blobs,
+// names menode does not carry, other namespaces), so that m holds exactly
+// the refs it returns.
+func (m GitRepo) MirrorFrom(ctx context.Context, src string) (map[string]string, error) {
+	abs, err := filepath.Abs(src)
+	if err != nil {
+		return nil, fmt.Errorf("mirror %s: %w", src, err)
+	}
+	// abs starts with "/", so git cannot take it for an option.
+	_, err = runGit(ctx, m.Dir, "fetch", "--quiet", "--prune", "--no-tags", "--no-write-fetch-head",
+		abs, "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
+	if err != nil {
+		return nil, fmt.Errorf("mirror %s into %s: %w", abs, m.Dir, err)
+	}
+	refs, err := m.Refs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.setRefs(ctx, refs); err != nil {
+		return nil, err
+	}
+	return refs, nil
+}
+
+// isObjectID reports whether s is a full SHA-1 object ID in lower-case hex,
+// the only form menode passes to git.
+func isObjectID(s string) bool {
+	if len(s) != 40 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// HaveObjects returns the ids that m holds, in the order given, without
+// duplicates. Strings that are not full object IDs are never held. One git
+// process answers for all of them.
+func (m GitRepo) HaveObjects(ctx context.Context, ids []string) ([]string, error) {
+	var in strings.Builder
+	var asked []string
+	seen := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		if !isObjectID(id) || seen[id] {
+			continue
+		}
+		seen[id] = true
+		asked = append(asked, id)
+		in.WriteString(id)
+		in.WriteByte('\n')
+	}
+	if len(asked) == 0 {
+		return nil, nil
+	}
+	var out bytes.Buffer
+	if err := runGitIO(ctx, m.Dir, strings.NewReader(in.String()), &out, "cat-file", "--batch-check=%(objectname)"); err != nil {
+		return nil, fmt.Errorf("look up objects in %s: %w", m.Dir, err)
+	}
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	if len(lines) != len(asked) {
+		return nil, fmt.Errorf("look up objects in %s: git cat-file answered %d lines for %d objects", m.Dir, len(lines), len(asked))
+	}
+	var have []string
+	for i, line := range lines {
+		// A present object prints its ID; an absent one "<id> missing".
+		if line == asked[i] {
+			have = append(have, asked[i])
+		}
+	}
+	return have, nil
+}
+
+// checkRefs checks refs before their names and IDs reach git: every name
+// passes wire.CheckRefName and every ID is a full object ID.
+func checkRefs(refs map[string]string) error {
+	for name, id := range refs {
+		if err := wire.CheckRefName(name); err != nil {
+			return err
+		}
+		if !isObjectID(id) {
+			return fmt.Errorf("ref %s: %q is not an object ID", name, id)
+		}
+	}
+	return nil
+}
+
+// SetRefs makes m's refs exactly refs, in one `git update-ref --stdin`
+// transaction (every ref in refs set, every other ref under refs/ deleted),
+// and points HEAD at refs/heads/defaultBranch. Every object refs name must
+// already be in m, else nothing moves and the error wraps ErrMissingObjects.
+func (m GitRepo) SetRefs(ctx context.Context, refs map[string]string, defaultBranch string) error {
+	if err := checkBranch(defaultBranch); err != nil {
+		return fmt.Errorf("set refs in %s: %w", m.Dir, err)
+	}
+	if err := m.setRefs(ctx, refs); err != nil {
+		return err
+	}
+	return m.SetHead(ctx, defaultBranch)
+}
+
+// setRefs is SetRefs without HEAD.
+func (m GitRepo) setRefs(ctx context.Context, refs map[string]string) error {
+	if err := checkRefs(refs); err != nil {
+		return fmt.Errorf("set refs in %s: %w", m.Dir, err)
+	}
+	names := make([]string, 0, len(refs))
+	ids := make([]string, 0, len(refs))
+	for name, id := range refs {
+		names = append(names, name)
+		ids = append(ids, id)
+	}
+	sort.Strings(names)
+	have, err := m.HaveObjects(ctx, ids)
+	if err != nil {
+		return err
+	}
+	held := make(map[string]bool, len(have))
+	for _, id := range have {
+		held[id] = true
+	}
+	for _, name := range names {
+		if !held[refs[name]] {
+			return fmt.Errorf("set refs in %s: %s names %s, which the mirror does not hold: %w", m.Dir, name, refs[name], ErrMissingObjects)
+		}
+	}
+	out, err := runGit(ctx, m.Dir, "for-each-ref", "--format=%(refname)")
+	if err != nil {
+		return fmt.Errorf("set refs in %s: %w", m.Dir, err)
+	}
+	var stale []string
+	for _, name := range strings.Fields(out) {
+		if _, keep := refs[name]; !keep {
+			stale = append(stale, name)
+		}
+	}
+	// git 2.39 cannot delete refs/heads/a/b and create refs/heads/a in one
+	// transaction ("'refs/heads/a/b' exists; cannot create 'refs/heads/a'"):
+	// such stale refs go first, in a transaction of their own. Should the
+	// second then fail, the mirror has lost refs, never gained wrong ones.
+	var blocking, rest []string
+	for _, name := range stale {
+		if conflictsWithAny(name, names) {
+			blocking = append(blocking, name)
+		} else {
+			rest = append(rest, name)
+		}
+	}
+	if len(blocking) > 0 {
+		if err := m.updateRefs(ctx, nil, nil, blocking); err != nil {
+			return err
+		}
+	}
+	return m.updateRefs(ctx, refs, names, rest)
+}
+
+// conflictsWithAny reports whether ref name is a directory prefix of one of
+// names, or one of them of it (refs/heads/a and refs/heads/a/b).
+func conflictsWithAny(name string, names []string) bool {
+	for _, n := range names {
+		if strings.HasPrefix(n, name+"/") || strings.HasPrefix(name, n+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// updateRefs runs one `git update-ref --stdin` transaction: set each of
+// names to refs[name], delete each of deletes. --no-deref: a symbolic ref is
+// replaced or deleted itself, never the ref it points to.
+func (m GitRepo) updateRefs(ctx context.Context, refs map[string]string, names, deletes []string) error {
+	var in strings.Builder
+	in.WriteString("start\n")
+	for _, name := range names {
+		fmt.Fprintf(&in, "update %s %s\n", name, refs[name])
+	}
+	for _, name := range deletes {
+		fmt.Fprintf(&in, "delete %s\n", name)
+	}
+	in.WriteString("prepare\ncommit\n")
+	if err := runGitIO(ctx, m.Dir, strings.NewReader(in.String()), nil, "update-ref", "--no-deref", "--stdin"); err != nil {
+		return fmt.Errorf("set refs in %s: %w", m.Dir, err)
+	}
+	return nil
+}
+
+// MaybeRepack packs m's objects into one pack (`git repack -a -d`) when it
+// has more than maxPacks packs: every bundle applied adds one. It also drops
+// objects no ref reaches, so it must not run while ApplyBundle runs on the
+// same mirror (between indexing a pack and moving the refs).
+func (m GitRepo) MaybeRepack(ctx context.Context, maxPacks int) error {
+	out, err := runGit(ctx, m.Dir, "rev-parse", "--git-path", "objects/pack")
+	if err != nil {
+		return err
+	}
+	dir := strings.TrimSpace(out)
+	if !filepath.IsAbs(dir) {
+		dir = filepath.Join(m.Dir, dir)
+	}
+	packs, err := filepath.Glob(filepath.Join(dir, "*.pack"))
+	if err != nil {
+		return fmt.Errorf("count packs in %s: %w", dir, err)
+	}
+	if len(packs) <= maxPacks {
+		return nil
+	}
+	if _, err := runGit(ctx, m.Dir, "repack", "-a", "-d", "-q"); err != nil {
+		return fmt.Errorf("repack %s: %w", m.Dir, err)
+	}
+	return nil
+}
+
+// DiskSize returns the bytes in the regular files under dir (their sizes,
+// not the blocks they take).
+func DiskSize(dir string) (int64, error) {
+	var total int64
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil // removed while we walked
+			}
+			return err
+		}
+		total += info.Size()
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("disk size of %s: %w", dir, err)
+	}
+	return total, nil
+}
