@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"mime"
 	"net"
 	"net/http"
 	"reflect"
@@ -56,19 +58,23 @@ func Running(root string) bool {
 func (c *Client) Remote() bool { return c.http != nil }
 
 // Call sends cmd (one of the command types in node.go) and decodes the reply
-// into reply, a pointer to the reply type.
+// into reply, a pointer to the reply type. A streaming command's events are
+// discarded.
 func (c *Client) Call(cmd any, reply any) error {
+	return c.CallWithProgress(cmd, reply, nil)
+}
+
+// CallWithProgress is Call for a streaming command (one with a Progress
+// field: SyncRepo, CloneRepo, PullRepo): progress, when not nil, is called
+// with each event the command sends while it runs, in the calling goroutine,
+// before CallWithProgress returns. Events are dropped, never the reply, when
+// progress is slower than the node. For any other command it is Call.
+func (c *Client) CallWithProgress(cmd any, reply any, progress func(Progress)) error {
+	if progress == nil {
+		progress = func(Progress) {}
+	}
 	if c.local != nil {
-		res, err := c.local.Request(ptrTo(cmd))
-		if err != nil {
-			return err
-		}
-		rv := reflect.ValueOf(reply).Elem()
-		if !reflect.TypeOf(res).AssignableTo(rv.Type()) {
-			return fmt.Errorf("internal: %T answered with %T, want %s", cmd, res, rv.Type())
-		}
-		rv.Set(reflect.ValueOf(res))
-		return nil
+		return c.callLocal(cmd, reply, progress)
 	}
 	body, err := json.Marshal(cmd)
 	if err != nil {
@@ -87,7 +93,62 @@ func (c *Client) Call(cmd any, reply any) error {
 		}
 		return errors.New(e.Error)
 	}
+	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt == ndjsonType {
+		return readStream(resp.Body, reply, progress)
+	}
 	return json.NewDecoder(resp.Body).Decode(reply)
+}
+
+// readStream reads a streaming reply (see commands in control.go).
+func readStream(body io.Reader, reply any, progress func(Progress)) error {
+	dec := json.NewDecoder(body)
+	for {
+		var l streamLine
+		if err := dec.Decode(&l); err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return errors.New("the running node closed the connection before it answered")
+			}
+			return fmt.Errorf("read the running node's answer: %w", err)
+		}
+		switch {
+		case l.Progress != nil:
+			progress(*l.Progress)
+		case l.Error != "":
+			return errors.New(l.Error)
+		case l.Reply != nil:
+			return json.Unmarshal(l.Reply, reply)
+		}
+	}
+}
+
+// callLocal sends cmd to the in-process node. A streaming command gets a
+// forwarder in this actor system, drained here.
+func (c *Client) callLocal(cmd any, reply any, progress func(Progress)) error {
+	p := copyOf(cmd)
+	var res any
+	if _, ok := progressField(p); ok {
+		s := startStream(c.local.system.Root, c.local.root, p)
+		defer s.stop()
+		var err error
+		res, err = s.wait(nil, func(ev *Progress) error {
+			progress(*ev)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	} else {
+		var err error
+		if res, err = c.local.Request(p.Interface()); err != nil {
+			return err
+		}
+	}
+	rv := reflect.ValueOf(reply).Elem()
+	if res == nil || !reflect.TypeOf(res).AssignableTo(rv.Type()) {
+		return fmt.Errorf("internal: %T answered with %T, want %s", cmd, res, rv.Type())
+	}
+	rv.Set(reflect.ValueOf(res))
+	return nil
 }
 
 // Close stops the in-process node, if any.
@@ -97,13 +158,12 @@ func (c *Client) Close() {
 	}
 }
 
-// ptrTo returns cmd as a pointer, the form the node receives over the socket.
-func ptrTo(cmd any) any {
-	v := reflect.ValueOf(cmd)
-	if v.Kind() == reflect.Pointer {
-		return cmd
-	}
+// copyOf returns a pointer to a copy of cmd (a command or a pointer to
+// one), the form the node receives over the socket. The caller's value is
+// never changed.
+func copyOf(cmd any) reflect.Value {
+	v := reflect.Indirect(reflect.ValueOf(cmd))
 	p := reflect.New(v.Type())
 	p.Elem().Set(v)
-	return p.Interface()
+	return p
 }

@@ -26,7 +26,7 @@ type cli struct {
 	Version  kong.VersionFlag `help:"Print the version and exit."`
 
 	Auth   authCmd   `cmd:"" help:"Manage this node's identity."`
-	Repo   repoCmd   `cmd:"" help:"Add, list and show repositories."`
+	Repo   repoCmd   `cmd:"" help:"Add, list, show, sync, clone and pull repositories."`
 	Run    runCmd    `cmd:"" help:"Run a node in the foreground until SIGINT or SIGTERM."`
 	Node   nodeCmd   `cmd:"" help:"Node commands (node start is run)."`
 	Status statusCmd `cmd:"" help:"Show this node: ID, addresses, peers."`

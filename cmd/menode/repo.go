@@ -3,19 +3,26 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
+	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/menode/menode/actors"
 	"github.com/menode/menode/wire"
 )
 
 type repoCmd struct {
-	Add  repoAddCmd  `cmd:"" help:"Add a local git repository; prints its did:repo."`
-	List repoListCmd `cmd:"" help:"List known repositories."`
-	Show repoShowCmd `cmd:"" help:"Show one repository."`
+	Add   repoAddCmd   `cmd:"" help:"Add a local git repository; prints its did:repo."`
+	List  repoListCmd  `cmd:"" help:"List known repositories."`
+	Show  repoShowCmd  `cmd:"" help:"Show one repository."`
+	Sync  repoSyncCmd  `cmd:"" help:"Ask the running node to fetch a repository's creator-signed refs now; --wait shows progress until done."`
+	Clone repoCloneCmd `cmd:"" help:"Make a working clone of a repository (remote menode), syncing it first if needed; prints the clone's path."`
+	Pull  repoPullCmd  `cmd:"" help:"Bring a clone made by repo clone up to date, syncing the mirror first if it is behind."`
 }
 
 type repoAddCmd struct {
@@ -49,12 +56,31 @@ func (c *repoListCmd) Run(e *env) error {
 	if c.JSON {
 		return printJSON(list.Repos)
 	}
-	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "ID\tNAME\tSTATUS\tREFS\tCREATOR")
-	for _, r := range list.Repos {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\n", r.ID, r.Name, r.Status, len(r.Refs), r.Creator)
+	return writeRepoList(os.Stdout, list.Repos)
+}
+
+// writeRepoList prints the table of repo list. STATUS gets a * when a clone
+// is behind the mirror, explained under the table.
+func writeRepoList(out io.Writer, repos []actors.RepoView) error {
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "ID\tNAME\tSTATUS\tREFS\tSIZE\tCREATOR")
+	behind := false
+	for _, r := range repos {
+		status := statusText(r)
+		if r.HasUpdates {
+			status += "*"
+			behind = true
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\n", r.ID, r.Name, status, len(r.Refs), sizeText(r.Size), r.Creator)
 	}
-	return w.Flush()
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	if behind {
+		_, err := fmt.Fprintln(out, "* a clone is behind the mirror: run menode repo pull")
+		return err
+	}
+	return nil
 }
 
 type repoShowCmd struct {
@@ -63,9 +89,9 @@ type repoShowCmd struct {
 }
 
 func (c *repoShowCmd) Run(e *env) error {
-	id, err := wire.ParseRepoID(c.RepoID)
+	id, err := parseRepoID(c.RepoID)
 	if err != nil {
-		return usageError{err}
+		return err
 	}
 	var v actors.RepoView
 	if err := call(e, actors.ShowRepo{ID: id}, &v); err != nil {
@@ -74,21 +100,236 @@ func (c *repoShowCmd) Run(e *env) error {
 	if c.JSON {
 		return printJSON(v)
 	}
-	fmt.Printf("id:             %s\nname:           %s\ndescription:    %s\ncreator:        %s\nlocal:          %t\n",
-		v.ID, v.Name, v.Description, v.Creator, v.Local)
-	if v.Path != "" {
-		fmt.Printf("path:           %s\n", v.Path)
+	return writeRepoShow(os.Stdout, v)
+}
+
+// writeRepoShow prints repo show. The mirror's refs are listed only when
+// they differ from the creator-signed refs.
+func writeRepoShow(w io.Writer, v actors.RepoView) error {
+	field := func(name string, value any) { fmt.Fprintf(w, "%-16s%v\n", name+":", value) }
+	list := func(name string, values []string) {
+		if len(values) == 0 {
+			field(name, "none")
+			return
+		}
+		field(name, values[0])
+		for _, s := range values[1:] {
+			fmt.Fprintf(w, "%16s%s\n", "", s)
+		}
 	}
-	fmt.Printf("status:         %s\ndefault branch: %s\nroot commit:    %s\nrefs:\n", v.Status, v.DefaultBranch, v.RootCommit)
-	names := make([]string, 0, len(v.Refs))
-	for name := range v.Refs {
+	field("id", v.ID)
+	field("name", v.Name)
+	field("description", v.Description)
+	field("creator", v.Creator)
+	field("local", v.Local)
+	if v.Path != "" {
+		field("path", v.Path)
+	}
+	field("status", statusText(v))
+	field("size", sizeText(v.Size))
+	seeders := make([]string, len(v.Seeders))
+	for i, s := range v.Seeders {
+		seeders[i] = s.String()
+	}
+	list("seeders", seeders)
+	list("clones", v.Clones)
+	field("has updates", v.HasUpdates)
+	field("default branch", v.DefaultBranch)
+	field("root commit", v.RootCommit)
+	fmt.Fprintln(w, "refs:")
+	writeRefs(w, v.Refs)
+	if !v.Local && !sameRefs(v.MirrorRefs, v.Refs) {
+		if len(v.MirrorRefs) == 0 {
+			field("mirror refs", "none")
+		} else {
+			fmt.Fprintln(w, "mirror refs:")
+			writeRefs(w, v.MirrorRefs)
+		}
+	}
+	return nil
+}
+
+func writeRefs(w io.Writer, refs map[string]string) {
+	names := make([]string, 0, len(refs))
+	for name := range refs {
 		names = append(names, name)
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		fmt.Printf("  %s %s\n", v.Refs[name], name)
+		fmt.Fprintf(w, "  %s %s\n", refs[name], name)
 	}
+}
+
+func sameRefs(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if other, ok := b[k]; !ok || other != v {
+			return false
+		}
+	}
+	return true
+}
+
+// statusText is a repository's status, with how much has arrived while it
+// syncs: "syncing 31%".
+func statusText(v actors.RepoView) string {
+	if v.Status == actors.StatusSyncing && v.Percent > 0 {
+		return fmt.Sprintf("%s %d%%", v.Status, int(v.Percent))
+	}
+	return v.Status
+}
+
+func sizeText(n int64) string {
+	if n <= 0 {
+		return "-"
+	}
+	return humanBytes(n)
+}
+
+type repoSyncCmd struct {
+	RepoID  string        `required:"" name:"repo-id" help:"The did:repo to sync."`
+	Wait    bool          `help:"Wait until the mirror holds the creator-signed refs, showing progress on stderr; then print the status."`
+	Timeout time.Duration `default:"5m" help:"With --wait, give up after this long."`
+	JSON    bool          `name:"json" help:"Print the repository as JSON."`
+}
+
+func (c *repoSyncCmd) Run(e *env) error {
+	id, err := parseRepoID(c.RepoID)
+	if err != nil {
+		return err
+	}
+	if c.Timeout <= 0 {
+		return usageError{fmt.Errorf("--timeout must be positive")}
+	}
+	// A sync always needs the network, which only a running node has.
+	if !actors.Running(e.root) {
+		return fmt.Errorf("no node is running on %s; start one with: menode run", e.root)
+	}
+	var v actors.RepoView
+	cmd := actors.SyncRepo{ID: id, Wait: c.Wait, Timeout: c.Timeout}
+	if c.Wait {
+		err = callWithProgress(e, cmd, &v, "syncing")
+	} else {
+		err = call(e, cmd, &v)
+	}
+	if err != nil {
+		return err
+	}
+	if c.JSON {
+		return printJSON(v)
+	}
+	fmt.Println(statusText(v))
 	return nil
+}
+
+type repoCloneCmd struct {
+	RepoID  string        `required:"" name:"repo-id" help:"The did:repo to clone."`
+	Output  string        `required:"" help:"Directory to clone into; it must not exist or be empty."`
+	Timeout time.Duration `default:"5m" help:"How long to wait for the repository to sync first, when it is not synced."`
+	JSON    bool          `name:"json" help:"Print the result as JSON."`
+}
+
+func (c *repoCloneCmd) Run(e *env) error {
+	id, err := parseRepoID(c.RepoID)
+	if err != nil {
+		return err
+	}
+	if c.Timeout <= 0 {
+		return usageError{fmt.Errorf("--timeout must be positive")}
+	}
+	out, err := filepath.Abs(c.Output)
+	if err != nil {
+		return err
+	}
+	var res actors.CloneResult
+	if err := callWithProgress(e, actors.CloneRepo{ID: id, Output: out, Timeout: c.Timeout}, &res, "cloning"); err != nil {
+		return err
+	}
+	if c.JSON {
+		return printJSON(res)
+	}
+	fmt.Println(res.Path)
+	return nil
+}
+
+type repoPullCmd struct {
+	RepoID  string        `name:"repo-id" help:"The did:repo the clone must belong to (default: the one recorded for the clone)."`
+	Path    string        `help:"The clone to update (default: the git working tree around the current directory, else the current directory)."`
+	Timeout time.Duration `default:"5m" help:"How long to wait for the mirror to sync first, when it is behind."`
+	JSON    bool          `name:"json" help:"Print the result as JSON."`
+}
+
+func (c *repoPullCmd) Run(e *env) error {
+	var id wire.RepoID
+	if c.RepoID != "" {
+		var err error
+		if id, err = parseRepoID(c.RepoID); err != nil {
+			return err
+		}
+	}
+	if c.Timeout <= 0 {
+		return usageError{fmt.Errorf("--timeout must be positive")}
+	}
+	path := c.Path
+	if path == "" {
+		wd, err := os.Getwd()
+		if err != nil {
+			return err
+		}
+		path = workTreeAround(wd)
+	}
+	path, err := filepath.Abs(path)
+	if err != nil {
+		return err
+	}
+	var res actors.PullResult
+	if err := callWithProgress(e, actors.PullRepo{ID: id, Path: path, Timeout: c.Timeout}, &res, "pulling"); err != nil {
+		return err
+	}
+	if c.JSON {
+		return printJSON(res)
+	}
+	fmt.Println(pullSummary(res))
+	return nil
+}
+
+// workTreeAround is the top of the git working tree that holds dir, or dir
+// itself when it is in none.
+func workTreeAround(dir string) string {
+	out, err := exec.Command("git", "-C", dir, "rev-parse", "--show-toplevel").Output()
+	if top := strings.TrimSpace(string(out)); err == nil && top != "" {
+		return top
+	}
+	return dir
+}
+
+// pullSummary says what a pull changed, as git does.
+func pullSummary(r actors.PullResult) string {
+	if r.Before == r.After {
+		return "Already up to date."
+	}
+	if r.Before == "" {
+		return fmt.Sprintf("Updated %s: %s", r.Branch, shortHash(r.After))
+	}
+	return fmt.Sprintf("Updated %s: %s..%s", r.Branch, shortHash(r.Before), shortHash(r.After))
+}
+
+func shortHash(h string) string {
+	if len(h) > 7 {
+		return h[:7]
+	}
+	return h
+}
+
+// parseRepoID reads --repo-id; a malformed one is a usage error.
+func parseRepoID(s string) (wire.RepoID, error) {
+	id, err := wire.ParseRepoID(s)
+	if err != nil {
+		return id, usageError{err}
+	}
+	return id, nil
 }
 
 // call sends one command to the node on e.root, running or not.
@@ -99,6 +340,19 @@ func call(e *env, cmd, reply any) error {
 	}
 	defer c.Close()
 	return c.Call(cmd, reply)
+}
+
+// callWithProgress is call for a long command: its progress is drawn on
+// stderr while it runs; git names what PhaseCloning is doing.
+func callWithProgress(e *env, cmd, reply any, git string) error {
+	c, err := actors.Connect(e.root, e.log)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	view := newProgressView(os.Stderr, git)
+	defer view.done()
+	return c.CallWithProgress(cmd, reply, view.show)
 }
 
 func printJSON(v any) error {
