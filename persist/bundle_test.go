@@ -406,7 +406,7 @@ func TestGitRepo_ApplyBundle_refused(t *testing.T) {
 				old["refs/heads/trunk"] = git(t, f.src, "rev-parse", "trunk~1")
 				return path, old, nil
 			}},
-		{name: "missing prerequisite", wantErr: ErrMissingObjects, wantMsg: "does not hold",
+		{name: "missing prerequisite", wantErr: ErrMissingObjects, wantMsg: "it needs ",
 			build: func(t *testing.T, f *syncFixture) (string, map[string]string, []string) {
 				commitFile(t, f.src, "x", "1")
 				f.mirror(t)

@@ -1,0 +1,239 @@
+package persist
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestCloneMirror_behavior(t *testing.T) {
+	gitTestEnv(t)
+	ctx := context.Background()
+	f := newSyncFixture(t) // the receiver's mirror holds richRepo's refs
+	tests := []struct {
+		name    string
+		out     func(t *testing.T) string
+		remote  string
+		branch  string
+		wantIs  error
+		wantMsg string // "" means success
+	}{
+		{name: "missing dir, parents created", remote: "menode", branch: "trunk", out: func(t *testing.T) string {
+			return filepath.Join(t.TempDir(), "a", "b", "clone")
+		}},
+		{name: "empty dir", remote: "menode", branch: "feature", out: func(t *testing.T) string { return t.TempDir() }},
+		{name: "relative path", remote: "menode", branch: "trunk", out: func(t *testing.T) string {
+			t.Chdir(t.TempDir())
+			return "rel"
+		}},
+		{name: "non-empty dir", remote: "menode", branch: "trunk", wantIs: ErrNotEmpty, wantMsg: "exists and is not empty",
+			out: func(t *testing.T) string {
+				dir := t.TempDir()
+				if err := os.WriteFile(filepath.Join(dir, "keep.txt"), []byte("mine"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				return dir
+			}},
+		{name: "a file", remote: "menode", branch: "trunk", wantIs: ErrNotEmpty, wantMsg: "exists and is not empty",
+			out: func(t *testing.T) string {
+				p := filepath.Join(t.TempDir(), "file")
+				if err := os.WriteFile(p, []byte("mine"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				return p
+			}},
+		{name: "unknown branch leaves nothing", remote: "menode", branch: "nope", wantMsg: "nope",
+			out: func(t *testing.T) string { return filepath.Join(t.TempDir(), "clone") }},
+		{name: "bad remote name", remote: "--upload-pack=x", branch: "trunk", wantMsg: "remote name",
+			out: func(t *testing.T) string { return filepath.Join(t.TempDir(), "clone") }},
+		{name: "bad branch", remote: "menode", branch: "a..b", wantMsg: "a..b",
+			out: func(t *testing.T) string { return filepath.Join(t.TempDir(), "clone") }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out := tt.out(t)
+			_, statErr := os.Stat(out)
+			existed := statErr == nil
+			err := CloneMirror(ctx, f.receiver.Dir, out, tt.remote, tt.branch)
+			if tt.wantMsg != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantMsg) || (tt.wantIs != nil && !errors.Is(err, tt.wantIs)) {
+					t.Fatalf("CloneMirror = %v, want %v containing %q", err, tt.wantIs, tt.wantMsg)
+				}
+				if _, err := os.Stat(out); existed != (err == nil) {
+					t.Errorf("out existed %t before, stat now: %v", existed, err)
+				}
+				if existed {
+					if entries, _ := os.ReadDir(out); len(entries) > 1 {
+						t.Errorf("clone wrote into %s: %v", out, entries)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			abs, _ := filepath.Abs(out)
+			if got := git(t, abs, "symbolic-ref", "--short", "HEAD"); got != tt.branch {
+				t.Errorf("checked out %s, want %s", got, tt.branch)
+			}
+			if got := git(t, abs, "config", "--get", "remote."+tt.remote+".url"); got != f.receiver.Dir {
+				t.Errorf("remote URL %s, want %s", got, f.receiver.Dir)
+			}
+			g := GitRepo{Dir: abs}
+			remote, err := g.RemoteRefs(ctx, tt.remote)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tags, err := g.Refs(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for name, id := range f.signed {
+				if strings.HasPrefix(name, "refs/heads/") && remote[name] != id {
+					t.Errorf("remote-tracking %s = %q, want %s", name, remote[name], id)
+				}
+				if strings.HasPrefix(name, "refs/tags/") && tags[name] != id {
+					t.Errorf("tag %s = %q, want %s", name, tags[name], id)
+				}
+			}
+		})
+	}
+}
+
+func TestGitRepo_Pull(t *testing.T) {
+	gitTestEnv(t)
+	ctx := context.Background()
+	f := newSyncFixture(t)
+	clone := filepath.Join(t.TempDir(), "clone")
+	if err := CloneMirror(ctx, f.receiver.Dir, clone, "menode", "trunk"); err != nil {
+		t.Fatal(err)
+	}
+	g := GitRepo{Dir: clone}
+	// sync brings the creator's changes into the receiver's mirror.
+	sync := func(t *testing.T) {
+		f.mirror(t)
+		if err := f.receiver.ApplyBundle(ctx, f.update(t), f.signed, "trunk", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	remoteHeads := func() map[string]string {
+		want := make(map[string]string)
+		for name, id := range f.signed {
+			if strings.HasPrefix(name, "refs/heads/") {
+				want[name] = id
+			}
+		}
+		return want
+	}
+	steps := []struct {
+		name     string
+		do       func(t *testing.T)
+		wantHead func(t *testing.T) string // "" with wantMsg set: an error
+		wantMsg  string
+	}{
+		{name: "up to date", do: func(t *testing.T) {},
+			wantHead: func(t *testing.T) string { return f.signed["refs/heads/trunk"] }},
+		{name: "fast-forward, other branches and tags too", do: func(t *testing.T) {
+			commitFile(t, f.src, "new", "1")
+			git(t, f.src, "branch", "-f", "feature", "trunk~1")
+			git(t, f.src, "branch", "added", "trunk")
+			git(t, f.src, "tag", "-a", "-m", "two", "v2")
+			sync(t)
+		}, wantHead: func(t *testing.T) string { return f.signed["refs/heads/trunk"] }},
+		{name: "merge with a local commit", do: func(t *testing.T) {
+			commitFile(t, clone, "local", "mine")
+			commitFile(t, f.src, "upstream", "theirs")
+			sync(t)
+		}, wantHead: func(t *testing.T) string {
+			head := git(t, clone, "rev-parse", "HEAD")
+			parents := strings.Fields(git(t, clone, "rev-list", "--parents", "-n1", "HEAD"))
+			if len(parents) != 3 || parents[2] != f.signed["refs/heads/trunk"] {
+				t.Errorf("HEAD %v is not a merge of the mirror's trunk", parents)
+			}
+			return head
+		}},
+		{name: "other branch checked out", do: func(t *testing.T) {
+			git(t, clone, "checkout", "-q", "feature")
+		}, wantHead: func(t *testing.T) string { return f.signed["refs/heads/feature"] }},
+		{name: "detached HEAD", do: func(t *testing.T) {
+			git(t, clone, "checkout", "-q", "--detach")
+		}, wantMsg: "HEAD is detached; check out a branch first"},
+		{name: "branch the mirror lacks", do: func(t *testing.T) {
+			git(t, clone, "checkout", "-q", "-b", "only-here")
+		}, wantMsg: "only-here"},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			st.do(t)
+			head, err := g.Pull(ctx, "menode")
+			if st.wantMsg != "" {
+				if err == nil || !strings.Contains(err.Error(), st.wantMsg) {
+					t.Fatalf("Pull = %q, %v; want error containing %q", head, err, st.wantMsg)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := st.wantHead(t); head != want {
+				t.Errorf("Pull = %s, want %s", head, want)
+			}
+			got, err := g.RemoteRefs(ctx, "menode")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := remoteHeads(); !reflect.DeepEqual(got, want) {
+				t.Errorf("RemoteRefs = %v\nwant %v", got, want)
+			}
+			if v2, ok := f.signed["refs/tags/v2"]; ok {
+				if got := git(t, clone, "rev-parse", "refs/tags/v2"); got != v2 {
+					t.Errorf("tag v2 = %s, want %s", got, v2)
+				}
+			}
+		})
+	}
+}
+
+func TestGitRepo_RemoteRefs(t *testing.T) {
+	gitTestEnv(t)
+	ctx := context.Background()
+	dir := richRepo(t)
+	trunk := git(t, dir, "rev-parse", "trunk")
+	feature := git(t, dir, "rev-parse", "feature")
+	git(t, dir, "update-ref", "refs/remotes/menode/trunk", trunk)
+	git(t, dir, "update-ref", "refs/remotes/menode/team/x", feature)
+	git(t, dir, "symbolic-ref", "refs/remotes/menode/HEAD", "refs/remotes/menode/trunk")
+	git(t, dir, "update-ref", "refs/remotes/menode-other/trunk", feature)
+	git(t, dir, "update-ref", "refs/remotes/origin/trunk", feature)
+	tests := []struct {
+		name    string
+		remote  string
+		want    map[string]string
+		wantErr bool
+	}{
+		{name: "menode", remote: "menode", want: map[string]string{"refs/heads/trunk": trunk, "refs/heads/team/x": feature}},
+		{name: "none", remote: "nobody", want: map[string]string{}},
+		{name: "bad name", remote: "a/b", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := GitRepo{Dir: dir}.RemoteRefs(ctx, tt.remote)
+			if tt.wantErr {
+				if err == nil {
+					t.Fatal("RemoteRefs succeeded, want error")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("RemoteRefs = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
