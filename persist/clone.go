@@ -77,8 +77,22 @@ func CloneMirror(ctx context.Context, mirror, out, remote, branch string) error 
 	return nil
 }
 
-// currentBranch is the short name of the branch checked out in g.
-func (g GitRepo) currentBranch(ctx context.Context) (string, error) {
+// Head returns the commit HEAD points to. A repository without commits
+// wraps ErrEmptyRepo.
+func (g GitRepo) Head(ctx context.Context) (string, error) {
+	out, err := runGit(ctx, g.Dir, "rev-parse", "--verify", "--quiet", "HEAD^{commit}")
+	if err != nil {
+		if exitCode(err) == 1 {
+			return "", fmt.Errorf("%s: %w", g.Dir, ErrEmptyRepo)
+		}
+		return "", err
+	}
+	return strings.TrimSpace(out), nil
+}
+
+// CurrentBranch returns the short name of the branch checked out in g, such
+// as "main"; a detached HEAD is an error that says to check out a branch.
+func (g GitRepo) CurrentBranch(ctx context.Context) (string, error) {
 	out, err := runGit(ctx, g.Dir, "symbolic-ref", "--quiet", "--short", "HEAD")
 	if err != nil {
 		if exitCode(err) == 1 {
@@ -98,7 +112,7 @@ func (g GitRepo) Pull(ctx context.Context, remote string) (string, error) {
 	if err := checkRemoteName(remote); err != nil {
 		return "", fmt.Errorf("pull in %s: %w", g.Dir, err)
 	}
-	branch, err := g.currentBranch(ctx)
+	branch, err := g.CurrentBranch(ctx)
 	if err != nil {
 		return "", fmt.Errorf("pull: %w", err)
 	}
@@ -108,11 +122,11 @@ func (g GitRepo) Pull(ctx context.Context, remote string) (string, error) {
 	if _, err := runGit(ctx, g.Dir, "pull", "--quiet", "--no-rebase", "--no-edit", remote, branch); err != nil {
 		return "", fmt.Errorf("pull %s into %s: %w", branch, g.Dir, err)
 	}
-	head, err := runGit(ctx, g.Dir, "rev-parse", "--verify", "HEAD")
+	head, err := g.Head(ctx)
 	if err != nil {
 		return "", fmt.Errorf("pull in %s: %w", g.Dir, err)
 	}
-	return strings.TrimSpace(head), nil
+	return head, nil
 }
 
 // RemoteRefs returns the remote-tracking branches of remote in the clone g,

@@ -237,3 +237,53 @@ func TestGitRepo_RemoteRefs(t *testing.T) {
 		})
 	}
 }
+
+func TestGitRepo_HeadAndBranch(t *testing.T) {
+	gitTestEnv(t)
+	ctx := context.Background()
+	tests := []struct {
+		name       string
+		setup      func(t *testing.T) string
+		wantHead   func(dir string) string // "" means ErrEmptyRepo
+		wantBranch string                  // "" means an error saying HEAD is detached
+	}{
+		{"on trunk", richRepo, func(dir string) string { return git(t, dir, "rev-parse", "trunk") }, "trunk"},
+		{"on feature", func(t *testing.T) string {
+			dir := richRepo(t)
+			git(t, dir, "checkout", "-q", "feature")
+			return dir
+		}, func(dir string) string { return git(t, dir, "rev-parse", "feature") }, "feature"},
+		{"detached at a tag", func(t *testing.T) string {
+			dir := richRepo(t)
+			git(t, dir, "checkout", "-q", "v1")
+			return dir
+		}, func(dir string) string { return git(t, dir, "rev-parse", "v1^{commit}") }, ""},
+		{"no commits", func(t *testing.T) string {
+			dir := t.TempDir()
+			git(t, dir, "init", "-q", "-b", "devel")
+			return dir
+		}, func(string) string { return "" }, "devel"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := tt.setup(t)
+			g := GitRepo{Dir: dir}
+			head, err := g.Head(ctx)
+			if want := tt.wantHead(dir); want == "" {
+				if !errors.Is(err, ErrEmptyRepo) {
+					t.Errorf("Head = %q, %v; want ErrEmptyRepo", head, err)
+				}
+			} else if err != nil || head != want {
+				t.Errorf("Head = %q, %v; want %s", head, err, want)
+			}
+			branch, err := g.CurrentBranch(ctx)
+			if tt.wantBranch == "" {
+				if err == nil || !strings.Contains(err.Error(), "HEAD is detached; check out a branch first") {
+					t.Errorf("CurrentBranch = %q, %v; want the detached error", branch, err)
+				}
+			} else if err != nil || branch != tt.wantBranch {
+				t.Errorf("CurrentBranch = %q, %v; want %s", branch, err, tt.wantBranch)
+			}
+		})
+	}
+}
