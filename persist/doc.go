@@ -1,13 +1,18 @@
 // Package persist is what lives on disk under the node's root directory:
 //
 //	identity.key        the node's Ed25519 key (PKCS#8 PEM, mode 0600)
-//	megaengine.db       the bbolt store: buckets nodes, repos, refs, announcements, meta
-//	repos/<did:repo>.git bare mirrors of other nodes' repositories (with bundle transfer)
+//	megaengine.db       the bbolt store: buckets nodes, repos, refs (mirror
+//	                    records), announcements, transfers, meta
+//	repos/<did:repo>.git bare mirrors: of this node's repositories (MirrorFrom)
+//	                    and of others' (ApplyBundle)
 //	menode.sock         the control socket while a node runs
 //
 // It holds the identity key file, the bbolt store and the git operations,
-// which go through the git command. Every identifier that reaches a file
-// path here is a parsed wire type, never a raw string.
+// which go through the git command: reading a repository's refs, mirrors,
+// bundles (create, parse, check and apply against creator-signed refs),
+// clones and pulls. Every identifier that reaches a file path here is a
+// parsed wire type, never a raw string; every ref name and object ID that
+// reaches git is checked first.
 //
 // persist must not import actors and does no networking.
 package persist

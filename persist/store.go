@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -16,7 +18,13 @@ import (
 )
 
 // SchemaVersion is the version of the store layout and of every record in it.
-const SchemaVersion = 1
+//
+// Version 2: signed refs name each ref's direct object (the tag object for an
+// annotated tag, where version 1 named the peeled commit); mirrors are
+// records with the announcement they hold; transfers are recorded for resume;
+// repos list their clones. Opening a version 1 store migrates it (see
+// migrateV1).
+const SchemaVersion = 2
 
 // ErrLocked is wrapped when another process holds the store's file lock.
 var ErrLocked = errors.New("store locked")
@@ -37,6 +45,7 @@ var (
 	bucketRepos         = []byte("repos")
 	bucketRefs          = []byte("refs")
 	bucketAnnouncements = []byte("announcements")
+	bucketTransfers     = []byte("transfers")
 	bucketMeta          = []byte("meta")
 
 	metaSchema = []byte("schema")
@@ -59,10 +68,11 @@ type Repo struct {
 	Creator       wire.NodeID       `json:"creator"`
 	RootCommit    string            `json:"root_commit"`
 	DefaultBranch string            `json:"default_branch"`
-	Refs          map[string]string `json:"refs"`           // the creator-signed refs (for a local repo: as last read from its working repo)
-	Seq           uint64            `json:"seq"`            // seq of the RepoAnnouncement these refs came from
-	Local         bool              `json:"local"`          // this node created it
-	Path          string            `json:"path,omitempty"` // the working repository, local repos only
+	Refs          map[string]string `json:"refs"`             // the creator-signed refs (for a local repo: as last read from its working repo)
+	Seq           uint64            `json:"seq"`              // seq of the RepoAnnouncement these refs came from
+	Local         bool              `json:"local"`            // this node created it
+	Path          string            `json:"path,omitempty"`   // the working repository, local repos only
+	Clones        []string          `json:"clones,omitempty"` // absolute paths of the clones `repo clone` made
 	AddedAt       time.Time         `json:"added_at"`
 	UpdatedAt     time.Time         `json:"updated_at"`
 }
@@ -76,10 +86,29 @@ type Node struct {
 	LastSeen  time.Time   `json:"last_seen"`
 }
 
-// mirrorRefs is the record in bucket refs: the refs our local mirror holds.
-type mirrorRefs struct {
-	V    int               `json:"v"`
-	Refs map[string]string `json:"refs"`
+// Mirror is the record in bucket refs for our bare mirror of a repository:
+// the refs it holds, checked against the creator's signed announcement they
+// came from.
+type Mirror struct {
+	V             int               `json:"v"`              // record schema version, set by PutMirror
+	Refs          map[string]string `json:"refs"`           // exactly the refs the mirror holds
+	Seq           uint64            `json:"seq"`            // seq of the announcement those refs came from
+	Signed        []byte            `json:"signed"`         // that announcement: an encoded wire.SignedAnnouncement
+	DefaultBranch string            `json:"default_branch"` // where the mirror's HEAD points
+	SyncedAt      time.Time         `json:"synced_at"`
+}
+
+// Transfer is an incoming bundle transfer in flight, kept so that one
+// interrupted (even by kill -9) resumes where it stopped. A repository has at
+// most one: the record is keyed by Repo.
+type Transfer struct {
+	V         int         `json:"v"` // record schema version, set by PutTransfer
+	Repo      wire.RepoID `json:"repo"`
+	BundleID  []byte      `json:"bundle_id"` // SHA-256 of the bundle, from the sender's Start
+	RefsHash  []byte      `json:"refs_hash"` // hash of the signed refs the bundle brings
+	Peer      wire.NodeID `json:"peer"`      // who was sending it
+	Size      int64       `json:"size"`      // total bytes; 0 if unknown
+	StartedAt time.Time   `json:"started_at"`
 }
 
 // OpenStore opens (creating if needed) the store under root. If another
@@ -98,7 +127,7 @@ func OpenStore(root string) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bbolt.Tx) error {
-		for _, name := range [][]byte{bucketNodes, bucketRepos, bucketRefs, bucketAnnouncements, bucketMeta} {
+		for _, name := range [][]byte{bucketNodes, bucketRepos, bucketRefs, bucketAnnouncements, bucketTransfers, bucketMeta} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("create bucket %s: %w", name, err)
 			}
@@ -111,8 +140,16 @@ func OpenStore(root string) (*Store, error) {
 		if len(raw) != 8 {
 			return fmt.Errorf("%s: corrupt schema version (%d bytes)", path, len(raw))
 		}
-		if v := binary.BigEndian.Uint64(raw); v > SchemaVersion {
+		switch v := binary.BigEndian.Uint64(raw); {
+		case v > SchemaVersion:
 			return fmt.Errorf("%s was written by a newer menode (schema %d, this binary knows %d): %w", path, v, SchemaVersion, ErrNewerSchema)
+		case v == 1:
+			if err := migrateV1(tx); err != nil {
+				return fmt.Errorf("%s: migrate schema 1 to %d: %w", path, SchemaVersion, err)
+			}
+			return meta.Put(metaSchema, uint64Bytes(SchemaVersion))
+		case v != SchemaVersion:
+			return fmt.Errorf("%s: unknown schema version %d", path, v)
 		}
 		return nil
 	})
@@ -121,6 +158,58 @@ func OpenStore(root string) (*Store, error) {
 		return nil, err
 	}
 	return &Store{db: db, path: path}, nil
+}
+
+// migrateV1 turns a version 1 store into version 2 inside the transaction
+// that opens it. Version 1 signed refs named peeled commits, so nothing
+// signed under it holds: the announcements (to be re-signed or heard again)
+// and the mirror refs go, and so do the repositories learned from others
+// (they come back with the next announcement). Nodes and the repositories
+// this node created stay.
+func migrateV1(tx *bbolt.Tx) error {
+	for _, name := range [][]byte{bucketAnnouncements, bucketRefs} {
+		if err := tx.DeleteBucket(name); err != nil {
+			return fmt.Errorf("clear bucket %s: %w", name, err)
+		}
+		if _, err := tx.CreateBucket(name); err != nil {
+			return fmt.Errorf("clear bucket %s: %w", name, err)
+		}
+	}
+	repos := tx.Bucket(bucketRepos)
+	keep := make(map[string]Repo)
+	var drop [][]byte
+	err := repos.ForEach(func(k, v []byte) error {
+		var r Repo
+		if err := decodeRecord(v, &r, fmt.Sprintf("repo %x", k)); err != nil {
+			return err
+		}
+		if r.Local {
+			keep[string(k)] = r
+		} else {
+			drop = append(drop, bytes.Clone(k))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	// bbolt forbids changing a bucket while ForEach walks it.
+	for _, k := range drop {
+		if err := repos.Delete(k); err != nil {
+			return fmt.Errorf("delete repo %x: %w", k, err)
+		}
+	}
+	for k, r := range keep {
+		r.V = SchemaVersion
+		val, err := json.Marshal(r)
+		if err != nil {
+			return fmt.Errorf("encode repo %s: %w", r.ID, err)
+		}
+		if err := repos.Put([]byte(k), val); err != nil {
+			return fmt.Errorf("rewrite repo %s: %w", r.ID, err)
+		}
+	}
+	return nil
 }
 
 // Close releases the store and its file lock.
@@ -188,33 +277,113 @@ func (s *Store) Repos() ([]Repo, error) {
 	return repos, nil
 }
 
-// PutMirrorRefs records the refs our local mirror of id holds (data already
-// verified against the creator's signed refs).
-func (s *Store) PutMirrorRefs(id wire.RepoID, refs map[string]string) error {
-	val, err := json.Marshal(mirrorRefs{V: SchemaVersion, Refs: refs})
+// RepoByClone returns the repository that `repo clone` cloned to path, or
+// to a directory that contains path (so a command run anywhere inside a
+// clone finds it). path must be absolute; when none matches, the error wraps
+// ErrUnknownRepo.
+func (s *Store) RepoByClone(path string) (Repo, error) {
+	path = filepath.Clean(path)
+	repos, err := s.Repos()
 	if err != nil {
-		return fmt.Errorf("encode mirror refs of %s: %w", id, err)
+		return Repo{}, err
+	}
+	var best Repo
+	bestLen := -1
+	for _, r := range repos {
+		for _, c := range r.Clones {
+			c = filepath.Clean(c)
+			inside := path == c || strings.HasPrefix(path, c+string(filepath.Separator)) || c == string(filepath.Separator)
+			if inside && len(c) > bestLen {
+				best, bestLen = r, len(c)
+			}
+		}
+	}
+	if bestLen < 0 {
+		return Repo{}, fmt.Errorf("no repository was cloned to %s: %w", path, ErrUnknownRepo)
+	}
+	return best, nil
+}
+
+// PutMirror records what our mirror of id holds (refs already checked
+// against the creator's signed refs), replacing any earlier record.
+func (s *Store) PutMirror(id wire.RepoID, m Mirror) error {
+	if id == (wire.RepoID{}) {
+		return errors.New("put mirror: repository has no ID")
+	}
+	m.V = SchemaVersion
+	val, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encode mirror of %s: %w", id, err)
 	}
 	return s.db.Update(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketRefs).Put(id[:], val)
 	})
 }
 
-// MirrorRefs returns the refs our local mirror of id holds: a nil map and no
-// error when none are recorded.
-func (s *Store) MirrorRefs(id wire.RepoID) (map[string]string, error) {
-	var rec mirrorRefs
-	err := s.db.View(func(tx *bbolt.Tx) error {
+// Mirror returns the record of our mirror of id; ok is false when there is
+// none.
+func (s *Store) Mirror(id wire.RepoID) (m Mirror, ok bool, err error) {
+	err = s.db.View(func(tx *bbolt.Tx) error {
 		raw := tx.Bucket(bucketRefs).Get(id[:])
 		if raw == nil {
 			return nil
 		}
-		return decodeRecord(raw, &rec, "mirror refs of "+id.String())
+		ok = true
+		return decodeRecord(raw, &m, "mirror of "+id.String())
 	})
 	if err != nil {
-		return nil, err
+		return Mirror{}, false, err
 	}
-	return rec.Refs, nil
+	return m, ok, nil
+}
+
+// DeleteMirror forgets our mirror of id. Forgetting one never recorded is
+// not an error.
+func (s *Store) DeleteMirror(id wire.RepoID) error {
+	return s.db.Update(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketRefs).Delete(id[:])
+	})
+}
+
+// PutTransfer records tr, the in-flight receive for tr.Repo, replacing any
+// earlier one for that repository.
+func (s *Store) PutTransfer(tr Transfer) error {
+	if tr.Repo == (wire.RepoID{}) {
+		return errors.New("put transfer: repository has no ID")
+	}
+	tr.V = SchemaVersion
+	val, err := json.Marshal(tr)
+	if err != nil {
+		return fmt.Errorf("encode transfer of %s: %w", tr.Repo, err)
+	}
+	return s.db.Update(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketTransfers).Put(tr.Repo[:], val)
+	})
+}
+
+// Transfer returns the in-flight receive for repository id; ok is false when
+// there is none.
+func (s *Store) Transfer(id wire.RepoID) (tr Transfer, ok bool, err error) {
+	err = s.db.View(func(tx *bbolt.Tx) error {
+		raw := tx.Bucket(bucketTransfers).Get(id[:])
+		if raw == nil {
+			return nil
+		}
+		ok = true
+		return decodeRecord(raw, &tr, "transfer of "+id.String())
+	})
+	if err != nil {
+		return Transfer{}, false, err
+	}
+	return tr, ok, nil
+}
+
+// DeleteTransfer forgets the in-flight receive for repository id (done or
+// abandoned). Forgetting one never recorded is not an error.
+func (s *Store) DeleteTransfer(id wire.RepoID) error {
+	return s.db.Update(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketTransfers).Delete(id[:])
+	})
 }
 
 // PutNode stores n under its ID, replacing any earlier record.

@@ -3,7 +3,9 @@ package persist
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -43,7 +45,8 @@ func TestStore_repoRoundTrip(t *testing.T) {
 		ID: id, Name: "menode", Description: "p2p git", Creator: testNodeID(7),
 		RootCommit: "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", DefaultBranch: "trunk",
 		Refs: map[string]string{"refs/heads/trunk": "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"},
-		Seq:  3, Local: true, Path: "/home/me/menode", AddedAt: now, UpdatedAt: now.Add(time.Hour),
+		Seq:  3, Local: true, Path: "/home/me/menode", Clones: []string{"/home/me/a", "/srv/b"},
+		AddedAt: now, UpdatedAt: now.Add(time.Hour),
 	}
 	if err := s.PutRepo(want); err != nil {
 		t.Fatal(err)
@@ -124,33 +127,153 @@ func TestStore_reposSorted(t *testing.T) {
 	}
 }
 
-func TestStore_mirrorRefs(t *testing.T) {
+func TestStore_mirror(t *testing.T) {
+	top := t
 	root := t.TempDir()
 	s := openTestStore(t, root)
 	id := testRepoID(t, "dddddddddddddddddddddddddddddddddddddddd")
-	refs := map[string]string{"refs/heads/main": "1111111111111111111111111111111111111111", "refs/tags/v1": "2222222222222222222222222222222222222222"}
+	other := testRepoID(t, "eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee")
+	synced := time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)
+	first := Mirror{
+		Refs: map[string]string{"refs/heads/main": "1111111111111111111111111111111111111111", "refs/tags/v1": "2222222222222222222222222222222222222222"},
+		Seq:  7, Signed: []byte{0x0a, 0x00, 0xff}, DefaultBranch: "main", SyncedAt: synced,
+	}
+	second := Mirror{Refs: map[string]string{"refs/heads/main": "3333333333333333333333333333333333333333"}, Seq: 8, Signed: []byte("s2"), DefaultBranch: "trunk", SyncedAt: synced.Add(time.Minute)}
+	withV := func(m Mirror) Mirror { m.V = SchemaVersion; return m }
 	tests := []struct {
-		name string
-		put  map[string]string
-		want map[string]string
+		name   string
+		do     func(t *testing.T) error
+		id     wire.RepoID
+		want   Mirror
+		wantOK bool
 	}{
-		{"none yet", nil, nil},
-		{"stored", refs, refs},
-		{"replaced", map[string]string{"refs/heads/main": "3333333333333333333333333333333333333333"}, map[string]string{"refs/heads/main": "3333333333333333333333333333333333333333"}},
+		{"none yet", func(*testing.T) error { return nil }, id, Mirror{}, false},
+		{"stored", func(*testing.T) error { return s.PutMirror(id, first) }, id, withV(first), true},
+		{"other repo unaffected", func(*testing.T) error { return nil }, other, Mirror{}, false},
+		{"replaced", func(*testing.T) error { return s.PutMirror(id, second) }, id, withV(second), true},
+		{"after reopen", func(*testing.T) error {
+			if err := s.Close(); err != nil {
+				return err
+			}
+			s = openTestStore(top, root)
+			return nil
+		}, id, withV(second), true},
+		{"deleted", func(*testing.T) error { return s.DeleteMirror(id) }, id, Mirror{}, false},
+		{"deleted again", func(*testing.T) error { return s.DeleteMirror(id) }, id, Mirror{}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if tt.put != nil {
-				if err := s.PutMirrorRefs(id, tt.put); err != nil {
-					t.Fatal(err)
-				}
+			if err := tt.do(t); err != nil {
+				t.Fatal(err)
 			}
-			got, err := s.MirrorRefs(id)
+			got, ok, err := s.Mirror(tt.id)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !reflect.DeepEqual(got, tt.want) {
-				t.Errorf("MirrorRefs = %v, want %v", got, tt.want)
+			if ok != tt.wantOK || !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("Mirror = %+v, %t\nwant %+v, %t", got, ok, tt.want, tt.wantOK)
+			}
+		})
+	}
+	t.Run("zero ID refused", func(t *testing.T) {
+		if err := s.PutMirror(wire.RepoID{}, first); err == nil {
+			t.Error("PutMirror with zero ID succeeded")
+		}
+	})
+}
+
+func TestStore_transfers(t *testing.T) {
+	top := t
+	root := t.TempDir()
+	s := openTestStore(t, root)
+	id := testRepoID(t, "abababababababababababababababababababab")
+	other := testRepoID(t, "cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd")
+	started := time.Date(2025, 6, 7, 8, 9, 10, 0, time.UTC)
+	first := Transfer{Repo: id, BundleID: bytes.Repeat([]byte{1}, 32), RefsHash: bytes.Repeat([]byte{2}, 32), Peer: testNodeID(5), Size: 12345, StartedAt: started}
+	second := Transfer{Repo: id, BundleID: bytes.Repeat([]byte{3}, 32), RefsHash: bytes.Repeat([]byte{4}, 32), Peer: testNodeID(6), StartedAt: started.Add(time.Hour)}
+	withV := func(tr Transfer) Transfer { tr.V = SchemaVersion; return tr }
+	tests := []struct {
+		name   string
+		do     func() error
+		id     wire.RepoID
+		want   Transfer
+		wantOK bool
+	}{
+		{"none yet", func() error { return nil }, id, Transfer{}, false},
+		{"stored", func() error { return s.PutTransfer(first) }, id, withV(first), true},
+		{"keyed by repo", func() error { return nil }, other, Transfer{}, false},
+		{"one per repo: replaced", func() error { return s.PutTransfer(second) }, id, withV(second), true},
+		{"after reopen", func() error {
+			if err := s.Close(); err != nil {
+				return err
+			}
+			s = openTestStore(top, root)
+			return nil
+		}, id, withV(second), true},
+		{"deleted", func() error { return s.DeleteTransfer(id) }, id, Transfer{}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := tt.do(); err != nil {
+				t.Fatal(err)
+			}
+			got, ok, err := s.Transfer(tt.id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok != tt.wantOK || !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("Transfer = %+v, %t\nwant %+v, %t", got, ok, tt.want, tt.wantOK)
+			}
+		})
+	}
+	t.Run("zero repo refused", func(t *testing.T) {
+		if err := s.PutTransfer(Transfer{Peer: testNodeID(1)}); err == nil {
+			t.Error("PutTransfer with zero repo succeeded")
+		}
+	})
+}
+
+func TestStore_RepoByClone(t *testing.T) {
+	s := openTestStore(t, t.TempDir())
+	a := testRepoID(t, "1212121212121212121212121212121212121212")
+	b := testRepoID(t, "3434343434343434343434343434343434343434")
+	for _, r := range []Repo{
+		{ID: a, Name: "a", Clones: []string{"/home/me/a", "/srv/a-copy/"}},
+		{ID: b, Name: "b", Clones: []string{"/home/me/a/vendor/b"}},
+		{ID: testRepoID(t, "5656565656565656565656565656565656565656"), Name: "none"},
+	} {
+		if err := s.PutRepo(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		path string
+		want wire.RepoID // zero: ErrUnknownRepo
+	}{
+		{"/home/me/a", a},
+		{"/srv/a-copy", a},
+		{"/home/me/a/", a},
+		{"/home/me/a/src/pkg", a},
+		{"/home/me/a/vendor/b", b},
+		{"/home/me/a/vendor/b/x", b},
+		{"/home/me/ab", wire.RepoID{}},
+		{"/home/me", wire.RepoID{}},
+		{"/elsewhere", wire.RepoID{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			got, err := s.RepoByClone(tt.path)
+			if tt.want == (wire.RepoID{}) {
+				if !errors.Is(err, ErrUnknownRepo) || !strings.Contains(err.Error(), filepath.Clean(tt.path)) {
+					t.Errorf("RepoByClone = %v, %v; want ErrUnknownRepo naming the path", got.ID, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.ID != tt.want {
+				t.Errorf("RepoByClone = %s, want %s", got.Name, tt.want)
 			}
 		})
 	}
@@ -325,7 +448,7 @@ func TestOpenStore_schema(t *testing.T) {
 				t.Fatal("OpenStore succeeded, want error")
 			}
 			if errors.Is(tt.wantErr, ErrNewerSchema) {
-				if !errors.Is(err, ErrNewerSchema) || !strings.Contains(err.Error(), "schema 99, this binary knows 1") {
+				if !errors.Is(err, ErrNewerSchema) || !strings.Contains(err.Error(), "schema 99, this binary knows 2") {
 					t.Errorf("err = %v, want ErrNewerSchema naming both versions", err)
 				}
 			} else if !strings.Contains(err.Error(), tt.wantErr.Error()) {
@@ -348,7 +471,10 @@ func TestStore_newerRecord(t *testing.T) {
 	if err := s.PutRepo(Repo{ID: id, Name: "x"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutMirrorRefs(id, map[string]string{"refs/heads/main": "ff"}); err != nil {
+	if err := s.PutMirror(id, Mirror{Refs: map[string]string{"refs/heads/main": "ff"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutTransfer(Transfer{Repo: id, Peer: testNodeID(4)}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.PutNode(Node{ID: testNodeID(4)}); err != nil {
@@ -358,7 +484,7 @@ func TestStore_newerRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Records from a future menode, in a shape this one does not know.
-	future := []byte(`{"v":2,"name":["not","a","string"]}`)
+	future := []byte(`{"v":3,"name":["not","a","string"]}`)
 	db, err := bbolt.Open(DBPath(root), 0o600, &bbolt.Options{Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -366,7 +492,7 @@ func TestStore_newerRecord(t *testing.T) {
 	err = db.Update(func(tx *bbolt.Tx) error {
 		nid := testNodeID(4)
 		for _, kv := range []struct{ bucket, key []byte }{
-			{[]byte("repos"), id[:]}, {[]byte("refs"), id[:]}, {[]byte("nodes"), nid[:]},
+			{[]byte("repos"), id[:]}, {[]byte("refs"), id[:]}, {[]byte("nodes"), nid[:]}, {[]byte("transfers"), id[:]},
 		} {
 			if err := tx.Bucket(kv.bucket).Put(kv.key, future); err != nil {
 				return err
@@ -385,13 +511,197 @@ func TestStore_newerRecord(t *testing.T) {
 	}{
 		{"Repo", func() error { _, err := s.Repo(id); return err }},
 		{"Repos", func() error { _, err := s.Repos(); return err }},
-		{"MirrorRefs", func() error { _, err := s.MirrorRefs(id); return err }},
+		{"Mirror", func() error { _, _, err := s.Mirror(id); return err }},
+		{"Transfer", func() error { _, _, err := s.Transfer(id); return err }},
 		{"Nodes", func() error { _, err := s.Nodes(); return err }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			if err := tt.call(); !errors.Is(err, ErrNewerSchema) {
 				t.Errorf("err = %v, want ErrNewerSchema", err)
+			}
+		})
+	}
+}
+
+// writeV1Store writes, with bbolt directly, a store as menode schema 1 left
+// it: records with v=1, meta schema 1, no transfers bucket. extra records
+// (bucket, key, value) are added as given.
+func writeV1Store(t *testing.T, root string, local, learned wire.RepoID, node wire.NodeID, extra ...[3][]byte) {
+	t.Helper()
+	db, err := bbolt.Open(DBPath(root), 0o600, &bbolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	enc := func(v any) []byte {
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	peeled := map[string]string{"refs/tags/v1": "1111111111111111111111111111111111111111"}
+	records := [][3][]byte{
+		{[]byte("meta"), []byte("schema"), uint64Bytes(1)},
+		{[]byte("repos"), local[:], enc(Repo{V: 1, ID: local, Name: "mine", Local: true, Path: "/home/me/mine", Refs: peeled, Seq: 4})},
+		{[]byte("repos"), learned[:], enc(Repo{V: 1, ID: learned, Name: "theirs", Refs: peeled, Seq: 9})},
+		{[]byte("nodes"), node[:], enc(Node{V: 1, ID: node, Alias: "peer", Addresses: []string{"10.0.0.1:9000"}})},
+		{[]byte("refs"), learned[:], []byte(`{"v":1,"refs":{"refs/tags/v1":"1111111111111111111111111111111111111111"}}`)},
+		{[]byte("announcements"), []byte("repo/x"), append(uint64Bytes(9), "signed"...)},
+	}
+	err = db.Update(func(tx *bbolt.Tx) error {
+		for _, r := range append(records, extra...) {
+			b, err := tx.CreateBucketIfNotExists(r[0])
+			if err != nil {
+				return err
+			}
+			if err := b.Put(r[1], r[2]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestOpenStore_migrateV1(t *testing.T) {
+	local := testRepoID(t, "7777777777777777777777777777777777777777")
+	learned := testRepoID(t, "8888888888888888888888888888888888888888")
+	node := testNodeID(8)
+	t.Run("migrated", func(t *testing.T) {
+		root := t.TempDir()
+		writeV1Store(t, root, local, learned, node)
+		s := openTestStore(t, root)
+		checks := []struct {
+			name  string
+			check func(t *testing.T)
+		}{
+			{"local repo kept, rewritten at schema 2", func(t *testing.T) {
+				r, err := s.Repo(local)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if r.V != SchemaVersion || r.Name != "mine" || !r.Local || r.Path != "/home/me/mine" || r.Seq != 4 {
+					t.Errorf("local repo = %+v", r)
+				}
+			}},
+			{"learned repo dropped", func(t *testing.T) {
+				if _, err := s.Repo(learned); !errors.Is(err, ErrUnknownRepo) {
+					t.Errorf("Repo(learned) err = %v, want ErrUnknownRepo", err)
+				}
+			}},
+			{"node kept", func(t *testing.T) {
+				n, ok, err := s.Node(node)
+				if err != nil || !ok || n.Alias != "peer" || len(n.Addresses) != 1 {
+					t.Errorf("Node = %+v, %t, %v", n, ok, err)
+				}
+			}},
+			{"mirror refs cleared", func(t *testing.T) {
+				if _, ok, err := s.Mirror(learned); ok || err != nil {
+					t.Errorf("Mirror = ok %t, err %v; want none", ok, err)
+				}
+			}},
+			{"announcements cleared", func(t *testing.T) {
+				all, err := s.Announcements()
+				if err != nil || len(all) != 0 {
+					t.Errorf("Announcements = %q, %v; want none", all, err)
+				}
+			}},
+			{"transfers bucket usable", func(t *testing.T) {
+				if err := s.PutTransfer(Transfer{Repo: local, Peer: node}); err != nil {
+					t.Error(err)
+				}
+			}},
+			{"schema 2 written", func(t *testing.T) {
+				if err := s.Close(); err != nil {
+					t.Fatal(err)
+				}
+				if got := readMeta(t, DBPath(root), "schema"); binary.BigEndian.Uint64(got) != SchemaVersion {
+					t.Errorf("schema = %v, want %d", got, SchemaVersion)
+				}
+				s = openTestStore(t, root) // and it opens again
+				if _, err := s.Repo(local); err != nil {
+					t.Error(err)
+				}
+			}},
+		}
+		for _, c := range checks {
+			t.Run(c.name, c.check)
+		}
+	})
+	t.Run("corrupt record: nothing changes", func(t *testing.T) {
+		root := t.TempDir()
+		bad := testRepoID(t, "9999999999999999999999999999999999999999")
+		writeV1Store(t, root, local, learned, node, [3][]byte{[]byte("repos"), bad[:], []byte("{not json")})
+		s, err := OpenStore(root)
+		if err == nil {
+			s.Close()
+			t.Fatal("OpenStore succeeded on a corrupt v1 store")
+		}
+		if !strings.Contains(err.Error(), "migrate schema 1 to 2") || !strings.Contains(err.Error(), fmt.Sprintf("repo %x", bad[:])) {
+			t.Errorf("err = %v, want it to name the migration and the record", err)
+		}
+		if got := readMeta(t, DBPath(root), "schema"); binary.BigEndian.Uint64(got) != 1 {
+			t.Errorf("schema = %v, want still 1", got)
+		}
+		db, err := bbolt.Open(DBPath(root), 0o600, &bbolt.Options{Timeout: time.Second, ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		err = db.View(func(tx *bbolt.Tx) error {
+			if tx.Bucket([]byte("announcements")).Get([]byte("repo/x")) == nil || tx.Bucket([]byte("repos")).Get(learned[:]) == nil {
+				t.Error("the failed migration deleted records")
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func TestStore_corruptRecord(t *testing.T) {
+	root := t.TempDir()
+	s := openTestStore(t, root)
+	id := testRepoID(t, "4545454545454545454545454545454545454545")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bbolt.Open(DBPath(root), 0o600, &bbolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bbolt.Tx) error {
+		for _, b := range []string{"repos", "refs", "transfers"} {
+			if err := tx.Bucket([]byte(b)).Put(id[:], []byte(`{"v":2,"refs":"not a map","name":7,"size":"x"}`)); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket([]byte("nodes")).Put([]byte("k"), []byte(`{"alias":"no version"}`))
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s = openTestStore(t, root)
+	tests := []struct {
+		name string
+		call func() error
+		want string
+	}{
+		{"Repo", func() error { _, err := s.Repo(id); return err }, "decode repo " + id.String()},
+		{"Mirror", func() error { _, _, err := s.Mirror(id); return err }, "decode mirror of " + id.String()},
+		{"Transfer", func() error { _, _, err := s.Transfer(id); return err }, "decode transfer of " + id.String()},
+		{"Nodes", func() error { _, err := s.Nodes(); return err }, "record has no schema version"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := tt.call(); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("err = %v, want it to contain %q", err, tt.want)
 			}
 		})
 	}
