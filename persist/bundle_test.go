@@ -415,6 +415,23 @@ func TestGitRepo_ApplyBundle_refused(t *testing.T) {
 				f.receiver = newMirror(t)
 				return path, f.signed, nil
 			}},
+		// git lists no prerequisite for a bundle holding only a tag object
+		// whose commit the haves exclude: index-pack --strict's check that
+		// every object the pack points to exists is what catches it.
+		{name: "tag without its commit", wantErr: ErrBadBundle, wantMsg: "did not receive expected object",
+			build: func(t *testing.T, f *syncFixture) (string, map[string]string, []string) {
+				c := commitFile(t, f.src, "x", "1")
+				git(t, f.src, "tag", "-a", "-m", "new", "v9", c)
+				f.mirror(t)
+				held := refsOf(t, f.receiver.Dir)
+				path := writeBundle(t, f.creator, []string{"refs/tags/v9"}, append(refIDs(held), c))
+				if h := bundleHeader(t, path); len(h.Prerequisites) != 0 || len(h.Heads) != 1 {
+					t.Fatalf("setup: bundle header %+v, want just the tag", h)
+				}
+				signed := maps.Clone(held)
+				signed["refs/tags/v9"] = f.signed["refs/tags/v9"]
+				return path, signed, nil
+			}},
 		{name: "nothing sent but objects missing", wantErr: ErrMissingObjects, wantMsg: "refs/heads/trunk names",
 			build: func(t *testing.T, f *syncFixture) (string, map[string]string, []string) {
 				commitFile(t, f.src, "x", "1")
