@@ -138,8 +138,8 @@ func runGitIO(ctx context.Context, dir string, stdin io.Reader, stdout io.Writer
 }
 
 // reasonLine picks the line of git's stderr that says what went wrong: the
-// first "fatal:" or "error:" line, else the first line that is not a hint or
-// a progress note, else the first line.
+// first "fatal:" or "error:" line (git may warn or print hints before it),
+// else the first line that is not a hint, else the first line.
 func reasonLine(stderr string) string {
 	lines := strings.Split(strings.TrimSpace(stderr), "\n")
 	for _, l := range lines {
