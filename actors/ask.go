@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 )
@@ -84,3 +85,9 @@ func (h atLeast) WithAttrs(a []slog.Attr) slog.Handler {
 }
 
 func (h atLeast) WithGroup(g string) slog.Handler { return atLeast{h.Handler.WithGroup(g), h.min} }
+
+// askWithin is ask with its own timeout, for asks that wait on long work
+// (a sync the caller waits for).
+func askWithin(ctx actor.Context, pid *actor.PID, msg any, timeout time.Duration, then func(res any, err error)) {
+	ctx.ReenterAfter(ctx.RequestFuture(pid, msg, timeout), unwrap(then))
+}

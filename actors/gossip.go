@@ -28,6 +28,13 @@ type gossipIn struct {
 // stored announcement no longer matches them (new repo, new refs).
 type announceRepos struct{ Repos []persist.Repo }
 
+// mirrorUpdated tells gossip that our mirror of a repository now holds
+// refs, so our inventory lists it.
+type mirrorUpdated struct {
+	ID   wire.RepoID
+	Refs map[string]string
+}
+
 // countCopies asks how many copies of a message arrived within the seen
 // window (1 = no duplicates; 0 = unknown). Reply: int. For measurements.
 type countCopies struct{ ID [32]byte }
@@ -38,7 +45,7 @@ type reannounce struct{}
 // gossipLoaded carries what the store held at start.
 type gossipLoaded struct {
 	raw   [][]byte
-	repos []persist.Repo
+	repos []repoState
 }
 
 const (
@@ -67,20 +74,21 @@ type gossip struct {
 	store    *actor.PID
 	log      *slog.Logger
 
-	peers   map[wire.NodeID]*actor.PID
-	latest  map[string]*held
-	seen    *seenWindow
-	strikes map[wire.NodeID]int
-	cancel  scheduler.CancelFunc
-	ready   bool
-	now     func() time.Time
+	peers     map[wire.NodeID]*actor.PID
+	latest    map[string]*held
+	inventory map[wire.RepoID][32]byte // what our mirrors hold, for our InventoryAnnouncement
+	seen      *seenWindow
+	strikes   map[wire.NodeID]int
+	cancel    scheduler.CancelFunc
+	ready     bool
+	now       func() time.Time
 }
 
 func newGossip(cfg Config, key ed25519.PrivateKey, id wire.NodeID, addrs []string, store *actor.PID) *gossip {
 	return &gossip{
 		key: key, id: id, alias: cfg.Alias, addrs: addrs, interval: cfg.GossipInterval,
 		store: store, log: cfg.Logger,
-		peers: map[wire.NodeID]*actor.PID{}, latest: map[string]*held{},
+		peers: map[wire.NodeID]*actor.PID{}, latest: map[string]*held{}, inventory: map[wire.RepoID][32]byte{},
 		seen: newSeenWindow(seenFor, seenMax), strikes: map[wire.NodeID]int{}, now: time.Now,
 	}
 }
@@ -94,11 +102,9 @@ func (g *gossip) Receive(ctx actor.Context) {
 				raw = [][]byte(nil)
 			}
 			ask(ctx, g.store, loadRepos{}, func(res any, err error) {
-				var repos []persist.Repo
+				var repos []repoState
 				if err == nil {
-					for _, r := range res.([]repoState) {
-						repos = append(repos, r.Repo)
-					}
+					repos = res.([]repoState)
 				}
 				ctx.Send(ctx.Self(), &gossipLoaded{raw: raw.([][]byte), repos: repos})
 			})
@@ -125,6 +131,9 @@ func (g *gossip) Receive(ctx actor.Context) {
 		for _, r := range m.Repos {
 			g.announceRepo(ctx, r)
 		}
+		g.announceInventory(ctx)
+	case *mirrorUpdated:
+		g.inventory[m.ID] = wire.RefsHash(m.Refs)
 		g.announceInventory(ctx)
 	case *reannounce:
 		g.announceNode(ctx)
@@ -156,12 +165,18 @@ func (g *gossip) load(ctx actor.Context, m *gossipLoaded) {
 			continue
 		}
 		g.latest[announcementKey(a, origin)] = &held{signed: s, body: a}
+		if inv := a.GetInventory(); inv != nil && origin != g.id {
+			ctx.Send(ctx.Parent(), inventoryOf(origin, inv))
+		}
 	}
 	g.ready = true
 	g.announceNode(ctx)
 	for _, r := range m.repos {
-		if r.Local {
-			g.announceRepo(ctx, r)
+		if r.Mirror.OK && len(r.Mirror.Mirror.Refs) > 0 && !r.Repo.Local {
+			g.inventory[r.Repo.ID] = wire.RefsHash(r.Mirror.Mirror.Refs)
+		}
+		if r.Repo.Local {
+			g.announceRepo(ctx, r.Repo)
 		}
 	}
 	g.announceInventory(ctx)
@@ -228,12 +243,16 @@ func (g *gossip) accept(ctx actor.Context, key string, s *wire.SignedAnnouncemen
 	case *wire.Announcement_Repo:
 		r := b.Repo
 		id, _ := wire.ParseRepoID(r.RepoId) // checked by OpenAnnouncement
-		ctx.Send(g.store, learnRepo{Repo: persist.Repo{
+		repo := persist.Repo{
 			ID: id, Name: r.Name, Description: r.Description, Creator: origin,
 			RootCommit: r.RootCommit, DefaultBranch: r.DefaultBranch,
 			Refs: wire.RefsToMap(r.Refs), Seq: a.Seq, UpdatedAt: time.UnixMilli(a.TimestampMs).UTC(),
-		}})
-		g.log.Info("repository announced", "repo", id, "name", r.Name, "creator", origin, "refs", len(r.Refs))
+		}
+		ctx.Send(g.store, learnRepo{Repo: repo})
+		ctx.Send(ctx.Parent(), &repoAnnounced{Repo: repo})
+		g.log.Info("repository announced", "repo", id, "name", wire.SafeText(r.Name), "creator", origin, "refs", len(r.Refs))
+	case *wire.Announcement_Inventory:
+		ctx.Send(ctx.Parent(), inventoryOf(origin, b.Inventory))
 	}
 }
 
@@ -279,23 +298,49 @@ func (g *gossip) announceRepo(ctx actor.Context, r persist.Repo) {
 		RepoId: r.ID.String(), RootCommit: r.RootCommit, Name: r.Name, Description: r.Description,
 		DefaultBranch: r.DefaultBranch, Refs: wire.RefsFromMap(r.Refs),
 	}
-	g.announce(ctx, "repo/"+g.id.String()+"/"+r.ID.String(), &wire.Announcement{Body: &wire.Announcement_Repo{Repo: body}})
+	key := "repo/" + g.id.String() + "/" + r.ID.String()
+	g.announce(ctx, key, &wire.Announcement{Body: &wire.Announcement_Repo{Repo: body}})
+	h := g.latest[key]
+	if h == nil || !sameRefs(wire.RefsToMap(h.body.GetRepo().GetRefs()), r.Refs) {
+		return // not signed (the log says why)
+	}
+	// Our mirror holds exactly these refs (the watcher fetched them into
+	// it first): record the signed announcement that proves it, and list
+	// the repository in our inventory.
+	raw, err := proto.Marshal(h.signed)
+	if err != nil {
+		return
+	}
+	ctx.Send(g.store, saveMirror{ID: r.ID, Mirror: persist.Mirror{
+		Refs: r.Refs, Seq: h.body.Seq, Signed: raw, DefaultBranch: r.DefaultBranch, SyncedAt: g.now().UTC(),
+	}})
+	g.inventory[r.ID] = wire.RefsHash(r.Refs)
+}
+
+// inventoryOf turns an InventoryAnnouncement (already verified) into the
+// message sync takes.
+func inventoryOf(origin wire.NodeID, inv *wire.InventoryAnnouncement) *inventorySeen {
+	m := &inventorySeen{Origin: origin, Repos: make(map[wire.RepoID][32]byte, len(inv.Repos))}
+	for _, e := range inv.Repos {
+		id, err := wire.ParseRepoID(e.RepoId)
+		if err != nil || len(e.RefsHash) != 32 {
+			continue
+		}
+		m.Repos[id] = [32]byte(e.RefsHash)
+	}
+	return m
 }
 
 // announceInventory signs an InventoryAnnouncement listing the repositories
-// this node can serve (for now: its own, at the refs it announced) when that
-// list changed.
+// this node can serve (its own and the ones it mirrors, at the refs the
+// mirror holds) when that list changed.
 func (g *gossip) announceInventory(ctx actor.Context) {
 	if !g.ready {
 		return
 	}
-	prefix := "repo/" + g.id.String() + "/"
 	inv := &wire.InventoryAnnouncement{}
-	for key, h := range g.latest {
-		if r := h.body.GetRepo(); r != nil && strings.HasPrefix(key, prefix) {
-			sum := wire.RefsHash(wire.RefsToMap(r.Refs))
-			inv.Repos = append(inv.Repos, &wire.InventoryEntry{RepoId: r.RepoId, RefsHash: sum[:]})
-		}
+	for id, sum := range g.inventory {
+		inv.Repos = append(inv.Repos, &wire.InventoryEntry{RepoId: id.String(), RefsHash: sum[:]})
 	}
 	if len(inv.Repos) == 0 {
 		return
@@ -310,11 +355,12 @@ func (g *gossip) announceInventory(ctx actor.Context) {
 // (the previous one is stored), without a counter of its own.
 func (g *gossip) announce(ctx actor.Context, key string, a *wire.Announcement) {
 	prev := g.latest[key]
+	a.Origin = g.id.String() // before comparing: the held one has it
 	if prev != nil && sameBody(prev.body, a) {
 		return
 	}
 	now := g.now()
-	a.Origin, a.TimestampMs, a.Seq = g.id.String(), now.UnixMilli(), uint64(now.UnixMilli())
+	a.TimestampMs, a.Seq = now.UnixMilli(), uint64(now.UnixMilli())
 	if prev != nil && prev.body.Seq >= a.Seq {
 		a.Seq = prev.body.Seq + 1
 	}

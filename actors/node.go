@@ -1,13 +1,11 @@
 package actors
 
 import (
-	"context"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"path/filepath"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -94,9 +92,9 @@ type Progress struct {
 	Repo    wire.RepoID `json:"repo"`
 	Phase   string      `json:"phase"` // one of the Phase* constants
 	Peer    wire.NodeID `json:"peer,omitzero"`
-	Bytes   int64       `json:"bytes"`         // bundle bytes held so far
-	Size    int64       `json:"size"`          // total bundle size; 0 when not known yet
-	Rate    float64     `json:"rate"`          // bytes per second, recent
+	Bytes   int64       `json:"bytes"` // bundle bytes held so far
+	Size    int64       `json:"size"`  // total bundle size; 0 when not known yet
+	Rate    float64     `json:"rate"`  // bytes per second, recent
 	Message string      `json:"message,omitempty"`
 }
 
@@ -148,6 +146,12 @@ type Status struct {
 	Listen  []string    `json:"listen"`
 	Peers   int         `json:"peers"`
 	Repos   int         `json:"repos"`
+	// Transfers since start: running now, and bundle bytes moved (a
+	// fetch cut short counts what it received).
+	Fetching      int   `json:"fetching"`
+	Serving       int   `json:"serving"`
+	BytesReceived int64 `json:"bytes_received"`
+	BytesSent     int64 `json:"bytes_sent"`
 }
 
 // Repository status values shown by RepoView.Status.
@@ -171,6 +175,50 @@ type Config struct {
 	WatchInterval  time.Duration // poll owned repositories' refs this often
 	Offline        bool          // serve one CLI command in process: no control socket, no network
 	Logger         *slog.Logger
+
+	// Sync and transfers.
+	SyncInterval    time.Duration // check every repository for newer refs this often (default 60 s)
+	SyncBackoff     time.Duration // first wait after a failed fetch from a peer (default 1 s), doubling
+	SyncBackoffMax  time.Duration // longest such wait (default 5 min)
+	MaxFetches      int           // concurrent fetching transfers (default 4)
+	MaxUploads      int           // concurrent serving transfers (default 8)
+	MaxUploadRate   int64         // bytes per second sent by all uploads together; 0: unlimited
+	MaxDownloadRate int64         // bytes per second received by all fetches; 0: unlimited (tests throttle)
+	MaxBundleSize   int64         // largest bundle accepted (default 10 GiB)
+	MaxCacheSize    int64         // bytes of served bundles kept in $ROOT/cache (default 1 GiB)
+}
+
+// withDefaults fills in every zero field that has a default.
+func (c Config) withDefaults() Config {
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	def := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&c.GossipInterval, 10*time.Second)
+	def(&c.WatchInterval, 2*time.Second)
+	def(&c.SyncInterval, 60*time.Second)
+	def(&c.SyncBackoff, time.Second)
+	def(&c.SyncBackoffMax, 5*time.Minute)
+	if c.MaxPeers <= 0 {
+		c.MaxPeers = 8
+	}
+	if c.MaxFetches <= 0 {
+		c.MaxFetches = 4
+	}
+	if c.MaxUploads <= 0 {
+		c.MaxUploads = 8
+	}
+	if c.MaxBundleSize <= 0 {
+		c.MaxBundleSize = 10 << 30
+	}
+	if c.MaxCacheSize <= 0 {
+		c.MaxCacheSize = 1 << 30
+	}
+	return c
 }
 
 // Node is a started node: its actor system and root actor.
@@ -195,18 +243,7 @@ const (
 // spawns the actor tree. Everything that can fail because of the machine fails
 // here, synchronously, before any actor runs.
 func Start(cfg Config) (*Node, error) {
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	if cfg.MaxPeers <= 0 {
-		cfg.MaxPeers = 8
-	}
-	if cfg.GossipInterval <= 0 {
-		cfg.GossipInterval = 10 * time.Second
-	}
-	if cfg.WatchInterval <= 0 {
-		cfg.WatchInterval = 2 * time.Second
-	}
+	cfg = cfg.withDefaults()
 	// What is opened is closed again, in reverse, if a later step fails.
 	var undo []func()
 	fail := func(err error) (*Node, error) {
@@ -307,6 +344,7 @@ type node struct {
 	store   *actor.PID
 	network *actor.PID // the transport actor; nil offline
 	gossip  *actor.PID // nil offline
+	sync    *actor.PID // nil offline
 	done    chan struct{}
 
 	isStopping bool
@@ -324,10 +362,11 @@ func (n *node) Receive(ctx actor.Context) {
 			n.gossip = spawnChild(ctx, "gossip", func() actor.Actor {
 				return newGossip(n.cfg, n.key, n.id, n.transport.local.ListenAddrs, n.store)
 			})
-			n.transport.store, n.transport.gossip = n.store, n.gossip
+			n.sync = spawnChild(ctx, "sync", func() actor.Actor { return newSyncer(n.cfg, n.store, n.gossip) })
+			n.transport.store, n.transport.gossip, n.transport.sync = n.store, n.gossip, n.sync
 			n.network = spawnChild(ctx, "transport", func() actor.Actor { return n.transport })
 			spawnChild(ctx, "watcher", func() actor.Actor {
-				return &watcher{interval: n.cfg.WatchInterval, store: n.store, gossip: n.gossip, log: n.log}
+				return &watcher{root: n.cfg.Root, interval: n.cfg.WatchInterval, store: n.store, gossip: n.gossip, log: n.log}
 			})
 			// Nodes known from earlier runs are dialed again.
 			ask(ctx, n.store, loadNodes{}, func(res any, err error) {
@@ -356,6 +395,14 @@ func (n *node) Receive(ctx actor.Context) {
 		n.addRepo(ctx, m)
 	case *dialNode, *banNode:
 		ctx.Forward(n.network) // from gossip
+	case *repoAnnounced, *inventorySeen:
+		ctx.Forward(n.sync) // from gossip
+	case *SyncRepo:
+		n.syncRepo(ctx, m)
+	case *CloneRepo:
+		n.cloneRepo(ctx, m)
+	case *PullRepo:
+		n.pullRepo(ctx, m)
 	case *ListRepos:
 		reply := replier(ctx)
 		ask(ctx, n.store, loadRepos{}, func(res any, err error) {
@@ -363,20 +410,16 @@ func (n *node) Receive(ctx actor.Context) {
 				reply(err)
 				return
 			}
-			list := RepoList{Repos: []RepoView{}}
-			for _, r := range res.([]repoState) {
-				list.Repos = append(list.Repos, r.view())
-			}
-			reply(list)
+			n.views(ctx, res.([]repoState), func(vs []RepoView) { reply(RepoList{Repos: vs}) })
 		})
 	case *ShowRepo:
 		reply := replier(ctx)
 		ask(ctx, n.store, loadRepo{ID: m.ID}, func(res any, err error) {
 			if err != nil {
-				reply(err)
+				reply(unknownRepo(m.ID, err))
 				return
 			}
-			reply(res.(repoState).view())
+			n.views(ctx, []repoState{res.(repoState)}, func(vs []RepoView) { reply(vs[0]) })
 		})
 	case *ListPeers:
 		if n.network != nil {
@@ -398,6 +441,9 @@ func (n *node) Receive(ctx actor.Context) {
 		})
 	case *GetStatus:
 		n.status(ctx)
+	case actor.SystemMessage, actor.AutoReceiveMessage:
+	default:
+		n.log.Debug("node: unexpected message", "type", fmt.Sprintf("%T", m))
 	}
 }
 
@@ -439,81 +485,13 @@ func (n *node) status(ctx actor.Context) {
 		}
 		info := res.(linkInfo)
 		s.Listen, s.Peers = info.Listen, info.Peers
-		withRepos()
-	})
-}
-
-// addRepo reads the working repository (in a goroutine: git is slow), derives
-// its ID from the root commit and our key, and stores it.
-func (n *node) addRepo(ctx actor.Context, m *AddRepo) {
-	reply := replier(ctx)
-	if n.key == nil {
-		reply(fmt.Errorf("no identity in %s; run `menode auth init`", n.cfg.Root))
-		return
-	}
-	if !filepath.IsAbs(m.Path) {
-		reply(fmt.Errorf("repository path %q is not absolute", m.Path))
-		return
-	}
-	creator := n.id
-	async(ctx, func() (any, error) { return inspectRepo(m, creator) }, func(res any, err error) {
-		if err != nil {
-			reply(err)
-			return
-		}
-		ask(ctx, n.store, insertRepo{Repo: res.(persist.Repo)}, func(res any, err error) {
-			if err != nil {
-				reply(err)
-				return
+		ask(ctx, n.sync, &syncCounters{}, func(res any, err error) {
+			if t, ok := res.(syncTotals); ok && err == nil {
+				s.Fetching, s.Serving, s.BytesReceived, s.BytesSent = t.Fetching, t.Serving, t.BytesIn, t.BytesOut
 			}
-			r := res.(repoState)
-			n.log.Info("repository added", "id", r.Repo.ID, "name", r.Repo.Name, "path", r.Repo.Path)
-			if n.gossip != nil {
-				ctx.Send(n.gossip, &announceRepos{Repos: []persist.Repo{r.Repo}})
-			}
-			reply(r.view())
+			withRepos()
 		})
 	})
-}
-
-// inspectRepo runs git on the working repository; it blocks.
-func inspectRepo(m *AddRepo, creator wire.NodeID) (persist.Repo, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), workTimeout)
-	defer cancel()
-	g, err := persist.OpenGitRepo(ctx, m.Path)
-	if err != nil {
-		return persist.Repo{}, err
-	}
-	root, err := g.RootCommit(ctx)
-	if err != nil {
-		return persist.Repo{}, err
-	}
-	refs, err := g.Refs(ctx)
-	if err != nil {
-		return persist.Repo{}, err
-	}
-	branch, err := g.DefaultBranch(ctx)
-	if err != nil {
-		return persist.Repo{}, err
-	}
-	id, err := wire.NewRepoID(root, creator)
-	if err != nil {
-		return persist.Repo{}, err
-	}
-	name := m.Name
-	if name == "" {
-		name = filepath.Base(g.Dir)
-	}
-	// What gossip would refuse to sign is refused here, with the reason.
-	if err := wire.CheckRepoMeta(name, m.Description, branch); err != nil {
-		return persist.Repo{}, err
-	}
-	now := time.Now().UTC()
-	return persist.Repo{
-		ID: id, Name: name, Description: m.Description, Creator: creator,
-		RootCommit: root, DefaultBranch: branch, Refs: refs, Local: true,
-		Path: g.Dir, AddedAt: now, UpdatedAt: now,
-	}, nil
 }
 
 func (r repoState) view() RepoView {
@@ -522,21 +500,33 @@ func (r repoState) view() RepoView {
 		Creator: r.Repo.Creator, Local: r.Repo.Local, Path: r.Repo.Path,
 		Refs: r.Repo.Refs, DefaultBranch: r.Repo.DefaultBranch,
 		RootCommit: r.Repo.RootCommit, Seq: r.Repo.Seq, UpdatedAt: r.Repo.UpdatedAt,
+		MirrorRefs: r.Mirror.Mirror.Refs, Seeders: []wire.NodeID{}, Clones: r.Repo.Clones,
 	}
 	if v.Refs == nil {
 		v.Refs = map[string]string{}
 	}
+	if v.MirrorRefs == nil {
+		v.MirrorRefs = map[string]string{}
+	}
+	if v.Clones == nil {
+		v.Clones = []string{}
+	}
 	switch {
 	case r.Repo.Local:
 		v.Status = StatusLocal
-	case len(r.Mirror) == 0:
+	case !r.Mirror.OK || len(r.Mirror.Mirror.Refs) == 0:
 		v.Status = StatusMissing
-	case sameRefs(r.Mirror, r.Repo.Refs):
+	case r.synced():
 		v.Status = StatusSynced
 	default:
 		v.Status = StatusBehind
 	}
 	return v
+}
+
+// synced reports whether the mirror holds exactly the signed refs.
+func (r repoState) synced() bool {
+	return r.Mirror.OK && len(r.Repo.Refs) > 0 && sameRefs(r.Mirror.Mirror.Refs, r.Repo.Refs)
 }
 
 func sameRefs(a, b map[string]string) bool {

@@ -33,6 +33,21 @@ type closePeer struct {
 	Reason string
 }
 
+// openStream asks a peer actor for a new transfer stream to its node.
+// Reply: *quic.Stream, or an error (the connection is gone or at its
+// stream limit for longer than streamOpenTimeout).
+type openStream struct{}
+
+// streamIn is a transfer stream the peer opened to us, with its first
+// frame read: the peer actor hands it to the sync actor.
+type streamIn struct {
+	From    wire.NodeID
+	PeerPID *actor.PID
+	Stream  *quic.Stream
+	Reader  *bufio.Reader
+	Request *wire.TransferRequest
+}
+
 // peerUp tells the transport that a peer finished the Hello exchange.
 type peerUp struct {
 	PID      *actor.PID
@@ -58,8 +73,11 @@ type connFailed struct {
 }
 
 const (
-	handshakeTimeout = 10 * time.Second
-	sendQueueLen     = 1024
+	handshakeTimeout  = 10 * time.Second
+	streamOpenTimeout = 10 * time.Second
+	// A transfer stream must say what it is for within this time.
+	streamHeaderTimeout = 10 * time.Second
+	sendQueueLen        = 1024
 	// Incoming frames per second per peer, and the burst allowed (catch-up
 	// sends a burst of announcements on connect). Past it the reader waits, so
 	// a flooding peer is slowed down by QUIC flow control, not served faster.
@@ -76,6 +94,7 @@ type peer struct {
 	id       wire.NodeID // from the peer's certificate, checked by TLS
 	local    *wire.Hello
 	gossip   *actor.PID // receives gossip frames; nil until gossip runs
+	sync     *actor.PID // receives incoming transfer streams; nil offline
 	log      *slog.Logger
 
 	hello  *wire.Hello
@@ -85,9 +104,9 @@ type peer struct {
 	closed bool
 }
 
-func newPeer(conn *quic.Conn, outbound bool, id wire.NodeID, local *wire.Hello, gossip *actor.PID, log *slog.Logger) *peer {
+func newPeer(conn *quic.Conn, outbound bool, id wire.NodeID, local *wire.Hello, gossip, sync *actor.PID, log *slog.Logger) *peer {
 	return &peer{
-		conn: conn, outbound: outbound, id: id, local: local, gossip: gossip,
+		conn: conn, outbound: outbound, id: id, local: local, gossip: gossip, sync: sync,
 		log:   log.With("peer", id, "addr", conn.RemoteAddr().String()),
 		sendq: make(chan *wire.Frame, sendQueueLen),
 		bulkq: make(chan []*wire.Frame, 4),
@@ -119,6 +138,32 @@ func (p *peer) Receive(ctx actor.Context) {
 		p.cancel = cancel
 		go p.readLoop(runCtx, m.reader, func(msg any) { root.Send(self, msg) })
 		go p.writeLoop(runCtx, m.stream, func(msg any) { root.Send(self, msg) })
+		go p.acceptLoop(runCtx, func(msg any) { root.Send(self, msg) })
+	case *streamIn:
+		if p.sync == nil {
+			m.Stream.CancelRead(0)
+			m.Stream.CancelWrite(0)
+			return
+		}
+		m.From, m.PeerPID = p.id, ctx.Self()
+		ctx.Send(p.sync, m)
+	case *openStream:
+		reply := replier(ctx)
+		if p.hello == nil {
+			reply(errors.New("peer not connected yet"))
+			return
+		}
+		conn := p.conn
+		go func() {
+			octx, cancel := context.WithTimeout(context.Background(), streamOpenTimeout)
+			defer cancel()
+			s, err := conn.OpenStreamSync(octx)
+			if err != nil {
+				reply(fmt.Errorf("open a stream to %s: %w", p.id, err))
+				return
+			}
+			reply(s)
+		}()
 	case *frameIn:
 		p.handle(ctx, m.frame)
 	case *sendFrame:
@@ -138,6 +183,36 @@ func (p *peer) Receive(ctx actor.Context) {
 	case *actor.Stopping:
 		p.cancel()
 		p.close(wire.ErrorCode_ERROR_SHUTTING_DOWN, "shutting down")
+	case actor.SystemMessage, actor.AutoReceiveMessage:
+	default:
+		p.log.Debug("unexpected message", "type", fmt.Sprintf("%T", m))
+	}
+}
+
+// acceptLoop takes the streams the peer opens after the Hello exchange:
+// each must start with a TransferRequest within streamHeaderTimeout, and
+// is then handed to the actor. A stream that does not is reset; the
+// connection and its other streams go on.
+func (p *peer) acceptLoop(ctx context.Context, report func(any)) {
+	for {
+		s, err := p.conn.AcceptStream(ctx)
+		if err != nil {
+			return // the connection is gone; readLoop reports it
+		}
+		go func() {
+			_ = s.SetReadDeadline(time.Now().Add(streamHeaderTimeout))
+			r := bufio.NewReader(s)
+			f, err := wire.ReadFrame(r)
+			req := f.GetTransferRequest()
+			if err != nil || req == nil {
+				s.CancelRead(quic.StreamErrorCode(wire.TransferErrorCode_TRANSFER_BAD_REQUEST))
+				s.CancelWrite(quic.StreamErrorCode(wire.TransferErrorCode_TRANSFER_BAD_REQUEST))
+				p.log.Debug("transfer stream refused: no request", "err", err)
+				return
+			}
+			_ = s.SetReadDeadline(time.Time{})
+			report(&streamIn{Stream: s, Reader: r, Request: req})
+		}()
 	}
 }
 

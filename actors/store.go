@@ -47,10 +47,45 @@ type learnRepo struct{ Repo persist.Repo }
 // updateRepo replaces a repository record (the watcher saw new refs). Reply: repoState.
 type updateRepo struct{ Repo persist.Repo }
 
-// repoState is a repository record together with the refs our mirror holds.
+// loadMirror reads what our mirror of a repository holds. Reply: mirrorState.
+type loadMirror struct{ ID wire.RepoID }
+
+// saveMirror records what our mirror now holds (after the refs were set).
+// Reply: nil on success.
+type saveMirror struct {
+	ID     wire.RepoID
+	Mirror persist.Mirror
+}
+
+// saveTransfer records an interrupted-receive resume point. No reply.
+type saveTransfer struct{ Transfer persist.Transfer }
+
+// loadTransfer reads a repository's resume point. Reply: persist.Transfer
+// (zero when there is none).
+type loadTransfer struct{ ID wire.RepoID }
+
+// deleteTransfer forgets a resume point. No reply.
+type deleteTransfer struct{ ID wire.RepoID }
+
+// addClone records a working clone of a repository. Reply: nil.
+type addClone struct {
+	ID   wire.RepoID
+	Path string
+}
+
+// findClone finds the repository a clone was made of. Reply: repoState.
+type findClone struct{ Path string }
+
+// mirrorState is what the store holds of a mirror; OK is false when none.
+type mirrorState struct {
+	Mirror persist.Mirror
+	OK     bool
+}
+
+// repoState is a repository record together with what our mirror holds.
 type repoState struct {
 	Repo   persist.Repo
-	Mirror map[string]string
+	Mirror mirrorState
 }
 
 // store is the only actor that touches bbolt. bbolt calls are quick and
@@ -90,6 +125,35 @@ func (s *store) Receive(ctx actor.Context) {
 		if err := s.learnRepo(m.Repo); err != nil {
 			s.log.Error("store repository", "repo", m.Repo.ID, "err", err)
 		}
+	case loadMirror:
+		mirror, ok, err := s.db.Mirror(m.ID)
+		ctx.Respond(result(mirrorState{Mirror: mirror, OK: ok}, err))
+	case saveMirror:
+		if err := s.db.PutMirror(m.ID, m.Mirror); err != nil {
+			ctx.Respond(err)
+			return
+		}
+		ctx.Respond(true)
+	case saveTransfer:
+		if err := s.db.PutTransfer(m.Transfer); err != nil {
+			s.log.Error("store transfer", "repo", m.Transfer.Repo, "err", err)
+		}
+	case loadTransfer:
+		t, _, err := s.db.Transfer(m.ID)
+		ctx.Respond(result(t, err))
+	case deleteTransfer:
+		if err := s.db.DeleteTransfer(m.ID); err != nil {
+			s.log.Error("store transfer", "repo", m.ID, "err", err)
+		}
+	case addClone:
+		ctx.Respond(result(true, s.addClone(m.ID, m.Path)))
+	case findClone:
+		r, err := s.db.RepoByClone(m.Path)
+		if err != nil {
+			ctx.Respond(err)
+			return
+		}
+		ctx.Respond(result(s.state(r.ID)))
 	case updateRepo:
 		if err := s.db.PutRepo(m.Repo); err != nil {
 			ctx.Respond(err)
@@ -130,13 +194,24 @@ func (s *store) saveNode(n persist.Node) error {
 	return s.db.PutNode(n)
 }
 
+func (s *store) addClone(id wire.RepoID, path string) error {
+	r, err := s.db.Repo(id)
+	if err != nil {
+		return err
+	}
+	if !slices.Contains(r.Clones, path) {
+		r.Clones = append(r.Clones, path)
+	}
+	return s.db.PutRepo(r)
+}
+
 func (s *store) learnRepo(r persist.Repo) error {
 	old, err := s.db.Repo(r.ID)
 	switch {
 	case err == nil && (old.Local || old.Seq >= r.Seq):
 		return nil
 	case err == nil:
-		r.AddedAt = old.AddedAt
+		r.AddedAt, r.Clones = old.AddedAt, old.Clones
 	case errors.Is(err, persist.ErrUnknownRepo):
 		r.AddedAt = time.Now().UTC()
 	default:
@@ -150,11 +225,11 @@ func (s *store) state(id wire.RepoID) (repoState, error) {
 	if err != nil {
 		return repoState{}, err
 	}
-	mirror, err := s.db.MirrorRefs(id)
+	m, ok, err := s.db.Mirror(id)
 	if err != nil {
 		return repoState{}, err
 	}
-	return repoState{Repo: r, Mirror: mirror}, nil
+	return repoState{Repo: r, Mirror: mirrorState{Mirror: m, OK: ok}}, nil
 }
 
 func (s *store) states() ([]repoState, error) {
@@ -164,11 +239,11 @@ func (s *store) states() ([]repoState, error) {
 	}
 	out := make([]repoState, 0, len(repos))
 	for _, r := range repos {
-		mirror, err := s.db.MirrorRefs(r.ID)
+		m, ok, err := s.db.Mirror(r.ID)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, repoState{Repo: r, Mirror: mirror})
+		out = append(out, repoState{Repo: r, Mirror: mirrorState{Mirror: m, OK: ok}})
 	}
 	return out, nil
 }

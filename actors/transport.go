@@ -114,7 +114,8 @@ const (
 	// which the other side has most likely lost (a restart).
 	crossedWindow  = 3 * time.Second
 	maxPeerStreams = 16
-	maxTargets     = 4096 // addresses remembered for dialing; discovered ones past it are ignored
+	streamWindow   = 4 << 20 // the most a stream may have in flight unread
+	maxTargets     = 4096    // addresses remembered for dialing; discovered ones past it are ignored
 )
 
 // transport owns the node's one quic.Transport (one UDP socket, used both to
@@ -127,6 +128,7 @@ type transport struct {
 	maxPeers  int
 	store     *actor.PID
 	gossip    *actor.PID
+	sync      *actor.PID // told of peers up and down, as gossip is; handed incoming transfer streams
 	log       *slog.Logger
 
 	udp        *net.UDPConn
@@ -195,6 +197,13 @@ func newTransport(cfg Config, key ed25519.PrivateKey, id wire.NodeID, udp *net.U
 		KeepAlivePeriod:       keepAlive,
 		MaxIncomingStreams:    maxPeerStreams,
 		MaxIncomingUniStreams: -1,
+		// Each stream has its own flow-control window, and the connection's
+		// is larger than all of them together: a transfer whose reader
+		// stalls fills its own window and never starves the control stream.
+		InitialStreamReceiveWindow:     512 << 10,
+		MaxStreamReceiveWindow:         streamWindow,
+		InitialConnectionReceiveWindow: 1 << 20,
+		MaxConnectionReceiveWindow:     (maxPeerStreams + 2) * streamWindow,
 	}
 	serverTLS, err := wire.ServerConfig(key)
 	if err != nil {
@@ -451,7 +460,7 @@ func (t *transport) retry(ctx actor.Context, d *dialTarget) {
 func (t *transport) spawnPeer(ctx actor.Context, conn *quic.Conn, outbound bool, id wire.NodeID, target string) {
 	t.nextPeer++
 	name := fmt.Sprintf("peer-%s-%d", id, t.nextPeer)
-	pid := spawnChild(ctx, name, func() actor.Actor { return newPeer(conn, outbound, id, t.local, t.gossip, t.log) })
+	pid := spawnChild(ctx, name, func() actor.Actor { return newPeer(conn, outbound, id, t.local, t.gossip, t.sync, t.log) })
 	t.peers[pid] = &link{id: id, outbound: outbound, target: target, addrs: []string{conn.RemoteAddr().String()}}
 }
 
@@ -577,9 +586,13 @@ func (t *transport) onPeerGone(ctx actor.Context, pid *actor.PID) {
 	t.fill(ctx)
 }
 
+// notify tells gossip and sync of a peer up or down: the transport owns
+// the set of connections, they follow its events.
 func (t *transport) notify(ctx actor.Context, msg any) {
-	if t.gossip != nil {
-		ctx.Send(t.gossip, msg)
+	for _, pid := range []*actor.PID{t.gossip, t.sync} {
+		if pid != nil {
+			ctx.Send(pid, msg)
+		}
 	}
 }
 

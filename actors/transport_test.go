@@ -53,8 +53,8 @@ func TestTransport_rejectsHostilePeers(t *testing.T) {
 		{name: "declared length over 1 MiB", send: tooLarge, want: wire.ErrorCode_ERROR_FRAME_TOO_LARGE},
 		{name: "declared length 1 TiB", send: huge, want: wire.ErrorCode_ERROR_FRAME_TOO_LARGE},
 		{name: "length varint overflows", send: bytes.Repeat([]byte{0xff}, 11), want: wire.ErrorCode_ERROR_FRAME_TOO_LARGE},
-		{name: "hello with another key's did", send: helloBytes(t, 1, otherDID(t)), want: wire.ErrorCode_ERROR_IDENTITY},
-		{name: "hello with empty did", send: helloBytes(t, 1, ""), want: wire.ErrorCode_ERROR_IDENTITY},
+		{name: "hello with another key's did", send: helloBytes(t, wire.ProtocolVersion, otherDID(t)), want: wire.ErrorCode_ERROR_IDENTITY},
+		{name: "hello with empty did", send: helloBytes(t, wire.ProtocolVersion, ""), want: wire.ErrorCode_ERROR_IDENTITY},
 		{name: "hello with protocol 99", send: nil /* set below */, want: wire.ErrorCode_ERROR_VERSION},
 		{name: "hello with protocol 0", send: nil /* set below */, want: wire.ErrorCode_ERROR_VERSION},
 		{name: "hello with an escape sequence in the alias", send: nil /* set below */, want: wire.ErrorCode_ERROR_PROTOCOL},
@@ -81,7 +81,7 @@ func TestTransport_rejectsHostilePeers(t *testing.T) {
 				send = helloBytes(t, wire.ProtocolVersion, id.String())
 			}
 			conn := dial(t, addr, key, n.ID)
-			stream := openStream(t, conn)
+			stream := openControlStream(t, conn)
 			if tc.afterHello {
 				sendHello(t, stream, id)
 				if _, err := readHello(bufio.NewReader(stream)); err != nil {
@@ -137,7 +137,7 @@ func TestTransport_handshakeTimeout(t *testing.T) {
 	}{
 		{name: "no stream"},
 		{name: "half a length prefix", send: []byte{0x80}},
-		{name: "length and part of a hello", send: helloBytes(t, 1, otherDID(t))[:5]},
+		{name: "length and part of a hello", send: helloBytes(t, wire.ProtocolVersion, otherDID(t))[:5]},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -544,7 +544,7 @@ func dial(t *testing.T, addr string, key ed25519.PrivateKey, expect wire.NodeID)
 	return conn
 }
 
-func openStream(t *testing.T, conn *quic.Conn) *quic.Stream {
+func openControlStream(t *testing.T, conn *quic.Conn) *quic.Stream {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -622,7 +622,7 @@ func exchangeHello(t *testing.T, n *Node, addr string) (wire.NodeID, *quic.Conn,
 	t.Helper()
 	key, id := newKey(t)
 	conn := dial(t, addr, key, n.ID)
-	stream := openStream(t, conn)
+	stream := openControlStream(t, conn)
 	sendHello(t, stream, id)
 	hello, err := readHello(bufio.NewReader(stream))
 	if err != nil {
@@ -731,7 +731,7 @@ func TestHardening1_frameSizedAnnouncement(t *testing.T) {
 	n, addr, logs := startNode(t, "victim")
 	key, id := newKey(t)
 	conn := dial(t, addr, key, n.ID)
-	stream := openStream(t, conn)
+	stream := openControlStream(t, conn)
 	sendHello(t, stream, id)
 	if _, err := readHello(bufio.NewReader(stream)); err != nil {
 		t.Fatalf("read the node's hello: %v", err)

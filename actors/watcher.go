@@ -31,6 +31,7 @@ type (
 // repository whose files changed. It runs in a goroutine; ticks that come
 // while one runs are skipped.
 type watcher struct {
+	root     string
 	interval time.Duration
 	store    *actor.PID
 	gossip   *actor.PID
@@ -73,8 +74,9 @@ func (w *watcher) Receive(ctx actor.Context) {
 			}
 			self, root := ctx.Self(), ctx.ActorSystem().Root
 			stamps := maps.Clone(w.stamps)
+			dir := w.root
 			go func() {
-				changed, failed, stamps := readChanges(own, stamps)
+				changed, failed, stamps := readChanges(dir, own, stamps)
 				root.Send(self, &refsRead{changed: changed, failed: failed, stamps: stamps})
 			}()
 		})
@@ -122,13 +124,13 @@ func (w *watcher) report(failed map[wire.RepoID]error) {
 // readChanges returns the repositories whose refs or default branch differ
 // from their record, those that could not be read, and the stamps to compare
 // with next time. Git runs only where the stamp moved. It blocks.
-func readChanges(repos []persist.Repo, prev map[wire.RepoID]refsStamp) ([]persist.Repo, map[wire.RepoID]error, map[wire.RepoID]refsStamp) {
+func readChanges(root string, repos []persist.Repo, prev map[wire.RepoID]refsStamp) ([]persist.Repo, map[wire.RepoID]error, map[wire.RepoID]refsStamp) {
 	var changed []persist.Repo
 	failed := map[wire.RepoID]error{}
 	next := map[wire.RepoID]refsStamp{}
 	for _, r := range repos {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		st, err := readChange(ctx, r, prev[r.ID])
+		st, err := readChange(ctx, root, r, prev[r.ID])
 		cancel()
 		switch {
 		case err != nil:
@@ -148,7 +150,10 @@ type change struct {
 	changed *persist.Repo
 }
 
-func readChange(ctx context.Context, r persist.Repo, prev refsStamp) (change, error) {
+// readChange fetches a repository whose ref files moved into its mirror
+// (the node serves the mirror, never the moving working tree) and reports
+// the mirror's refs when they differ from the record.
+func readChange(ctx context.Context, root string, r persist.Repo, prev refsStamp) (change, error) {
 	g := persist.GitRepo{Dir: r.Path}
 	st := prev
 	if st.path != r.Path {
@@ -163,11 +168,15 @@ func readChange(ctx context.Context, r persist.Repo, prev refsStamp) (change, er
 		return change{stamp: st}, nil
 	}
 	st.stamp = stamp
-	refs, err := g.Refs(ctx)
+	branch, err := g.DefaultBranch(ctx)
 	if err != nil {
 		return change{}, err
 	}
-	branch, err := g.DefaultBranch(ctx)
+	mirror, err := persist.InitMirror(ctx, persist.MirrorPath(root, r.ID), branch)
+	if err != nil {
+		return change{}, err
+	}
+	refs, err := mirror.MirrorFrom(ctx, r.Path)
 	if err != nil {
 		return change{}, err
 	}

@@ -11,6 +11,12 @@
 //	                             computed here without menode's code
 //	repoid VAR REPO DID          set VAR to the did:repo that REPO created by DID must have,
 //	                             computed here without menode's code
+//	cmprefs A B                  the branches and tags of git repositories A and B are the same
+//	                             (names and object IDs, tag objects included)
+//	cmpclone SRC CLONE           CLONE (made by repo clone) has SRC's branches as
+//	                             refs/remotes/menode/*, SRC's tags, and SRC's HEAD checked out
+//	jsonunder FIELD FACTOR FILE  the number FIELD in the last stdout (JSON) is under FACTOR
+//	                             times the size of FILE
 package scenarios
 
 import (
@@ -19,6 +25,7 @@ import (
 	"crypto/sha3"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"net"
@@ -27,6 +34,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -85,6 +93,9 @@ func TestScenarios(t *testing.T) {
 			"stdout2env": cmdStdout2Env,
 			"keydid":     cmdKeyDID,
 			"repoid":     cmdRepoID,
+			"cmprefs":    cmdCmpRefs,
+			"cmpclone":   cmdCmpClone,
+			"jsonunder":  cmdJSONUnder,
 		},
 	})
 }
@@ -165,4 +176,85 @@ func cmdRepoID(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	sum := sha3.Sum256(append(root, raw[2:]...))
 	ts.Setenv(args[0], "did:repo:z"+base58.Encode(append([]byte{0x16, 0x20}, sum[:]...)))
+}
+
+// gitRefs returns refname -> object ID under the given prefixes of the
+// repository at dir.
+func gitRefs(ts *testscript.TestScript, dir string, prefixes ...string) map[string]string {
+	out, err := exec.Command("git", append([]string{"-C", ts.MkAbs(dir), "for-each-ref", "--format=%(objectname) %(refname)"}, prefixes...)...).Output()
+	ts.Check(err)
+	refs := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if id, name, ok := strings.Cut(line, " "); ok {
+			refs[name] = id
+		}
+	}
+	return refs
+}
+
+func sameRefMaps(ts *testscript.TestScript, what string, want, got map[string]string) {
+	for name, id := range want {
+		if got[name] != id {
+			ts.Fatalf("%s: %s is %q, want %s", what, name, got[name], id)
+		}
+	}
+	for name := range got {
+		if _, ok := want[name]; !ok {
+			ts.Fatalf("%s: unexpected %s", what, name)
+		}
+	}
+}
+
+func cmdCmpRefs(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: cmprefs A B")
+	}
+	sameRefMaps(ts, args[1], gitRefs(ts, args[0], "refs/heads", "refs/tags"), gitRefs(ts, args[1], "refs/heads", "refs/tags"))
+}
+
+func cmdCmpClone(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: cmpclone SRC CLONE")
+	}
+	src, clone := args[0], args[1]
+	want := map[string]string{}
+	for name, id := range gitRefs(ts, src, "refs/heads") {
+		want["refs/remotes/menode/"+strings.TrimPrefix(name, "refs/heads/")] = id
+	}
+	got := gitRefs(ts, clone, "refs/remotes/menode")
+	delete(got, "refs/remotes/menode/HEAD")
+	sameRefMaps(ts, clone+" branches", want, got)
+	sameRefMaps(ts, clone+" tags", gitRefs(ts, src, "refs/tags"), gitRefs(ts, clone, "refs/tags"))
+	head := func(dir string, args ...string) string {
+		out, err := exec.Command("git", append([]string{"-C", ts.MkAbs(dir)}, args...)...).Output()
+		ts.Check(err)
+		return strings.TrimSpace(string(out))
+	}
+	if s, c := head(src, "symbolic-ref", "HEAD"), head(clone, "symbolic-ref", "HEAD"); s != c {
+		ts.Fatalf("%s HEAD is %s, want %s", clone, c, s)
+	}
+	if s, c := head(src, "rev-parse", "HEAD"), head(clone, "rev-parse", "HEAD"); s != c {
+		ts.Fatalf("%s HEAD at %s, want %s", clone, c, s)
+	}
+}
+
+func cmdJSONUnder(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 {
+		ts.Fatalf("usage: jsonunder FIELD FACTOR FILE")
+	}
+	var doc map[string]any
+	ts.Check(json.Unmarshal([]byte(ts.ReadFile("stdout")), &doc))
+	n, ok := doc[args[0]].(float64)
+	if !ok {
+		ts.Fatalf("stdout has no number %q", args[0])
+	}
+	factor, err := strconv.ParseFloat(args[1], 64)
+	ts.Check(err)
+	fi, err := os.Stat(ts.MkAbs(args[2]))
+	ts.Check(err)
+	limit := factor * float64(fi.Size())
+	ts.Logf("%s = %.0f, limit %.0f (%s x %d bytes)", args[0], n, limit, args[1], fi.Size())
+	if n >= limit {
+		ts.Fatalf("%s = %.0f, not under %.0f", args[0], n, limit)
+	}
 }

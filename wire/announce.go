@@ -394,3 +394,18 @@ func isCommitID(s string) bool {
 	}
 	return true
 }
+
+// SafeText makes text from the network safe to log or print: control and
+// format characters (escape sequences, bidi overrides) become U+FFFD, and
+// it is cut to 256 bytes.
+func SafeText(s string) string {
+	if len(s) > 256 {
+		s = s[:256]
+	}
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == utf8.RuneError {
+			return utf8.RuneError
+		}
+		return r
+	}, strings.ToValidUTF8(s, string(utf8.RuneError)))
+}

@@ -24,7 +24,12 @@ type runCmd struct {
 	MaxPeers       int           `default:"8" help:"Outbound connections to keep to nodes learned by gossip."`
 	GossipInterval time.Duration `default:"10s" help:"Re-announce this node's state this often."`
 	WatchInterval  time.Duration `default:"2s" help:"Poll owned repositories for new refs this often."`
-	SyncInterval   time.Duration `default:"60s" help:"Check repositories for newer data this often (bundle sync: not yet)."`
+	SyncInterval   time.Duration `default:"60s" help:"Check every repository for newer refs this often (new announcements trigger a sync at once)."`
+	MaxFetches     int           `default:"4" help:"Bundle transfers fetched at the same time."`
+	MaxUploads     int           `default:"8" help:"Bundle transfers served at the same time; more requests are refused as busy."`
+	MaxUploadRate  byteSize      `default:"0" help:"Bytes per second sent by all uploads together, e.g. 10MiB (0: unlimited)."`
+	MaxBundleSize  byteSize      `default:"10GiB" help:"Largest bundle accepted from a peer."`
+	CacheSize      byteSize      `default:"1GiB" help:"Bytes of served bundles kept in ROOT/cache for other requesters and resumes."`
 }
 
 type nodeCmd struct {
@@ -51,6 +56,9 @@ func (c *runCmd) Run(e *env) error {
 	if c.MaxPeers < 1 || c.GossipInterval <= 0 || c.WatchInterval <= 0 || c.SyncInterval <= 0 {
 		return usageError{fmt.Errorf("--max-peers and the intervals must be positive")}
 	}
+	if c.MaxFetches < 1 || c.MaxUploads < 1 || c.MaxBundleSize < 1 || c.CacheSize < 1 {
+		return usageError{fmt.Errorf("--max-fetches, --max-uploads, --max-bundle-size and --cache-size must be positive")}
+	}
 	for _, a := range c.AnnounceAddr {
 		if err := wire.CheckDialAddr(a); err != nil {
 			return usageError{fmt.Errorf("--announce-addr %s: %w", a, err)}
@@ -60,6 +68,8 @@ func (c *runCmd) Run(e *env) error {
 		Root: e.root, Alias: c.Alias, Addr: c.Addr, AnnounceAddrs: c.AnnounceAddr,
 		Bootstrap: boot, MaxPeers: c.MaxPeers, GossipInterval: c.GossipInterval,
 		WatchInterval: c.WatchInterval, Logger: e.log,
+		SyncInterval: c.SyncInterval, MaxFetches: c.MaxFetches, MaxUploads: c.MaxUploads,
+		MaxUploadRate: int64(c.MaxUploadRate), MaxBundleSize: int64(c.MaxBundleSize), MaxCacheSize: int64(c.CacheSize),
 	})
 	if err != nil {
 		return err
@@ -108,4 +118,30 @@ func checkHostPort(addr string) (int, error) {
 		return 0, fmt.Errorf("address %q: bad port %q", addr, port)
 	}
 	return p, nil
+}
+
+// byteSize is a flag value in bytes: a number with an optional unit
+// (B, KB/KiB, MB/MiB, GB/GiB; KB and KiB both mean 1024).
+type byteSize int64
+
+func (b *byteSize) UnmarshalText(text []byte) error {
+	s := strings.TrimSpace(string(text))
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"GB", 1 << 30}, {"G", 1 << 30}, {"MiB", 1 << 20}, {"MB", 1 << 20}, {"M", 1 << 20},
+		{"KiB", 1 << 10}, {"KB", 1 << 10}, {"K", 1 << 10}, {"B", 1}}
+	mult := int64(1)
+	for _, u := range units {
+		if rest, ok := strings.CutSuffix(s, u.suffix); ok {
+			s, mult = strings.TrimSpace(rest), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return fmt.Errorf("%q is not a size in bytes (e.g. 512KiB, 10MiB, 2GiB)", text)
+	}
+	*b = byteSize(n * mult)
+	return nil
 }

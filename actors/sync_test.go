@@ -1,0 +1,129 @@
+package actors
+
+import (
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/menode/menode/wire"
+)
+
+// These tests run whole nodes in process on loopback QUIC, with real git
+// and real bbolt files in temp dirs.
+
+// startSyncNode starts a node with short sync timers; tweak adjusts its config.
+func startSyncNode(t *testing.T, alias string, tweak func(*Config), boot ...Bootstrap) (*Node, string, *syncBuffer) {
+	t.Helper()
+	logs := &syncBuffer{}
+	cfg := Config{
+		Root: t.TempDir(), Addr: "127.0.0.1:0", Alias: alias, Bootstrap: boot,
+		WatchInterval: 100 * time.Millisecond, SyncInterval: 500 * time.Millisecond,
+		SyncBackoff: 100 * time.Millisecond,
+		Logger:      slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	n, err := Start(cfg)
+	if err != nil {
+		t.Fatalf("start %s: %v", alias, err)
+	}
+	t.Cleanup(func() {
+		n.Stop()
+		if t.Failed() {
+			t.Logf("log of %s:\n%s", alias, logs.String())
+		}
+	})
+	s := status(t, n)
+	return n, s.Listen[0], logs
+}
+
+// gitT runs git in dir with a fixed identity and returns its trimmed output.
+func gitT(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("git", append([]string{"-C", dir}, args...)...)
+	cmd.Env = append(os.Environ(), "GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1",
+		"GIT_AUTHOR_NAME=Test", "GIT_AUTHOR_EMAIL=test@example.com",
+		"GIT_COMMITTER_NAME=Test", "GIT_COMMITTER_EMAIL=test@example.com")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func repoView(t *testing.T, n *Node, id wire.RepoID) (RepoView, bool) {
+	t.Helper()
+	res, err := n.Request(&ShowRepo{ID: id})
+	if err != nil {
+		return RepoView{}, false
+	}
+	return res.(RepoView), true
+}
+
+func waitSynced(t *testing.T, n *Node, id wire.RepoID, refs map[string]string, within time.Duration) {
+	t.Helper()
+	eventually(t, within, "mirror synced", func() bool {
+		v, ok := repoView(t, n, id)
+		return ok && v.Status == StatusSynced && sameRefs(v.MirrorRefs, refs)
+	})
+}
+
+// TestSync_incrementalUpdate: after a first sync of a repository with over
+// 5 MB of history and 20 annotated tags, a one-commit update moves less
+// than 5 % of the full bundle's bytes.
+func TestSync_incrementalUpdate(t *testing.T) {
+	t.Parallel()
+	src := filepath.Join(t.TempDir(), "src")
+	gitT(t, filepath.Dir(src), "init", "-q", "-b", "main", src)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range 20 {
+		blob := make([]byte, 300<<10)
+		for j := range blob {
+			blob[j] = byte(rng.Uint32())
+		}
+		if err := os.WriteFile(filepath.Join(src, fmt.Sprintf("f%02d.bin", i)), blob, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		gitT(t, src, "add", ".")
+		gitT(t, src, "commit", "-q", "-m", fmt.Sprintf("commit %d", i))
+		gitT(t, src, "tag", "-a", "-m", "release", fmt.Sprintf("v%d", i))
+	}
+	gitT(t, src, "branch", "side", "HEAD~3")
+
+	n1, addr1, _ := startSyncNode(t, "n1", nil)
+	n2, _, _ := startSyncNode(t, "n2", nil, Bootstrap{ID: n1.ID, Addr: addr1})
+	res, err := n1.Request(&AddRepo{Path: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := res.(RepoView).ID
+	waitSynced(t, n2, id, res.(RepoView).Refs, 30*time.Second)
+	first := status(t, n2).BytesReceived
+	if first < 5<<20 {
+		t.Fatalf("first sync received %d bytes; the test needs over 5 MB of history", first)
+	}
+
+	if err := os.WriteFile(filepath.Join(src, "f00.bin"), []byte("changed\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	gitT(t, src, "commit", "-q", "-am", "one more")
+	head := gitT(t, src, "rev-parse", "HEAD")
+	eventually(t, 30*time.Second, "the update reaches n2's mirror", func() bool {
+		v, ok := repoView(t, n2, id)
+		return ok && v.Status == StatusSynced && v.MirrorRefs["refs/heads/main"] == head
+	})
+	second := status(t, n2).BytesReceived - first
+	t.Logf("first sync %d bytes, update %d bytes (%.2f %%)", first, second, 100*float64(second)/float64(first))
+	if second <= 0 || second*20 >= first {
+		t.Errorf("update moved %d bytes, want over 0 and under 5 %% of %d", second, first)
+	}
+	mirror := filepath.Join(status(t, n2).Root, "repos", id.String()+".git")
+	gitT(t, mirror, "fsck", "--strict")
+}

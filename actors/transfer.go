@@ -1,0 +1,607 @@
+package actors
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/quic-go/quic-go"
+	"golang.org/x/time/rate"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/menode/menode/persist"
+	"github.com/menode/menode/wire"
+)
+
+// Messages of a transfer actor. Each transfer actor runs one bundle
+// transfer, serving or fetching, in a goroutine that reports back here; it
+// watches the peer actor whose connection carries it and ends when that
+// peer goes. What it achieved goes to its parent, the sync actor.
+type (
+	// fetchStarted: the server named the bundle (for resume).
+	fetchStarted struct {
+		bundleID []byte
+		size     int64
+	}
+	// fetchProgress: bytes of the bundle held so far.
+	fetchProgress struct {
+		bytes, size int64
+		phase       string
+	}
+	// fetchResult: the fetch goroutine ended.
+	fetchResult struct {
+		mirror persist.Mirror // on success: what the mirror now holds
+		err    error
+		// keep: the .part and its record stay for a resume (the transfer
+		// was cut, not wrong).
+		keep    bool
+		blame   bool  // the peer sent something wrong
+		bytesIn int64 // bundle bytes received over the network
+	}
+	// serveResult: the serve goroutine ended.
+	serveResult struct {
+		bytesOut int64
+		err      error
+	}
+)
+
+// Messages a transfer actor sends to sync.
+type (
+	// transferStatus reports a fetch's progress.
+	transferStatus struct {
+		Repo        wire.RepoID
+		Peer        wire.NodeID
+		Bytes, Size int64
+		Phase       string
+	}
+	// transferEnded reports how a transfer ended.
+	transferEnded struct {
+		PID     *actor.PID // the transfer actor: sync stops it
+		Repo    wire.RepoID
+		Peer    wire.NodeID
+		Serving bool
+		Err     error
+		Blame   bool            // count the failure against Peer
+		Mirror  *persist.Mirror // a fetch that succeeded: the new mirror state (recorded)
+		BytesIn int64
+		Bytes   int64 // served
+	}
+)
+
+// errBadPeer marks a fetch failure that is the serving peer's fault.
+var errBadPeer = errors.New("peer sent bad data")
+
+// transferError is a TransferError frame received or to be sent.
+type transferError struct {
+	code wire.TransferErrorCode
+	msg  string
+}
+
+func (e *transferError) Error() string {
+	return fmt.Sprintf("%s: %s", e.code, wire.SafeText(e.msg))
+}
+
+// fetchJob is what a fetching transfer needs to know.
+type fetchJob struct {
+	want      persist.Repo     // the creator-signed state wanted
+	mirror    persist.Mirror   // what the mirror holds now (zero when none)
+	resume    persist.Transfer // an interrupted receive of the same refs, if any
+	peer      wire.NodeID
+	peerPID   *actor.PID
+	root      string
+	maxBundle int64
+	rate      *rate.Limiter // receive rate (tests throttle with it); nil: unlimited
+}
+
+// fetcher is a transfer actor that fetches one bundle into a mirror.
+type fetcher struct {
+	job    fetchJob
+	store  *actor.PID
+	log    *slog.Logger
+	cancel context.CancelFunc
+	done   bool
+}
+
+// server is a transfer actor that serves one bundle from a mirror.
+type server struct {
+	in     *streamIn
+	root   string
+	store  *actor.PID
+	rate   *rate.Limiter // shared upload cap; nil: unlimited
+	busy   bool          // over the upload cap: refuse
+	log    *slog.Logger
+	cancel context.CancelFunc
+	done   bool
+}
+
+func partPath(root string, id wire.RepoID) string {
+	return filepath.Join(root, "tmp", id.String()+".part")
+}
+
+func (f *fetcher) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		ctx.Watch(f.job.peerPID)
+		runCtx, cancel := context.WithCancel(context.Background())
+		f.cancel = cancel
+		ask(ctx, f.job.peerPID, &openStream{}, func(res any, err error) {
+			if err != nil {
+				f.finish(ctx, &fetchResult{err: err, keep: true})
+				return
+			}
+			self, root := ctx.Self(), ctx.ActorSystem().Root
+			job := f.job
+			go func() {
+				res := fetch(runCtx, res.(*quic.Stream), job, func(m any) { root.Send(self, m) })
+				root.Send(self, res)
+			}()
+		})
+	case *fetchStarted:
+		ctx.Send(f.store, saveTransfer{Transfer: persist.Transfer{
+			Repo: f.job.want.ID, BundleID: m.bundleID, RefsHash: refsHashBytes(f.job.want.Refs),
+			Peer: f.job.peer, Size: m.size, StartedAt: time.Now().UTC(),
+		}})
+	case *fetchProgress:
+		ctx.Send(ctx.Parent(), &transferStatus{Repo: f.job.want.ID, Peer: f.job.peer, Bytes: m.bytes, Size: m.size, Phase: m.phase})
+	case *fetchResult:
+		f.finish(ctx, m)
+	case *actor.Terminated:
+		// The peer's connection is gone, and the stream with it.
+		f.cancel()
+	case *actor.Stopping:
+		if f.cancel != nil {
+			f.cancel()
+		}
+	case actor.SystemMessage, actor.AutoReceiveMessage:
+	default:
+		f.log.Debug("fetch: unexpected message", "type", fmt.Sprintf("%T", m))
+	}
+}
+
+// finish records the outcome (the mirror state first: nothing is reported
+// synced that is not recorded) and tells sync, which stops this actor
+// (stopping itself, its Terminated could overtake the report: protoactor
+// delivers system messages first).
+func (f *fetcher) finish(ctx actor.Context, m *fetchResult) {
+	if f.done {
+		return
+	}
+	f.done = true
+	id := f.job.want.ID
+	end := &transferEnded{PID: ctx.Self(), Repo: id, Peer: f.job.peer, Err: m.err, Blame: m.blame, BytesIn: m.bytesIn}
+	if m.err != nil {
+		if !m.keep {
+			_ = os.Remove(partPath(f.job.root, id))
+			ctx.Send(f.store, deleteTransfer{ID: id})
+		}
+		ctx.Send(ctx.Parent(), end)
+		return
+	}
+	ask(ctx, f.store, saveMirror{ID: id, Mirror: m.mirror}, func(_ any, err error) {
+		if err != nil {
+			end.Err = fmt.Errorf("record mirror: %w", err)
+		} else {
+			end.Mirror = &m.mirror
+		}
+		ctx.Send(f.store, deleteTransfer{ID: id})
+		ctx.Send(ctx.Parent(), end)
+	})
+}
+
+// fetch runs one fetch over stream: request, receive into the .part file,
+// check, apply to the mirror. It blocks; report sends to the actor.
+func fetch(ctx context.Context, s *quic.Stream, job fetchJob, report func(any)) (res *fetchResult) {
+	res = &fetchResult{}
+	// Cancelling ctx (the actor stops, the peer went) aborts the stream.
+	stop := context.AfterFunc(ctx, func() {
+		s.CancelRead(quic.StreamErrorCode(wire.TransferErrorCode_TRANSFER_UNSPECIFIED))
+		s.CancelWrite(quic.StreamErrorCode(wire.TransferErrorCode_TRANSFER_UNSPECIFIED))
+	})
+	defer stop()
+	defer func() {
+		if res.err != nil && ctx.Err() != nil {
+			res.keep = true // cut, not wrong
+		}
+	}()
+	id := job.want.ID
+	wantHash := wire.RefsHash(job.want.Refs)
+	part := partPath(job.root, id)
+	if err := os.MkdirAll(filepath.Dir(part), 0o700); err != nil {
+		return &fetchResult{err: err}
+	}
+
+	req := &wire.TransferRequest{RepoId: id.String(), RefsHash: wantHash[:], Haves: haves(job.mirror.Refs)}
+	held := int64(0)
+	if fi, err := os.Stat(part); err == nil && len(job.resume.BundleID) == wire.BundleIDSize &&
+		string(job.resume.RefsHash) == string(wantHash[:]) {
+		held = fi.Size()
+		req.ResumeBundleId, req.ResumeOffset = job.resume.BundleID, uint64(held)
+	}
+	if err := wire.WriteFrame(s, &wire.Frame{Body: &wire.Frame_TransferRequest{TransferRequest: req}}); err != nil {
+		return &fetchResult{err: fmt.Errorf("send request: %w", err), keep: true}
+	}
+	// The request is all we send: close our side now.
+	_ = s.Close()
+	r := bufio.NewReader(s)
+	bad := func(format string, args ...any) *fetchResult {
+		return &fetchResult{err: fmt.Errorf("%w: "+format, append([]any{errBadPeer}, args...)...), blame: true}
+	}
+
+	frame, err := wire.ReadFrame(r)
+	if err != nil {
+		return &fetchResult{err: fmt.Errorf("read start: %w", err), keep: true}
+	}
+	if e := frame.GetTransferError(); e != nil {
+		return &fetchResult{err: &transferError{code: e.Code, msg: e.Message}, keep: true}
+	}
+	start := frame.GetTransferStart()
+	if start == nil {
+		return bad("first frame is %T, not a start", frame.Body)
+	}
+	if err := wire.CheckTransferStart(start, req); err != nil {
+		return bad("%v", err)
+	}
+	if start.Size > uint64(job.maxBundle) {
+		return &fetchResult{err: fmt.Errorf("bundle of %d bytes is over the limit of %d", start.Size, job.maxBundle)}
+	}
+	report(&fetchStarted{bundleID: start.BundleId, size: int64(start.Size)})
+
+	frame, err = wire.ReadFrame(r)
+	if err != nil {
+		return &fetchResult{err: fmt.Errorf("read announcement: %w", err), keep: true}
+	}
+	signed := frame.GetTransferAnnouncement().GetAnnouncement()
+	if signed == nil {
+		return bad("second frame is %T, not the announcement", frame.Body)
+	}
+	ann, err := checkServedAnnouncement(signed, job, wantHash)
+	if err != nil {
+		return bad("%v", err)
+	}
+
+	// The bundle: append to what we hold when the server resumes, else
+	// start over.
+	h := sha256.New()
+	flags := os.O_CREATE | os.O_WRONLY | os.O_TRUNC
+	offset := int64(0)
+	if start.Offset > 0 {
+		if err := hashPrefix(h, part, int64(start.Offset)); err != nil {
+			return &fetchResult{err: fmt.Errorf("resume: %w", err)}
+		}
+		flags, offset = os.O_WRONLY|os.O_APPEND, int64(start.Offset)
+		if err := os.Truncate(part, offset); err != nil {
+			return &fetchResult{err: fmt.Errorf("resume: %w", err)}
+		}
+	}
+	out, err := os.OpenFile(part, flags, 0o600)
+	if err != nil {
+		return &fetchResult{err: err}
+	}
+	defer out.Close()
+	size := int64(start.Size)
+	limit := job.maxBundle
+	if size > 0 {
+		limit = size
+	}
+	lastReport := time.Time{}
+	for {
+		frame, err = wire.ReadFrame(r)
+		if err != nil {
+			res := &fetchResult{err: fmt.Errorf("receive: %w", err), keep: true, bytesIn: res.bytesIn}
+			if errors.Is(err, wire.ErrFrameTooLarge) || errors.Is(err, wire.ErrBadFrame) {
+				res.blame, res.keep = true, false
+			}
+			return res
+		}
+		if e := frame.GetTransferError(); e != nil {
+			return &fetchResult{err: &transferError{code: e.Code, msg: e.Message}, keep: true, bytesIn: res.bytesIn}
+		}
+		if done := frame.GetTransferDone(); done != nil {
+			if start.Empty {
+				if done.Size != 0 || offset != 0 {
+					return bad("empty transfer ended with size %d", done.Size)
+				}
+				break
+			}
+			if int64(done.Size) != offset || (size > 0 && offset != size) {
+				return bad("done says %d bytes, received %d (start said %d)", done.Size, offset, size)
+			}
+			if sum := h.Sum(nil); string(sum) != string(done.Sha256) {
+				return bad("bundle SHA-256 %x, done says %x", sum, done.Sha256)
+			}
+			break
+		}
+		chunk := frame.GetTransferChunk()
+		if chunk == nil || start.Empty {
+			return bad("unexpected %T during the transfer", frame.Body)
+		}
+		if chunk.Offset != uint64(offset) || len(chunk.Data) > wire.MaxChunkData || len(chunk.Data) == 0 {
+			return bad("chunk at %d of %d bytes, expected offset %d", chunk.Offset, len(chunk.Data), offset)
+		}
+		if offset+int64(len(chunk.Data)) > limit {
+			return bad("bundle grows past %d bytes", limit)
+		}
+		if job.rate != nil {
+			if err := job.rate.WaitN(ctx, len(chunk.Data)); err != nil {
+				return &fetchResult{err: err, keep: true, bytesIn: res.bytesIn}
+			}
+		}
+		if _, err := out.Write(chunk.Data); err != nil {
+			return &fetchResult{err: fmt.Errorf("write %s: %w", part, err), keep: true, bytesIn: res.bytesIn}
+		}
+		h.Write(chunk.Data)
+		offset += int64(len(chunk.Data))
+		res.bytesIn += int64(len(chunk.Data))
+		if time.Since(lastReport) > 250*time.Millisecond {
+			lastReport = time.Now()
+			report(&fetchProgress{bytes: offset, size: size, phase: PhaseReceiving})
+		}
+	}
+	if err := out.Sync(); err != nil {
+		return &fetchResult{err: err}
+	}
+	s.CancelRead(0) // both directions are done
+	report(&fetchProgress{bytes: offset, size: offset, phase: PhaseVerifying})
+
+	body := ann.GetRepo()
+	refs := wire.RefsToMap(body.Refs)
+	mirror, err := persist.InitMirror(ctx, persist.MirrorPath(job.root, id), body.DefaultBranch)
+	if err != nil {
+		return &fetchResult{err: err, bytesIn: res.bytesIn}
+	}
+	bundle := part
+	if start.Empty {
+		bundle = ""
+	}
+	if err := mirror.ApplyBundle(ctx, bundle, refs, body.DefaultBranch, persist.DefaultFsckIgnore); err != nil {
+		r := &fetchResult{err: fmt.Errorf("apply bundle: %w", err), bytesIn: res.bytesIn}
+		if errors.Is(err, persist.ErrBadBundle) || errors.Is(err, persist.ErrMissingObjects) {
+			r.err, r.blame = fmt.Errorf("%w: %w", errBadPeer, err), true
+		}
+		return r
+	}
+	_ = os.Remove(part)
+	if err := mirror.MaybeRepack(ctx, 16); err != nil {
+		slog.Debug("repack", "repo", id, "err", err)
+	}
+	raw, err := proto.Marshal(signed)
+	if err != nil {
+		return &fetchResult{err: err}
+	}
+	return &fetchResult{bytesIn: res.bytesIn, mirror: persist.Mirror{
+		Refs: refs, Seq: ann.Seq, Signed: raw, DefaultBranch: body.DefaultBranch, SyncedAt: time.Now().UTC(),
+	}}
+}
+
+// checkServedAnnouncement checks the creator's announcement a seeder sent
+// with its bundle: genuine, by the creator, of this repository, of the refs
+// we asked for, and not older than what the mirror holds (no rollback).
+func checkServedAnnouncement(s *wire.SignedAnnouncement, job fetchJob, wantHash [32]byte) (*wire.Announcement, error) {
+	a, origin, err := wire.OpenAnnouncement(s, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	body := a.GetRepo()
+	switch {
+	case body == nil:
+		return nil, fmt.Errorf("served announcement is not a repository announcement")
+	case origin != job.want.Creator:
+		return nil, fmt.Errorf("served announcement is signed by %s, not the creator %s", origin, job.want.Creator)
+	case body.RepoId != job.want.ID.String():
+		return nil, fmt.Errorf("served announcement is of %s, not %s", wire.SafeText(body.RepoId), job.want.ID)
+	case wire.RefsHash(wire.RefsToMap(body.Refs)) != wantHash:
+		return nil, fmt.Errorf("served announcement is of other refs than asked for")
+	case job.mirror.Seq != 0 && a.Seq <= job.mirror.Seq:
+		return nil, fmt.Errorf("served announcement (seq %d) is not newer than the mirror's (seq %d): a rollback", a.Seq, job.mirror.Seq)
+	}
+	return a, nil
+}
+
+// haves are the objects our mirror's refs point to, tag objects included
+// (or every annotated tag would be sent again).
+func haves(refs map[string]string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, id := range refs {
+		if !seen[id] && len(out) < wire.MaxHaves {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+func hashPrefix(h hash.Hash, path string, n int64) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := io.CopyN(h, f, n); err != nil {
+		return fmt.Errorf("hash the first %d bytes of %s: %w", n, path, err)
+	}
+	return nil
+}
+
+func refsHashBytes(refs map[string]string) []byte {
+	h := wire.RefsHash(refs)
+	return h[:]
+}
+
+// Serving.
+
+func (sv *server) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		ctx.Watch(sv.in.PeerPID)
+		runCtx, cancel := context.WithCancel(context.Background())
+		sv.cancel = cancel
+		sv.start(ctx, runCtx)
+	case *serveResult:
+		sv.finish(ctx, m)
+	case *actor.Terminated:
+		sv.cancel()
+	case *actor.Stopping:
+		if sv.cancel != nil {
+			sv.cancel()
+		}
+	case actor.SystemMessage, actor.AutoReceiveMessage:
+	default:
+		sv.log.Debug("serve: unexpected message", "type", fmt.Sprintf("%T", m))
+	}
+}
+
+// start checks the request against our mirror, gets the bundle from the
+// cache (sync builds it), and sends it from a goroutine.
+func (sv *server) start(ctx actor.Context, runCtx context.Context) {
+	req := sv.in.Request
+	if sv.busy {
+		sv.refuse(ctx, runCtx, wire.TransferErrorCode_TRANSFER_BUSY, "too many uploads at once")
+		return
+	}
+	id, err := wire.CheckTransferRequest(req)
+	if err != nil {
+		sv.refuse(ctx, runCtx, wire.TransferErrorCode_TRANSFER_BAD_REQUEST, err.Error())
+		return
+	}
+	ask(ctx, sv.store, loadMirror{ID: id}, func(res any, err error) {
+		if err != nil {
+			sv.refuse(ctx, runCtx, wire.TransferErrorCode_TRANSFER_INTERNAL, "cannot read the mirror")
+			return
+		}
+		mirror, ok := res.(mirrorState)
+		if !ok || !mirror.OK || len(mirror.Mirror.Signed) == 0 {
+			sv.refuse(ctx, runCtx, wire.TransferErrorCode_TRANSFER_UNKNOWN_REPO, "this node does not hold "+id.String())
+			return
+		}
+		if string(refsHashBytes(mirror.Mirror.Refs)) != string(req.RefsHash) {
+			sv.refuse(ctx, runCtx, wire.TransferErrorCode_TRANSFER_NOT_AVAILABLE, "this node holds other refs of "+id.String())
+			return
+		}
+		signed := new(wire.SignedAnnouncement)
+		if err := proto.Unmarshal(mirror.Mirror.Signed, signed); err != nil {
+			sv.refuse(ctx, runCtx, wire.TransferErrorCode_TRANSFER_INTERNAL, "stored announcement unreadable")
+			return
+		}
+		want := &bundleFor{Repo: id, Refs: mirror.Mirror.Refs, Haves: req.Haves}
+		ask(ctx, ctx.Parent(), want, func(res any, err error) {
+			if err != nil {
+				sv.log.Warn("serve: bundle", "repo", id, "err", err)
+				sv.refuse(ctx, runCtx, wire.TransferErrorCode_TRANSFER_INTERNAL, "cannot build the bundle")
+				return
+			}
+			b := res.(*bundleReady)
+			self, root := ctx.Self(), ctx.ActorSystem().Root
+			in, limiter := sv.in, sv.rate
+			go func() {
+				n, err := sendBundle(runCtx, in.Stream, in.Reader, req, b, signed, limiter)
+				root.Send(self, &serveResult{bytesOut: n, err: err})
+			}()
+		})
+	})
+}
+
+func (sv *server) refuse(ctx actor.Context, runCtx context.Context, code wire.TransferErrorCode, msg string) {
+	self, root := ctx.Self(), ctx.ActorSystem().Root
+	s := sv.in.Stream
+	go func() {
+		_ = s.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		err := wire.WriteFrame(s, &wire.Frame{Body: &wire.Frame_TransferError{TransferError: &wire.TransferError{Code: code, Message: msg}}})
+		_ = s.Close()
+		s.CancelRead(0)
+		if err == nil {
+			err = &transferError{code: code, msg: msg}
+		}
+		root.Send(self, &serveResult{err: err})
+	}()
+}
+
+func (sv *server) finish(ctx actor.Context, m *serveResult) {
+	if sv.done {
+		return
+	}
+	sv.done = true
+	ctx.Send(ctx.Parent(), &transferEnded{PID: ctx.Self(), Repo: repoOf(sv.in.Request), Peer: sv.in.From, Serving: true, Err: m.err, Bytes: m.bytesOut})
+}
+
+func repoOf(req *wire.TransferRequest) wire.RepoID {
+	id, _ := wire.ParseRepoID(req.GetRepoId())
+	return id
+}
+
+// sendBundle writes Start, the announcement, the chunks from the resume
+// point and Done. It blocks.
+func sendBundle(ctx context.Context, s *quic.Stream, r *bufio.Reader, req *wire.TransferRequest, b *bundleReady, signed *wire.SignedAnnouncement, limiter *rate.Limiter) (int64, error) {
+	stop := context.AfterFunc(ctx, func() {
+		s.CancelWrite(quic.StreamErrorCode(wire.TransferErrorCode_TRANSFER_UNSPECIFIED))
+		s.CancelRead(quic.StreamErrorCode(wire.TransferErrorCode_TRANSFER_UNSPECIFIED))
+	})
+	defer stop()
+	f, err := os.Open(b.Path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	size := fi.Size()
+	offset := int64(0)
+	if string(req.ResumeBundleId) == string(b.ID[:]) && int64(req.ResumeOffset) <= size {
+		offset = int64(req.ResumeOffset)
+	}
+	start := &wire.TransferStart{BundleId: b.ID[:], Offset: uint64(offset), Size: uint64(size), Empty: size == 0}
+	if start.Empty {
+		start.Offset = 0
+	}
+	write := func(f *wire.Frame) error { return wire.WriteFrame(s, f) }
+	if err := write(&wire.Frame{Body: &wire.Frame_TransferStart{TransferStart: start}}); err != nil {
+		return 0, err
+	}
+	if err := write(&wire.Frame{Body: &wire.Frame_TransferAnnouncement{TransferAnnouncement: &wire.TransferAnnouncement{Announcement: signed}}}); err != nil {
+		return 0, err
+	}
+	h := sha256.New()
+	if _, err := io.CopyN(h, f, offset); err != nil {
+		return 0, err
+	}
+	sent := int64(0)
+	buf := make([]byte, wire.MaxChunkData)
+	for pos := offset; pos < size; {
+		n, err := io.ReadFull(f, buf[:min(int64(len(buf)), size-pos)])
+		if err != nil {
+			return sent, fmt.Errorf("read %s: %w", b.Path, err)
+		}
+		if limiter != nil {
+			if err := limiter.WaitN(ctx, n); err != nil {
+				return sent, err
+			}
+		}
+		h.Write(buf[:n])
+		if err := write(&wire.Frame{Body: &wire.Frame_TransferChunk{TransferChunk: &wire.TransferChunk{Offset: uint64(pos), Data: buf[:n]}}}); err != nil {
+			return sent, err
+		}
+		pos += int64(n)
+		sent += int64(n)
+	}
+	if err := write(&wire.Frame{Body: &wire.Frame_TransferDone{TransferDone: &wire.TransferDone{Size: uint64(size), Sha256: h.Sum(nil)}}}); err != nil {
+		return sent, err
+	}
+	_ = s.Close()
+	// Wait (bounded) for the receiver to close its side, so the stream's
+	// credit returns to the connection, then release our read side.
+	_ = s.SetReadDeadline(time.Now().Add(30 * time.Second))
+	_, _ = io.Copy(io.Discard, r)
+	s.CancelRead(0)
+	return sent, nil
+}
