@@ -2,23 +2,36 @@
 // exchange typed messages. One file per actor; each file starts with the
 // messages that actor receives.
 //
-//	node (root)       owns config and identity; routes CLI commands       node.go
+//	node (root)       owns config and identity; routes CLI commands       node.go, node_repos.go
 //	 ├─ store         the only code that touches bbolt                     store.go
 //	 ├─ gossip        verify, dedup, store, relay announcements; catch-up  gossip.go
+//	 ├─ sync          scheduler: which repo is behind, which seeder to ask; sync.go
+//	 │   │            bundle cache; spawns and stops transfer actors
+//	 │   └─ fetch-N / serve-N  one per bundle transfer (receiving/serving)  transfer.go
 //	 ├─ transport     the one quic.Transport (UDP socket); dials, redials  transport.go
-//	 │   └─ peer-…    one per QUIC connection: Hello, frames in and out    peer.go
-//	 ├─ watcher       polls owned repositories' refs, asks gossip to announce watcher.go
+//	 │   └─ peer-…    one per QUIC connection: Hello, frames, streams      peer.go
+//	 ├─ watcher       owned repos: fetch a changed one into its mirror,    watcher.go
+//	 │                then ask gossip to announce the mirror's refs
 //	 └─ control       HTTP+JSON API on the unix socket $ROOT/menode.sock   control.go
 //
 // Where a message goes: a frame read by a peer actor that carries gossip goes
 // to gossip; gossip sends frames back through peer actors (sendFrame) and asks
 // the transport, through node, to dial nodes it learned of (dialNode) or to
-// ban one that misbehaves (banNode). The transport tells gossip which peers
-// are up (peerConnected, peerDisconnected). Everything persistent goes to
+// ban one that misbehaves (banNode). Gossip tells sync, through node, of
+// every repository announcement and inventory it accepts (repoAnnounced,
+// inventorySeen); sync tells gossip what its mirrors now hold
+// (mirrorUpdated), which becomes our inventory. The transport tells gossip
+// and sync which peers are up (peerConnected, peerDisconnected). A transfer
+// stream a peer opens to us goes from its peer actor to sync (streamIn),
+// which spawns a serving transfer actor; a fetching transfer actor asks its
+// peer actor for a new stream (openStream). Transfer actors report to sync
+// (transferStatus, transferEnded) and watch their peer actor: when the
+// connection goes, so does the transfer. Everything persistent goes to
 // store.
 //
 // Commands from the CLI are the exported message types in node.go and
-// transport.go (ListPeers). They reach the node either over the control
+// transport.go (ListPeers). Long commands (SyncRepo, CloneRepo, PullRepo)
+// carry a Progress PID that receives *Progress events while they run. They reach the node either over the control
 // socket (a node is running) or from an in-process actor system with only
 // the store and no network (none is): see client.go.
 //

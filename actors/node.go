@@ -124,12 +124,13 @@ type RepoView struct {
 	RootCommit    string            `json:"root_commit"`
 	Seq           uint64            `json:"seq"`
 	UpdatedAt     time.Time         `json:"updated_at"`
-	Percent       float64           `json:"percent,omitempty"` // of the bundle received, while syncing with a known size
-	MirrorRefs    map[string]string `json:"mirror_refs"`       // the refs the local mirror holds
-	Seeders       []wire.NodeID     `json:"seeders"`           // nodes known to serve the signed refs
-	Size          int64             `json:"size"`              // bytes of the mirror on disk
-	Clones        []string          `json:"clones"`            // working clones made by repo clone
-	HasUpdates    bool              `json:"has_updates"`       // a recorded clone is behind the mirror
+	Percent       float64           `json:"percent,omitempty"`  // of the bundle received, while syncing with a known size
+	Received      int64             `json:"received,omitempty"` // bundle bytes held, while syncing
+	MirrorRefs    map[string]string `json:"mirror_refs"`        // the refs the local mirror holds
+	Seeders       []wire.NodeID     `json:"seeders"`            // nodes known to serve the signed refs
+	Size          int64             `json:"size"`               // bytes of the mirror on disk
+	Clones        []string          `json:"clones"`             // working clones made by repo clone
+	HasUpdates    bool              `json:"has_updates"`        // a recorded clone is behind the mirror
 }
 
 // RepoList is the reply to ListRepos.

@@ -327,7 +327,7 @@ func (n *node) views(ctx actor.Context, states []repoState, then func([]RepoView
 				if sv, ok := syncs[st.Repo.ID]; ok {
 					v.Seeders = sv.Seeders
 					if sv.Syncing {
-						v.Status = StatusSyncing
+						v.Status, v.Received = StatusSyncing, sv.Bytes
 						if sv.Size > 0 {
 							v.Percent = float64(sv.Bytes) * 100 / float64(sv.Size)
 						}

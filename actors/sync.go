@@ -54,7 +54,11 @@ type (
 	}
 	bundleReady struct {
 		ID   [32]byte
-		Path string // an empty file means "nothing to send"
+		Path string // the cached bundle; an empty file means "nothing to send"
+		// Build is set while git still writes the bundle: it grows at
+		// Build.temp until Build.done closes (then it is at Path, or
+		// Build.err says why not), and is sent as it grows.
+		Build *bundleBuild
 	}
 	// bundleBuilt: a cache build finished.
 	bundleBuilt struct {
@@ -126,7 +130,7 @@ type syncer struct {
 	inventories map[wire.NodeID]map[wire.RepoID][32]byte
 	fetches     int
 	serving     map[string]bool // serving transfer actors by PID id, until they end
-	building    map[[32]byte][]func(any)
+	building    map[[32]byte]*bundleBuild
 	upload      *rate.Limiter
 	download    *rate.Limiter
 	timers      *scheduler.TimerScheduler
@@ -142,7 +146,7 @@ func newSyncer(cfg Config, store, gossip *actor.PID) *syncer {
 	s := &syncer{
 		cfg: cfg, store: store, gossip: gossip, log: cfg.Logger,
 		repos: map[wire.RepoID]*syncRepo{}, peers: map[wire.NodeID]*actor.PID{},
-		inventories: map[wire.NodeID]map[wire.RepoID][32]byte{}, building: map[[32]byte][]func(any){},
+		inventories: map[wire.NodeID]map[wire.RepoID][32]byte{}, building: map[[32]byte]*bundleBuild{},
 		serving: map[string]bool{},
 	}
 	s.upload, s.download = byteRate(cfg.MaxUploadRate), byteRate(cfg.MaxDownloadRate)
@@ -531,23 +535,40 @@ func (s *syncer) serve(ctx actor.Context, m *streamIn) {
 	s.serving[pid.Id] = true
 }
 
-// bundleFor answers with a cached bundle, building it once however many
-// transfers ask at the same time.
+// bundleBuild is a bundle git is writing. temp is fixed; err is set before
+// done is closed and read only after, so readers in other goroutines see it.
+type bundleBuild struct {
+	temp string
+	done chan struct{}
+	err  error
+}
+
+// bundleFor answers with a cached bundle, or with one being built (each
+// bundle is built once, however many transfers ask for it meanwhile).
 func (s *syncer) bundleFor(ctx actor.Context, m *bundleFor) {
-	reply := replier(ctx)
 	key := bundleKey(m.Repo, m.Refs, m.Haves)
 	path := s.cachePath(key)
 	if _, err := os.Stat(path); err == nil {
 		now := time.Now()
 		_ = os.Chtimes(path, now, now) // recently used: evicted last
-		reply(&bundleReady{ID: key, Path: path})
+		ctx.Respond(&bundleReady{ID: key, Path: path})
 		return
 	}
-	if waiting, ok := s.building[key]; ok {
-		s.building[key] = append(waiting, reply)
+	if b := s.building[key]; b != nil {
+		ctx.Respond(&bundleReady{ID: key, Path: path, Build: b})
 		return
 	}
-	s.building[key] = []func(any){reply}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		ctx.Respond(err)
+		return
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "build-*.tmp")
+	if err != nil {
+		ctx.Respond(err)
+		return
+	}
+	b := &bundleBuild{temp: tmp.Name(), done: make(chan struct{})}
+	s.building[key] = b
 	mirror := persist.GitRepo{Dir: persist.MirrorPath(s.cfg.Root, m.Repo)}
 	names := make([]string, 0, len(m.Refs))
 	for name := range m.Refs {
@@ -557,24 +578,21 @@ func (s *syncer) bundleFor(ctx actor.Context, m *bundleFor) {
 	haves := slices.Clone(m.Haves)
 	self, root := ctx.Self(), ctx.ActorSystem().Root
 	go func() {
-		root.Send(self, &bundleBuilt{key: key, err: buildBundle(mirror, path, names, haves)})
+		b.err = buildBundle(mirror, tmp, path, names, haves)
+		close(b.done)
+		root.Send(self, &bundleBuilt{key: key, err: b.err})
 	}()
+	ctx.Respond(&bundleReady{ID: key, Path: path, Build: b})
 }
 
 func (s *syncer) built(ctx actor.Context, m *bundleBuilt) {
-	waiting := s.building[m.key]
 	delete(s.building, m.key)
-	var res any = &bundleReady{ID: m.key, Path: s.cachePath(m.key)}
 	if m.err != nil {
-		res = m.err
+		s.log.Warn("sync: bundle build failed", "err", m.err)
+		return
 	}
-	for _, reply := range waiting {
-		reply(res)
-	}
-	if m.err == nil {
-		root, limit := s.cfg.Root, s.cfg.MaxCacheSize
-		go evictCache(filepath.Join(root, "cache"), limit)
-	}
+	root, limit := s.cfg.Root, s.cfg.MaxCacheSize
+	go evictCache(filepath.Join(root, "cache"), limit)
 }
 
 func (s *syncer) cachePath(key [32]byte) string {
@@ -614,20 +632,14 @@ func bundleKey(repo wire.RepoID, refs map[string]string, haves []string) [32]byt
 	return key
 }
 
-// buildBundle writes the bundle to path (atomically: a temp file renamed);
-// an empty file when the requester has everything. It blocks.
-func buildBundle(mirror persist.GitRepo, path string, names, haves []string) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "build-*.tmp")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
+// buildBundle has git write the bundle into tmp, then moves it to path
+// (readers that opened tmp keep reading it); an empty file when the
+// requester has everything. It blocks.
+func buildBundle(mirror persist.GitRepo, tmp *os.File, path string, names, haves []string) error {
+	defer os.Remove(tmp.Name()) // a no-op once renamed
 	ctx, cancel := context.WithTimeout(context.Background(), workTimeout)
 	defer cancel()
-	err = mirror.CreateBundle(ctx, tmp, names, haves)
+	err := mirror.CreateBundle(ctx, tmp, names, haves)
 	if errors.Is(err, persist.ErrNothingToSend) {
 		err = tmp.Truncate(0)
 	}

@@ -43,9 +43,10 @@ type (
 		err    error
 		// keep: the .part and its record stay for a resume (the transfer
 		// was cut, not wrong).
-		keep    bool
-		blame   bool  // the peer sent something wrong
-		bytesIn int64 // bundle bytes received over the network
+		keep     bool
+		blame    bool  // the peer sent something wrong
+		tooLarge bool  // the bundle is over our limit
+		bytesIn  int64 // bundle bytes received over the network
 	}
 	// serveResult: the serve goroutine ended.
 	serveResult struct {
@@ -211,6 +212,14 @@ func fetch(ctx context.Context, s *quic.Stream, job fetchJob, report func(any)) 
 		if res.err != nil && ctx.Err() != nil {
 			res.keep = true // cut, not wrong
 		}
+		if res.err != nil {
+			// Tell the server to stop sending: this stream only.
+			code := wire.TransferErrorCode_TRANSFER_BAD_REQUEST
+			if res.tooLarge {
+				code = wire.TransferErrorCode_TRANSFER_TOO_LARGE
+			}
+			s.CancelRead(quic.StreamErrorCode(code))
+		}
 	}()
 	id := job.want.ID
 	wantHash := wire.RefsHash(job.want.Refs)
@@ -251,7 +260,7 @@ func fetch(ctx context.Context, s *quic.Stream, job fetchJob, report func(any)) 
 		return bad("%v", err)
 	}
 	if start.Size > uint64(job.maxBundle) {
-		return &fetchResult{err: fmt.Errorf("bundle of %d bytes is over the limit of %d", start.Size, job.maxBundle)}
+		return &fetchResult{err: fmt.Errorf("bundle of %d bytes is over the limit of %d", start.Size, job.maxBundle), tooLarge: true}
 	}
 	report(&fetchStarted{bundleID: start.BundleId, size: int64(start.Size)})
 
@@ -359,8 +368,8 @@ func fetch(ctx context.Context, s *quic.Stream, job fetchJob, report func(any)) 
 		return &fetchResult{err: err, bytesIn: res.bytesIn}
 	}
 	bundle := part
-	if start.Empty {
-		bundle = ""
+	if start.Empty || offset == 0 {
+		bundle = "" // nothing to send: every object is here already
 	}
 	if err := mirror.ApplyBundle(ctx, bundle, refs, body.DefaultBranch, persist.DefaultFsckIgnore); err != nil {
 		r := &fetchResult{err: fmt.Errorf("apply bundle: %w", err), bytesIn: res.bytesIn}
@@ -539,30 +548,30 @@ func repoOf(req *wire.TransferRequest) wire.RepoID {
 }
 
 // sendBundle writes Start, the announcement, the chunks from the resume
-// point and Done. It blocks.
+// point and Done. A bundle still being built is sent as git writes it: its
+// size and hash then come only in Done, and it cannot be resumed into. It
+// blocks.
 func sendBundle(ctx context.Context, s *quic.Stream, r *bufio.Reader, req *wire.TransferRequest, b *bundleReady, signed *wire.SignedAnnouncement, limiter *rate.Limiter) (int64, error) {
 	stop := context.AfterFunc(ctx, func() {
 		s.CancelWrite(quic.StreamErrorCode(wire.TransferErrorCode_TRANSFER_UNSPECIFIED))
 		s.CancelRead(quic.StreamErrorCode(wire.TransferErrorCode_TRANSFER_UNSPECIFIED))
 	})
 	defer stop()
-	f, err := os.Open(b.Path)
+	f, building, err := openBundle(b)
 	if err != nil {
 		return 0, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return 0, err
-	}
-	size := fi.Size()
-	offset := int64(0)
-	if string(req.ResumeBundleId) == string(b.ID[:]) && int64(req.ResumeOffset) <= size {
-		offset = int64(req.ResumeOffset)
-	}
-	start := &wire.TransferStart{BundleId: b.ID[:], Offset: uint64(offset), Size: uint64(size), Empty: size == 0}
-	if start.Empty {
-		start.Offset = 0
+	start := &wire.TransferStart{BundleId: b.ID[:]}
+	if !building {
+		fi, err := f.Stat()
+		if err != nil {
+			return 0, err
+		}
+		start.Size, start.Empty = uint64(fi.Size()), fi.Size() == 0
+		if string(req.ResumeBundleId) == string(b.ID[:]) && req.ResumeOffset <= start.Size && !start.Empty {
+			start.Offset = req.ResumeOffset
+		}
 	}
 	write := func(f *wire.Frame) error { return wire.WriteFrame(s, f) }
 	if err := write(&wire.Frame{Body: &wire.Frame_TransferStart{TransferStart: start}}); err != nil {
@@ -572,29 +581,51 @@ func sendBundle(ctx context.Context, s *quic.Stream, r *bufio.Reader, req *wire.
 		return 0, err
 	}
 	h := sha256.New()
-	if _, err := io.CopyN(h, f, offset); err != nil {
+	if _, err := io.CopyN(h, f, int64(start.Offset)); err != nil {
 		return 0, err
 	}
-	sent := int64(0)
+	pos, sent := int64(start.Offset), int64(0)
 	buf := make([]byte, wire.MaxChunkData)
-	for pos := offset; pos < size; {
-		n, err := io.ReadFull(f, buf[:min(int64(len(buf)), size-pos)])
-		if err != nil {
-			return sent, fmt.Errorf("read %s: %w", b.Path, err)
-		}
-		if limiter != nil {
-			if err := limiter.WaitN(ctx, n); err != nil {
+	for {
+		n, err := f.Read(buf)
+		if n > 0 {
+			if limiter != nil {
+				if err := limiter.WaitN(ctx, n); err != nil {
+					return sent, err
+				}
+			}
+			h.Write(buf[:n])
+			if err := write(&wire.Frame{Body: &wire.Frame_TransferChunk{TransferChunk: &wire.TransferChunk{Offset: uint64(pos), Data: buf[:n]}}}); err != nil {
 				return sent, err
 			}
+			pos += int64(n)
+			sent += int64(n)
+			continue
 		}
-		h.Write(buf[:n])
-		if err := write(&wire.Frame{Body: &wire.Frame_TransferChunk{TransferChunk: &wire.TransferChunk{Offset: uint64(pos), Data: buf[:n]}}}); err != nil {
-			return sent, err
+		if err != nil && !errors.Is(err, io.EOF) {
+			return sent, fmt.Errorf("read %s: %w", f.Name(), err)
 		}
-		pos += int64(n)
-		sent += int64(n)
+		if !building {
+			break
+		}
+		// At the end of what git wrote so far: wait for more, or its end.
+		select {
+		case <-b.Build.done:
+			if b.Build.err != nil {
+				msg := "cannot build the bundle"
+				_ = write(&wire.Frame{Body: &wire.Frame_TransferError{TransferError: &wire.TransferError{Code: wire.TransferErrorCode_TRANSFER_INTERNAL, Message: msg}}})
+				return sent, fmt.Errorf("build bundle: %w", b.Build.err)
+			}
+			building = false // read what is left, then stop
+		case <-time.After(20 * time.Millisecond):
+		case <-ctx.Done():
+			return sent, ctx.Err()
+		}
 	}
-	if err := write(&wire.Frame{Body: &wire.Frame_TransferDone{TransferDone: &wire.TransferDone{Size: uint64(size), Sha256: h.Sum(nil)}}}); err != nil {
+	if start.Size != 0 && uint64(pos) != start.Size {
+		return sent, fmt.Errorf("bundle %s changed while sent", f.Name())
+	}
+	if err := write(&wire.Frame{Body: &wire.Frame_TransferDone{TransferDone: &wire.TransferDone{Size: uint64(pos), Sha256: h.Sum(nil)}}}); err != nil {
 		return sent, err
 	}
 	_ = s.Close()
@@ -604,4 +635,24 @@ func sendBundle(ctx context.Context, s *quic.Stream, r *bufio.Reader, req *wire.
 	_, _ = io.Copy(io.Discard, r)
 	s.CancelRead(0)
 	return sent, nil
+}
+
+// openBundle opens the bundle b names: the file git is writing while it
+// builds (building is then true), else the cached file.
+func openBundle(b *bundleReady) (f *os.File, building bool, err error) {
+	if b.Build != nil {
+		select {
+		case <-b.Build.done:
+			if b.Build.err != nil {
+				return nil, false, fmt.Errorf("build bundle: %w", b.Build.err)
+			}
+		default:
+			if f, err := os.Open(b.Build.temp); err == nil {
+				return f, true, nil
+			}
+			// Renamed into the cache meanwhile: it is complete.
+		}
+	}
+	f, err = os.Open(b.Path)
+	return f, false, err
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make demo: two nodes on loopback in a temp dir. node1 adds a repository;
-# node2, bootstrapped to node1, learns of it by gossip, then of a new commit.
+# node2, bootstrapped to node1, learns of it by gossip, fetches it, clones
+# it, and pulls a new commit.
 set -euo pipefail
 menode=${MENODE:-$PWD/cmd/menode/menode}
 dir=$(mktemp -d)
@@ -42,13 +43,19 @@ git -C "$dir/work" tag v1
 repo=$("$menode" --root "$dir/n1" repo add --path "$dir/work" --name demo --description 'a demo repository')
 echo "$repo"
 
-say "node2: learns of it by gossip"
-wait_for "$repo" "$menode" --root "$dir/n2" repo list --json
-"$menode" --root "$dir/n2" repo show --repo-id "$repo"
+say "node2: learns of it by gossip and fetches it by itself"
+wait_for '"status": "synced"' "$menode" --root "$dir/n2" repo show --repo-id "$repo" --json
+"$menode" --root "$dir/n2" repo list
 
-say "node1: a new commit; node2 sees the new signed refs"
+say "node2: clones it from its mirror"
+"$menode" --root "$dir/n2" repo clone --repo-id "$repo" --output "$dir/clone"
+git -C "$dir/clone" log --oneline --decorate --all
+
+say "node1: a new commit; node2 fetches it, and the clone pulls it"
 git -C "$dir/work" commit -q --allow-empty -m second
 head=$(git -C "$dir/work" rev-parse main)
-wait_for "$head" "$menode" --root "$dir/n2" repo show --repo-id "$repo"
-"$menode" --root "$dir/n2" repo show --repo-id "$repo"
+wait_for '"has_updates": true' "$menode" --root "$dir/n2" repo show --repo-id "$repo" --json
+"$menode" --root "$dir/n2" repo pull --path "$dir/clone"
+test "$(git -C "$dir/clone" rev-parse HEAD)" = "$head"
+git -C "$dir/clone" log --oneline -1
 say "done"

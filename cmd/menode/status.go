@@ -22,7 +22,11 @@ func (c *statusCmd) Run(e *env) error {
 	if s.Running {
 		state = "running"
 	}
-	fmt.Printf("id:      %s\nalias:   %s\nroot:    %s\nnode:    %s\nlisten:  %v\npeers:   %d\nrepos:   %d\n",
+	fmt.Printf("id:        %s\nalias:     %s\nroot:      %s\nnode:      %s\nlisten:    %v\npeers:     %d\nrepos:     %d\n",
 		s.ID, s.Alias, s.Root, state, s.Listen, s.Peers, s.Repos)
+	if s.Running {
+		fmt.Printf("transfers: %d fetching, %d serving; %s received, %s sent since start\n",
+			s.Fetching, s.Serving, humanBytes(s.BytesReceived), humanBytes(s.BytesSent))
+	}
 	return nil
 }
