@@ -24,6 +24,11 @@ var (
 	// ErrBadAnnouncement is wrapped when a correctly signed announcement breaks
 	// a validity rule, or is not an Announcement at all.
 	ErrBadAnnouncement = errors.New("invalid announcement")
+	// ErrFromFuture is wrapped when a correctly signed announcement's
+	// timestamp is too far ahead of the receiver's clock. It also wraps
+	// ErrBadAnnouncement. The relay that passed it on may be honest (its
+	// clock is ahead of ours), so the author, not the relay, is at fault.
+	ErrFromFuture = fmt.Errorf("announcement from the future: %w", ErrBadAnnouncement)
 )
 
 // MaxClockSkew is how far in the receiver's future an announcement's
@@ -111,7 +116,7 @@ func OpenAnnouncement(s *SignedAnnouncement, now time.Time) (*Announcement, Node
 	}
 	if ts := time.UnixMilli(a.GetTimestampMs()); ts.After(now.Add(MaxClockSkew)) {
 		return nil, NodeID{}, fmt.Errorf("announcement from %s: timestamp %s is more than %s ahead: %w",
-			origin, ts.UTC().Format(time.RFC3339), MaxClockSkew, ErrBadAnnouncement)
+			origin, ts.UTC().Format(time.RFC3339), MaxClockSkew, ErrFromFuture)
 	}
 	if err := checkBody(a, origin); err != nil {
 		return nil, NodeID{}, fmt.Errorf("announcement from %s: %w", origin, err)
@@ -255,10 +260,12 @@ func CheckRepoMeta(name, description, defaultBranch string) error {
 	return nil
 }
 
-// CheckAlias checks a node alias: printable UTF-8 on one line, at most MaxAliasLen bytes.
+// CheckAlias checks a node alias: printable UTF-8 on one line (see
+// checkText), at most MaxAliasLen bytes.
 func CheckAlias(alias string) error { return checkText("alias", alias, 0, MaxAliasLen) }
 
-// checkText: min to max bytes of valid UTF-8 without control characters.
+// checkText: min to max bytes of valid UTF-8 without a character of
+// refusedText.
 func checkText(what, s string, min, max int) error {
 	if len(s) < min || len(s) > max {
 		return fmt.Errorf("%s of %d bytes, want %d-%d", what, len(s), min, max)
@@ -267,11 +274,52 @@ func checkText(what, s string, min, max int) error {
 		return fmt.Errorf("%s is not valid UTF-8", what)
 	}
 	for _, r := range s {
-		if unicode.IsControl(r) {
-			return fmt.Errorf("%s contains control character %U", what, r)
+		if unicode.Is(refusedText, r) {
+			return fmt.Errorf("%s contains %U, a control, format or line separator character", what, r)
 		}
 	}
 	return nil
+}
+
+// refusedText is what text fields from the network may not contain: the
+// characters of Unicode 15.0 in the categories Cc (C0, DEL, C1: terminal
+// escape sequences), Cf (format characters: bidi overrides and isolates
+// that reorder what a terminal shows, zero-width characters, soft hyphen,
+// tag characters) and Zl, Zp (line and paragraph separators). The table is
+// fixed rather than unicode.Cf so that validity does not change with the Go
+// version a node is built with: a node with newer Unicode tables must not
+// drop, and blame a relay for, what an older node accepted. Unassigned and
+// private-use code points are allowed for the same reason and because
+// terminals give them no meaning. PROTOCOL.md section 6 says the same.
+var refusedText = &unicode.RangeTable{
+	R16: []unicode.Range16{
+		{Lo: 0x0000, Hi: 0x001f, Stride: 1},
+		{Lo: 0x007f, Hi: 0x009f, Stride: 1},
+		{Lo: 0x00ad, Hi: 0x00ad, Stride: 1},
+		{Lo: 0x0600, Hi: 0x0605, Stride: 1},
+		{Lo: 0x061c, Hi: 0x061c, Stride: 1},
+		{Lo: 0x06dd, Hi: 0x06dd, Stride: 1},
+		{Lo: 0x070f, Hi: 0x070f, Stride: 1},
+		{Lo: 0x0890, Hi: 0x0891, Stride: 1},
+		{Lo: 0x08e2, Hi: 0x08e2, Stride: 1},
+		{Lo: 0x180e, Hi: 0x180e, Stride: 1},
+		{Lo: 0x200b, Hi: 0x200f, Stride: 1},
+		{Lo: 0x2028, Hi: 0x202e, Stride: 1}, // Zl, Zp, then bidi embeddings and overrides
+		{Lo: 0x2060, Hi: 0x2064, Stride: 1},
+		{Lo: 0x2066, Hi: 0x206f, Stride: 1},
+		{Lo: 0xfeff, Hi: 0xfeff, Stride: 1},
+		{Lo: 0xfff9, Hi: 0xfffb, Stride: 1},
+	},
+	R32: []unicode.Range32{
+		{Lo: 0x110bd, Hi: 0x110bd, Stride: 1},
+		{Lo: 0x110cd, Hi: 0x110cd, Stride: 1},
+		{Lo: 0x13430, Hi: 0x1343f, Stride: 1},
+		{Lo: 0x1bca0, Hi: 0x1bca3, Stride: 1},
+		{Lo: 0x1d173, Hi: 0x1d17a, Stride: 1},
+		{Lo: 0xe0001, Hi: 0xe0001, Stride: 1},
+		{Lo: 0xe0020, Hi: 0xe007f, Stride: 1},
+	},
+	LatinOffset: 3,
 }
 
 func checkRepo(r *RepoAnnouncement, origin NodeID) error {
@@ -396,14 +444,14 @@ func isCommitID(s string) bool {
 }
 
 // SafeText makes text from the network safe to log or print: control and
-// format characters (escape sequences, bidi overrides) become U+FFFD, and
-// it is cut to 256 bytes.
+// format characters and line separators (escape sequences, bidi overrides)
+// become U+FFFD, and it is cut to 256 bytes.
 func SafeText(s string) string {
 	if len(s) > 256 {
 		s = s[:256]
 	}
 	return strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == utf8.RuneError {
+		if unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp, refusedText) || r == utf8.RuneError {
 			return utf8.RuneError
 		}
 		return r

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 
 	"google.golang.org/protobuf/proto"
 )
@@ -480,5 +481,108 @@ func TestCheckDialAddr_rules(t *testing.T) {
 				t.Errorf("CheckDialAddr(%q) = %v, want ok %v", tc.addr, err, tc.ok)
 			}
 		})
+	}
+}
+
+// Finding 8: bidi and other format characters passed checkText, so a name
+// could reorder or hide what a terminal shows.
+func TestHardening8_bidiInName(t *testing.T) {
+	s := newSigner(t)
+	repo := func(name, description string) *Announcement {
+		r := s.repoBody(t)
+		r.Name, r.Description = name, description
+		return s.announcement(1, &Announcement_Repo{Repo: r})
+	}
+	node := func(alias string) *Announcement {
+		return s.announcement(1, &Announcement_Node{Node: &NodeAnnouncement{Alias: alias}})
+	}
+	refused := []struct {
+		name string
+		a    *Announcement
+	}{
+		{"right-to-left override in name", repo("invoice\u202egpj.exe", "")},
+		{"left-to-right isolate in name", repo("a\u2066b", "")},
+		{"pop directional isolate in description", repo("x", "ok\u2069")},
+		{"right-to-left mark in description", repo("x", "a\u200fb")},
+		{"zero width space in name", repo("men\u200bode", "")},
+		{"zero width joiner in alias", node("a\u200db")},
+		{"byte order mark in alias", node("\ufeffnode")},
+		{"soft hyphen in alias", node("no\u00adde")},
+		{"tag character in description", repo("x", "flag\U000e0067")},
+		{"line separator in description", repo("x", "one\u2028two")},
+		{"paragraph separator in name", repo("one\u2029two", "")},
+		{"arabic letter mark in alias", node("a\u061cb")},
+	}
+	for _, tc := range refused {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, _, err := OpenAnnouncement(signRaw(t, s.priv, tc.a), testNow); !errors.Is(err, ErrBadAnnouncement) {
+				t.Errorf("OpenAnnouncement error = %v, want ErrBadAnnouncement", err)
+			}
+			if _, err := SignAnnouncement(s.priv, tc.a); !errors.Is(err, ErrBadAnnouncement) {
+				t.Errorf("SignAnnouncement error = %v, want ErrBadAnnouncement", err)
+			}
+		})
+	}
+	// Text that only looks unusual stays valid: other scripts, emoji,
+	// private use and unassigned code points (whose category a newer
+	// Unicode may change, see refusedText).
+	accepted := []struct {
+		name string
+		a    *Announcement
+	}{
+		{"arabic and hebrew", repo("مستودع", "מאגר")},
+		{"cjk and emoji", repo("仓库 🚀", "")},
+		{"private use", node("\ue000")},
+		{"unassigned", repo("x\U0003fffd", "")},
+		{"combining mark", repo("cafe\u0301", "")},
+	}
+	for _, tc := range accepted {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, _, err := OpenAnnouncement(signRaw(t, s.priv, tc.a), testNow); err != nil {
+				t.Errorf("OpenAnnouncement: %v", err)
+			}
+		})
+	}
+}
+
+// Finding 8: the Hello alias follows the same rule as announced text.
+func TestHardening8_bidiInAlias(t *testing.T) {
+	for _, alias := range []string{"a\u202eb", "a\u2067b", "\u200e", "a\u2028b", "a\x1b[2Jb"} {
+		if err := CheckAlias(alias); err == nil {
+			t.Errorf("CheckAlias(%+q) = nil, want an error", alias)
+		}
+	}
+	if err := CheckAlias("node-1 ünïcode"); err != nil {
+		t.Errorf("CheckAlias of plain text: %v", err)
+	}
+}
+
+// refusedText is a fixed copy of Unicode 15.0's Cc, Cf, Zl and Zp. With the
+// tables it was copied from it must agree exactly; with newer ones it must
+// still refuse nothing those categories do not hold.
+func TestHardening8_refusedTextIsUnicode15(t *testing.T) {
+	exact := unicode.Version == "15.0.0"
+	for r := rune(0); r <= unicode.MaxRune; r++ {
+		want := unicode.In(r, unicode.Cc, unicode.Cf, unicode.Zl, unicode.Zp)
+		got := unicode.Is(refusedText, r)
+		if got && !want || exact && got != want {
+			t.Fatalf("refusedText has %U = %v, Unicode %s categories say %v", r, got, unicode.Version, want)
+		}
+	}
+}
+
+func TestSafeText_behavior(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"plain", "plain"},
+		{"a\x1b[2Jb", "a\ufffd[2Jb"},
+		{"a\u202eb", "a\ufffdb"},
+		{"a\u2028b", "a\ufffdb"},
+		{"a\xffb", "a\ufffdb"},
+		{strings.Repeat("x", 300), strings.Repeat("x", 256)},
+	}
+	for _, tt := range tests {
+		if got := SafeText(tt.in); got != tt.want {
+			t.Errorf("SafeText(%+q) = %+q, want %+q", tt.in, got, tt.want)
+		}
 	}
 }
