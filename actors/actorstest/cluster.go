@@ -1,0 +1,216 @@
+// Package actorstest runs clusters of real menode nodes in one process, on
+// loopback QUIC, for tests and benchmarks: what net/http/httptest is to
+// net/http. Every node is actors.Start on 127.0.0.1:0 with its own root
+// directory; nodes find each other only by the bootstrap addresses a
+// Topology gives them and by gossip.
+//
+// It reads nodes only through their exported API (Request and the
+// measuring hooks in actors/export.go), never their internals, and it
+// must not be imported by the node itself.
+package actorstest
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/menode/menode/actors"
+	"github.com/menode/menode/wire"
+)
+
+// Options say what cluster to start.
+type Options struct {
+	Topology Topology
+	// Dir holds one root directory per node, Dir/n0, Dir/n1, ...; the
+	// caller removes it.
+	Dir string
+	// Config adjusts node i's config before it starts. The harness sets
+	// Root, Addr (127.0.0.1:0), Alias (n<i>), Bootstrap and Logger;
+	// everything else is the node's default unless set here.
+	Config func(i int, cfg *actors.Config)
+	// LogLevel of every node's log (default Info).
+	LogLevel slog.Level
+}
+
+// Cluster is a started cluster. Node i is Nodes[i], listening on Addrs[i],
+// logging into Logs[i].
+type Cluster struct {
+	Topology Topology
+	Nodes    []*actors.Node
+	Addrs    []string
+	Logs     []*Log
+	index    map[wire.NodeID]int
+}
+
+// Start starts the nodes of opts.Topology in index order, each
+// bootstrapping to the earlier nodes its topology names. It returns when
+// every node listens; connections come up after that (WaitConnected).
+// When it fails, it stops what it started.
+func Start(opts Options) (*Cluster, error) {
+	size := opts.Topology.Size()
+	if size == 0 {
+		return nil, errors.New("start cluster: empty topology")
+	}
+	c := &Cluster{Topology: opts.Topology, index: map[wire.NodeID]int{}}
+	for i := range size {
+		var boot []actors.Bootstrap
+		for _, k := range opts.Topology.Boot[i] {
+			boot = append(boot, actors.Bootstrap{ID: c.Nodes[k].ID, Addr: c.Addrs[k]})
+		}
+		log := &Log{}
+		cfg := actors.Config{}
+		if opts.Config != nil {
+			opts.Config(i, &cfg)
+		}
+		cfg.Root = filepath.Join(opts.Dir, fmt.Sprintf("n%d", i))
+		cfg.Addr, cfg.Alias, cfg.Bootstrap = "127.0.0.1:0", fmt.Sprintf("n%d", i), boot
+		cfg.Logger = slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: opts.LogLevel}))
+		n, err := actors.Start(cfg)
+		if err != nil {
+			c.Stop()
+			return nil, fmt.Errorf("start n%d: %w", i, err)
+		}
+		c.Nodes, c.Logs = append(c.Nodes, n), append(c.Logs, log)
+		s, err := Status(n)
+		if err == nil && len(s.Listen) == 0 {
+			err = errors.New("no listen address")
+		}
+		if err != nil {
+			c.Stop()
+			return nil, fmt.Errorf("start n%d: %w", i, err)
+		}
+		c.Addrs = append(c.Addrs, s.Listen[0])
+		c.index[n.ID] = i
+	}
+	return c, nil
+}
+
+// Stop stops every node at once and returns how long each took.
+func (c *Cluster) Stop() []time.Duration {
+	took := make([]time.Duration, len(c.Nodes))
+	var wg sync.WaitGroup
+	for i, n := range c.Nodes {
+		wg.Go(func() {
+			began := time.Now()
+			n.Stop()
+			took[i] = time.Since(began)
+		})
+	}
+	wg.Wait()
+	return took
+}
+
+// Index is the index of the node with id, or -1.
+func (c *Cluster) Index(id wire.NodeID) int {
+	if i, ok := c.index[id]; ok {
+		return i
+	}
+	return -1
+}
+
+// Connected lists, per node, the indices of the nodes it has a live
+// connection to.
+func (c *Cluster) Connected() ([]map[int]bool, error) {
+	out := make([]map[int]bool, len(c.Nodes))
+	for i, n := range c.Nodes {
+		ps, err := Peers(n)
+		if err != nil {
+			return nil, fmt.Errorf("n%d: %w", i, err)
+		}
+		out[i] = map[int]bool{}
+		for _, p := range ps {
+			if k := c.Index(p.ID); p.Connected && k >= 0 {
+				out[i][k] = true
+			}
+		}
+	}
+	return out, nil
+}
+
+// WaitConnected waits until every edge of the topology is a live
+// connection, and then until the live connections (which discovery may
+// add to) stop changing; it returns them.
+func (c *Cluster) WaitConnected(timeout time.Duration) ([]map[int]bool, error) {
+	deadline := time.Now().Add(timeout)
+	err := Poll(timeout, 50*time.Millisecond, "every topology edge is connected", func() (bool, error) {
+		live, err := c.Connected()
+		if err != nil {
+			return false, err
+		}
+		for i, ks := range c.Topology.Neighbours {
+			for k := range ks {
+				if !live[i][k] {
+					return false, nil
+				}
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return Settle(max(time.Until(deadline), time.Second), "live connections", c.Connected,
+		func(a, b []map[int]bool) bool { return slices.EqualFunc(a, b, sameSet) })
+}
+
+func sameSet(a, b map[int]bool) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k := range a {
+		if !b[k] {
+			return false
+		}
+	}
+	return true
+}
+
+// HasRepoAll reports whether every node lists repository id.
+func (c *Cluster) HasRepoAll(id wire.RepoID) (bool, error) {
+	for i, n := range c.Nodes {
+		ok, err := HasRepo(n, id)
+		if err != nil {
+			return false, fmt.Errorf("n%d: %w", i, err)
+		}
+		if !ok {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// Status asks n for its status.
+func Status(n *actors.Node) (actors.Status, error) {
+	res, err := n.Request(&actors.GetStatus{})
+	if err != nil {
+		return actors.Status{}, fmt.Errorf("status: %w", err)
+	}
+	return res.(actors.Status), nil
+}
+
+// Peers asks n for the nodes it knows and its connections.
+func Peers(n *actors.Node) ([]actors.PeerView, error) {
+	res, err := n.Request(&actors.ListPeers{})
+	if err != nil {
+		return nil, fmt.Errorf("list peers: %w", err)
+	}
+	return res.(actors.PeerList).Peers, nil
+}
+
+// HasRepo reports whether n lists repository id.
+func HasRepo(n *actors.Node, id wire.RepoID) (bool, error) {
+	res, err := n.Request(&actors.ListRepos{})
+	if err != nil {
+		return false, fmt.Errorf("list repos: %w", err)
+	}
+	for _, r := range res.(actors.RepoList).Repos {
+		if r.ID == id {
+			return true, nil
+		}
+	}
+	return false, nil
+}

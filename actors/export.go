@@ -1,0 +1,66 @@
+package actors
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/menode/menode/persist"
+	"github.com/menode/menode/wire"
+)
+
+// What this file exports is for measuring a running node from outside the
+// package (actors/actorstest, the benchmarks); nothing in the node uses it.
+
+// AnnouncementCopies reports how many copies of the repository
+// announcement of repo that this node stores arrived within gossip's seen
+// window: 1 when no duplicate came, more when peers sent it again (the
+// origin counts its own, then echoes). It blocks; call it from outside
+// the node's actors.
+func (n *Node) AnnouncementCopies(repo wire.RepoID) (int, error) {
+	store, err := n.child("store")
+	if err != nil {
+		return 0, err
+	}
+	res, err := n.system.Root.RequestFuture(store, loadAnnouncements{}, askTimeout).Result()
+	if err != nil {
+		return 0, fmt.Errorf("load announcements: %w", err)
+	}
+	raws, ok := res.([][]byte)
+	if !ok {
+		return 0, fmt.Errorf("load announcements: reply %T", res)
+	}
+	for _, raw := range raws {
+		s := new(wire.SignedAnnouncement)
+		if proto.Unmarshal(raw, s) != nil {
+			continue
+		}
+		// Stored announcements were checked on arrival: only the
+		// clock rule could fail now, so check as of long ago.
+		a, _, err := wire.OpenAnnouncement(s, time.Now().Add(100*365*24*time.Hour))
+		if err != nil || a.GetRepo().GetRepoId() != repo.String() {
+			continue
+		}
+		gossip, err := n.child("gossip")
+		if err != nil {
+			return 0, err
+		}
+		res, err := n.system.Root.RequestFuture(gossip, &countCopies{ID: wire.AnnouncementID(s)}, askTimeout).Result()
+		if err != nil {
+			return 0, fmt.Errorf("count copies: %w", err)
+		}
+		return res.(int), nil
+	}
+	return 0, fmt.Errorf("%w: no stored announcement of %s", persist.ErrUnknownRepo, repo)
+}
+
+// child is the PID of one of n's actors, named under the root actor.
+func (n *Node) child(name string) (*actor.PID, error) {
+	pid := actor.NewPID(n.system.Address(), n.root.Id+"/"+name)
+	if _, ok := n.system.ProcessRegistry.GetLocal(pid.Id); !ok {
+		return nil, fmt.Errorf("no %s actor at %s", name, pid)
+	}
+	return pid, nil
+}
