@@ -1,9 +1,11 @@
 package actors
 
 import (
+	"cmp"
 	"crypto/ed25519"
 	"errors"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -48,11 +50,30 @@ type gossipLoaded struct {
 	repos []repoState
 }
 
+// gossipStats asks for gossip's counters and limits. Reply: GossipStats.
+type gossipStats struct{}
+
+// GossipStats is what gossip holds and what it dropped, and why.
+type GossipStats struct {
+	Held      int              `json:"held"`       // announcement slots held
+	HeldBytes int              `json:"held_bytes"` // their encoded size
+	Dropped   map[string]int64 `json:"dropped"`    // per reason, since start
+}
+
+// Reasons an announcement is dropped or evicted (GossipStats.Dropped).
+const (
+	dropInvalid   = "invalid"            // bad signature or broken rule: counts against the sender
+	dropFuture    = "future_timestamp"   // too far ahead of our clock: the author's fault, not the relay's
+	dropStale     = "stale"              // we hold this one or a newer one
+	dropEvicted   = "evicted_budget"     // pushed out to stay within the byte budgets
+	dropCatchUp   = "catch_up_truncated" // not sent in a catch-up over its byte budget
+	dropOverQuota = "over_budget"        // refused: no room within the byte budgets
+)
+
 const (
 	defaultTTL   = 16
 	seenFor      = 5 * time.Minute
 	seenMax      = 100_000
-	maxHeld      = 50_000           // announcement slots held; past it, new slots are refused
 	misbehaveMax = 5                // invalid messages from one peer before it is banned
 	banFor       = 10 * time.Minute // how long a banned peer is refused
 )
@@ -61,6 +82,8 @@ const (
 type held struct {
 	signed *wire.SignedAnnouncement
 	body   *wire.Announcement
+	origin wire.NodeID
+	size   int // encoded size of signed: what the budgets count
 }
 
 // gossip verifies, deduplicates, stores and relays announcements, announces
@@ -77,6 +100,9 @@ type gossip struct {
 	peers     map[wire.NodeID]*actor.PID
 	latest    map[string]*held
 	inventory map[wire.RepoID][32]byte // what our mirrors hold, for our InventoryAnnouncement
+	budget    heldBudget
+	dropped   map[string]int64
+	catchUp   int // bytes a new peer is sent at most on connect
 	seen      *seenWindow
 	strikes   map[wire.NodeID]int
 	cancel    scheduler.CancelFunc
@@ -85,10 +111,13 @@ type gossip struct {
 }
 
 func newGossip(cfg Config, key ed25519.PrivateKey, id wire.NodeID, addrs []string, store *actor.PID) *gossip {
+	cfg = cfg.withDefaults()
 	return &gossip{
 		key: key, id: id, alias: cfg.Alias, addrs: addrs, interval: cfg.GossipInterval,
 		store: store, log: cfg.Logger,
 		peers: map[wire.NodeID]*actor.PID{}, latest: map[string]*held{}, inventory: map[wire.RepoID][32]byte{},
+		budget:  heldBudget{total: cfg.MaxHeldBytes, perOrigin: cfg.MaxHeldBytesPerOrigin, used: map[wire.NodeID]int{}, keys: map[wire.NodeID]map[string]bool{}},
+		dropped: map[string]int64{}, catchUp: cfg.MaxCatchUpBytes,
 		seen: newSeenWindow(seenFor, seenMax), strikes: map[wire.NodeID]int{}, now: time.Now,
 	}
 }
@@ -113,12 +142,9 @@ func (g *gossip) Receive(ctx actor.Context) {
 		g.load(ctx, m)
 	case *peerConnected:
 		g.peers[m.ID] = m.PID
-		// Catch-up: the newcomer gets the latest of everything we hold.
-		frames := make([]*wire.Frame, 0, len(g.latest))
-		for _, h := range g.latest {
-			frames = append(frames, gossipFrame(h.signed, defaultTTL))
-		}
-		ctx.Send(m.PID, &sendFrames{Frames: frames})
+		ctx.Send(m.PID, &sendFrames{Frames: g.catchUpFrames()})
+	case *gossipStats:
+		ctx.Respond(GossipStats{Held: len(g.latest), HeldBytes: g.budget.sum, Dropped: maps.Clone(g.dropped)})
 	case *peerDisconnected:
 		if g.peers[m.ID] == m.PID {
 			delete(g.peers, m.ID)
@@ -164,7 +190,13 @@ func (g *gossip) load(ctx actor.Context, m *gossipLoaded) {
 		if err != nil {
 			continue
 		}
-		g.latest[announcementKey(a, origin)] = &held{signed: s, body: a}
+		key := announcementKey(a, origin)
+		if h := g.latest[key]; h != nil && h.body.Seq >= a.Seq {
+			continue // a newer one arrived while we loaded
+		}
+		if !g.hold(ctx, key, s, a, origin) {
+			continue
+		}
 		if inv := a.GetInventory(); inv != nil && origin != g.id {
 			ctx.Send(ctx.Parent(), inventoryOf(origin, inv))
 		}
@@ -197,7 +229,15 @@ func (g *gossip) receive(ctx actor.Context, m *gossipIn) {
 	// genuine message is known, and only verified payloads enter the seen
 	// window, so a forgery can never shadow the genuine message after it.
 	a, origin, err := wire.OpenAnnouncement(s, g.now())
+	if errors.Is(err, wire.ErrFromFuture) {
+		// Valid at the relay, whose clock may be ahead of ours: the
+		// author chose the timestamp, so drop it without blaming the relay.
+		g.dropped[dropFuture]++
+		g.log.Debug("announcement from the future dropped", "peer", m.From, "err", err)
+		return
+	}
 	if err != nil {
+		g.dropped[dropInvalid]++
 		g.strike(ctx, m.From, err)
 		return
 	}
@@ -212,25 +252,26 @@ func (g *gossip) receive(ctx actor.Context, m *gossipIn) {
 	key := announcementKey(a, origin)
 	h := g.latest[key]
 	if h != nil && a.Seq <= h.body.Seq {
+		g.dropped[dropStale]++
 		return // stale: we hold this one or a newer one
 	}
-	if h == nil && len(g.latest) >= maxHeld {
-		// Keys are free to make: bound what a flood of new identities costs.
-		g.log.Warn("announcement dropped: holding the maximum", "max", maxHeld, "origin", origin)
+	if !g.accept(ctx, key, s, a, origin) {
 		return
 	}
-	g.accept(ctx, key, s, a, origin)
 	if ttl := m.Gossip.GetTtl(); ttl > 0 {
 		g.broadcast(ctx, s, min(ttl, defaultTTL)-1, m.From)
 	}
 }
 
-// accept records a new announcement and applies what it says.
-func (g *gossip) accept(ctx actor.Context, key string, s *wire.SignedAnnouncement, a *wire.Announcement, origin wire.NodeID) {
-	g.latest[key] = &held{signed: s, body: a}
+// accept records a new announcement and applies what it says; false when
+// the byte budgets refuse it.
+func (g *gossip) accept(ctx actor.Context, key string, s *wire.SignedAnnouncement, a *wire.Announcement, origin wire.NodeID) bool {
+	if !g.hold(ctx, key, s, a, origin) {
+		return false
+	}
 	raw, err := proto.Marshal(s)
 	if err != nil {
-		return
+		return false
 	}
 	ctx.Send(g.store, saveAnnouncement{Key: key, Seq: a.Seq, Signed: raw})
 	switch b := a.Body.(type) {
@@ -254,6 +295,142 @@ func (g *gossip) accept(ctx actor.Context, key string, s *wire.SignedAnnouncemen
 	case *wire.Announcement_Inventory:
 		ctx.Send(ctx.Parent(), inventoryOf(origin, b.Inventory))
 	}
+	return true
+}
+
+// hold puts an announcement into its slot within the byte budgets: an
+// origin over its own budget loses its oldest slots (it can only push
+// itself out); when the total is full, the origin holding the most bytes
+// loses its oldest. Our own announcements are never evicted. It returns
+// false when there is no room.
+func (g *gossip) hold(ctx actor.Context, key string, s *wire.SignedAnnouncement, a *wire.Announcement, origin wire.NodeID) bool {
+	size := proto.Size(s)
+	old := g.latest[key]
+	if origin != g.id {
+		if size > g.budget.perOrigin {
+			g.dropped[dropOverQuota]++
+			return false
+		}
+		for g.budget.used[origin]-oldSize(old)+size > g.budget.perOrigin {
+			if !g.evictOldest(ctx, origin, key) {
+				break
+			}
+		}
+		for g.budget.sum-oldSize(old)+size > g.budget.total {
+			victim := g.budget.largest(g.id)
+			if victim.IsZero() || !g.evictOldest(ctx, victim, key) {
+				g.dropped[dropOverQuota]++
+				return false
+			}
+		}
+	}
+	if old != nil {
+		g.budget.remove(old.origin, key, old.size)
+	}
+	g.latest[key] = &held{signed: s, body: a, origin: origin, size: size}
+	g.budget.add(origin, key, size)
+	return true
+}
+
+func oldSize(h *held) int {
+	if h == nil {
+		return 0
+	}
+	return h.size
+}
+
+// evictOldest drops origin's oldest held announcement other than keep.
+func (g *gossip) evictOldest(ctx actor.Context, origin wire.NodeID, keep string) bool {
+	var victim string
+	var oldest int64
+	for key := range g.budget.keys[origin] {
+		if h := g.latest[key]; key != keep && h != nil && (victim == "" || h.body.TimestampMs < oldest) {
+			victim, oldest = key, h.body.TimestampMs
+		}
+	}
+	if victim == "" {
+		return false
+	}
+	h := g.latest[victim]
+	delete(g.latest, victim)
+	g.budget.remove(origin, victim, h.size)
+	g.dropped[dropEvicted]++
+	ctx.Send(g.store, deleteAnnouncement{Key: victim})
+	if r := h.body.GetRepo(); r != nil {
+		if id, err := wire.ParseRepoID(r.RepoId); err == nil {
+			ctx.Send(g.store, forgetRepo{ID: id})
+		}
+	}
+	g.log.Debug("announcement evicted to stay within budget", "key", victim, "origin", origin)
+	return true
+}
+
+// catchUpFrames are the announcements a new peer is sent: ours first, then
+// the newest, within the catch-up byte budget.
+func (g *gossip) catchUpFrames() []*wire.Frame {
+	all := make([]*held, 0, len(g.latest))
+	for _, h := range g.latest {
+		all = append(all, h)
+	}
+	slices.SortFunc(all, func(a, b *held) int {
+		if (a.origin == g.id) != (b.origin == g.id) {
+			if a.origin == g.id {
+				return -1
+			}
+			return 1
+		}
+		return cmp.Compare(b.body.TimestampMs, a.body.TimestampMs)
+	})
+	frames := make([]*wire.Frame, 0, len(all))
+	sent := 0
+	for _, h := range all {
+		if sent+h.size > g.catchUp {
+			g.dropped[dropCatchUp]++
+			continue
+		}
+		sent += h.size
+		frames = append(frames, gossipFrame(h.signed, defaultTTL))
+	}
+	return frames
+}
+
+// heldBudget counts the bytes of held announcements, per origin and in total.
+type heldBudget struct {
+	total, perOrigin int
+	sum              int
+	used             map[wire.NodeID]int
+	keys             map[wire.NodeID]map[string]bool
+}
+
+func (b *heldBudget) add(origin wire.NodeID, key string, size int) {
+	b.sum += size
+	b.used[origin] += size
+	if b.keys[origin] == nil {
+		b.keys[origin] = map[string]bool{}
+	}
+	b.keys[origin][key] = true
+}
+
+func (b *heldBudget) remove(origin wire.NodeID, key string, size int) {
+	b.sum -= size
+	b.used[origin] -= size
+	delete(b.keys[origin], key)
+	if len(b.keys[origin]) == 0 {
+		delete(b.keys, origin)
+		delete(b.used, origin)
+	}
+}
+
+// largest is the origin holding the most bytes, never self.
+func (b *heldBudget) largest(self wire.NodeID) wire.NodeID {
+	var best wire.NodeID
+	most := -1
+	for origin, n := range b.used {
+		if origin != self && n > most {
+			best, most = origin, n
+		}
+	}
+	return best
 }
 
 // strike counts an invalid message against the peer that sent it; past
@@ -370,7 +547,7 @@ func (g *gossip) announce(ctx actor.Context, key string, a *wire.Announcement) {
 		return
 	}
 	g.seen.add(wire.AnnouncementID(s), now)
-	g.latest[key] = &held{signed: s, body: a}
+	g.hold(ctx, key, s, a, g.id)
 	if raw, err := proto.Marshal(s); err == nil {
 		ctx.Send(g.store, saveAnnouncement{Key: key, Seq: a.Seq, Signed: raw})
 	}

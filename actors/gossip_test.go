@@ -259,9 +259,9 @@ func TestGossip_behavior(t *testing.T) {
 		genuine := creatorA.repo(t, commitID(70), 1, nil)
 		badSig := proto.Clone(genuine).(*wire.SignedAnnouncement)
 		badSig.Signature[0] ^= 0x80
-		future := creatorA.sign(t, &wire.Announcement{
-			Seq: 1, TimestampMs: time.Now().Add(wire.MaxClockSkew + time.Hour).UnixMilli(),
-			Body: &wire.Announcement_Node{Node: &wire.NodeAnnouncement{Alias: "future"}},
+		badAddr := signUnchecked(t, creatorA.key, &wire.Announcement{
+			Origin: creatorA.id.String(), Seq: 1, TimestampMs: time.Now().UnixMilli(),
+			Body: &wire.Announcement_Node{Node: &wire.NodeAnnouncement{Alias: "x", Addresses: []string{"0.0.0.0:1"}}},
 		})
 		nonCreator := signUnchecked(t, creatorB.key, &wire.Announcement{
 			Origin: creatorB.id.String(), Seq: 1, TimestampMs: time.Now().UnixMilli(),
@@ -272,7 +272,7 @@ func TestGossip_behavior(t *testing.T) {
 		invalid := []*wire.Gossip{
 			{Announcement: badSig, Ttl: 3},
 			{Announcement: nil, Ttl: 3},
-			{Announcement: future, Ttl: 3},
+			{Announcement: badAddr, Ttl: 3},
 			{Announcement: &wire.SignedAnnouncement{Payload: []byte("junk"), Signature: make([]byte, ed25519.SignatureSize)}, Ttl: 3},
 			{Announcement: nonCreator, Ttl: 3},
 		}
@@ -306,7 +306,7 @@ func TestGossip_behavior(t *testing.T) {
 			t.Errorf("%d bans, want only A's: %+v", len(bans), bans)
 		}
 		for _, f := range b.gossipFrames() {
-			if f.Announcement != nil && (bytes.Equal(f.Announcement.Signature, badSig.Signature) || bytes.Equal(f.Announcement.Payload, future.Payload)) {
+			if f.Announcement != nil && (bytes.Equal(f.Announcement.Signature, badSig.Signature) || bytes.Equal(f.Announcement.Payload, badAddr.Payload)) {
 				t.Errorf("invalid message relayed")
 			}
 		}
@@ -420,6 +420,38 @@ func TestGossip_behavior(t *testing.T) {
 			t.Errorf("disconnected peer got %d frames", n)
 		}
 	})
+}
+
+// TestHardening6_futureTimestampBlamesNoRelay (hardening finding 6): an
+// announcement stamped just under the skew limit at one relay is "from the
+// future" at a neighbour whose clock is behind. The relay may be honest:
+// the neighbour drops it without a strike, however many it gets, and says
+// so in its counters; a genuine message from that relay still goes through.
+func TestHardening6_futureTimestampBlamesNoRelay(t *testing.T) {
+	t.Parallel()
+	author := newSigner(t)
+	h := startGossip(t)
+	relay, other := h.connect("relay"), h.connect("other")
+	for i := range 3 * misbehaveMax {
+		future := author.sign(t, &wire.Announcement{
+			Seq: uint64(i + 1), TimestampMs: time.Now().Add(wire.MaxClockSkew + time.Minute).UnixMilli(),
+			Body: &wire.Announcement_Node{Node: &wire.NodeAnnouncement{Alias: "early"}},
+		})
+		h.deliver(relay, future, 3)
+	}
+	genuine := author.repo(t, commitID(90), 1, nil)
+	h.deliver(relay, genuine, 3)
+	h.waitFrame(other, genuine)
+	if bans := h.bans(); len(bans) != 0 {
+		t.Fatalf("the relay was banned for the author's timestamps: %+v", bans)
+	}
+	res, err := h.system.Root.RequestFuture(h.gossip, &gossipStats{}, 5*time.Second).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := res.(GossipStats).Dropped[dropFuture]; got != int64(3*misbehaveMax) {
+		t.Errorf("dropped %d from the future, want %d", got, 3*misbehaveMax)
+	}
 }
 
 func TestSeenWindow_behavior(t *testing.T) {

@@ -187,6 +187,11 @@ type Config struct {
 	MaxDownloadRate int64         // bytes per second received by all fetches; 0: unlimited (tests throttle)
 	MaxBundleSize   int64         // largest bundle accepted (default 10 GiB)
 	MaxCacheSize    int64         // bytes of served bundles kept in $ROOT/cache (default 1 GiB)
+
+	// Gossip budgets, in bytes of encoded announcements.
+	MaxHeldBytes          int // all announcements held (default 64 MiB)
+	MaxHeldBytesPerOrigin int // those of one origin (default 4 MiB)
+	MaxCatchUpBytes       int // sent to a new peer on connect (default 8 MiB)
 }
 
 // withDefaults fills in every zero field that has a default.
@@ -218,6 +223,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxCacheSize <= 0 {
 		c.MaxCacheSize = 1 << 30
+	}
+	if c.MaxHeldBytes <= 0 {
+		c.MaxHeldBytes = 64 << 20
+	}
+	if c.MaxHeldBytesPerOrigin <= 0 {
+		c.MaxHeldBytesPerOrigin = 4 << 20
+	}
+	if c.MaxCatchUpBytes <= 0 {
+		c.MaxCatchUpBytes = 8 << 20
 	}
 	return c
 }

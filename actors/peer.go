@@ -223,7 +223,7 @@ func (p *peer) handle(ctx actor.Context, f *wire.Frame) {
 			ctx.Send(p.gossip, &gossipIn{From: p.id, Gossip: b.Gossip})
 		}
 	case *wire.Frame_Error:
-		p.fail(ctx, &connFailed{code: b.Error.Code, reason: "peer says: " + b.Error.Message, remote: true})
+		p.fail(ctx, &connFailed{code: b.Error.Code, reason: "peer says: " + wire.SafeText(b.Error.Message), remote: true})
 	default:
 		p.fail(ctx, &connFailed{code: wire.ErrorCode_ERROR_PROTOCOL, reason: fmt.Sprintf("unexpected %T after hello", b)})
 	}
@@ -365,7 +365,8 @@ func connError(op string, err error) *connFailed {
 	var reset *quic.StatelessResetError
 	switch {
 	case errors.As(err, &app) && app.Remote:
-		return &connFailed{code: wire.ErrorCode(app.ErrorCode), reason: fmt.Sprintf("%s: closed by peer: %s (%s)", op, app.ErrorMessage, wire.ErrorCode(app.ErrorCode)), remote: true}
+		// The reason phrase is the peer's text: made safe for terminals.
+		return &connFailed{code: wire.ErrorCode(app.ErrorCode), reason: fmt.Sprintf("%s: closed by peer: %s (%s)", op, wire.SafeText(app.ErrorMessage), wire.ErrorCode(app.ErrorCode)), remote: true}
 	case errors.As(err, &idle), errors.As(err, &reset), errors.Is(err, net.ErrClosed):
 		return &connFailed{code: wire.ErrorCode_ERROR_UNSPECIFIED, reason: fmt.Sprintf("%s: %v", op, err), remote: true}
 	case errors.Is(err, wire.ErrFrameTooLarge):

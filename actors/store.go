@@ -40,6 +40,16 @@ type saveAnnouncement struct {
 // loadAnnouncements reads every stored announcement. Reply: [][]byte.
 type loadAnnouncements struct{}
 
+// deleteAnnouncement forgets the announcement stored under key. No reply.
+type deleteAnnouncement struct{ Key string }
+
+// forgetRepo forgets a learned repository we neither created nor mirror
+// (its announcement was evicted). No reply.
+type forgetRepo struct{ ID wire.RepoID }
+
+// countRepos counts the repositories, without reading them. Reply: int.
+type countRepos struct{}
+
 // learnRepo records a repository announced by its creator, unless we hold
 // a newer announcement of it already. No reply.
 type learnRepo struct{ Repo persist.Repo }
@@ -119,6 +129,16 @@ func (s *store) Receive(ctx actor.Context) {
 		if err := s.db.PutAnnouncement(m.Key, m.Seq, m.Signed); err != nil {
 			s.log.Error("store announcement", "key", m.Key, "err", err)
 		}
+	case deleteAnnouncement:
+		if err := s.db.DeleteAnnouncement(m.Key); err != nil {
+			s.log.Error("delete announcement", "key", m.Key, "err", err)
+		}
+	case forgetRepo:
+		if _, err := s.db.ForgetRepo(m.ID); err != nil {
+			s.log.Error("forget repository", "repo", m.ID, "err", err)
+		}
+	case countRepos:
+		ctx.Respond(result(s.db.CountRepos()))
 	case loadAnnouncements:
 		ctx.Respond(result(s.db.Announcements()))
 	case learnRepo:

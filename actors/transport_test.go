@@ -768,3 +768,42 @@ func TestHardening1_frameSizedAnnouncement(t *testing.T) {
 		_ = c.CloseWithError(0, "done")
 	}
 }
+
+// TestHardening7_peerTextIsMadeSafe (hardening finding 7): escape sequences
+// in a peer's Error message or QUIC close reason reached the terminal raw
+// in the log. Both are made safe now.
+func TestHardening7_peerTextIsMadeSafe(t *testing.T) {
+	t.Parallel()
+	n, addr, logs := startNode(t, "victim")
+	const evil = "\x1b[2J\x1b]0;pwned\x07\u202egnp.exe"
+
+	// An Error frame on the control stream.
+	key, id := newKey(t)
+	conn := dial(t, addr, key, n.ID)
+	stream := openControlStream(t, conn)
+	sendHello(t, stream, id)
+	if _, err := readHello(bufio.NewReader(stream)); err != nil {
+		t.Fatalf("read the node's hello: %v", err)
+	}
+	if err := wire.WriteFrame(stream, &wire.Frame{Body: &wire.Frame_Error{Error: &wire.Error{Code: wire.ErrorCode_ERROR_PROTOCOL, Message: "frame " + evil}}}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "the node logs the Error frame", func() bool {
+		return strings.Contains(logs.String(), "peer says: frame")
+	})
+
+	// A close reason.
+	id2, conn2, _ := exchangeHello(t, n, addr)
+	eventually(t, 5*time.Second, "second peer connected", func() bool { return connected(t, n, id2) })
+	_ = conn2.CloseWithError(quic.ApplicationErrorCode(wire.ErrorCode_ERROR_PROTOCOL), "close "+evil)
+	eventually(t, 5*time.Second, "the node logs the close reason", func() bool {
+		return strings.Contains(logs.String(), "closed by peer: close")
+	})
+	// Neither raw nor as the escapes a log handler would quote them with:
+	// the text is made safe where it enters, whatever prints it later.
+	for _, bad := range []string{"\x1b", "\x07", "\u202e", `\x1b`, `\a`, `\u202e`} {
+		if strings.Contains(logs.String(), bad) {
+			t.Errorf("log contains %q", bad)
+		}
+	}
+}

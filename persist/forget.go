@@ -1,0 +1,55 @@
+package persist
+
+import (
+	"fmt"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/menode/menode/wire"
+)
+
+// Forgetting what the node learned: gossip evicts announcements to stay
+// within its byte budgets, and the records they made go with them.
+
+// DeleteAnnouncement removes the stored announcement for key, if any.
+func (s *Store) DeleteAnnouncement(key string) error {
+	return s.db.Update(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketAnnouncements).Delete([]byte(key))
+	})
+}
+
+// ForgetRepo removes a learned repository's record, unless the node created
+// it or holds a mirror of it (those stay until removed on purpose).
+// It reports whether the record was removed.
+func (s *Store) ForgetRepo(id wire.RepoID) (bool, error) {
+	removed := false
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		raw := tx.Bucket(bucketRepos).Get(id[:])
+		if raw == nil {
+			return nil
+		}
+		var r Repo
+		if err := decodeRecord(raw, &r, "repo "+id.String()); err != nil {
+			return err
+		}
+		if r.Local || tx.Bucket(bucketRefs).Get(id[:]) != nil {
+			return nil
+		}
+		removed = true
+		if err := tx.Bucket(bucketRepos).Delete(id[:]); err != nil {
+			return fmt.Errorf("forget repo %s: %w", id, err)
+		}
+		return nil
+	})
+	return removed, err
+}
+
+// CountRepos counts the stored repositories without decoding them.
+func (s *Store) CountRepos() (int, error) {
+	n := 0
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		n = tx.Bucket(bucketRepos).Stats().KeyN
+		return nil
+	})
+	return n, err
+}
