@@ -360,6 +360,7 @@ type node struct {
 	network *actor.PID // the transport actor; nil offline
 	gossip  *actor.PID // nil offline
 	sync    *actor.PID // nil offline
+	watcher *actor.PID // nil offline
 	done    chan struct{}
 
 	isStopping bool
@@ -380,7 +381,7 @@ func (n *node) Receive(ctx actor.Context) {
 			n.sync = spawnChild(ctx, "sync", func() actor.Actor { return newSyncer(n.cfg, n.store, n.gossip) })
 			n.transport.store, n.transport.gossip, n.transport.sync = n.store, n.gossip, n.sync
 			n.network = spawnChild(ctx, "transport", func() actor.Actor { return n.transport })
-			spawnChild(ctx, "watcher", func() actor.Actor {
+			n.watcher = spawnChild(ctx, "watcher", func() actor.Actor {
 				return &watcher{root: n.cfg.Root, interval: n.cfg.WatchInterval, store: n.store, gossip: n.gossip, log: n.log}
 			})
 			// Nodes known from earlier runs are dialed again.
@@ -480,12 +481,12 @@ func (n *node) status(ctx actor.Context) {
 	reply := replier(ctx)
 	s := Status{ID: n.id, Alias: n.cfg.Alias, Root: n.cfg.Root, Running: !n.cfg.Offline, Listen: []string{}}
 	withRepos := func() {
-		ask(ctx, n.store, loadRepos{}, func(res any, err error) {
+		ask(ctx, n.store, countRepos{}, func(res any, err error) {
 			if err != nil {
 				reply(err)
 				return
 			}
-			s.Repos = len(res.([]repoState))
+			s.Repos = res.(int)
 			reply(s)
 		})
 	}

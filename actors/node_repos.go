@@ -62,6 +62,7 @@ func (n *node) addRepo(ctx actor.Context, m *AddRepo) {
 			n.log.Info("repository added", "id", r.Repo.ID, "name", r.Repo.Name, "path", r.Repo.Path)
 			if n.gossip != nil {
 				ctx.Send(n.gossip, &announceRepos{Repos: []persist.Repo{r.Repo}})
+				ctx.Send(n.watcher, &watchRepo{Repo: r.Repo})
 			}
 			reply(r.view())
 		})

@@ -54,7 +54,8 @@ type countRepos struct{}
 // a newer announcement of it already. No reply.
 type learnRepo struct{ Repo persist.Repo }
 
-// updateRepo replaces a repository record (the watcher saw new refs). Reply: repoState.
+// updateRepo records the refs the watcher read (the rest of the record is
+// kept). Reply: repoState.
 type updateRepo struct{ Repo persist.Repo }
 
 // loadMirror reads what our mirror of a repository holds. Reply: mirrorState.
@@ -175,7 +176,7 @@ func (s *store) Receive(ctx actor.Context) {
 		}
 		ctx.Respond(result(s.state(r.ID)))
 	case updateRepo:
-		if err := s.db.PutRepo(m.Repo); err != nil {
+		if err := s.updateRepo(m.Repo); err != nil {
 			ctx.Respond(err)
 			return
 		}
@@ -212,6 +213,17 @@ func (s *store) saveNode(n persist.Node) error {
 		}
 	}
 	return s.db.PutNode(n)
+}
+
+// updateRepo takes the refs, default branch and time the watcher read into
+// the stored record, keeping everything else (clones recorded meanwhile).
+func (s *store) updateRepo(r persist.Repo) error {
+	old, err := s.db.Repo(r.ID)
+	if err != nil {
+		return err
+	}
+	old.Refs, old.DefaultBranch, old.UpdatedAt = r.Refs, r.DefaultBranch, r.UpdatedAt
+	return s.db.PutRepo(old)
 }
 
 func (s *store) addClone(id wire.RepoID, path string) error {

@@ -2,8 +2,10 @@ package actors
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -17,6 +19,10 @@ import (
 type (
 	// watchTick is the watch interval's tick.
 	watchTick struct{}
+	// watchRepo adds a repository this node created (repo add) to those watched.
+	watchRepo struct{ Repo persist.Repo }
+	// ownLoaded carries the owned repositories read at start.
+	ownLoaded struct{ repos []persist.Repo }
 	// refsRead carries what git said about the owned repositories.
 	refsRead struct {
 		changed []persist.Repo
@@ -37,6 +43,7 @@ type watcher struct {
 	gossip   *actor.PID
 	log      *slog.Logger
 
+	own     map[wire.RepoID]persist.Repo // the repositories this node created: all it reads
 	busy    bool
 	cancel  scheduler.CancelFunc
 	failing map[wire.RepoID]string // last error per repository, logged once
@@ -54,15 +61,11 @@ type refsStamp struct {
 func (w *watcher) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
-		w.cancel = scheduler.NewTimerScheduler(ctx).SendRepeatedly(w.interval, w.interval, ctx.Self(), &watchTick{})
-	case *watchTick:
-		if w.busy {
-			return
-		}
-		w.busy = true
+		// The owned repositories are read once; repo add tells us of new
+		// ones. A tick touches only those, never what gossip learned.
+		w.own = map[wire.RepoID]persist.Repo{}
 		ask(ctx, w.store, loadRepos{}, func(res any, err error) {
 			if err != nil {
-				w.busy = false
 				w.log.Error("watch: load repositories", "err", err)
 				return
 			}
@@ -72,14 +75,30 @@ func (w *watcher) Receive(ctx actor.Context) {
 					own = append(own, r.Repo)
 				}
 			}
-			self, root := ctx.Self(), ctx.ActorSystem().Root
-			stamps := maps.Clone(w.stamps)
-			dir := w.root
-			go func() {
-				changed, failed, stamps := readChanges(dir, own, stamps)
-				root.Send(self, &refsRead{changed: changed, failed: failed, stamps: stamps})
-			}()
+			ctx.Send(ctx.Self(), &ownLoaded{repos: own})
 		})
+	case *ownLoaded:
+		for _, r := range m.repos {
+			if _, ok := w.own[r.ID]; !ok {
+				w.own[r.ID] = r
+			}
+		}
+		w.cancel = scheduler.NewTimerScheduler(ctx).SendRepeatedly(w.interval, w.interval, ctx.Self(), &watchTick{})
+	case *watchRepo:
+		w.own[m.Repo.ID] = m.Repo
+	case *watchTick:
+		if w.busy || len(w.own) == 0 {
+			return
+		}
+		w.busy = true
+		own := slices.Collect(maps.Values(w.own))
+		self, root := ctx.Self(), ctx.ActorSystem().Root
+		stamps := maps.Clone(w.stamps)
+		dir := w.root
+		go func() {
+			changed, failed, stamps := readChanges(dir, own, stamps)
+			root.Send(self, &refsRead{changed: changed, failed: failed, stamps: stamps})
+		}()
 	case *refsRead:
 		w.busy, w.stamps = false, m.stamps
 		w.report(m.failed)
@@ -91,13 +110,18 @@ func (w *watcher) Receive(ctx actor.Context) {
 					return
 				}
 				w.log.Info("repository changed", "repo", r.ID, "name", r.Name, "refs", len(r.Refs))
-				ctx.Send(w.gossip, &announceRepos{Repos: []persist.Repo{res.(repoState).Repo}})
+				stored := res.(repoState).Repo
+				w.own[r.ID] = stored
+				ctx.Send(w.gossip, &announceRepos{Repos: []persist.Repo{stored}})
 			})
 		}
 	case *actor.Stopping:
 		if w.cancel != nil {
 			w.cancel()
 		}
+	case actor.SystemMessage, actor.AutoReceiveMessage:
+	default:
+		w.log.Debug("watcher: unexpected message", "type", fmt.Sprintf("%T", m))
 	}
 }
 
