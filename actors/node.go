@@ -188,6 +188,11 @@ type Config struct {
 	MaxBundleSize   int64         // largest bundle accepted (default 10 GiB)
 	MaxCacheSize    int64         // bytes of served bundles kept in $ROOT/cache (default 1 GiB)
 
+	// Connections.
+	MaxInbound      int  // inbound connections at most (default 128)
+	MaxInboundPerIP int  // inbound connections from one IP at most (default 16)
+	DialPrivate     bool // dial announced loopback/private/link-local addresses even on a public node
+
 	// Gossip budgets, in bytes of encoded announcements.
 	MaxHeldBytes          int // all announcements held (default 64 MiB)
 	MaxHeldBytesPerOrigin int // those of one origin (default 4 MiB)
@@ -223,6 +228,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxCacheSize <= 0 {
 		c.MaxCacheSize = 1 << 30
+	}
+	if c.MaxInbound <= 0 {
+		c.MaxInbound = 128
+	}
+	if c.MaxInboundPerIP <= 0 {
+		c.MaxInboundPerIP = 16
 	}
 	if c.MaxHeldBytes <= 0 {
 		c.MaxHeldBytes = 64 << 20

@@ -430,7 +430,7 @@ func (s *syncer) ended(ctx actor.Context, m *transferEnded) {
 		if err == nil {
 			err = errors.New("transfer ended without a result")
 		}
-		r.lastError = wire.SafeText(err.Error())
+		r.lastError = oneLine(err.Error())
 		b := r.failures[m.Peer]
 		if b == nil {
 			b = &backoff{}
@@ -681,4 +681,15 @@ func evictCache(dir string, limit int64) {
 			total -= e.size
 		}
 	}
+}
+
+// oneLine makes a local error message safe for a terminal and a log line
+// without cutting it (peer text in it was made safe where it entered).
+func oneLine(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
 }

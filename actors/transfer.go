@@ -209,6 +209,9 @@ func fetch(ctx context.Context, s *quic.Stream, job fetchJob, report func(any)) 
 	})
 	defer stop()
 	defer func() {
+		if res.err != nil && (errors.Is(res.err, wire.ErrBadFrame) || errors.Is(res.err, wire.ErrFrameTooLarge)) {
+			res.blame, res.keep = true, false // not frames at all: the peer's fault
+		}
 		if res.err != nil && ctx.Err() != nil {
 			res.keep = true // cut, not wrong
 		}
@@ -230,7 +233,10 @@ func fetch(ctx context.Context, s *quic.Stream, job fetchJob, report func(any)) 
 
 	req := &wire.TransferRequest{RepoId: id.String(), RefsHash: wantHash[:], Haves: haves(job.mirror.Refs)}
 	held := int64(0)
-	if fi, err := os.Stat(part); err == nil && len(job.resume.BundleID) == wire.BundleIDSize &&
+	// Resume only from the peer that sent the kept bytes: another seeder's
+	// bundle of the same ID could differ (packed otherwise), and a
+	// mismatch must not be blamed on an honest seeder.
+	if fi, err := os.Stat(part); err == nil && len(job.resume.BundleID) == wire.BundleIDSize && job.resume.Peer == job.peer &&
 		string(job.resume.RefsHash) == string(wantHash[:]) {
 		held = fi.Size()
 		req.ResumeBundleId, req.ResumeOffset = job.resume.BundleID, uint64(held)
@@ -411,6 +417,9 @@ func checkServedAnnouncement(s *wire.SignedAnnouncement, job fetchJob, wantHash 
 		return nil, fmt.Errorf("served announcement is of other refs than asked for")
 	case job.mirror.Seq != 0 && a.Seq <= job.mirror.Seq:
 		return nil, fmt.Errorf("served announcement (seq %d) is not newer than the mirror's (seq %d): a rollback", a.Seq, job.mirror.Seq)
+	case a.Seq < job.want.Seq:
+		// Same refs, older proof: peers past it would take it for a rollback.
+		return nil, fmt.Errorf("served announcement (seq %d) is older than the one wanted (seq %d)", a.Seq, job.want.Seq)
 	}
 	return a, nil
 }

@@ -116,6 +116,7 @@ const (
 	maxPeerStreams = 16
 	streamWindow   = 4 << 20 // the most a stream may have in flight unread
 	maxTargets     = 4096    // addresses remembered for dialing; discovered ones past it are ignored
+	forgetAfter    = 8       // failed dials in a row after which a discovered address is forgotten
 )
 
 // transport owns the node's one quic.Transport (one UDP socket, used both to
@@ -126,6 +127,9 @@ type transport struct {
 	local     *wire.Hello
 	bootstrap []Bootstrap
 	maxPeers  int
+	maxIn     int                // inbound connections at most
+	maxInIP   int                // inbound connections from one IP at most
+	nets      map[addrClass]bool // kinds of network this node is on: it dials announced addresses there
 	store     *actor.PID
 	gossip    *actor.PID
 	sync      *actor.PID // told of peers up and down, as gossip is; handed incoming transfer streams
@@ -154,6 +158,12 @@ type link struct {
 	addrs    []string
 	target   string // the dial target it came from, outbound only
 	session  []byte // from the peer's Hello
+	ip       string // the peer's IP as we see it
+	// proven: outbound, or an inbound peer that listens where it dials
+	// from (its Hello lists the address its packets come from, which the
+	// QUIC handshake verified). Unproven inbound peers go first when the
+	// inbound table is full, and are not redialed.
+	proven bool
 }
 
 // dialTarget is an address we want a connection to, with its backoff state.
@@ -220,6 +230,8 @@ func newTransport(cfg Config, key ed25519.PrivateKey, id wire.NodeID, udp *net.U
 	announce := announceAddrs(cfg.AnnounceAddrs, udp.LocalAddr().(*net.UDPAddr))
 	return &transport{
 		key: key, id: id, bootstrap: cfg.Bootstrap, maxPeers: cfg.MaxPeers, log: cfg.Logger,
+		maxIn: cfg.MaxInbound, maxInIP: cfg.MaxInboundPerIP,
+		nets: dialableNets(cfg.DialPrivate, append([]string{udp.LocalAddr().String()}, announce...)),
 		local: &wire.Hello{
 			Protocol: wire.ProtocolVersion, Did: id.String(), Alias: cfg.Alias,
 			Version: Version, ListenAddrs: announce, Session: session,
@@ -347,6 +359,12 @@ func (t *transport) want(ctx actor.Context, addr string, id wire.NodeID, discove
 		if discovered && len(t.targets) >= maxTargets {
 			return
 		}
+		if discovered && !t.nets[classOf(addr)] {
+			// A loopback, private or link-local address on a network this
+			// node is not on: dialing it would send packets to third parties.
+			t.log.Debug("not dialing a non-public address", "addr", addr)
+			return
+		}
 		d = &dialTarget{addr: addr, discovered: discovered}
 		t.targets[addr] = d
 	}
@@ -450,6 +468,11 @@ func (t *transport) retry(ctx actor.Context, d *dialTarget) {
 	if d.cancel != nil {
 		return
 	}
+	if d.discovered && d.attempt >= forgetAfter {
+		t.log.Debug("forgetting an address that does not answer", "addr", d.addr, "attempts", d.attempt)
+		delete(t.targets, d.addr)
+		return
+	}
 	delay := backoffMin << min(d.attempt, 10)
 	delay = min(delay, backoffMax)
 	delay = delay/2 + rand.N(delay/2+1) // jitter: between half and all of it
@@ -461,7 +484,11 @@ func (t *transport) spawnPeer(ctx actor.Context, conn *quic.Conn, outbound bool,
 	t.nextPeer++
 	name := fmt.Sprintf("peer-%s-%d", id, t.nextPeer)
 	pid := spawnChild(ctx, name, func() actor.Actor { return newPeer(conn, outbound, id, t.local, t.gossip, t.sync, t.log) })
-	t.peers[pid] = &link{id: id, outbound: outbound, target: target, addrs: []string{conn.RemoteAddr().String()}}
+	ip := ""
+	if ua, ok := conn.RemoteAddr().(*net.UDPAddr); ok {
+		ip = ua.IP.String()
+	}
+	t.peers[pid] = &link{id: id, outbound: outbound, target: target, addrs: []string{conn.RemoteAddr().String()}, ip: ip, proven: outbound}
 }
 
 // onPeerUp keeps one connection per node, deciding as the other side does:
@@ -499,6 +526,12 @@ func (t *transport) onPeerUp(ctx actor.Context, m *peerUp) {
 	}
 	l.since, l.alias, l.session = time.Now().UTC(), m.Hello.Alias, m.Hello.Session
 	l.addrs = dialAddrs(m)
+	if !m.Outbound {
+		l.proven = slices.Contains(m.Hello.ListenAddrs, m.Remote)
+		if !t.admit(ctx, pid, l) {
+			return
+		}
+	}
 	t.byID[m.ID] = pid
 	if l.target != "" {
 		if d := t.targets[l.target]; d != nil {
@@ -507,11 +540,12 @@ func (t *transport) onPeerUp(ctx actor.Context, m *peerUp) {
 				d.id = m.ID // dialed by address alone: now we know who is there
 			}
 		}
-	} else if len(l.addrs) > 0 {
-		// A node that dialed us is redialed at its address if it goes away.
-		d := t.targets[l.addrs[0]]
+	} else if l.proven && len(t.targets) < maxTargets {
+		// A node that dialed us from where it listens is redialed there,
+		// as any node learned of (within MaxPeers), if it goes away.
+		d := t.targets[m.Remote]
 		if d == nil {
-			d = &dialTarget{addr: l.addrs[0]}
+			d = &dialTarget{addr: m.Remote, discovered: true}
 			t.targets[d.addr] = d
 		}
 		d.id, d.alias, d.attempt = m.ID, m.Hello.Alias, 0
@@ -523,6 +557,99 @@ func (t *transport) onPeerUp(ctx actor.Context, m *peerUp) {
 	ctx.Send(t.store, saveNode{Node: persist.Node{ID: m.ID, Alias: m.Hello.Alias, Addresses: l.addrs, LastSeen: l.since}})
 	t.log.Info("peer connected", "peer", m.ID, "alias", m.Hello.Alias, "addr", m.Remote, "direction", direction)
 	t.notify(ctx, &peerConnected{ID: m.ID, PID: pid, Hello: m.Hello})
+}
+
+// admit keeps the inbound table within its caps (in total and per IP).
+// When a newcomer overflows one, an unproven inbound connection is closed
+// to make room, chosen at random so that an honest node that dials in
+// during a flood still gets in; if there is none, the newcomer goes. It
+// reports whether the newcomer stays.
+func (t *transport) admit(ctx actor.Context, pid *actor.PID, l *link) bool {
+	for {
+		total, fromIP := 0, 0
+		for p, o := range t.peers {
+			if o.outbound || o.since.IsZero() || t.byID[o.id] != p && p != pid {
+				continue // outbound, in handshake, or a duplicate on its way out
+			}
+			total++
+			if o.ip == l.ip {
+				fromIP++
+			}
+		}
+		over := total > t.maxIn
+		overIP := fromIP > t.maxInIP
+		if !over && !overIP {
+			return true
+		}
+		var victims []*actor.PID
+		for p, o := range t.peers {
+			if p == pid || o.outbound || o.proven || o.since.IsZero() || t.byID[o.id] != p {
+				continue
+			}
+			if overIP && !over && o.ip != l.ip {
+				continue
+			}
+			victims = append(victims, p)
+		}
+		if len(victims) == 0 {
+			ctx.Send(pid, &closePeer{Code: wire.ErrorCode_ERROR_RATE_LIMITED, Reason: "too many inbound connections"})
+			delete(t.peers, pid)
+			return false
+		}
+		v := victims[rand.N(len(victims))]
+		vl := t.peers[v]
+		t.log.Debug("inbound table full: closing an unproven connection", "peer", vl.id, "ip", vl.ip)
+		delete(t.byID, vl.id)
+		delete(t.peers, v)
+		t.notify(ctx, &peerDisconnected{ID: vl.id, PID: v})
+		ctx.Send(v, &closePeer{Code: wire.ErrorCode_ERROR_RATE_LIMITED, Reason: "too many inbound connections"})
+	}
+}
+
+// addrClass is the kind of network an address is on.
+type addrClass int
+
+const (
+	classPublic addrClass = iota
+	classLoopback
+	classPrivate
+	classLinkLocal
+	classInvalid
+)
+
+func classOf(addr string) addrClass {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return classInvalid
+	}
+	ip := net.ParseIP(host)
+	switch {
+	case ip == nil || ip.IsUnspecified() || ip.IsMulticast():
+		return classInvalid
+	case ip.IsLoopback():
+		return classLoopback
+	case ip.IsPrivate():
+		return classPrivate
+	case ip.IsLinkLocalUnicast():
+		return classLinkLocal
+	}
+	return classPublic
+}
+
+// dialableNets are the kinds of address a node dials when others announce
+// them: public ones, and those of the networks the node itself is on (its
+// bound and announced addresses); all of them with DialPrivate.
+func dialableNets(all bool, own []string) map[addrClass]bool {
+	nets := map[addrClass]bool{classPublic: true}
+	for _, a := range own {
+		if c := classOf(a); c != classInvalid {
+			nets[c] = true
+		}
+	}
+	if all {
+		nets[classLoopback], nets[classPrivate], nets[classLinkLocal] = true, true, true
+	}
+	return nets
 }
 
 // dialAddrs are the addresses to reach a peer at: those its Hello lists, or

@@ -807,3 +807,127 @@ func TestHardening7_peerTextIsMadeSafe(t *testing.T) {
 		}
 	}
 }
+
+// dialFromLoopback connects to the node from a socket bound to 127.0.0.1,
+// so that the address the node sees is the one the client can list as
+// where it listens.
+func dialFromLoopback(t *testing.T, addr string, key ed25519.PrivateKey, expect wire.NodeID) (*quic.Conn, string) {
+	t.Helper()
+	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &quic.Transport{Conn: udp}
+	t.Cleanup(func() { _ = tr.Close(); _ = udp.Close() })
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conn, err := tr.Dial(ctx, ua, clientTLS(t, key, expect), &quic.Config{})
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	t.Cleanup(func() { _ = conn.CloseWithError(0, "test over") })
+	return conn, udp.LocalAddr().String()
+}
+
+func inboundConnected(t *testing.T, n *Node) int {
+	count := 0
+	for _, p := range peers(t, n) {
+		if p.Connected && p.Direction == "inbound" {
+			count++
+		}
+	}
+	return count
+}
+
+// TestHardening4_inboundCap (hardening finding 4): every inbound
+// connection was accepted (2000 fresh keys: 2.55 GB), and every one that
+// left stayed a redial target forever. The inbound table is capped, a full
+// table closes an unproven connection to make room, a peer that listens
+// where it dials from (proven) is kept, and unproven peers that leave are
+// not redialed.
+func TestHardening4_inboundCap(t *testing.T) {
+	t.Parallel()
+	const maxIn = 4
+	n, addr, _ := startSyncNode(t, "victim", func(c *Config) { c.MaxInbound = maxIn })
+	var unproven []wire.NodeID
+	var conns []*quic.Conn
+	flood := func(k int) {
+		for range k {
+			id, conn, _ := exchangeHello(t, n, addr)
+			unproven = append(unproven, id)
+			conns = append(conns, conn)
+		}
+	}
+	flood(2 * maxIn)
+	eventually(t, 5*time.Second, "inbound connections within the cap", func() bool { return inboundConnected(t, n) <= maxIn })
+
+	// An honest node dials in during the flood, from where it listens.
+	key, honest := newKey(t)
+	conn, local := dialFromLoopback(t, addr, key, n.ID)
+	stream := openControlStream(t, conn)
+	hello := encodeFrame(t, &wire.Frame{Body: &wire.Frame_Hello{Hello: &wire.Hello{
+		Protocol: wire.ProtocolVersion, Did: honest.String(), Alias: "honest", ListenAddrs: []string{local}}}})
+	if _, err := stream.Write(hello); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readHello(bufio.NewReader(stream)); err != nil {
+		t.Fatalf("the honest node's hello exchange: %v", err)
+	}
+	eventually(t, 5*time.Second, "the honest node is connected", func() bool { return connected(t, n, honest) })
+	flood(2 * maxIn)
+	eventually(t, 5*time.Second, "inbound connections within the cap", func() bool { return inboundConnected(t, n) <= maxIn })
+	if !connected(t, n, honest) {
+		t.Fatal("the flood pushed out the proven honest node")
+	}
+
+	// The unproven ones leave: none stays a redial target.
+	for _, c := range conns {
+		_ = c.CloseWithError(0, "bye")
+	}
+	eventually(t, 10*time.Second, "only the honest node is left", func() bool { return inboundConnected(t, n) == 1 })
+	for _, id := range unproven {
+		if p, ok := findPeer(t, n, id); ok {
+			t.Errorf("unproven inbound peer %s is still listed: %+v", id, p)
+		}
+	}
+}
+
+// TestHardening5_foreignPrivateAddrsNotDialed (hardening finding 5):
+// NodeAnnouncements listing third-party addresses (loopback, private, any
+// port) made the node send QUIC Initials to them and keep retrying. A node
+// dials announced addresses only on the kinds of network it is on itself.
+func TestHardening5_foreignPrivateAddrsNotDialed(t *testing.T) {
+	t.Parallel()
+	n, addr, _ := startSyncNode(t, "victim", nil)
+	key, id := newKey(t)
+	conn := dial(t, addr, key, n.ID)
+	stream := openControlStream(t, conn)
+	sendHello(t, stream, id)
+	if _, err := readHello(bufio.NewReader(stream)); err != nil {
+		t.Fatal(err)
+	}
+	foreign := []string{"10.1.2.3:9000", "192.168.7.7:22", "172.16.0.1:443", "169.254.1.1:9000", "[fe80::1]:9000"}
+	third, thirdID := newKey(t)
+	_ = third
+	loop := "127.0.0.1:9" // on the node's own (loopback) network: allowed
+	a := &wire.Announcement{Origin: thirdID.String(), Seq: 1, TimestampMs: time.Now().UnixMilli(),
+		Body: &wire.Announcement_Node{Node: &wire.NodeAnnouncement{Alias: "third", Addresses: append(slices.Clone(foreign), loop)}}}
+	if err := wire.WriteFrame(stream, &wire.Frame{Body: &wire.Frame_Gossip{Gossip: &wire.Gossip{Announcement: signUnchecked(t, third, a), Ttl: 0}}}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "the loopback address becomes a target", func() bool {
+		p, ok := findPeer(t, n, thirdID)
+		return ok && slices.Contains(p.Addresses, loop)
+	})
+	for _, p := range peers(t, n) {
+		for _, a := range p.Addresses {
+			if slices.Contains(foreign, a) {
+				t.Errorf("the node dials %s (a network it is not on)", a)
+			}
+		}
+	}
+}
