@@ -153,6 +153,10 @@ type Status struct {
 	Serving       int   `json:"serving"`
 	BytesReceived int64 `json:"bytes_received"`
 	BytesSent     int64 `json:"bytes_sent"`
+	// What gossip holds, what it dropped since start (per reason), and the
+	// limits in force.
+	Gossip GossipStats      `json:"gossip"`
+	Limits map[string]int64 `json:"limits"`
 }
 
 // Repository status values shown by RepoView.Status.
@@ -197,6 +201,18 @@ type Config struct {
 	MaxHeldBytes          int // all announcements held (default 64 MiB)
 	MaxHeldBytesPerOrigin int // those of one origin (default 4 MiB)
 	MaxCatchUpBytes       int // sent to a new peer on connect (default 8 MiB)
+}
+
+// limits are the limits in force, as status shows them.
+func (c Config) limits() map[string]int64 {
+	return map[string]int64{
+		"max_peers": int64(c.MaxPeers), "max_inbound": int64(c.MaxInbound), "max_inbound_per_ip": int64(c.MaxInboundPerIP),
+		"max_fetches": int64(c.MaxFetches), "max_uploads": int64(c.MaxUploads), "max_upload_rate": c.MaxUploadRate,
+		"max_bundle_size": c.MaxBundleSize, "cache_size": c.MaxCacheSize,
+		"max_held_bytes": int64(c.MaxHeldBytes), "max_held_bytes_per_origin": int64(c.MaxHeldBytesPerOrigin),
+		"max_catch_up_bytes": int64(c.MaxCatchUpBytes), "max_announcement_size": wire.MaxAnnouncementSize,
+		"max_frame_size": wire.MaxFrameSize,
+	}
 }
 
 // withDefaults fills in every zero field that has a default.
@@ -490,7 +506,8 @@ func (n *node) stopping(ctx actor.Context) {
 
 func (n *node) status(ctx actor.Context) {
 	reply := replier(ctx)
-	s := Status{ID: n.id, Alias: n.cfg.Alias, Root: n.cfg.Root, Running: !n.cfg.Offline, Listen: []string{}}
+	s := Status{ID: n.id, Alias: n.cfg.Alias, Root: n.cfg.Root, Running: !n.cfg.Offline, Listen: []string{}, Limits: n.cfg.limits(),
+		Gossip: GossipStats{Dropped: map[string]int64{}}}
 	withRepos := func() {
 		ask(ctx, n.store, countRepos{}, func(res any, err error) {
 			if err != nil {
@@ -516,7 +533,12 @@ func (n *node) status(ctx actor.Context) {
 			if t, ok := res.(syncTotals); ok && err == nil {
 				s.Fetching, s.Serving, s.BytesReceived, s.BytesSent = t.Fetching, t.Serving, t.BytesIn, t.BytesOut
 			}
-			withRepos()
+			ask(ctx, n.gossip, &gossipStats{}, func(res any, err error) {
+				if g, ok := res.(GossipStats); ok && err == nil {
+					s.Gossip = g
+				}
+				withRepos()
+			})
 		})
 	})
 }

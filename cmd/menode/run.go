@@ -30,6 +30,9 @@ type runCmd struct {
 	MaxUploadRate  byteSize      `default:"0" help:"Bytes per second sent by all uploads together, e.g. 10MiB (0: unlimited)."`
 	MaxBundleSize  byteSize      `default:"10GiB" help:"Largest bundle accepted from a peer."`
 	CacheSize      byteSize      `default:"1GiB" help:"Bytes of served bundles kept in ROOT/cache for other requesters and resumes."`
+	MaxInbound     int           `default:"128" help:"Inbound connections at most; when full, an unproven one is closed to make room."`
+	MaxInboundIP   int           `name:"max-inbound-per-ip" default:"16" help:"Inbound connections from one IP address at most."`
+	DialPrivate    bool          `help:"Dial loopback, private and link-local addresses other nodes announce even when this node is not on such a network."`
 }
 
 type nodeCmd struct {
@@ -56,8 +59,8 @@ func (c *runCmd) Run(e *env) error {
 	if c.MaxPeers < 1 || c.GossipInterval <= 0 || c.WatchInterval <= 0 || c.SyncInterval <= 0 {
 		return usageError{fmt.Errorf("--max-peers and the intervals must be positive")}
 	}
-	if c.MaxFetches < 1 || c.MaxUploads < 1 || c.MaxBundleSize < 1 || c.CacheSize < 1 {
-		return usageError{fmt.Errorf("--max-fetches, --max-uploads, --max-bundle-size and --cache-size must be positive")}
+	if c.MaxFetches < 1 || c.MaxUploads < 1 || c.MaxBundleSize < 1 || c.CacheSize < 1 || c.MaxInbound < 1 || c.MaxInboundIP < 1 {
+		return usageError{fmt.Errorf("--max-fetches, --max-uploads, --max-bundle-size, --cache-size, --max-inbound and --max-inbound-per-ip must be positive")}
 	}
 	for _, a := range c.AnnounceAddr {
 		if err := wire.CheckDialAddr(a); err != nil {
@@ -70,6 +73,7 @@ func (c *runCmd) Run(e *env) error {
 		WatchInterval: c.WatchInterval, Logger: e.log,
 		SyncInterval: c.SyncInterval, MaxFetches: c.MaxFetches, MaxUploads: c.MaxUploads,
 		MaxUploadRate: int64(c.MaxUploadRate), MaxBundleSize: int64(c.MaxBundleSize), MaxCacheSize: int64(c.CacheSize),
+		MaxInbound: c.MaxInbound, MaxInboundPerIP: c.MaxInboundIP, DialPrivate: c.DialPrivate,
 	})
 	if err != nil {
 		return err
