@@ -68,14 +68,14 @@ var fsckIgnorable = map[string]bool{
 // received part of a bundle; write it to a temporary file.
 func (m GitRepo) CreateBundle(ctx context.Context, w io.Writer, refNames []string, haves []string) error {
 	if len(refNames) == 0 {
-		return fmt.Errorf("bundle of %s: no refs: %w", m.Dir, ErrNothingToSend)
+		return fmt.Errorf("bundle of %s: no refs: %w", QuotePath(m.Dir), ErrNothingToSend)
 	}
 	var in strings.Builder
 	for _, name := range refNames {
 		// Checked names cannot start with "-" or hold a newline: each line
 		// is one revision for git's --stdin.
 		if err := wire.CheckRefName(name); err != nil {
-			return fmt.Errorf("bundle of %s: %w", m.Dir, err)
+			return fmt.Errorf("bundle of %s: %w", QuotePath(m.Dir), err)
 		}
 		in.WriteString(name)
 		in.WriteByte('\n')
@@ -90,10 +90,10 @@ func (m GitRepo) CreateBundle(ctx context.Context, w io.Writer, refNames []strin
 	err = runGitIO(ctx, m.Dir, strings.NewReader(in.String()), w, "bundle", "create", "-q", "-", "--stdin")
 	var ge *gitError
 	if errors.As(err, &ge) && strings.Contains(ge.line, "Refusing to create empty bundle") {
-		return fmt.Errorf("bundle of %s: %w", m.Dir, ErrNothingToSend)
+		return fmt.Errorf("bundle of %s: %w", QuotePath(m.Dir), ErrNothingToSend)
 	}
 	if err != nil {
-		return fmt.Errorf("bundle of %s: %w", m.Dir, err)
+		return fmt.Errorf("bundle of %s: %w", QuotePath(m.Dir), err)
 	}
 	return nil
 }
@@ -230,14 +230,14 @@ func readBundleLine(r *bufio.Reader) (string, error) {
 // explicitly. The caller must not run MaybeRepack on m at the same time.
 func (m GitRepo) ApplyBundle(ctx context.Context, bundlePath string, signed map[string]string, defaultBranch string, ignore []string) error {
 	if err := checkRefs(signed); err != nil {
-		return fmt.Errorf("apply bundle to %s: signed refs: %w", m.Dir, err)
+		return fmt.Errorf("apply bundle to %s: signed refs: %w", QuotePath(m.Dir), err)
 	}
 	if err := checkBranch(defaultBranch); err != nil {
-		return fmt.Errorf("apply bundle to %s: %w", m.Dir, err)
+		return fmt.Errorf("apply bundle to %s: %w", QuotePath(m.Dir), err)
 	}
 	strict, err := strictArg(ignore)
 	if err != nil {
-		return fmt.Errorf("apply bundle to %s: %w", m.Dir, err)
+		return fmt.Errorf("apply bundle to %s: %w", QuotePath(m.Dir), err)
 	}
 	if bundlePath != "" {
 		if err := m.indexBundle(ctx, bundlePath, signed, strict); err != nil {
@@ -270,13 +270,13 @@ func strictArg(ignore []string) (string, error) {
 func (m GitRepo) indexBundle(ctx context.Context, bundlePath string, signed map[string]string, strict string) error {
 	f, err := os.Open(bundlePath)
 	if err != nil {
-		return fmt.Errorf("apply bundle: %w", err)
+		return fmt.Errorf("apply bundle %s: %w", QuotePath(bundlePath), pathless(err))
 	}
 	defer f.Close()
 	r := bufio.NewReaderSize(f, 64<<10)
 	h, err := ReadBundleHeader(r)
 	if err != nil {
-		return fmt.Errorf("apply bundle %s: %w", bundlePath, err)
+		return fmt.Errorf("apply bundle %s: %w", QuotePath(bundlePath), err)
 	}
 	names := make([]string, 0, len(h.Heads))
 	for name := range h.Heads {
@@ -286,10 +286,10 @@ func (m GitRepo) indexBundle(ctx context.Context, bundlePath string, signed map[
 	for _, name := range names {
 		want, ok := signed[name]
 		if !ok {
-			return fmt.Errorf("apply bundle %s: %w: it carries %s, which is not among the signed refs", bundlePath, ErrBadBundle, name)
+			return fmt.Errorf("apply bundle %s: %w: it carries %s, which is not among the signed refs", QuotePath(bundlePath), ErrBadBundle, name)
 		}
 		if got := h.Heads[name]; got != want {
-			return fmt.Errorf("apply bundle %s: %w: it carries %s at %s, the signed refs say %s", bundlePath, ErrBadBundle, name, got, want)
+			return fmt.Errorf("apply bundle %s: %w: it carries %s at %s, the signed refs say %s", QuotePath(bundlePath), ErrBadBundle, name, got, want)
 		}
 	}
 	if len(h.Prerequisites) > 0 {
@@ -304,7 +304,7 @@ func (m GitRepo) indexBundle(ctx context.Context, bundlePath string, signed map[
 			}
 			for _, id := range h.Prerequisites {
 				if !held[id] {
-					return fmt.Errorf("apply bundle %s: it needs %s, which %s does not hold: %w", bundlePath, id, m.Dir, ErrMissingObjects)
+					return fmt.Errorf("apply bundle %s: it needs %s, which %s does not hold: %w", QuotePath(bundlePath), id, QuotePath(m.Dir), ErrMissingObjects)
 				}
 			}
 		}
@@ -318,9 +318,9 @@ func (m GitRepo) indexBundle(ctx context.Context, bundlePath string, signed map[
 	if err != nil {
 		removeNewFiles(packDir, before)
 		if ctx.Err() != nil {
-			return fmt.Errorf("apply bundle %s: %w", bundlePath, err)
+			return fmt.Errorf("apply bundle %s: %w", QuotePath(bundlePath), err)
 		}
-		return fmt.Errorf("apply bundle %s: %w: %w", bundlePath, ErrBadBundle, err)
+		return fmt.Errorf("apply bundle %s: %w: %w", QuotePath(bundlePath), ErrBadBundle, err)
 	}
 	return nil
 }

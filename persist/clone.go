@@ -43,27 +43,27 @@ func CloneMirror(ctx context.Context, mirror, out, remote, branch string) error 
 	}
 	mirrorAbs, err := filepath.Abs(mirror)
 	if err != nil {
-		return fmt.Errorf("clone %s: %w", mirror, err)
+		return fmt.Errorf("clone %s: %w", QuotePath(mirror), err)
 	}
 	outAbs, err := filepath.Abs(out)
 	if err != nil {
-		return fmt.Errorf("clone into %s: %w", out, err)
+		return fmt.Errorf("clone into %s: %w", QuotePath(out), err)
 	}
 	created := false
 	entries, err := os.ReadDir(outAbs)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		if err := os.MkdirAll(outAbs, 0o755); err != nil {
-			return fmt.Errorf("clone into %s: %w", outAbs, err)
+			return fmt.Errorf("clone into %s: %w", QuotePath(outAbs), pathless(err))
 		}
 		created = true
 	case err != nil:
 		if info, statErr := os.Stat(outAbs); statErr == nil && !info.IsDir() {
-			return fmt.Errorf("%s exists and is not empty: %w", outAbs, ErrNotEmpty)
+			return fmt.Errorf("%s exists and is not empty: %w", QuotePath(outAbs), ErrNotEmpty)
 		}
-		return fmt.Errorf("clone into %s: %w", outAbs, err)
+		return fmt.Errorf("clone into %s: %w", QuotePath(outAbs), pathless(err))
 	case len(entries) > 0:
-		return fmt.Errorf("%s exists and is not empty: %w", outAbs, ErrNotEmpty)
+		return fmt.Errorf("%s exists and is not empty: %w", QuotePath(outAbs), ErrNotEmpty)
 	}
 	// Run inside out, so that no repository around it is consulted; "--"
 	// keeps the mirror's path from being read as an option.
@@ -72,7 +72,7 @@ func CloneMirror(ctx context.Context, mirror, out, remote, branch string) error 
 		if created {
 			os.RemoveAll(outAbs)
 		}
-		return fmt.Errorf("clone %s into %s: %w", mirrorAbs, outAbs, err)
+		return fmt.Errorf("clone %s into %s: %w", QuotePath(mirrorAbs), QuotePath(outAbs), err)
 	}
 	return nil
 }
@@ -83,7 +83,7 @@ func (g GitRepo) Head(ctx context.Context) (string, error) {
 	out, err := runGit(ctx, g.Dir, "rev-parse", "--verify", "--quiet", "HEAD^{commit}")
 	if err != nil {
 		if exitCode(err) == 1 {
-			return "", fmt.Errorf("%s: %w", g.Dir, ErrEmptyRepo)
+			return "", fmt.Errorf("%s: %w", QuotePath(g.Dir), ErrEmptyRepo)
 		}
 		return "", err
 	}
@@ -96,7 +96,7 @@ func (g GitRepo) CurrentBranch(ctx context.Context) (string, error) {
 	out, err := runGit(ctx, g.Dir, "symbolic-ref", "--quiet", "--short", "HEAD")
 	if err != nil {
 		if exitCode(err) == 1 {
-			return "", fmt.Errorf("%s: HEAD is detached; check out a branch first", g.Dir)
+			return "", fmt.Errorf("%s: HEAD is detached; check out a branch first", QuotePath(g.Dir))
 		}
 		return "", err
 	}
@@ -110,21 +110,21 @@ func (g GitRepo) CurrentBranch(ctx context.Context) (string, error) {
 // HEAD is refused.
 func (g GitRepo) Pull(ctx context.Context, remote string) (string, error) {
 	if err := checkRemoteName(remote); err != nil {
-		return "", fmt.Errorf("pull in %s: %w", g.Dir, err)
+		return "", fmt.Errorf("pull in %s: %w", QuotePath(g.Dir), err)
 	}
 	branch, err := g.CurrentBranch(ctx)
 	if err != nil {
 		return "", fmt.Errorf("pull: %w", err)
 	}
 	if _, err := runGit(ctx, g.Dir, "fetch", "--quiet", "--prune", remote); err != nil {
-		return "", fmt.Errorf("pull in %s: %w", g.Dir, err)
+		return "", fmt.Errorf("pull in %s: %w", QuotePath(g.Dir), err)
 	}
 	if _, err := runGit(ctx, g.Dir, "pull", "--quiet", "--no-rebase", "--no-edit", remote, branch); err != nil {
-		return "", fmt.Errorf("pull %s into %s: %w", branch, g.Dir, err)
+		return "", fmt.Errorf("pull %s into %s: %w", branch, QuotePath(g.Dir), err)
 	}
 	head, err := g.Head(ctx)
 	if err != nil {
-		return "", fmt.Errorf("pull in %s: %w", g.Dir, err)
+		return "", fmt.Errorf("pull in %s: %w", QuotePath(g.Dir), err)
 	}
 	return head, nil
 }
@@ -135,7 +135,7 @@ func (g GitRepo) Pull(ctx context.Context, remote string) (string, error) {
 // refs, it tells whether the clone is behind.
 func (g GitRepo) RemoteRefs(ctx context.Context, remote string) (map[string]string, error) {
 	if err := checkRemoteName(remote); err != nil {
-		return nil, fmt.Errorf("remote refs in %s: %w", g.Dir, err)
+		return nil, fmt.Errorf("remote refs in %s: %w", QuotePath(g.Dir), err)
 	}
 	prefix := "refs/remotes/" + remote + "/"
 	out, err := runGit(ctx, g.Dir, "for-each-ref", "--format=%(objectname) %(refname)", "refs/remotes/"+remote)

@@ -14,5 +14,10 @@
 // parsed wire type, never a raw string; every ref name and object ID that
 // reaches git is checked first.
 //
+// A damaged megaengine.db is one error wrapping ErrCorruptStore, never a
+// crash: every bbolt call runs guarded (corrupt.go), and a listing leaves
+// out a record that does not decode rather than failing. Paths in errors
+// are quoted when they hold anything but printable text (QuotePath).
+//
 // persist must not import actors and does no networking.
 package persist

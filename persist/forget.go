@@ -13,7 +13,7 @@ import (
 
 // DeleteAnnouncement removes the stored announcement for key, if any.
 func (s *Store) DeleteAnnouncement(key string) error {
-	return s.db.Update(func(tx *bbolt.Tx) error {
+	return s.update(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketAnnouncements).Delete([]byte(key))
 	})
 }
@@ -23,7 +23,7 @@ func (s *Store) DeleteAnnouncement(key string) error {
 // It reports whether the record was removed.
 func (s *Store) ForgetRepo(id wire.RepoID) (bool, error) {
 	removed := false
-	err := s.db.Update(func(tx *bbolt.Tx) error {
+	err := s.update(func(tx *bbolt.Tx) error {
 		raw := tx.Bucket(bucketRepos).Get(id[:])
 		if raw == nil {
 			return nil
@@ -47,7 +47,7 @@ func (s *Store) ForgetRepo(id wire.RepoID) (bool, error) {
 // CountRepos counts the stored repositories without decoding them.
 func (s *Store) CountRepos() (int, error) {
 	n := 0
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.view(func(tx *bbolt.Tx) error {
 		n = tx.Bucket(bucketRepos).Stats().KeyN
 		return nil
 	})

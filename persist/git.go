@@ -83,10 +83,11 @@ type gitError struct {
 }
 
 func (e *gitError) Error() string {
+	// git's message may echo a path as it is: quote it as a path.
 	if e.line == "" {
-		return fmt.Sprintf("git %s in %s: %v", e.cmd, e.dir, e.err)
+		return fmt.Sprintf("git %s in %s: %v", e.cmd, QuotePath(e.dir), e.err)
 	}
-	return fmt.Sprintf("git %s in %s: %s", e.cmd, e.dir, e.line)
+	return fmt.Sprintf("git %s in %s: %s", e.cmd, QuotePath(e.dir), QuotePath(e.line))
 }
 
 func (e *gitError) Unwrap() error { return e.err }
@@ -195,26 +196,26 @@ func exitCode(err error) int {
 func OpenGitRepo(ctx context.Context, dir string) (GitRepo, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
-		return GitRepo{}, fmt.Errorf("%s: %w", dir, err)
+		return GitRepo{}, fmt.Errorf("%s: %w", QuotePath(dir), err)
 	}
 	info, err := os.Stat(abs)
 	if err != nil {
-		return GitRepo{}, fmt.Errorf("open git repository: %w", err)
+		return GitRepo{}, fmt.Errorf("open git repository %s: %w", QuotePath(abs), pathless(err))
 	}
 	if !info.IsDir() {
-		return GitRepo{}, fmt.Errorf("%s is not a directory: %w", abs, ErrNotGitRepo)
+		return GitRepo{}, fmt.Errorf("%s is not a directory: %w", QuotePath(abs), ErrNotGitRepo)
 	}
 	notRepo := func(gitErr error) error {
 		var ge *gitError
 		// Say why when git refused for another reason (such as
 		// "dubious ownership"), not just that it is no repository.
 		if errors.As(gitErr, &ge) && ge.line != "" && !strings.Contains(ge.line, "not a git repository") {
-			return fmt.Errorf("%s: %w (git: %s)", abs, ErrNotGitRepo, ge.line)
+			return fmt.Errorf("%s: %w (git: %s)", QuotePath(abs), ErrNotGitRepo, QuotePath(ge.line))
 		}
 		if ctxErr := ctx.Err(); ctxErr != nil {
-			return fmt.Errorf("open git repository %s: %w", abs, ctxErr)
+			return fmt.Errorf("open git repository %s: %w", QuotePath(abs), ctxErr)
 		}
-		return fmt.Errorf("%s: %w", abs, ErrNotGitRepo)
+		return fmt.Errorf("%s: %w", QuotePath(abs), ErrNotGitRepo)
 	}
 	if _, err := runGit(ctx, abs, "rev-parse", "--git-dir"); err != nil {
 		return GitRepo{}, notRepo(err)
@@ -235,10 +236,10 @@ func OpenGitRepo(ctx context.Context, dir string) (GitRepo, error) {
 	// git prints the top level with symlinks resolved; compare like with like.
 	resolved, err := filepath.EvalSymlinks(abs)
 	if err != nil {
-		return GitRepo{}, fmt.Errorf("%s: %w", abs, err)
+		return GitRepo{}, fmt.Errorf("%s: %w", QuotePath(abs), pathless(err))
 	}
 	if filepath.Clean(strings.TrimSpace(top)) != resolved {
-		return GitRepo{}, fmt.Errorf("%s: %w", abs, ErrNotGitRepo)
+		return GitRepo{}, fmt.Errorf("%s: %w", QuotePath(abs), ErrNotGitRepo)
 	}
 	return GitRepo{Dir: abs}, nil
 }
@@ -265,7 +266,7 @@ func (g GitRepo) RootCommit(ctx context.Context) (string, error) {
 		return "", err
 	}
 	if !ok {
-		return "", fmt.Errorf("%s: %w", g.Dir, ErrEmptyRepo)
+		return "", fmt.Errorf("%s: %w", QuotePath(g.Dir), ErrEmptyRepo)
 	}
 	out, err := runGit(ctx, g.Dir, "rev-list", "--max-parents=0", "HEAD")
 	if err != nil {
@@ -278,7 +279,7 @@ func (g GitRepo) RootCommit(ctx context.Context) (string, error) {
 		}
 	}
 	if root == "" {
-		return "", fmt.Errorf("%s: %w", g.Dir, ErrEmptyRepo)
+		return "", fmt.Errorf("%s: %w", QuotePath(g.Dir), ErrEmptyRepo)
 	}
 	return root, nil
 }
@@ -292,7 +293,7 @@ func (g GitRepo) CheckComplete(ctx context.Context) error {
 		return err
 	}
 	if strings.TrimSpace(out) == "true" {
-		return fmt.Errorf("%s is a shallow clone: its root commit is not the real one; clone it in full first (git fetch --unshallow): %w", g.Dir, ErrShallowRepo)
+		return fmt.Errorf("%s is a shallow clone: its root commit is not the real one; clone it in full first (git fetch --unshallow): %w", QuotePath(g.Dir), ErrShallowRepo)
 	}
 	// Keys are matched in git's canonical form: section and name lower case.
 	out, err = runGit(ctx, g.Dir, "config", "--get-regexp", `^(extensions\.partialclone|remote\..*\.promisor|remote\..*\.partialclonefilter)$`)
@@ -308,7 +309,7 @@ func (g GitRepo) CheckComplete(ctx context.Context) error {
 		if strings.HasSuffix(key, ".promisor") && hasVal && !isGitTrue(val) {
 			continue
 		}
-		return fmt.Errorf("%s is a partial clone (%s is set): objects are missing from it; clone it again without --filter: %w", g.Dir, key, ErrShallowRepo)
+		return fmt.Errorf("%s is a partial clone (%s is set): objects are missing from it; clone it again without --filter: %w", QuotePath(g.Dir), key, ErrShallowRepo)
 	}
 	return nil
 }
@@ -399,7 +400,7 @@ func (g GitRepo) DefaultBranch(ctx context.Context) (string, error) {
 	if len(branches) > 0 {
 		return branches[0], nil
 	}
-	return "", fmt.Errorf("%s: HEAD is detached and there are no branches", g.Dir)
+	return "", fmt.Errorf("%s: HEAD is detached and there are no branches", QuotePath(g.Dir))
 }
 
 // RefsLocation is where a repository keeps HEAD (GitDir) and its refs
@@ -416,7 +417,7 @@ func (g GitRepo) RefsLocation(ctx context.Context) (RefsLocation, error) {
 	}
 	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
 	if len(lines) != 2 {
-		return RefsLocation{}, fmt.Errorf("git rev-parse in %s: unexpected output %q", g.Dir, out)
+		return RefsLocation{}, fmt.Errorf("git rev-parse in %s: unexpected output %q", QuotePath(g.Dir), out)
 	}
 	common := lines[1]
 	if !filepath.IsAbs(common) {

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 )
 
 // ErrNoIdentity is wrapped when the identity key file does not exist.
@@ -32,9 +33,9 @@ const maxKeyFile = 64 << 10
 func CreateIdentity(path string, force bool) (ed25519.PrivateKey, error) {
 	if !force {
 		if _, err := os.Lstat(path); err == nil {
-			return nil, fmt.Errorf("%w at %s; use --force to replace it", ErrIdentityExists, path)
+			return nil, fmt.Errorf("%w at %s; use --force to replace it", ErrIdentityExists, QuotePath(path))
 		} else if !errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("check key file %s: %w", path, err)
+			return nil, fmt.Errorf("check key file %s: %w", QuotePath(path), pathless(err))
 		}
 	}
 	_, key, err := ed25519.GenerateKey(rand.Reader)
@@ -47,57 +48,96 @@ func CreateIdentity(path string, force bool) (ed25519.PrivateKey, error) {
 	}
 	data := pem.EncodeToMemory(&pem.Block{Type: pemTypePrivateKey, Bytes: der})
 	if err := writeFileAtomic(path, data); err != nil {
-		return nil, fmt.Errorf("write key file %s: %w", path, err)
+		return nil, fmt.Errorf("write key file %s: %w", QuotePath(path), pathless(err))
 	}
 	return key, nil
 }
 
 // LoadIdentity reads the Ed25519 key at path. A missing file wraps
 // ErrNoIdentity; a file that group or others may access is refused, as ssh
-// refuses such keys.
+// refuses such keys, and so is anything but a regular file (a named pipe
+// would block the read forever), before it is opened.
 func LoadIdentity(path string) (ed25519.PrivateKey, error) {
-	f, err := os.Open(path)
+	// Stat follows a symlink, so a linked key file works; what it points to
+	// must be a regular file.
+	info, err := os.Stat(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%w at %s; run `menode auth init`", ErrNoIdentity, path)
+		return nil, fmt.Errorf("%w at %s; run `menode auth init`", ErrNoIdentity, QuotePath(path))
 	}
 	if err != nil {
-		return nil, fmt.Errorf("open key file %s: %w", path, err)
+		return nil, fmt.Errorf("stat key file %s: %w", QuotePath(path), pathless(err))
+	}
+	if err := checkKeyFile(path, info); err != nil {
+		return nil, err
+	}
+	// O_NONBLOCK: should path be swapped for a named pipe after the Stat,
+	// opening it still returns at once, and the Stat of the open file
+	// below refuses it.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open key file %s: %w", QuotePath(path), pathless(err))
 	}
 	defer f.Close()
-	// Stat the open file, not the path, so the mode checked is the file read.
-	info, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("stat key file %s: %w", path, err)
+	// Stat the open file too, so the mode checked is the file read.
+	if info, err = f.Stat(); err != nil {
+		return nil, fmt.Errorf("stat key file %s: %w", QuotePath(path), pathless(err))
 	}
-	if !info.Mode().IsRegular() {
-		return nil, fmt.Errorf("key file %s is not a regular file", path)
-	}
-	if perm := info.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("key file %s is readable by others (mode %04o); run: chmod 600 %s", path, perm, path)
+	if err := checkKeyFile(path, info); err != nil {
+		return nil, err
 	}
 	data, err := io.ReadAll(io.LimitReader(f, maxKeyFile+1))
 	if err != nil {
-		return nil, fmt.Errorf("read key file %s: %w", path, err)
+		return nil, fmt.Errorf("read key file %s: %w", QuotePath(path), pathless(err))
 	}
 	if len(data) > maxKeyFile {
-		return nil, fmt.Errorf("key file %s is not a PEM private key (too large)", path)
+		return nil, fmt.Errorf("key file %s is not a PEM private key (too large)", QuotePath(path))
 	}
 	block, _ := pem.Decode(data)
 	if block == nil {
-		return nil, fmt.Errorf("key file %s is not a PEM private key", path)
+		return nil, fmt.Errorf("key file %s is not a PEM private key", QuotePath(path))
 	}
 	if block.Type != pemTypePrivateKey {
-		return nil, fmt.Errorf("key file %s holds a PEM %q block, want %q (PKCS#8)", path, block.Type, pemTypePrivateKey)
+		return nil, fmt.Errorf("key file %s holds a PEM %q block, want %q (PKCS#8)", QuotePath(path), block.Type, pemTypePrivateKey)
 	}
 	parsed, err := x509.ParsePKCS8PrivateKey(block.Bytes)
 	if err != nil {
-		return nil, fmt.Errorf("key file %s is not a PKCS#8 private key: %v", path, err)
+		return nil, fmt.Errorf("key file %s is not a PKCS#8 private key: %v", QuotePath(path), err)
 	}
 	key, ok := parsed.(ed25519.PrivateKey)
 	if !ok {
-		return nil, fmt.Errorf("key file %s holds a %T, want an Ed25519 key", path, parsed)
+		return nil, fmt.Errorf("key file %s holds a %T, want an Ed25519 key", QuotePath(path), parsed)
 	}
 	return key, nil
+}
+
+// checkKeyFile refuses a key file that is not a regular file or that group
+// or others may access.
+func checkKeyFile(path string, info fs.FileInfo) error {
+	if !info.Mode().IsRegular() {
+		return fmt.Errorf("key file %s is %s, not a regular file; move it aside and run `menode auth init`", QuotePath(path), fileKind(info.Mode()))
+	}
+	if perm := info.Mode().Perm(); perm&0o077 != 0 {
+		return fmt.Errorf("key file %s is readable by others (mode %04o); run: chmod 600 %s", QuotePath(path), perm, QuotePath(path))
+	}
+	return nil
+}
+
+// fileKind names what a file that is not a regular file is.
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	case m&fs.ModeSymlink != 0:
+		return "a symbolic link"
+	default:
+		return "not a plain file"
+	}
 }
 
 // LoadOrCreateIdentity loads the key at path, creating one if there is none.

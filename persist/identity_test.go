@@ -10,7 +10,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func TestCreateIdentity_behavior(t *testing.T) {
@@ -174,5 +176,73 @@ func TestLoadOrCreateIdentity_behavior(t *testing.T) {
 	}
 	if _, _, err := LoadOrCreateIdentity(path); err == nil || !strings.Contains(err.Error(), "readable by others") {
 		t.Errorf("readable key: err = %v, want refusal (never a silent replacement)", err)
+	}
+}
+
+// Finding 9: an identity.key that is a named pipe hung every command, since
+// opening a FIFO for reading waits for a writer. It is refused from its
+// Stat, before it is opened, in one clear line.
+func TestHardening9_fifoKeyFile(t *testing.T) {
+	tests := []struct {
+		name string
+		load func(path string) error
+	}{
+		{"LoadIdentity", func(p string) error { _, err := LoadIdentity(p); return err }},
+		{"LoadOrCreateIdentity", func(p string) error { _, _, err := LoadOrCreateIdentity(p); return err }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "identity.key")
+			if err := syscall.Mkfifo(path, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- tt.load(path) }()
+			select {
+			case err := <-done:
+				if err == nil {
+					t.Fatal("loading a FIFO key file succeeded")
+				}
+				for _, want := range []string{path, "is a named pipe, not a regular file"} {
+					if !strings.Contains(err.Error(), want) {
+						t.Errorf("err = %q, want it to contain %q", err, want)
+					}
+				}
+			case <-time.After(5 * time.Second):
+				// Unblock the open so the goroutine ends with the test.
+				if w, err := os.OpenFile(path, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+					w.Close()
+				}
+				t.Fatal("loading a FIFO key file still blocks after 5 s")
+			}
+		})
+	}
+}
+
+// Other files that are not regular files are refused the same way, and a
+// symbolic link to a good key still loads.
+func TestHardening9_keyFileKinds(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "real.key")
+	want, err := CreateIdentity(good, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link.key")
+	if err := os.Symlink(good, link); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := LoadIdentity(link); err != nil || !got.Equal(want) {
+		t.Errorf("LoadIdentity through a symlink = %v, want the key", err)
+	}
+	sub := filepath.Join(dir, "dir.key")
+	if err := os.Mkdir(sub, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadIdentity(sub); err == nil || !strings.Contains(err.Error(), "is a directory, not a regular file") {
+		t.Errorf("LoadIdentity of a directory: %v", err)
+	}
+	if _, err := LoadIdentity("/dev/null"); err == nil || !strings.Contains(err.Error(), "is a device, not a regular file") {
+		t.Errorf("LoadIdentity of /dev/null: %v", err)
 	}
 }

@@ -39,40 +39,40 @@ var mirrorConfig = [][2]string{
 // repository is refused.
 func InitMirror(ctx context.Context, dir, defaultBranch string) (GitRepo, error) {
 	if err := checkBranch(defaultBranch); err != nil {
-		return GitRepo{}, fmt.Errorf("init mirror %s: %w", dir, err)
+		return GitRepo{}, fmt.Errorf("init mirror %s: %w", QuotePath(dir), err)
 	}
 	abs, err := filepath.Abs(dir)
 	if err != nil {
-		return GitRepo{}, fmt.Errorf("init mirror %s: %w", dir, err)
+		return GitRepo{}, fmt.Errorf("init mirror %s: %w", QuotePath(dir), err)
 	}
 	if err := os.MkdirAll(filepath.Dir(abs), 0o700); err != nil {
-		return GitRepo{}, fmt.Errorf("init mirror %s: %w", abs, err)
+		return GitRepo{}, fmt.Errorf("init mirror %s: %w", QuotePath(abs), pathless(err))
 	}
 	entries, err := os.ReadDir(abs)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
-		return GitRepo{}, fmt.Errorf("init mirror %s: %w", abs, err)
+		return GitRepo{}, fmt.Errorf("init mirror %s: %w", QuotePath(abs), pathless(err))
 	case len(entries) > 0:
 		// Never turn a directory that holds something else into a repository.
 		if _, err := os.Stat(filepath.Join(abs, "HEAD")); err != nil {
-			return GitRepo{}, fmt.Errorf("init mirror: %s exists and is not a bare git repository", abs)
+			return GitRepo{}, fmt.Errorf("init mirror: %s exists and is not a bare git repository", QuotePath(abs))
 		}
 	}
 	// Run in the parent: abs may not exist yet.
 	if _, err := runGit(ctx, filepath.Dir(abs), "init", "--quiet", "--bare", abs); err != nil {
-		return GitRepo{}, fmt.Errorf("init mirror %s: %w", abs, err)
+		return GitRepo{}, fmt.Errorf("init mirror %s: %w", QuotePath(abs), err)
 	}
 	m, err := OpenGitRepo(ctx, abs)
 	if err != nil {
 		return GitRepo{}, fmt.Errorf("init mirror: %w", err)
 	}
 	if bare, err := runGit(ctx, abs, "rev-parse", "--is-bare-repository"); err != nil || strings.TrimSpace(bare) != "true" {
-		return GitRepo{}, fmt.Errorf("init mirror: %s is not a bare git repository", abs)
+		return GitRepo{}, fmt.Errorf("init mirror: %s is not a bare git repository", QuotePath(abs))
 	}
 	for _, kv := range mirrorConfig {
 		if _, err := runGit(ctx, abs, "config", kv[0], kv[1]); err != nil {
-			return GitRepo{}, fmt.Errorf("init mirror %s: %w", abs, err)
+			return GitRepo{}, fmt.Errorf("init mirror %s: %w", QuotePath(abs), err)
 		}
 	}
 	if err := m.SetHead(ctx, defaultBranch); err != nil {
@@ -85,10 +85,10 @@ func InitMirror(ctx context.Context, dir, defaultBranch string) (GitRepo, error)
 // yet.
 func (m GitRepo) SetHead(ctx context.Context, branch string) error {
 	if err := checkBranch(branch); err != nil {
-		return fmt.Errorf("set HEAD in %s: %w", m.Dir, err)
+		return fmt.Errorf("set HEAD in %s: %w", QuotePath(m.Dir), err)
 	}
 	if _, err := runGit(ctx, m.Dir, "symbolic-ref", "HEAD", "refs/heads/"+branch); err != nil {
-		return fmt.Errorf("set HEAD in %s: %w", m.Dir, err)
+		return fmt.Errorf("set HEAD in %s: %w", QuotePath(m.Dir), err)
 	}
 	return nil
 }
@@ -110,13 +110,13 @@ func checkBranch(branch string) error {
 func (m GitRepo) MirrorFrom(ctx context.Context, src string) (map[string]string, error) {
 	abs, err := filepath.Abs(src)
 	if err != nil {
-		return nil, fmt.Errorf("mirror %s: %w", src, err)
+		return nil, fmt.Errorf("mirror %s: %w", QuotePath(src), err)
 	}
 	// abs starts with "/", so git cannot take it for an option.
 	_, err = runGit(ctx, m.Dir, "fetch", "--quiet", "--prune", "--no-tags", "--no-write-fetch-head",
 		abs, "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
 	if err != nil {
-		return nil, fmt.Errorf("mirror %s into %s: %w", abs, m.Dir, err)
+		return nil, fmt.Errorf("mirror %s into %s: %w", QuotePath(abs), QuotePath(m.Dir), err)
 	}
 	refs, err := m.Refs(ctx)
 	if err != nil {
@@ -164,11 +164,11 @@ func (m GitRepo) HaveObjects(ctx context.Context, ids []string) ([]string, error
 	}
 	var out bytes.Buffer
 	if err := runGitIO(ctx, m.Dir, strings.NewReader(in.String()), &out, "cat-file", "--batch-check=%(objectname)"); err != nil {
-		return nil, fmt.Errorf("look up objects in %s: %w", m.Dir, err)
+		return nil, fmt.Errorf("look up objects in %s: %w", QuotePath(m.Dir), err)
 	}
 	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
 	if len(lines) != len(asked) {
-		return nil, fmt.Errorf("look up objects in %s: git cat-file answered %d lines for %d objects", m.Dir, len(lines), len(asked))
+		return nil, fmt.Errorf("look up objects in %s: git cat-file answered %d lines for %d objects", QuotePath(m.Dir), len(lines), len(asked))
 	}
 	var have []string
 	for i, line := range lines {
@@ -200,7 +200,7 @@ func checkRefs(refs map[string]string) error {
 // already be in m, else nothing moves and the error wraps ErrMissingObjects.
 func (m GitRepo) SetRefs(ctx context.Context, refs map[string]string, defaultBranch string) error {
 	if err := checkBranch(defaultBranch); err != nil {
-		return fmt.Errorf("set refs in %s: %w", m.Dir, err)
+		return fmt.Errorf("set refs in %s: %w", QuotePath(m.Dir), err)
 	}
 	if err := m.setRefs(ctx, refs); err != nil {
 		return err
@@ -211,7 +211,7 @@ func (m GitRepo) SetRefs(ctx context.Context, refs map[string]string, defaultBra
 // setRefs is SetRefs without HEAD.
 func (m GitRepo) setRefs(ctx context.Context, refs map[string]string) error {
 	if err := checkRefs(refs); err != nil {
-		return fmt.Errorf("set refs in %s: %w", m.Dir, err)
+		return fmt.Errorf("set refs in %s: %w", QuotePath(m.Dir), err)
 	}
 	names := make([]string, 0, len(refs))
 	ids := make([]string, 0, len(refs))
@@ -230,12 +230,12 @@ func (m GitRepo) setRefs(ctx context.Context, refs map[string]string) error {
 	}
 	for _, name := range names {
 		if !held[refs[name]] {
-			return fmt.Errorf("set refs in %s: %s names %s, which the mirror does not hold: %w", m.Dir, name, refs[name], ErrMissingObjects)
+			return fmt.Errorf("set refs in %s: %s names %s, which the mirror does not hold: %w", QuotePath(m.Dir), name, refs[name], ErrMissingObjects)
 		}
 	}
 	out, err := runGit(ctx, m.Dir, "for-each-ref", "--format=%(refname)")
 	if err != nil {
-		return fmt.Errorf("set refs in %s: %w", m.Dir, err)
+		return fmt.Errorf("set refs in %s: %w", QuotePath(m.Dir), err)
 	}
 	var stale []string
 	for _, name := range strings.Fields(out) {
@@ -288,7 +288,7 @@ func (m GitRepo) updateRefs(ctx context.Context, refs map[string]string, names, 
 	}
 	in.WriteString("prepare\ncommit\n")
 	if err := runGitIO(ctx, m.Dir, strings.NewReader(in.String()), nil, "update-ref", "--no-deref", "--stdin"); err != nil {
-		return fmt.Errorf("set refs in %s: %w", m.Dir, err)
+		return fmt.Errorf("set refs in %s: %w", QuotePath(m.Dir), err)
 	}
 	return nil
 }
@@ -308,13 +308,13 @@ func (m GitRepo) MaybeRepack(ctx context.Context, maxPacks int) error {
 	}
 	packs, err := filepath.Glob(filepath.Join(dir, "*.pack"))
 	if err != nil {
-		return fmt.Errorf("count packs in %s: %w", dir, err)
+		return fmt.Errorf("count packs in %s: %w", QuotePath(dir), err)
 	}
 	if len(packs) <= maxPacks {
 		return nil
 	}
 	if _, err := runGit(ctx, m.Dir, "repack", "-a", "-d", "-q"); err != nil {
-		return fmt.Errorf("repack %s: %w", m.Dir, err)
+		return fmt.Errorf("repack %s: %w", QuotePath(m.Dir), err)
 	}
 	return nil
 }
@@ -341,7 +341,7 @@ func DiskSize(dir string) (int64, error) {
 		return nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("disk size of %s: %w", dir, err)
+		return 0, fmt.Errorf("disk size of %s: %w", QuotePath(dir), err)
 	}
 	return total, nil
 }

@@ -1,9 +1,12 @@
 package persist
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"github.com/menode/menode/wire"
 )
@@ -26,7 +29,34 @@ func MirrorPath(root string, id wire.RepoID) string {
 // EnsureRoot creates root (and its parents) with mode 0700 if it is missing.
 func EnsureRoot(root string) error {
 	if err := os.MkdirAll(root, 0o700); err != nil {
-		return fmt.Errorf("create root %s: %w", root, err)
+		return fmt.Errorf("create root %s: %w", QuotePath(root), pathless(err))
 	}
 	return nil
+}
+
+// QuotePath returns path as an error message or a listing shows it: as it
+// is when every character is printable, else quoted the way Go quotes a
+// string (strconv.Quote: "\x1b", "\u202e"), so a directory name holding an
+// escape sequence or a bidi override reaches a terminal or a log as text a
+// person can read, never as a command to the terminal.
+func QuotePath(path string) string {
+	if q := strconv.Quote(path); q[1:len(q)-1] != path {
+		return q
+	}
+	return path
+}
+
+// pathless strips the path that an *fs.PathError or *os.LinkError repeats,
+// for a message that names the path itself, quoted: the path is then said
+// once and never raw. errors.Is still finds the cause (fs.ErrNotExist, ...).
+func pathless(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%s: %w", pe.Op, pe.Err)
+	}
+	var le *os.LinkError
+	if errors.As(err, &le) {
+		return fmt.Errorf("%s: %w", le.Op, le.Err)
+	}
+	return err
 }

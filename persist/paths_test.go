@@ -1,6 +1,7 @@
 package persist
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -94,4 +95,61 @@ func testRepoID(t *testing.T, rootCommit string) wire.RepoID {
 		t.Fatal(err)
 	}
 	return id
+}
+
+// Finding 8: a local repository path holding an escape sequence was printed
+// raw in an error. Errors that name a path quote it when it is not plain
+// printable text.
+func TestHardening8_escapedPathInError(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "evil\x1b[2J\u202ename")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		call func() error
+	}{
+		{"not a git repository", func() error { _, err := OpenGitRepo(context.Background(), dir); return err }},
+		{"missing", func() error { _, err := OpenGitRepo(context.Background(), filepath.Join(dir, "gone")); return err }},
+		{"key file", func() error { _, err := LoadIdentity(filepath.Join(dir, "identity.key")); return err }},
+		{"clone into a file", func() error {
+			file := filepath.Join(dir, "file")
+			if err := os.WriteFile(file, []byte("x"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return CloneMirror(context.Background(), dir, file, "menode", "main")
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.call()
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if strings.ContainsAny(err.Error(), "\x1b\u202e") {
+				t.Errorf("error holds the raw path: %q", err)
+			}
+			if !strings.Contains(err.Error(), `evil\x1b[2J\u202ename`) {
+				t.Errorf("error %q does not name the path, quoted", err)
+			}
+		})
+	}
+}
+
+func TestQuotePath_behavior(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"/home/me/src/menode", "/home/me/src/menode"},
+		{"/home/me/my project", "/home/me/my project"},
+		{"/home/me/проект/仓库", "/home/me/проект/仓库"},
+		{"/tmp/a\x1b[31mb", `"/tmp/a\x1b[31mb"`},
+		{"/tmp/a\u202eb", `"/tmp/a\u202eb"`},
+		{"/tmp/a\nb", `"/tmp/a\nb"`},
+		{"/tmp/a\xffb", `"/tmp/a\xffb"`},
+		{`/tmp/a"b`, `"/tmp/a\"b"`},
+	}
+	for _, tt := range tests {
+		if got := QuotePath(tt.in); got != tt.want {
+			t.Errorf("QuotePath(%q) = %s, want %s", tt.in, got, tt.want)
+		}
+	}
 }

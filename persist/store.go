@@ -6,9 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -52,10 +55,16 @@ var (
 )
 
 // Store is the node's bbolt database. Its methods are safe for concurrent
-// use, though only the store actor is meant to call them.
+// use, though only the store actor is meant to call them. Every bbolt call
+// goes through view or update (or guard), so that a damaged file is an
+// error wrapping ErrCorruptStore, not a crash.
 type Store struct {
 	db   *bbolt.DB
+	file *os.File // bbolt's file: closing it releases the file lock when bbolt cannot be trusted to
 	path string
+
+	mu      sync.Mutex
+	damaged error // once a bbolt call crashed (see guard): every later call returns it
 }
 
 // Repo is a repository the node knows: one it created (Local) or one it
@@ -113,23 +122,41 @@ type Transfer struct {
 
 // OpenStore opens (creating if needed) the store under root. If another
 // process has it open, it gives up after a second with an error wrapping
-// ErrLocked; a store written by a newer menode wraps ErrNewerSchema.
+// ErrLocked; a store written by a newer menode wraps ErrNewerSchema, and a
+// damaged one ErrCorruptStore.
 func OpenStore(root string) (*Store, error) {
 	if err := EnsureRoot(root); err != nil {
 		return nil, err
 	}
 	path := DBPath(root)
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: lockTimeout})
-	if errors.Is(err, bberrors.ErrTimeout) {
-		return nil, fmt.Errorf("another menode is using %s: %w", root, ErrLocked)
+	s := &Store{path: path}
+	opts := &bbolt.Options{Timeout: lockTimeout, OpenFile: func(name string, flag int, perm os.FileMode) (*os.File, error) {
+		f, err := os.OpenFile(name, flag, perm)
+		s.file = f
+		return f, err
+	}}
+	err := guard(path, func() (err error) {
+		s.db, err = bbolt.Open(path, 0o600, opts)
+		return err
+	})
+	switch {
+	case errors.Is(err, bberrors.ErrTimeout):
+		return nil, fmt.Errorf("another menode is using %s: %w", QuotePath(root), ErrLocked)
+	case errors.As(err, new(crashed)):
+		// bbolt.Open crashed with its file open and locked.
+		s.damaged = err
+		s.Close()
+		return nil, err
+	case err != nil && isDamage(err):
+		return nil, corruptError(path, err.Error())
+	case err != nil:
+		return nil, fmt.Errorf("open store %s: %w", QuotePath(path), pathless(err))
 	}
-	if err != nil {
-		return nil, fmt.Errorf("open store %s: %w", path, err)
-	}
-	err = db.Update(func(tx *bbolt.Tx) error {
+	err = s.update(func(tx *bbolt.Tx) error {
 		for _, name := range [][]byte{bucketNodes, bucketRepos, bucketRefs, bucketAnnouncements, bucketTransfers, bucketMeta} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-				return fmt.Errorf("create bucket %s: %w", name, err)
+				// A key of that name that is not a bucket.
+				return corruptError(path, fmt.Sprintf("bucket %s: %v", name, err))
 			}
 		}
 		meta := tx.Bucket(bucketMeta)
@@ -138,26 +165,55 @@ func OpenStore(root string) (*Store, error) {
 			return meta.Put(metaSchema, uint64Bytes(SchemaVersion))
 		}
 		if len(raw) != 8 {
-			return fmt.Errorf("%s: corrupt schema version (%d bytes)", path, len(raw))
+			return corruptError(path, fmt.Sprintf("schema version of %d bytes", len(raw)))
 		}
 		switch v := binary.BigEndian.Uint64(raw); {
 		case v > SchemaVersion:
-			return fmt.Errorf("%s was written by a newer menode (schema %d, this binary knows %d): %w", path, v, SchemaVersion, ErrNewerSchema)
+			return fmt.Errorf("%s was written by a newer menode (schema %d, this binary knows %d): %w", QuotePath(path), v, SchemaVersion, ErrNewerSchema)
 		case v == 1:
 			if err := migrateV1(tx); err != nil {
-				return fmt.Errorf("%s: migrate schema 1 to %d: %w", path, SchemaVersion, err)
+				return fmt.Errorf("%s: migrate schema 1 to %d: %w", QuotePath(path), SchemaVersion, err)
 			}
 			return meta.Put(metaSchema, uint64Bytes(SchemaVersion))
 		case v != SchemaVersion:
-			return fmt.Errorf("%s: unknown schema version %d", path, v)
+			return corruptError(path, fmt.Sprintf("schema version %d", v))
 		}
 		return nil
 	})
 	if err != nil {
-		db.Close()
+		s.Close()
 		return nil, err
 	}
-	return &Store{db: db, path: path}, nil
+	return s, nil
+}
+
+// view runs fn in a read transaction, guarded (see guard).
+func (s *Store) view(fn func(*bbolt.Tx) error) error {
+	return s.call(func() error { return s.db.View(fn) })
+}
+
+// update runs fn in a write transaction, guarded (see guard).
+func (s *Store) update(fn func(*bbolt.Tx) error) error {
+	return s.call(func() error { return s.db.Update(fn) })
+}
+
+// call runs one bbolt call, guarded, unless an earlier one crashed.
+func (s *Store) call(fn func() error) error {
+	s.mu.Lock()
+	damaged := s.damaged
+	s.mu.Unlock()
+	if damaged != nil {
+		return damaged
+	}
+	err := guard(s.path, fn)
+	if errors.As(err, new(crashed)) {
+		s.mu.Lock()
+		if s.damaged == nil {
+			s.damaged = err
+		}
+		s.mu.Unlock()
+	}
+	return err
 }
 
 // migrateV1 turns a version 1 store into version 2 inside the transaction
@@ -214,8 +270,22 @@ func migrateV1(tx *bbolt.Tx) error {
 
 // Close releases the store and its file lock.
 func (s *Store) Close() error {
-	if err := s.db.Close(); err != nil {
-		return fmt.Errorf("close store %s: %w", s.path, err)
+	s.mu.Lock()
+	damaged := s.damaged
+	s.mu.Unlock()
+	if damaged != nil {
+		// A crash inside bbolt may have left its locks held, and bbolt's
+		// Close waits for them: release the file lock and close the file
+		// instead (the file's map keeps it open, and the lock with it,
+		// until the process exits, so the lock is released by hand).
+		if s.file != nil {
+			_ = syscall.Flock(int(s.file.Fd()), syscall.LOCK_UN)
+			s.file.Close()
+		}
+		return nil
+	}
+	if err := guard(s.path, s.db.Close); err != nil {
+		return fmt.Errorf("close store %s: %w", QuotePath(s.path), err)
 	}
 	return nil
 }
@@ -230,7 +300,7 @@ func (s *Store) PutRepo(r Repo) error {
 	if err != nil {
 		return fmt.Errorf("encode repo %s: %w", r.ID, err)
 	}
-	return s.db.Update(func(tx *bbolt.Tx) error {
+	return s.update(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketRepos).Put(r.ID[:], val)
 	})
 }
@@ -239,7 +309,7 @@ func (s *Store) PutRepo(r Repo) error {
 // ErrUnknownRepo.
 func (s *Store) Repo(id wire.RepoID) (Repo, error) {
 	var r Repo
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.view(func(tx *bbolt.Tx) error {
 		raw := tx.Bucket(bucketRepos).Get(id[:])
 		if raw == nil {
 			return fmt.Errorf("%s: %w", id, ErrUnknownRepo)
@@ -252,21 +322,34 @@ func (s *Store) Repo(id wire.RepoID) (Repo, error) {
 	return r, nil
 }
 
-// Repos returns every stored repository, sorted by Name, then ID.
+// Repos returns every stored repository that decodes, sorted by Name, then
+// ID; ListRepos also says how many did not.
 func (s *Store) Repos() ([]Repo, error) {
-	var repos []Repo
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	repos, _, err := s.ListRepos()
+	return repos, err
+}
+
+// ListRepos returns every stored repository, sorted by Name, then ID. A
+// record that does not decode, or names another ID than its key, is left
+// out and counted in skipped.
+func (s *Store) ListRepos() (repos []Repo, skipped Skipped, err error) {
+	err = s.view(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketRepos).ForEach(func(k, v []byte) error {
 			var r Repo
 			if err := decodeRecord(v, &r, fmt.Sprintf("repo %x", k)); err != nil {
-				return err
+				skipped.add(err)
+				return nil
+			}
+			if !bytes.Equal(k, r.ID[:]) {
+				skipped.add(fmt.Errorf("repo record %x names %s", k, r.ID))
+				return nil
 			}
 			repos = append(repos, r)
 			return nil
 		})
 	})
 	if err != nil {
-		return nil, err
+		return nil, Skipped{}, err
 	}
 	sort.Slice(repos, func(i, j int) bool {
 		if repos[i].Name != repos[j].Name {
@@ -274,7 +357,7 @@ func (s *Store) Repos() ([]Repo, error) {
 		}
 		return repos[i].ID.String() < repos[j].ID.String()
 	})
-	return repos, nil
+	return repos, skipped, nil
 }
 
 // RepoByClone returns the repository that `repo clone` cloned to path, or
@@ -299,7 +382,7 @@ func (s *Store) RepoByClone(path string) (Repo, error) {
 		}
 	}
 	if bestLen < 0 {
-		return Repo{}, fmt.Errorf("no repository was cloned to %s: %w", path, ErrUnknownRepo)
+		return Repo{}, fmt.Errorf("no repository was cloned to %s: %w", QuotePath(path), ErrUnknownRepo)
 	}
 	return best, nil
 }
@@ -315,7 +398,7 @@ func (s *Store) PutMirror(id wire.RepoID, m Mirror) error {
 	if err != nil {
 		return fmt.Errorf("encode mirror of %s: %w", id, err)
 	}
-	return s.db.Update(func(tx *bbolt.Tx) error {
+	return s.update(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketRefs).Put(id[:], val)
 	})
 }
@@ -323,7 +406,7 @@ func (s *Store) PutMirror(id wire.RepoID, m Mirror) error {
 // Mirror returns the record of our mirror of id; ok is false when there is
 // none.
 func (s *Store) Mirror(id wire.RepoID) (m Mirror, ok bool, err error) {
-	err = s.db.View(func(tx *bbolt.Tx) error {
+	err = s.view(func(tx *bbolt.Tx) error {
 		raw := tx.Bucket(bucketRefs).Get(id[:])
 		if raw == nil {
 			return nil
@@ -340,7 +423,7 @@ func (s *Store) Mirror(id wire.RepoID) (m Mirror, ok bool, err error) {
 // DeleteMirror forgets our mirror of id. Forgetting one never recorded is
 // not an error.
 func (s *Store) DeleteMirror(id wire.RepoID) error {
-	return s.db.Update(func(tx *bbolt.Tx) error {
+	return s.update(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketRefs).Delete(id[:])
 	})
 }
@@ -356,7 +439,7 @@ func (s *Store) PutTransfer(tr Transfer) error {
 	if err != nil {
 		return fmt.Errorf("encode transfer of %s: %w", tr.Repo, err)
 	}
-	return s.db.Update(func(tx *bbolt.Tx) error {
+	return s.update(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketTransfers).Put(tr.Repo[:], val)
 	})
 }
@@ -364,7 +447,7 @@ func (s *Store) PutTransfer(tr Transfer) error {
 // Transfer returns the in-flight receive for repository id; ok is false when
 // there is none.
 func (s *Store) Transfer(id wire.RepoID) (tr Transfer, ok bool, err error) {
-	err = s.db.View(func(tx *bbolt.Tx) error {
+	err = s.view(func(tx *bbolt.Tx) error {
 		raw := tx.Bucket(bucketTransfers).Get(id[:])
 		if raw == nil {
 			return nil
@@ -381,7 +464,7 @@ func (s *Store) Transfer(id wire.RepoID) (tr Transfer, ok bool, err error) {
 // DeleteTransfer forgets the in-flight receive for repository id (done or
 // abandoned). Forgetting one never recorded is not an error.
 func (s *Store) DeleteTransfer(id wire.RepoID) error {
-	return s.db.Update(func(tx *bbolt.Tx) error {
+	return s.update(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketTransfers).Delete(id[:])
 	})
 }
@@ -396,14 +479,14 @@ func (s *Store) PutNode(n Node) error {
 	if err != nil {
 		return fmt.Errorf("encode node %s: %w", n.ID, err)
 	}
-	return s.db.Update(func(tx *bbolt.Tx) error {
+	return s.update(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketNodes).Put(n.ID[:], val)
 	})
 }
 
 // Node returns one stored node; ok is false when it is unknown.
 func (s *Store) Node(id wire.NodeID) (n Node, ok bool, err error) {
-	err = s.db.View(func(tx *bbolt.Tx) error {
+	err = s.view(func(tx *bbolt.Tx) error {
 		raw := tx.Bucket(bucketNodes).Get(id[:])
 		if raw == nil {
 			return nil
@@ -414,24 +497,37 @@ func (s *Store) Node(id wire.NodeID) (n Node, ok bool, err error) {
 	return n, ok, err
 }
 
-// Nodes returns every stored node, sorted by ID.
+// Nodes returns every stored node that decodes, sorted by ID; ListNodes
+// also says how many did not.
 func (s *Store) Nodes() ([]Node, error) {
-	var nodes []Node
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	nodes, _, err := s.ListNodes()
+	return nodes, err
+}
+
+// ListNodes returns every stored node, sorted by ID. A record that does not
+// decode, or names another ID than its key, is left out and counted in
+// skipped: one bad record must not hide every other node.
+func (s *Store) ListNodes() (nodes []Node, skipped Skipped, err error) {
+	err = s.view(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketNodes).ForEach(func(k, v []byte) error {
 			var n Node
 			if err := decodeRecord(v, &n, fmt.Sprintf("node %x", k)); err != nil {
-				return err
+				skipped.add(err)
+				return nil
+			}
+			if !bytes.Equal(k, n.ID[:]) {
+				skipped.add(fmt.Errorf("node record %x names %s", k, n.ID))
+				return nil
 			}
 			nodes = append(nodes, n)
 			return nil
 		})
 	})
 	if err != nil {
-		return nil, err
+		return nil, Skipped{}, err
 	}
 	sort.Slice(nodes, func(i, j int) bool { return nodes[i].ID.Less(nodes[j].ID) })
-	return nodes, nil
+	return nodes, skipped, nil
 }
 
 // PutAnnouncement stores signed, the latest announcement for key, with its
@@ -443,7 +539,7 @@ func (s *Store) PutAnnouncement(key string, seq uint64, signed []byte) error {
 	val := make([]byte, 8+len(signed))
 	binary.BigEndian.PutUint64(val, seq)
 	copy(val[8:], signed)
-	return s.db.Update(func(tx *bbolt.Tx) error {
+	return s.update(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketAnnouncements).Put([]byte(key), val)
 	})
 }
@@ -451,7 +547,7 @@ func (s *Store) PutAnnouncement(key string, seq uint64, signed []byte) error {
 // Announcement returns the stored announcement for key; ok is false when
 // there is none.
 func (s *Store) Announcement(key string) (seq uint64, signed []byte, ok bool, err error) {
-	err = s.db.View(func(tx *bbolt.Tx) error {
+	err = s.view(func(tx *bbolt.Tx) error {
 		raw := tx.Bucket(bucketAnnouncements).Get([]byte(key))
 		if raw == nil {
 			return nil
@@ -470,22 +566,32 @@ func (s *Store) Announcement(key string) (seq uint64, signed []byte, ok bool, er
 	return seq, signed, ok, nil
 }
 
-// Announcements returns every stored signed announcement, in key order.
+// Announcements returns every stored signed announcement, in key order,
+// leaving out records too short to hold one; ListAnnouncements also says
+// how many.
 func (s *Store) Announcements() ([][]byte, error) {
-	var out [][]byte
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	out, _, err := s.ListAnnouncements()
+	return out, err
+}
+
+// ListAnnouncements returns every stored signed announcement, in key order.
+// A record too short to hold a seq is left out and counted in skipped.
+// What the records hold is for the caller to verify (wire.OpenAnnouncement).
+func (s *Store) ListAnnouncements() (out [][]byte, skipped Skipped, err error) {
+	err = s.view(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketAnnouncements).ForEach(func(k, v []byte) error {
 			if len(v) < 8 {
-				return fmt.Errorf("announcement %q: corrupt record (%d bytes)", k, len(v))
+				skipped.add(fmt.Errorf("announcement %q: corrupt record (%d bytes)", k, len(v)))
+				return nil
 			}
 			out = append(out, bytes.Clone(v[8:]))
 			return nil
 		})
 	})
 	if err != nil {
-		return nil, err
+		return nil, Skipped{}, err
 	}
-	return out, nil
+	return out, skipped, nil
 }
 
 // decodeRecord checks the schema version of a JSON record and unmarshals it
