@@ -20,10 +20,12 @@ import (
 
 // Messages of the gossip actor.
 
-// gossipIn is a gossip frame a peer actor received.
+// gossipIn is a gossip frame a peer actor received. Handling it gives
+// back one credit of the peer's reader (backpressure).
 type gossipIn struct {
 	From   wire.NodeID
 	Gossip *wire.Gossip
+	credit chan struct{}
 }
 
 // announceRepos asks gossip to announce this node's repositories whose
@@ -151,6 +153,7 @@ func (g *gossip) Receive(ctx actor.Context) {
 		}
 	case *gossipIn:
 		g.receive(ctx, m)
+		releaseCredit(m.credit)
 	case *countCopies:
 		ctx.Respond(g.seen.copies(m.ID))
 	case *announceRepos:

@@ -83,7 +83,17 @@ const (
 	// a flooding peer is slowed down by QUIC flow control, not served faster.
 	frameRate  = 500
 	frameBurst = 2000
+	// Frames of one peer read but not yet handled by gossip, at most.
+	gossipInFlight = 64
 )
+
+// releaseCredit gives back one frame credit of a peer's reader.
+func releaseCredit(credits chan struct{}) {
+	select {
+	case <-credits:
+	default:
+	}
+}
 
 // peer owns one QUIC connection: it runs the Hello exchange on the control
 // stream, then a reader goroutine that reports frames to it and a writer
@@ -97,19 +107,21 @@ type peer struct {
 	sync     *actor.PID // receives incoming transfer streams; nil offline
 	log      *slog.Logger
 
-	hello  *wire.Hello
-	sendq  chan *wire.Frame
-	bulkq  chan []*wire.Frame
-	cancel context.CancelFunc
-	closed bool
+	hello   *wire.Hello
+	credits chan struct{} // one per frame read and not yet handled
+	sendq   chan *wire.Frame
+	bulkq   chan []*wire.Frame
+	cancel  context.CancelFunc
+	closed  bool
 }
 
 func newPeer(conn *quic.Conn, outbound bool, id wire.NodeID, local *wire.Hello, gossip, sync *actor.PID, log *slog.Logger) *peer {
 	return &peer{
 		conn: conn, outbound: outbound, id: id, local: local, gossip: gossip, sync: sync,
-		log:   log.With("peer", id, "addr", conn.RemoteAddr().String()),
-		sendq: make(chan *wire.Frame, sendQueueLen),
-		bulkq: make(chan []*wire.Frame, 4),
+		log:     log.With("peer", id, "addr", conn.RemoteAddr().String()),
+		sendq:   make(chan *wire.Frame, sendQueueLen),
+		credits: make(chan struct{}, gossipInFlight),
+		bulkq:   make(chan []*wire.Frame, 4),
 	}
 }
 
@@ -217,11 +229,14 @@ func (p *peer) acceptLoop(ctx context.Context, report func(any)) {
 }
 
 func (p *peer) handle(ctx actor.Context, f *wire.Frame) {
+	if b, ok := f.Body.(*wire.Frame_Gossip); ok && p.gossip != nil {
+		// Gossip gives the credit back once it has handled the frame.
+		ctx.Send(p.gossip, &gossipIn{From: p.id, Gossip: b.Gossip, credit: p.credits})
+		return
+	}
+	releaseCredit(p.credits)
 	switch b := f.Body.(type) {
 	case *wire.Frame_Gossip:
-		if p.gossip != nil {
-			ctx.Send(p.gossip, &gossipIn{From: p.id, Gossip: b.Gossip})
-		}
 	case *wire.Frame_Error:
 		p.fail(ctx, &connFailed{code: b.Error.Code, reason: "peer says: " + wire.SafeText(b.Error.Message), remote: true})
 	default:
@@ -309,6 +324,14 @@ func (p *peer) readLoop(ctx context.Context, r *bufio.Reader, report func(any)) 
 	limit := rate.NewLimiter(frameRate, frameBurst)
 	for {
 		if err := limit.Wait(ctx); err != nil {
+			return
+		}
+		// Backpressure: at most gossipInFlight frames of this peer wait
+		// in the actors' mailboxes; past that the reader stops, and QUIC
+		// flow control slows the sender down.
+		select {
+		case p.credits <- struct{}{}:
+		case <-ctx.Done():
 			return
 		}
 		f, err := wire.ReadFrame(r)

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"slices"
 	"sort"
 	"strconv"
@@ -146,7 +147,8 @@ type transport struct {
 	banned     map[wire.NodeID]time.Time  // refused until then
 	nextPeer   int
 	stopAccept context.CancelFunc
-	stopping   bool // no new connections or dials once set
+	runCtx     context.Context // cancelled when the transport stops
+	stopping   bool            // no new connections or dials once set
 }
 
 // link is what the transport knows of one peer actor.
@@ -262,7 +264,7 @@ func (t *transport) Receive(ctx actor.Context) {
 		t.banned = map[wire.NodeID]time.Time{}
 		t.timers = scheduler.NewTimerScheduler(ctx)
 		acceptCtx, cancel := context.WithCancel(context.Background())
-		t.stopAccept = cancel
+		t.stopAccept, t.runCtx = cancel, acceptCtx // also ends dials in flight
 		self, root := ctx.Self(), ctx.ActorSystem().Root
 		go func() {
 			for {
@@ -420,18 +422,22 @@ func (t *transport) dial(ctx actor.Context, d *dialTarget) {
 		t.log.Error("tls config", "err", err)
 		return
 	}
-	ua, err := net.ResolveUDPAddr("udp", d.addr)
-	if err != nil {
-		t.onDialed(ctx, &dialed{addr: d.addr, err: err})
-		return
-	}
 	d.dialing = true
 	self, root := ctx.Self(), ctx.ActorSystem().Root
+	addr, stop := d.addr, t.runCtx
 	go func() {
-		dctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
+		dctx, cancel := context.WithTimeout(stop, dialTimeout)
 		defer cancel()
-		conn, err := t.tr.Dial(dctx, ua, tlsConf, t.quicConf)
-		root.Send(self, &dialed{addr: d.addr, conn: conn, err: err})
+		// A bootstrap address may name a host: resolve it here, never in
+		// Receive.
+		ua, err := (&net.Resolver{}).LookupNetIP(dctx, "ip", hostOf(addr))
+		if err != nil || len(ua) == 0 {
+			root.Send(self, &dialed{addr: addr, err: fmt.Errorf("resolve %s: %v", addr, err)})
+			return
+		}
+		udpAddr := net.UDPAddrFromAddrPort(netip.AddrPortFrom(ua[0].Unmap(), portOf(addr)))
+		conn, err := t.tr.Dial(dctx, udpAddr, tlsConf, t.quicConf)
+		root.Send(self, &dialed{addr: addr, conn: conn, err: err})
 	}()
 }
 
@@ -650,6 +656,17 @@ func dialableNets(all bool, own []string) map[addrClass]bool {
 		nets[classLoopback], nets[classPrivate], nets[classLinkLocal] = true, true, true
 	}
 	return nets
+}
+
+func hostOf(addr string) string {
+	host, _, _ := net.SplitHostPort(addr)
+	return host
+}
+
+func portOf(addr string) uint16 {
+	_, port, _ := net.SplitHostPort(addr)
+	p, _ := strconv.ParseUint(port, 10, 16)
+	return uint16(p)
 }
 
 // dialAddrs are the addresses to reach a peer at: those its Hello lists, or
