@@ -52,7 +52,7 @@ func run(args []string) int {
 		kong.Exit(func(code int) { os.Exit(code) }),
 	)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "menode: %v\n", err)
+		fmt.Fprintf(os.Stderr, "menode: %s\n", oneLine(err))
 		return 2
 	}
 	kctx, err := parser.Parse(args)
@@ -115,9 +115,4 @@ func newLogger(level string) *slog.Logger {
 		TimeFormat: time.TimeOnly,
 		NoColor:    !tty,
 	}))
-}
-
-// oneLine keeps an error on one line of stderr, whatever it wraps.
-func oneLine(err error) string {
-	return strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " ")
 }

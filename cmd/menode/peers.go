@@ -33,7 +33,7 @@ func (c *peersCmd) Run(e *env) error {
 		if p.ID.IsZero() {
 			id = "(unknown)"
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%t\t%s\t%s\n", id, p.Alias, strings.Join(p.Addresses, ","), p.Connected, p.Direction, since)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%t\t%s\t%s\n", id, termText(p.Alias), termText(strings.Join(p.Addresses, ",")), p.Connected, p.Direction, since)
 	}
 	return w.Flush()
 }

@@ -94,7 +94,7 @@ func progressLine(p actors.Progress, git string) string {
 		b.WriteString(p.Phase + " " + repo)
 	}
 	if p.Message != "" {
-		b.WriteString(": " + p.Message)
+		b.WriteString(": " + termText(p.Message))
 	}
 	return b.String()
 }

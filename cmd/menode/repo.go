@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/menode/menode/actors"
+	"github.com/menode/menode/persist"
 	"github.com/menode/menode/wire"
 )
 
@@ -71,7 +73,7 @@ func writeRepoList(out io.Writer, repos []actors.RepoView) error {
 			status += "*"
 			behind = true
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\n", r.ID, r.Name, status, len(r.Refs), sizeText(r.Size), r.Creator)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\n", r.ID, termText(r.Name), status, len(r.Refs), sizeText(r.Size), r.Creator)
 	}
 	if err := w.Flush(); err != nil {
 		return err
@@ -118,12 +120,12 @@ func writeRepoShow(w io.Writer, v actors.RepoView) error {
 		}
 	}
 	field("id", v.ID)
-	field("name", v.Name)
-	field("description", v.Description)
+	field("name", termText(v.Name))
+	field("description", termText(v.Description))
 	field("creator", v.Creator)
 	field("local", v.Local)
 	if v.Path != "" {
-		field("path", v.Path)
+		field("path", persist.QuotePath(v.Path))
 	}
 	field("status", statusText(v))
 	field("size", sizeText(v.Size))
@@ -132,9 +134,13 @@ func writeRepoShow(w io.Writer, v actors.RepoView) error {
 		seeders[i] = s.String()
 	}
 	list("seeders", seeders)
-	list("clones", v.Clones)
+	clones := make([]string, len(v.Clones))
+	for i, c := range v.Clones {
+		clones[i] = persist.QuotePath(c)
+	}
+	list("clones", clones)
 	field("has updates", v.HasUpdates)
-	field("default branch", v.DefaultBranch)
+	field("default branch", termText(v.DefaultBranch))
 	field("root commit", v.RootCommit)
 	fmt.Fprintln(w, "refs:")
 	writeRefs(w, v.Refs)
@@ -156,7 +162,7 @@ func writeRefs(w io.Writer, refs map[string]string) {
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		fmt.Fprintf(w, "  %s %s\n", refs[name], name)
+		fmt.Fprintf(w, "  %s %s\n", termText(refs[name]), termText(name))
 	}
 }
 
@@ -250,7 +256,7 @@ func (c *repoCloneCmd) Run(e *env) error {
 	if c.JSON {
 		return printJSON(res)
 	}
-	fmt.Println(res.Path)
+	fmt.Println(persist.QuotePath(res.Path))
 	return nil
 }
 
@@ -355,8 +361,18 @@ func callWithProgress(e *env, cmd, reply any, git string) error {
 	return c.CallWithProgress(cmd, reply, view.show)
 }
 
-func printJSON(v any) error {
-	enc := json.NewEncoder(os.Stdout)
+func printJSON(v any) error { return writeJSON(os.Stdout, v) }
+
+// writeJSON writes v as indented JSON with nothing unprintable in it
+// (escapeJSON), so a name or path from elsewhere cannot drive the terminal
+// even when the JSON is read there.
+func writeJSON(w io.Writer, v any) error {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
 	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	if err := enc.Encode(v); err != nil {
+		return err
+	}
+	_, err := w.Write(escapeJSON(buf.Bytes()))
+	return err
 }

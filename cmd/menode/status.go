@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/menode/menode/actors"
+	"github.com/menode/menode/persist"
 )
 
 type statusCmd struct {
@@ -23,7 +24,7 @@ func (c *statusCmd) Run(e *env) error {
 		state = "running"
 	}
 	fmt.Printf("id:        %s\nalias:     %s\nroot:      %s\nnode:      %s\nlisten:    %v\npeers:     %d\nrepos:     %d\n",
-		s.ID, s.Alias, s.Root, state, s.Listen, s.Peers, s.Repos)
+		s.ID, termText(s.Alias), persist.QuotePath(s.Root), state, termText(fmt.Sprint(s.Listen)), s.Peers, s.Repos)
 	if s.Running {
 		fmt.Printf("transfers: %d fetching, %d serving; %s received, %s sent since start\n",
 			s.Fetching, s.Serving, humanBytes(s.BytesReceived), humanBytes(s.BytesSent))
