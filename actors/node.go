@@ -124,13 +124,14 @@ type RepoView struct {
 	RootCommit    string            `json:"root_commit"`
 	Seq           uint64            `json:"seq"`
 	UpdatedAt     time.Time         `json:"updated_at"`
-	Percent       float64           `json:"percent,omitempty"`  // of the bundle received, while syncing with a known size
-	Received      int64             `json:"received,omitempty"` // bundle bytes held, while syncing
-	MirrorRefs    map[string]string `json:"mirror_refs"`        // the refs the local mirror holds
-	Seeders       []wire.NodeID     `json:"seeders"`            // nodes known to serve the signed refs
-	Size          int64             `json:"size"`               // bytes of the mirror on disk
-	Clones        []string          `json:"clones"`             // working clones made by repo clone
-	HasUpdates    bool              `json:"has_updates"`        // a recorded clone is behind the mirror
+	Percent       float64           `json:"percent,omitempty"`    // of the bundle received, while syncing with a known size
+	Received      int64             `json:"received,omitempty"`   // bundle bytes held, while syncing
+	SyncError     string            `json:"sync_error,omitempty"` // why the last fetch failed (refused for the quota, say)
+	MirrorRefs    map[string]string `json:"mirror_refs"`          // the refs the local mirror holds
+	Seeders       []wire.NodeID     `json:"seeders"`              // nodes known to serve the signed refs
+	Size          int64             `json:"size"`                 // bytes of the mirror on disk
+	Clones        []string          `json:"clones"`               // working clones made by repo clone
+	HasUpdates    bool              `json:"has_updates"`          // a recorded clone is behind the mirror
 }
 
 // RepoList is the reply to ListRepos.
@@ -191,6 +192,9 @@ type Config struct {
 	MaxDownloadRate int64         // bytes per second received by all fetches; 0: unlimited (tests throttle)
 	MaxBundleSize   int64         // largest bundle accepted (default 10 GiB)
 	MaxCacheSize    int64         // bytes of served bundles kept in $ROOT/cache (default 1 GiB)
+	// Disk: mirrors of other nodes' repositories, in total and per creator.
+	MirrorQuota           int64 // default 20 GiB
+	MirrorQuotaPerCreator int64 // default a quarter of MirrorQuota
 
 	// Connections.
 	MaxInbound      int  // inbound connections at most (default 128)
@@ -209,6 +213,7 @@ func (c Config) limits() map[string]int64 {
 		"max_peers": int64(c.MaxPeers), "max_inbound": int64(c.MaxInbound), "max_inbound_per_ip": int64(c.MaxInboundPerIP),
 		"max_fetches": int64(c.MaxFetches), "max_uploads": int64(c.MaxUploads), "max_upload_rate": c.MaxUploadRate,
 		"max_bundle_size": c.MaxBundleSize, "cache_size": c.MaxCacheSize,
+		"mirror_quota": c.MirrorQuota, "mirror_quota_per_creator": c.MirrorQuotaPerCreator,
 		"max_held_bytes": int64(c.MaxHeldBytes), "max_held_bytes_per_origin": int64(c.MaxHeldBytesPerOrigin),
 		"max_catch_up_bytes": int64(c.MaxCatchUpBytes), "max_announcement_size": wire.MaxAnnouncementSize,
 		"max_frame_size": wire.MaxFrameSize,
@@ -244,6 +249,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxCacheSize <= 0 {
 		c.MaxCacheSize = 1 << 30
+	}
+	if c.MirrorQuota <= 0 {
+		c.MirrorQuota = 20 << 30
+	}
+	if c.MirrorQuotaPerCreator <= 0 {
+		c.MirrorQuotaPerCreator = c.MirrorQuota / 4
 	}
 	if c.MaxInbound <= 0 {
 		c.MaxInbound = 128

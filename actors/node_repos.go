@@ -326,7 +326,7 @@ func (n *node) views(ctx actor.Context, states []repoState, then func([]RepoView
 			for _, st := range states {
 				v := st.view()
 				if sv, ok := syncs[st.Repo.ID]; ok {
-					v.Seeders = sv.Seeders
+					v.Seeders, v.SyncError = sv.Seeders, sv.LastError
 					if sv.Syncing {
 						v.Status, v.Received = StatusSyncing, sv.Bytes
 						if sv.Size > 0 {

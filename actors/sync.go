@@ -67,6 +67,8 @@ type (
 	}
 	// syncTick: the sync interval's tick; also a retry after a backoff.
 	syncTick struct{}
+	// mirrorSizes: the mirrors' sizes on disk, measured at start.
+	mirrorSizes struct{ sizes map[wire.RepoID]int64 }
 	// waitExpired: a waiting command's timeout.
 	waitExpired struct {
 		ID     wire.RepoID
@@ -79,6 +81,7 @@ type syncView struct {
 	Syncing     bool
 	Bytes, Size int64
 	Seeders     []wire.NodeID
+	LastError   string // why the last fetch failed, until one succeeds
 }
 
 // syncTotals are transfer counters since start.
@@ -97,6 +100,8 @@ type syncRepo struct {
 	failures  map[wire.NodeID]*backoff
 	waiters   []*syncWaiter
 	lastError string
+	size      int64  // bytes of the mirror on disk
+	refused   uint64 // the seq of the signed state refused for the mirror quota
 }
 
 type backoff struct {
@@ -178,9 +183,29 @@ func (s *syncer) Receive(ctx actor.Context) {
 				r := s.repo(st.Repo.ID)
 				r.want, r.mirror = st.Repo, st.Mirror.Mirror
 			}
-			s.ready = true
 			s.cleanTmp()
-			s.schedule(ctx)
+			ids := make([]wire.RepoID, 0, len(s.repos))
+			for id, r := range s.repos {
+				if !r.want.Local && len(r.mirror.Refs) > 0 {
+					ids = append(ids, id)
+				}
+			}
+			root := s.cfg.Root
+			async(ctx, func() (any, error) {
+				sizes := map[wire.RepoID]int64{}
+				for _, id := range ids {
+					sizes[id], _ = persist.DiskSize(persist.MirrorPath(root, id))
+				}
+				return &mirrorSizes{sizes: sizes}, nil
+			}, func(res any, err error) {
+				if m, ok := res.(*mirrorSizes); ok {
+					for id, n := range m.sizes {
+						s.repo(id).size = n
+					}
+				}
+				s.ready = true
+				s.schedule(ctx)
+			})
 		})
 	case *repoAnnounced:
 		r := s.repo(m.Repo.ID)
@@ -294,14 +319,38 @@ func (s *syncer) schedule(ctx actor.Context) {
 		if s.fetches >= s.cfg.MaxFetches {
 			return
 		}
-		s.start(ctx, s.repos[id])
+		if r := s.repos[id]; r.refused == 0 || r.refused != r.want.Seq {
+			s.start(ctx, r)
+		}
 	}
+}
+
+// quotaLeft is how many bytes a fetch of r may add to the mirrors: within
+// the total quota and within its creator's share.
+func (s *syncer) quotaLeft(r *syncRepo) int64 {
+	var total, creator int64
+	for _, o := range s.repos {
+		if o.want.Local {
+			continue
+		}
+		total += o.size
+		if o.want.Creator == r.want.Creator {
+			creator += o.size
+		}
+	}
+	return max(0, min(s.cfg.MirrorQuota-total, s.cfg.MirrorQuotaPerCreator-creator))
 }
 
 // start picks a connected seeder that is not backing off and spawns a
 // fetching transfer actor; the peer of an interrupted transfer comes first,
 // since it may still hold that bundle.
 func (s *syncer) start(ctx actor.Context, r *syncRepo) {
+	if s.quotaLeft(r) <= 0 {
+		r.refused = r.want.Seq
+		r.lastError = "refused: the mirrors are at their quota; raise --mirror-quota or remove repositories"
+		s.log.Warn("sync: repository refused", "repo", r.want.ID, "creator", r.want.Creator, "err", r.lastError)
+		return
+	}
 	now := time.Now()
 	var candidates []wire.NodeID
 	var nextTry time.Time
@@ -343,7 +392,7 @@ func (s *syncer) start(ctx actor.Context, r *syncRepo) {
 		}
 		job := fetchJob{
 			want: r.want, mirror: r.mirror, resume: resume, peer: peer, peerPID: pid,
-			root: s.cfg.Root, maxBundle: s.cfg.MaxBundleSize, rate: s.download,
+			root: s.cfg.Root, maxBundle: s.cfg.MaxBundleSize, rate: s.download, quota: s.quotaLeft(r),
 		}
 		s.nextID++
 		name := fmt.Sprintf("fetch-%d", s.nextID)
@@ -410,7 +459,7 @@ func (s *syncer) ended(ctx actor.Context, m *transferEnded) {
 	s.bytesIn += m.BytesIn
 	switch {
 	case m.Err == nil && m.Mirror != nil:
-		r.mirror = *m.Mirror
+		r.mirror, r.size, r.refused = *m.Mirror, m.MirrorSize, 0
 		delete(r.failures, m.Peer)
 		r.lastError = ""
 		s.log.Info("sync: mirror updated", "repo", m.Repo, "peer", m.Peer, "refs", len(r.mirror.Refs), "bytes", m.BytesIn)
@@ -425,6 +474,17 @@ func (s *syncer) ended(ctx actor.Context, m *transferEnded) {
 			}
 			r.waiters = nil
 		}
+	case m.OverQuota:
+		// Not the seeder's fault, and no use asking again until the
+		// creator signs another state (or the node restarts).
+		r.refused = r.want.Seq
+		r.lastError = oneLine(m.Err.Error())
+		s.log.Warn("sync: repository refused", "repo", m.Repo, "creator", r.want.Creator, "err", r.lastError)
+		for _, w := range r.waiters {
+			w.cancel()
+			w.reply(fmt.Errorf("%s: %s", m.Repo, r.lastError))
+		}
+		r.waiters = nil
 	default:
 		err := m.Err
 		if err == nil {
@@ -513,7 +573,7 @@ func (s *syncer) expire(m *waitExpired) {
 func (s *syncer) views() map[wire.RepoID]syncView {
 	out := make(map[wire.RepoID]syncView, len(s.repos))
 	for id, r := range s.repos {
-		v := syncView{Seeders: s.seeders(r)}
+		v := syncView{Seeders: s.seeders(r), LastError: r.lastError}
 		if r.fetching != nil {
 			v.Syncing, v.Bytes, v.Size = true, r.status.Bytes, r.status.Size
 		}

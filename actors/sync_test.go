@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/menode/menode/persist"
 	"github.com/menode/menode/wire"
 )
 
@@ -126,4 +127,64 @@ func TestSync_incrementalUpdate(t *testing.T) {
 	}
 	mirror := filepath.Join(status(t, n2).Root, "repos", id.String()+".git")
 	gitT(t, mirror, "fsck", "--strict")
+}
+
+// TestHardening_mirrorQuota: one creator must not fill every node's disk.
+// With a mirror quota of 1 MiB, a creator's 3 MB repository is refused
+// (visibly, in the repository's view and the log), the mirrors stay within
+// the quota, nothing half-received is left, and a small repository still
+// syncs. (The 50 MB quota and 200 MB repository, scaled down.)
+func TestHardening_mirrorQuota(t *testing.T) {
+	t.Parallel()
+	const quota = 1 << 20
+	big, small := filepath.Join(t.TempDir(), "big"), filepath.Join(t.TempDir(), "small")
+	for _, dir := range []string{big, small} {
+		gitT(t, filepath.Dir(dir), "init", "-q", "-b", "main", dir)
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	blob := make([]byte, 3<<20)
+	for i := range blob {
+		blob[i] = byte(rng.Uint32())
+	}
+	if err := os.WriteFile(filepath.Join(big, "big.bin"), blob, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	gitT(t, big, "add", ".")
+	gitT(t, big, "commit", "-q", "-m", "big")
+	gitT(t, small, "commit", "-q", "--allow-empty", "-m", "small")
+
+	n1, addr1, _ := startSyncNode(t, "n1", nil)
+	n2, _, logs := startSyncNode(t, "n2", func(c *Config) { c.MirrorQuota = quota }, Bootstrap{ID: n1.ID, Addr: addr1})
+	add := func(path string) RepoView {
+		res, err := n1.Request(&AddRepo{Path: path})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.(RepoView)
+	}
+	bigView := add(big)
+	eventually(t, 30*time.Second, "the big repository is refused", func() bool {
+		v, ok := repoView(t, n2, bigView.ID)
+		return ok && strings.Contains(v.SyncError, "quota")
+	})
+	smallView := add(small)
+	waitSynced(t, n2, smallView.ID, smallView.Refs, 30*time.Second)
+	v, _ := repoView(t, n2, bigView.ID)
+	if v.Status != StatusMissing {
+		t.Errorf("big repository status %s, want missing", v.Status)
+	}
+	root := status(t, n2).Root
+	used, err := persist.DiskSize(filepath.Join(root, "repos"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if used > quota {
+		t.Errorf("mirrors take %d bytes, quota %d", used, quota)
+	}
+	if _, err := os.Stat(partPath(root, bigView.ID)); !os.IsNotExist(err) {
+		t.Errorf("a half-received bundle is left: %v", err)
+	}
+	if !strings.Contains(logs.String(), "repository refused") {
+		t.Error("the refusal is not in the log")
+	}
 }

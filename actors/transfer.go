@@ -43,10 +43,12 @@ type (
 		err    error
 		// keep: the .part and its record stay for a resume (the transfer
 		// was cut, not wrong).
-		keep     bool
-		blame    bool  // the peer sent something wrong
-		tooLarge bool  // the bundle is over our limit
-		bytesIn  int64 // bundle bytes received over the network
+		keep       bool
+		blame      bool  // the peer sent something wrong
+		tooLarge   bool  // the bundle is over our limit
+		overQuota  bool  // the bundle would take the mirrors past their quota
+		mirrorSize int64 // on success: bytes of the mirror on disk
+		bytesIn    int64 // bundle bytes received over the network
 	}
 	// serveResult: the serve goroutine ended.
 	serveResult struct {
@@ -75,6 +77,10 @@ type (
 		Mirror  *persist.Mirror // a fetch that succeeded: the new mirror state (recorded)
 		BytesIn int64
 		Bytes   int64 // served
+		// OverQuota: refused for the mirror quota; MirrorSize: the
+		// mirror's bytes on disk after a fetch that succeeded.
+		OverQuota  bool
+		MirrorSize int64
 	}
 )
 
@@ -100,6 +106,7 @@ type fetchJob struct {
 	peerPID   *actor.PID
 	root      string
 	maxBundle int64
+	quota     int64         // bytes the mirror quota leaves for this bundle
 	rate      *rate.Limiter // receive rate (tests throttle with it); nil: unlimited
 }
 
@@ -178,7 +185,8 @@ func (f *fetcher) finish(ctx actor.Context, m *fetchResult) {
 	}
 	f.done = true
 	id := f.job.want.ID
-	end := &transferEnded{PID: ctx.Self(), Repo: id, Peer: f.job.peer, Err: m.err, Blame: m.blame, BytesIn: m.bytesIn}
+	end := &transferEnded{PID: ctx.Self(), Repo: id, Peer: f.job.peer, Err: m.err, Blame: m.blame, BytesIn: m.bytesIn,
+		OverQuota: m.overQuota, MirrorSize: m.mirrorSize}
 	if m.err != nil {
 		if !m.keep {
 			_ = os.Remove(partPath(f.job.root, id))
@@ -268,6 +276,9 @@ func fetch(ctx context.Context, s *quic.Stream, job fetchJob, report func(any)) 
 	if start.Size > uint64(job.maxBundle) {
 		return &fetchResult{err: fmt.Errorf("bundle of %d bytes is over the limit of %d", start.Size, job.maxBundle), tooLarge: true}
 	}
+	if start.Size > uint64(job.quota) {
+		return &fetchResult{err: quotaError(int64(start.Size), job.quota), tooLarge: true, overQuota: true}
+	}
 	report(&fetchStarted{bundleID: start.BundleId, size: int64(start.Size)})
 
 	frame, err = wire.ReadFrame(r)
@@ -303,7 +314,7 @@ func fetch(ctx context.Context, s *quic.Stream, job fetchJob, report func(any)) 
 	}
 	defer out.Close()
 	size := int64(start.Size)
-	limit := job.maxBundle
+	limit := min(job.maxBundle, job.quota)
 	if size > 0 {
 		limit = size
 	}
@@ -341,6 +352,9 @@ func fetch(ctx context.Context, s *quic.Stream, job fetchJob, report func(any)) 
 		}
 		if chunk.Offset != uint64(offset) || len(chunk.Data) > wire.MaxChunkData || len(chunk.Data) == 0 {
 			return bad("chunk at %d of %d bytes, expected offset %d", chunk.Offset, len(chunk.Data), offset)
+		}
+		if size == 0 && offset+int64(len(chunk.Data)) > job.quota && job.quota < job.maxBundle {
+			return &fetchResult{err: quotaError(offset+int64(len(chunk.Data)), job.quota), tooLarge: true, overQuota: true, bytesIn: res.bytesIn}
 		}
 		if offset+int64(len(chunk.Data)) > limit {
 			return bad("bundle grows past %d bytes", limit)
@@ -392,9 +406,17 @@ func fetch(ctx context.Context, s *quic.Stream, job fetchJob, report func(any)) 
 	if err != nil {
 		return &fetchResult{err: err}
 	}
-	return &fetchResult{bytesIn: res.bytesIn, mirror: persist.Mirror{
+	mirrorSize, _ := persist.DiskSize(mirror.Dir)
+	return &fetchResult{bytesIn: res.bytesIn, mirrorSize: mirrorSize, mirror: persist.Mirror{
 		Refs: refs, Seq: ann.Seq, Signed: raw, DefaultBranch: body.DefaultBranch, SyncedAt: time.Now().UTC(),
 	}}
+}
+
+// errOverQuota is wrapped when a bundle would take the mirrors past their quota.
+var errOverQuota = errors.New("over the mirror quota")
+
+func quotaError(size, left int64) error {
+	return fmt.Errorf("refused: the bundle (%d bytes so far) would take the mirrors past their quota (%d bytes left): %w; raise --mirror-quota or remove repositories", size, left, errOverQuota)
 }
 
 // checkServedAnnouncement checks the creator's announcement a seeder sent

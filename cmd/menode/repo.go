@@ -140,6 +140,9 @@ func writeRepoShow(w io.Writer, v actors.RepoView) error {
 	}
 	list("clones", clones)
 	field("has updates", v.HasUpdates)
+	if v.SyncError != "" {
+		field("sync error", termText(v.SyncError))
+	}
 	field("default branch", termText(v.DefaultBranch))
 	field("root commit", v.RootCommit)
 	fmt.Fprintln(w, "refs:")
