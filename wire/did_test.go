@@ -331,3 +331,73 @@ func TestIDs_json(t *testing.T) {
 		})
 	}
 }
+
+// fixedKey is a key that is the same in every run, so fuzz seeds signed
+// with it stay valid across runs.
+func fixedKey(b byte) ed25519.PrivateKey {
+	return ed25519.NewKeyFromSeed(bytes.Repeat([]byte{b}, ed25519.SeedSize))
+}
+
+// fixedID is the NodeID of fixedKey(b).
+func fixedID(b byte) NodeID { return NodeIDFromKey(fixedKey(b).Public().(ed25519.PublicKey)) }
+
+// FuzzParseNodeID: parsing never panics, and a parsed ID is canonical: its
+// String is the input and parses to the same ID (two spellings of one node
+// would defeat dedup and the crossed-dial rule, which compare strings).
+func FuzzParseNodeID(f *testing.F) {
+	for _, v := range didKeyVectors {
+		f.Add(v.did)
+	}
+	f.Add(fixedID(1).String())
+	f.Add("did:key:z")
+	f.Add("did:key:z1" + didKeyVectors[0].did[len("did:key:z"):])
+	f.Add("did:key:z6Mk")
+	f.Add("did:repo:zW1oR46SygnmiM1r6Agb5uMFZAg6P91Y47VB5u5ZEwtTjRp")
+	f.Add("did:key:z0OIl")
+	f.Fuzz(func(t *testing.T, s string) {
+		id, err := ParseNodeID(s)
+		if err != nil {
+			if !errors.Is(err, ErrBadID) {
+				t.Fatalf("error %v does not wrap ErrBadID", err)
+			}
+			return
+		}
+		if id.String() != s {
+			t.Fatalf("ParseNodeID(%q) accepted a non-canonical spelling of %s", s, id)
+		}
+		again, err := ParseNodeID(id.String())
+		if err != nil || again != id {
+			t.Fatalf("String %s parses to %v, %v", id, again, err)
+		}
+	})
+}
+
+// FuzzParseRepoID is FuzzParseNodeID for did:repo.
+func FuzzParseRepoID(f *testing.F) {
+	id, err := NewRepoID("4b825dc642cb6eb9a060e54bf8d69288fbee4904", fixedID(1))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(id.String())
+	f.Add("did:repo:zW1oR46SygnmiM1r6Agb5uMFZAg6P91Y47VB5u5ZEwtTjRp")
+	f.Add("did:repo:z1" + id.String()[len("did:repo:z"):])
+	f.Add("did:repo:z")
+	f.Add(didKeyVectors[0].did)
+	f.Add("did:repo:z" + strings.Repeat("z", 100))
+	f.Fuzz(func(t *testing.T, s string) {
+		id, err := ParseRepoID(s)
+		if err != nil {
+			if !errors.Is(err, ErrBadID) {
+				t.Fatalf("error %v does not wrap ErrBadID", err)
+			}
+			return
+		}
+		if id.String() != s {
+			t.Fatalf("ParseRepoID(%q) accepted a non-canonical spelling of %s", s, id)
+		}
+		again, err := ParseRepoID(id.String())
+		if err != nil || again != id {
+			t.Fatalf("String %s parses to %v, %v", id, again, err)
+		}
+	})
+}
