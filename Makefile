@@ -35,9 +35,20 @@ proto:
 	$(GO) install $(PROTOC_GEN_GO)
 	PATH=$$($(GO) env GOPATH)/bin:$$PATH protoc --go_out=. --go_opt=paths=source_relative wire/megaengine.proto
 
-# Runs the frame decoder fuzzer for a minute (the seed corpus runs in make test).
+# Fuzzes every decoder of remote bytes (frames, Hello, signed announcements,
+# transfer frames, did:key and did:repo, bundle headers) for FUZZTIME each,
+# one after another. The seeds, and crashers kept under testdata/fuzz, run in
+# make test.
+FUZZTIME ?= 60s
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzReadFrame -fuzztime 60s ./wire
+	$(GO) test -run '^$$' -fuzz '^FuzzReadFrame$$' -fuzztime $(FUZZTIME) ./wire
+	$(GO) test -run '^$$' -fuzz '^FuzzHello$$' -fuzztime $(FUZZTIME) ./wire
+	$(GO) test -run '^$$' -fuzz '^FuzzOpenAnnouncement$$' -fuzztime $(FUZZTIME) ./wire
+	$(GO) test -run '^$$' -fuzz '^FuzzTransferRequest$$' -fuzztime $(FUZZTIME) ./wire
+	$(GO) test -run '^$$' -fuzz '^FuzzTransferStart$$' -fuzztime $(FUZZTIME) ./wire
+	$(GO) test -run '^$$' -fuzz '^FuzzParseNodeID$$' -fuzztime $(FUZZTIME) ./wire
+	$(GO) test -run '^$$' -fuzz '^FuzzParseRepoID$$' -fuzztime $(FUZZTIME) ./wire
+	$(GO) test -run '^$$' -fuzz '^FuzzReadBundleHeader$$' -fuzztime $(FUZZTIME) ./persist
 
 clean:
 	rm -f $(BIN)
