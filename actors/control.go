@@ -36,7 +36,7 @@ var commands = map[string]reflect.Type{}
 func init() {
 	for _, c := range []any{
 		AddRepo{}, ListRepos{}, ShowRepo{}, GetStatus{}, ListPeers{},
-		SyncRepo{}, CloneRepo{}, PullRepo{},
+		SyncRepo{}, CloneRepo{}, PullRepo{}, FollowRepo{}, RemoveRepo{},
 	} {
 		t := reflect.TypeOf(c)
 		commands[t.Name()] = t

@@ -39,6 +39,10 @@ type mirrorUpdated struct {
 	Refs map[string]string
 }
 
+// mirrorRemoved tells gossip that a repository was removed here: it
+// leaves our inventory, and if we created it, we stop announcing it.
+type mirrorRemoved struct{ ID wire.RepoID }
+
 // countCopies asks how many copies of a message arrived within the seen
 // window (1 = no duplicates; 0 = unknown). Reply: int. For measurements.
 type countCopies struct{ ID [32]byte }
@@ -163,6 +167,15 @@ func (g *gossip) Receive(ctx actor.Context) {
 		g.announceInventory(ctx)
 	case *mirrorUpdated:
 		g.inventory[m.ID] = wire.RefsHash(m.Refs)
+		g.announceInventory(ctx)
+	case *mirrorRemoved:
+		delete(g.inventory, m.ID)
+		key := "repo/" + g.id.String() + "/" + m.ID.String()
+		if h := g.latest[key]; h != nil {
+			delete(g.latest, key)
+			g.budget.remove(h.origin, key, h.size)
+			ctx.Send(g.store, deleteAnnouncement{Key: key})
+		}
 		g.announceInventory(ctx)
 	case *reannounce:
 		g.announceNode(ctx)

@@ -86,6 +86,34 @@ type PullResult struct {
 	After  string      `json:"after"`
 }
 
+// FollowRepo marks a repository followed (Follow) or not. With --seed
+// followed, only followed repositories (and cloned ones) are fetched;
+// following also undoes repo remove. Reply: RepoView.
+type FollowRepo struct {
+	ID     wire.RepoID `json:"id"`
+	Follow bool        `json:"follow"`
+}
+
+// RemoveRepo deletes a repository's mirror, cached bundles and resume
+// point. A learned repository stays listed as removed and is not fetched
+// again until followed; one this node created is forgotten and no longer
+// announced (other nodes keep their copies). Reply: RemoveResult.
+type RemoveRepo struct {
+	ID wire.RepoID `json:"id"`
+}
+
+// RemoveResult is the reply to RemoveRepo.
+type RemoveResult struct {
+	ID    wire.RepoID `json:"id"`
+	Freed int64       `json:"freed"` // bytes deleted
+}
+
+// Seeding policies (Config.Seed).
+const (
+	SeedAll      = "all"      // fetch every repository learned of
+	SeedFollowed = "followed" // fetch only followed and cloned ones
+)
+
 // Progress is an event a long command (SyncRepo with Wait, CloneRepo,
 // PullRepo) streams while it runs.
 type Progress struct {
@@ -128,6 +156,7 @@ type RepoView struct {
 	Received      int64             `json:"received,omitempty"`   // bundle bytes held, while syncing
 	SyncError     string            `json:"sync_error,omitempty"` // why the last fetch failed (refused for the quota, say)
 	MirrorRefs    map[string]string `json:"mirror_refs"`          // the refs the local mirror holds
+	Followed      bool              `json:"followed"`             // repo follow (or repo clone)
 	Seeders       []wire.NodeID     `json:"seeders"`              // nodes known to serve the signed refs
 	Size          int64             `json:"size"`                 // bytes of the mirror on disk
 	Clones        []string          `json:"clones"`               // working clones made by repo clone
@@ -165,6 +194,7 @@ const (
 	StatusLocal   = "local"   // this node created it; served from its working repository
 	StatusMissing = "missing" // known from gossip, no data yet
 	StatusSyncing = "syncing" // a transfer is under way
+	StatusRemoved = "removed" // repo remove: not fetched until followed again
 	StatusBehind  = "behind"  // the mirror holds older refs than the creator signed
 	StatusSynced  = "synced"  // the mirror holds exactly the creator-signed refs
 )
@@ -192,6 +222,7 @@ type Config struct {
 	MaxDownloadRate int64         // bytes per second received by all fetches; 0: unlimited (tests throttle)
 	MaxBundleSize   int64         // largest bundle accepted (default 10 GiB)
 	MaxCacheSize    int64         // bytes of served bundles kept in $ROOT/cache (default 1 GiB)
+	Seed            string        // SeedAll (default) or SeedFollowed
 	// Disk: mirrors of other nodes' repositories, in total and per creator.
 	MirrorQuota           int64 // default 20 GiB
 	MirrorQuotaPerCreator int64 // default a quarter of MirrorQuota
@@ -249,6 +280,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxCacheSize <= 0 {
 		c.MaxCacheSize = 1 << 30
+	}
+	if c.Seed == "" {
+		c.Seed = SeedAll
 	}
 	if c.MirrorQuota <= 0 {
 		c.MirrorQuota = 20 << 30
@@ -457,6 +491,10 @@ func (n *node) Receive(ctx actor.Context) {
 		n.cloneRepo(ctx, m)
 	case *PullRepo:
 		n.pullRepo(ctx, m)
+	case *FollowRepo:
+		n.followRepo(ctx, m)
+	case *RemoveRepo:
+		n.removeRepo(ctx, m)
 	case *ListRepos:
 		reply := replier(ctx)
 		ask(ctx, n.store, loadRepos{}, func(res any, err error) {
@@ -571,9 +609,12 @@ func (r repoState) view() RepoView {
 	if v.Clones == nil {
 		v.Clones = []string{}
 	}
+	v.Followed = r.Repo.Followed
 	switch {
 	case r.Repo.Local:
 		v.Status = StatusLocal
+	case r.Repo.Removed:
+		v.Status = StatusRemoved
 	case !r.Mirror.OK || len(r.Mirror.Mirror.Refs) == 0:
 		v.Status = StatusMissing
 	case r.synced():

@@ -192,6 +192,22 @@ func (n *node) cloneRepo(ctx actor.Context, m *CloneRepo) {
 		reply(err)
 		return
 	}
+	// A clone follows its repository: its mirror is kept up to date
+	// whatever the seeding policy.
+	ask(ctx, n.store, followRepo{ID: m.ID, Follow: true}, func(res any, err error) {
+		if err != nil {
+			reply(unknownRepo(m.ID, err))
+			return
+		}
+		if n.sync != nil {
+			ctx.Send(n.sync, &repoChanged{Repo: res.(repoState).Repo})
+		}
+		n.cloneSynced(ctx, m, reply)
+	})
+}
+
+// cloneSynced clones once the mirror is synced.
+func (n *node) cloneSynced(ctx actor.Context, m *CloneRepo, reply func(any)) {
 	n.ensureSynced(ctx, m.ID, true, m.Timeout, m.Progress, func(err error) {
 		if err != nil {
 			reply(err)
@@ -381,4 +397,61 @@ func clonesBehind(st repoState) bool {
 		}
 	}
 	return false
+}
+
+// followRepo marks a repository followed or not and tells sync.
+func (n *node) followRepo(ctx actor.Context, m *FollowRepo) {
+	reply := replier(ctx)
+	ask(ctx, n.store, followRepo{ID: m.ID, Follow: m.Follow}, func(res any, err error) {
+		if err != nil {
+			reply(unknownRepo(m.ID, err))
+			return
+		}
+		st := res.(repoState)
+		if n.sync != nil {
+			ctx.Send(n.sync, &repoChanged{Repo: st.Repo})
+		}
+		n.views(ctx, []repoState{st}, func(vs []RepoView) { reply(vs[0]) })
+	})
+}
+
+// removeRepo forgets a repository in the store and the actors, then deletes
+// its mirror, cached bundles and half-received bundle.
+func (n *node) removeRepo(ctx actor.Context, m *RemoveRepo) {
+	reply := replier(ctx)
+	ask(ctx, n.store, removeRepo{ID: m.ID}, func(res any, err error) {
+		if err != nil {
+			reply(unknownRepo(m.ID, err))
+			return
+		}
+		st := res.(repoState)
+		if n.sync != nil {
+			ctx.Send(n.sync, &repoRemoved{ID: m.ID})
+			ctx.Send(n.gossip, &mirrorRemoved{ID: m.ID})
+			if st.Repo.Local {
+				ctx.Send(n.watcher, &unwatchRepo{ID: m.ID})
+			}
+		}
+		root := n.cfg.Root
+		async(ctx, func() (any, error) {
+			var freed int64
+			paths := []string{persist.MirrorPath(root, m.ID), partPath(root, m.ID)}
+			cached, _ := filepath.Glob(filepath.Join(root, "cache", m.ID.String()+"-*.bundle"))
+			for _, p := range append(paths, cached...) {
+				size, _ := persist.DiskSize(p)
+				if err := os.RemoveAll(p); err != nil {
+					return nil, fmt.Errorf("remove %s: %w", persist.QuotePath(p), err)
+				}
+				freed += size
+			}
+			return RemoveResult{ID: m.ID, Freed: freed}, nil
+		}, func(res any, err error) {
+			if err != nil {
+				reply(err)
+				return
+			}
+			n.log.Info("repository removed", "repo", m.ID, "freed", res.(RemoveResult).Freed)
+			reply(res)
+		})
+	})
 }

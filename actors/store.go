@@ -50,6 +50,18 @@ type forgetRepo struct{ ID wire.RepoID }
 // countRepos counts the repositories, without reading them. Reply: int.
 type countRepos struct{}
 
+// followRepo marks a repository followed or not (repo follow / unfollow);
+// following also undoes a removal. Reply: repoState.
+type followRepo struct {
+	ID     wire.RepoID
+	Follow bool
+}
+
+// removeRepo forgets a repository's mirror, resume point and clones; a
+// learned one stays known but marked removed, so it is not fetched again
+// (one this node created is forgotten). Reply: repoState as it was.
+type removeRepo struct{ ID wire.RepoID }
+
 // learnRepo records a repository announced by its creator, unless we hold
 // a newer announcement of it already. No reply.
 type learnRepo struct{ Repo persist.Repo }
@@ -138,6 +150,10 @@ func (s *store) Receive(ctx actor.Context) {
 		if _, err := s.db.ForgetRepo(m.ID); err != nil {
 			s.log.Error("forget repository", "repo", m.ID, "err", err)
 		}
+	case followRepo:
+		ctx.Respond(result(s.follow(m.ID, m.Follow)))
+	case removeRepo:
+		ctx.Respond(result(s.remove(m.ID)))
 	case countRepos:
 		ctx.Respond(result(s.db.CountRepos()))
 	case loadAnnouncements:
@@ -226,6 +242,36 @@ func (s *store) updateRepo(r persist.Repo) error {
 	return s.db.PutRepo(old)
 }
 
+func (s *store) follow(id wire.RepoID, follow bool) (repoState, error) {
+	r, err := s.db.Repo(id)
+	if err != nil {
+		return repoState{}, err
+	}
+	r.Followed = follow
+	if follow {
+		r.Removed = false
+	}
+	if err := s.db.PutRepo(r); err != nil {
+		return repoState{}, err
+	}
+	return s.state(id)
+}
+
+func (s *store) remove(id wire.RepoID) (repoState, error) {
+	st, err := s.state(id)
+	if err != nil {
+		return repoState{}, err
+	}
+	r := st.Repo
+	if !r.Local {
+		r.Followed, r.Removed, r.Clones = false, true, nil
+		if err := s.db.PutRepo(r); err != nil {
+			return repoState{}, err
+		}
+	}
+	return st, s.db.RemoveRepo(id, !r.Local)
+}
+
 func (s *store) addClone(id wire.RepoID, path string) error {
 	r, err := s.db.Repo(id)
 	if err != nil {
@@ -234,6 +280,7 @@ func (s *store) addClone(id wire.RepoID, path string) error {
 	if !slices.Contains(r.Clones, path) {
 		r.Clones = append(r.Clones, path)
 	}
+	r.Followed, r.Removed = true, false // a clone wants its mirror kept up to date
 	return s.db.PutRepo(r)
 }
 
@@ -243,7 +290,7 @@ func (s *store) learnRepo(r persist.Repo) error {
 	case err == nil && (old.Local || old.Seq >= r.Seq):
 		return nil
 	case err == nil:
-		r.AddedAt, r.Clones = old.AddedAt, old.Clones
+		r.AddedAt, r.Clones, r.Followed, r.Removed = old.AddedAt, old.Clones, old.Followed, old.Removed
 	case errors.Is(err, persist.ErrUnknownRepo):
 		r.AddedAt = time.Now().UTC()
 	default:

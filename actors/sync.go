@@ -67,6 +67,11 @@ type (
 	}
 	// syncTick: the sync interval's tick; also a retry after a backoff.
 	syncTick struct{}
+	// repoChanged: the node changed a repository's local flags (follow,
+	// clone); Repo is the stored record.
+	repoChanged struct{ Repo persist.Repo }
+	// repoRemoved: repo remove: stop fetching it and forget its mirror.
+	repoRemoved struct{ ID wire.RepoID }
 	// mirrorSizes: the mirrors' sizes on disk, measured at start.
 	mirrorSizes struct{ sizes map[wire.RepoID]int64 }
 	// waitExpired: a waiting command's timeout.
@@ -210,9 +215,32 @@ func (s *syncer) Receive(ctx actor.Context) {
 	case *repoAnnounced:
 		r := s.repo(m.Repo.ID)
 		if m.Repo.Seq > r.want.Seq || len(r.want.Refs) == 0 {
+			// Gossip knows the creator's state; the local flags are ours.
+			followed, removed, clones := r.want.Followed, r.want.Removed, r.want.Clones
 			r.want = m.Repo
+			r.want.Followed, r.want.Removed, r.want.Clones = followed, removed, clones
 		}
 		s.schedule(ctx)
+	case *repoChanged:
+		r := s.repo(m.Repo.ID)
+		if m.Repo.Seq >= r.want.Seq {
+			r.want = m.Repo
+		} else {
+			r.want.Followed, r.want.Removed, r.want.Clones = m.Repo.Followed, m.Repo.Removed, m.Repo.Clones
+		}
+		r.refused = 0
+		s.schedule(ctx)
+	case *repoRemoved:
+		if r := s.repos[m.ID]; r != nil {
+			if r.fetching != nil {
+				ctx.Stop(r.fetching) // its Terminated frees the slot
+			}
+			r.mirror, r.size, r.refused, r.lastError = persist.Mirror{}, 0, 0, ""
+			r.want.Removed, r.want.Followed, r.want.Clones = true, false, nil
+			if r.want.Local {
+				delete(s.repos, m.ID)
+			}
+		}
 	case *inventorySeen:
 		s.inventories[m.Origin] = m.Repos
 		s.schedule(ctx)
@@ -319,10 +347,16 @@ func (s *syncer) schedule(ctx actor.Context) {
 		if s.fetches >= s.cfg.MaxFetches {
 			return
 		}
-		if r := s.repos[id]; r.refused == 0 || r.refused != r.want.Seq {
+		if r := s.repos[id]; s.wanted(r) && (r.refused == 0 || r.refused != r.want.Seq) {
 			s.start(ctx, r)
 		}
 	}
+}
+
+// wanted reports whether the seeding policy has this node fetch r: not
+// removed, and followed (or cloned) unless it seeds everything.
+func (s *syncer) wanted(r *syncRepo) bool {
+	return !r.want.Removed && (s.cfg.Seed != SeedFollowed || r.want.Followed || len(r.want.Clones) > 0)
 }
 
 // quotaLeft is how many bytes a fetch of r may add to the mirrors: within
@@ -523,6 +557,10 @@ func (s *syncer) syncNow(ctx actor.Context, m *syncNow) {
 		reply(true)
 		return
 	}
+	if !s.wanted(r) {
+		reply(fmt.Errorf("%s is not followed (removed, or this node seeds only followed repositories); run: menode repo follow --repo-id %s", m.ID, m.ID))
+		return
+	}
 	// An explicit request forgets the backoff.
 	for _, b := range r.failures {
 		b.until = time.Time{}
@@ -607,7 +645,7 @@ type bundleBuild struct {
 // bundle is built once, however many transfers ask for it meanwhile).
 func (s *syncer) bundleFor(ctx actor.Context, m *bundleFor) {
 	key := bundleKey(m.Repo, m.Refs, m.Haves)
-	path := s.cachePath(key)
+	path := s.cachePath(m.Repo, key)
 	if _, err := os.Stat(path); err == nil {
 		now := time.Now()
 		_ = os.Chtimes(path, now, now) // recently used: evicted last
@@ -655,8 +693,14 @@ func (s *syncer) built(ctx actor.Context, m *bundleBuilt) {
 	go evictCache(filepath.Join(root, "cache"), limit)
 }
 
-func (s *syncer) cachePath(key [32]byte) string {
-	return filepath.Join(s.cfg.Root, "cache", hex.EncodeToString(key[:])+".bundle")
+// cachePath names a cached bundle by repository (so repo remove can find
+// them) and bundle ID.
+func (s *syncer) cachePath(repo wire.RepoID, key [32]byte) string {
+	return cachePath(s.cfg.Root, repo, key)
+}
+
+func cachePath(root string, repo wire.RepoID, key [32]byte) string {
+	return filepath.Join(root, "cache", repo.String()+"-"+hex.EncodeToString(key[:])+".bundle")
 }
 
 // cleanTmp removes receive files no transfer record names (left by a

@@ -21,6 +21,8 @@ type (
 	watchTick struct{}
 	// watchRepo adds a repository this node created (repo add) to those watched.
 	watchRepo struct{ Repo persist.Repo }
+	// unwatchRepo: repo remove of a repository this node created.
+	unwatchRepo struct{ ID wire.RepoID }
 	// ownLoaded carries the owned repositories read at start.
 	ownLoaded struct{ repos []persist.Repo }
 	// refsRead carries what git said about the owned repositories.
@@ -86,6 +88,9 @@ func (w *watcher) Receive(ctx actor.Context) {
 		w.cancel = scheduler.NewTimerScheduler(ctx).SendRepeatedly(w.interval, w.interval, ctx.Self(), &watchTick{})
 	case *watchRepo:
 		w.own[m.Repo.ID] = m.Repo
+	case *unwatchRepo:
+		delete(w.own, m.ID)
+		delete(w.stamps, m.ID)
 	case *watchTick:
 		if w.busy || len(w.own) == 0 {
 			return

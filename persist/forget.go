@@ -53,3 +53,20 @@ func (s *Store) CountRepos() (int, error) {
 	})
 	return n, err
 }
+
+// DeleteMirror, transfer and record of a repository: what `repo remove`
+// forgets in the store. keepRecord keeps the repository's record (marked
+// by the caller) so that the node does not fetch it again.
+func (s *Store) RemoveRepo(id wire.RepoID, keepRecord bool) error {
+	return s.db.Update(func(tx *bbolt.Tx) error {
+		for _, b := range [][]byte{bucketRefs, bucketTransfers} {
+			if err := tx.Bucket(b).Delete(id[:]); err != nil {
+				return fmt.Errorf("remove repo %s: %w", id, err)
+			}
+		}
+		if keepRecord {
+			return nil
+		}
+		return tx.Bucket(bucketRepos).Delete(id[:])
+	})
+}

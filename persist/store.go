@@ -82,6 +82,8 @@ type Repo struct {
 	Local         bool              `json:"local"`            // this node created it
 	Path          string            `json:"path,omitempty"`   // the working repository, local repos only
 	Clones        []string          `json:"clones,omitempty"` // absolute paths of the clones `repo clone` made
+	Followed      bool              `json:"followed,omitempty"` // fetched also with --seed followed (repo follow, repo clone)
+	Removed       bool              `json:"removed,omitempty"`  // repo remove: not fetched again until followed
 	AddedAt       time.Time         `json:"added_at"`
 	UpdatedAt     time.Time         `json:"updated_at"`
 }

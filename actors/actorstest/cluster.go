@@ -28,9 +28,10 @@ type Options struct {
 	// Dir holds one root directory per node, Dir/n0, Dir/n1, ...; the
 	// caller removes it.
 	Dir string
-	// Config adjusts node i's config before it starts. The harness sets
-	// Root, Addr (127.0.0.1:0), Alias (n<i>), Bootstrap and Logger;
-	// everything else is the node's default unless set here.
+	// Config adjusts node i's config before it starts. The harness has
+	// set Root (Dir/n<i>), Addr (127.0.0.1:0), Alias (n<i>), Bootstrap (from
+	// the topology) and Logger (into Logs[i]) by then; everything else is
+	// the node's default unless set here.
 	Config func(i int, cfg *actors.Config)
 	// LogLevel of every node's log (default Info).
 	LogLevel slog.Level
@@ -62,13 +63,14 @@ func Start(opts Options) (*Cluster, error) {
 			boot = append(boot, actors.Bootstrap{ID: c.Nodes[k].ID, Addr: c.Addrs[k]})
 		}
 		log := &Log{}
-		cfg := actors.Config{}
+		cfg := actors.Config{
+			Root: filepath.Join(opts.Dir, fmt.Sprintf("n%d", i)), Addr: "127.0.0.1:0",
+			Alias: fmt.Sprintf("n%d", i), Bootstrap: boot,
+			Logger: slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: opts.LogLevel})),
+		}
 		if opts.Config != nil {
 			opts.Config(i, &cfg)
 		}
-		cfg.Root = filepath.Join(opts.Dir, fmt.Sprintf("n%d", i))
-		cfg.Addr, cfg.Alias, cfg.Bootstrap = "127.0.0.1:0", fmt.Sprintf("n%d", i), boot
-		cfg.Logger = slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: opts.LogLevel}))
 		n, err := actors.Start(cfg)
 		if err != nil {
 			c.Stop()

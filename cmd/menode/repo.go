@@ -25,6 +25,65 @@ type repoCmd struct {
 	Sync  repoSyncCmd  `cmd:"" help:"Ask the running node to fetch a repository's creator-signed refs now; --wait shows progress until done."`
 	Clone repoCloneCmd `cmd:"" help:"Make a working clone of a repository (remote menode), syncing it first if needed; prints the clone's path."`
 	Pull  repoPullCmd  `cmd:"" help:"Bring a clone made by repo clone up to date, syncing the mirror first if it is behind."`
+
+	Follow   repoFollowCmd   `cmd:"" help:"Follow a repository: with run --seed followed, only followed (and cloned) repositories are fetched."`
+	Unfollow repoUnfollowCmd `cmd:"" help:"Stop following a repository (its mirror stays until repo remove)."`
+	Remove   repoRemoveCmd   `cmd:"" help:"Delete a repository's mirror and cached bundles; it is not fetched again until followed."`
+}
+
+type repoFollowCmd struct {
+	RepoID string `required:"" name:"repo-id" help:"The did:repo to follow."`
+	JSON   bool   `name:"json" help:"Print JSON."`
+}
+
+func (c *repoFollowCmd) Run(e *env) error { return followCmd(e, c.RepoID, true, c.JSON) }
+
+type repoUnfollowCmd struct {
+	RepoID string `required:"" name:"repo-id" help:"The did:repo to stop following."`
+	JSON   bool   `name:"json" help:"Print JSON."`
+}
+
+func (c *repoUnfollowCmd) Run(e *env) error { return followCmd(e, c.RepoID, false, c.JSON) }
+
+func followCmd(e *env, repoID string, follow, asJSON bool) error {
+	id, err := wire.ParseRepoID(repoID)
+	if err != nil {
+		return usageError{err}
+	}
+	var v actors.RepoView
+	if err := call(e, actors.FollowRepo{ID: id, Follow: follow}, &v); err != nil {
+		return err
+	}
+	if asJSON {
+		return printJSON(v)
+	}
+	if follow {
+		fmt.Printf("following %s (%s)\n", v.ID, statusText(v))
+	} else {
+		fmt.Printf("not following %s\n", v.ID)
+	}
+	return nil
+}
+
+type repoRemoveCmd struct {
+	RepoID string `required:"" name:"repo-id" help:"The did:repo to remove."`
+	JSON   bool   `name:"json" help:"Print JSON."`
+}
+
+func (c *repoRemoveCmd) Run(e *env) error {
+	id, err := wire.ParseRepoID(c.RepoID)
+	if err != nil {
+		return usageError{err}
+	}
+	var res actors.RemoveResult
+	if err := call(e, actors.RemoveRepo{ID: id}, &res); err != nil {
+		return err
+	}
+	if c.JSON {
+		return printJSON(res)
+	}
+	fmt.Printf("removed %s (%s freed)\n", res.ID, humanBytes(res.Freed))
+	return nil
 }
 
 type repoAddCmd struct {

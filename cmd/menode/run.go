@@ -30,6 +30,7 @@ type runCmd struct {
 	MaxUploadRate  byteSize      `default:"0" help:"Bytes per second sent by all uploads together, e.g. 10MiB (0: unlimited)."`
 	MaxBundleSize  byteSize      `default:"10GiB" help:"Largest bundle accepted from a peer."`
 	CacheSize      byteSize      `default:"1GiB" help:"Bytes of served bundles kept in ROOT/cache for other requesters and resumes."`
+	Seed           string        `default:"all" enum:"all,followed" help:"Which repositories to fetch and serve: all learned of, or only followed (repo follow) and cloned ones."`
 	MirrorQuota    byteSize      `default:"20GiB" help:"Disk for mirrors of other nodes' repositories, in total; a repository that would pass it is refused."`
 	CreatorQuota   byteSize      `name:"mirror-quota-per-creator" default:"0" help:"Disk for the mirrors of one creator's repositories (0: a quarter of --mirror-quota)."`
 	MaxInbound     int           `default:"128" help:"Inbound connections at most; when full, an unproven one is closed to make room."`
@@ -76,7 +77,7 @@ func (c *runCmd) Run(e *env) error {
 		SyncInterval: c.SyncInterval, MaxFetches: c.MaxFetches, MaxUploads: c.MaxUploads,
 		MaxUploadRate: int64(c.MaxUploadRate), MaxBundleSize: int64(c.MaxBundleSize), MaxCacheSize: int64(c.CacheSize),
 		MaxInbound: c.MaxInbound, MaxInboundPerIP: c.MaxInboundIP, DialPrivate: c.DialPrivate,
-		MirrorQuota: int64(c.MirrorQuota), MirrorQuotaPerCreator: int64(c.CreatorQuota),
+		MirrorQuota: int64(c.MirrorQuota), MirrorQuotaPerCreator: int64(c.CreatorQuota), Seed: c.Seed,
 	})
 	if err != nil {
 		return err
