@@ -344,6 +344,9 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	undo = append(undo, func() { store.Close() })
+	if c := store.Compacted; c[0] != 0 {
+		cfg.Logger.Info("store compacted: it was mostly free pages", "before", c[0], "after", c[1])
+	}
 	var udp *net.UDPConn
 	if !cfg.Offline {
 		// Bound before the identity is touched: "address in use" changes nothing.

@@ -65,6 +65,10 @@ type Store struct {
 
 	mu      sync.Mutex
 	damaged error // once a bbolt call crashed (see guard): every later call returns it
+
+	// Compacted is the file's size before and after OpenStore compacted
+	// it (mostly free pages); zero when it did not.
+	Compacted [2]int64
 }
 
 // Repo is a repository the node knows: one it created (Local) or one it
@@ -77,11 +81,11 @@ type Repo struct {
 	Creator       wire.NodeID       `json:"creator"`
 	RootCommit    string            `json:"root_commit"`
 	DefaultBranch string            `json:"default_branch"`
-	Refs          map[string]string `json:"refs"`             // the creator-signed refs (for a local repo: as last read from its working repo)
-	Seq           uint64            `json:"seq"`              // seq of the RepoAnnouncement these refs came from
-	Local         bool              `json:"local"`            // this node created it
-	Path          string            `json:"path,omitempty"`   // the working repository, local repos only
-	Clones        []string          `json:"clones,omitempty"` // absolute paths of the clones `repo clone` made
+	Refs          map[string]string `json:"refs"`               // the creator-signed refs (for a local repo: as last read from its working repo)
+	Seq           uint64            `json:"seq"`                // seq of the RepoAnnouncement these refs came from
+	Local         bool              `json:"local"`              // this node created it
+	Path          string            `json:"path,omitempty"`     // the working repository, local repos only
+	Clones        []string          `json:"clones,omitempty"`   // absolute paths of the clones `repo clone` made
 	Followed      bool              `json:"followed,omitempty"` // fetched also with --seed followed (repo follow, repo clone)
 	Removed       bool              `json:"removed,omitempty"`  // repo remove: not fetched again until followed
 	AddedAt       time.Time         `json:"added_at"`
@@ -127,6 +131,13 @@ type Transfer struct {
 // ErrLocked; a store written by a newer menode wraps ErrNewerSchema, and a
 // damaged one ErrCorruptStore.
 func OpenStore(root string) (*Store, error) {
+	return openStore(root, true)
+}
+
+// openStoreOnce opens the store without compacting it.
+func openStoreOnce(root string) (*Store, error) { return openStore(root, false) }
+
+func openStore(root string, mayCompact bool) (*Store, error) {
 	if err := EnsureRoot(root); err != nil {
 		return nil, err
 	}
@@ -185,6 +196,18 @@ func OpenStore(root string) (*Store, error) {
 	if err != nil {
 		s.Close()
 		return nil, err
+	}
+	if mayCompact && s.sparse() {
+		before := fileSize(path)
+		if err := s.compact(); err != nil {
+			s.Close()
+			return nil, err
+		}
+		s2, err := openStoreOnce(root)
+		if err == nil {
+			s2.Compacted = [2]int64{before, fileSize(path)}
+		}
+		return s2, err
 	}
 	return s, nil
 }
