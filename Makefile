@@ -5,7 +5,7 @@ PKGS     := ./...
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 PROTOC_GEN_GO := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 
-.PHONY: build run demo test lint proto fuzz stress clean
+.PHONY: build run demo test bench lint proto fuzz stress clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/menode
@@ -24,6 +24,13 @@ demo: build
 test:
 	$(GO) vet $(PKGS)
 	$(GO) test -race -p 1 -timeout 12m $(PKGS)
+
+# Benchmarks against git's own transport (README, "Performance"): real menode
+# processes, real git and git daemon, all on 127.0.0.1. Tens of minutes;
+# BENCH_QUICK=1 make bench runs a smaller version in under three. Not part of
+# make test, which still vets and compiles them.
+bench:
+	$(GO) run ./scenarios/bench
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'))" || { gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'); exit 1; }

@@ -1,0 +1,68 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"time"
+)
+
+// B6 fan-out: 8 fresh nodes bootstrapped to node1 (restarted with a cold
+// bundle cache) fetch the large repository at once; the time runs from
+// starting them until the last one's mirror is synced. The baseline is 8
+// concurrent `git clone --mirror` with transfer.fsckObjects over git
+// daemon.
+func (b *bench) fanOut() error {
+	const n = 8
+	id, err := b.ensureCreator()
+	if err != nil {
+		return err
+	}
+	d, err := b.ensureDaemon()
+	if err != nil {
+		return err
+	}
+	if err := b.restartCold(b.creator); err != nil {
+		return err
+	}
+	began := time.Now()
+	ps, err := b.fetchers("b6-", n, b.creator)
+	defer stopAll(ps)
+	if err != nil {
+		return err
+	}
+	at, err := b.waitAll(30*time.Minute, ps, id, "")
+	if err != nil {
+		return err
+	}
+	var last time.Time
+	for _, t := range at {
+		if t.After(last) {
+			last = t
+		}
+	}
+	menode := last.Sub(began)
+	stopAll(ps)
+
+	began = time.Now()
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			_, err := timed(gitlessCmd(b.ctx, "git", "-c", "transfer.fsckObjects=true", "clone", "-q", "--mirror",
+				gitURL(d.addr, b.large.name), filepath.Join(b.dir, fmt.Sprintf("b6-git-%d.git", i))))
+			errs <- err
+		}()
+	}
+	for range n {
+		if e := <-errs; e != nil && err == nil {
+			err = e
+		}
+	}
+	if err != nil {
+		return err
+	}
+	git := time.Since(began)
+	b.logf("B6: menode %v, git %v", menode.Round(time.Millisecond), git.Round(time.Millisecond))
+	b.add(row{name: fmt.Sprintf("B6 fan-out: %d nodes fetch the %s repository at once vs %d concurrent `git clone --mirror`, fsck", n, bytesStr(b.large.packed), n),
+		menode: secs(menode), baseline: secs(git), ratio: ratio(menode.Seconds(), git.Seconds()), target: "< 1", met: yesNo(menode < git)})
+	return nil
+}
