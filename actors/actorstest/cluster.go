@@ -30,8 +30,9 @@ type Options struct {
 	Dir string
 	// Config adjusts node i's config before it starts. The harness has
 	// set Root (Dir/n<i>), Addr (127.0.0.1:0), Alias (n<i>), Bootstrap (from
-	// the topology) and Logger (into Logs[i]) by then; everything else is
-	// the node's default unless set here.
+	// the topology), Logger (into Logs[i]) and MaxInboundPerIP (every peer
+	// comes from 127.0.0.1, so the cluster's size, at least 16) by then;
+	// everything else is the node's default unless set here.
 	Config func(i int, cfg *actors.Config)
 	// LogLevel of every node's log (default Info).
 	LogLevel slog.Level
@@ -66,7 +67,8 @@ func Start(opts Options) (*Cluster, error) {
 		cfg := actors.Config{
 			Root: filepath.Join(opts.Dir, fmt.Sprintf("n%d", i)), Addr: "127.0.0.1:0",
 			Alias: fmt.Sprintf("n%d", i), Bootstrap: boot,
-			Logger: slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: opts.LogLevel})),
+			Logger:          slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: opts.LogLevel})),
+			MaxInboundPerIP: max(16, size),
 		}
 		if opts.Config != nil {
 			opts.Config(i, &cfg)
