@@ -36,7 +36,9 @@ func (s *Store) compact() error {
 	if err != nil {
 		return fmt.Errorf("compact store: %w", err)
 	}
-	err = guard(s.path, func() error { return bbolt.Compact(dst, s.db, 1<<20) })
+	// Through s.call, so that a crash in a damaged store marks it damaged
+	// and the Close below does not wait on locks bbolt may still hold.
+	err = s.call(func() error { return bbolt.Compact(dst, s.db, 1<<20) })
 	if cerr := dst.Close(); err == nil {
 		err = cerr
 	}

@@ -58,7 +58,7 @@ func (s *Store) CountRepos() (int, error) {
 // forgets in the store. keepRecord keeps the repository's record (marked
 // by the caller) so that the node does not fetch it again.
 func (s *Store) RemoveRepo(id wire.RepoID, keepRecord bool) error {
-	return s.db.Update(func(tx *bbolt.Tx) error {
+	return s.update(func(tx *bbolt.Tx) error {
 		for _, b := range [][]byte{bucketRefs, bucketTransfers} {
 			if err := tx.Bucket(b).Delete(id[:]); err != nil {
 				return fmt.Errorf("remove repo %s: %w", id, err)
