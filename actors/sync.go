@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -673,10 +675,10 @@ func (s *syncer) bundleFor(ctx actor.Context, m *bundleFor) {
 		names = append(names, name)
 	}
 	sort.Strings(names)
-	haves := slices.Clone(m.Haves)
+	haves, refs := slices.Clone(m.Haves), maps.Clone(m.Refs)
 	self, root := ctx.Self(), ctx.ActorSystem().Root
 	go func() {
-		b.err = buildBundle(mirror, tmp, path, names, haves)
+		b.err = buildBundle(mirror, tmp, path, refs, names, haves)
 		close(b.done)
 		root.Send(self, &bundleBuilt{key: key, err: b.err})
 	}()
@@ -739,12 +741,13 @@ func bundleKey(repo wire.RepoID, refs map[string]string, haves []string) [32]byt
 // buildBundle has git write the bundle into tmp, then moves it to path
 // (readers that opened tmp keep reading it); an empty file when the
 // requester has everything. It blocks.
-func buildBundle(mirror persist.GitRepo, tmp *os.File, path string, names, haves []string) error {
+func buildBundle(mirror persist.GitRepo, tmp *os.File, path string, refs map[string]string, names, haves []string) error {
 	defer os.Remove(tmp.Name()) // a no-op once renamed
 	ctx, cancel := context.WithTimeout(context.Background(), workTimeout)
 	defer cancel()
 	err := mirror.CreateBundle(ctx, tmp, names, haves)
-	if errors.Is(err, persist.ErrNothingToSend) {
+	empty := errors.Is(err, persist.ErrNothingToSend)
+	if empty {
 		err = tmp.Truncate(0)
 	}
 	if cerr := tmp.Close(); err == nil {
@@ -753,7 +756,35 @@ func buildBundle(mirror persist.GitRepo, tmp *os.File, path string, names, haves
 	if err != nil {
 		return err
 	}
+	if !empty {
+		// git bundles the refs as they are now: if the mirror moved on
+		// since it was recorded (the owner committed meanwhile), this is
+		// not the signed state. Never send it: the requester would
+		// rightly refuse it and blame us.
+		if err := checkHeads(tmp.Name(), refs); err != nil {
+			return err
+		}
+	}
 	return os.Rename(tmp.Name(), path)
+}
+
+// checkHeads checks that a bundle's heads are among refs, at the same objects.
+func checkHeads(path string, refs map[string]string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	h, err := persist.ReadBundleHeader(bufio.NewReader(f))
+	if err != nil {
+		return err
+	}
+	for name, id := range h.Heads {
+		if refs[name] != id {
+			return fmt.Errorf("the mirror's %s moved since it was recorded", name)
+		}
+	}
+	return nil
 }
 
 // evictCache removes the least recently used bundles until the cache is
