@@ -302,14 +302,8 @@ func (p *peer) handshake(ctx context.Context) (*helloDone, *connFailed) {
 	if hello == nil {
 		return nil, &connFailed{code: wire.ErrorCode_ERROR_PROTOCOL, reason: fmt.Sprintf("handshake: first frame is %T, not hello", f.Body)}
 	}
-	if hello.Protocol != wire.ProtocolVersion {
-		return nil, &connFailed{code: wire.ErrorCode_ERROR_VERSION, reason: fmt.Sprintf("handshake: protocol %d, we speak %d", hello.Protocol, wire.ProtocolVersion)}
-	}
-	if err := wire.CheckAlias(hello.Alias); err != nil {
-		return nil, &connFailed{code: wire.ErrorCode_ERROR_PROTOCOL, reason: "handshake: " + err.Error()}
-	}
-	if hello.Did != p.id.String() {
-		return nil, &connFailed{code: wire.ErrorCode_ERROR_IDENTITY, reason: fmt.Sprintf("handshake: hello says %q but the certificate is %s", hello.Did, p.id)}
+	if code, err := wire.CheckHello(hello, p.id); err != nil {
+		return nil, &connFailed{code: code, reason: "handshake: " + err.Error()}
 	}
 	if !p.outbound {
 		if err := wire.WriteFrame(stream, &wire.Frame{Body: &wire.Frame_Hello{Hello: p.local}}); err != nil {

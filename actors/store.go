@@ -114,8 +114,9 @@ type repoState struct {
 // store is the only actor that touches bbolt. bbolt calls are quick and
 // serialised here, so they run inside Receive.
 type store struct {
-	db  *persist.Store
-	log *slog.Logger
+	db   *persist.Store
+	log  *slog.Logger
+	dead bool // the store is damaged: stopping
 }
 
 func newStore(db *persist.Store, log *slog.Logger) *store { return &store{db: db, log: log} }
@@ -131,13 +132,16 @@ func (s *store) Receive(ctx actor.Context) {
 	case loadRepo:
 		ctx.Respond(result(s.state(m.ID)))
 	case loadRepos:
-		ctx.Respond(result(s.states()))
+		states, err := s.states()
+		ctx.Respond(result(states, s.fatal(ctx, err)))
 	case saveNode:
 		if err := s.saveNode(m.Node); err != nil {
 			s.log.Error("store node", "node", m.Node.ID, "err", err)
 		}
 	case loadNodes:
-		ctx.Respond(result(s.db.Nodes()))
+		nodes, skipped, err := s.db.ListNodes()
+		s.skipped("node", skipped)
+		ctx.Respond(result(nodes, s.fatal(ctx, err)))
 	case saveAnnouncement:
 		if err := s.db.PutAnnouncement(m.Key, m.Seq, m.Signed); err != nil {
 			s.log.Error("store announcement", "key", m.Key, "err", err)
@@ -157,7 +161,9 @@ func (s *store) Receive(ctx actor.Context) {
 	case countRepos:
 		ctx.Respond(result(s.db.CountRepos()))
 	case loadAnnouncements:
-		ctx.Respond(result(s.db.Announcements()))
+		raw, skipped, err := s.db.ListAnnouncements()
+		s.skipped("announcement", skipped)
+		ctx.Respond(result(raw, s.fatal(ctx, err)))
 	case learnRepo:
 		if err := s.learnRepo(m.Repo); err != nil {
 			s.log.Error("store repository", "repo", m.Repo.ID, "err", err)
@@ -198,6 +204,25 @@ func (s *store) Receive(ctx actor.Context) {
 		}
 		ctx.Respond(result(s.state(m.Repo.ID)))
 	}
+}
+
+// skipped logs, once per load, records that could not be read (they are
+// left out, not fatal).
+func (s *store) skipped(what string, sk persist.Skipped) {
+	if sk.N > 0 {
+		s.log.Warn("store: unreadable records skipped", "kind", what, "count", sk.N, "err", sk.Err)
+	}
+}
+
+// fatal stops the node when the store is damaged: it cannot go on without
+// it, and running on would only repeat the error. It returns err.
+func (s *store) fatal(ctx actor.Context, err error) error {
+	if errors.Is(err, persist.ErrCorruptStore) && !s.dead {
+		s.dead = true
+		s.log.Error("store damaged; stopping the node", "err", err)
+		ctx.Stop(ctx.Self()) // node sees its child end and stops
+	}
+	return err
 }
 
 func (s *store) insertRepo(r persist.Repo) (repoState, error) {
@@ -312,10 +337,11 @@ func (s *store) state(id wire.RepoID) (repoState, error) {
 }
 
 func (s *store) states() ([]repoState, error) {
-	repos, err := s.db.Repos()
+	repos, skipped, err := s.db.ListRepos()
 	if err != nil {
 		return nil, err
 	}
+	s.skipped("repository", skipped)
 	out := make([]repoState, 0, len(repos))
 	for _, r := range repos {
 		m, ok, err := s.db.Mirror(r.ID)
