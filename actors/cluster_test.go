@@ -97,10 +97,14 @@ func TestCluster_gossipReachesEveryNode(t *testing.T) {
 	}
 	t.Logf("announcement reached all %d nodes in %v", clusterSize, time.Since(announced).Round(time.Millisecond))
 
+	id, err := c.Nodes[0].RepoAnnouncementID(repo)
+	if err != nil {
+		t.Fatal(err)
+	}
 	copies, err := actorstest.Settle(10*time.Second, "copy counts", func() ([]int, error) {
 		var out []int
 		for _, n := range c.Nodes {
-			k, err := n.AnnouncementCopies(repo)
+			k, err := n.AnnouncementCopies(id)
 			if err != nil {
 				return nil, err
 			}

@@ -14,23 +14,22 @@ import (
 // What this file exports is for measuring a running node from outside the
 // package (actors/actorstest, the benchmarks); nothing in the node uses it.
 
-// AnnouncementCopies reports how many copies of the repository
-// announcement of repo that this node stores arrived within gossip's seen
-// window: 1 when no duplicate came, more when peers sent it again (the
-// origin counts its own, then echoes). It blocks; call it from outside
-// the node's actors.
-func (n *Node) AnnouncementCopies(repo wire.RepoID) (int, error) {
+// RepoAnnouncementID is the message ID of the repository announcement of
+// repo that this node stores (every node that accepted it stores the same
+// bytes, so the same ID). It blocks; call it from outside the node's
+// actors.
+func (n *Node) RepoAnnouncementID(repo wire.RepoID) ([32]byte, error) {
 	store, err := n.child("store")
 	if err != nil {
-		return 0, err
+		return [32]byte{}, err
 	}
 	res, err := n.system.Root.RequestFuture(store, loadAnnouncements{}, askTimeout).Result()
 	if err != nil {
-		return 0, fmt.Errorf("load announcements: %w", err)
+		return [32]byte{}, fmt.Errorf("load announcements: %w", err)
 	}
 	raws, ok := res.([][]byte)
 	if !ok {
-		return 0, fmt.Errorf("load announcements: reply %T", res)
+		return [32]byte{}, fmt.Errorf("load announcements: reply %T", res)
 	}
 	for _, raw := range raws {
 		s := new(wire.SignedAnnouncement)
@@ -40,20 +39,28 @@ func (n *Node) AnnouncementCopies(repo wire.RepoID) (int, error) {
 		// Stored announcements were checked on arrival: only the
 		// clock rule could fail now, so check as of long ago.
 		a, _, err := wire.OpenAnnouncement(s, time.Now().Add(100*365*24*time.Hour))
-		if err != nil || a.GetRepo().GetRepoId() != repo.String() {
-			continue
+		if err == nil && a.GetRepo().GetRepoId() == repo.String() {
+			return wire.AnnouncementID(s), nil
 		}
-		gossip, err := n.child("gossip")
-		if err != nil {
-			return 0, err
-		}
-		res, err := n.system.Root.RequestFuture(gossip, &countCopies{ID: wire.AnnouncementID(s)}, askTimeout).Result()
-		if err != nil {
-			return 0, fmt.Errorf("count copies: %w", err)
-		}
-		return res.(int), nil
 	}
-	return 0, fmt.Errorf("%w: no stored announcement of %s", persist.ErrUnknownRepo, repo)
+	return [32]byte{}, fmt.Errorf("%w: no stored announcement of %s", persist.ErrUnknownRepo, repo)
+}
+
+// AnnouncementCopies reports how many copies of the announcement with
+// message ID id arrived at this node within gossip's seen window: 1 when
+// no duplicate came, more when peers sent it again (the origin counts its
+// own, then echoes), 0 when it never came or was forgotten. It blocks;
+// call it from outside the node's actors.
+func (n *Node) AnnouncementCopies(id [32]byte) (int, error) {
+	gossip, err := n.child("gossip")
+	if err != nil {
+		return 0, err
+	}
+	res, err := n.system.Root.RequestFuture(gossip, &countCopies{ID: id}, askTimeout).Result()
+	if err != nil {
+		return 0, fmt.Errorf("count copies: %w", err)
+	}
+	return res.(int), nil
 }
 
 // child is the PID of one of n's actors, named under the root actor.

@@ -25,11 +25,13 @@ func (b *bench) fanOut() error {
 		return err
 	}
 	began := time.Now()
+	serverCPU := cpuDelta(b.creator)
 	ps, err := b.fetchers("b6-", n, b.creator)
 	defer stopAll(ps)
 	if err != nil {
 		return err
 	}
+	receiversCPU := cpuDelta(ps...)
 	at, err := b.waitAll(30*time.Minute, ps, id, "")
 	if err != nil {
 		return err
@@ -41,6 +43,7 @@ func (b *bench) fanOut() error {
 		}
 	}
 	menode := last.Sub(began)
+	b.note("B6: the server's %s; the %d receivers' together %s.", serverCPU(), n, receiversCPU())
 	stopAll(ps)
 
 	began = time.Now()

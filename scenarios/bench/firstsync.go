@@ -25,15 +25,18 @@ func (b *bench) firstSync() error {
 	large := b.large
 
 	began := time.Now()
+	serverCPU := cpuDelta(b.creator)
 	node2, err := b.startNode("node2", filepath.Join(b.dir, "node2"), "--bootstrap-node", b.creator.bootstrap())
 	if err != nil {
 		return err
 	}
+	receiverCPU := cpuDelta(node2)
 	at, err := b.waitAll(30*time.Minute, []*proc{node2}, id, "")
 	if err != nil {
 		return err
 	}
 	sync := at[0].Sub(began)
+	b.note("B2: during the first sync, the server's %s; the receiver's %s.", serverCPU(), receiverCPU())
 	s, err := node2.status()
 	if err != nil {
 		return err

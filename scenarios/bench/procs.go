@@ -192,23 +192,53 @@ func (p *proc) peakRSS() (int64, error) {
 // cpu is the CPU time the process and the children it waited for (git)
 // used so far.
 func (p *proc) cpu() (time.Duration, error) {
+	self, children, err := p.cpuSplit()
+	return self + children, err
+}
+
+// cpuSplit is the CPU time of the node itself (Go) and of the children it
+// waited for (git), so far.
+func (p *proc) cpuSplit() (self, children time.Duration, err error) {
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	// Fields after the command name, which is in parentheses and may hold spaces.
 	s := string(raw)
 	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
 	// utime, stime, cutime, cstime are fields 14-17 of stat; here 11-14.
-	var ticks int64
-	for _, f := range fields[11:15] {
+	var ticks [4]int64
+	for i, f := range fields[11:15] {
 		v, err := strconv.ParseInt(f, 10, 64)
 		if err != nil {
-			return 0, fmt.Errorf("/proc/%d/stat: %w", p.cmd.Process.Pid, err)
+			return 0, 0, fmt.Errorf("/proc/%d/stat: %w", p.cmd.Process.Pid, err)
 		}
-		ticks += v
+		ticks[i] = v
 	}
-	return time.Duration(ticks) * time.Second / clockTicks, nil
+	tick := func(n int64) time.Duration { return time.Duration(n) * time.Second / clockTicks }
+	return tick(ticks[0] + ticks[1]), tick(ticks[2] + ticks[3]), nil
+}
+
+// cpuDelta measures the CPU the processes use from now until the
+// returned function is called, which reports it as "Go X s, git Y s".
+func cpuDelta(ps ...*proc) func() string {
+	type split struct{ self, children time.Duration }
+	before := make([]split, len(ps))
+	for i, p := range ps {
+		before[i].self, before[i].children, _ = p.cpuSplit()
+	}
+	return func() string {
+		var self, children time.Duration
+		for i, p := range ps {
+			s, c, err := p.cpuSplit()
+			if err != nil {
+				return "CPU unknown (" + err.Error() + ")"
+			}
+			self += s - before[i].self
+			children += c - before[i].children
+		}
+		return fmt.Sprintf("CPU: menode (Go) %.1f s, git %.1f s", self.Seconds(), children.Seconds())
+	}
 }
 
 // clockTicks is USER_HZ, the unit of /proc/PID/stat times: 100 on every
