@@ -172,6 +172,11 @@ func (s *store) Receive(ctx actor.Context) {
 		mirror, ok, err := s.db.Mirror(m.ID)
 		ctx.Respond(result(mirrorState{Mirror: mirror, OK: ok}, err))
 	case saveMirror:
+		// A fetch that ends after repo remove must not bring the record back.
+		if r, err := s.db.Repo(m.ID); err == nil && r.Removed {
+			ctx.Respond(fmt.Errorf("%s was removed", m.ID))
+			return
+		}
 		if err := s.db.PutMirror(m.ID, m.Mirror); err != nil {
 			ctx.Respond(err)
 			return
