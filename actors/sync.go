@@ -107,8 +107,10 @@ type syncRepo struct {
 	failures  map[wire.NodeID]*backoff
 	waiters   []*syncWaiter
 	lastError string
-	size      int64  // bytes of the mirror on disk
-	refused   uint64 // the seq of the signed state refused for the mirror quota
+	size      int64 // bytes of the mirror on disk
+	statusAt  time.Time
+	rate      float64 // bytes per second of the running fetch, smoothed
+	refused   uint64  // the seq of the signed state refused for the mirror quota
 }
 
 type backoff struct {
@@ -436,7 +438,7 @@ func (s *syncer) start(ctx actor.Context, r *syncRepo) {
 			return &fetcher{job: job, store: s.store, log: s.log.With("repo", id, "peer", peer)}
 		})
 		r.peer = peer
-		r.status = transferStatus{Repo: id, Peer: peer, Phase: PhaseReceiving}
+		r.status, r.statusAt, r.rate = transferStatus{Repo: id, Peer: peer, Phase: PhaseReceiving}, time.Time{}, 0
 		s.fetches++
 		s.log.Info("sync: fetching", "repo", id, "peer", peer, "resume_offset", resumeOffset(s.cfg.Root, id, resume))
 	})
@@ -458,8 +460,19 @@ func (s *syncer) progress(ctx actor.Context, m *transferStatus) {
 	if r == nil {
 		return
 	}
-	r.status = *m
-	p := &Progress{Repo: m.Repo, Phase: m.Phase, Peer: m.Peer, Bytes: m.Bytes, Size: m.Size}
+	now := time.Now()
+	if prev := r.status; prev.Peer == m.Peer && m.Bytes > prev.Bytes && !r.statusAt.IsZero() {
+		if dt := now.Sub(r.statusAt).Seconds(); dt > 0 {
+			inst := float64(m.Bytes-prev.Bytes) / dt
+			if r.rate == 0 {
+				r.rate = inst
+			} else {
+				r.rate = 0.7*r.rate + 0.3*inst // smoothed: chunks arrive in bursts
+			}
+		}
+	}
+	r.status, r.statusAt = *m, now
+	p := &Progress{Repo: m.Repo, Phase: m.Phase, Peer: m.Peer, Bytes: m.Bytes, Size: m.Size, Rate: r.rate}
 	s.notifyWaiters(ctx, r, p)
 }
 
