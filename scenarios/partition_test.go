@@ -35,8 +35,8 @@ type netLab struct {
 // them when the test ends (after its processes are killed: cleanups run
 // last-registered first).
 func newNetLab(t *testing.T, n int) *netLab {
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Fatal("the partition scenarios need `ip` (apt-get install iproute2) and root")
+	if _, err := exec.LookPath("ip"); err != nil || os.Geteuid() != 0 {
+		t.Fatal("the partition scenarios make network namespaces: they need root and `ip` (apt-get install iproute2)")
 	}
 	removeStaleNetns(t)
 	var b [4]byte
