@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/asynkron/protoactor-go/scheduler"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/menode/menode/persist"
@@ -111,7 +110,7 @@ type gossip struct {
 	catchUp   int // bytes a new peer is sent at most on connect
 	seen      *seenWindow
 	strikes   map[wire.NodeID]int
-	cancel    scheduler.CancelFunc
+	cancel    cancelFunc
 	ready     bool
 	now       func() time.Time
 }
@@ -229,7 +228,7 @@ func (g *gossip) load(ctx actor.Context, m *gossipLoaded) {
 	}
 	g.announceInventory(ctx)
 	if g.interval > 0 {
-		g.cancel = scheduler.NewTimerScheduler(ctx).SendRepeatedly(g.interval, g.interval, ctx.Self(), &reannounce{})
+		g.cancel = sendEvery(ctx, g.interval, &reannounce{})
 	}
 }
 

@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/asynkron/protoactor-go/scheduler"
 	"golang.org/x/time/rate"
 
 	"github.com/menode/menode/persist"
@@ -121,7 +120,7 @@ type backoff struct {
 type syncWaiter struct {
 	reply    func(any)
 	progress *actor.PID
-	cancel   scheduler.CancelFunc
+	cancel   cancelFunc
 }
 
 // behind reports whether the mirror lacks the signed refs.
@@ -147,8 +146,7 @@ type syncer struct {
 	building    map[[32]byte]*bundleBuild
 	upload      *rate.Limiter
 	download    *rate.Limiter
-	timers      *scheduler.TimerScheduler
-	cancelTick  scheduler.CancelFunc
+	cancelTick  cancelFunc
 	nextID      int
 	ready       bool
 	stopping    bool
@@ -181,8 +179,7 @@ func byteRate(perSecond int64) *rate.Limiter {
 func (s *syncer) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
-		s.timers = scheduler.NewTimerScheduler(ctx)
-		s.cancelTick = s.timers.SendRepeatedly(s.cfg.SyncInterval, s.cfg.SyncInterval, ctx.Self(), &syncTick{})
+		s.cancelTick = sendEvery(ctx, s.cfg.SyncInterval, &syncTick{})
 		ask(ctx, s.store, loadRepos{}, func(res any, err error) {
 			if err != nil {
 				s.log.Error("sync: load repositories", "err", err)
@@ -406,7 +403,7 @@ func (s *syncer) start(ctx actor.Context, r *syncRepo) {
 	}
 	if len(candidates) == 0 {
 		if !nextTry.IsZero() {
-			s.timers.SendOnce(time.Until(nextTry)+10*time.Millisecond, ctx.Self(), &syncTick{})
+			sendAfter(ctx, time.Until(nextTry)+10*time.Millisecond, &syncTick{})
 		}
 		s.notifyWaiters(ctx, r, &Progress{Repo: r.want.ID, Phase: PhaseWaiting, Message: "no seeder reachable yet"})
 		return
@@ -590,7 +587,7 @@ func (s *syncer) syncNow(ctx actor.Context, m *syncNow) {
 		timeout = DefaultSyncTimeout
 	}
 	w := &syncWaiter{reply: reply, progress: m.Progress}
-	w.cancel = s.timers.SendOnce(timeout, ctx.Self(), &waitExpired{ID: m.ID, waiter: w})
+	w.cancel = sendAfter(ctx, timeout, &waitExpired{ID: m.ID, waiter: w})
 	r.waiters = append(r.waiters, w)
 	s.schedule(ctx)
 	if r.fetching != nil && w.progress != nil {

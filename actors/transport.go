@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/asynkron/protoactor-go/scheduler"
 	"github.com/quic-go/quic-go"
 
 	"github.com/menode/menode/persist"
@@ -140,7 +139,6 @@ type transport struct {
 	tr         *quic.Transport
 	ln         *quic.Listener
 	quicConf   *quic.Config
-	timers     *scheduler.TimerScheduler
 	peers      map[*actor.PID]*link       // every live peer actor
 	byID       map[wire.NodeID]*actor.PID // the connection in use per node
 	targets    map[string]*dialTarget     // addresses we keep connections to
@@ -175,7 +173,7 @@ type dialTarget struct {
 	alias   string
 	attempt int
 	dialing bool
-	cancel  scheduler.CancelFunc
+	cancel  cancelFunc
 	lastErr string
 	// discovered targets (learned by gossip) are dialed only to fill
 	// MaxPeers outbound slots; bootstrap and former peers always are.
@@ -262,7 +260,6 @@ func (t *transport) Receive(ctx actor.Context) {
 		t.byID = map[wire.NodeID]*actor.PID{}
 		t.targets = map[string]*dialTarget{}
 		t.banned = map[wire.NodeID]time.Time{}
-		t.timers = scheduler.NewTimerScheduler(ctx)
 		acceptCtx, cancel := context.WithCancel(context.Background())
 		t.stopAccept, t.runCtx = cancel, acceptCtx // also ends dials in flight
 		self, root := ctx.Self(), ctx.ActorSystem().Root
@@ -483,7 +480,7 @@ func (t *transport) retry(ctx actor.Context, d *dialTarget) {
 	delay = min(delay, backoffMax)
 	delay = delay/2 + rand.N(delay/2+1) // jitter: between half and all of it
 	d.attempt++
-	d.cancel = t.timers.SendOnce(delay, ctx.Self(), &redial{addr: d.addr})
+	d.cancel = sendAfter(ctx, delay, &redial{addr: d.addr})
 }
 
 func (t *transport) spawnPeer(ctx actor.Context, conn *quic.Conn, outbound bool, id wire.NodeID, target string) {

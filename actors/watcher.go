@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/asynkron/protoactor-go/scheduler"
 
 	"github.com/menode/menode/persist"
 	"github.com/menode/menode/wire"
@@ -47,7 +46,7 @@ type watcher struct {
 
 	own     map[wire.RepoID]persist.Repo // the repositories this node created: all it reads
 	busy    bool
-	cancel  scheduler.CancelFunc
+	cancel  cancelFunc
 	failing map[wire.RepoID]string // last error per repository, logged once
 	stamps  map[wire.RepoID]refsStamp
 }
@@ -85,7 +84,7 @@ func (w *watcher) Receive(ctx actor.Context) {
 				w.own[r.ID] = r
 			}
 		}
-		w.cancel = scheduler.NewTimerScheduler(ctx).SendRepeatedly(w.interval, w.interval, ctx.Self(), &watchTick{})
+		w.cancel = sendEvery(ctx, w.interval, &watchTick{})
 	case *watchRepo:
 		w.own[m.Repo.ID] = m.Repo
 	case *unwatchRepo:
