@@ -37,6 +37,15 @@ func Connect(root string, log *slog.Logger) (*Client, error) {
 		}}}, nil
 	}
 	n, err := Start(Config{Root: root, Offline: true, Logger: log})
+	if errors.Is(err, persist.ErrLocked) {
+		// A node is starting: it holds the store but its socket is not
+		// up yet. Wait for the socket rather than fail.
+		for deadline := time.Now().Add(startWait); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			if Running(root) {
+				return Connect(root, log)
+			}
+		}
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -321,6 +321,7 @@ type Node struct {
 func (n *Node) Done() <-chan struct{} { return n.done }
 
 const (
+	startWait   = 5 * time.Second  // how long a start waits for a store held by a short-lived command
 	askTimeout  = 30 * time.Second // one actor asking another
 	workTimeout = 10 * time.Minute // git work done in a goroutine
 	callTimeout = 10 * time.Minute // a CLI command, end to end
@@ -340,6 +341,12 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	store, err := persist.OpenStore(cfg.Root)
+	// A CLI command answered in process holds the store for a moment (it
+	// started just before this node's socket was up): wait for it, a
+	// little, rather than fail. A second running node holds it for good.
+	for deadline := time.Now().Add(startWait); errors.Is(err, persist.ErrLocked) && !cfg.Offline && time.Now().Before(deadline) && !Running(cfg.Root); {
+		store, err = persist.OpenStore(cfg.Root)
+	}
 	if err != nil {
 		return nil, err
 	}
