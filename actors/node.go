@@ -228,9 +228,10 @@ type Config struct {
 	MirrorQuotaPerCreator int64 // default a quarter of MirrorQuota
 
 	// Connections.
-	MaxInbound      int  // inbound connections at most (default 128)
-	MaxInboundPerIP int  // inbound connections from one IP at most (default 16)
-	DialPrivate     bool // dial announced loopback/private/link-local addresses even on a public node
+	HandshakeTimeout time.Duration // a connection must finish its Hello exchange within this (default 10 s)
+	MaxInbound       int           // inbound connections at most (default 128)
+	MaxInboundPerIP  int           // inbound connections from one IP at most (default 16)
+	DialPrivate      bool          // dial announced loopback/private/link-local addresses even on a public node
 
 	// Gossip budgets, in bytes of encoded announcements.
 	MaxHeldBytes          int // all announcements held (default 64 MiB)
@@ -266,6 +267,7 @@ func (c Config) withDefaults() Config {
 	def(&c.SyncInterval, 60*time.Second)
 	def(&c.SyncBackoff, time.Second)
 	def(&c.SyncBackoffMax, 5*time.Minute)
+	def(&c.HandshakeTimeout, 10*time.Second)
 	if c.MaxPeers <= 0 {
 		c.MaxPeers = 8
 	}

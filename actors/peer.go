@@ -73,7 +73,6 @@ type connFailed struct {
 }
 
 const (
-	handshakeTimeout  = 10 * time.Second
 	streamOpenTimeout = 10 * time.Second
 	// A transfer stream must say what it is for within this time.
 	streamHeaderTimeout = 10 * time.Second
@@ -105,7 +104,9 @@ type peer struct {
 	local    *wire.Hello
 	gossip   *actor.PID // receives gossip frames; nil until gossip runs
 	sync     *actor.PID // receives incoming transfer streams; nil offline
-	log      *slog.Logger
+
+	handshakeTimeout time.Duration
+	log              *slog.Logger
 
 	hello   *wire.Hello
 	credits chan struct{} // one per frame read and not yet handled
@@ -115,9 +116,10 @@ type peer struct {
 	closed  bool
 }
 
-func newPeer(conn *quic.Conn, outbound bool, id wire.NodeID, local *wire.Hello, gossip, sync *actor.PID, log *slog.Logger) *peer {
+func newPeer(conn *quic.Conn, outbound bool, id wire.NodeID, local *wire.Hello, gossip, sync *actor.PID, handshake time.Duration, log *slog.Logger) *peer {
 	return &peer{
-		conn: conn, outbound: outbound, id: id, local: local, gossip: gossip, sync: sync,
+		handshakeTimeout: handshake,
+		conn:             conn, outbound: outbound, id: id, local: local, gossip: gossip, sync: sync,
 		log:     log.With("peer", id, "addr", conn.RemoteAddr().String()),
 		sendq:   make(chan *wire.Frame, sendQueueLen),
 		credits: make(chan struct{}, gossipInFlight),
@@ -272,7 +274,7 @@ func (p *peer) close(code wire.ErrorCode, reason string) {
 // speaks first. It blocks; it runs in a goroutine and returns the message to
 // send to the actor.
 func (p *peer) handshake(ctx context.Context) (*helloDone, *connFailed) {
-	ctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
+	ctx, cancel := context.WithTimeout(ctx, p.handshakeTimeout)
 	defer cancel()
 	var (
 		stream *quic.Stream

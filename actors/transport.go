@@ -127,6 +127,7 @@ type transport struct {
 	local     *wire.Hello
 	bootstrap []Bootstrap
 	maxPeers  int
+	handshake time.Duration
 	maxIn     int                // inbound connections at most
 	maxInIP   int                // inbound connections from one IP at most
 	nets      map[addrClass]bool // kinds of network this node is on: it dials announced addresses there
@@ -230,7 +231,7 @@ func newTransport(cfg Config, key ed25519.PrivateKey, id wire.NodeID, udp *net.U
 	announce := announceAddrs(cfg.AnnounceAddrs, udp.LocalAddr().(*net.UDPAddr))
 	return &transport{
 		key: key, id: id, bootstrap: cfg.Bootstrap, maxPeers: cfg.MaxPeers, log: cfg.Logger,
-		maxIn: cfg.MaxInbound, maxInIP: cfg.MaxInboundPerIP,
+		maxIn: cfg.MaxInbound, maxInIP: cfg.MaxInboundPerIP, handshake: cfg.HandshakeTimeout,
 		nets: dialableNets(cfg.DialPrivate, append([]string{udp.LocalAddr().String()}, announce...)),
 		local: &wire.Hello{
 			Protocol: wire.ProtocolVersion, Did: id.String(), Alias: cfg.Alias,
@@ -486,7 +487,7 @@ func (t *transport) retry(ctx actor.Context, d *dialTarget) {
 func (t *transport) spawnPeer(ctx actor.Context, conn *quic.Conn, outbound bool, id wire.NodeID, target string) {
 	t.nextPeer++
 	name := fmt.Sprintf("peer-%s-%d", id, t.nextPeer)
-	pid := spawnChild(ctx, name, func() actor.Actor { return newPeer(conn, outbound, id, t.local, t.gossip, t.sync, t.log) })
+	pid := spawnChild(ctx, name, func() actor.Actor { return newPeer(conn, outbound, id, t.local, t.gossip, t.sync, t.handshake, t.log) })
 	ip := ""
 	if ua, ok := conn.RemoteAddr().(*net.UDPAddr); ok {
 		ip = ua.IP.String()

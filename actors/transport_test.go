@@ -130,7 +130,8 @@ func TestTransport_rejectsHostilePeers(t *testing.T) {
 // handshakeTimeout has passed, not held forever.
 func TestTransport_handshakeTimeout(t *testing.T) {
 	t.Parallel()
-	n, addr, _ := startNode(t, "victim")
+	const handshakeTimeout = time.Second
+	n, addr, _ := startSyncNode(t, "victim", func(c *Config) { c.HandshakeTimeout = handshakeTimeout })
 	cases := []struct {
 		name string
 		send []byte // nil: open no stream at all
