@@ -24,7 +24,7 @@ import (
 // node has its own).
 func (b *bench) gossipConvergence() error {
 	var failed error
-	for _, n := range pick(b, []int{10, 50, 100}, []int{10, 30}) {
+	for _, n := range pick(b, []int{10, 50, 100}, []int{10, 20}) {
 		if err := b.gossipOnce(n); err != nil {
 			// The other sizes still run.
 			failed = fmt.Errorf("N = %d: %w", n, err)

@@ -33,7 +33,7 @@ func (b *bench) memory() error {
 	b.add(row{name: fmt.Sprintf("B4 peak RSS, idle node (%v after start)", pick(b, 10*time.Second, 3*time.Second)), menode: bytesStr(idleRSS),
 		target: "< 50 MiB", met: yesNo(idleRSS < 50<<20)})
 
-	peers := pick(b, 50, 20)
+	peers := pick(b, 50, 10)
 	hubRSS, err := b.hubRSS(peers)
 	if err != nil {
 		return err

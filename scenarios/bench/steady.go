@@ -33,13 +33,13 @@ const gossipInterval = 10 * time.Second
 // (as a gossip frame; node 0's store holds the latest of each) per
 // re-announce period.
 func (b *bench) steadyState() error {
-	n, repos := pick(b, 30, 6), pick(b, 60, 12)
+	n, repos := pick(b, 30, 5), pick(b, 60, 10)
 	if s := os.Getenv("BENCH_B7"); s != "" {
 		if _, err := fmt.Sscanf(s, "%dx%d", &n, &repos); err != nil || n < 2 || repos < 1 {
 			return fmt.Errorf("BENCH_B7=%q: want NODESxREPOS, e.g. 50x500", s)
 		}
 	}
-	window := pick(b, 60*time.Second, 15*time.Second)
+	window := pick(b, 60*time.Second, 10*time.Second)
 	dir := filepath.Join(b.dir, "b7")
 	began := time.Now()
 	paths := make([]string, repos)
