@@ -27,7 +27,7 @@ func (b *bench) gossipConvergence() error {
 	for _, n := range pick(b, []int{10, 50, 100}, []int{10, 20}) {
 		if err := b.gossipOnce(n); err != nil {
 			// The other sizes still run.
-			failed = fmt.Errorf("N = %d: %w", n, err)
+			failed = fmt.Errorf("%d nodes: %w", n, err)
 			b.add(row{name: fmt.Sprintf("B1 with %d nodes failed", n), menode: oneLine(err.Error()), met: "error"})
 			b.logf("B1: %v", failed)
 		}
