@@ -50,7 +50,7 @@ func (b *bench) fanOut() error {
 	errs := make(chan error, n)
 	for i := range n {
 		go func() {
-			_, err := timed(gitlessCmd(b.ctx, "git", "-c", "transfer.fsckObjects=true", "clone", "-q", "--mirror",
+			_, err := timed(harnessCmd(b.ctx, "git", "-c", "transfer.fsckObjects=true", "clone", "-q", "--mirror",
 				gitURL(d.addr, b.large.name), filepath.Join(b.dir, fmt.Sprintf("b6-git-%d.git", i))))
 			errs <- err
 		}()

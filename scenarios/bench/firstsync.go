@@ -45,7 +45,7 @@ func (b *bench) firstSync() error {
 	if err := sameRefs(b, large.dir, mirror); err != nil {
 		return err
 	}
-	clone, err := timed(gitlessCmd(b.ctx, b.bin, "--root", node2.root, "repo", "clone", "--repo-id", id.String(), "--output", filepath.Join(b.dir, "b2-menode-clone")))
+	clone, err := timed(harnessCmd(b.ctx, b.bin, "--root", node2.root, "repo", "clone", "--repo-id", id.String(), "--output", filepath.Join(b.dir, "b2-menode-clone")))
 	if err != nil {
 		return err
 	}
@@ -60,27 +60,27 @@ func (b *bench) firstSync() error {
 	if err != nil {
 		return err
 	}
-	plain, err := timed(gitlessCmd(b.ctx, "git", "clone", "-q", "--mirror", gitURL(proxy.addr(), large.name), filepath.Join(b.dir, "b2-git-plain.git")))
+	plain, err := timed(harnessCmd(b.ctx, "git", "clone", "-q", "--mirror", gitURL(proxy.addr(), large.name), filepath.Join(b.dir, "b2-git-plain.git")))
 	proxy.close()
 	if err != nil {
 		return err
 	}
 	b.cloneBytes = proxy.bytes.Load()
 	b.gitMirror = filepath.Join(b.dir, "b2-git-fsck.git")
-	checked, err := timed(gitlessCmd(b.ctx, "git", "-c", "transfer.fsckObjects=true", "clone", "-q", "--mirror", url, b.gitMirror))
+	checked, err := timed(harnessCmd(b.ctx, "git", "-c", "transfer.fsckObjects=true", "clone", "-q", "--mirror", url, b.gitMirror))
 	if err != nil {
 		return err
 	}
-	work, err := timed(gitlessCmd(b.ctx, "git", "-c", "transfer.fsckObjects=true", "clone", "-q", url, filepath.Join(b.dir, "b2-git-work")))
+	work, err := timed(harnessCmd(b.ctx, "git", "-c", "transfer.fsckObjects=true", "clone", "-q", url, filepath.Join(b.dir, "b2-git-work")))
 	if err != nil {
 		return err
 	}
 	bundle := filepath.Join(b.dir, "b2-floor.bundle")
-	create, err := timed(gitlessCmd(b.ctx, "git", "-C", large.dir, "bundle", "create", "-q", bundle, "--all"))
+	create, err := timed(harnessCmd(b.ctx, "git", "-C", large.dir, "bundle", "create", "-q", bundle, "--all"))
 	if err != nil {
 		return err
 	}
-	unbundle, err := timed(gitlessCmd(b.ctx, "git", "clone", "-q", "--mirror", bundle, filepath.Join(b.dir, "b2-floor.git")))
+	unbundle, err := timed(harnessCmd(b.ctx, "git", "clone", "-q", "--mirror", bundle, filepath.Join(b.dir, "b2-floor.git")))
 	if err != nil {
 		return err
 	}

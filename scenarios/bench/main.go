@@ -100,7 +100,7 @@ func newBench(ctx context.Context) (*bench, error) {
 	b.dir = dir
 	b.bin = dir + "/bin/menode"
 	b.logf("building menode into %s", b.bin)
-	build := gitlessCmd(ctx, "go", "build", "-o", b.bin, "github.com/menode/menode/cmd/menode")
+	build := harnessCmd(ctx, "go", "build", "-o", b.bin, "github.com/menode/menode/cmd/menode")
 	if out, err := build.CombinedOutput(); err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("build menode: %v\n%s", err, out)

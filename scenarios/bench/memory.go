@@ -146,7 +146,7 @@ func (b *bench) daemonServingRSS(n int) (int64, error) {
 	errs := make(chan error, n)
 	for i := range n {
 		go func() {
-			_, err := timed(gitlessCmd(b.ctx, "git", "clone", "-q", "--mirror", gitURL(d.addr, b.large.name), filepath.Join(b.dir, fmt.Sprintf("b4-git-%d.git", i))))
+			_, err := timed(harnessCmd(b.ctx, "git", "clone", "-q", "--mirror", gitURL(d.addr, b.large.name), filepath.Join(b.dir, fmt.Sprintf("b4-git-%d.git", i))))
 			errs <- err
 		}()
 	}

@@ -27,7 +27,7 @@ func (b *bench) startDaemon(base string) (*gitDaemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := gitlessCmd(b.ctx, "git", "daemon", "--listen=127.0.0.1", "--port="+strconv.Itoa(port),
+	cmd := harnessCmd(b.ctx, "git", "daemon", "--listen=127.0.0.1", "--port="+strconv.Itoa(port),
 		"--base-path="+base, "--export-all", "--reuseaddr", "--informative-errors", base)
 	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
 	if err := cmd.Start(); err != nil {

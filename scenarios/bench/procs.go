@@ -322,8 +322,8 @@ func lastLines(path string, n int) string {
 	return strings.Join(lines[max(0, len(lines)-n):], " / ")
 }
 
-// gitlessCmd is a command with the harness's environment.
-func gitlessCmd(ctx context.Context, name string, args ...string) *exec.Cmd {
+// harnessCmd is a command with the harness's environment.
+func harnessCmd(ctx context.Context, name string, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Env = gitEnv()
 	return cmd

@@ -196,7 +196,7 @@ func sameRefs(b *bench, a, c string) error {
 // a row puts many peers on 127.0.0.1.
 func (b *bench) runFlag(flag, value string) []string {
 	if b.runHelp == "" {
-		out, _ := gitlessCmd(b.ctx, b.bin, "run", "--help").CombinedOutput()
+		out, _ := harnessCmd(b.ctx, b.bin, "run", "--help").CombinedOutput()
 		b.runHelp = string(out)
 	}
 	if strings.Contains(b.runHelp, flag+"=") || strings.Contains(b.runHelp, flag+" ") {

@@ -87,7 +87,7 @@ func (b *bench) incrementalUpdate() error {
 	}
 	defer proxy.close()
 	packFile := filepath.Join(b.dir, "b3-fetch.pack")
-	fetch := gitlessCmd(b.ctx, "git", "-C", b.gitMirror, "-c", "transfer.fsckObjects=true", "fetch", "-q", "--prune",
+	fetch := harnessCmd(b.ctx, "git", "-C", b.gitMirror, "-c", "transfer.fsckObjects=true", "fetch", "-q", "--prune",
 		gitURL(proxy.addr(), b.large.name), "+refs/*:refs/*")
 	fetch.Env = append(fetch.Env, "GIT_TRACE_PACKFILE="+packFile)
 	gitTook, err := timed(fetch)
