@@ -2,6 +2,7 @@ package actors
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -68,6 +69,8 @@ type (
 	}
 	// syncTick: the sync interval's tick; also a retry after a backoff.
 	syncTick struct{}
+	// scheduleNow: run the scheduler (once per burst of events).
+	scheduleNow struct{}
 	// repoChanged: the node changed a repository's local flags (follow,
 	// clone); Repo is the stored record.
 	repoChanged struct{ Repo persist.Repo }
@@ -149,6 +152,7 @@ type syncer struct {
 	cancelTick  cancelFunc
 	nextID      int
 	ready       bool
+	pending     bool // a scheduleNow is in the mailbox
 	stopping    bool
 	bytesIn     int64
 	bytesOut    int64
@@ -210,7 +214,7 @@ func (s *syncer) Receive(ctx actor.Context) {
 					}
 				}
 				s.ready = true
-				s.schedule(ctx)
+				s.reschedule(ctx)
 			})
 		})
 	case *repoAnnounced:
@@ -221,7 +225,7 @@ func (s *syncer) Receive(ctx actor.Context) {
 			r.want = m.Repo
 			r.want.Followed, r.want.Removed, r.want.Clones = followed, removed, clones
 		}
-		s.schedule(ctx)
+		s.reschedule(ctx)
 	case *repoChanged:
 		r := s.repo(m.Repo.ID)
 		if m.Repo.Seq >= r.want.Seq {
@@ -230,7 +234,7 @@ func (s *syncer) Receive(ctx actor.Context) {
 			r.want.Followed, r.want.Removed, r.want.Clones = m.Repo.Followed, m.Repo.Removed, m.Repo.Clones
 		}
 		r.refused = 0
-		s.schedule(ctx)
+		s.reschedule(ctx)
 	case *repoRemoved:
 		if r := s.repos[m.ID]; r != nil {
 			if r.fetching != nil {
@@ -244,15 +248,18 @@ func (s *syncer) Receive(ctx actor.Context) {
 		}
 	case *inventorySeen:
 		s.inventories[m.Origin] = m.Repos
-		s.schedule(ctx)
+		s.reschedule(ctx)
 	case *peerConnected:
 		s.peers[m.ID] = m.PID
-		s.schedule(ctx)
+		s.reschedule(ctx)
 	case *peerDisconnected:
 		if s.peers[m.ID] == m.PID {
 			delete(s.peers, m.ID)
 		}
 	case *syncTick:
+		s.reschedule(ctx)
+	case *scheduleNow:
+		s.pending = false
 		s.schedule(ctx)
 	case *syncNow:
 		s.syncNow(ctx, m)
@@ -333,17 +340,27 @@ func (s *syncer) seeders(r *syncRepo) []wire.NodeID {
 
 // schedule starts fetches for repositories that are behind, within the
 // concurrency cap.
+// reschedule runs schedule once for a burst of events (a flood of
+// announcements or connections), not once per event: it sends itself a
+// message that comes after what is already in the mailbox.
+func (s *syncer) reschedule(ctx actor.Context) {
+	if !s.pending {
+		s.pending = true
+		ctx.Send(ctx.Self(), &scheduleNow{})
+	}
+}
+
 func (s *syncer) schedule(ctx actor.Context) {
 	if !s.ready {
 		return
 	}
 	ids := make([]wire.RepoID, 0, len(s.repos))
 	for id, r := range s.repos {
-		if r.behind() && r.fetching == nil {
+		if r.fetching == nil && r.behind() && s.wanted(r) && s.reachable(r) {
 			ids = append(ids, id)
 		}
 	}
-	slices.SortFunc(ids, func(a, b wire.RepoID) int { return strings.Compare(a.String(), b.String()) })
+	slices.SortFunc(ids, func(a, b wire.RepoID) int { return bytes.Compare(a[:], b[:]) })
 	for _, id := range ids {
 		if s.fetches >= s.cfg.MaxFetches {
 			return
@@ -352,6 +369,21 @@ func (s *syncer) schedule(ctx actor.Context) {
 			s.start(ctx, r)
 		}
 	}
+}
+
+// reachable reports whether a seeder of r is connected (cheap: checked
+// before anything that walks every repository).
+func (s *syncer) reachable(r *syncRepo) bool {
+	if s.peers[r.want.Creator] != nil {
+		return true
+	}
+	want := wire.RefsHash(r.want.Refs)
+	for origin, inv := range s.inventories {
+		if s.peers[origin] != nil && inv[r.want.ID] == want {
+			return true
+		}
+	}
+	return false
 }
 
 // wanted reports whether the seeding policy has this node fetch r: not
@@ -554,7 +586,7 @@ func (s *syncer) ended(ctx actor.Context, m *transferEnded) {
 		}
 		s.log.Log(context.Background(), level, "sync: fetch failed", "repo", m.Repo, "peer", m.Peer, "err", r.lastError, "retry_in", time.Until(b.until).Round(time.Millisecond))
 	}
-	s.schedule(ctx)
+	s.reschedule(ctx)
 }
 
 // syncNow starts a sync and, with Wait, answers when it is done.
@@ -579,7 +611,7 @@ func (s *syncer) syncNow(ctx actor.Context, m *syncNow) {
 	}
 	if !m.Wait {
 		reply(true)
-		s.schedule(ctx)
+		s.reschedule(ctx)
 		return
 	}
 	timeout := m.Timeout
@@ -589,7 +621,7 @@ func (s *syncer) syncNow(ctx actor.Context, m *syncNow) {
 	w := &syncWaiter{reply: reply, progress: m.Progress}
 	w.cancel = sendAfter(ctx, timeout, &waitExpired{ID: m.ID, waiter: w})
 	r.waiters = append(r.waiters, w)
-	s.schedule(ctx)
+	s.reschedule(ctx)
 	if r.fetching != nil && w.progress != nil {
 		st := r.status
 		ctx.Send(w.progress, &Progress{Repo: m.ID, Phase: st.Phase, Peer: st.Peer, Bytes: st.Bytes, Size: st.Size})
