@@ -312,8 +312,8 @@ func TestGossip_behavior(t *testing.T) {
 		}
 	})
 
-	// DESIGN.md: "Verify before anything else; a bad signature is dropped and
-	// counts against the peer." A forged copy of a message already accepted
+	// wire/PROTOCOL.md section 6: verify before anything else; a bad signature is dropped and
+	// counts against the peer. A forged copy of a message already accepted
 	// is no exception: it is not a copy of the message, and it is a strike.
 	t.Run("forged copies of an accepted message are strikes, not copies", func(t *testing.T) {
 		t.Parallel()
