@@ -185,20 +185,26 @@ func TestRepoCommands_exitStatus(t *testing.T) {
 }
 
 // captureStderr runs f with os.Stderr going to a pipe, and returns what f wrote.
-func captureStderr(t *testing.T, f func()) string {
+func captureStderr(t *testing.T, f func()) string { return capture(t, &os.Stderr, f) }
+
+// captureStdout runs f with os.Stdout going to a pipe, and returns what f wrote.
+func captureStdout(t *testing.T, f func()) string { return capture(t, &os.Stdout, f) }
+
+// capture runs f with *file going to a pipe, and returns what f wrote.
+func capture(t *testing.T, file **os.File, f func()) string {
 	t.Helper()
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	saved := os.Stderr
-	os.Stderr = w
+	saved := *file
+	*file = w
 	done := make(chan string)
 	go func() {
 		b, _ := io.ReadAll(r)
 		done <- string(b)
 	}()
-	defer func() { os.Stderr = saved }()
+	defer func() { *file = saved }()
 	f()
 	w.Close()
 	return <-done

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -136,24 +135,4 @@ func TestHardening8_escapedPathEndToEnd(t *testing.T) {
 			t.Errorf("%v: exit %d, output %q; want the path escaped", args, code, out)
 		}
 	}
-}
-
-// captureStdout runs f with os.Stdout going to a pipe, and returns what f wrote.
-func captureStdout(t *testing.T, f func()) string {
-	t.Helper()
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	saved := os.Stdout
-	os.Stdout = w
-	done := make(chan string)
-	go func() {
-		b, _ := io.ReadAll(r)
-		done <- string(b)
-	}()
-	defer func() { os.Stdout = saved }()
-	f()
-	w.Close()
-	return <-done
 }
