@@ -63,6 +63,13 @@ type GossipStats struct {
 	Held      int              `json:"held"`       // announcement slots held
 	HeldBytes int              `json:"held_bytes"` // their encoded size
 	Dropped   map[string]int64 `json:"dropped"`    // per reason, since start
+	// Since start: announcements that arrived from peers (copies
+	// included), copies of one already seen, new ones accepted per kind
+	// (node, repo, inventory), and accepted ones passed on to other peers.
+	Received   int64            `json:"received"`
+	Duplicates int64            `json:"duplicates"`
+	Accepted   map[string]int64 `json:"accepted"`
+	Relayed    int64            `json:"relayed"`
 }
 
 // Reasons an announcement is dropped or evicted (GossipStats.Dropped).
@@ -107,7 +114,8 @@ type gossip struct {
 	inventory map[wire.RepoID][32]byte // what our mirrors hold, for our InventoryAnnouncement
 	budget    heldBudget
 	dropped   map[string]int64
-	catchUp   int // bytes a new peer is sent at most on connect
+	counted   GossipStats // Received, Duplicates, Accepted, Relayed
+	catchUp   int         // bytes a new peer is sent at most on connect
 	seen      *seenWindow
 	strikes   map[wire.NodeID]int
 	cancel    cancelFunc
@@ -122,7 +130,7 @@ func newGossip(cfg Config, key ed25519.PrivateKey, id wire.NodeID, addrs []strin
 		store: store, log: cfg.Logger,
 		peers: map[wire.NodeID]*actor.PID{}, latest: map[string]*held{}, inventory: map[wire.RepoID][32]byte{},
 		budget:  heldBudget{total: cfg.MaxHeldBytes, perOrigin: cfg.MaxHeldBytesPerOrigin, used: map[wire.NodeID]int{}, keys: map[wire.NodeID]map[string]bool{}},
-		dropped: map[string]int64{}, catchUp: cfg.MaxCatchUpBytes,
+		dropped: map[string]int64{}, counted: GossipStats{Accepted: map[string]int64{}}, catchUp: cfg.MaxCatchUpBytes,
 		seen: newSeenWindow(seenFor, seenMax), strikes: map[wire.NodeID]int{}, now: time.Now,
 	}
 }
@@ -149,7 +157,8 @@ func (g *gossip) Receive(ctx actor.Context) {
 		g.peers[m.ID] = m.PID
 		ctx.Send(m.PID, &sendFrames{Frames: g.catchUpFrames()})
 	case *gossipStats:
-		ctx.Respond(GossipStats{Held: len(g.latest), HeldBytes: g.budget.sum, Dropped: maps.Clone(g.dropped)})
+		ctx.Respond(GossipStats{Held: len(g.latest), HeldBytes: g.budget.sum, Dropped: maps.Clone(g.dropped),
+			Received: g.counted.Received, Duplicates: g.counted.Duplicates, Accepted: maps.Clone(g.counted.Accepted), Relayed: g.counted.Relayed})
 	case *peerDisconnected:
 		if g.peers[m.ID] == m.PID {
 			delete(g.peers, m.ID)
@@ -240,6 +249,7 @@ func (g *gossip) receive(ctx actor.Context, m *gossipIn) {
 		g.strike(ctx, m.From, errors.New("gossip frame without an announcement"))
 		return
 	}
+	g.counted.Received++
 	// Verify first: a forged copy counts against its sender even when the
 	// genuine message is known, and only verified payloads enter the seen
 	// window, so a forgery can never shadow the genuine message after it.
@@ -258,6 +268,7 @@ func (g *gossip) receive(ctx actor.Context, m *gossipIn) {
 	}
 	id := wire.AnnouncementID(s)
 	if g.seen.has(id, g.now()) {
+		g.counted.Duplicates++
 		return
 	}
 	g.seen.add(id, g.now())
@@ -273,7 +284,9 @@ func (g *gossip) receive(ctx actor.Context, m *gossipIn) {
 	if !g.accept(ctx, key, s, a, origin) {
 		return
 	}
+	g.counted.Accepted[announcementKind(a)]++
 	if ttl := m.Gossip.GetTtl(); ttl > 0 {
+		g.counted.Relayed++
 		g.broadcast(ctx, s, min(ttl, defaultTTL)-1, m.From)
 	}
 }
@@ -311,6 +324,19 @@ func (g *gossip) accept(ctx actor.Context, key string, s *wire.SignedAnnouncemen
 		ctx.Send(ctx.Parent(), inventoryOf(origin, b.Inventory))
 	}
 	return true
+}
+
+// announcementKind names an announcement's kind for the counters.
+func announcementKind(a *wire.Announcement) string {
+	switch a.Body.(type) {
+	case *wire.Announcement_Node:
+		return "node"
+	case *wire.Announcement_Repo:
+		return "repo"
+	case *wire.Announcement_Inventory:
+		return "inventory"
+	}
+	return "other"
 }
 
 // hold puts an announcement into its slot within the byte budgets: an

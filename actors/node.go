@@ -187,6 +187,12 @@ type Status struct {
 	// limits in force.
 	Gossip GossipStats      `json:"gossip"`
 	Limits map[string]int64 `json:"limits"`
+	// Transfers counted since start; the status page's URL (empty when
+	// it is off); this implementation's version and when the node started.
+	Transfers TransferCounts `json:"transfers"`
+	HTTP      string         `json:"http,omitempty"`
+	Version   string         `json:"version"`
+	Started   time.Time      `json:"started"`
 }
 
 // Repository status values shown by RepoView.Status.
@@ -232,6 +238,10 @@ type Config struct {
 	MaxInbound       int           // inbound connections at most (default 128)
 	MaxInboundPerIP  int           // inbound connections from one IP at most (default 16)
 	DialPrivate      bool          // dial announced loopback/private/link-local addresses even on a public node
+
+	// HTTPURL is the status page's address, which status shows; set by
+	// whoever serves it (actors/web), empty when there is none.
+	HTTPURL string
 
 	// Gossip budgets, in bytes of encoded announcements.
 	MaxHeldBytes          int // all announcements held (default 64 MiB)
@@ -368,7 +378,7 @@ func Start(cfg Config) (*Node, error) {
 	if err != nil {
 		return fail(err)
 	}
-	n := &node{cfg: cfg, key: key, log: cfg.Logger, db: store}
+	n := &node{cfg: cfg, key: key, log: cfg.Logger, db: store, started: time.Now()}
 	if key != nil {
 		n.id = wire.NodeIDFromKey(key.Public().(ed25519.PublicKey))
 	}
@@ -439,6 +449,7 @@ type node struct {
 	db        *persist.Store // handed to the store actor at start
 	controlLn net.Listener   // handed to the control actor at start
 	transport *transport     // the transport actor, built (socket bound) before start
+	started   time.Time
 
 	store   *actor.PID
 	network *actor.PID // the transport actor; nil offline
@@ -568,7 +579,8 @@ func (n *node) stopping(ctx actor.Context) {
 func (n *node) status(ctx actor.Context) {
 	reply := replier(ctx)
 	s := Status{ID: n.id, Alias: n.cfg.Alias, Root: n.cfg.Root, Running: !n.cfg.Offline, Listen: []string{}, Limits: n.cfg.limits(),
-		Gossip: GossipStats{Dropped: map[string]int64{}}}
+		Gossip: GossipStats{Dropped: map[string]int64{}, Accepted: map[string]int64{}}, Transfers: TransferCounts{FetchesFailed: map[string]int64{}},
+		HTTP: n.cfg.HTTPURL, Version: Version, Started: n.started.UTC()}
 	withRepos := func() {
 		ask(ctx, n.store, countRepos{}, func(res any, err error) {
 			if err != nil {
@@ -593,6 +605,7 @@ func (n *node) status(ctx actor.Context) {
 		ask(ctx, n.sync, &syncCounters{}, func(res any, err error) {
 			if t, ok := res.(syncTotals); ok && err == nil {
 				s.Fetching, s.Serving, s.BytesReceived, s.BytesSent = t.Fetching, t.Serving, t.BytesIn, t.BytesOut
+				s.Transfers = t.Counts
 			}
 			ask(ctx, n.gossip, &gossipStats{}, func(res any, err error) {
 				if g, ok := res.(GossipStats); ok && err == nil {

@@ -97,6 +97,23 @@ type syncView struct {
 type syncTotals struct {
 	Fetching, Serving int
 	BytesIn, BytesOut int64
+	Counts            TransferCounts
+}
+
+// TransferCounts count bundle transfers since start: fetched from peers
+// and served to them, started, ended with a result, and failed (fetches
+// per reason: "over_quota" refused for the mirror quota, "invalid" the
+// seeder sent something that failed a check, "error" anything else);
+// and requests for a bundle answered from the cache (hits) or built.
+type TransferCounts struct {
+	FetchesStarted int64            `json:"fetches_started"`
+	FetchesDone    int64            `json:"fetches_done"`
+	FetchesFailed  map[string]int64 `json:"fetches_failed"`
+	ServesStarted  int64            `json:"serves_started"`
+	ServesDone     int64            `json:"serves_done"`
+	ServesFailed   int64            `json:"serves_failed"`
+	CacheHits      int64            `json:"cache_hits"`
+	CacheMisses    int64            `json:"cache_misses"`
 }
 
 // syncRepo is what sync tracks per repository.
@@ -156,6 +173,7 @@ type syncer struct {
 	stopping    bool
 	bytesIn     int64
 	bytesOut    int64
+	counts      TransferCounts
 }
 
 func newSyncer(cfg Config, store, gossip *actor.PID) *syncer {
@@ -163,7 +181,7 @@ func newSyncer(cfg Config, store, gossip *actor.PID) *syncer {
 		cfg: cfg, store: store, gossip: gossip, log: cfg.Logger,
 		repos: map[wire.RepoID]*syncRepo{}, peers: map[wire.NodeID]*actor.PID{},
 		inventories: map[wire.NodeID]map[wire.RepoID][32]byte{}, building: map[[32]byte]*bundleBuild{},
-		serving: map[string]bool{},
+		serving: map[string]bool{}, counts: TransferCounts{FetchesFailed: map[string]int64{}},
 	}
 	s.upload, s.download = byteRate(cfg.MaxUploadRate), byteRate(cfg.MaxDownloadRate)
 	return s
@@ -268,7 +286,9 @@ func (s *syncer) Receive(ctx actor.Context) {
 	case *syncStates:
 		ctx.Respond(s.views())
 	case *syncCounters:
-		ctx.Respond(syncTotals{Fetching: s.fetches, Serving: len(s.serving), BytesIn: s.bytesIn, BytesOut: s.bytesOut})
+		counts := s.counts
+		counts.FetchesFailed = maps.Clone(s.counts.FetchesFailed)
+		ctx.Respond(syncTotals{Fetching: s.fetches, Serving: len(s.serving), BytesIn: s.bytesIn, BytesOut: s.bytesOut, Counts: counts})
 	case *streamIn:
 		s.serve(ctx, m)
 	case *bundleFor:
@@ -469,6 +489,7 @@ func (s *syncer) start(ctx actor.Context, r *syncRepo) {
 		r.peer = peer
 		r.status, r.statusAt, r.rate = transferStatus{Repo: id, Peer: peer, Phase: PhaseReceiving}, time.Time{}, 0
 		s.fetches++
+		s.counts.FetchesStarted++
 		s.log.Info("sync: fetching", "repo", id, "peer", peer, "resume_offset", resumeOffset(s.cfg.Root, id, resume))
 	})
 }
@@ -522,8 +543,10 @@ func (s *syncer) ended(ctx actor.Context, m *transferEnded) {
 		delete(s.serving, m.PID.GetId())
 		s.bytesOut += m.Bytes
 		if m.Err != nil {
+			s.counts.ServesFailed++
 			s.log.Debug("sync: serving ended", "repo", m.Repo, "peer", m.Peer, "err", m.Err)
 		} else {
+			s.counts.ServesDone++
 			s.log.Info("sync: served", "repo", m.Repo, "peer", m.Peer, "bytes", m.Bytes)
 		}
 		return
@@ -537,6 +560,7 @@ func (s *syncer) ended(ctx actor.Context, m *transferEnded) {
 	s.bytesIn += m.BytesIn
 	switch {
 	case m.Err == nil && m.Mirror != nil:
+		s.counts.FetchesDone++
 		r.mirror, r.size, r.refused = *m.Mirror, m.MirrorSize, 0
 		delete(r.failures, m.Peer)
 		r.lastError = ""
@@ -553,6 +577,7 @@ func (s *syncer) ended(ctx actor.Context, m *transferEnded) {
 			r.waiters = nil
 		}
 	case m.OverQuota:
+		s.counts.FetchesFailed["over_quota"]++
 		// Not the seeder's fault, and no use asking again until the
 		// creator signs another state (or the node restarts).
 		r.refused = r.want.Seq
@@ -569,6 +594,11 @@ func (s *syncer) ended(ctx actor.Context, m *transferEnded) {
 			err = errors.New("transfer ended without a result")
 		}
 		r.lastError = oneLine(err.Error())
+		if m.Blame {
+			s.counts.FetchesFailed["invalid"]++
+		} else {
+			s.counts.FetchesFailed["error"]++
+		}
 		b := r.failures[m.Peer]
 		if b == nil {
 			b = &backoff{}
@@ -675,6 +705,7 @@ func (s *syncer) serve(ctx actor.Context, m *streamIn) {
 	}
 	pid := spawnChild(ctx, name, func() actor.Actor { return sv })
 	s.serving[pid.Id] = true
+	s.counts.ServesStarted++
 }
 
 // bundleBuild is a bundle git is writing. temp is fixed; err is set before
@@ -693,13 +724,16 @@ func (s *syncer) bundleFor(ctx actor.Context, m *bundleFor) {
 	if _, err := os.Stat(path); err == nil {
 		now := time.Now()
 		_ = os.Chtimes(path, now, now) // recently used: evicted last
+		s.counts.CacheHits++
 		ctx.Respond(&bundleReady{ID: key, Path: path})
 		return
 	}
 	if b := s.building[key]; b != nil {
+		s.counts.CacheHits++ // built once for every transfer that asks meanwhile
 		ctx.Respond(&bundleReady{ID: key, Path: path, Build: b})
 		return
 	}
+	s.counts.CacheMisses++
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		ctx.Respond(err)
 		return

@@ -1,0 +1,184 @@
+package web
+
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/menode/menode/actors"
+	"github.com/menode/menode/persist"
+)
+
+// Metric is one metric /metrics serves: the README's table is this list.
+type Metric struct {
+	Name   string
+	Type   prometheus.ValueType
+	Labels []string
+	Help   string
+}
+
+// Metrics lists every metric, in the order /metrics serves them.
+var Metrics = []Metric{
+	{"menode_info", prometheus.GaugeValue, []string{"id", "alias", "version"}, "Always 1; the labels say which node this is."},
+	{"menode_start_time_seconds", prometheus.GaugeValue, nil, "When the node started, in seconds since the Unix epoch."},
+	{"menode_peers", prometheus.GaugeValue, []string{"direction"}, "Live connections to other nodes, by who dialed (inbound, outbound)."},
+	{"menode_known_nodes", prometheus.GaugeValue, nil, "Nodes this node knows of, connected or not."},
+	{"menode_repositories", prometheus.GaugeValue, []string{"status"}, "Repositories known, by status (local, missing, syncing, behind, synced, removed)."},
+	{"menode_mirror_bytes", prometheus.GaugeValue, nil, "Bytes on disk of every repository mirror."},
+	{"menode_sync_lag_seconds", prometheus.GaugeValue, nil, "Longest time any repository has been behind: seconds since its creator signed the state the mirror does not hold yet (0 when none is behind)."},
+	{"menode_transfers_active", prometheus.GaugeValue, []string{"direction"}, "Bundle transfers running now: fetch (receiving) or serve (sending)."},
+	{"menode_transfers_started_total", prometheus.CounterValue, []string{"direction"}, "Bundle transfers started since start, fetch or serve."},
+	{"menode_transfers_finished_total", prometheus.CounterValue, []string{"direction"}, "Bundle transfers that ended well: a fetch that updated the mirror, a serve that sent the whole bundle."},
+	{"menode_transfers_failed_total", prometheus.CounterValue, []string{"direction", "reason"}, "Bundle transfers that failed; fetches by reason: invalid (the seeder sent something that failed a check), over_quota, error (anything else); serves: error."},
+	{"menode_transfer_bytes_total", prometheus.CounterValue, []string{"direction"}, "Bundle bytes moved since start: received or sent (a transfer cut short counts what it moved)."},
+	{"menode_bundle_cache_requests_total", prometheus.CounterValue, []string{"result"}, "Requests for a bundle to serve: hit (cached or being built for another transfer) or miss (built)."},
+	{"menode_bundle_cache_bytes", prometheus.GaugeValue, nil, "Bytes of served bundles kept in the cache."},
+	{"menode_announcements_received_total", prometheus.CounterValue, nil, "Gossiped announcements that arrived from peers, copies included."},
+	{"menode_announcements_duplicate_total", prometheus.CounterValue, nil, "Copies of an announcement already seen (received_total divided by accepted_total is the copies per announcement)."},
+	{"menode_announcements_accepted_total", prometheus.CounterValue, []string{"kind"}, "New announcements verified and held, by kind (node, repo, inventory)."},
+	{"menode_announcements_relayed_total", prometheus.CounterValue, nil, "Accepted announcements passed on to other peers."},
+	{"menode_announcements_dropped_total", prometheus.CounterValue, []string{"reason"}, "Announcements dropped, by reason (invalid: bad signature or broken rule; stale; future_timestamp; over_budget; evicted_budget; catch_up_truncated)."},
+	{"menode_announcements_held", prometheus.GaugeValue, nil, "Announcement slots held (the latest per origin, kind and repository)."},
+	{"menode_announcements_held_bytes", prometheus.GaugeValue, nil, "Encoded bytes of the announcements held."},
+	{"menode_scrape_errors_total", prometheus.CounterValue, nil, "Scrapes of this endpoint for which the node did not answer (the metrics it would have given are missing from that scrape)."},
+}
+
+// dropReasons are gossip's reasons to drop an announcement, served as 0
+// before the first drop so that rate() has a start.
+var dropReasons = []string{"invalid", "future_timestamp", "stale", "over_budget", "evicted_budget", "catch_up_truncated"}
+
+// collector turns node snapshots into const metrics at each scrape: the
+// node's actors keep the numbers, nothing is counted twice.
+type collector struct {
+	node   *actors.Node
+	log    *slog.Logger
+	descs  map[string]*prometheus.Desc
+	failed atomic.Int64 // scrapes run concurrently
+}
+
+func newCollector(n *actors.Node, log *slog.Logger) *collector {
+	c := &collector{node: n, log: log, descs: map[string]*prometheus.Desc{}}
+	for _, m := range Metrics {
+		c.descs[m.Name] = prometheus.NewDesc(m.Name, m.Help, m.Labels, nil)
+	}
+	return c
+}
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, m := range Metrics {
+		ch <- c.descs[m.Name]
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	emit := func(name string, v float64, labels ...string) {
+		for _, m := range Metrics {
+			if m.Name == name {
+				ch <- prometheus.MustNewConstMetric(c.descs[name], m.Type, v, labels...)
+				return
+			}
+		}
+		panic("web: unlisted metric " + name) // a bug: every metric is in Metrics
+	}
+	ctx := context.Background()
+	s, err := ask[actors.Status](ctx, c.node, &actors.GetStatus{})
+	if err != nil {
+		c.log.Debug("metrics: status", "err", err)
+		emit("menode_scrape_errors_total", float64(c.failed.Add(1)))
+		return
+	}
+	emit("menode_info", 1, s.ID.String(), s.Alias, s.Version)
+	emit("menode_start_time_seconds", float64(s.Started.UnixMilli())/1000)
+	emit("menode_transfers_active", float64(s.Fetching), "fetch")
+	emit("menode_transfers_active", float64(s.Serving), "serve")
+	t := s.Transfers
+	emit("menode_transfers_started_total", float64(t.FetchesStarted), "fetch")
+	emit("menode_transfers_started_total", float64(t.ServesStarted), "serve")
+	emit("menode_transfers_finished_total", float64(t.FetchesDone), "fetch")
+	emit("menode_transfers_finished_total", float64(t.ServesDone), "serve")
+	for _, reason := range []string{"invalid", "over_quota", "error"} {
+		emit("menode_transfers_failed_total", float64(t.FetchesFailed[reason]), "fetch", reason)
+	}
+	emit("menode_transfers_failed_total", float64(t.ServesFailed), "serve", "error")
+	emit("menode_transfer_bytes_total", float64(s.BytesReceived), "received")
+	emit("menode_transfer_bytes_total", float64(s.BytesSent), "sent")
+	emit("menode_bundle_cache_requests_total", float64(t.CacheHits), "hit")
+	emit("menode_bundle_cache_requests_total", float64(t.CacheMisses), "miss")
+	cache, _ := persist.DiskSize(filepath.Join(s.Root, "cache"))
+	emit("menode_bundle_cache_bytes", float64(cache))
+	g := s.Gossip
+	emit("menode_announcements_received_total", float64(g.Received))
+	emit("menode_announcements_duplicate_total", float64(g.Duplicates))
+	for _, kind := range []string{"node", "repo", "inventory"} {
+		emit("menode_announcements_accepted_total", float64(g.Accepted[kind]), kind)
+	}
+	emit("menode_announcements_relayed_total", float64(g.Relayed))
+	dropped := map[string]int64{}
+	for _, reason := range dropReasons {
+		dropped[reason] = 0
+	}
+	for reason, n := range g.Dropped {
+		dropped[reason] = n
+	}
+	for _, reason := range sortedKeys(dropped) {
+		emit("menode_announcements_dropped_total", float64(dropped[reason]), reason)
+	}
+	emit("menode_announcements_held", float64(g.Held))
+	emit("menode_announcements_held_bytes", float64(g.HeldBytes))
+
+	peers, perr := ask[actors.PeerList](ctx, c.node, &actors.ListPeers{})
+	if perr == nil {
+		dir := map[string]int{"inbound": 0, "outbound": 0}
+		for _, p := range peers.Peers {
+			if p.Connected {
+				dir[p.Direction]++
+			}
+		}
+		for _, d := range sortedKeys(dir) {
+			emit("menode_peers", float64(dir[d]), d)
+		}
+		emit("menode_known_nodes", float64(len(peers.Peers)))
+	}
+	repos, rerr := ask[actors.RepoList](ctx, c.node, &actors.ListRepos{})
+	if rerr == nil {
+		byStatus := map[string]int{}
+		for _, st := range []string{actors.StatusLocal, actors.StatusMissing, actors.StatusSyncing, actors.StatusBehind, actors.StatusSynced, actors.StatusRemoved} {
+			byStatus[st] = 0
+		}
+		var mirrors int64
+		var lag time.Duration
+		now := time.Now()
+		for _, r := range repos.Repos {
+			byStatus[r.Status]++
+			mirrors += r.Size
+			if r.Status == actors.StatusMissing || r.Status == actors.StatusSyncing || r.Status == actors.StatusBehind {
+				lag = max(lag, now.Sub(r.UpdatedAt))
+			}
+		}
+		for _, st := range sortedKeys(byStatus) {
+			emit("menode_repositories", float64(byStatus[st]), st)
+		}
+		emit("menode_mirror_bytes", float64(mirrors))
+		emit("menode_sync_lag_seconds", lag.Seconds())
+	}
+	failed := c.failed.Load()
+	if perr != nil || rerr != nil {
+		failed = c.failed.Add(1)
+		c.log.Debug("metrics: peers or repositories", "peers_err", perr, "repos_err", rerr)
+	}
+	emit("menode_scrape_errors_total", float64(failed))
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
