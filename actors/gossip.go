@@ -65,7 +65,8 @@ type GossipStats struct {
 	Dropped   map[string]int64 `json:"dropped"`    // per reason, since start
 	// Since start: announcements that arrived from peers (copies
 	// included), copies of one already seen, new ones accepted per kind
-	// (node, repo, inventory), and accepted ones passed on to other peers.
+	// (node, repo, inventory), and copies of accepted ones sent on to
+	// other peers.
 	Received   int64            `json:"received"`
 	Duplicates int64            `json:"duplicates"`
 	Accepted   map[string]int64 `json:"accepted"`
@@ -286,8 +287,7 @@ func (g *gossip) receive(ctx actor.Context, m *gossipIn) {
 	}
 	g.counted.Accepted[announcementKind(a)]++
 	if ttl := m.Gossip.GetTtl(); ttl > 0 {
-		g.counted.Relayed++
-		g.broadcast(ctx, s, min(ttl, defaultTTL)-1, m.From)
+		g.counted.Relayed += int64(g.broadcast(ctx, s, min(ttl, defaultTTL)-1, m.From))
 	}
 }
 
@@ -485,13 +485,15 @@ func (g *gossip) strike(ctx actor.Context, from wire.NodeID, why error) {
 	}
 }
 
-func (g *gossip) broadcast(ctx actor.Context, s *wire.SignedAnnouncement, ttl uint32, except wire.NodeID) {
+func (g *gossip) broadcast(ctx actor.Context, s *wire.SignedAnnouncement, ttl uint32, except wire.NodeID) (sent int) {
 	f := gossipFrame(s, ttl)
 	for id, pid := range g.peers {
 		if id != except {
 			ctx.Send(pid, &sendFrame{Frame: f})
+			sent++
 		}
 	}
+	return sent
 }
 
 // announceNode signs a NodeAnnouncement when ours changed (or we have none).

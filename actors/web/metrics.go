@@ -41,7 +41,7 @@ var Metrics = []Metric{
 	{"menode_announcements_received_total", prometheus.CounterValue, nil, "Gossiped announcements that arrived from peers, copies included."},
 	{"menode_announcements_duplicate_total", prometheus.CounterValue, nil, "Copies of an announcement already seen (received_total divided by accepted_total is the copies per announcement)."},
 	{"menode_announcements_accepted_total", prometheus.CounterValue, []string{"kind"}, "New announcements verified and held, by kind (node, repo, inventory)."},
-	{"menode_announcements_relayed_total", prometheus.CounterValue, nil, "Accepted announcements passed on to other peers."},
+	{"menode_announcements_relayed_total", prometheus.CounterValue, nil, "Copies of accepted announcements sent on to other peers (one per peer)."},
 	{"menode_announcements_dropped_total", prometheus.CounterValue, []string{"reason"}, "Announcements dropped, by reason (invalid: bad signature or broken rule; stale; future_timestamp; over_budget; evicted_budget; catch_up_truncated)."},
 	{"menode_announcements_held", prometheus.GaugeValue, nil, "Announcement slots held (the latest per origin, kind and repository)."},
 	{"menode_announcements_held_bytes", prometheus.GaugeValue, nil, "Encoded bytes of the announcements held."},
