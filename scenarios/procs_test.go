@@ -22,7 +22,7 @@ import (
 
 // scenarioEnv is the environment TestScenarios' Setup gives every script:
 // the test binary's menode first on PATH, HOME inside the work dir, no git
-// config of this machine, a fixed author.
+// config of this machine, a fixed author, the status page on a free port.
 func scenarioEnv(workDir string) []string {
 	env := []string{
 		"PATH=" + binDir + string(os.PathListSeparator) + os.Getenv("PATH"),
@@ -30,6 +30,7 @@ func scenarioEnv(workDir string) []string {
 		"MEGAENGINE_ROOT=" + filepath.Join(workDir, "root"),
 		"GIT_CONFIG_GLOBAL=" + os.DevNull,
 		"GIT_CONFIG_NOSYSTEM=1",
+		"MENODE_HTTP_ADDR=127.0.0.1:0", // no fixed port for the status page
 	}
 	for _, k := range []string{"GIT_AUTHOR", "GIT_COMMITTER"} {
 		env = append(env, k+"_NAME=Scenario", k+"_EMAIL=scenario@example.invalid")

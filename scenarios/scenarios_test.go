@@ -78,6 +78,7 @@ func TestScenarios(t *testing.T) {
 			env.Setenv("PATH", binDir+string(os.PathListSeparator)+os.Getenv("PATH"))
 			env.Setenv("HOME", filepath.Join(env.WorkDir, "home"))
 			env.Setenv("MEGAENGINE_ROOT", filepath.Join(env.WorkDir, "root"))
+			env.Setenv("MENODE_HTTP_ADDR", "127.0.0.1:0") // the status page: no fixed port
 			// git: never read this machine's config; fixed author.
 			env.Setenv("GIT_CONFIG_GLOBAL", os.DevNull)
 			env.Setenv("GIT_CONFIG_NOSYSTEM", "1")

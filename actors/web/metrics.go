@@ -22,7 +22,7 @@ type Metric struct {
 	Help   string
 }
 
-// Metrics lists every metric, in the order /metrics serves them.
+// Metrics lists every metric /metrics serves (sorted by name there).
 var Metrics = []Metric{
 	{"menode_info", prometheus.GaugeValue, []string{"id", "alias", "version"}, "Always 1; the labels say which node this is."},
 	{"menode_start_time_seconds", prometheus.GaugeValue, nil, "When the node started, in seconds since the Unix epoch."},

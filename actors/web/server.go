@@ -75,23 +75,9 @@ func Listen(opts Options) (*Server, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	host, portText, err := net.SplitHostPort(opts.Addr)
+	ip, port, err := parseAddr(opts.Addr, opts.AllowRemote)
 	if err != nil {
-		return nil, fmt.Errorf("--http-addr %q: want HOST:PORT", opts.Addr)
-	}
-	port, err := strconv.Atoi(portText)
-	if err != nil || port < 0 || port > 65535 {
-		return nil, fmt.Errorf("--http-addr %q: bad port", opts.Addr)
-	}
-	if host == "localhost" {
-		host = "127.0.0.1"
-	}
-	ip := net.ParseIP(host)
-	if ip == nil {
-		return nil, fmt.Errorf("--http-addr %q: the host must be an IP address or localhost", opts.Addr)
-	}
-	if !ip.IsLoopback() && !opts.AllowRemote {
-		return nil, fmt.Errorf("--http-addr %s is not a loopback address: add --http-allow-remote to serve read-only data there", opts.Addr)
+		return nil, err
 	}
 	var ln net.Listener
 	for i := 0; ; i++ {
@@ -109,6 +95,34 @@ func Listen(opts Options) (*Server, error) {
 	}
 	bound := ln.Addr().(*net.TCPAddr)
 	return &Server{ln: ln, remote: !ip.IsLoopback(), ip: ip, port: bound.Port, log: log}, nil
+}
+
+// CheckAddr says what is wrong with addr as --http-addr, if anything.
+func CheckAddr(addr string, allowRemote bool) error {
+	_, _, err := parseAddr(addr, allowRemote)
+	return err
+}
+
+func parseAddr(addr string, allowRemote bool) (net.IP, int, error) {
+	host, portText, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, 0, fmt.Errorf("--http-addr %q: want HOST:PORT", addr)
+	}
+	port, err := strconv.Atoi(portText)
+	if err != nil || port < 0 || port > 65535 {
+		return nil, 0, fmt.Errorf("--http-addr %q: bad port", addr)
+	}
+	if host == "localhost" {
+		host = "127.0.0.1"
+	}
+	ip := net.ParseIP(host)
+	if ip == nil {
+		return nil, 0, fmt.Errorf("--http-addr %q: the host must be an IP address or localhost", addr)
+	}
+	if !ip.IsLoopback() && !allowRemote {
+		return nil, 0, fmt.Errorf("--http-addr %s is not a loopback address: add --http-allow-remote to serve read-only data there", addr)
+	}
+	return ip, port, nil
 }
 
 // URL is the status page's address.

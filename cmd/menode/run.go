@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/menode/menode/actors"
+	"github.com/menode/menode/actors/web"
 	"github.com/menode/menode/persist"
 	"github.com/menode/menode/wire"
 )
@@ -36,7 +37,13 @@ type runCmd struct {
 	MaxInbound     int           `default:"128" help:"Inbound connections at most; when full, an unproven one is closed to make room."`
 	MaxInboundIP   int           `name:"max-inbound-per-ip" default:"16" help:"Inbound connections from one IP address at most."`
 	DialPrivate    bool          `help:"Dial loopback, private and link-local addresses other nodes announce even when this node is not on such a network."`
+	HTTPAddr       string        `name:"http-addr" default:"127.0.0.1:8470" env:"MENODE_HTTP_ADDR" help:"TCP address of the status page and /metrics (loopback unless --http-allow-remote; \"\" turns it off). When the default port is taken, the next few are tried."`
+	HTTPRemote     bool          `name:"http-allow-remote" help:"Allow --http-addr on an address other than loopback; the page then serves read-only data without local paths."`
 }
+
+// httpTries is how many ports after the default one are tried when it is
+// taken.
+const httpTries = 9
 
 type nodeCmd struct {
 	Start runCmd `cmd:"" help:"Same as run."`
@@ -70,6 +77,32 @@ func (c *runCmd) Run(e *env) error {
 			return usageError{fmt.Errorf("--announce-addr %s: %w", a, err)}
 		}
 	}
+	if c.HTTPAddr != "" {
+		if err := web.CheckAddr(c.HTTPAddr, c.HTTPRemote); err != nil {
+			return usageError{err}
+		}
+	}
+	var page *web.Server
+	if c.HTTPAddr != "" {
+		tries := 0
+		if c.HTTPAddr == web.DefaultAddr {
+			tries = httpTries
+		}
+		var err error
+		page, err = web.Listen(web.Options{Addr: c.HTTPAddr, AllowRemote: c.HTTPRemote, TryPorts: tries, Logger: e.log})
+		switch {
+		case err != nil && tries > 0:
+			// The default is a convenience; the node's work does not need it.
+			e.log.Warn("status page off: no free port", "err", err)
+			page = nil
+		case err != nil:
+			return err
+		}
+	}
+	httpURL := ""
+	if page != nil {
+		httpURL = page.URL()
+	}
 	n, err := actors.Start(actors.Config{
 		Root: e.root, Alias: c.Alias, Addr: c.Addr, AnnounceAddrs: c.AnnounceAddr,
 		Bootstrap: boot, MaxPeers: c.MaxPeers, GossipInterval: c.GossipInterval,
@@ -78,9 +111,16 @@ func (c *runCmd) Run(e *env) error {
 		MaxUploadRate: int64(c.MaxUploadRate), MaxBundleSize: int64(c.MaxBundleSize), MaxCacheSize: int64(c.CacheSize),
 		MaxInbound: c.MaxInbound, MaxInboundPerIP: c.MaxInboundIP, DialPrivate: c.DialPrivate,
 		MirrorQuota: int64(c.MirrorQuota), MirrorQuotaPerCreator: int64(c.CreatorQuota), Seed: c.Seed,
+		HTTPURL: httpURL,
 	})
 	if err != nil {
+		if page != nil {
+			page.Close()
+		}
 		return err
+	}
+	if page != nil {
+		page.Serve(n) // stops with the node
 	}
 	e.log.Info("node running", "id", n.ID, "alias", c.Alias, "addr", c.Addr, "root", e.root, "socket", persist.SocketPath(e.root))
 	sig := make(chan os.Signal, 1)

@@ -28,6 +28,9 @@ func (c *statusCmd) Run(e *env) error {
 	if s.Running {
 		fmt.Printf("transfers: %d fetching, %d serving; %s received, %s sent since start\n",
 			s.Fetching, s.Serving, humanBytes(s.BytesReceived), humanBytes(s.BytesSent))
+		if s.HTTP != "" {
+			fmt.Printf("page:      %s (metrics: %smetrics)\n", s.HTTP, s.HTTP)
+		}
 	}
 	return nil
 }
