@@ -5,7 +5,7 @@ PKGS     := ./...
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 PROTOC_GEN_GO := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 
-.PHONY: build run demo test bench lint proto fuzz stress clean
+.PHONY: build run demo test bench lint proto fuzz stress screenshot clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/menode
@@ -63,6 +63,12 @@ fuzz:
 stress:
 	MENODE_STRESS=1 $(GO) test -race -count=1 -v -timeout 30m -run '^TestCrash_killReceiver$$' ./scenarios
 	$(MAKE) fuzz FUZZTIME=5m
+
+# The status page's screenshot in the README (actors/web/screenshot.png):
+# the browser test drives headless Chromium (apt install chromium) through
+# the page of an in-process node during a transfer and keeps its picture.
+screenshot:
+	MENODE_SCREENSHOT=$(CURDIR)/actors/web/screenshot.png $(GO) test -count=1 -run '^TestPage_inBrowser$$' ./actors/web
 
 clean:
 	rm -f $(BIN)

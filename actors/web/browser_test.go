@@ -154,12 +154,19 @@ func TestPage_inBrowser(t *testing.T) {
 	t.Run("transfer progress", func(t *testing.T) {
 		// n1 fetches the large repository from n0, the only node that has
 		// it, so n0 keeps that bundle in its cache; then n1 stops. n3
-		// (throttled) can then only fetch it from n0, whose cached bundle
-		// has a known size: the bar shows a percentage.
+		// (throttled, and fetching only what it follows) can then only
+		// fetch it from n0, whose cached bundle has a known size: the bar
+		// shows a percentage.
 		big := addRepo(t, n0, filepath.Join(dir, "large"), "large\n", 1536<<10)
 		waitStatus(t, n1, big, actors.StatusSynced, 30*time.Second)
 		n1.stop()
-		n3 := startNode(t, dir, "n3", []*testNode{n0, n2}, func(c *actors.Config) { c.MaxDownloadRate = 256 << 10 })
+		n3 := startNode(t, dir, "n3", []*testNode{n0, n2}, func(c *actors.Config) {
+			c.MaxDownloadRate, c.Seed = 256<<10, actors.SeedFollowed
+		})
+		waitStatus(t, n3, big, actors.StatusMissing, 20*time.Second)
+		if _, err := n3.Request(&actors.FollowRepo{ID: big, Follow: true}); err != nil {
+			t.Fatal(err)
+		}
 		open(t, ctx, n3.URL+"?refresh=200")
 		bar := fmt.Sprintf(`document.querySelector('.transfer[data-repo=%q]')`, big)
 		percent := func() (float64, string) {

@@ -217,3 +217,16 @@ func TestMetrics_afterSync(t *testing.T) {
 		t.Log(fmt.Sprint(m0["menode_announcements_accepted_total"], m1["menode_announcements_accepted_total"]))
 	}
 }
+
+// TestMetrics_documented keeps the README's table in step with Metrics.
+func TestMetrics_documented(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range Metrics {
+		if !strings.Contains(string(readme), "| `"+m.Name+"` |") {
+			t.Errorf("README.md has no row for %s", m.Name)
+		}
+	}
+}
