@@ -189,10 +189,11 @@ type Status struct {
 	Limits map[string]int64 `json:"limits"`
 	// Transfers counted since start; the status page's URL (empty when
 	// it is off); this implementation's version and when the node started.
-	Transfers TransferCounts `json:"transfers"`
-	HTTP      string         `json:"http,omitempty"`
-	Version   string         `json:"version"`
-	Started   time.Time      `json:"started"`
+	Transfers   TransferCounts   `json:"transfers"`
+	Connections ConnectionCounts `json:"connections"`
+	HTTP        string           `json:"http,omitempty"`
+	Version     string           `json:"version"`
+	Started     time.Time        `json:"started"`
 }
 
 // Repository status values shown by RepoView.Status.
@@ -580,7 +581,8 @@ func (n *node) status(ctx actor.Context) {
 	reply := replier(ctx)
 	s := Status{ID: n.id, Alias: n.cfg.Alias, Root: n.cfg.Root, Running: !n.cfg.Offline, Listen: []string{}, Limits: n.cfg.limits(),
 		Gossip: GossipStats{Dropped: map[string]int64{}, Accepted: map[string]int64{}}, Transfers: TransferCounts{FetchesFailed: map[string]int64{}},
-		HTTP: n.cfg.HTTPURL, Version: Version, Started: n.started.UTC()}
+		Connections: ConnectionCounts{Disconnects: map[string]int64{}},
+		HTTP:        n.cfg.HTTPURL, Version: Version, Started: n.started.UTC()}
 	withRepos := func() {
 		ask(ctx, n.store, countRepos{}, func(res any, err error) {
 			if err != nil {
@@ -601,7 +603,7 @@ func (n *node) status(ctx actor.Context) {
 			return
 		}
 		info := res.(linkInfo)
-		s.Listen, s.Peers = info.Listen, info.Peers
+		s.Listen, s.Peers, s.Connections = info.Listen, info.Peers, info.Connections
 		ask(ctx, n.sync, &syncCounters{}, func(res any, err error) {
 			if t, ok := res.(syncTotals); ok && err == nil {
 				s.Fetching, s.Serving, s.BytesReceived, s.BytesSent = t.Fetching, t.Serving, t.BytesIn, t.BytesOut

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -36,7 +37,12 @@ type PeerView struct {
 	Connected bool        `json:"connected"`
 	Direction string      `json:"direction"` // inbound or outbound; empty when not connected
 	Since     *time.Time  `json:"since"`     // when connected; null when not
-	LastError string      `json:"last_error,omitempty"`
+	// Of a live connection (QUIC's own figures): smoothed round-trip time,
+	// and UDP payload bytes sent and received on it.
+	RTT       time.Duration `json:"rtt,omitempty"`
+	BytesSent uint64        `json:"bytes_sent,omitempty"`
+	BytesRecv uint64        `json:"bytes_received,omitempty"`
+	LastError string        `json:"last_error,omitempty"`
 }
 
 // PeerList is the reply to ListPeers.
@@ -73,8 +79,18 @@ type banNode struct {
 type linkState struct{}
 
 type linkInfo struct {
-	Listen []string
-	Peers  int
+	Listen      []string
+	Peers       int
+	Connections ConnectionCounts
+}
+
+// ConnectionCounts count connections since start: those that came up
+// (Hello exchanged, admitted) and those that went down, per reason:
+// "closed" (either side closed it, or it timed out), "replaced" (a newer
+// connection to the same node won), "evicted" (the inbound table was full).
+type ConnectionCounts struct {
+	Connects    int64            `json:"connects"`
+	Disconnects map[string]int64 `json:"disconnects"`
 }
 
 // Sent by the transport's goroutines and timers to itself.
@@ -145,6 +161,7 @@ type transport struct {
 	targets    map[string]*dialTarget     // addresses we keep connections to
 	banned     map[wire.NodeID]time.Time  // refused until then
 	nextPeer   int
+	counts     ConnectionCounts // for status and metrics
 	stopAccept context.CancelFunc
 	runCtx     context.Context // cancelled when the transport stops
 	stopping   bool            // no new connections or dials once set
@@ -165,6 +182,7 @@ type link struct {
 	// QUIC handshake verified). Unproven inbound peers go first when the
 	// inbound table is full, and are not redialed.
 	proven bool
+	conn   *quic.Conn // read only for its statistics
 }
 
 // dialTarget is an address we want a connection to, with its backoff state.
@@ -312,7 +330,8 @@ func (t *transport) Receive(ctx actor.Context) {
 	case *ListPeers:
 		ctx.Respond(PeerList{Peers: t.view()})
 	case linkState:
-		ctx.Respond(linkInfo{Listen: []string{t.udp.LocalAddr().String()}, Peers: len(t.byID)})
+		counts := ConnectionCounts{Connects: t.counts.Connects, Disconnects: maps.Clone(t.counts.Disconnects)}
+		ctx.Respond(linkInfo{Listen: []string{t.udp.LocalAddr().String()}, Peers: len(t.byID), Connections: counts})
 	case *actor.Stopping:
 		t.stopping = true
 		t.stopAccept()
@@ -492,7 +511,7 @@ func (t *transport) spawnPeer(ctx actor.Context, conn *quic.Conn, outbound bool,
 	if ua, ok := conn.RemoteAddr().(*net.UDPAddr); ok {
 		ip = ua.IP.String()
 	}
-	t.peers[pid] = &link{id: id, outbound: outbound, target: target, addrs: []string{conn.RemoteAddr().String()}, ip: ip, proven: outbound}
+	t.peers[pid] = &link{id: id, outbound: outbound, target: target, addrs: []string{conn.RemoteAddr().String()}, ip: ip, proven: outbound, conn: conn}
 }
 
 // onPeerUp keeps one connection per node, deciding as the other side does:
@@ -525,6 +544,7 @@ func (t *transport) onPeerUp(ctx actor.Context, m *peerUp) {
 			return
 		}
 		delete(t.byID, m.ID)
+		t.countDown("replaced")
 		t.notify(ctx, &peerDisconnected{ID: m.ID, PID: old})
 		ctx.Send(old, &closePeer{Code: wire.ErrorCode_ERROR_DUPLICATE_CONNECTION, Reason: "duplicate connection"})
 	}
@@ -560,6 +580,7 @@ func (t *transport) onPeerUp(ctx actor.Context, m *peerUp) {
 	}
 	ctx.Send(t.store, saveNode{Node: persist.Node{ID: m.ID, Alias: m.Hello.Alias, Addresses: l.addrs, LastSeen: l.since}})
 	t.log.Info("peer connected", "peer", m.ID, "alias", m.Hello.Alias, "addr", m.Remote, "direction", direction)
+	t.counts.Connects++
 	t.notify(ctx, &peerConnected{ID: m.ID, PID: pid, Hello: m.Hello})
 }
 
@@ -605,6 +626,7 @@ func (t *transport) admit(ctx actor.Context, pid *actor.PID, l *link) bool {
 		t.log.Debug("inbound table full: closing an unproven connection", "peer", vl.id, "ip", vl.ip)
 		delete(t.byID, vl.id)
 		delete(t.peers, v)
+		t.countDown("evicted")
 		t.notify(ctx, &peerDisconnected{ID: vl.id, PID: v})
 		ctx.Send(v, &closePeer{Code: wire.ErrorCode_ERROR_RATE_LIMITED, Reason: "too many inbound connections"})
 	}
@@ -715,6 +737,7 @@ func (t *transport) onPeerGone(ctx actor.Context, pid *actor.PID) {
 	switch t.byID[l.id] {
 	case pid:
 		delete(t.byID, l.id)
+		t.countDown("closed")
 		t.notify(ctx, &peerDisconnected{ID: l.id, PID: pid})
 	case nil: // a handshake that failed: try again later
 	default:
@@ -738,6 +761,14 @@ func (t *transport) notify(ctx actor.Context, msg any) {
 	}
 }
 
+// countDown counts a connection that went down, by reason.
+func (t *transport) countDown(reason string) {
+	if t.counts.Disconnects == nil {
+		t.counts.Disconnects = map[string]int64{}
+	}
+	t.counts.Disconnects[reason]++
+}
+
 // view lists live connections, then targets not connected.
 func (t *transport) view() []PeerView {
 	out := []PeerView{}
@@ -749,7 +780,12 @@ func (t *transport) view() []PeerView {
 			dir = "outbound"
 		}
 		since := l.since
-		out = append(out, PeerView{ID: id, Alias: l.alias, Addresses: l.addrs, Connected: true, Direction: dir, Since: &since})
+		v := PeerView{ID: id, Alias: l.alias, Addresses: l.addrs, Connected: true, Direction: dir, Since: &since}
+		if l.conn != nil {
+			st := l.conn.ConnectionStats()
+			v.RTT, v.BytesSent, v.BytesRecv = st.SmoothedRTT, st.BytesSent, st.BytesReceived
+		}
+		out = append(out, v)
 		seen[id] = true
 	}
 	for _, d := range t.targets {

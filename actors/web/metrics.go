@@ -27,6 +27,8 @@ var Metrics = []Metric{
 	{"menode_info", prometheus.GaugeValue, []string{"id", "alias", "version"}, "Always 1; the labels say which node this is."},
 	{"menode_start_time_seconds", prometheus.GaugeValue, nil, "When the node started, in seconds since the Unix epoch."},
 	{"menode_peers", prometheus.GaugeValue, []string{"direction"}, "Live connections to other nodes, by who dialed (inbound, outbound)."},
+	{"menode_connects_total", prometheus.CounterValue, nil, "Connections that came up (Hello exchanged, admitted), inbound and outbound."},
+	{"menode_disconnects_total", prometheus.CounterValue, []string{"reason"}, "Connections that went down, by reason: closed (by either side, or timed out), replaced (a newer connection to the same node won), evicted (the inbound table was full)."},
 	{"menode_known_nodes", prometheus.GaugeValue, nil, "Nodes this node knows of, connected or not."},
 	{"menode_repositories", prometheus.GaugeValue, []string{"status"}, "Repositories known, by status (local, missing, syncing, behind, synced, removed)."},
 	{"menode_mirror_bytes", prometheus.GaugeValue, nil, "Bytes on disk of every repository mirror."},
@@ -94,6 +96,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	emit("menode_info", 1, s.ID.String(), s.Alias, s.Version)
 	emit("menode_start_time_seconds", float64(s.Started.UnixMilli())/1000)
+	emit("menode_connects_total", float64(s.Connections.Connects))
+	for _, reason := range []string{"closed", "replaced", "evicted"} {
+		emit("menode_disconnects_total", float64(s.Connections.Disconnects[reason]), reason)
+	}
 	emit("menode_transfers_active", float64(s.Fetching), "fetch")
 	emit("menode_transfers_active", float64(s.Serving), "serve")
 	t := s.Transfers

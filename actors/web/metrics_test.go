@@ -167,6 +167,9 @@ func TestMetrics_afterSync(t *testing.T) {
 		{"menode_repositories", []string{"status", "local"}, 1},
 		{"menode_peers", []string{"direction", "inbound"}, 1},
 		{"menode_peers", []string{"direction", "outbound"}, 0},
+		{"menode_connects_total", nil, 1},
+		{"menode_disconnects_total", []string{"reason", "closed"}, 0},
+		{"menode_disconnects_total", []string{"reason", "replaced"}, 0},
 		// n0 learns n1's node announcement and its inventory (sent when
 		// it connected, then again with the new mirror), and no repository.
 		{"menode_announcements_accepted_total", []string{"kind", "node"}, 1},
@@ -187,6 +190,8 @@ func TestMetrics_afterSync(t *testing.T) {
 		{"menode_repositories", []string{"status", "missing"}, 0},
 		{"menode_sync_lag_seconds", nil, 0},
 		{"menode_peers", []string{"direction", "outbound"}, 1},
+		{"menode_connects_total", nil, 1},
+		{"menode_disconnects_total", []string{"reason", "closed"}, 0},
 		// n1 learns n0's node announcement and its repository
 		// announcement, once each.
 		{"menode_announcements_accepted_total", []string{"kind", "node"}, 1},
@@ -212,6 +217,16 @@ func TestMetrics_afterSync(t *testing.T) {
 		if received != accepted+dup+dropped || received == 0 {
 			t.Errorf("%s: %v announcements received, want accepted %v + duplicates %v + dropped %v", name, received, accepted, dup, dropped)
 		}
+	}
+	// The peer list the page shows carries QUIC's figures of the live
+	// connection: the bundle crossed it.
+	res, err := n1.Request(&actors.ListPeers{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	peers := res.(actors.PeerList).Peers
+	if len(peers) != 1 || peers[0].ID != n0.ID || peers[0].RTT <= 0 || float64(peers[0].BytesRecv) < size {
+		t.Errorf("n1's peers: %+v, want n0 with an RTT and at least the bundle's %v bytes received", peers, size)
 	}
 	if t.Failed() {
 		t.Log(fmt.Sprint(m0["menode_announcements_accepted_total"], m1["menode_announcements_accepted_total"]))

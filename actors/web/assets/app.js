@@ -108,8 +108,11 @@ function renderPeers(peers) {
     el("td", {}, el("code", { text: short(p.id), title: p.id })),
     el("td", { text: p.direction }),
     el("td", { text: p.since ? ago(p.since) : "" }),
+    el("td", { text: p.rtt ? (p.rtt / 1e6).toFixed(p.rtt < 1e7 ? 2 : 0) + " ms" : "—" }),
+    el("td", { text: bytes(p.bytes_sent || 0) }),
+    el("td", { text: bytes(p.bytes_received || 0) }),
     el("td", { text: (p.addresses || []).join(", ") }))));
-  if (!live.length) body.append(el("tr", {}, el("td", { colspan: 5, class: "empty", text: "No connected peer." })));
+  if (!live.length) body.append(el("tr", {}, el("td", { colspan: 8, class: "empty", text: "No connected peer." })));
 }
 
 function renderRepos(repos) {
