@@ -191,6 +191,7 @@ type Status struct {
 	// it is off); this implementation's version and when the node started.
 	Transfers   TransferCounts   `json:"transfers"`
 	Connections ConnectionCounts `json:"connections"`
+	StoreWrites StoreWrites      `json:"store_writes"`
 	HTTP        string           `json:"http,omitempty"`
 	Version     string           `json:"version"`
 	Started     time.Time        `json:"started"`
@@ -590,7 +591,12 @@ func (n *node) status(ctx actor.Context) {
 				return
 			}
 			s.Repos = res.(int)
-			reply(s)
+			ask(ctx, n.store, storeStats{}, func(res any, err error) {
+				if w, ok := res.(StoreWrites); ok && err == nil {
+					s.StoreWrites = w
+				}
+				reply(s)
+			})
 		})
 	}
 	if n.network == nil {

@@ -114,15 +114,25 @@ type repoState struct {
 // store is the only actor that touches bbolt. bbolt calls are quick and
 // serialised here, so they run inside Receive.
 type store struct {
-	db   *persist.Store
-	log  *slog.Logger
-	dead bool // the store is damaged: stopping
+	db     *persist.Store
+	log    *slog.Logger
+	dead   bool        // the store is damaged: stopping
+	writes StoreWrites // how long writes took, for status and metrics
 }
 
-func newStore(db *persist.Store, log *slog.Logger) *store { return &store{db: db, log: log} }
+func newStore(db *persist.Store, log *slog.Logger) *store {
+	return &store{db: db, log: log, writes: StoreWrites{Buckets: make([]uint64, len(StoreWriteBuckets))}}
+}
 
 func (s *store) Receive(ctx actor.Context) {
+	if isStoreWrite(ctx.Message()) {
+		defer s.writes.observe(time.Now())
+	}
 	switch m := ctx.Message().(type) {
+	case storeStats:
+		w := s.writes
+		w.Buckets = slices.Clone(s.writes.Buckets)
+		ctx.Respond(w)
 	case *actor.Stopped:
 		if err := s.db.Close(); err != nil {
 			s.log.Error("close store", "err", err)
@@ -364,4 +374,43 @@ func result[T any](v T, err error) any {
 		return err
 	}
 	return v
+}
+
+// Store write latency, for status and metrics.
+
+// storeStats asks the store how long its writes took. Reply: StoreWrites.
+type storeStats struct{}
+
+// StoreWriteBuckets are the upper bounds, in seconds, of the write latency
+// histogram (bbolt commits with an fsync each).
+var StoreWriteBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1}
+
+// StoreWrites is how long the store's writes took since start: their
+// number, total seconds, and per bucket of StoreWriteBuckets the number
+// that took at most that long (cumulative, as Prometheus histograms).
+type StoreWrites struct {
+	Count   uint64   `json:"count"`
+	Seconds float64  `json:"seconds"`
+	Buckets []uint64 `json:"buckets"`
+}
+
+func (w *StoreWrites) observe(began time.Time) {
+	d := time.Since(began).Seconds()
+	w.Count++
+	w.Seconds += d
+	for i, le := range StoreWriteBuckets {
+		if d <= le {
+			w.Buckets[i]++
+		}
+	}
+}
+
+// isStoreWrite tells the messages that write to bbolt.
+func isStoreWrite(m any) bool {
+	switch m.(type) {
+	case insertRepo, saveNode, saveAnnouncement, deleteAnnouncement, forgetRepo, followRepo, removeRepo,
+		learnRepo, saveMirror, saveTransfer, deleteTransfer, addClone, updateRepo:
+		return true
+	}
+	return false
 }

@@ -17,37 +17,44 @@ import (
 // Metric is one metric /metrics serves: the README's table is this list.
 type Metric struct {
 	Name   string
-	Type   prometheus.ValueType
+	Type   string // gauge, counter or histogram
 	Labels []string
 	Help   string
 }
 
+const (
+	gauge     = "gauge"
+	counter   = "counter"
+	histogram = "histogram"
+)
+
 // Metrics lists every metric /metrics serves (sorted by name there).
 var Metrics = []Metric{
-	{"menode_info", prometheus.GaugeValue, []string{"id", "alias", "version"}, "Always 1; the labels say which node this is."},
-	{"menode_start_time_seconds", prometheus.GaugeValue, nil, "When the node started, in seconds since the Unix epoch."},
-	{"menode_peers", prometheus.GaugeValue, []string{"direction"}, "Live connections to other nodes, by who dialed (inbound, outbound)."},
-	{"menode_connects_total", prometheus.CounterValue, nil, "Connections that came up (Hello exchanged, admitted), inbound and outbound."},
-	{"menode_disconnects_total", prometheus.CounterValue, []string{"reason"}, "Connections that went down, by reason: closed (by either side, or timed out), replaced (a newer connection to the same node won), evicted (the inbound table was full)."},
-	{"menode_known_nodes", prometheus.GaugeValue, nil, "Nodes this node knows of, connected or not."},
-	{"menode_repositories", prometheus.GaugeValue, []string{"status"}, "Repositories known, by status (local, missing, syncing, behind, synced, removed)."},
-	{"menode_mirror_bytes", prometheus.GaugeValue, nil, "Bytes on disk of every repository mirror."},
-	{"menode_sync_lag_seconds", prometheus.GaugeValue, nil, "Longest time any repository has been behind: seconds since its creator signed the state the mirror does not hold yet (0 when none is behind)."},
-	{"menode_transfers_active", prometheus.GaugeValue, []string{"direction"}, "Bundle transfers running now: fetch (receiving) or serve (sending)."},
-	{"menode_transfers_started_total", prometheus.CounterValue, []string{"direction"}, "Bundle transfers started since start, fetch or serve."},
-	{"menode_transfers_finished_total", prometheus.CounterValue, []string{"direction"}, "Bundle transfers that ended well: a fetch that updated the mirror, a serve that sent the whole bundle."},
-	{"menode_transfers_failed_total", prometheus.CounterValue, []string{"direction", "reason"}, "Bundle transfers that failed; fetches by reason: invalid (the seeder sent something that failed a check), over_quota, error (anything else); serves: error."},
-	{"menode_transfer_bytes_total", prometheus.CounterValue, []string{"direction"}, "Bundle bytes moved since start: received or sent (a transfer cut short counts what it moved)."},
-	{"menode_bundle_cache_requests_total", prometheus.CounterValue, []string{"result"}, "Requests for a bundle to serve: hit (cached or being built for another transfer) or miss (built)."},
-	{"menode_bundle_cache_bytes", prometheus.GaugeValue, nil, "Bytes of served bundles kept in the cache."},
-	{"menode_announcements_received_total", prometheus.CounterValue, nil, "Gossiped announcements that arrived from peers, copies included."},
-	{"menode_announcements_duplicate_total", prometheus.CounterValue, nil, "Copies of an announcement already seen (received_total divided by accepted_total is the copies per announcement)."},
-	{"menode_announcements_accepted_total", prometheus.CounterValue, []string{"kind"}, "New announcements verified and held, by kind (node, repo, inventory)."},
-	{"menode_announcements_relayed_total", prometheus.CounterValue, nil, "Copies of accepted announcements sent on to other peers (one per peer)."},
-	{"menode_announcements_dropped_total", prometheus.CounterValue, []string{"reason"}, "Announcements dropped, by reason (invalid: bad signature or broken rule; stale; future_timestamp; over_budget; evicted_budget; catch_up_truncated)."},
-	{"menode_announcements_held", prometheus.GaugeValue, nil, "Announcement slots held (the latest per origin, kind and repository)."},
-	{"menode_announcements_held_bytes", prometheus.GaugeValue, nil, "Encoded bytes of the announcements held."},
-	{"menode_scrape_errors_total", prometheus.CounterValue, nil, "Scrapes of this endpoint for which the node did not answer (the metrics it would have given are missing from that scrape)."},
+	{"menode_info", gauge, []string{"id", "alias", "version"}, "Always 1; the labels say which node this is."},
+	{"menode_start_time_seconds", gauge, nil, "When the node started, in seconds since the Unix epoch."},
+	{"menode_peers", gauge, []string{"direction"}, "Live connections to other nodes, by who dialed (inbound, outbound)."},
+	{"menode_connects_total", counter, nil, "Connections that came up (Hello exchanged, admitted), inbound and outbound."},
+	{"menode_disconnects_total", counter, []string{"reason"}, "Connections that went down, by reason: closed (by either side, or timed out), replaced (a newer connection to the same node won), evicted (the inbound table was full)."},
+	{"menode_known_nodes", gauge, nil, "Nodes this node knows of, connected or not."},
+	{"menode_repositories", gauge, []string{"status"}, "Repositories known, by status (local, missing, syncing, behind, synced, removed)."},
+	{"menode_mirror_bytes", gauge, nil, "Bytes on disk of every repository mirror."},
+	{"menode_sync_lag_seconds", gauge, nil, "Longest time any repository has been behind: seconds since its creator signed the state the mirror does not hold yet (0 when none is behind)."},
+	{"menode_transfers_active", gauge, []string{"direction"}, "Bundle transfers running now: fetch (receiving) or serve (sending)."},
+	{"menode_transfers_started_total", counter, []string{"direction"}, "Bundle transfers started since start, fetch or serve."},
+	{"menode_transfers_finished_total", counter, []string{"direction"}, "Bundle transfers that ended well: a fetch that updated the mirror, a serve that sent the whole bundle."},
+	{"menode_transfers_failed_total", counter, []string{"direction", "reason"}, "Bundle transfers that failed; fetches by reason: invalid (the seeder sent something that failed a check), over_quota, error (anything else); serves: error."},
+	{"menode_transfer_bytes_total", counter, []string{"direction"}, "Bundle bytes moved since start: received or sent (a transfer cut short counts what it moved)."},
+	{"menode_bundle_cache_requests_total", counter, []string{"result"}, "Requests for a bundle to serve: hit (cached or being built for another transfer) or miss (built)."},
+	{"menode_bundle_cache_bytes", gauge, nil, "Bytes of served bundles kept in the cache."},
+	{"menode_announcements_received_total", counter, nil, "Gossiped announcements that arrived from peers, copies included."},
+	{"menode_announcements_duplicate_total", counter, nil, "Copies of an announcement already seen (received_total divided by accepted_total is the copies per announcement)."},
+	{"menode_announcements_accepted_total", counter, []string{"kind"}, "New announcements verified and held, by kind (node, repo, inventory)."},
+	{"menode_announcements_relayed_total", counter, nil, "Copies of accepted announcements sent on to other peers (one per peer)."},
+	{"menode_announcements_dropped_total", counter, []string{"reason"}, "Announcements dropped, by reason (invalid: bad signature or broken rule; stale; future_timestamp; over_budget; evicted_budget; catch_up_truncated)."},
+	{"menode_announcements_held", gauge, nil, "Announcement slots held (the latest per origin, kind and repository)."},
+	{"menode_announcements_held_bytes", gauge, nil, "Encoded bytes of the announcements held."},
+	{"menode_store_write_duration_seconds", histogram, nil, "How long the store's writes took (bbolt commits, each with an fsync)."},
+	{"menode_scrape_errors_total", counter, nil, "Scrapes of this endpoint for which the node did not answer (the metrics it would have given are missing from that scrape)."},
 }
 
 // dropReasons are gossip's reasons to drop an announcement, served as 0
@@ -81,7 +88,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	emit := func(name string, v float64, labels ...string) {
 		for _, m := range Metrics {
 			if m.Name == name {
-				ch <- prometheus.MustNewConstMetric(c.descs[name], m.Type, v, labels...)
+				t := prometheus.GaugeValue
+				if m.Type == counter {
+					t = prometheus.CounterValue
+				}
+				ch <- prometheus.MustNewConstMetric(c.descs[name], t, v, labels...)
 				return
 			}
 		}
@@ -117,6 +128,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	emit("menode_bundle_cache_requests_total", float64(t.CacheMisses), "miss")
 	cache, _ := persist.DiskSize(filepath.Join(s.Root, "cache"))
 	emit("menode_bundle_cache_bytes", float64(cache))
+	if w := s.StoreWrites; len(w.Buckets) == len(actors.StoreWriteBuckets) {
+		buckets := map[float64]uint64{}
+		for i, le := range actors.StoreWriteBuckets {
+			buckets[le] = w.Buckets[i]
+		}
+		ch <- prometheus.MustNewConstHistogram(c.descs["menode_store_write_duration_seconds"], w.Count, w.Seconds, buckets)
+	}
 	g := s.Gossip
 	emit("menode_announcements_received_total", float64(g.Received))
 	emit("menode_announcements_duplicate_total", float64(g.Duplicates))

@@ -97,9 +97,11 @@ func TestMetrics_namesAndHelp(t *testing.T) {
 			t.Errorf("%s is listed but not served", m.Name)
 			continue
 		}
-		isCounter := f.GetType() == dto.MetricType_COUNTER
-		if isCounter != strings.HasSuffix(m.Name, "_total") {
-			t.Errorf("%s: type %s; counters and only counters end in _total", m.Name, f.GetType())
+		if want := map[string]dto.MetricType{gauge: dto.MetricType_GAUGE, counter: dto.MetricType_COUNTER, histogram: dto.MetricType_HISTOGRAM}[m.Type]; f.GetType() != want {
+			t.Errorf("%s: type %s, listed as %s", m.Name, f.GetType(), m.Type)
+		}
+		if (m.Type == counter) != strings.HasSuffix(m.Name, "_total") {
+			t.Errorf("%s: counters and only counters end in _total", m.Name)
 		}
 		if f.GetHelp() == "" {
 			t.Errorf("%s has no help", m.Name)
@@ -109,6 +111,9 @@ func TestMetrics_namesAndHelp(t *testing.T) {
 		if !slices.ContainsFunc(Metrics, func(m Metric) bool { return m.Name == name }) {
 			t.Errorf("%s is served but not listed in Metrics (the README's table)", name)
 		}
+	}
+	if h := families["menode_store_write_duration_seconds"].GetMetric()[0].GetHistogram(); h.GetSampleCount() == 0 || len(h.GetBucket()) < len(actors.StoreWriteBuckets) {
+		t.Errorf("store write histogram: %d writes in %d buckets, want some (the node stored its own announcement) in %d or more", h.GetSampleCount(), len(h.GetBucket()), len(actors.StoreWriteBuckets))
 	}
 	check(t, "n0", families, []want{
 		{"menode_info", []string{"id", n.ID.String(), "alias", "n0"}, 1},
