@@ -301,3 +301,22 @@ func TestServer_remoteHidesPaths(t *testing.T) {
 		t.Errorf("an IP address beyond loopback: %d, want 200", code)
 	}
 }
+
+func TestServer_stopsWithNode(t *testing.T) {
+	n := startNode(t, t.TempDir(), "n0", nil, nil)
+	if code, _ := get(t, n, "/api/status", ""); code != http.StatusOK {
+		t.Fatalf("GET /api/status: %d", code)
+	}
+	n.stop()
+	err := actorstest.Poll(5*time.Second, 20*time.Millisecond, "the page stops with the node", func() (bool, error) {
+		res, err := http.Get(n.URL)
+		if err != nil {
+			return true, nil // refused: nothing listens any more
+		}
+		res.Body.Close()
+		return false, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
