@@ -114,19 +114,48 @@ type repoState struct {
 // store is the only actor that touches bbolt. bbolt calls are quick and
 // serialised here, so they run inside Receive.
 type store struct {
-	db   *persist.Store
-	log  *slog.Logger
-	dead bool // the store is damaged: stopping
+	db      *persist.Store
+	log     *slog.Logger
+	dead    bool                      // the store is damaged: stopping
+	pending []func(db *persist.Store) // writes nobody waits for, committed together by flush
 }
 
 func newStore(db *persist.Store, log *slog.Logger) *store { return &store{db: db, log: log} }
 
+// flushStore commits the queued writes (see store.deferred).
+type flushStore struct{}
+
+// maxBatch bounds the writes one commit carries.
+const maxBatch = 1000
+
 func (s *store) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
+	case flushStore:
+		s.fatal(ctx, s.flush())
+		return
 	case *actor.Stopped:
+		_ = s.flush() // logged
 		if err := s.db.Close(); err != nil {
 			s.log.Error("close store", "err", err)
 		}
+		return
+	default:
+		if w := s.deferred(m); w != nil {
+			// A write nobody waits for: queue it and commit the queue once
+			// the mailbox holds nothing older than our flush, so a burst
+			// (a flood of announcements) costs one fsync, not one each.
+			s.pending = append(s.pending, w)
+			if len(s.pending) == 1 {
+				ctx.Send(ctx.Self(), flushStore{})
+			}
+			if len(s.pending) >= maxBatch {
+				s.fatal(ctx, s.flush())
+			}
+			return
+		}
+	}
+	s.fatal(ctx, s.flush()) // what a request reads or writes comes after what was queued before it
+	switch m := ctx.Message().(type) {
 	case insertRepo:
 		ctx.Respond(result(s.insertRepo(m.Repo)))
 	case loadRepo:
@@ -134,40 +163,20 @@ func (s *store) Receive(ctx actor.Context) {
 	case loadRepos:
 		states, err := s.states()
 		ctx.Respond(result(states, s.fatal(ctx, err)))
-	case saveNode:
-		if err := s.saveNode(m.Node); err != nil {
-			s.log.Error("store node", "node", m.Node.ID, "err", err)
-		}
 	case loadNodes:
 		nodes, skipped, err := s.db.ListNodes()
 		s.skipped("node", skipped)
 		ctx.Respond(result(nodes, s.fatal(ctx, err)))
-	case saveAnnouncement:
-		if err := s.db.PutAnnouncement(m.Key, m.Seq, m.Signed); err != nil {
-			s.log.Error("store announcement", "key", m.Key, "err", err)
-		}
-	case deleteAnnouncement:
-		if err := s.db.DeleteAnnouncement(m.Key); err != nil {
-			s.log.Error("delete announcement", "key", m.Key, "err", err)
-		}
-	case forgetRepo:
-		if _, err := s.db.ForgetRepo(m.ID); err != nil {
-			s.log.Error("forget repository", "repo", m.ID, "err", err)
-		}
-	case followRepo:
-		ctx.Respond(result(s.follow(m.ID, m.Follow)))
-	case removeRepo:
-		ctx.Respond(result(s.remove(m.ID)))
 	case countRepos:
 		ctx.Respond(result(s.db.CountRepos()))
 	case loadAnnouncements:
 		raw, skipped, err := s.db.ListAnnouncements()
 		s.skipped("announcement", skipped)
 		ctx.Respond(result(raw, s.fatal(ctx, err)))
-	case learnRepo:
-		if err := s.learnRepo(m.Repo); err != nil {
-			s.log.Error("store repository", "repo", m.Repo.ID, "err", err)
-		}
+	case followRepo:
+		ctx.Respond(result(s.follow(m.ID, m.Follow)))
+	case removeRepo:
+		ctx.Respond(result(s.remove(m.ID)))
 	case loadMirror:
 		mirror, ok, err := s.db.Mirror(m.ID)
 		ctx.Respond(result(mirrorState{Mirror: mirror, OK: ok}, err))
@@ -182,17 +191,9 @@ func (s *store) Receive(ctx actor.Context) {
 			return
 		}
 		ctx.Respond(true)
-	case saveTransfer:
-		if err := s.db.PutTransfer(m.Transfer); err != nil {
-			s.log.Error("store transfer", "repo", m.Transfer.Repo, "err", err)
-		}
 	case loadTransfer:
 		t, _, err := s.db.Transfer(m.ID)
 		ctx.Respond(result(t, err))
-	case deleteTransfer:
-		if err := s.db.DeleteTransfer(m.ID); err != nil {
-			s.log.Error("store transfer", "repo", m.ID, "err", err)
-		}
 	case addClone:
 		ctx.Respond(result(true, s.addClone(m.ID, m.Path)))
 	case findClone:
@@ -208,6 +209,61 @@ func (s *store) Receive(ctx actor.Context) {
 			return
 		}
 		ctx.Respond(result(s.state(m.Repo.ID)))
+	default:
+		s.log.Debug("store: unexpected message", "type", fmt.Sprintf("%T", m))
+	}
+}
+
+// deferred returns the write a message asks for when nobody waits for its
+// result, or nil. A failed write is logged.
+func (s *store) deferred(msg any) func(db *persist.Store) {
+	switch m := msg.(type) {
+	case saveNode:
+		return func(db *persist.Store) { s.logErr(saveNodeIn(db, m.Node), "store node", "node", m.Node.ID) }
+	case saveAnnouncement:
+		return func(db *persist.Store) {
+			s.logErr(db.PutAnnouncement(m.Key, m.Seq, m.Signed), "store announcement", "key", m.Key)
+		}
+	case deleteAnnouncement:
+		return func(db *persist.Store) { s.logErr(db.DeleteAnnouncement(m.Key), "delete announcement", "key", m.Key) }
+	case forgetRepo:
+		return func(db *persist.Store) {
+			_, err := db.ForgetRepo(m.ID)
+			s.logErr(err, "forget repository", "repo", m.ID)
+		}
+	case learnRepo:
+		return func(db *persist.Store) { s.logErr(learnRepoIn(db, m.Repo), "store repository", "repo", m.Repo.ID) }
+	case saveTransfer:
+		return func(db *persist.Store) {
+			s.logErr(db.PutTransfer(m.Transfer), "store transfer", "repo", m.Transfer.Repo)
+		}
+	case deleteTransfer:
+		return func(db *persist.Store) { s.logErr(db.DeleteTransfer(m.ID), "store transfer", "repo", m.ID) }
+	}
+	return nil
+}
+
+// flush commits the queued writes in one transaction.
+func (s *store) flush() error {
+	if len(s.pending) == 0 {
+		return nil
+	}
+	pending := s.pending
+	s.pending = nil
+	err := s.db.Group(func(g *persist.Store) {
+		for _, w := range pending {
+			w(g)
+		}
+	})
+	if err != nil {
+		s.log.Error("store: commit queued writes", "writes", len(pending), "err", err)
+	}
+	return err
+}
+
+func (s *store) logErr(err error, msg string, args ...any) {
+	if err != nil {
+		s.log.Error(msg, append(args, "err", err)...)
 	}
 }
 
@@ -240,10 +296,10 @@ func (s *store) insertRepo(r persist.Repo) (repoState, error) {
 	return s.state(r.ID)
 }
 
-// saveNode merges what we just learned of a node with what we knew: the
+// saveNodeIn merges what we just learned of a node with what we knew: the
 // new addresses first, then the old ones, at most wire.MaxAddresses.
-func (s *store) saveNode(n persist.Node) error {
-	old, ok, err := s.db.Node(n.ID)
+func saveNodeIn(db *persist.Store, n persist.Node) error {
+	old, ok, err := db.Node(n.ID)
 	if err != nil {
 		return err
 	}
@@ -258,7 +314,7 @@ func (s *store) saveNode(n persist.Node) error {
 			n.Alias = old.Alias
 		}
 	}
-	return s.db.PutNode(n)
+	return db.PutNode(n)
 }
 
 // updateRepo takes the refs, default branch and time the watcher read into
@@ -314,8 +370,8 @@ func (s *store) addClone(id wire.RepoID, path string) error {
 	return s.db.PutRepo(r)
 }
 
-func (s *store) learnRepo(r persist.Repo) error {
-	old, err := s.db.Repo(r.ID)
+func learnRepoIn(db *persist.Store, r persist.Repo) error {
+	old, err := db.Repo(r.ID)
 	switch {
 	case err == nil && (old.Local || old.Seq >= r.Seq):
 		return nil
@@ -326,7 +382,7 @@ func (s *store) learnRepo(r persist.Repo) error {
 	default:
 		return err
 	}
-	return s.db.PutRepo(r)
+	return db.PutRepo(r)
 }
 
 func (s *store) state(id wire.RepoID) (repoState, error) {
