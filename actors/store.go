@@ -156,6 +156,7 @@ func (s *store) Receive(ctx actor.Context) {
 	}
 	s.fatal(ctx, s.flush()) // what a request reads or writes comes after what was queued before it
 	switch m := ctx.Message().(type) {
+	case *actor.Started, *actor.Stopping, *actor.Restarting:
 	case insertRepo:
 		ctx.Respond(result(s.insertRepo(m.Repo)))
 	case loadRepo:

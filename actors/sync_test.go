@@ -160,7 +160,7 @@ func TestHardening_mirrorQuota(t *testing.T) {
 		return res.(RepoView)
 	}
 	bigView := add(big)
-	eventually(t, 30*time.Second, "the big repository is refused", func() bool {
+	eventually(t, 2*time.Minute, "the big repository is refused", func() bool {
 		v, ok := repoView(t, n2, bigView.ID)
 		return ok && strings.Contains(v.SyncError, "quota")
 	})

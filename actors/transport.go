@@ -36,7 +36,10 @@ type PeerView struct {
 	Connected bool        `json:"connected"`
 	Direction string      `json:"direction"` // inbound or outbound; empty when not connected
 	Since     *time.Time  `json:"since"`     // when connected; null when not
-	LastError string      `json:"last_error,omitempty"`
+	// Verified: the node answered at its address when we dialed it
+	// (outbound, or an inbound peer whose address check passed).
+	Verified  bool   `json:"verified"`
+	LastError string `json:"last_error,omitempty"`
 }
 
 // PeerList is the reply to ListPeers.
@@ -101,6 +104,13 @@ type (
 		ID  wire.NodeID
 		PID *actor.PID
 	}
+	// probed: the address check of an inbound peer (see probe) ended.
+	probed struct {
+		pid  *actor.PID
+		id   wire.NodeID
+		addr string
+		err  error
+	}
 )
 
 const (
@@ -117,6 +127,7 @@ const (
 	streamWindow   = 4 << 20 // the most a stream may have in flight unread
 	maxTargets     = 4096    // addresses remembered for dialing; discovered ones past it are ignored
 	forgetAfter    = 8       // failed dials in a row after which a discovered address is forgotten
+	maxProbes      = 4       // address checks of inbound peers in flight at most; past it a peer stays unproven
 )
 
 // transport owns the node's one quic.Transport (one UDP socket, used both to
@@ -145,6 +156,7 @@ type transport struct {
 	targets    map[string]*dialTarget     // addresses we keep connections to
 	banned     map[wire.NodeID]time.Time  // refused until then
 	nextPeer   int
+	probing    int // address checks in flight
 	stopAccept context.CancelFunc
 	runCtx     context.Context // cancelled when the transport stops
 	stopping   bool            // no new connections or dials once set
@@ -160,10 +172,10 @@ type link struct {
 	target   string // the dial target it came from, outbound only
 	session  []byte // from the peer's Hello
 	ip       string // the peer's IP as we see it
-	// proven: outbound, or an inbound peer that listens where it dials
-	// from (its Hello lists the address its packets come from, which the
-	// QUIC handshake verified). Unproven inbound peers go first when the
-	// inbound table is full, and are not redialed.
+	// proven: outbound, or an inbound peer whose Hello lists the address
+	// its packets come from and that answered there when we dialed it
+	// (probe). Unproven inbound peers go first when the inbound table is
+	// full, and are not redialed.
 	proven bool
 }
 
@@ -307,6 +319,8 @@ func (t *transport) Receive(ctx actor.Context) {
 		t.onDialed(ctx, m)
 	case *peerUp:
 		t.onPeerUp(ctx, m)
+	case *probed:
+		t.onProbed(ctx, m)
 	case *actor.Terminated:
 		t.onPeerGone(ctx, m.Who)
 	case *ListPeers:
@@ -530,11 +544,8 @@ func (t *transport) onPeerUp(ctx actor.Context, m *peerUp) {
 	}
 	l.since, l.alias, l.session = time.Now().UTC(), m.Hello.Alias, m.Hello.Session
 	l.addrs = dialAddrs(m)
-	if !m.Outbound {
-		l.proven = slices.Contains(m.Hello.ListenAddrs, m.Remote)
-		if !t.admit(ctx, pid, l) {
-			return
-		}
+	if !m.Outbound && !t.admit(ctx, pid, l) {
+		return
 	}
 	t.byID[m.ID] = pid
 	if l.target != "" {
@@ -544,15 +555,8 @@ func (t *transport) onPeerUp(ctx actor.Context, m *peerUp) {
 				d.id = m.ID // dialed by address alone: now we know who is there
 			}
 		}
-	} else if l.proven && len(t.targets) < maxTargets {
-		// A node that dialed us from where it listens is redialed there,
-		// as any node learned of (within MaxPeers), if it goes away.
-		d := t.targets[m.Remote]
-		if d == nil {
-			d = &dialTarget{addr: m.Remote, discovered: true}
-			t.targets[d.addr] = d
-		}
-		d.id, d.alias, d.attempt = m.ID, m.Hello.Alias, 0
+	} else if slices.Contains(m.Hello.ListenAddrs, m.Remote) {
+		t.probe(ctx, pid, m.ID, m.Remote)
 	}
 	direction := "inbound"
 	if m.Outbound {
@@ -561,6 +565,67 @@ func (t *transport) onPeerUp(ctx actor.Context, m *peerUp) {
 	ctx.Send(t.store, saveNode{Node: persist.Node{ID: m.ID, Alias: m.Hello.Alias, Addresses: l.addrs, LastSeen: l.since}})
 	t.log.Info("peer connected", "peer", m.ID, "alias", m.Hello.Alias, "addr", m.Remote, "direction", direction)
 	t.notify(ctx, &peerConnected{ID: m.ID, PID: pid, Hello: m.Hello})
+}
+
+// probe checks the claim of an inbound peer that it listens where it
+// dials from: it dials that address and expects the same node to complete
+// the QUIC handshake there (TLS proves the key), then closes the probe
+// connection before any Hello, which the other side logs at Debug. Anyone
+// can write its source address into a Hello; only a node that listens
+// there passes.
+func (t *transport) probe(ctx actor.Context, pid *actor.PID, id wire.NodeID, addr string) {
+	if t.probing >= maxProbes {
+		t.log.Debug("address check skipped: enough in flight", "peer", id, "addr", addr)
+		return
+	}
+	udpAddr, err := net.ResolveUDPAddr("udp", addr) // an IP literal: no DNS
+	if err != nil {
+		return
+	}
+	tlsConf, err := wire.ClientConfig(t.key, id)
+	if err != nil {
+		return
+	}
+	t.probing++
+	self, root := ctx.Self(), ctx.ActorSystem().Root
+	stop, timeout := t.runCtx, t.handshake
+	go func() {
+		dctx, cancel := context.WithTimeout(stop, timeout)
+		defer cancel()
+		conn, err := t.tr.Dial(dctx, udpAddr, tlsConf, t.quicConf)
+		if err == nil {
+			_ = conn.CloseWithError(quic.ApplicationErrorCode(wire.ErrorCode_ERROR_DUPLICATE_CONNECTION), probeReason)
+		}
+		root.Send(self, &probed{pid: pid, id: id, addr: addr, err: err})
+	}()
+}
+
+// probeReason closes a probe connection (see probe).
+const probeReason = "address check"
+
+// onProbed marks a peer that passed its address check proven, and makes
+// its address a dial target (within MaxPeers, as any node learned of) for
+// when it goes away.
+func (t *transport) onProbed(ctx actor.Context, m *probed) {
+	t.probing--
+	l := t.peers[m.pid]
+	if l == nil || l.id != m.id {
+		return
+	}
+	if m.err != nil {
+		t.log.Debug("address check failed", "peer", m.id, "addr", m.addr, "err", m.err)
+		return
+	}
+	l.proven = true
+	if len(t.targets) >= maxTargets {
+		return
+	}
+	d := t.targets[m.addr]
+	if d == nil {
+		d = &dialTarget{addr: m.addr, discovered: true}
+		t.targets[d.addr] = d
+	}
+	d.id, d.alias, d.attempt = m.id, l.alias, 0
 }
 
 // admit keeps the inbound table within its caps (in total and per IP).
@@ -749,7 +814,7 @@ func (t *transport) view() []PeerView {
 			dir = "outbound"
 		}
 		since := l.since
-		out = append(out, PeerView{ID: id, Alias: l.alias, Addresses: l.addrs, Connected: true, Direction: dir, Since: &since})
+		out = append(out, PeerView{ID: id, Alias: l.alias, Addresses: l.addrs, Connected: true, Direction: dir, Since: &since, Verified: l.proven})
 		seen[id] = true
 	}
 	for _, d := range t.targets {

@@ -812,7 +812,7 @@ func TestHardening7_peerTextIsMadeSafe(t *testing.T) {
 // dialFromLoopback connects to the node from a socket bound to 127.0.0.1,
 // so that the address the node sees is the one the client can list as
 // where it listens.
-func dialFromLoopback(t *testing.T, addr string, key ed25519.PrivateKey, expect wire.NodeID) (*quic.Conn, string) {
+func dialFromLoopback(t *testing.T, addr string, key ed25519.PrivateKey, expect wire.NodeID, listen bool) (*quic.Conn, string) {
 	t.Helper()
 	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -820,6 +820,23 @@ func dialFromLoopback(t *testing.T, addr string, key ed25519.PrivateKey, expect 
 	}
 	tr := &quic.Transport{Conn: udp}
 	t.Cleanup(func() { _ = tr.Close(); _ = udp.Close() })
+	if listen { // answer the node's address check: accept, and let it close
+		conf, err := wire.ServerConfig(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln, err := tr.Listen(conf, &quic.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			for {
+				if _, err := ln.Accept(context.Background()); err != nil {
+					return
+				}
+			}
+		}()
+	}
 	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -848,8 +865,9 @@ func inboundConnected(t *testing.T, n *Node) int {
 // connection was accepted (2000 fresh keys: 2.55 GB), and every one that
 // left stayed a redial target forever. The inbound table is capped, a full
 // table closes an unproven connection to make room, a peer that listens
-// where it dials from (proven) is kept, and unproven peers that leave are
-// not redialed.
+// where it dials from (proven by the node dialing it there) is kept, and
+// unproven peers that leave are not redialed, even one whose Hello claims
+// its source address without listening there.
 func TestHardening4_inboundCap(t *testing.T) {
 	t.Parallel()
 	const maxIn = 4
@@ -863,22 +881,37 @@ func TestHardening4_inboundCap(t *testing.T) {
 			conns = append(conns, conn)
 		}
 	}
+	// claim dials in from loopback, listing its source address in its Hello,
+	// and listens there when listen is set.
+	claim := func(alias string, listen bool) (wire.NodeID, *quic.Conn) {
+		key, id := newKey(t)
+		conn, local := dialFromLoopback(t, addr, key, n.ID, listen)
+		stream := openControlStream(t, conn)
+		hello := encodeFrame(t, &wire.Frame{Body: &wire.Frame_Hello{Hello: &wire.Hello{
+			Protocol: wire.ProtocolVersion, Did: id.String(), Alias: alias, ListenAddrs: []string{local}}}})
+		if _, err := stream.Write(hello); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := readHello(bufio.NewReader(stream)); err != nil {
+			t.Fatalf("%s: hello exchange: %v", alias, err)
+		}
+		return id, conn
+	}
+	// A liar claims its source address but does not listen there.
+	liar, liarConn := claim("liar", false)
+	unproven, conns = append(unproven, liar), append(conns, liarConn)
 	flood(2 * maxIn)
 	eventually(t, 5*time.Second, "inbound connections within the cap", func() bool { return inboundConnected(t, n) <= maxIn })
 
 	// An honest node dials in during the flood, from where it listens.
-	key, honest := newKey(t)
-	conn, local := dialFromLoopback(t, addr, key, n.ID)
-	stream := openControlStream(t, conn)
-	hello := encodeFrame(t, &wire.Frame{Body: &wire.Frame_Hello{Hello: &wire.Hello{
-		Protocol: wire.ProtocolVersion, Did: honest.String(), Alias: "honest", ListenAddrs: []string{local}}}})
-	if _, err := stream.Write(hello); err != nil {
-		t.Fatal(err)
+	honest, _ := claim("honest", true)
+	eventually(t, 5*time.Second, "the honest node is connected and its address verified", func() bool {
+		p, ok := findPeer(t, n, honest)
+		return ok && p.Connected && p.Verified
+	})
+	if p, ok := findPeer(t, n, liar); ok && p.Verified {
+		t.Error("the liar's address counts as verified")
 	}
-	if _, err := readHello(bufio.NewReader(stream)); err != nil {
-		t.Fatalf("the honest node's hello exchange: %v", err)
-	}
-	eventually(t, 5*time.Second, "the honest node is connected", func() bool { return connected(t, n, honest) })
 	flood(2 * maxIn)
 	eventually(t, 5*time.Second, "inbound connections within the cap", func() bool { return inboundConnected(t, n) <= maxIn })
 	if !connected(t, n, honest) {
