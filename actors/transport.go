@@ -631,8 +631,9 @@ func (t *transport) onProbed(ctx actor.Context, m *probed) {
 // admit keeps the inbound table within its caps (in total and per IP).
 // When a newcomer overflows one, an unproven inbound connection is closed
 // to make room, chosen at random so that an honest node that dials in
-// during a flood still gets in; if there is none, the newcomer goes. It
-// reports whether the newcomer stays.
+// during a flood still gets in; if every one is proven, the newest from
+// the most crowded network goes (crowded); failing that, the newcomer
+// goes. It reports whether the newcomer stays.
 func (t *transport) admit(ctx actor.Context, pid *actor.PID, l *link) bool {
 	for {
 		total, fromIP := 0, 0
@@ -660,19 +661,68 @@ func (t *transport) admit(ctx actor.Context, pid *actor.PID, l *link) bool {
 			}
 			victims = append(victims, p)
 		}
-		if len(victims) == 0 {
+		var v *actor.PID
+		if len(victims) > 0 {
+			v = victims[rand.N(len(victims))]
+		} else if over && !overIP {
+			v = t.crowded(pid, l)
+		}
+		if v == nil {
 			ctx.Send(pid, &closePeer{Code: wire.ErrorCode_ERROR_RATE_LIMITED, Reason: "too many inbound connections"})
 			delete(t.peers, pid)
 			return false
 		}
-		v := victims[rand.N(len(victims))]
 		vl := t.peers[v]
-		t.log.Debug("inbound table full: closing an unproven connection", "peer", vl.id, "ip", vl.ip)
+		t.log.Debug("inbound table full: closing a connection", "peer", vl.id, "ip", vl.ip, "proven", vl.proven)
 		delete(t.byID, vl.id)
 		delete(t.peers, v)
 		t.notify(ctx, &peerDisconnected{ID: vl.id, PID: v})
 		ctx.Send(v, &closePeer{Code: wire.ErrorCode_ERROR_RATE_LIMITED, Reason: "too many inbound connections"})
 	}
+}
+
+// crowded picks, when every inbound connection is proven, the newest one
+// from the network (/24, or /64 for IPv6) that holds the most of them, so
+// that one operator with many addresses in one place cannot keep a
+// newcomer from elsewhere out. It returns nil when the newcomer's own
+// network is the most crowded one (or none holds two).
+func (t *transport) crowded(pid *actor.PID, l *link) *actor.PID {
+	count := map[string]int{}
+	newest := map[string]*actor.PID{}
+	for p, o := range t.peers {
+		if p == pid || o.outbound || o.since.IsZero() || t.byID[o.id] != p {
+			continue
+		}
+		g := netGroup(o.ip)
+		count[g]++
+		if n := newest[g]; n == nil || t.peers[n].since.Before(o.since) {
+			newest[g] = p
+		}
+	}
+	best := ""
+	for g, c := range count {
+		if c > count[best] || c == count[best] && g < best {
+			best = g
+		}
+	}
+	if best == "" || count[best] < 2 || best == netGroup(l.ip) {
+		return nil
+	}
+	return newest[best]
+}
+
+// netGroup is the /24 (IPv4) or /64 (IPv6) an IP is in.
+func netGroup(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	bits := 64
+	if a.Unmap().Is4() {
+		a, bits = a.Unmap(), 24
+	}
+	p, _ := a.Prefix(bits)
+	return p.String()
 }
 
 // addrClass is the kind of network an address is on.
