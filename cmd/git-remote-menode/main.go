@@ -71,7 +71,7 @@ type helper struct {
 	id       wire.RepoID   // parsed from url
 	timeout  time.Duration // MENODE_SYNC_TIMEOUT
 	progress bool          // option progress; by default, whether stderr is a terminal
-	verbose  int           // option verbosity; 1 by default, 0 with -q
+	verbose  int           // option verbosity: 1 by default, 0 with -q, 2 with -v
 	stderr   io.Writer
 }
 
@@ -219,7 +219,7 @@ func (h *helper) prepare() (string, error) {
 				return "", err
 			}
 		}
-		view := &progressView{w: h.stderr, on: h.progress, now: time.Now}
+		view := &progressView{w: h.stderr, on: h.progress, plain: h.verbose >= 2, now: time.Now}
 		err := c.CallWithProgress(actors.SyncRepo{ID: h.id, Wait: true, Timeout: h.timeout}, &v, view.show)
 		view.done()
 		if err != nil {

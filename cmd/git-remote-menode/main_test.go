@@ -196,6 +196,20 @@ func TestProgressView_gitStyle(t *testing.T) {
 		t.Errorf("progress:\n%q\nwant\n%q", w.String(), want)
 	}
 
+	// Not on a terminal but with -v: a plain line per step.
+	w.Reset()
+	v = &progressView{w: &w, plain: true, now: func() time.Time { return now }}
+	for _, p := range events {
+		v.show(p)
+	}
+	v.done()
+	want = "Waiting for a node that serves " + shortDID(repo.String()) + ": no seeder reachable yet\n" +
+		"Receiving bundle: 100% (66.0 MiB | 12.1 MiB/s), done.\n" +
+		"Verifying bundle... done.\n"
+	if w.String() != want {
+		t.Errorf("plain progress:\n%q\nwant\n%q", w.String(), want)
+	}
+
 	// Off (git -q, or stderr not a terminal): nothing at all.
 	w.Reset()
 	v = &progressView{w: &w, on: false, now: func() time.Time { return now }}

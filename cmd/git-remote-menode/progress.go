@@ -12,11 +12,14 @@ import (
 // progressView writes a sync's progress on stderr the way git writes its
 // own ("Receiving objects:  45% (…), 30.20 MiB | 12.10 MiB/s"): one line
 // redrawn with \r while bytes arrive, ended with ", done." With `option
-// progress false` (git -q, or stderr not a terminal) it writes nothing.
+// progress false` (git -q, or stderr not a terminal) it writes nothing,
+// unless git asked for more words (-v): then plain lines, one per step,
+// for a log.
 type progressView struct {
-	w   io.Writer
-	on  bool
-	now func() time.Time
+	w     io.Writer
+	on    bool // option progress
+	plain bool // with on false: a line per step, no redrawing
+	now   func() time.Time
 
 	phase   string          // of the last event shown
 	last    time.Time       // when the receiving line was last drawn
@@ -32,7 +35,7 @@ const redrawEvery = time.Second
 
 // show takes one event.
 func (v *progressView) show(p actors.Progress) {
-	if !v.on {
+	if !v.on && !v.plain {
 		return
 	}
 	changed := p.Phase != v.phase
@@ -56,7 +59,7 @@ func (v *progressView) show(p actors.Progress) {
 			pct = min(100, 100*p.Bytes/p.Size)
 		}
 		now := v.now()
-		if changed || pct != v.percent || now.Sub(v.last) >= redrawEvery {
+		if v.on && (changed || pct != v.percent || now.Sub(v.last) >= redrawEvery) {
 			v.draw(receivingLine(p))
 			v.last, v.percent = now, pct
 		}
@@ -93,8 +96,13 @@ func (v *progressView) endReceiving(next actors.Progress) {
 	v.finish(", done.")
 }
 
-// draw writes line over the one on the screen.
+// draw writes line over the one on the screen; in plain mode, after it.
 func (v *progressView) draw(line string) {
+	if !v.on {
+		fmt.Fprint(v.w, line)
+		v.open = true
+		return
+	}
 	pad := ""
 	if n := len(line); n < v.width {
 		pad = strings.Repeat(" ", v.width-n)
