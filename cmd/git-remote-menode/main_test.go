@@ -184,13 +184,17 @@ func TestProgressView_gitStyle(t *testing.T) {
 	var w strings.Builder
 	v := &progressView{w: &w, on: true, now: func() time.Time { return now }}
 	for _, p := range events {
+		if p.Phase == actors.PhaseVerifying {
+			// 66 MiB in 4 s: the closing line says 16.5 MiB/s.
+			now = now.Add(4 * time.Second)
+		}
 		v.show(p)
 	}
 	v.done()
 	want := "Waiting for a node that serves " + shortDID(repo.String()) + ": no seeder reachable yet\n" +
 		"\rReceiving bundle: 0 B" +
 		"\rReceiving bundle: 45% (30.0 MiB | 12.1 MiB/s)" +
-		"\rReceiving bundle: 100% (66.0 MiB | 12.1 MiB/s), done.\n" +
+		"\rReceiving bundle: 100% (66.0 MiB | 16.5 MiB/s), done.\n" +
 		"\rVerifying bundle... done.\n"
 	if w.String() != want {
 		t.Errorf("progress:\n%q\nwant\n%q", w.String(), want)

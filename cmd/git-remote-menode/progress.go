@@ -22,6 +22,7 @@ type progressView struct {
 	now   func() time.Time
 
 	phase   string          // of the last event shown
+	started time.Time       // when the first receiving event came
 	last    time.Time       // when the receiving line was last drawn
 	percent int64           // shown on it; -1 for none
 	recv    actors.Progress // the last receiving event
@@ -59,6 +60,9 @@ func (v *progressView) show(p actors.Progress) {
 			pct = min(100, 100*p.Bytes/p.Size)
 		}
 		now := v.now()
+		if changed {
+			v.started = now
+		}
 		if v.on && (changed || pct != v.percent || now.Sub(v.last) >= redrawEvery) {
 			v.draw(receivingLine(p))
 			v.last, v.percent = now, pct
@@ -91,6 +95,11 @@ func (v *progressView) endReceiving(next actors.Progress) {
 		p.Bytes, p.Size = next.Bytes, next.Bytes
 	} else if p.Size > 0 {
 		p.Bytes = p.Size
+	}
+	// The node reports a recent rate now and then; a fast transfer may
+	// end before a late one, so the closing line says the average.
+	if d := v.now().Sub(v.started); d > 0 {
+		p.Rate = float64(p.Bytes) / d.Seconds()
 	}
 	v.draw(receivingLine(p))
 	v.finish(", done.")
