@@ -1,14 +1,25 @@
 # menode: see README.md.
 GO       ?= go
 BIN      := cmd/menode/menode
+HELPER   := cmd/git-remote-menode/git-remote-menode
+# make install copies both binaries here (no sudo): put it on PATH.
+PREFIX   ?= $(HOME)/.local/bin
 PKGS     := ./...
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 PROTOC_GEN_GO := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 
-.PHONY: build run demo test bench lint proto fuzz stress clean
+.PHONY: build install run demo test bench lint proto fuzz stress clean
 
+# The node and CLI, and the git remote helper (git clone menode::did:repo:…).
 build:
 	$(GO) build -o $(BIN) ./cmd/menode
+	$(GO) build -o $(HELPER) ./cmd/git-remote-menode
+
+# Both binaries into PREFIX (default ~/.local/bin), which git needs on PATH
+# to find git-remote-menode: make install PREFIX=/somewhere/bin.
+install: build
+	mkdir -p $(PREFIX)
+	install -m 0755 $(BIN) $(HELPER) $(PREFIX)/
 
 # A node on the defaults: root ~/.megaengine (or $$MEGAENGINE_ROOT), UDP 0.0.0.0:9000.
 run: build
@@ -65,4 +76,4 @@ stress:
 	$(MAKE) fuzz FUZZTIME=5m
 
 clean:
-	rm -f $(BIN)
+	rm -f $(BIN) $(HELPER)
