@@ -70,9 +70,12 @@ fuzz:
 
 # The long runs, before resolving hardening work: the receiving node killed
 # with -9 20 times in a sync (3 times in make test; -v prints the seed and
-# every kill point), then every fuzz target for five minutes each.
+# every kill point), the hostile flood at full size (2000 connections, a
+# 60,000-announcement fill; a tenth of it in make test), then every fuzz
+# target for five minutes each.
 stress:
 	MENODE_STRESS=1 $(GO) test -race -count=1 -v -timeout 30m -run '^TestCrash_killReceiver$$' ./scenarios
+	MENODE_STRESS=1 $(GO) test -count=1 -v -timeout 30m -run '^TestHardening_attack$$' ./scenarios
 	$(MAKE) fuzz FUZZTIME=5m
 
 clean:

@@ -1,14 +1,7 @@
-//go:build attack
-
-// The hostile-flood harness of the hardening issue. The node does not pass
-// it yet (the store writes one bbolt transaction per message and falls
-// behind; catch-up frames are copied per peer; see README "Security
-// model"), so the build tag keeps it out of make test until it does. Run:
+// The hostile-flood harness of the hardening issue. make test runs a
+// small version (with -race); make stress the full one:
 //
-//	go test -tags attack -race -count=1 -run TestHardening_attack ./scenarios
-//	MENODE_STRESS=1 go test -tags attack -count=1 -v -timeout 30m -run TestHardening_attack ./scenarios
-//
-// and delete these lines and the tag when it passes.
+//	MENODE_STRESS=1 go test -count=1 -v -timeout 30m -run TestHardening_attack ./scenarios
 
 package scenarios
 
