@@ -28,13 +28,7 @@ type Client struct {
 // Connect reaches the node on root, or starts one in process.
 func Connect(root string, log *slog.Logger) (*Client, error) {
 	if Running(root) {
-		path := persist.SocketPath(root)
-		return &Client{http: &http.Client{Transport: &http.Transport{
-			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-				var d net.Dialer
-				return d.DialContext(ctx, "unix", path)
-			},
-		}}}, nil
+		return Dial(root)
 	}
 	n, err := Start(Config{Root: root, Offline: true, Logger: log})
 	if errors.Is(err, persist.ErrLocked) {
@@ -50,6 +44,23 @@ func Connect(root string, log *slog.Logger) (*Client, error) {
 		return nil, err
 	}
 	return &Client{local: n}, nil
+}
+
+// Dial reaches the node running on root over its control socket, and
+// never starts one in process: with no node running it returns an error
+// wrapping ErrNotRunning that says how to start one. For callers that need
+// the network (git-remote-menode).
+func Dial(root string) (*Client, error) {
+	if !Running(root) {
+		return nil, fmt.Errorf("%w on %s; start one with: menode run", ErrNotRunning, root)
+	}
+	path := persist.SocketPath(root)
+	return &Client{http: &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		},
+	}}}, nil
 }
 
 // Running reports whether a node answers on root's control socket. A socket

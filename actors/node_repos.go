@@ -230,7 +230,7 @@ func (n *node) cloneSynced(ctx actor.Context, m *CloneRepo, reply func(any)) {
 			async(ctx, func() (any, error) {
 				wctx, cancel := context.WithTimeout(context.Background(), workTimeout)
 				defer cancel()
-				if err := persist.CloneMirror(wctx, mirror, m.Output, "menode", branch); err != nil {
+				if err := persist.CloneMirror(wctx, mirror, m.Output, "menode", branch, persist.RemoteURL(m.ID)); err != nil {
 					return nil, err
 				}
 				return persist.GitRepo{Dir: m.Output}.Head(wctx)
@@ -287,6 +287,7 @@ func (n *node) pullRepo(ctx actor.Context, m *PullRepo) {
 			reply(fmt.Errorf("%s is a clone of %s, not of %s", m.Path, id, m.ID))
 			return
 		}
+		root := n.cfg.Root
 		pull := func() {
 			if m.Progress != nil {
 				ctx.Send(m.Progress, &Progress{Repo: id, Phase: PhaseCloning})
@@ -303,7 +304,7 @@ func (n *node) pullRepo(ctx actor.Context, m *PullRepo) {
 				if err != nil {
 					return nil, err
 				}
-				after, err := g.Pull(wctx, "menode")
+				after, err := g.Pull(wctx, "menode", persist.MirrorPath(root, id))
 				if err != nil {
 					return nil, err
 				}

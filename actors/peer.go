@@ -250,6 +250,8 @@ func (p *peer) handle(ctx actor.Context, f *wire.Frame) {
 func (p *peer) fail(ctx actor.Context, m *connFailed) {
 	if !p.closed {
 		switch {
+		case m.remote && p.hello == nil && m.code == wire.ErrorCode_ERROR_DUPLICATE_CONNECTION:
+			p.log.Debug("connection closed before hello", "reason", m.reason) // an address check (probe)
 		case m.remote:
 			p.log.Info("peer disconnected", "reason", m.reason)
 		case m.code == wire.ErrorCode_ERROR_DUPLICATE_CONNECTION:

@@ -114,29 +114,60 @@ type repoState struct {
 // store is the only actor that touches bbolt. bbolt calls are quick and
 // serialised here, so they run inside Receive.
 type store struct {
-	db     *persist.Store
-	log    *slog.Logger
-	dead   bool        // the store is damaged: stopping
-	writes StoreWrites // how long writes took, for status and metrics
+	db      *persist.Store
+	log     *slog.Logger
+	dead    bool                      // the store is damaged: stopping
+	pending []func(db *persist.Store) // writes nobody waits for, committed together by flush
+	writes  StoreWrites               // how long commits took, for status and metrics
 }
 
 func newStore(db *persist.Store, log *slog.Logger) *store {
 	return &store{db: db, log: log, writes: StoreWrites{Buckets: make([]uint64, len(StoreWriteBuckets))}}
 }
 
+// flushStore commits the queued writes (see store.deferred).
+type flushStore struct{}
+
+// maxBatch bounds the writes one commit carries.
+const maxBatch = 1000
+
 func (s *store) Receive(ctx actor.Context) {
-	if isStoreWrite(ctx.Message()) {
-		defer s.writes.observe(time.Now())
-	}
 	switch m := ctx.Message().(type) {
+	case flushStore:
+		s.fatal(ctx, s.flush())
+		return
 	case storeStats:
 		w := s.writes
 		w.Buckets = slices.Clone(s.writes.Buckets)
 		ctx.Respond(w)
+		return
 	case *actor.Stopped:
+		_ = s.flush() // logged
 		if err := s.db.Close(); err != nil {
 			s.log.Error("close store", "err", err)
 		}
+		return
+	default:
+		if w := s.deferred(m); w != nil {
+			// A write nobody waits for: queue it and commit the queue once
+			// the mailbox holds nothing older than our flush, so a burst
+			// (a flood of announcements) costs one fsync, not one each.
+			s.pending = append(s.pending, w)
+			if len(s.pending) == 1 {
+				ctx.Send(ctx.Self(), flushStore{})
+			}
+			if len(s.pending) >= maxBatch {
+				s.fatal(ctx, s.flush())
+			}
+			return
+		}
+	}
+	s.fatal(ctx, s.flush()) // what a request reads or writes comes after what was queued before it
+	if isStoreWrite(ctx.Message()) {
+		defer s.writes.observe(time.Now())
+	}
+	switch m := ctx.Message().(type) {
+	case *actor.Started, *actor.Stopping, *actor.Restarting:
 	case insertRepo:
 		ctx.Respond(result(s.insertRepo(m.Repo)))
 	case loadRepo:
@@ -144,40 +175,20 @@ func (s *store) Receive(ctx actor.Context) {
 	case loadRepos:
 		states, err := s.states()
 		ctx.Respond(result(states, s.fatal(ctx, err)))
-	case saveNode:
-		if err := s.saveNode(m.Node); err != nil {
-			s.log.Error("store node", "node", m.Node.ID, "err", err)
-		}
 	case loadNodes:
 		nodes, skipped, err := s.db.ListNodes()
 		s.skipped("node", skipped)
 		ctx.Respond(result(nodes, s.fatal(ctx, err)))
-	case saveAnnouncement:
-		if err := s.db.PutAnnouncement(m.Key, m.Seq, m.Signed); err != nil {
-			s.log.Error("store announcement", "key", m.Key, "err", err)
-		}
-	case deleteAnnouncement:
-		if err := s.db.DeleteAnnouncement(m.Key); err != nil {
-			s.log.Error("delete announcement", "key", m.Key, "err", err)
-		}
-	case forgetRepo:
-		if _, err := s.db.ForgetRepo(m.ID); err != nil {
-			s.log.Error("forget repository", "repo", m.ID, "err", err)
-		}
-	case followRepo:
-		ctx.Respond(result(s.follow(m.ID, m.Follow)))
-	case removeRepo:
-		ctx.Respond(result(s.remove(m.ID)))
 	case countRepos:
 		ctx.Respond(result(s.db.CountRepos()))
 	case loadAnnouncements:
 		raw, skipped, err := s.db.ListAnnouncements()
 		s.skipped("announcement", skipped)
 		ctx.Respond(result(raw, s.fatal(ctx, err)))
-	case learnRepo:
-		if err := s.learnRepo(m.Repo); err != nil {
-			s.log.Error("store repository", "repo", m.Repo.ID, "err", err)
-		}
+	case followRepo:
+		ctx.Respond(result(s.follow(m.ID, m.Follow)))
+	case removeRepo:
+		ctx.Respond(result(s.remove(m.ID)))
 	case loadMirror:
 		mirror, ok, err := s.db.Mirror(m.ID)
 		ctx.Respond(result(mirrorState{Mirror: mirror, OK: ok}, err))
@@ -192,17 +203,9 @@ func (s *store) Receive(ctx actor.Context) {
 			return
 		}
 		ctx.Respond(true)
-	case saveTransfer:
-		if err := s.db.PutTransfer(m.Transfer); err != nil {
-			s.log.Error("store transfer", "repo", m.Transfer.Repo, "err", err)
-		}
 	case loadTransfer:
 		t, _, err := s.db.Transfer(m.ID)
 		ctx.Respond(result(t, err))
-	case deleteTransfer:
-		if err := s.db.DeleteTransfer(m.ID); err != nil {
-			s.log.Error("store transfer", "repo", m.ID, "err", err)
-		}
 	case addClone:
 		ctx.Respond(result(true, s.addClone(m.ID, m.Path)))
 	case findClone:
@@ -218,6 +221,62 @@ func (s *store) Receive(ctx actor.Context) {
 			return
 		}
 		ctx.Respond(result(s.state(m.Repo.ID)))
+	default:
+		s.log.Debug("store: unexpected message", "type", fmt.Sprintf("%T", m))
+	}
+}
+
+// deferred returns the write a message asks for when nobody waits for its
+// result, or nil. A failed write is logged.
+func (s *store) deferred(msg any) func(db *persist.Store) {
+	switch m := msg.(type) {
+	case saveNode:
+		return func(db *persist.Store) { s.logErr(saveNodeIn(db, m.Node), "store node", "node", m.Node.ID) }
+	case saveAnnouncement:
+		return func(db *persist.Store) {
+			s.logErr(db.PutAnnouncement(m.Key, m.Seq, m.Signed), "store announcement", "key", m.Key)
+		}
+	case deleteAnnouncement:
+		return func(db *persist.Store) { s.logErr(db.DeleteAnnouncement(m.Key), "delete announcement", "key", m.Key) }
+	case forgetRepo:
+		return func(db *persist.Store) {
+			_, err := db.ForgetRepo(m.ID)
+			s.logErr(err, "forget repository", "repo", m.ID)
+		}
+	case learnRepo:
+		return func(db *persist.Store) { s.logErr(learnRepoIn(db, m.Repo), "store repository", "repo", m.Repo.ID) }
+	case saveTransfer:
+		return func(db *persist.Store) {
+			s.logErr(db.PutTransfer(m.Transfer), "store transfer", "repo", m.Transfer.Repo)
+		}
+	case deleteTransfer:
+		return func(db *persist.Store) { s.logErr(db.DeleteTransfer(m.ID), "store transfer", "repo", m.ID) }
+	}
+	return nil
+}
+
+// flush commits the queued writes in one transaction.
+func (s *store) flush() error {
+	if len(s.pending) == 0 {
+		return nil
+	}
+	pending := s.pending
+	s.pending = nil
+	defer s.writes.observe(time.Now())
+	err := s.db.Group(func(g *persist.Store) {
+		for _, w := range pending {
+			w(g)
+		}
+	})
+	if err != nil {
+		s.log.Error("store: commit queued writes", "writes", len(pending), "err", err)
+	}
+	return err
+}
+
+func (s *store) logErr(err error, msg string, args ...any) {
+	if err != nil {
+		s.log.Error(msg, append(args, "err", err)...)
 	}
 }
 
@@ -250,10 +309,10 @@ func (s *store) insertRepo(r persist.Repo) (repoState, error) {
 	return s.state(r.ID)
 }
 
-// saveNode merges what we just learned of a node with what we knew: the
+// saveNodeIn merges what we just learned of a node with what we knew: the
 // new addresses first, then the old ones, at most wire.MaxAddresses.
-func (s *store) saveNode(n persist.Node) error {
-	old, ok, err := s.db.Node(n.ID)
+func saveNodeIn(db *persist.Store, n persist.Node) error {
+	old, ok, err := db.Node(n.ID)
 	if err != nil {
 		return err
 	}
@@ -268,7 +327,7 @@ func (s *store) saveNode(n persist.Node) error {
 			n.Alias = old.Alias
 		}
 	}
-	return s.db.PutNode(n)
+	return db.PutNode(n)
 }
 
 // updateRepo takes the refs, default branch and time the watcher read into
@@ -324,8 +383,8 @@ func (s *store) addClone(id wire.RepoID, path string) error {
 	return s.db.PutRepo(r)
 }
 
-func (s *store) learnRepo(r persist.Repo) error {
-	old, err := s.db.Repo(r.ID)
+func learnRepoIn(db *persist.Store, r persist.Repo) error {
+	old, err := db.Repo(r.ID)
 	switch {
 	case err == nil && (old.Local || old.Seq >= r.Seq):
 		return nil
@@ -336,7 +395,7 @@ func (s *store) learnRepo(r persist.Repo) error {
 	default:
 		return err
 	}
-	return s.db.PutRepo(r)
+	return db.PutRepo(r)
 }
 
 func (s *store) state(id wire.RepoID) (repoState, error) {
@@ -378,16 +437,17 @@ func result[T any](v T, err error) any {
 
 // Store write latency, for status and metrics.
 
-// storeStats asks the store how long its writes took. Reply: StoreWrites.
+// storeStats asks the store how long its commits took. Reply: StoreWrites.
 type storeStats struct{}
 
-// StoreWriteBuckets are the upper bounds, in seconds, of the write latency
+// StoreWriteBuckets are the upper bounds, in seconds, of the commit latency
 // histogram (bbolt commits with an fsync each).
 var StoreWriteBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1}
 
-// StoreWrites is how long the store's writes took since start: their
-// number, total seconds, and per bucket of StoreWriteBuckets the number
-// that took at most that long (cumulative, as Prometheus histograms).
+// StoreWrites is how long the store's commits took since start (a batch of
+// queued writes, or one write a caller waits for): their number, total
+// seconds, and per bucket of StoreWriteBuckets the number that took at
+// most that long (cumulative, as Prometheus histograms).
 type StoreWrites struct {
 	Count   uint64   `json:"count"`
 	Seconds float64  `json:"seconds"`
@@ -405,11 +465,11 @@ func (w *StoreWrites) observe(began time.Time) {
 	}
 }
 
-// isStoreWrite tells the messages that write to bbolt.
+// isStoreWrite tells the messages written at once, in a commit of their
+// own (the others are queued and committed by flush).
 func isStoreWrite(m any) bool {
 	switch m.(type) {
-	case insertRepo, saveNode, saveAnnouncement, deleteAnnouncement, forgetRepo, followRepo, removeRepo,
-		learnRepo, saveMirror, saveTransfer, deleteTransfer, addClone, updateRepo:
+	case insertRepo, followRepo, removeRepo, saveMirror, addClone, updateRepo:
 		return true
 	}
 	return false

@@ -130,22 +130,19 @@ func TestSync_incrementalUpdate(t *testing.T) {
 }
 
 // TestHardening_mirrorQuota: one creator must not fill every node's disk.
-// With a mirror quota of 1 MiB, a creator's 3 MB repository is refused
+// With a mirror quota of 50 MB, a creator's 200 MB repository is refused
 // (visibly, in the repository's view and the log), the mirrors stay within
 // the quota, nothing half-received is left, and a small repository still
-// syncs. (The 50 MB quota and 200 MB repository, scaled down.)
+// syncs.
 func TestHardening_mirrorQuota(t *testing.T) {
 	t.Parallel()
-	const quota = 1 << 20
+	const quota = 50_000_000
 	big, small := filepath.Join(t.TempDir(), "big"), filepath.Join(t.TempDir(), "small")
 	for _, dir := range []string{big, small} {
 		gitT(t, filepath.Dir(dir), "init", "-q", "-b", "main", dir)
 	}
-	rng := rand.New(rand.NewPCG(3, 4))
-	blob := make([]byte, 3<<20)
-	for i := range blob {
-		blob[i] = byte(rng.Uint32())
-	}
+	blob := make([]byte, 200_000_000) // random: git cannot compress it
+	_, _ = rand.NewChaCha8([32]byte{3, 4}).Read(blob)
 	if err := os.WriteFile(filepath.Join(big, "big.bin"), blob, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +160,7 @@ func TestHardening_mirrorQuota(t *testing.T) {
 		return res.(RepoView)
 	}
 	bigView := add(big)
-	eventually(t, 30*time.Second, "the big repository is refused", func() bool {
+	eventually(t, 2*time.Minute, "the big repository is refused", func() bool {
 		v, ok := repoView(t, n2, bigView.ID)
 		return ok && strings.Contains(v.SyncError, "quota")
 	})

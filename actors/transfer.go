@@ -294,13 +294,29 @@ func fetch(ctx context.Context, s *quic.Stream, job fetchJob, report func(any)) 
 		return bad("%v", err)
 	}
 
+	body := ann.GetRepo()
+	refs := wire.RefsToMap(body.Refs)
+	mirror, err := persist.InitMirror(ctx, persist.MirrorPath(job.root, id), body.DefaultBranch)
+	if err != nil {
+		return &fetchResult{err: err}
+	}
+	// git index-pack checks the bundle while it arrives (see indexer).
+	var idx *indexer
+	if !start.Empty {
+		idx = startIndexer(ctx, mirror, refs)
+		defer idx.abort()
+	}
+
 	// The bundle: append to what we hold when the server resumes, else
 	// start over.
 	h := sha256.New()
 	flags := os.O_CREATE | os.O_WRONLY | os.O_TRUNC
 	offset := int64(0)
 	if start.Offset > 0 {
-		if err := hashPrefix(h, part, int64(start.Offset)); err != nil {
+		if err := replayPrefix(part, int64(start.Offset), h, idx); err != nil {
+			if idx.failed() {
+				return idx.result(res.bytesIn)
+			}
 			return &fetchResult{err: fmt.Errorf("resume: %w", err)}
 		}
 		flags, offset = os.O_WRONLY|os.O_APPEND, int64(start.Offset)
@@ -342,6 +358,13 @@ func fetch(ctx context.Context, s *quic.Stream, job fetchJob, report func(any)) 
 				return bad("done says %d bytes, received %d (start said %d)", done.Size, offset, size)
 			}
 			if sum := h.Sum(nil); string(sum) != string(done.Sha256) {
+				if start.Offset > 0 {
+					// The bytes kept from before may be what is wrong (the
+					// .part is not fsynced: a power cut can tear it), so a
+					// resumed bundle is thrown away, not blamed; the retry
+					// starts over, and is blamed if it fails too.
+					return &fetchResult{err: fmt.Errorf("resumed bundle SHA-256 %x, done says %x: starting over", sum, done.Sha256), bytesIn: res.bytesIn}
+				}
 				return bad("bundle SHA-256 %x, done says %x", sum, done.Sha256)
 			}
 			break
@@ -368,6 +391,9 @@ func fetch(ctx context.Context, s *quic.Stream, job fetchJob, report func(any)) 
 			return &fetchResult{err: fmt.Errorf("write %s: %w", part, err), keep: true, bytesIn: res.bytesIn}
 		}
 		h.Write(chunk.Data)
+		if _, err := idx.Write(chunk.Data); err != nil {
+			return idx.result(res.bytesIn) // git refused the pack, or it ended before the bundle did
+		}
 		offset += int64(len(chunk.Data))
 		res.bytesIn += int64(len(chunk.Data))
 		if time.Since(lastReport) > 250*time.Millisecond {
@@ -375,23 +401,22 @@ func fetch(ctx context.Context, s *quic.Stream, job fetchJob, report func(any)) 
 			report(&fetchProgress{bytes: offset, size: size, phase: PhaseReceiving})
 		}
 	}
-	if err := out.Sync(); err != nil {
-		return &fetchResult{err: err}
-	}
+	// No fsync of the .part: git has the pack already (index-pack syncs
+	// what it keeps), and the .part matters only to a resume, which a
+	// torn file cannot mislead (see the hash check above).
 	s.CancelRead(0) // both directions are done
 	report(&fetchProgress{bytes: offset, size: offset, phase: PhaseVerifying})
 
-	body := ann.GetRepo()
-	refs := wire.RefsToMap(body.Refs)
-	mirror, err := persist.InitMirror(ctx, persist.MirrorPath(job.root, id), body.DefaultBranch)
-	if err != nil {
-		return &fetchResult{err: err, bytesIn: res.bytesIn}
+	if idx != nil {
+		if offset == 0 {
+			return bad("an empty bundle in a transfer that said it had objects")
+		}
+		if r := idx.finish(res.bytesIn); r != nil {
+			return r
+		}
 	}
-	bundle := part
-	if start.Empty || offset == 0 {
-		bundle = "" // nothing to send: every object is here already
-	}
-	if err := mirror.ApplyBundle(ctx, bundle, refs, body.DefaultBranch, persist.DefaultFsckIgnore); err != nil {
+	// Every object is in the mirror now (or was already): set the refs.
+	if err := mirror.ApplyBundle(ctx, "", refs, body.DefaultBranch, persist.DefaultFsckIgnore); err != nil {
 		r := &fetchResult{err: fmt.Errorf("apply bundle: %w", err), bytesIn: res.bytesIn}
 		if errors.Is(err, persist.ErrBadBundle) || errors.Is(err, persist.ErrMissingObjects) {
 			r.err, r.blame = fmt.Errorf("%w: %w", errBadPeer, err), true
@@ -460,16 +485,115 @@ func haves(refs map[string]string) []string {
 	return out
 }
 
-func hashPrefix(h hash.Hash, path string, n int64) error {
+// replayPrefix feeds the first n bytes of the kept .part file to the hash
+// and to git (a resumed transfer's pack starts at the bundle's start).
+func replayPrefix(path string, n int64, h hash.Hash, idx *indexer) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	if _, err := io.CopyN(h, f, n); err != nil {
-		return fmt.Errorf("hash the first %d bytes of %s: %w", n, path, err)
+	if _, err := io.CopyN(io.MultiWriter(h, idx), f, n); err != nil {
+		return fmt.Errorf("replay the first %d bytes of %s: %w", n, path, err)
 	}
 	return nil
+}
+
+// indexer runs git index-pack --strict on a bundle while it arrives, so
+// that receiving and checking overlap (as git clone pipes a pack into
+// index-pack), instead of checking only after the last chunk. git keeps
+// the pack in the mirror as soon as the pack is whole and valid; the
+// bundle's SHA-256 is known only at the transfer's end, so until finish
+// has seen it match, abort removes that pack again. No ref moves before
+// finish.
+type indexer struct {
+	pw     *io.PipeWriter
+	done   chan struct{}
+	mirror persist.GitRepo
+	pack   string // the pack git kept, once done
+	err    error  // git's verdict, once done
+	kept   bool
+}
+
+// errPackEnded: git has read the whole pack; bytes after it are not a bundle's.
+var errPackEnded = errors.New("data after the end of the pack")
+
+func startIndexer(ctx context.Context, mirror persist.GitRepo, refs map[string]string) *indexer {
+	pr, pw := io.Pipe()
+	ix := &indexer{pw: pw, done: make(chan struct{}), mirror: mirror}
+	go func() {
+		defer close(ix.done)
+		ix.pack, ix.err = mirror.IndexBundleStream(ctx, pr, refs, persist.DefaultFsckIgnore)
+		if ix.err != nil {
+			pr.CloseWithError(ix.err)
+		} else {
+			pr.CloseWithError(errPackEnded)
+		}
+	}()
+	return ix
+}
+
+// Write hands git the next bytes of the bundle; it fails once git is done.
+// A nil indexer (an empty transfer) takes nothing.
+func (ix *indexer) Write(p []byte) (int, error) {
+	if ix == nil {
+		return len(p), nil
+	}
+	return ix.pw.Write(p)
+}
+
+// failed reports whether git has ended with an error.
+func (ix *indexer) failed() bool {
+	if ix == nil {
+		return false
+	}
+	select {
+	case <-ix.done:
+		return ix.err != nil
+	default:
+		return false
+	}
+}
+
+// result is the fetch's outcome once a write to git failed: git's error
+// (the peer's fault when the pack is bad) or data past the pack's end.
+func (ix *indexer) result(bytesIn int64) *fetchResult {
+	ix.pw.CloseWithError(errPackEnded)
+	<-ix.done
+	err := ix.err
+	if err == nil {
+		err = errPackEnded
+	}
+	r := &fetchResult{err: fmt.Errorf("apply bundle: %w", err), bytesIn: bytesIn}
+	if ix.err == nil || errors.Is(err, persist.ErrBadBundle) || errors.Is(err, persist.ErrMissingObjects) {
+		r.err, r.blame = fmt.Errorf("%w: %w", errBadPeer, r.err), true
+	}
+	return r
+}
+
+// finish ends git's input after a bundle whose hash matched and waits for
+// its verdict: nil when the pack is in the mirror to stay.
+func (ix *indexer) finish(bytesIn int64) *fetchResult {
+	ix.pw.Close()
+	<-ix.done
+	if ix.err != nil {
+		return ix.result(bytesIn)
+	}
+	ix.kept = true
+	return nil
+}
+
+// abort stops git if it still runs and removes the pack it kept, unless
+// finish accepted it.
+func (ix *indexer) abort() {
+	if ix.kept {
+		return
+	}
+	ix.pw.CloseWithError(errors.New("transfer ended"))
+	<-ix.done
+	if ix.err == nil && ix.pack != "" {
+		ix.mirror.RemovePack(ix.pack)
+	}
 }
 
 func refsHashBytes(refs map[string]string) []byte {

@@ -37,12 +37,15 @@ type PeerView struct {
 	Connected bool        `json:"connected"`
 	Direction string      `json:"direction"` // inbound or outbound; empty when not connected
 	Since     *time.Time  `json:"since"`     // when connected; null when not
+	// Verified: the node answered at its address when we dialed it
+	// (outbound, or an inbound peer whose address check passed).
+	Verified  bool   `json:"verified"`
+	LastError string `json:"last_error,omitempty"`
 	// Of a live connection (QUIC's own figures): smoothed round-trip time,
 	// and UDP payload bytes sent and received on it.
 	RTT       time.Duration `json:"rtt,omitempty"`
 	BytesSent uint64        `json:"bytes_sent,omitempty"`
 	BytesRecv uint64        `json:"bytes_received,omitempty"`
-	LastError string        `json:"last_error,omitempty"`
 }
 
 // PeerList is the reply to ListPeers.
@@ -117,6 +120,13 @@ type (
 		ID  wire.NodeID
 		PID *actor.PID
 	}
+	// probed: the address check of an inbound peer (see probe) ended.
+	probed struct {
+		pid  *actor.PID
+		id   wire.NodeID
+		addr string
+		err  error
+	}
 )
 
 const (
@@ -133,6 +143,7 @@ const (
 	streamWindow   = 4 << 20 // the most a stream may have in flight unread
 	maxTargets     = 4096    // addresses remembered for dialing; discovered ones past it are ignored
 	forgetAfter    = 8       // failed dials in a row after which a discovered address is forgotten
+	maxProbes      = 4       // address checks of inbound peers in flight at most; past it a peer stays unproven
 )
 
 // transport owns the node's one quic.Transport (one UDP socket, used both to
@@ -161,6 +172,7 @@ type transport struct {
 	targets    map[string]*dialTarget     // addresses we keep connections to
 	banned     map[wire.NodeID]time.Time  // refused until then
 	nextPeer   int
+	probing    int              // address checks in flight
 	counts     ConnectionCounts // for status and metrics
 	stopAccept context.CancelFunc
 	runCtx     context.Context // cancelled when the transport stops
@@ -177,10 +189,10 @@ type link struct {
 	target   string // the dial target it came from, outbound only
 	session  []byte // from the peer's Hello
 	ip       string // the peer's IP as we see it
-	// proven: outbound, or an inbound peer that listens where it dials
-	// from (its Hello lists the address its packets come from, which the
-	// QUIC handshake verified). Unproven inbound peers go first when the
-	// inbound table is full, and are not redialed.
+	// proven: outbound, or an inbound peer whose Hello lists the address
+	// its packets come from and that answered there when we dialed it
+	// (probe). Unproven inbound peers go first when the inbound table is
+	// full, and are not redialed.
 	proven bool
 	conn   *quic.Conn // read only for its statistics
 }
@@ -325,6 +337,8 @@ func (t *transport) Receive(ctx actor.Context) {
 		t.onDialed(ctx, m)
 	case *peerUp:
 		t.onPeerUp(ctx, m)
+	case *probed:
+		t.onProbed(ctx, m)
 	case *actor.Terminated:
 		t.onPeerGone(ctx, m.Who)
 	case *ListPeers:
@@ -550,11 +564,8 @@ func (t *transport) onPeerUp(ctx actor.Context, m *peerUp) {
 	}
 	l.since, l.alias, l.session = time.Now().UTC(), m.Hello.Alias, m.Hello.Session
 	l.addrs = dialAddrs(m)
-	if !m.Outbound {
-		l.proven = slices.Contains(m.Hello.ListenAddrs, m.Remote)
-		if !t.admit(ctx, pid, l) {
-			return
-		}
+	if !m.Outbound && !t.admit(ctx, pid, l) {
+		return
 	}
 	t.byID[m.ID] = pid
 	if l.target != "" {
@@ -564,15 +575,8 @@ func (t *transport) onPeerUp(ctx actor.Context, m *peerUp) {
 				d.id = m.ID // dialed by address alone: now we know who is there
 			}
 		}
-	} else if l.proven && len(t.targets) < maxTargets {
-		// A node that dialed us from where it listens is redialed there,
-		// as any node learned of (within MaxPeers), if it goes away.
-		d := t.targets[m.Remote]
-		if d == nil {
-			d = &dialTarget{addr: m.Remote, discovered: true}
-			t.targets[d.addr] = d
-		}
-		d.id, d.alias, d.attempt = m.ID, m.Hello.Alias, 0
+	} else if slices.Contains(m.Hello.ListenAddrs, m.Remote) {
+		t.probe(ctx, pid, m.ID, m.Remote)
 	}
 	direction := "inbound"
 	if m.Outbound {
@@ -584,11 +588,73 @@ func (t *transport) onPeerUp(ctx actor.Context, m *peerUp) {
 	t.notify(ctx, &peerConnected{ID: m.ID, PID: pid, Hello: m.Hello})
 }
 
+// probe checks the claim of an inbound peer that it listens where it
+// dials from: it dials that address and expects the same node to complete
+// the QUIC handshake there (TLS proves the key), then closes the probe
+// connection before any Hello, which the other side logs at Debug. Anyone
+// can write its source address into a Hello; only a node that listens
+// there passes.
+func (t *transport) probe(ctx actor.Context, pid *actor.PID, id wire.NodeID, addr string) {
+	if t.probing >= maxProbes {
+		t.log.Debug("address check skipped: enough in flight", "peer", id, "addr", addr)
+		return
+	}
+	udpAddr, err := net.ResolveUDPAddr("udp", addr) // an IP literal: no DNS
+	if err != nil {
+		return
+	}
+	tlsConf, err := wire.ClientConfig(t.key, id)
+	if err != nil {
+		return
+	}
+	t.probing++
+	self, root := ctx.Self(), ctx.ActorSystem().Root
+	stop, timeout := t.runCtx, t.handshake
+	go func() {
+		dctx, cancel := context.WithTimeout(stop, timeout)
+		defer cancel()
+		conn, err := t.tr.Dial(dctx, udpAddr, tlsConf, t.quicConf)
+		if err == nil {
+			_ = conn.CloseWithError(quic.ApplicationErrorCode(wire.ErrorCode_ERROR_DUPLICATE_CONNECTION), probeReason)
+		}
+		root.Send(self, &probed{pid: pid, id: id, addr: addr, err: err})
+	}()
+}
+
+// probeReason closes a probe connection (see probe).
+const probeReason = "address check"
+
+// onProbed marks a peer that passed its address check proven, and makes
+// its address a dial target (within MaxPeers, as any node learned of) for
+// when it goes away.
+func (t *transport) onProbed(ctx actor.Context, m *probed) {
+	t.probing--
+	l := t.peers[m.pid]
+	if l == nil || l.id != m.id {
+		return
+	}
+	if m.err != nil {
+		t.log.Debug("address check failed", "peer", m.id, "addr", m.addr, "err", m.err)
+		return
+	}
+	l.proven = true
+	if len(t.targets) >= maxTargets {
+		return
+	}
+	d := t.targets[m.addr]
+	if d == nil {
+		d = &dialTarget{addr: m.addr, discovered: true}
+		t.targets[d.addr] = d
+	}
+	d.id, d.alias, d.attempt = m.id, l.alias, 0
+}
+
 // admit keeps the inbound table within its caps (in total and per IP).
 // When a newcomer overflows one, an unproven inbound connection is closed
 // to make room, chosen at random so that an honest node that dials in
-// during a flood still gets in; if there is none, the newcomer goes. It
-// reports whether the newcomer stays.
+// during a flood still gets in; if every one is proven, the newest from
+// the most crowded network goes (crowded); failing that, the newcomer
+// goes. It reports whether the newcomer stays.
 func (t *transport) admit(ctx actor.Context, pid *actor.PID, l *link) bool {
 	for {
 		total, fromIP := 0, 0
@@ -616,20 +682,69 @@ func (t *transport) admit(ctx actor.Context, pid *actor.PID, l *link) bool {
 			}
 			victims = append(victims, p)
 		}
-		if len(victims) == 0 {
+		var v *actor.PID
+		if len(victims) > 0 {
+			v = victims[rand.N(len(victims))]
+		} else if over && !overIP {
+			v = t.crowded(pid, l)
+		}
+		if v == nil {
 			ctx.Send(pid, &closePeer{Code: wire.ErrorCode_ERROR_RATE_LIMITED, Reason: "too many inbound connections"})
 			delete(t.peers, pid)
 			return false
 		}
-		v := victims[rand.N(len(victims))]
 		vl := t.peers[v]
-		t.log.Debug("inbound table full: closing an unproven connection", "peer", vl.id, "ip", vl.ip)
+		t.log.Debug("inbound table full: closing a connection", "peer", vl.id, "ip", vl.ip, "proven", vl.proven)
 		delete(t.byID, vl.id)
 		delete(t.peers, v)
 		t.countDown("evicted")
 		t.notify(ctx, &peerDisconnected{ID: vl.id, PID: v})
 		ctx.Send(v, &closePeer{Code: wire.ErrorCode_ERROR_RATE_LIMITED, Reason: "too many inbound connections"})
 	}
+}
+
+// crowded picks, when every inbound connection is proven, the newest one
+// from the network (/24, or /64 for IPv6) that holds the most of them, so
+// that one operator with many addresses in one place cannot keep a
+// newcomer from elsewhere out. It returns nil when the newcomer's own
+// network is the most crowded one (or none holds two).
+func (t *transport) crowded(pid *actor.PID, l *link) *actor.PID {
+	count := map[string]int{}
+	newest := map[string]*actor.PID{}
+	for p, o := range t.peers {
+		if p == pid || o.outbound || o.since.IsZero() || t.byID[o.id] != p {
+			continue
+		}
+		g := netGroup(o.ip)
+		count[g]++
+		if n := newest[g]; n == nil || t.peers[n].since.Before(o.since) {
+			newest[g] = p
+		}
+	}
+	best := ""
+	for g, c := range count {
+		if c > count[best] || c == count[best] && g < best {
+			best = g
+		}
+	}
+	if best == "" || count[best] < 2 || best == netGroup(l.ip) {
+		return nil
+	}
+	return newest[best]
+}
+
+// netGroup is the /24 (IPv4) or /64 (IPv6) an IP is in.
+func netGroup(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	bits := 64
+	if a.Unmap().Is4() {
+		a, bits = a.Unmap(), 24
+	}
+	p, _ := a.Prefix(bits)
+	return p.String()
 }
 
 // addrClass is the kind of network an address is on.
@@ -780,7 +895,7 @@ func (t *transport) view() []PeerView {
 			dir = "outbound"
 		}
 		since := l.since
-		v := PeerView{ID: id, Alias: l.alias, Addresses: l.addrs, Connected: true, Direction: dir, Since: &since}
+		v := PeerView{ID: id, Alias: l.alias, Addresses: l.addrs, Connected: true, Direction: dir, Since: &since, Verified: l.proven}
 		if l.conn != nil {
 			st := l.conn.ConnectionStats()
 			v.RTT, v.BytesSent, v.BytesRecv = st.SmoothedRTT, st.BytesSent, st.BytesReceived

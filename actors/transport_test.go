@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"slices"
@@ -812,14 +813,38 @@ func TestHardening7_peerTextIsMadeSafe(t *testing.T) {
 // dialFromLoopback connects to the node from a socket bound to 127.0.0.1,
 // so that the address the node sees is the one the client can list as
 // where it listens.
-func dialFromLoopback(t *testing.T, addr string, key ed25519.PrivateKey, expect wire.NodeID) (*quic.Conn, string) {
+func dialFromLoopback(t *testing.T, addr string, key ed25519.PrivateKey, expect wire.NodeID, listen bool) (*quic.Conn, string) {
 	t.Helper()
-	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	return dialFromIP(t, net.IPv4(127, 0, 0, 1), addr, key, expect, listen)
+}
+
+// dialFromIP dials addr from a socket on ip, which listens for the node's
+// address check when listen is set.
+func dialFromIP(t *testing.T, ip net.IP, addr string, key ed25519.PrivateKey, expect wire.NodeID, listen bool) (*quic.Conn, string) {
+	t.Helper()
+	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: ip})
 	if err != nil {
 		t.Fatal(err)
 	}
 	tr := &quic.Transport{Conn: udp}
 	t.Cleanup(func() { _ = tr.Close(); _ = udp.Close() })
+	if listen { // answer the node's address check: accept, and let it close
+		conf, err := wire.ServerConfig(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln, err := tr.Listen(conf, &quic.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			for {
+				if _, err := ln.Accept(context.Background()); err != nil {
+					return
+				}
+			}
+		}()
+	}
 	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -848,8 +873,9 @@ func inboundConnected(t *testing.T, n *Node) int {
 // connection was accepted (2000 fresh keys: 2.55 GB), and every one that
 // left stayed a redial target forever. The inbound table is capped, a full
 // table closes an unproven connection to make room, a peer that listens
-// where it dials from (proven) is kept, and unproven peers that leave are
-// not redialed.
+// where it dials from (proven by the node dialing it there) is kept, and
+// unproven peers that leave are not redialed, even one whose Hello claims
+// its source address without listening there.
 func TestHardening4_inboundCap(t *testing.T) {
 	t.Parallel()
 	const maxIn = 4
@@ -863,22 +889,24 @@ func TestHardening4_inboundCap(t *testing.T) {
 			conns = append(conns, conn)
 		}
 	}
+	claim := func(alias string, listen bool) (wire.NodeID, *quic.Conn) {
+		return claimAddr(t, n, addr, net.IPv4(127, 0, 0, 1), alias, listen)
+	}
+	// A liar claims its source address but does not listen there.
+	liar, liarConn := claim("liar", false)
+	unproven, conns = append(unproven, liar), append(conns, liarConn)
 	flood(2 * maxIn)
 	eventually(t, 5*time.Second, "inbound connections within the cap", func() bool { return inboundConnected(t, n) <= maxIn })
 
 	// An honest node dials in during the flood, from where it listens.
-	key, honest := newKey(t)
-	conn, local := dialFromLoopback(t, addr, key, n.ID)
-	stream := openControlStream(t, conn)
-	hello := encodeFrame(t, &wire.Frame{Body: &wire.Frame_Hello{Hello: &wire.Hello{
-		Protocol: wire.ProtocolVersion, Did: honest.String(), Alias: "honest", ListenAddrs: []string{local}}}})
-	if _, err := stream.Write(hello); err != nil {
-		t.Fatal(err)
+	honest, _ := claim("honest", true)
+	eventually(t, 5*time.Second, "the honest node is connected and its address verified", func() bool {
+		p, ok := findPeer(t, n, honest)
+		return ok && p.Connected && p.Verified
+	})
+	if p, ok := findPeer(t, n, liar); ok && p.Verified {
+		t.Error("the liar's address counts as verified")
 	}
-	if _, err := readHello(bufio.NewReader(stream)); err != nil {
-		t.Fatalf("the honest node's hello exchange: %v", err)
-	}
-	eventually(t, 5*time.Second, "the honest node is connected", func() bool { return connected(t, n, honest) })
 	flood(2 * maxIn)
 	eventually(t, 5*time.Second, "inbound connections within the cap", func() bool { return inboundConnected(t, n) <= maxIn })
 	if !connected(t, n, honest) {
@@ -893,6 +921,55 @@ func TestHardening4_inboundCap(t *testing.T) {
 	for _, id := range unproven {
 		if p, ok := findPeer(t, n, id); ok {
 			t.Errorf("unproven inbound peer %s is still listed: %+v", id, p)
+		}
+	}
+}
+
+// claimAddr dials the node n at addr from ip and exchanges Hellos,
+// listing its source address in its own; it listens there when listen is
+// set (and so passes the node's address check).
+func claimAddr(t *testing.T, n *Node, addr string, ip net.IP, alias string, listen bool) (wire.NodeID, *quic.Conn) {
+	t.Helper()
+	key, id := newKey(t)
+	conn, local := dialFromIP(t, ip, addr, key, n.ID, listen)
+	stream := openControlStream(t, conn)
+	hello := encodeFrame(t, &wire.Frame{Body: &wire.Frame_Hello{Hello: &wire.Hello{
+		Protocol: wire.ProtocolVersion, Did: id.String(), Alias: alias, ListenAddrs: []string{local}}}})
+	if _, err := stream.Write(hello); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readHello(bufio.NewReader(stream)); err != nil {
+		t.Fatalf("%s: hello exchange: %v", alias, err)
+	}
+	return id, conn
+}
+
+// TestHardening4_crowdedNetworkMakesRoom (hardening finding 4): when every
+// inbound connection is proven, one operator holding them all from one
+// network must not keep a node from another network out: the newest
+// connection from the most crowded /24 makes room.
+func TestHardening4_crowdedNetworkMakesRoom(t *testing.T) {
+	t.Parallel()
+	const maxIn = 3
+	n, addr, _ := startSyncNode(t, "victim", func(c *Config) { c.MaxInbound = maxIn })
+	var crowd []wire.NodeID
+	for i := range maxIn {
+		id, _ := claimAddr(t, n, addr, net.IPv4(127, 0, 0, 1), fmt.Sprintf("crowd%d", i), true)
+		crowd = append(crowd, id)
+		eventually(t, 5*time.Second, "the crowd's address verified", func() bool {
+			p, ok := findPeer(t, n, id)
+			return ok && p.Connected && p.Verified
+		})
+	}
+	other, _ := claimAddr(t, n, addr, net.IPv4(127, 0, 3, 1), "elsewhere", true)
+	eventually(t, 5*time.Second, "the node from another network is connected", func() bool { return connected(t, n, other) })
+	eventually(t, 5*time.Second, "inbound connections within the cap", func() bool { return inboundConnected(t, n) <= maxIn })
+	if connected(t, n, crowd[maxIn-1]) {
+		t.Error("the newest connection of the crowded network is still connected")
+	}
+	for _, id := range crowd[:maxIn-1] {
+		if !connected(t, n, id) {
+			t.Errorf("an older connection of the crowded network (%s) was closed", id)
 		}
 	}
 }

@@ -273,10 +273,47 @@ func (m GitRepo) indexBundle(ctx context.Context, bundlePath string, signed map[
 		return fmt.Errorf("apply bundle %s: %w", QuotePath(bundlePath), pathless(err))
 	}
 	defer f.Close()
-	r := bufio.NewReaderSize(f, 64<<10)
+	_, err = m.indexFrom(ctx, f, QuotePath(bundlePath), signed, strict)
+	return err
+}
+
+// IndexBundleStream runs steps 1 to 3 of ApplyBundle on a bundle read from
+// r while it arrives (git index-pack reads the pack as it comes, so
+// receiving and checking overlap), and returns the name of the pack it
+// kept in the mirror. The caller still checks the bundle's hash once it
+// has all of it, removes the pack (RemovePack) if that fails, and sets the
+// refs with ApplyBundle(ctx, "", ...) if it holds.
+func (m GitRepo) IndexBundleStream(ctx context.Context, r io.Reader, signed map[string]string, ignore []string) (string, error) {
+	if err := checkRefs(signed); err != nil {
+		return "", fmt.Errorf("apply bundle to %s: signed refs: %w", QuotePath(m.Dir), err)
+	}
+	strict, err := strictArg(ignore)
+	if err != nil {
+		return "", fmt.Errorf("apply bundle to %s: %w", QuotePath(m.Dir), err)
+	}
+	return m.indexFrom(ctx, r, "stream", signed, strict)
+}
+
+// RemovePack deletes a pack IndexBundleStream kept (its .pack, .idx,
+// .rev and .keep files); the name is the hex hash index-pack printed.
+func (m GitRepo) RemovePack(name string) {
+	if len(name) != 40 && len(name) != 64 || strings.Trim(name, "0123456789abcdef") != "" {
+		return
+	}
+	for _, ext := range []string{".keep", ".idx", ".rev", ".pack"} {
+		_ = os.Remove(filepath.Join(m.Dir, "objects", "pack", "pack-"+name+ext))
+	}
+}
+
+// indexFrom checks the bundle header read from in against the signed refs
+// and the objects the mirror holds, then runs git index-pack --strict on
+// the pack that follows; it returns the kept pack's name (empty when git
+// printed none).
+func (m GitRepo) indexFrom(ctx context.Context, in io.Reader, what string, signed map[string]string, strict string) (string, error) {
+	r := bufio.NewReaderSize(in, 64<<10)
 	h, err := ReadBundleHeader(r)
 	if err != nil {
-		return fmt.Errorf("apply bundle %s: %w", QuotePath(bundlePath), err)
+		return "", fmt.Errorf("apply bundle %s: %w", what, err)
 	}
 	names := make([]string, 0, len(h.Heads))
 	for name := range h.Heads {
@@ -286,16 +323,16 @@ func (m GitRepo) indexBundle(ctx context.Context, bundlePath string, signed map[
 	for _, name := range names {
 		want, ok := signed[name]
 		if !ok {
-			return fmt.Errorf("apply bundle %s: %w: it carries %s, which is not among the signed refs", QuotePath(bundlePath), ErrBadBundle, name)
+			return "", fmt.Errorf("apply bundle %s: %w: it carries %s, which is not among the signed refs", what, ErrBadBundle, name)
 		}
 		if got := h.Heads[name]; got != want {
-			return fmt.Errorf("apply bundle %s: %w: it carries %s at %s, the signed refs say %s", QuotePath(bundlePath), ErrBadBundle, name, got, want)
+			return "", fmt.Errorf("apply bundle %s: %w: it carries %s at %s, the signed refs say %s", what, ErrBadBundle, name, got, want)
 		}
 	}
 	if len(h.Prerequisites) > 0 {
 		have, err := m.HaveObjects(ctx, h.Prerequisites)
 		if err != nil {
-			return err
+			return "", err
 		}
 		if len(have) != len(h.Prerequisites) {
 			held := make(map[string]bool, len(have))
@@ -304,7 +341,7 @@ func (m GitRepo) indexBundle(ctx context.Context, bundlePath string, signed map[
 			}
 			for _, id := range h.Prerequisites {
 				if !held[id] {
-					return fmt.Errorf("apply bundle %s: it needs %s, which %s does not hold: %w", QuotePath(bundlePath), id, QuotePath(m.Dir), ErrMissingObjects)
+					return "", fmt.Errorf("apply bundle %s: it needs %s, which %s does not hold: %w", what, id, QuotePath(m.Dir), ErrMissingObjects)
 				}
 			}
 		}
@@ -313,16 +350,30 @@ func (m GitRepo) indexBundle(ctx context.Context, bundlePath string, signed map[
 	// ones this run made, so bad bundles cannot fill the disk.
 	packDir := filepath.Join(m.Dir, "objects", "pack")
 	before, _ := filepath.Glob(filepath.Join(packDir, "tmp_*"))
+	// git reads an OS pipe that a goroutine fills, not r itself: exec would
+	// copy r in a goroutine that Wait waits for, and r may be a network
+	// stream with nothing more to say until the caller closes it.
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return "", err
+	}
+	go func() {
+		_, _ = io.Copy(pw, r) // ends at r's end, or when git has gone (EPIPE)
+		pw.Close()
+	}()
 	var out bytes.Buffer
-	err = runGitIO(ctx, m.Dir, r, &out, "index-pack", strict, "--fix-thin", "--stdin")
+	err = runGitIO(ctx, m.Dir, pr, &out, "index-pack", strict, "--fix-thin", "--stdin")
+	pr.Close()
 	if err != nil {
 		removeNewFiles(packDir, before)
 		if ctx.Err() != nil {
-			return fmt.Errorf("apply bundle %s: %w", QuotePath(bundlePath), err)
+			return "", fmt.Errorf("apply bundle %s: %w", what, err)
 		}
-		return fmt.Errorf("apply bundle %s: %w: %w", QuotePath(bundlePath), ErrBadBundle, err)
+		return "", fmt.Errorf("apply bundle %s: %w: %w", what, ErrBadBundle, err)
 	}
-	return nil
+	// index-pack --stdin prints "pack\t<hash>" (or "keep\t<hash>").
+	_, name, _ := strings.Cut(strings.TrimSpace(out.String()), "\t")
+	return name, nil
 }
 
 // removeNewFiles removes the tmp_* files in dir that are not in before.

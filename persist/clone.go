@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/menode/menode/wire"
 )
 
 // ErrNotEmpty is wrapped when a clone's destination exists and is not an
@@ -28,13 +30,20 @@ func checkRemoteName(remote string) error {
 	return nil
 }
 
+// RemoteURL is the URL of repository id for git, the form `git clone`
+// takes with git-remote-menode on PATH: menode::did:repo:z…. Clones made by
+// `menode repo clone` name it as their remote too, so `git pull` in them goes
+// through the network like in a clone made by git.
+func RemoteURL(id wire.RepoID) string { return "menode::" + id.String() }
+
 // CloneMirror clones the mirror into out with `git clone --origin remote
 // --branch branch`: every branch of the mirror becomes
-// refs/remotes/<remote>/*, every tag is fetched, branch is checked out, and
-// the remote's URL is the mirror's absolute path. out may be missing or an
-// empty directory; anything else is refused with an error wrapping
-// ErrNotEmpty. A failed clone leaves out as it found it.
-func CloneMirror(ctx context.Context, mirror, out, remote, branch string) error {
+// refs/remotes/<remote>/*, every tag is fetched, and branch is checked out.
+// The remote's URL is then url (RemoteURL), or the mirror's absolute path
+// when url is empty. out may be missing or an empty directory; anything
+// else is refused with an error wrapping ErrNotEmpty. A failed clone leaves
+// out as it found it.
+func CloneMirror(ctx context.Context, mirror, out, remote, branch, url string) error {
 	if err := checkRemoteName(remote); err != nil {
 		return fmt.Errorf("clone: %w", err)
 	}
@@ -68,6 +77,9 @@ func CloneMirror(ctx context.Context, mirror, out, remote, branch string) error 
 	// Run inside out, so that no repository around it is consulted; "--"
 	// keeps the mirror's path from being read as an option.
 	_, err = runGit(ctx, outAbs, "clone", "--quiet", "--origin", remote, "--branch", branch, "--", mirrorAbs, ".")
+	if err == nil && url != "" {
+		_, err = runGit(ctx, outAbs, "config", "remote."+remote+".url", url)
+	}
 	if err != nil {
 		if created {
 			os.RemoveAll(outAbs)
@@ -104,11 +116,14 @@ func (g GitRepo) CurrentBranch(ctx context.Context) (string, error) {
 }
 
 // Pull brings the current branch of the working clone g up to date with the
-// same branch of remote: it fetches remote (so every refs/remotes/<remote>/*
-// is current, as RemoteRefs reports), then runs `git pull --no-rebase
-// --no-edit remote <branch>`. It returns the new HEAD commit. A detached
-// HEAD is refused.
-func (g GitRepo) Pull(ctx context.Context, remote string) (string, error) {
+// same branch of the mirror, as `git pull` from remote would, but from the
+// mirror's path whatever remote's URL is (a menode:: URL would run
+// git-remote-menode, which asks the node that runs this): it fetches every
+// branch of the mirror into refs/remotes/<remote>/* (pruning the ones gone,
+// so RemoteRefs reports them current; tags follow as in any fetch), then
+// runs `git merge --no-edit` of refs/remotes/<remote>/<branch>. It returns
+// the new HEAD commit. A detached HEAD is refused.
+func (g GitRepo) Pull(ctx context.Context, remote, mirror string) (string, error) {
 	if err := checkRemoteName(remote); err != nil {
 		return "", fmt.Errorf("pull in %s: %w", QuotePath(g.Dir), err)
 	}
@@ -116,10 +131,18 @@ func (g GitRepo) Pull(ctx context.Context, remote string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("pull: %w", err)
 	}
-	if _, err := runGit(ctx, g.Dir, "fetch", "--quiet", "--prune", remote); err != nil {
+	mirrorAbs, err := filepath.Abs(mirror)
+	if err != nil {
+		return "", fmt.Errorf("pull from %s: %w", QuotePath(mirror), err)
+	}
+	tracking := "refs/remotes/" + remote + "/"
+	if _, err := runGit(ctx, g.Dir, "fetch", "--quiet", "--prune", "--", mirrorAbs, "+refs/heads/*:"+tracking+"*"); err != nil {
 		return "", fmt.Errorf("pull in %s: %w", QuotePath(g.Dir), err)
 	}
-	if _, err := runGit(ctx, g.Dir, "pull", "--quiet", "--no-rebase", "--no-edit", remote, branch); err != nil {
+	if _, err := runGit(ctx, g.Dir, "rev-parse", "--verify", "--quiet", tracking+branch); err != nil {
+		return "", fmt.Errorf("pull in %s: the mirror has no branch %s", QuotePath(g.Dir), branch)
+	}
+	if _, err := runGit(ctx, g.Dir, "merge", "--quiet", "--no-edit", tracking+branch); err != nil {
 		return "", fmt.Errorf("pull %s into %s: %w", branch, QuotePath(g.Dir), err)
 	}
 	head, err := g.Head(ctx)

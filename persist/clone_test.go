@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/menode/menode/wire"
 )
 
 func TestCloneMirror_behavior(t *testing.T) {
@@ -19,13 +21,14 @@ func TestCloneMirror_behavior(t *testing.T) {
 		out     func(t *testing.T) string
 		remote  string
 		branch  string
+		url     string // "" keeps the mirror's path
 		wantIs  error
 		wantMsg string // "" means success
 	}{
 		{name: "missing dir, parents created", remote: "menode", branch: "trunk", out: func(t *testing.T) string {
 			return filepath.Join(t.TempDir(), "a", "b", "clone")
 		}},
-		{name: "empty dir", remote: "menode", branch: "feature", out: func(t *testing.T) string { return t.TempDir() }},
+		{name: "empty dir, menode URL", remote: "menode", branch: "feature", url: RemoteURL(wire.RepoID{7}), out: func(t *testing.T) string { return t.TempDir() }},
 		{name: "relative path", remote: "menode", branch: "trunk", out: func(t *testing.T) string {
 			t.Chdir(t.TempDir())
 			return "rel"
@@ -58,7 +61,7 @@ func TestCloneMirror_behavior(t *testing.T) {
 			out := tt.out(t)
 			_, statErr := os.Stat(out)
 			existed := statErr == nil
-			err := CloneMirror(ctx, f.receiver.Dir, out, tt.remote, tt.branch)
+			err := CloneMirror(ctx, f.receiver.Dir, out, tt.remote, tt.branch, tt.url)
 			if tt.wantMsg != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantMsg) || (tt.wantIs != nil && !errors.Is(err, tt.wantIs)) {
 					t.Fatalf("CloneMirror = %v, want %v containing %q", err, tt.wantIs, tt.wantMsg)
@@ -80,8 +83,12 @@ func TestCloneMirror_behavior(t *testing.T) {
 			if got := git(t, abs, "symbolic-ref", "--short", "HEAD"); got != tt.branch {
 				t.Errorf("checked out %s, want %s", got, tt.branch)
 			}
-			if got := git(t, abs, "config", "--get", "remote."+tt.remote+".url"); got != f.receiver.Dir {
-				t.Errorf("remote URL %s, want %s", got, f.receiver.Dir)
+			wantURL := tt.url
+			if wantURL == "" {
+				wantURL = f.receiver.Dir
+			}
+			if got := git(t, abs, "config", "--get", "remote."+tt.remote+".url"); got != wantURL {
+				t.Errorf("remote URL %s, want %s", got, wantURL)
 			}
 			g := GitRepo{Dir: abs}
 			remote, err := g.RemoteRefs(ctx, tt.remote)
@@ -109,7 +116,9 @@ func TestGitRepo_Pull(t *testing.T) {
 	ctx := context.Background()
 	f := newSyncFixture(t)
 	clone := filepath.Join(t.TempDir(), "clone")
-	if err := CloneMirror(ctx, f.receiver.Dir, clone, "menode", "trunk"); err != nil {
+	// The remote's URL is one only git-remote-menode could fetch: Pull
+	// must not use it.
+	if err := CloneMirror(ctx, f.receiver.Dir, clone, "menode", "trunk", RemoteURL(wire.RepoID{9})); err != nil {
 		t.Fatal(err)
 	}
 	g := GitRepo{Dir: clone}
@@ -169,7 +178,7 @@ func TestGitRepo_Pull(t *testing.T) {
 	for _, st := range steps {
 		t.Run(st.name, func(t *testing.T) {
 			st.do(t)
-			head, err := g.Pull(ctx, "menode")
+			head, err := g.Pull(ctx, "menode", f.receiver.Dir)
 			if st.wantMsg != "" {
 				if err == nil || !strings.Contains(err.Error(), st.wantMsg) {
 					t.Fatalf("Pull = %q, %v; want error containing %q", head, err, st.wantMsg)

@@ -117,7 +117,7 @@ func TestHardening8_escapedPathInError(t *testing.T) {
 			if err := os.WriteFile(file, []byte("x"), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			return CloneMirror(context.Background(), dir, file, "menode", "main")
+			return CloneMirror(context.Background(), dir, file, "menode", "main", "")
 		}},
 	}
 	for _, tt := range tests {

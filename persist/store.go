@@ -66,6 +66,8 @@ type Store struct {
 	mu      sync.Mutex
 	damaged error // once a bbolt call crashed (see guard): every later call returns it
 
+	tx *bbolt.Tx // set on the Store that Group hands its fn: every call runs in it
+
 	// Compacted is the file's size before and after OpenStore compacted
 	// it (mostly free pages); zero when it did not.
 	Compacted [2]int64
@@ -214,12 +216,33 @@ func openStore(root string, mayCompact bool) (*Store, error) {
 
 // view runs fn in a read transaction, guarded (see guard).
 func (s *Store) view(fn func(*bbolt.Tx) error) error {
+	if s.tx != nil {
+		return fn(s.tx)
+	}
 	return s.call(func() error { return s.db.View(fn) })
 }
 
 // update runs fn in a write transaction, guarded (see guard).
 func (s *Store) update(fn func(*bbolt.Tx) error) error {
+	if s.tx != nil {
+		return fn(s.tx)
+	}
 	return s.call(func() error { return s.db.Update(fn) })
+}
+
+// Group runs fn with a Store whose every call shares one write
+// transaction, committed (one fsync) when fn returns: a burst of small
+// writes costs one commit instead of one each. Each call still returns its
+// own error, but one that fails half-way keeps what it wrote before failing
+// (there are no savepoints in bbolt); the Put and Delete methods check
+// their input before they write. Group returns the commit's error.
+func (s *Store) Group(fn func(g *Store)) error {
+	return s.call(func() error {
+		return s.db.Update(func(tx *bbolt.Tx) error {
+			fn(&Store{db: s.db, file: s.file, path: s.path, tx: tx})
+			return nil
+		})
+	})
 }
 
 // call runs one bbolt call, guarded, unless an earlier one crashed.

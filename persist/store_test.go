@@ -781,3 +781,47 @@ func readMeta(t *testing.T, path, key string) []byte {
 	}
 	return out
 }
+
+// Group commits many writes in one transaction: inside it each call sees
+// the writes before it, after it everything is stored (also across a
+// reopen), and a failing call does not undo the others.
+func TestStore_groupCommitsTogether(t *testing.T) {
+	root := t.TempDir()
+	s := openTestStore(t, root)
+	var errs []error
+	err := s.Group(func(g *Store) {
+		for i := range 50 {
+			errs = append(errs, g.PutAnnouncement(fmt.Sprintf("k%02d", i), uint64(i+1), []byte{byte(i)}))
+		}
+		if seq, _, ok, err := g.Announcement("k07"); err != nil || !ok || seq != 8 {
+			t.Errorf("inside the group: k07 = seq %d, ok %v, %v; want 8", seq, ok, err)
+		}
+		errs = append(errs, g.PutAnnouncement("", 1, nil)) // refused
+		errs = append(errs, g.DeleteAnnouncement("k00"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errs[50] == nil {
+		t.Error("an empty key was accepted inside a group")
+	}
+	for i, e := range append(errs[:50:50], errs[51]) {
+		if e != nil {
+			t.Errorf("write %d: %v", i, e)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openTestStore(t, root)
+	raw, err := s.Announcements()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(raw) != 49 {
+		t.Fatalf("after reopen: %d announcements, want 49", len(raw))
+	}
+	if _, _, ok, _ := s.Announcement("k00"); ok {
+		t.Error("k00 was deleted in the group but is still stored")
+	}
+}

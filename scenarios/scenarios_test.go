@@ -13,8 +13,9 @@
 //	                             computed here without menode's code
 //	cmprefs A B                  the branches and tags of git repositories A and B are the same
 //	                             (names and object IDs, tag objects included)
-//	cmpclone SRC CLONE           CLONE (made by repo clone) has SRC's branches as
-//	                             refs/remotes/menode/*, SRC's tags, and SRC's HEAD checked out
+//	cmpclone SRC CLONE [REMOTE]  CLONE has SRC's branches as refs/remotes/REMOTE/* (default
+//	                             menode, as repo clone names it), SRC's tags, and SRC's HEAD
+//	                             checked out
 //	jsonunder FIELD FACTOR FILE  the number FIELD in the last stdout (JSON) is under FACTOR
 //	                             times the size of FILE
 package scenarios
@@ -45,22 +46,24 @@ import (
 
 var binDir string
 
-// TestMain builds the menode binary once for every script (with -race when
-// the tests run with -race, so the daemons are checked too).
+// TestMain builds the menode binary and the git remote helper
+// git-remote-menode once for every script, into one directory that goes
+// first on PATH (with -race when the tests run with -race, so the daemons
+// are checked too).
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "menode-scenarios-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	args := []string{"build", "-o", filepath.Join(dir, "menode")}
+	args := []string{"build", "-o", dir + string(os.PathSeparator)}
 	if raceEnabled {
 		args = append(args, "-race")
 	}
-	build := exec.Command("go", append(args, "github.com/menode/menode/cmd/menode")...)
+	build := exec.Command("go", append(args, "github.com/menode/menode/cmd/menode", "github.com/menode/menode/cmd/git-remote-menode")...)
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build menode:", err)
+		fmt.Fprintln(os.Stderr, "build menode and git-remote-menode:", err)
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
@@ -214,16 +217,19 @@ func cmdCmpRefs(ts *testscript.TestScript, neg bool, args []string) {
 }
 
 func cmdCmpClone(ts *testscript.TestScript, neg bool, args []string) {
-	if neg || len(args) != 2 {
-		ts.Fatalf("usage: cmpclone SRC CLONE")
+	if neg || len(args) < 2 || len(args) > 3 {
+		ts.Fatalf("usage: cmpclone SRC CLONE [REMOTE]")
 	}
-	src, clone := args[0], args[1]
+	src, clone, remote := args[0], args[1], "menode"
+	if len(args) == 3 {
+		remote = args[2]
+	}
 	want := map[string]string{}
 	for name, id := range gitRefs(ts, src, "refs/heads") {
-		want["refs/remotes/menode/"+strings.TrimPrefix(name, "refs/heads/")] = id
+		want["refs/remotes/"+remote+"/"+strings.TrimPrefix(name, "refs/heads/")] = id
 	}
-	got := gitRefs(ts, clone, "refs/remotes/menode")
-	delete(got, "refs/remotes/menode/HEAD")
+	got := gitRefs(ts, clone, "refs/remotes/"+remote)
+	delete(got, "refs/remotes/"+remote+"/HEAD")
 	sameRefMaps(ts, clone+" branches", want, got)
 	sameRefMaps(ts, clone+" tags", gitRefs(ts, src, "refs/tags"), gitRefs(ts, clone, "refs/tags"))
 	head := func(dir string, args ...string) string {
