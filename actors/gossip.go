@@ -318,7 +318,7 @@ func (g *gossip) accept(ctx actor.Context, key string, s *wire.SignedAnnouncemen
 			Refs: wire.RefsToMap(r.Refs), Seq: a.Seq, UpdatedAt: time.UnixMilli(a.TimestampMs).UTC(),
 		}
 		ctx.Send(g.store, learnRepo{Repo: repo})
-		ctx.Send(ctx.Parent(), &repoAnnounced{Repo: repo})
+		ctx.Send(ctx.Parent(), &repoAnnounced{Repo: repo, Signed: raw})
 		g.log.Info("repository announced", "repo", id, "name", wire.SafeText(r.Name), "creator", origin, "refs", len(r.Refs))
 	case *wire.Announcement_Inventory:
 		ctx.Send(ctx.Parent(), inventoryOf(origin, b.Inventory))

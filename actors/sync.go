@@ -28,8 +28,13 @@ import (
 
 // Messages of the sync actor.
 type (
-	// repoAnnounced: gossip accepted a creator's announcement of a repository.
-	repoAnnounced struct{ Repo persist.Repo }
+	// repoAnnounced: gossip accepted a creator's announcement of a
+	// repository; Signed is it, encoded (read only: gossip holds the same
+	// bytes).
+	repoAnnounced struct {
+		Repo   persist.Repo
+		Signed []byte
+	}
 	// inventorySeen: gossip accepted a node's inventory (repo -> RefsHash).
 	inventorySeen struct {
 		Origin wire.NodeID
@@ -118,18 +123,21 @@ type TransferCounts struct {
 
 // syncRepo is what sync tracks per repository.
 type syncRepo struct {
-	want      persist.Repo // the creator-signed state
-	mirror    persist.Mirror
-	fetching  *actor.PID
-	peer      wire.NodeID
-	status    transferStatus
-	failures  map[wire.NodeID]*backoff
-	waiters   []*syncWaiter
-	lastError string
-	size      int64 // bytes of the mirror on disk
-	statusAt  time.Time
-	rate      float64 // bytes per second of the running fetch, smoothed
-	refused   uint64  // the seq of the signed state refused for the mirror quota
+	want persist.Repo // the creator-signed state
+	// wantSigned is want's announcement, encoded, when gossip handed it
+	// over (not after a restart, when want comes from the store).
+	wantSigned []byte
+	mirror     persist.Mirror
+	fetching   *actor.PID
+	peer       wire.NodeID
+	status     transferStatus
+	failures   map[wire.NodeID]*backoff
+	waiters    []*syncWaiter
+	lastError  string
+	size       int64 // bytes of the mirror on disk
+	statusAt   time.Time
+	rate       float64 // bytes per second of the running fetch, smoothed
+	refused    uint64  // the seq of the signed state refused for the mirror quota
 }
 
 type backoff struct {
@@ -240,13 +248,16 @@ func (s *syncer) Receive(ctx actor.Context) {
 		if m.Repo.Seq > r.want.Seq || len(r.want.Refs) == 0 {
 			// Gossip knows the creator's state; the local flags are ours.
 			followed, removed, clones := r.want.Followed, r.want.Removed, r.want.Clones
-			r.want = m.Repo
+			r.want, r.wantSigned = m.Repo, m.Signed
 			r.want.Followed, r.want.Removed, r.want.Clones = followed, removed, clones
 		}
 		s.reschedule(ctx)
 	case *repoChanged:
 		r := s.repo(m.Repo.ID)
 		if m.Repo.Seq >= r.want.Seq {
+			if m.Repo.Seq > r.want.Seq {
+				r.wantSigned = nil // of the older state
+			}
 			r.want = m.Repo
 		} else {
 			r.want.Followed, r.want.Removed, r.want.Clones = m.Repo.Followed, m.Repo.Removed, m.Repo.Clones
@@ -478,7 +489,7 @@ func (s *syncer) start(ctx actor.Context, r *syncRepo) {
 			return
 		}
 		job := fetchJob{
-			want: r.want, mirror: r.mirror, resume: resume, peer: peer, peerPID: pid,
+			want: r.want, wantSigned: r.wantSigned, mirror: r.mirror, resume: resume, peer: peer, peerPID: pid,
 			root: s.cfg.Root, maxBundle: s.cfg.MaxBundleSize, rate: s.download, quota: s.quotaLeft(r),
 		}
 		s.nextID++

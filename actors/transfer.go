@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash"
@@ -99,15 +100,18 @@ func (e *transferError) Error() string {
 
 // fetchJob is what a fetching transfer needs to know.
 type fetchJob struct {
-	want      persist.Repo     // the creator-signed state wanted
-	mirror    persist.Mirror   // what the mirror holds now (zero when none)
-	resume    persist.Transfer // an interrupted receive of the same refs, if any
-	peer      wire.NodeID
-	peerPID   *actor.PID
-	root      string
-	maxBundle int64
-	quota     int64         // bytes the mirror quota leaves for this bundle
-	rate      *rate.Limiter // receive rate (tests throttle with it); nil: unlimited
+	want persist.Repo // the creator-signed state wanted
+	// wantSigned is want's SignedAnnouncement, encoded, when we hold it
+	// (heard by gossip since start): the server then need not send it.
+	wantSigned []byte
+	mirror     persist.Mirror   // what the mirror holds now (zero when none)
+	resume     persist.Transfer // an interrupted receive of the same refs, if any
+	peer       wire.NodeID
+	peerPID    *actor.PID
+	root       string
+	maxBundle  int64
+	quota      int64         // bytes the mirror quota leaves for this bundle
+	rate       *rate.Limiter // receive rate (tests throttle with it); nil: unlimited
 }
 
 // fetcher is a transfer actor that fetches one bundle into a mirror.
@@ -240,6 +244,9 @@ func fetch(ctx context.Context, s *quic.Stream, job fetchJob, report func(any)) 
 	}
 
 	req := &wire.TransferRequest{RepoId: id.String(), RefsHash: wantHash[:], Haves: haves(job.mirror.Refs)}
+	if len(job.wantSigned) > 0 {
+		req.KnownSeq = job.want.Seq // the server leaves out the announcement we hold
+	}
 	held := int64(0)
 	// Resume only from the peer that sent the kept bytes: another seeder's
 	// bundle of the same ID could differ (packed otherwise), and a
@@ -285,9 +292,21 @@ func fetch(ctx context.Context, s *quic.Stream, job fetchJob, report func(any)) 
 	if err != nil {
 		return &fetchResult{err: fmt.Errorf("read announcement: %w", err), keep: true}
 	}
-	signed := frame.GetTransferAnnouncement().GetAnnouncement()
-	if signed == nil {
+	ta := frame.GetTransferAnnouncement()
+	if ta == nil {
 		return bad("second frame is %T, not the announcement", frame.Body)
+	}
+	signed := ta.GetAnnouncement()
+	if signed == nil && req.KnownSeq != 0 {
+		// Left out: the one we named is the one served. It is checked
+		// below as if it came from the peer.
+		signed = new(wire.SignedAnnouncement)
+		if err := proto.Unmarshal(job.wantSigned, signed); err != nil {
+			return &fetchResult{err: fmt.Errorf("our copy of the announcement: %w", err)}
+		}
+	}
+	if signed == nil {
+		return bad("the announcement frame holds no announcement")
 	}
 	ann, err := checkServedAnnouncement(signed, job, wantHash)
 	if err != nil {
@@ -473,14 +492,16 @@ func checkServedAnnouncement(s *wire.SignedAnnouncement, job fetchJob, wantHash 
 
 // haves are the objects our mirror's refs point to, tag objects included
 // (or every annotated tag would be sent again).
-func haves(refs map[string]string) []string {
+func haves(refs map[string]string) [][]byte {
 	seen := map[string]bool{}
-	var out []string
+	var out [][]byte
 	for _, id := range refs {
-		if !seen[id] && len(out) < wire.MaxHaves {
-			seen[id] = true
-			out = append(out, id)
+		raw, err := hex.DecodeString(id)
+		if err != nil || len(raw) != wire.ObjectIDSize || seen[id] || len(out) >= wire.MaxHaves {
+			continue
 		}
+		seen[id] = true
+		out = append(out, raw)
 	}
 	return out
 }
@@ -656,7 +677,14 @@ func (sv *server) start(ctx actor.Context, runCtx context.Context) {
 			sv.refuse(ctx, runCtx, wire.TransferErrorCode_TRANSFER_INTERNAL, "stored announcement unreadable")
 			return
 		}
-		want := &bundleFor{Repo: id, Refs: mirror.Mirror.Refs, Haves: req.Haves}
+		haves := make([]string, len(req.Haves))
+		for i, h := range req.Haves {
+			haves[i] = hex.EncodeToString(h)
+		}
+		want := &bundleFor{Repo: id, Refs: mirror.Mirror.Refs, Haves: haves}
+		if req.KnownSeq != 0 && req.KnownSeq == mirror.Mirror.Seq {
+			signed = nil // the requester holds it: sendBundle leaves it out
+		}
 		ask(ctx, ctx.Parent(), want, func(res any, err error) {
 			if err != nil {
 				sv.log.Warn("serve: bundle", "repo", id, "err", err)

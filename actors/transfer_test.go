@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -252,6 +254,30 @@ func TestTransfer_rejectsBadSeeders(t *testing.T) {
 	}
 }
 
+// TestTransfer_announcementLeftOut: a receiver that heard the creator's
+// announcement by gossip names it in its request (known_seq), the seeder
+// leaves it out of the transfer (it is the largest thing sent besides the
+// bundle: every ref, signed), and the receiver checks its own copy.
+func TestTransfer_announcementLeftOut(t *testing.T) {
+	t.Parallel()
+	w := newTransferWorld(t, newTransferFixture(t))
+	want := w.state(t, 1, w.base)
+	honest := w.serve(t, want.refs, want.ann, func(r *transferReply) { r.leaveOut = true })
+	var asked atomic.Uint64
+	h := startFakeSeeder(t, w, newSigner(t), func(req *wire.TransferRequest) ([]byte, error) {
+		asked.Store(req.KnownSeq)
+		return honest(req)
+	})
+	h.gossip(t, want.ann)
+	h.announceInventory(t, w.id, want.refs)
+	waitSynced(t, w.victim, w.id, want.refs, 20*time.Second)
+	if got := asked.Load(); got != want.seq {
+		t.Errorf("the request's known_seq is %d, want %d (the announcement the victim heard)", got, want.seq)
+	}
+	w.assertHolds(t, &want, nil)
+	gitT(t, persist.MirrorPath(w.vroot, w.id), "fsck", "--strict")
+}
+
 // badSeederCase is one bad seeder and what the victim should end up with.
 type badSeederCase struct {
 	prior   *signedState // synced from an honest seeder first; nil: the mirror starts missing
@@ -389,7 +415,11 @@ func serveFrom(dir string, refs map[string]string, ann *wire.SignedAnnouncement,
 	}
 	slices.Sort(names)
 	return func(req *wire.TransferRequest) ([]byte, error) {
-		r, err := buildReply(dir, names, req.Haves, ann)
+		haves := make([]string, len(req.Haves))
+		for i, h := range req.Haves {
+			haves[i] = hex.EncodeToString(h)
+		}
+		r, err := buildReply(dir, names, haves, ann)
 		if err != nil {
 			return nil, err
 		}
@@ -601,10 +631,11 @@ func rawReply(frames ...*wire.Frame) serveFunc {
 // transferReply is a seeder's answer, frame by frame: start, announcement
 // (none when nil), the bundle in chunks, done.
 type transferReply struct {
-	start *wire.TransferStart
-	ann   *wire.SignedAnnouncement
-	data  []byte
-	done  *wire.TransferDone
+	start    *wire.TransferStart
+	ann      *wire.SignedAnnouncement
+	leaveOut bool // an announcement frame without the announcement
+	data     []byte
+	done     *wire.TransferDone
 }
 
 // buildReply is the honest answer: the bundle of names in dir minus the
@@ -633,7 +664,10 @@ func buildReply(dir string, names, haves []string, ann *wire.SignedAnnouncement)
 
 func (r *transferReply) encode() ([]byte, error) {
 	frames := []*wire.Frame{{Body: &wire.Frame_TransferStart{TransferStart: r.start}}}
-	if r.ann != nil {
+	if r.ann != nil || r.leaveOut {
+		if r.leaveOut {
+			r.ann = nil
+		}
 		frames = append(frames, &wire.Frame{Body: &wire.Frame_TransferAnnouncement{TransferAnnouncement: &wire.TransferAnnouncement{Announcement: r.ann}}})
 	}
 	for off := 0; off < len(r.data); off += wire.MaxChunkData {

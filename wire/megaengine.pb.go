@@ -1095,16 +1095,20 @@ type TransferRequest struct {
 	RepoId string `protobuf:"bytes,1,opt,name=repo_id,json=repoId,proto3" json:"repo_id,omitempty"`
 	// RefsHash (32 bytes) of the creator-signed refs wanted.
 	RefsHash []byte `protobuf:"bytes,2,opt,name=refs_hash,json=refsHash,proto3" json:"refs_hash,omitempty"`
-	// Object IDs (40 lowercase hex) the requester already has: the targets of
+	// Object IDs (20 bytes, SHA-1) the requester already has: the targets of
 	// its mirror's refs, tag objects included. At most 10000.
-	Haves []string `protobuf:"bytes,3,rep,name=haves,proto3" json:"haves,omitempty"`
+	Haves [][]byte `protobuf:"bytes,3,rep,name=haves,proto3" json:"haves,omitempty"`
 	// To resume an interrupted transfer: the bundle_id its TransferStart gave
 	// and how many bytes of that bundle the requester holds. Empty and 0 for
 	// a fresh transfer.
 	ResumeBundleId []byte `protobuf:"bytes,4,opt,name=resume_bundle_id,json=resumeBundleId,proto3" json:"resume_bundle_id,omitempty"`
 	ResumeOffset   uint64 `protobuf:"varint,5,opt,name=resume_offset,json=resumeOffset,proto3" json:"resume_offset,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The seq of the creator's announcement of these refs that the requester
+	// holds already (0: none). When the server would send that very
+	// announcement, its TransferAnnouncement leaves it out.
+	KnownSeq      uint64 `protobuf:"varint,6,opt,name=known_seq,json=knownSeq,proto3" json:"known_seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TransferRequest) Reset() {
@@ -1151,7 +1155,7 @@ func (x *TransferRequest) GetRefsHash() []byte {
 	return nil
 }
 
-func (x *TransferRequest) GetHaves() []string {
+func (x *TransferRequest) GetHaves() [][]byte {
 	if x != nil {
 		return x.Haves
 	}
@@ -1168,6 +1172,13 @@ func (x *TransferRequest) GetResumeBundleId() []byte {
 func (x *TransferRequest) GetResumeOffset() uint64 {
 	if x != nil {
 		return x.ResumeOffset
+	}
+	return 0
+}
+
+func (x *TransferRequest) GetKnownSeq() uint64 {
+	if x != nil {
+		return x.KnownSeq
 	}
 	return 0
 }
@@ -1250,6 +1261,8 @@ func (x *TransferStart) GetEmpty() bool {
 
 // TransferAnnouncement carries the creator's SignedAnnouncement of the refs
 // the bundle holds, in a frame of its own (announcements are at most 512 KiB).
+// It is left out (the frame is empty) when the request's known_seq names
+// that announcement: the requester checks its own copy instead.
 type TransferAnnouncement struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Announcement  *SignedAnnouncement    `protobuf:"bytes,1,opt,name=announcement,proto3" json:"announcement,omitempty"`
@@ -1519,13 +1532,14 @@ const file_wire_megaengine_proto_rawDesc = "" +
 	"\x05repos\x18\x01 \x03(\v2\x1d.megaengine.v1.InventoryEntryR\x05repos\"F\n" +
 	"\x0eInventoryEntry\x12\x17\n" +
 	"\arepo_id\x18\x01 \x01(\tR\x06repoId\x12\x1b\n" +
-	"\trefs_hash\x18\x02 \x01(\fR\brefsHash\"\xac\x01\n" +
+	"\trefs_hash\x18\x02 \x01(\fR\brefsHash\"\xc9\x01\n" +
 	"\x0fTransferRequest\x12\x17\n" +
 	"\arepo_id\x18\x01 \x01(\tR\x06repoId\x12\x1b\n" +
 	"\trefs_hash\x18\x02 \x01(\fR\brefsHash\x12\x14\n" +
-	"\x05haves\x18\x03 \x03(\tR\x05haves\x12(\n" +
+	"\x05haves\x18\x03 \x03(\fR\x05haves\x12(\n" +
 	"\x10resume_bundle_id\x18\x04 \x01(\fR\x0eresumeBundleId\x12#\n" +
-	"\rresume_offset\x18\x05 \x01(\x04R\fresumeOffset\"n\n" +
+	"\rresume_offset\x18\x05 \x01(\x04R\fresumeOffset\x12\x1b\n" +
+	"\tknown_seq\x18\x06 \x01(\x04R\bknownSeq\"n\n" +
 	"\rTransferStart\x12\x1b\n" +
 	"\tbundle_id\x18\x01 \x01(\fR\bbundleId\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x04R\x06offset\x12\x12\n" +

@@ -14,6 +14,8 @@ const (
 	MaxHaves = MaxRefs
 	// BundleIDSize is the length of a bundle ID.
 	BundleIDSize = sha256.Size
+	// ObjectIDSize is the length of a git object ID (SHA-1) in binary.
+	ObjectIDSize = 20
 )
 
 // ErrBadTransfer is wrapped when a transfer frame breaks a rule.
@@ -36,8 +38,8 @@ func CheckTransferRequest(r *TransferRequest) (RepoID, error) {
 		return RepoID{}, fmt.Errorf("%d haves, max %d: %w", len(r.Haves), MaxHaves, ErrBadTransfer)
 	}
 	for _, h := range r.Haves {
-		if !isCommitID(h) {
-			return RepoID{}, fmt.Errorf("have %q is not 40 lowercase hex digits: %w", h, ErrBadTransfer)
+		if len(h) != ObjectIDSize {
+			return RepoID{}, fmt.Errorf("a have of %d bytes, want %d: %w", len(h), ObjectIDSize, ErrBadTransfer)
 		}
 	}
 	if n := len(r.ResumeBundleId); n != 0 && n != BundleIDSize {

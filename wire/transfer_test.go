@@ -3,6 +3,7 @@ package wire
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"testing"
 
@@ -20,13 +21,23 @@ func transferSeeds(tb testing.TB) []*TransferRequest {
 	bundle := sha256.Sum256([]byte("bundle"))
 	return []*TransferRequest{
 		{RepoId: id.String(), RefsHash: hash[:]},
-		{RepoId: id.String(), RefsHash: hash[:], Haves: []string{commitA, commitB}},
-		{RepoId: id.String(), RefsHash: hash[:], Haves: []string{commitA}, ResumeBundleId: bundle[:], ResumeOffset: 65536},
+		{RepoId: id.String(), RefsHash: hash[:], Haves: [][]byte{objectID(tb, commitA), objectID(tb, commitB)}, KnownSeq: 7},
+		{RepoId: id.String(), RefsHash: hash[:], Haves: [][]byte{objectID(tb, commitA)}, ResumeBundleId: bundle[:], ResumeOffset: 65536},
 		{RepoId: id.String(), RefsHash: hash[:31]},
-		{RepoId: id.String(), RefsHash: hash[:], Haves: []string{"ABC"}},
+		{RepoId: id.String(), RefsHash: hash[:], Haves: [][]byte{[]byte("ABC")}},
 		{RepoId: id.String(), RefsHash: hash[:], ResumeOffset: 7},
 		{RepoId: fixedID(1).String(), RefsHash: hash[:]},
 	}
+}
+
+// objectID is a 40-hex object ID in binary.
+func objectID(tb testing.TB, id string) []byte {
+	tb.Helper()
+	raw, err := hex.DecodeString(id)
+	if err != nil || len(raw) != ObjectIDSize {
+		tb.Fatalf("object ID %q: %v", id, err)
+	}
+	return raw
 }
 
 // FuzzTransferRequest feeds a hostile receiver's request bytes to
@@ -53,8 +64,8 @@ func FuzzTransferRequest(f *testing.F) {
 			t.Fatalf("accepted a request that breaks the rules: %v", r)
 		}
 		for _, h := range r.Haves {
-			if !isCommitID(h) {
-				t.Fatalf("accepted have %q", h)
+			if len(h) != ObjectIDSize {
+				t.Fatalf("accepted have %x", h)
 			}
 		}
 		if n := len(r.ResumeBundleId); n != 0 && n != BundleIDSize || n == 0 && r.ResumeOffset != 0 {
