@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -39,6 +40,7 @@ type runCmd struct {
 	DialPrivate    bool          `help:"Dial loopback, private and link-local addresses other nodes announce even when this node is not on such a network."`
 	HTTPAddr       string        `name:"http-addr" default:"127.0.0.1:8470" env:"MENODE_HTTP_ADDR" help:"TCP address of the status page and /metrics (loopback unless --http-allow-remote; \"\" turns it off). When the default port is taken, the next few are tried."`
 	HTTPRemote     bool          `name:"http-allow-remote" help:"Allow --http-addr on an address other than loopback; the page then serves read-only data without local paths."`
+	MemoryLimit    byteSize      `name:"memory-limit" default:"256MiB" help:"Soft limit of the Go heap: garbage is collected more often as it nears the limit (0: none; GOMEMLIMIT, when set, wins)."`
 }
 
 // httpTries is how many ports after the default one are tried when it is
@@ -81,6 +83,16 @@ func (c *runCmd) Run(e *env) error {
 		if err := web.CheckAddr(c.HTTPAddr, c.HTTPRemote); err != nil {
 			return usageError{err}
 		}
+	}
+	if c.MemoryLimit < 0 {
+		return usageError{fmt.Errorf("--memory-limit must not be negative")}
+	}
+	if c.MemoryLimit > 0 && os.Getenv("GOMEMLIMIT") == "" {
+		// The runtime collects at GOGC's pace below the limit and more often
+		// near it, so a node's resident set follows what it holds instead
+		// of twice that (what a flood of peers and announcements costs is
+		// bounded in bytes: see README, "Security model").
+		debug.SetMemoryLimit(int64(c.MemoryLimit))
 	}
 	var page *web.Server
 	if c.HTTPAddr != "" {
