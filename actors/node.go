@@ -506,7 +506,7 @@ func (n *node) Receive(ctx actor.Context) {
 		n.isStopping = true
 	case *AddRepo:
 		n.addRepo(ctx, m)
-	case *dialNode, *banNode:
+	case *dialNode, *banNode, *peerUseful:
 		ctx.Forward(n.network) // from gossip
 	case *repoAnnounced, *inventorySeen:
 		ctx.Forward(n.sync) // from gossip

@@ -120,6 +120,9 @@ type (
 		ID  wire.NodeID
 		PID *actor.PID
 	}
+	// peerUseful: gossip took a new announcement from this peer (sent once
+	// per connection): it goes after idle ones when the inbound table is full.
+	peerUseful struct{ ID wire.NodeID }
 	// probed: the address check of an inbound peer (see probe) ended.
 	probed struct {
 		pid  *actor.PID
@@ -194,6 +197,7 @@ type link struct {
 	// (probe). Unproven inbound peers go first when the inbound table is
 	// full, and are not redialed.
 	proven bool
+	useful bool       // it sent something gossip took (see peerUseful)
 	conn   *quic.Conn // read only for its statistics
 }
 
@@ -339,6 +343,10 @@ func (t *transport) Receive(ctx actor.Context) {
 		t.onPeerUp(ctx, m)
 	case *probed:
 		t.onProbed(ctx, m)
+	case *peerUseful:
+		if l := t.peers[t.byID[m.ID]]; l != nil {
+			l.useful = true
+		}
 	case *actor.Terminated:
 		t.onPeerGone(ctx, m.Who)
 	case *ListPeers:
@@ -651,8 +659,9 @@ func (t *transport) onProbed(ctx actor.Context, m *probed) {
 
 // admit keeps the inbound table within its caps (in total and per IP).
 // When a newcomer overflows one, an unproven inbound connection is closed
-// to make room, chosen at random so that an honest node that dials in
-// during a flood still gets in; if every one is proven, the newest from
+// to make room, chosen at random (among those that sent nothing gossip
+// took, while there are such) so that an honest node that dials in during
+// a flood still gets in; if every one is proven, the newest from
 // the most crowded network goes (crowded); failing that, the newcomer
 // goes. It reports whether the newcomer stays.
 func (t *transport) admit(ctx actor.Context, pid *actor.PID, l *link) bool {
@@ -672,7 +681,7 @@ func (t *transport) admit(ctx actor.Context, pid *actor.PID, l *link) bool {
 		if !over && !overIP {
 			return true
 		}
-		var victims []*actor.PID
+		var victims, useful []*actor.PID
 		for p, o := range t.peers {
 			if p == pid || o.outbound || o.proven || o.since.IsZero() || t.byID[o.id] != p {
 				continue
@@ -680,7 +689,14 @@ func (t *transport) admit(ctx actor.Context, pid *actor.PID, l *link) bool {
 			if overIP && !over && o.ip != l.ip {
 				continue
 			}
-			victims = append(victims, p)
+			if o.useful {
+				useful = append(useful, p)
+			} else {
+				victims = append(victims, p)
+			}
+		}
+		if len(victims) == 0 {
+			victims = useful // only when every unproven one has sent something new
 		}
 		var v *actor.PID
 		if len(victims) > 0 {
