@@ -4,8 +4,10 @@ import (
 	"cmp"
 	"crypto/ed25519"
 	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"time"
@@ -24,6 +26,15 @@ import (
 type gossipIn struct {
 	From   wire.NodeID
 	Gossip *wire.Gossip
+	credit chan struct{}
+}
+
+// gossipRepair is an IHave, Graft, Prune or Reconcile frame a peer actor
+// received. Handling it gives back one credit of the peer's reader.
+type gossipRepair struct {
+	From   wire.NodeID
+	PID    *actor.PID
+	Frame  *wire.Frame
 	credit chan struct{}
 }
 
@@ -46,8 +57,15 @@ type mirrorRemoved struct{ ID wire.RepoID }
 // window (1 = no duplicates; 0 = unknown). Reply: int. For measurements.
 type countCopies struct{ ID [32]byte }
 
-// reannounce is the gossip interval's tick.
-type reannounce struct{}
+// antiEntropy is the gossip interval's tick: reconcile with one random peer.
+type antiEntropy struct{}
+
+// graftDue: the message IDs announced to us (IHave) that we asked to wait
+// for are due; ask for the ones still missing.
+type graftDue struct{ IDs [][32]byte }
+
+// flushIHave: send the message IDs collected for lazy peers.
+type flushIHave struct{}
 
 // gossipLoaded carries what the store held at start.
 type gossipLoaded struct {
@@ -63,6 +81,8 @@ type GossipStats struct {
 	Held      int              `json:"held"`       // announcement slots held
 	HeldBytes int              `json:"held_bytes"` // their encoded size
 	Dropped   map[string]int64 `json:"dropped"`    // per reason, since start
+	// Peers pushed whole announcements (the tree); the others get message IDs.
+	EagerPeers int `json:"eager_peers"`
 }
 
 // Reasons an announcement is dropped or evicted (GossipStats.Dropped).
@@ -76,6 +96,7 @@ const (
 )
 
 const (
+	maxMissing   = 10_000 // message IDs announced to us and not received, remembered at most
 	defaultTTL   = 16
 	seenFor      = 5 * time.Minute
 	seenMax      = 100_000
@@ -102,17 +123,46 @@ type gossip struct {
 	store    *actor.PID
 	log      *slog.Logger
 
-	peers     map[wire.NodeID]*actor.PID
+	peers     map[wire.NodeID]*gossipPeer
 	latest    map[string]*held
+	byID      map[[32]byte]string // message ID of each held announcement -> its key
+	set       *wire.ReconcileSet  // the held items for reconciliation; nil when latest changed
+	bySlot    map[wire.SlotID]string
+	missing   map[[32]byte]*missingMsg // announced to us by IHave, not received yet
 	inventory map[wire.RepoID][32]byte // what our mirrors hold, for our InventoryAnnouncement
 	budget    heldBudget
 	dropped   map[string]int64
-	catchUp   int // bytes a new peer is sent at most on connect
+	catchUp   int // bytes one peer is sent by reconciliation and grafts, per minute
 	seen      *seenWindow
 	strikes   map[wire.NodeID]int
 	cancel    cancelFunc
+	flushing  bool // a flushIHave is on its way
 	ready     bool
 	now       func() time.Time
+
+	graftTimeout, ihaveDelay time.Duration
+}
+
+// gossipPeer is what gossip knows of one connected peer: whether it is on
+// our side of the push tree (eager: it gets whole announcements) or off it
+// (lazy: it gets their message IDs), and its catch-up byte budget.
+type gossipPeer struct {
+	pid   *actor.PID
+	eager bool
+	// initial: our reconciliation on connect is out and unanswered. A
+	// peer that already holds everything we hold is a redundant link:
+	// it becomes lazy, so that the eager links form a tree.
+	initial bool
+	ihave   [][]byte // message IDs to send it, collected for IHaveDelay
+	credit  float64  // catch-up bytes it may still be sent
+	at      time.Time
+}
+
+// missingMsg is a message ID peers announced to us (IHave), and who did,
+// in order; grafted is how many of them we asked already.
+type missingMsg struct {
+	from    []wire.NodeID
+	grafted int
 }
 
 func newGossip(cfg Config, key ed25519.PrivateKey, id wire.NodeID, addrs []string, store *actor.PID) *gossip {
@@ -120,7 +170,9 @@ func newGossip(cfg Config, key ed25519.PrivateKey, id wire.NodeID, addrs []strin
 	return &gossip{
 		key: key, id: id, alias: cfg.Alias, addrs: addrs, interval: cfg.GossipInterval,
 		store: store, log: cfg.Logger,
-		peers: map[wire.NodeID]*actor.PID{}, latest: map[string]*held{}, inventory: map[wire.RepoID][32]byte{},
+		peers: map[wire.NodeID]*gossipPeer{}, latest: map[string]*held{}, inventory: map[wire.RepoID][32]byte{},
+		byID: map[[32]byte]string{}, missing: map[[32]byte]*missingMsg{},
+		graftTimeout: cfg.GraftTimeout, ihaveDelay: cfg.IHaveDelay,
 		budget:  heldBudget{total: cfg.MaxHeldBytes, perOrigin: cfg.MaxHeldBytesPerOrigin, used: map[wire.NodeID]int{}, keys: map[wire.NodeID]map[string]bool{}},
 		dropped: map[string]int64{}, catchUp: cfg.MaxCatchUpBytes,
 		seen: newSeenWindow(seenFor, seenMax), strikes: map[wire.NodeID]int{}, now: time.Now,
@@ -146,17 +198,31 @@ func (g *gossip) Receive(ctx actor.Context) {
 	case *gossipLoaded:
 		g.load(ctx, m)
 	case *peerConnected:
-		g.peers[m.ID] = m.PID
-		ctx.Send(m.PID, &sendFrames{Frames: g.catchUpFrames()})
+		p := &gossipPeer{pid: m.PID, eager: true, credit: float64(g.catchUp), at: g.now()}
+		g.peers[m.ID] = p
+		// One side starts the reconciliation (the smaller ID, as both
+		// agree without talking); the other answers.
+		if g.id.String() < m.ID.String() {
+			p.initial = true
+			ctx.Send(m.PID, &sendFrame{Frame: reconcileFrame(g.reconcileSet().Start())})
+		}
 	case *gossipStats:
-		ctx.Respond(GossipStats{Held: len(g.latest), HeldBytes: g.budget.sum, Dropped: maps.Clone(g.dropped)})
+		ctx.Respond(GossipStats{Held: len(g.latest), HeldBytes: g.budget.sum, Dropped: maps.Clone(g.dropped), EagerPeers: g.eagerPeers()})
 	case *peerDisconnected:
-		if g.peers[m.ID] == m.PID {
+		if p := g.peers[m.ID]; p != nil && p.pid == m.PID {
 			delete(g.peers, m.ID)
 		}
 	case *gossipIn:
 		g.receive(ctx, m)
 		releaseCredit(m.credit)
+	case *gossipRepair:
+		g.repair(ctx, m)
+		releaseCredit(m.credit)
+	case *graftDue:
+		g.graft(ctx, m.IDs)
+	case *flushIHave:
+		g.flushing = false
+		g.flushIHave(ctx)
 	case *countCopies:
 		ctx.Respond(g.seen.copies(m.ID))
 	case *announceRepos:
@@ -170,24 +236,24 @@ func (g *gossip) Receive(ctx actor.Context) {
 	case *mirrorRemoved:
 		delete(g.inventory, m.ID)
 		key := "repo/" + g.id.String() + "/" + m.ID.String()
-		if h := g.latest[key]; h != nil {
-			delete(g.latest, key)
-			g.budget.remove(h.origin, key, h.size)
+		if g.drop(key) != nil {
 			ctx.Send(g.store, deleteAnnouncement{Key: key})
 		}
 		g.announceInventory(ctx)
-	case *reannounce:
+	case *antiEntropy:
 		g.announceNode(ctx)
-		// Our own latest go out again; peers that hold them drop them as seen or stale.
-		for _, h := range g.latest {
-			if h.body.Origin == g.id.String() {
-				g.broadcast(ctx, h.signed, defaultTTL, wire.NodeID{})
-			}
+		if len(g.peers) > 0 {
+			ids := slices.Collect(maps.Keys(g.peers))
+			p := g.peers[ids[rand.IntN(len(ids))]]
+			ctx.Send(p.pid, &sendFrame{Frame: reconcileFrame(g.reconcileSet().Start())})
 		}
 	case *actor.Stopping:
 		if g.cancel != nil {
 			g.cancel()
 		}
+	case actor.SystemMessage, actor.AutoReceiveMessage:
+	default:
+		g.log.Debug("gossip: unexpected message", "type", fmt.Sprintf("%T", m))
 	}
 }
 
@@ -228,7 +294,7 @@ func (g *gossip) load(ctx actor.Context, m *gossipLoaded) {
 	}
 	g.announceInventory(ctx)
 	if g.interval > 0 {
-		g.cancel = sendEvery(ctx, g.interval, &reannounce{})
+		g.cancel = sendEvery(ctx, g.interval, &antiEntropy{})
 	}
 }
 
@@ -258,9 +324,16 @@ func (g *gossip) receive(ctx actor.Context, m *gossipIn) {
 	}
 	id := wire.AnnouncementID(s)
 	if g.seen.has(id, g.now()) {
+		// A second copy pushed along the tree: that link closes a loop.
+		// Copies sent by reconciliation (TTL 0) are not tree traffic.
+		if p := g.peers[m.From]; p != nil && p.eager && m.Gossip.GetTtl() > 0 {
+			p.eager = false
+			ctx.Send(p.pid, &sendFrame{Frame: &wire.Frame{Body: &wire.Frame_Prune{Prune: &wire.Prune{}}}})
+		}
 		return
 	}
 	g.seen.add(id, g.now())
+	delete(g.missing, id)
 	if origin == g.id {
 		return // our own, back from a relay
 	}
@@ -274,7 +347,7 @@ func (g *gossip) receive(ctx actor.Context, m *gossipIn) {
 		return
 	}
 	if ttl := m.Gossip.GetTtl(); ttl > 0 {
-		g.broadcast(ctx, s, min(ttl, defaultTTL)-1, m.From)
+		g.relay(ctx, s, id, min(ttl, defaultTTL)-1, m.From)
 	}
 }
 
@@ -341,10 +414,26 @@ func (g *gossip) hold(ctx actor.Context, key string, s *wire.SignedAnnouncement,
 	}
 	if old != nil {
 		g.budget.remove(old.origin, key, old.size)
+		delete(g.byID, wire.AnnouncementID(old.signed))
 	}
 	g.latest[key] = &held{signed: s, body: a, origin: origin, size: size}
+	g.byID[wire.AnnouncementID(s)] = key
+	g.set = nil
 	g.budget.add(origin, key, size)
 	return true
+}
+
+// drop forgets the announcement held under key.
+func (g *gossip) drop(key string) *held {
+	h := g.latest[key]
+	if h == nil {
+		return nil
+	}
+	delete(g.latest, key)
+	delete(g.byID, wire.AnnouncementID(h.signed))
+	g.set = nil
+	g.budget.remove(h.origin, key, h.size)
+	return h
 }
 
 func oldSize(h *held) int {
@@ -366,9 +455,7 @@ func (g *gossip) evictOldest(ctx actor.Context, origin wire.NodeID, keep string)
 	if victim == "" {
 		return false
 	}
-	h := g.latest[victim]
-	delete(g.latest, victim)
-	g.budget.remove(origin, victim, h.size)
+	h := g.drop(victim)
 	g.dropped[dropEvicted]++
 	ctx.Send(g.store, deleteAnnouncement{Key: victim})
 	if r := h.body.GetRepo(); r != nil {
@@ -380,12 +467,18 @@ func (g *gossip) evictOldest(ctx actor.Context, origin wire.NodeID, keep string)
 	return true
 }
 
-// catchUpFrames are the announcements a new peer is sent: ours first, then
-// the newest, within the catch-up byte budget.
-func (g *gossip) catchUpFrames() []*wire.Frame {
-	all := make([]*held, 0, len(g.latest))
-	for _, h := range g.latest {
-		all = append(all, h)
+// push sends p the announcements held under keys, ours first, then the
+// newest, within its catch-up byte budget, with ttl (0 for reconciliation:
+// not relayed further, and not tree traffic).
+func (g *gossip) push(ctx actor.Context, p *gossipPeer, keys []string, ttl uint32) {
+	if len(keys) == 0 {
+		return
+	}
+	all := make([]*held, 0, len(keys))
+	for _, k := range keys {
+		if h := g.latest[k]; h != nil {
+			all = append(all, h)
+		}
 	}
 	slices.SortFunc(all, func(a, b *held) int {
 		if (a.origin == g.id) != (b.origin == g.id) {
@@ -396,17 +489,22 @@ func (g *gossip) catchUpFrames() []*wire.Frame {
 		}
 		return cmp.Compare(b.body.TimestampMs, a.body.TimestampMs)
 	})
+	// The budget refills at catchUp bytes a minute, up to catchUp.
+	now := g.now()
+	p.credit = min(float64(g.catchUp), p.credit+now.Sub(p.at).Minutes()*float64(g.catchUp))
+	p.at = now
 	frames := make([]*wire.Frame, 0, len(all))
-	sent := 0
 	for _, h := range all {
-		if sent+h.size > g.catchUp {
+		if float64(h.size) > p.credit {
 			g.dropped[dropCatchUp]++
 			continue
 		}
-		sent += h.size
-		frames = append(frames, gossipFrame(h.signed, defaultTTL))
+		p.credit -= float64(h.size)
+		frames = append(frames, gossipFrame(h.signed, ttl))
 	}
-	return frames
+	if len(frames) > 0 {
+		ctx.Send(p.pid, &sendFrames{Frames: frames})
+	}
 }
 
 // heldBudget counts the bytes of held announcements, per origin and in total.
@@ -459,13 +557,186 @@ func (g *gossip) strike(ctx actor.Context, from wire.NodeID, why error) {
 	}
 }
 
-func (g *gossip) broadcast(ctx actor.Context, s *wire.SignedAnnouncement, ttl uint32, except wire.NodeID) {
+// relay pushes a new announcement along the tree: whole to eager peers,
+// its message ID to lazy ones (batched for IHaveDelay), never back to
+// the peer it came from.
+func (g *gossip) relay(ctx actor.Context, s *wire.SignedAnnouncement, id [32]byte, ttl uint32, except wire.NodeID) {
 	f := gossipFrame(s, ttl)
-	for id, pid := range g.peers {
-		if id != except {
-			ctx.Send(pid, &sendFrame{Frame: f})
+	for pid, p := range g.peers {
+		switch {
+		case pid == except:
+		case p.eager:
+			ctx.Send(p.pid, &sendFrame{Frame: f})
+		default:
+			p.ihave = append(p.ihave, id[:])
+			if !g.flushing {
+				g.flushing = true
+				sendAfter(ctx, g.ihaveDelay, &flushIHave{})
+			}
 		}
 	}
+}
+
+func (g *gossip) flushIHave(ctx actor.Context) {
+	for _, p := range g.peers {
+		for ids := range slices.Chunk(p.ihave, wire.MaxIHaveIDs) {
+			ctx.Send(p.pid, &sendFrame{Frame: &wire.Frame{Body: &wire.Frame_Ihave{Ihave: &wire.IHave{Ids: ids}}}})
+		}
+		p.ihave = nil
+	}
+}
+
+// repair handles the frames that keep the tree and the held sets whole:
+// IHave, Graft, Prune and Reconcile.
+func (g *gossip) repair(ctx actor.Context, m *gossipRepair) {
+	p := g.peers[m.From]
+	if p == nil || p.pid != m.PID {
+		return // from a connection gossip no longer uses
+	}
+	var err error
+	switch b := m.Frame.Body.(type) {
+	case *wire.Frame_Ihave:
+		if err = wire.CheckIHave(b.Ihave); err == nil {
+			g.announced(ctx, m.From, b.Ihave.Ids)
+		}
+	case *wire.Frame_Graft:
+		if err = wire.CheckGraft(b.Graft); err == nil {
+			p.eager = true
+			var keys []string
+			for _, id := range b.Graft.Ids {
+				if key, ok := g.byID[[32]byte(id)]; ok {
+					keys = append(keys, key)
+				}
+			}
+			g.push(ctx, p, keys, defaultTTL)
+		}
+	case *wire.Frame_Prune:
+		p.eager = false
+	case *wire.Frame_Reconcile:
+		if err = wire.CheckReconcile(b.Reconcile); err == nil {
+			g.reconcile(ctx, m.From, p, b.Reconcile)
+		}
+	}
+	if err != nil {
+		ctx.Send(p.pid, &closePeer{Code: wire.ErrorCode_ERROR_PROTOCOL, Reason: err.Error()})
+	}
+}
+
+// announced notes message IDs a peer has (IHave) that we have not received,
+// and asks for them (graft) if they do not arrive within GraftTimeout.
+func (g *gossip) announced(ctx actor.Context, from wire.NodeID, ids [][]byte) {
+	var due [][32]byte
+	for _, b := range ids {
+		id := [32]byte(b)
+		if _, held := g.byID[id]; held || g.seen.copies(id) > 0 {
+			continue
+		}
+		if m := g.missing[id]; m != nil {
+			if len(m.from) < 8 && !slices.Contains(m.from, from) {
+				m.from = append(m.from, from)
+			}
+			continue
+		}
+		if len(g.missing) >= maxMissing {
+			continue
+		}
+		g.missing[id] = &missingMsg{from: []wire.NodeID{from}}
+		due = append(due, id)
+	}
+	if len(due) > 0 {
+		sendAfter(ctx, g.graftTimeout, &graftDue{IDs: due})
+	}
+}
+
+// graft asks for the announced messages still missing, each from the next
+// peer that announced it, and makes that link eager: the tree repairs
+// itself where an eager push did not come. A message announced by more
+// peers is asked for again after half the timeout.
+func (g *gossip) graft(ctx actor.Context, ids [][32]byte) {
+	ask := map[wire.NodeID][][]byte{}
+	var again [][32]byte
+	for _, id := range ids {
+		m := g.missing[id]
+		if m == nil {
+			continue
+		}
+		for m.grafted < len(m.from) && g.peers[m.from[m.grafted]] == nil {
+			m.grafted++
+		}
+		if m.grafted == len(m.from) {
+			delete(g.missing, id)
+			continue
+		}
+		from := m.from[m.grafted]
+		m.grafted++
+		ask[from] = append(ask[from], id[:])
+		again = append(again, id)
+	}
+	for from, want := range ask {
+		p := g.peers[from]
+		p.eager = true
+		for chunk := range slices.Chunk(want, wire.MaxGraftIDs) {
+			ctx.Send(p.pid, &sendFrame{Frame: &wire.Frame{Body: &wire.Frame_Graft{Graft: &wire.Graft{Ids: chunk}}}})
+		}
+	}
+	if len(again) > 0 {
+		sendAfter(ctx, g.graftTimeout/2, &graftDue{IDs: again})
+	}
+}
+
+// reconcile answers one step of a reconciliation: it sends the peer what
+// it lacks or holds older, and the next step, if any.
+func (g *gossip) reconcile(ctx actor.Context, from wire.NodeID, p *gossipPeer, in *wire.Reconcile) {
+	set := g.reconcileSet()
+	rep := set.Respond(in)
+	if p.initial {
+		p.initial = false
+		inSync := len(in.Ranges) == 0 && len(in.Want) == 0
+		if inSync && p.eager && g.eagerPeers() > 1 {
+			p.eager = false
+			ctx.Send(p.pid, &sendFrame{Frame: &wire.Frame{Body: &wire.Frame_Prune{Prune: &wire.Prune{}}}})
+		}
+	}
+	keys := make([]string, 0, len(rep.Send))
+	for _, slot := range rep.Send {
+		if key, ok := g.bySlot[slot]; ok {
+			keys = append(keys, key)
+		}
+	}
+	g.push(ctx, p, keys, 0)
+	if rep.Message != nil {
+		ctx.Send(p.pid, &sendFrame{Frame: reconcileFrame(rep.Message)})
+	}
+	g.log.Debug("reconcile step", "peer", from, "ranges_in", len(in.Ranges), "want_in", len(in.Want), "sent", len(keys))
+}
+
+// reconcileSet is the held set as reconciliation sees it, rebuilt after a change.
+func (g *gossip) reconcileSet() *wire.ReconcileSet {
+	if g.set == nil {
+		items := make([]wire.SlotItem, 0, len(g.latest))
+		g.bySlot = make(map[wire.SlotID]string, len(g.latest))
+		for key, h := range g.latest {
+			slot := wire.SlotIDOf(key)
+			g.bySlot[slot] = key
+			items = append(items, wire.SlotItem{Slot: slot, Seq: h.body.Seq})
+		}
+		g.set = wire.NewReconcileSet(items)
+	}
+	return g.set
+}
+
+func (g *gossip) eagerPeers() int {
+	n := 0
+	for _, p := range g.peers {
+		if p.eager {
+			n++
+		}
+	}
+	return n
+}
+
+func reconcileFrame(m *wire.Reconcile) *wire.Frame {
+	return &wire.Frame{Body: &wire.Frame_Reconcile{Reconcile: m}}
 }
 
 // announceNode signs a NodeAnnouncement when ours changed (or we have none).
@@ -567,7 +838,7 @@ func (g *gossip) announce(ctx actor.Context, key string, a *wire.Announcement) {
 		ctx.Send(g.store, saveAnnouncement{Key: key, Seq: a.Seq, Signed: raw})
 	}
 	g.log.Debug("announcing", "key", key, "seq", a.Seq)
-	g.broadcast(ctx, s, defaultTTL, wire.NodeID{})
+	g.relay(ctx, s, wire.AnnouncementID(s), defaultTTL, wire.NodeID{})
 }
 
 // sameBody reports whether two announcements say the same, whatever their
