@@ -324,8 +324,8 @@ func (g *gossip) receive(ctx actor.Context, m *gossipIn) {
 	}
 	id := wire.AnnouncementID(s)
 	if g.seen.has(id, g.now()) {
-		// A second copy pushed along the tree: that link closes a loop.
-		// Copies sent by reconciliation (TTL 0) are not tree traffic.
+		// A second copy: the link it came by closes a loop in the tree
+		// (one at the end of its hops, TTL 0, went nowhere further).
 		if p := g.peers[m.From]; p != nil && p.eager && m.Gossip.GetTtl() > 0 {
 			p.eager = false
 			ctx.Send(p.pid, &sendFrame{Frame: &wire.Frame{Body: &wire.Frame_Prune{Prune: &wire.Prune{}}}})
@@ -468,8 +468,8 @@ func (g *gossip) evictOldest(ctx actor.Context, origin wire.NodeID, keep string)
 }
 
 // push sends p the announcements held under keys, ours first, then the
-// newest, within its catch-up byte budget, with ttl (0 for reconciliation:
-// not relayed further, and not tree traffic).
+// newest, within its catch-up byte budget. They travel as any other: what
+// is new to p goes on along the tree from there.
 func (g *gossip) push(ctx actor.Context, p *gossipPeer, keys []string, ttl uint32) {
 	if len(keys) == 0 {
 		return
@@ -703,7 +703,7 @@ func (g *gossip) reconcile(ctx actor.Context, from wire.NodeID, p *gossipPeer, i
 			keys = append(keys, key)
 		}
 	}
-	g.push(ctx, p, keys, 0)
+	g.push(ctx, p, keys, defaultTTL)
 	if rep.Message != nil {
 		ctx.Send(p.pid, &sendFrame{Frame: reconcileFrame(rep.Message)})
 	}

@@ -174,8 +174,8 @@ func TestGossip_behavior(t *testing.T) {
 
 		h.deliver(a, seq5, 5)
 		h.waitFrame(b, seq5)
-		// Replays come as reconciliation would send them (TTL 0): a
-		// replay along the tree would also prune the link (tested below).
+		// Replays with TTL 0, which a relay sends at the end of its hops:
+		// a replay with a TTL also prunes the link (TestGossip_tree).
 		h.deliver(a, seq5, 0)  // the very same message again
 		h.deliver(b, seq5, 0)  // and from the other side
 		h.deliver(a, seq3, 5)  // older
@@ -351,8 +351,8 @@ func TestGossip_behavior(t *testing.T) {
 		c := h.connect("C")
 		h.catchUp(c)
 		got := h.waitFrame(c, s)
-		if got.Ttl != 0 {
-			t.Errorf("caught up with TTL %d, want 0 (not relayed further)", got.Ttl)
+		if got.Ttl != defaultTTL {
+			t.Errorf("caught up with TTL %d, want %d", got.Ttl, defaultTTL)
 		}
 		// And gossip's own node announcement.
 		own := h.ownNodeAnnouncement()

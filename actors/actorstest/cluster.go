@@ -46,6 +46,7 @@ type Cluster struct {
 	Addrs    []string
 	Logs     []*Log
 	index    map[wire.NodeID]int
+	stopped  map[int]bool
 }
 
 // Start starts the nodes of opts.Topology in index order, each
@@ -57,7 +58,7 @@ func Start(opts Options) (*Cluster, error) {
 	if size == 0 {
 		return nil, errors.New("start cluster: empty topology")
 	}
-	c := &Cluster{Topology: opts.Topology, index: map[wire.NodeID]int{}}
+	c := &Cluster{Topology: opts.Topology, index: map[wire.NodeID]int{}, stopped: map[int]bool{}}
 	for i := range size {
 		var boot []actors.Bootstrap
 		for _, k := range opts.Topology.Boot[i] {
@@ -93,11 +94,31 @@ func Start(opts Options) (*Cluster, error) {
 	return c, nil
 }
 
-// Stop stops every node at once and returns how long each took.
+// StopNodes stops the nodes with these indices, at once; Stop and
+// Connected skip them from then on.
+func (c *Cluster) StopNodes(idx ...int) {
+	var wg sync.WaitGroup
+	for _, i := range idx {
+		if c.stopped[i] {
+			continue
+		}
+		c.stopped[i] = true
+		wg.Go(c.Nodes[i].Stop)
+	}
+	wg.Wait()
+}
+
+// Stopped reports whether node i was stopped by StopNodes.
+func (c *Cluster) Stopped(i int) bool { return c.stopped[i] }
+
+// Stop stops every node still running at once and returns how long each took.
 func (c *Cluster) Stop() []time.Duration {
 	took := make([]time.Duration, len(c.Nodes))
 	var wg sync.WaitGroup
 	for i, n := range c.Nodes {
+		if c.stopped[i] {
+			continue
+		}
 		wg.Go(func() {
 			began := time.Now()
 			n.Stop()
@@ -121,6 +142,10 @@ func (c *Cluster) Index(id wire.NodeID) int {
 func (c *Cluster) Connected() ([]map[int]bool, error) {
 	out := make([]map[int]bool, len(c.Nodes))
 	for i, n := range c.Nodes {
+		if c.stopped[i] {
+			out[i] = map[int]bool{}
+			continue
+		}
 		ps, err := Peers(n)
 		if err != nil {
 			return nil, fmt.Errorf("n%d: %w", i, err)
@@ -173,9 +198,12 @@ func sameSet(a, b map[int]bool) bool {
 	return true
 }
 
-// HasRepoAll reports whether every node lists repository id.
+// HasRepoAll reports whether every running node lists repository id.
 func (c *Cluster) HasRepoAll(id wire.RepoID) (bool, error) {
 	for i, n := range c.Nodes {
+		if c.stopped[i] {
+			continue
+		}
 		ok, err := HasRepo(n, id)
 		if err != nil {
 			return false, fmt.Errorf("n%d: %w", i, err)
