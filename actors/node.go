@@ -245,7 +245,7 @@ type Config struct {
 	// QUIC liveness: an idle connection sends a PING every KeepAlive and
 	// is closed after IdleTimeout without a packet.
 	KeepAlive   time.Duration // default 10 s
-	IdleTimeout time.Duration // default 25 s
+	IdleTimeout time.Duration // default 20 s
 }
 
 // limits are the limits in force, as status shows them.
@@ -280,7 +280,7 @@ func (c Config) withDefaults() Config {
 	def(&c.GraftTimeout, 250*time.Millisecond)
 	def(&c.IHaveDelay, 20*time.Millisecond)
 	def(&c.KeepAlive, 10*time.Second)
-	def(&c.IdleTimeout, 25*time.Second)
+	def(&c.IdleTimeout, 20*time.Second)
 	if c.MaxPeers <= 0 {
 		c.MaxPeers = 8
 	}
