@@ -28,7 +28,7 @@ func TestCluster_gossipReachesEveryNode(t *testing.T) {
 
 	topo := actorstest.RandomTopology(clusterSize, clusterSize/2, 20)
 	c, err := actorstest.Start(actorstest.Options{
-		Topology: topo, Dir: t.TempDir(), 
+		Topology: topo, Dir: t.TempDir(),
 		Config: func(_ int, cfg *actors.Config) {
 			cfg.GossipInterval, cfg.WatchInterval = time.Hour, time.Hour
 			// Nobody fetches what it learns of: 100 nodes verifying bundles
