@@ -31,10 +31,16 @@ const gossipInterval = 10 * time.Second
 // included), and CPU time per node process per minute (/proc/PID/stat,
 // with its git children). The baseline is one copy of every announcement
 // (as a gossip frame; node 0's store holds the latest of each) per
-// re-announce period.
+// re-announce period. BENCH_B7=quiet runs only the quiet network
+// (quiet.go), which comes first.
 func (b *bench) steadyState() error {
+	if err := b.quietNetwork(); err != nil {
+		return fmt.Errorf("quiet network: %w", err)
+	}
 	n, repos := pick(b, 30, 5), pick(b, 60, 10)
-	if s := os.Getenv("BENCH_B7"); s != "" {
+	if s := os.Getenv("BENCH_B7"); s == "quiet" {
+		return nil // the quiet network only
+	} else if s != "" {
 		if _, err := fmt.Sscanf(s, "%dx%d", &n, &repos); err != nil || n < 2 || repos < 1 {
 			return fmt.Errorf("BENCH_B7=%q: want NODESxREPOS, e.g. 50x500", s)
 		}
