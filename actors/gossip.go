@@ -112,8 +112,10 @@ type held struct {
 	size   int // encoded size of signed: what the budgets count
 }
 
-// gossip verifies, deduplicates, stores and relays announcements, announces
-// this node's own state, and hands newly learned nodes to the transport.
+// gossip verifies, deduplicates, stores and relays announcements along a
+// push tree (eager peers get them whole, lazy peers their IDs), reconciles
+// what it holds with its peers, announces this node's own state, and hands
+// newly learned nodes to the transport.
 type gossip struct {
 	key      ed25519.PrivateKey
 	id       wire.NodeID
@@ -258,7 +260,7 @@ func (g *gossip) Receive(ctx actor.Context) {
 }
 
 // load takes in what the store held, announces what changed while the node
-// was down, and starts the re-announce timer.
+// was down, and starts the anti-entropy timer.
 func (g *gossip) load(ctx actor.Context, m *gossipLoaded) {
 	for _, raw := range m.raw {
 		s := new(wire.SignedAnnouncement)

@@ -20,10 +20,10 @@ import (
 // Messages of the peer actor.
 
 // sendFrame asks a peer actor to write f to its control stream. When the
-// peer's send queue is full the frame is dropped: gossip is re-announced.
+// peer's send queue is full the frame is dropped: anti-entropy repairs it.
 type sendFrame struct{ Frame *wire.Frame }
 
-// sendFrames asks a peer actor to write many frames (catch-up) in order,
+// sendFrames asks a peer actor to write many frames (catch-up, grafts) in order,
 // however many: they travel as one slice, not through the frame queue.
 type sendFrames struct{ Frames []*wire.Frame }
 
