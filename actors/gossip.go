@@ -62,10 +62,13 @@ type antiEntropy struct{}
 
 // graftDue: the message IDs announced to us (IHave) that we asked to wait
 // for are due; ask for the ones still missing.
-type graftDue struct{ IDs [][32]byte }
+type graftDue struct {
+	IDs   [][32]byte
+	timer int
+}
 
 // flushIHave: send the message IDs collected for lazy peers.
-type flushIHave struct{}
+type flushIHave struct{ timer int }
 
 // gossipLoaded carries what the store held at start.
 type gossipLoaded struct {
@@ -138,7 +141,10 @@ type gossip struct {
 	seen      *seenWindow
 	strikes   map[wire.NodeID]int
 	cancel    cancelFunc
-	flushing  bool // a flushIHave is on its way
+	flushing  bool               // a flushIHave is on its way
+	timers    map[int]cancelFunc // graftDue and flushIHave on their way, cancelled on stop
+	timerSeq  int
+	early     map[*actor.PID]*gossipPeer // peers whose frames came before peerConnected
 	ready     bool
 	now       func() time.Time
 
@@ -174,6 +180,7 @@ func newGossip(cfg Config, key ed25519.PrivateKey, id wire.NodeID, addrs []strin
 		store: store, log: cfg.Logger,
 		peers: map[wire.NodeID]*gossipPeer{}, latest: map[string]*held{}, inventory: map[wire.RepoID][32]byte{},
 		byID: map[[32]byte]string{}, missing: map[[32]byte]*missingMsg{},
+		timers: map[int]cancelFunc{}, early: map[*actor.PID]*gossipPeer{},
 		graftTimeout: cfg.GraftTimeout, ihaveDelay: cfg.IHaveDelay,
 		budget:  heldBudget{total: cfg.MaxHeldBytes, perOrigin: cfg.MaxHeldBytesPerOrigin, used: map[wire.NodeID]int{}, keys: map[wire.NodeID]map[string]bool{}},
 		dropped: map[string]int64{}, catchUp: cfg.MaxCatchUpBytes,
@@ -200,7 +207,13 @@ func (g *gossip) Receive(ctx actor.Context) {
 	case *gossipLoaded:
 		g.load(ctx, m)
 	case *peerConnected:
-		p := &gossipPeer{pid: m.PID, eager: true, credit: float64(g.catchUp), at: g.now()}
+		// Its first frames may have come before this (the peer actor and
+		// the transport race to us): the peer they made is the one.
+		p := g.early[m.PID]
+		if p == nil {
+			p = g.newPeer(m.PID)
+		}
+		delete(g.early, m.PID)
 		g.peers[m.ID] = p
 		// One side starts the reconciliation (the smaller ID, as both
 		// agree without talking); the other answers.
@@ -211,6 +224,7 @@ func (g *gossip) Receive(ctx actor.Context) {
 	case *gossipStats:
 		ctx.Respond(GossipStats{Held: len(g.latest), HeldBytes: g.budget.sum, Dropped: maps.Clone(g.dropped), EagerPeers: g.eagerPeers()})
 	case *peerDisconnected:
+		delete(g.early, m.PID)
 		if p := g.peers[m.ID]; p != nil && p.pid == m.PID {
 			delete(g.peers, m.ID)
 		}
@@ -221,8 +235,10 @@ func (g *gossip) Receive(ctx actor.Context) {
 		g.repair(ctx, m)
 		releaseCredit(m.credit)
 	case *graftDue:
+		delete(g.timers, m.timer)
 		g.graft(ctx, m.IDs)
 	case *flushIHave:
+		delete(g.timers, m.timer)
 		g.flushing = false
 		g.flushIHave(ctx)
 	case *countCopies:
@@ -243,6 +259,11 @@ func (g *gossip) Receive(ctx actor.Context) {
 		}
 		g.announceInventory(ctx)
 	case *antiEntropy:
+		for pid, p := range g.early {
+			if g.now().Sub(p.at) > time.Minute {
+				delete(g.early, pid) // a connection the transport never used
+			}
+		}
 		g.announceNode(ctx)
 		if len(g.peers) > 0 {
 			ids := slices.Collect(maps.Keys(g.peers))
@@ -252,6 +273,9 @@ func (g *gossip) Receive(ctx actor.Context) {
 	case *actor.Stopping:
 		if g.cancel != nil {
 			g.cancel()
+		}
+		for _, cancel := range g.timers {
+			cancel()
 		}
 	case actor.SystemMessage, actor.AutoReceiveMessage:
 	default:
@@ -573,7 +597,8 @@ func (g *gossip) relay(ctx actor.Context, s *wire.SignedAnnouncement, id [32]byt
 			p.ihave = append(p.ihave, id[:])
 			if !g.flushing {
 				g.flushing = true
-				sendAfter(ctx, g.ihaveDelay, &flushIHave{})
+				g.timerSeq++
+				g.timers[g.timerSeq] = sendAfter(ctx, g.ihaveDelay, &flushIHave{timer: g.timerSeq})
 			}
 		}
 	}
@@ -593,7 +618,15 @@ func (g *gossip) flushIHave(ctx actor.Context) {
 func (g *gossip) repair(ctx actor.Context, m *gossipRepair) {
 	p := g.peers[m.From]
 	if p == nil || p.pid != m.PID {
-		return // from a connection gossip no longer uses
+		// Not connected yet as far as we know: the transport's
+		// peerConnected may still be on its way.
+		if p = g.early[m.PID]; p == nil {
+			if len(g.early) >= 256 {
+				return
+			}
+			p = g.newPeer(m.PID)
+			g.early[m.PID] = p
+		}
 	}
 	var err error
 	switch b := m.Frame.Body.(type) {
@@ -646,7 +679,7 @@ func (g *gossip) announced(ctx actor.Context, from wire.NodeID, ids [][]byte) {
 		due = append(due, id)
 	}
 	if len(due) > 0 {
-		sendAfter(ctx, g.graftTimeout, &graftDue{IDs: due})
+		g.after(ctx, g.graftTimeout, due)
 	}
 }
 
@@ -682,8 +715,18 @@ func (g *gossip) graft(ctx actor.Context, ids [][32]byte) {
 		}
 	}
 	if len(again) > 0 {
-		sendAfter(ctx, g.graftTimeout/2, &graftDue{IDs: again})
+		g.after(ctx, g.graftTimeout/2, again)
 	}
+}
+
+// after sends gossip a graftDue for ids after d.
+func (g *gossip) after(ctx actor.Context, d time.Duration, ids [][32]byte) {
+	g.timerSeq++
+	g.timers[g.timerSeq] = sendAfter(ctx, d, &graftDue{IDs: ids, timer: g.timerSeq})
+}
+
+func (g *gossip) newPeer(pid *actor.PID) *gossipPeer {
+	return &gossipPeer{pid: pid, eager: true, credit: float64(g.catchUp), at: g.now()}
 }
 
 // reconcile answers one step of a reconciliation: it sends the peer what
