@@ -4,7 +4,9 @@ package actors_test
 
 import "time"
 
+// The cluster: 100 nodes, 20 of them stopped, its time limits.
 const (
-	raceSlowdown      = 1
-	clusterGraftAfter = 300 * time.Millisecond
+	clusterSize, clusterStopped = 100, 20
+	raceSlowdown                = 1
+	clusterGraftAfter           = 300 * time.Millisecond
 )

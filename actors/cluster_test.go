@@ -18,15 +18,15 @@ import (
 // with the default --max-peers (discovery adds connections), and checks the
 // push tree: node 0's new repository reaches every node within 2 s, with at
 // most 2 copies per node on average (a flood sent one per connection,
-// about 15). Then 20 random nodes other than node 0 stop, node 0 adds
+// about 15). Then clusterStopped (20) random nodes other than node 0 stop, node 0 adds
 // another repository, and every node still connected to node 0 gets it
 // within 5 s: where the tree was cut, the lazy links graft. Anti-entropy
 // is off (an hour), so nothing but the tree and its repair carries them.
-// Under -race the time limits are raceSlowdown times longer
-// (cluster_race_test.go); `go test ./actors -run TestCluster` asserts the
-// issue's.
+// Under -race it runs on 20 nodes with longer limits
+// (cluster_race_test.go); without it, on the issue's 100 nodes and limits
+// (make test runs both).
 func TestCluster_gossipReachesEveryNode(t *testing.T) {
-	const clusterSize, stopped = 100, 20
+	const stopped = clusterStopped
 	began := time.Now()
 
 	topo := actorstest.RandomTopology(clusterSize, clusterSize/2, 20)
@@ -47,7 +47,7 @@ func TestCluster_gossipReachesEveryNode(t *testing.T) {
 		// PoisonFuture gives up after 10 s: a stop that long means an
 		// actor never stopped.
 		for i, d := range c.Stop() {
-			if d > 5*time.Second {
+			if d > 9*time.Second {
 				t.Errorf("stopping n%d took %v", i, d.Round(time.Millisecond))
 			}
 		}
@@ -59,7 +59,7 @@ func TestCluster_gossipReachesEveryNode(t *testing.T) {
 	})
 	t.Logf("started %d nodes in %v", clusterSize, time.Since(began).Round(time.Millisecond))
 
-	live, err := c.WaitConnected(90 * time.Second)
+	live, err := c.WaitConnected(raceSlowdown * 60 * time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
