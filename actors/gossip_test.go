@@ -572,6 +572,42 @@ func TestGossip_tree(t *testing.T) {
 	})
 }
 
+// TestGossip_antiEntropySignsNothingNew: at db2567c announce() compared
+// the new body with the held one before setting Origin, so they never
+// matched and every gossip interval signed a new NodeAnnouncement (a new
+// message for the whole network). Each tick now reconciles with one peer
+// and signs nothing while nothing changed.
+func TestGossip_antiEntropySignsNothingNew(t *testing.T) {
+	t.Parallel()
+	h := startGossip(t)
+	p := h.connect("A")
+	signed := func() int {
+		n := 0
+		for _, m := range h.store.all() {
+			if sa, ok := m.(saveAnnouncement); ok && sa.Key == "node/"+h.id.String() {
+				n++
+			}
+		}
+		return n
+	}
+	isStart := func(m any) bool {
+		f, ok := m.(*wire.Frame)
+		r := f.GetReconcile()
+		return ok && r != nil && len(r.Ranges) == 1 && len(r.Ranges[0].Upper) == 0 && r.Ranges[0].Mode == wire.ReconcileMode_RECONCILE_FINGERPRINT
+	}
+	before := p.count(isStart) // gossip may have started one on connect
+	for range 3 {
+		h.send(&antiEntropy{})
+	}
+	pollFor(t, 5*time.Second, "three reconciliations started", func() bool { return p.count(isStart) == before+3 })
+	if n := signed(); n != 1 {
+		t.Errorf("node announcement signed %d times, want once", n)
+	}
+	if n := len(p.gossipFrames()); n != 0 {
+		t.Errorf("%d announcements pushed by anti-entropy ticks, want none (reconciliation sends only what the peer lacks)", n)
+	}
+}
+
 // TestGossip_catchUpByReconciliation: a peer that reconnects holding
 // everything gossip holds receives less than 1 KiB per 100 announcements
 // held; one that holds nothing receives all of them.
