@@ -97,7 +97,7 @@ func (b *bench) gossipOnce(size int) error {
 	}
 	converge := last.Sub(added)
 	// Copies that arrive after the propagation come from connections made
-	// since (a newcomer gets a catch-up of everything held): when the
+	// since (a reconciliation sends a newcomer what it lacks): when the
 	// counts do not settle within 10 s, the last counts stand, noted.
 	msg, err := c.Nodes[0].RepoAnnouncementID(id)
 	if err != nil {
