@@ -96,15 +96,19 @@ const (
 	dropEvicted   = "evicted_budget"     // pushed out to stay within the byte budgets
 	dropCatchUp   = "catch_up_truncated" // not sent in a catch-up over its byte budget
 	dropOverQuota = "over_budget"        // refused: no room within the byte budgets
+	dropReconcile = "reconcile_rate"     // a peer's reconciliation step over the rate, not answered
 )
 
 const (
-	maxMissing   = 10_000 // message IDs announced to us and not received, remembered at most
-	defaultTTL   = 16
-	seenFor      = 5 * time.Minute
-	seenMax      = 100_000
-	misbehaveMax = 5                // invalid messages from one peer before it is banned
-	banFor       = 10 * time.Minute // how long a banned peer is refused
+	maxMissing = 10_000 // message IDs announced to us and not received, remembered at most
+	// Reconciliation steps answered per peer: a burst, then per second.
+	reconcileBurst = 64
+	reconcileRate  = 4
+	defaultTTL     = 16
+	seenFor        = 5 * time.Minute
+	seenMax        = 100_000
+	misbehaveMax   = 5                // invalid messages from one peer before it is banned
+	banFor         = 10 * time.Minute // how long a banned peer is refused
 )
 
 // held is the latest accepted announcement for one (origin, kind, repo).
@@ -164,6 +168,8 @@ type gossipPeer struct {
 	ihave   [][]byte // message IDs to send it, collected for IHaveDelay
 	credit  float64  // catch-up bytes it may still be sent
 	at      time.Time
+	steps   float64 // reconciliation steps it may still ask of us
+	stepsAt time.Time
 }
 
 // missingMsg is a message ID peers announced to us (IHave), and who did,
@@ -648,7 +654,7 @@ func (g *gossip) repair(ctx actor.Context, m *gossipRepair) {
 	case *wire.Frame_Prune:
 		p.eager = false
 	case *wire.Frame_Reconcile:
-		if err = wire.CheckReconcile(b.Reconcile); err == nil {
+		if err = wire.CheckReconcile(b.Reconcile); err == nil && g.takeStep(p) {
 			g.reconcile(ctx, m.From, p, b.Reconcile)
 		}
 	}
@@ -726,7 +732,24 @@ func (g *gossip) after(ctx actor.Context, d time.Duration, ids [][32]byte) {
 }
 
 func (g *gossip) newPeer(pid *actor.PID) *gossipPeer {
-	return &gossipPeer{pid: pid, eager: true, credit: float64(g.catchUp), at: g.now()}
+	now := g.now()
+	return &gossipPeer{pid: pid, eager: true, credit: float64(g.catchUp), at: now, steps: reconcileBurst, stepsAt: now}
+}
+
+// takeStep reports whether p may have one more reconciliation step
+// answered: each costs a pass over what we hold, and an honest peer needs
+// a handful per gossip interval. Past the rate the step is dropped; the
+// next anti-entropy round starts over.
+func (g *gossip) takeStep(p *gossipPeer) bool {
+	now := g.now()
+	p.steps = min(reconcileBurst, p.steps+now.Sub(p.stepsAt).Seconds()*reconcileRate)
+	p.stepsAt = now
+	if p.steps < 1 {
+		g.dropped[dropReconcile]++
+		return false
+	}
+	p.steps--
+	return true
 }
 
 // reconcile answers one step of a reconciliation: it sends the peer what

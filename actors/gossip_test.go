@@ -510,6 +510,21 @@ func TestGossip_tree(t *testing.T) {
 		}
 	})
 
+	t.Run("reconciliation steps past the rate are not answered", func(t *testing.T) {
+		t.Parallel()
+		h := startGossip(t)
+		p := h.connect("greedy")
+		start := reconcileFrame(wire.NewReconcileSet([]wire.SlotItem{{Seq: 1}}).Start())
+		for range reconcileBurst + 40 {
+			h.repair(p, start)
+		}
+		st := h.stats()
+		// The clock runs meanwhile: a few more than the burst may be answered.
+		if got := st.Dropped[dropReconcile]; got < 1 || got > 40 {
+			t.Errorf("dropped %d steps over the rate, want about 40", got)
+		}
+	})
+
 	t.Run("reconciliation sends only what the peer lacks or holds older", func(t *testing.T) {
 		t.Parallel()
 		h := startGossip(t)
