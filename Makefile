@@ -29,12 +29,15 @@ run: build
 demo: build
 	scenarios/demo.sh
 
-# vet + unit tests with the race detector + every scenario (real processes, real git).
-# One package at a time (-p 1): the scenarios assert "within 5 s" and should
-# not share two cores with the 20-node cluster test.
+# vet + unit tests with the race detector + every scenario (real processes, real git),
+# then the 100-node cluster test without the race detector (under it, a
+# 100-node cluster takes minutes to start on two cores; the race build runs
+# it on 20). One package at a time (-p 1): the scenarios assert "within 5 s"
+# and should not share two cores with the cluster test.
 test:
 	$(GO) vet $(PKGS)
 	$(GO) test -race -p 1 -timeout 12m $(PKGS)
+	$(GO) test -count=1 -timeout 5m -run '^TestCluster' ./actors
 
 # Benchmarks against git's own transport (README, "Performance"): real menode
 # processes, real git and git daemon, all on 127.0.0.1. Tens of minutes;
@@ -62,6 +65,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzReadFrame$$' -fuzztime $(FUZZTIME) ./wire
 	$(GO) test -run '^$$' -fuzz '^FuzzHello$$' -fuzztime $(FUZZTIME) ./wire
 	$(GO) test -run '^$$' -fuzz '^FuzzOpenAnnouncement$$' -fuzztime $(FUZZTIME) ./wire
+	$(GO) test -run '^$$' -fuzz '^FuzzReconcile$$' -fuzztime $(FUZZTIME) ./wire
 	$(GO) test -run '^$$' -fuzz '^FuzzTransferRequest$$' -fuzztime $(FUZZTIME) ./wire
 	$(GO) test -run '^$$' -fuzz '^FuzzTransferStart$$' -fuzztime $(FUZZTIME) ./wire
 	$(GO) test -run '^$$' -fuzz '^FuzzParseNodeID$$' -fuzztime $(FUZZTIME) ./wire

@@ -4,7 +4,7 @@
 //
 //	node (root)       owns config and identity; routes CLI commands       node.go, node_repos.go
 //	 ├─ store         the only code that touches bbolt                     store.go
-//	 ├─ gossip        verify, dedup, store, relay announcements; catch-up  gossip.go
+//	 ├─ gossip        verify, dedup, store; push along a tree; reconcile   gossip.go
 //	 ├─ sync          scheduler: which repo is behind, which seeder to ask; sync.go
 //	 │   │            bundle cache; spawns and stops transfer actors
 //	 │   └─ fetch-N / serve-N  one per bundle transfer (receiving/serving)  transfer.go

@@ -4,8 +4,10 @@ import (
 	"cmp"
 	"crypto/ed25519"
 	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"time"
@@ -24,6 +26,15 @@ import (
 type gossipIn struct {
 	From   wire.NodeID
 	Gossip *wire.Gossip
+	credit chan struct{}
+}
+
+// gossipRepair is an IHave, Graft, Prune or Reconcile frame a peer actor
+// received. Handling it gives back one credit of the peer's reader.
+type gossipRepair struct {
+	From   wire.NodeID
+	PID    *actor.PID
+	Frame  *wire.Frame
 	credit chan struct{}
 }
 
@@ -46,8 +57,18 @@ type mirrorRemoved struct{ ID wire.RepoID }
 // window (1 = no duplicates; 0 = unknown). Reply: int. For measurements.
 type countCopies struct{ ID [32]byte }
 
-// reannounce is the gossip interval's tick.
-type reannounce struct{}
+// antiEntropy is the gossip interval's tick: reconcile with one random peer.
+type antiEntropy struct{}
+
+// graftDue: the message IDs announced to us (IHave) that we asked to wait
+// for are due; ask for the ones still missing.
+type graftDue struct {
+	IDs   [][32]byte
+	timer int
+}
+
+// flushIHave: send the message IDs collected for lazy peers.
+type flushIHave struct{ timer int }
 
 // gossipLoaded carries what the store held at start.
 type gossipLoaded struct {
@@ -65,12 +86,14 @@ type GossipStats struct {
 	Dropped   map[string]int64 `json:"dropped"`    // per reason, since start
 	// Since start: announcements that arrived from peers (copies
 	// included), copies of one already seen, new ones accepted per kind
-	// (node, repo, inventory), and copies of accepted ones sent on to
-	// other peers.
+	// (node, repo, inventory), and copies of accepted ones pushed whole
+	// to other peers (eager links; lazy ones get message IDs).
 	Received   int64            `json:"received"`
 	Duplicates int64            `json:"duplicates"`
 	Accepted   map[string]int64 `json:"accepted"`
 	Relayed    int64            `json:"relayed"`
+	// Peers pushed whole announcements (the tree); the others get message IDs.
+	EagerPeers int `json:"eager_peers"`
 }
 
 // Reasons an announcement is dropped or evicted (GossipStats.Dropped).
@@ -81,14 +104,19 @@ const (
 	dropEvicted   = "evicted_budget"     // pushed out to stay within the byte budgets
 	dropCatchUp   = "catch_up_truncated" // not sent in a catch-up over its byte budget
 	dropOverQuota = "over_budget"        // refused: no room within the byte budgets
+	dropReconcile = "reconcile_rate"     // a peer's reconciliation step over the rate, not answered
 )
 
 const (
-	defaultTTL   = 16
-	seenFor      = 5 * time.Minute
-	seenMax      = 100_000
-	misbehaveMax = 5                // invalid messages from one peer before it is banned
-	banFor       = 10 * time.Minute // how long a banned peer is refused
+	maxMissing = 10_000 // message IDs announced to us and not received, remembered at most
+	// Reconciliation steps answered per peer: a burst, then per second.
+	reconcileBurst = 64
+	reconcileRate  = 4
+	defaultTTL     = 16
+	seenFor        = 5 * time.Minute
+	seenMax        = 100_000
+	misbehaveMax   = 5                // invalid messages from one peer before it is banned
+	banFor         = 10 * time.Minute // how long a banned peer is refused
 )
 
 // held is the latest accepted announcement for one (origin, kind, repo).
@@ -99,8 +127,10 @@ type held struct {
 	size   int // encoded size of signed: what the budgets count
 }
 
-// gossip verifies, deduplicates, stores and relays announcements, announces
-// this node's own state, and hands newly learned nodes to the transport.
+// gossip verifies, deduplicates, stores and relays announcements along a
+// push tree (eager peers get them whole, lazy peers their IDs), reconciles
+// what it holds with its peers, announces this node's own state, and hands
+// newly learned nodes to the transport.
 type gossip struct {
 	key      ed25519.PrivateKey
 	id       wire.NodeID
@@ -110,18 +140,52 @@ type gossip struct {
 	store    *actor.PID
 	log      *slog.Logger
 
-	peers     map[wire.NodeID]*actor.PID
+	peers     map[wire.NodeID]*gossipPeer
 	latest    map[string]*held
+	byID      map[[32]byte]string // message ID of each held announcement -> its key
+	set       *wire.ReconcileSet  // the held items for reconciliation; nil when latest changed
+	bySlot    map[wire.SlotID]string
+	missing   map[[32]byte]*missingMsg // announced to us by IHave, not received yet
 	inventory map[wire.RepoID][32]byte // what our mirrors hold, for our InventoryAnnouncement
 	budget    heldBudget
 	dropped   map[string]int64
 	counted   GossipStats // Received, Duplicates, Accepted, Relayed
-	catchUp   int         // bytes a new peer is sent at most on connect
+	catchUp   int         // bytes one peer is sent by reconciliation and grafts, per minute
 	seen      *seenWindow
 	strikes   map[wire.NodeID]int
 	cancel    cancelFunc
+	flushing  bool               // a flushIHave is on its way
+	timers    map[int]cancelFunc // graftDue and flushIHave on their way, cancelled on stop
+	timerSeq  int
+	early     map[*actor.PID]*gossipPeer // peers whose frames came before peerConnected
 	ready     bool
 	now       func() time.Time
+
+	graftTimeout, ihaveDelay time.Duration
+}
+
+// gossipPeer is what gossip knows of one connected peer: whether it is on
+// our side of the push tree (eager: it gets whole announcements) or off it
+// (lazy: it gets their message IDs), and its catch-up byte budget.
+type gossipPeer struct {
+	pid   *actor.PID
+	eager bool
+	// initial: our reconciliation on connect is out and unanswered. A
+	// peer that already holds everything we hold is a redundant link:
+	// it becomes lazy, so that the eager links form a tree.
+	initial bool
+	ihave   [][]byte // message IDs to send it, collected for IHaveDelay
+	credit  float64  // catch-up bytes it may still be sent
+	at      time.Time
+	steps   float64 // reconciliation steps it may still ask of us
+	stepsAt time.Time
+}
+
+// missingMsg is a message ID peers announced to us (IHave), and who did,
+// in order; grafted is how many of them we asked already.
+type missingMsg struct {
+	from    []wire.NodeID
+	grafted int
 }
 
 func newGossip(cfg Config, key ed25519.PrivateKey, id wire.NodeID, addrs []string, store *actor.PID) *gossip {
@@ -129,7 +193,10 @@ func newGossip(cfg Config, key ed25519.PrivateKey, id wire.NodeID, addrs []strin
 	return &gossip{
 		key: key, id: id, alias: cfg.Alias, addrs: addrs, interval: cfg.GossipInterval,
 		store: store, log: cfg.Logger,
-		peers: map[wire.NodeID]*actor.PID{}, latest: map[string]*held{}, inventory: map[wire.RepoID][32]byte{},
+		peers: map[wire.NodeID]*gossipPeer{}, latest: map[string]*held{}, inventory: map[wire.RepoID][32]byte{},
+		byID: map[[32]byte]string{}, missing: map[[32]byte]*missingMsg{},
+		timers: map[int]cancelFunc{}, early: map[*actor.PID]*gossipPeer{},
+		graftTimeout: cfg.GraftTimeout, ihaveDelay: cfg.IHaveDelay,
 		budget:  heldBudget{total: cfg.MaxHeldBytes, perOrigin: cfg.MaxHeldBytesPerOrigin, used: map[wire.NodeID]int{}, keys: map[wire.NodeID]map[string]bool{}},
 		dropped: map[string]int64{}, counted: GossipStats{Accepted: map[string]int64{}}, catchUp: cfg.MaxCatchUpBytes,
 		seen: newSeenWindow(seenFor, seenMax), strikes: map[wire.NodeID]int{}, now: time.Now,
@@ -155,18 +222,42 @@ func (g *gossip) Receive(ctx actor.Context) {
 	case *gossipLoaded:
 		g.load(ctx, m)
 	case *peerConnected:
-		g.peers[m.ID] = m.PID
-		ctx.Send(m.PID, &sendFrames{Frames: g.catchUpFrames()})
+		// Its first frames may have come before this (the peer actor and
+		// the transport race to us): the peer they made is the one.
+		p := g.early[m.PID]
+		if p == nil {
+			p = g.newPeer(m.PID)
+		}
+		delete(g.early, m.PID)
+		g.peers[m.ID] = p
+		// One side starts the reconciliation (the smaller ID, as both
+		// agree without talking); the other answers.
+		if g.id.String() < m.ID.String() {
+			p.initial = true
+			ctx.Send(m.PID, &sendFrame{Frame: reconcileFrame(g.reconcileSet().Start())})
+		}
 	case *gossipStats:
 		ctx.Respond(GossipStats{Held: len(g.latest), HeldBytes: g.budget.sum, Dropped: maps.Clone(g.dropped),
-			Received: g.counted.Received, Duplicates: g.counted.Duplicates, Accepted: maps.Clone(g.counted.Accepted), Relayed: g.counted.Relayed})
+			Received: g.counted.Received, Duplicates: g.counted.Duplicates, Accepted: maps.Clone(g.counted.Accepted), Relayed: g.counted.Relayed,
+			EagerPeers: g.eagerPeers()})
 	case *peerDisconnected:
-		if g.peers[m.ID] == m.PID {
+		delete(g.early, m.PID)
+		if p := g.peers[m.ID]; p != nil && p.pid == m.PID {
 			delete(g.peers, m.ID)
 		}
 	case *gossipIn:
 		g.receive(ctx, m)
 		releaseCredit(m.credit)
+	case *gossipRepair:
+		g.repair(ctx, m)
+		releaseCredit(m.credit)
+	case *graftDue:
+		delete(g.timers, m.timer)
+		g.graft(ctx, m.IDs)
+	case *flushIHave:
+		delete(g.timers, m.timer)
+		g.flushing = false
+		g.flushIHave(ctx)
 	case *countCopies:
 		ctx.Respond(g.seen.copies(m.ID))
 	case *announceRepos:
@@ -180,29 +271,37 @@ func (g *gossip) Receive(ctx actor.Context) {
 	case *mirrorRemoved:
 		delete(g.inventory, m.ID)
 		key := "repo/" + g.id.String() + "/" + m.ID.String()
-		if h := g.latest[key]; h != nil {
-			delete(g.latest, key)
-			g.budget.remove(h.origin, key, h.size)
+		if g.drop(key) != nil {
 			ctx.Send(g.store, deleteAnnouncement{Key: key})
 		}
 		g.announceInventory(ctx)
-	case *reannounce:
-		g.announceNode(ctx)
-		// Our own latest go out again; peers that hold them drop them as seen or stale.
-		for _, h := range g.latest {
-			if h.body.Origin == g.id.String() {
-				g.broadcast(ctx, h.signed, defaultTTL, wire.NodeID{})
+	case *antiEntropy:
+		for pid, p := range g.early {
+			if g.now().Sub(p.at) > time.Minute {
+				delete(g.early, pid) // a connection the transport never used
 			}
+		}
+		g.announceNode(ctx)
+		if len(g.peers) > 0 {
+			ids := slices.Collect(maps.Keys(g.peers))
+			p := g.peers[ids[rand.IntN(len(ids))]]
+			ctx.Send(p.pid, &sendFrame{Frame: reconcileFrame(g.reconcileSet().Start())})
 		}
 	case *actor.Stopping:
 		if g.cancel != nil {
 			g.cancel()
 		}
+		for _, cancel := range g.timers {
+			cancel()
+		}
+	case actor.SystemMessage, actor.AutoReceiveMessage:
+	default:
+		g.log.Debug("gossip: unexpected message", "type", fmt.Sprintf("%T", m))
 	}
 }
 
 // load takes in what the store held, announces what changed while the node
-// was down, and starts the re-announce timer.
+// was down, and starts the anti-entropy timer.
 func (g *gossip) load(ctx actor.Context, m *gossipLoaded) {
 	for _, raw := range m.raw {
 		s := new(wire.SignedAnnouncement)
@@ -238,7 +337,7 @@ func (g *gossip) load(ctx actor.Context, m *gossipLoaded) {
 	}
 	g.announceInventory(ctx)
 	if g.interval > 0 {
-		g.cancel = sendEvery(ctx, g.interval, &reannounce{})
+		g.cancel = sendEvery(ctx, g.interval, &antiEntropy{})
 	}
 }
 
@@ -270,9 +369,16 @@ func (g *gossip) receive(ctx actor.Context, m *gossipIn) {
 	id := wire.AnnouncementID(s)
 	if g.seen.has(id, g.now()) {
 		g.counted.Duplicates++
+		// A second copy: the link it came by closes a loop in the tree
+		// (one at the end of its hops, TTL 0, went nowhere further).
+		if p := g.peers[m.From]; p != nil && p.eager && m.Gossip.GetTtl() > 0 {
+			p.eager = false
+			ctx.Send(p.pid, &sendFrame{Frame: &wire.Frame{Body: &wire.Frame_Prune{Prune: &wire.Prune{}}}})
+		}
 		return
 	}
 	g.seen.add(id, g.now())
+	delete(g.missing, id)
 	if origin == g.id {
 		return // our own, back from a relay
 	}
@@ -287,7 +393,7 @@ func (g *gossip) receive(ctx actor.Context, m *gossipIn) {
 	}
 	g.counted.Accepted[announcementKind(a)]++
 	if ttl := m.Gossip.GetTtl(); ttl > 0 {
-		g.counted.Relayed += int64(g.broadcast(ctx, s, min(ttl, defaultTTL)-1, m.From))
+		g.counted.Relayed += int64(g.relay(ctx, s, id, min(ttl, defaultTTL)-1, m.From))
 	}
 }
 
@@ -367,10 +473,26 @@ func (g *gossip) hold(ctx actor.Context, key string, s *wire.SignedAnnouncement,
 	}
 	if old != nil {
 		g.budget.remove(old.origin, key, old.size)
+		delete(g.byID, wire.AnnouncementID(old.signed))
 	}
 	g.latest[key] = &held{signed: s, body: a, origin: origin, size: size}
+	g.byID[wire.AnnouncementID(s)] = key
+	g.set = nil
 	g.budget.add(origin, key, size)
 	return true
+}
+
+// drop forgets the announcement held under key.
+func (g *gossip) drop(key string) *held {
+	h := g.latest[key]
+	if h == nil {
+		return nil
+	}
+	delete(g.latest, key)
+	delete(g.byID, wire.AnnouncementID(h.signed))
+	g.set = nil
+	g.budget.remove(h.origin, key, h.size)
+	return h
 }
 
 func oldSize(h *held) int {
@@ -392,9 +514,7 @@ func (g *gossip) evictOldest(ctx actor.Context, origin wire.NodeID, keep string)
 	if victim == "" {
 		return false
 	}
-	h := g.latest[victim]
-	delete(g.latest, victim)
-	g.budget.remove(origin, victim, h.size)
+	h := g.drop(victim)
 	g.dropped[dropEvicted]++
 	ctx.Send(g.store, deleteAnnouncement{Key: victim})
 	if r := h.body.GetRepo(); r != nil {
@@ -406,12 +526,18 @@ func (g *gossip) evictOldest(ctx actor.Context, origin wire.NodeID, keep string)
 	return true
 }
 
-// catchUpFrames are the announcements a new peer is sent: ours first, then
-// the newest, within the catch-up byte budget.
-func (g *gossip) catchUpFrames() []*wire.Frame {
-	all := make([]*held, 0, len(g.latest))
-	for _, h := range g.latest {
-		all = append(all, h)
+// push sends p the announcements held under keys, ours first, then the
+// newest, within its catch-up byte budget. They travel as any other: what
+// is new to p goes on along the tree from there.
+func (g *gossip) push(ctx actor.Context, p *gossipPeer, keys []string, ttl uint32) {
+	if len(keys) == 0 {
+		return
+	}
+	all := make([]*held, 0, len(keys))
+	for _, k := range keys {
+		if h := g.latest[k]; h != nil {
+			all = append(all, h)
+		}
 	}
 	slices.SortFunc(all, func(a, b *held) int {
 		if (a.origin == g.id) != (b.origin == g.id) {
@@ -422,17 +548,22 @@ func (g *gossip) catchUpFrames() []*wire.Frame {
 		}
 		return cmp.Compare(b.body.TimestampMs, a.body.TimestampMs)
 	})
+	// The budget refills at catchUp bytes a minute, up to catchUp.
+	now := g.now()
+	p.credit = min(float64(g.catchUp), p.credit+now.Sub(p.at).Minutes()*float64(g.catchUp))
+	p.at = now
 	frames := make([]*wire.Frame, 0, len(all))
-	sent := 0
 	for _, h := range all {
-		if sent+h.size > g.catchUp {
+		if float64(h.size) > p.credit {
 			g.dropped[dropCatchUp]++
 			continue
 		}
-		sent += h.size
-		frames = append(frames, gossipFrame(h.signed, defaultTTL))
+		p.credit -= float64(h.size)
+		frames = append(frames, gossipFrame(h.signed, ttl))
 	}
-	return frames
+	if len(frames) > 0 {
+		ctx.Send(p.pid, &sendFrames{Frames: frames})
+	}
 }
 
 // heldBudget counts the bytes of held announcements, per origin and in total.
@@ -485,15 +616,224 @@ func (g *gossip) strike(ctx actor.Context, from wire.NodeID, why error) {
 	}
 }
 
-func (g *gossip) broadcast(ctx actor.Context, s *wire.SignedAnnouncement, ttl uint32, except wire.NodeID) (sent int) {
+// relay pushes a new announcement along the tree: whole to eager peers,
+// its message ID to lazy ones (batched for IHaveDelay), never back to
+// the peer it came from. It returns how many whole copies it sent.
+func (g *gossip) relay(ctx actor.Context, s *wire.SignedAnnouncement, id [32]byte, ttl uint32, except wire.NodeID) (sent int) {
 	f := gossipFrame(s, ttl)
-	for id, pid := range g.peers {
-		if id != except {
-			ctx.Send(pid, &sendFrame{Frame: f})
+	for pid, p := range g.peers {
+		switch {
+		case pid == except:
+		case p.eager:
+			ctx.Send(p.pid, &sendFrame{Frame: f})
 			sent++
+		default:
+			p.ihave = append(p.ihave, id[:])
+			if !g.flushing {
+				g.flushing = true
+				g.timerSeq++
+				g.timers[g.timerSeq] = sendAfter(ctx, g.ihaveDelay, &flushIHave{timer: g.timerSeq})
+			}
 		}
 	}
 	return sent
+}
+
+func (g *gossip) flushIHave(ctx actor.Context) {
+	for _, p := range g.peers {
+		for ids := range slices.Chunk(p.ihave, wire.MaxIHaveIDs) {
+			ctx.Send(p.pid, &sendFrame{Frame: &wire.Frame{Body: &wire.Frame_Ihave{Ihave: &wire.IHave{Ids: ids}}}})
+		}
+		p.ihave = nil
+	}
+}
+
+// repair handles the frames that keep the tree and the held sets whole:
+// IHave, Graft, Prune and Reconcile.
+func (g *gossip) repair(ctx actor.Context, m *gossipRepair) {
+	p := g.peers[m.From]
+	if p == nil || p.pid != m.PID {
+		// Not connected yet as far as we know: the transport's
+		// peerConnected may still be on its way.
+		if p = g.early[m.PID]; p == nil {
+			if len(g.early) >= 256 {
+				return
+			}
+			p = g.newPeer(m.PID)
+			g.early[m.PID] = p
+		}
+	}
+	var err error
+	switch b := m.Frame.Body.(type) {
+	case *wire.Frame_Ihave:
+		if err = wire.CheckIHave(b.Ihave); err == nil {
+			g.announced(ctx, m.From, b.Ihave.Ids)
+		}
+	case *wire.Frame_Graft:
+		if err = wire.CheckGraft(b.Graft); err == nil {
+			p.eager = true
+			var keys []string
+			for _, id := range b.Graft.Ids {
+				if key, ok := g.byID[[32]byte(id)]; ok {
+					keys = append(keys, key)
+				}
+			}
+			g.push(ctx, p, keys, defaultTTL)
+		}
+	case *wire.Frame_Prune:
+		p.eager = false
+	case *wire.Frame_Reconcile:
+		if err = wire.CheckReconcile(b.Reconcile); err == nil && g.takeStep(p) {
+			g.reconcile(ctx, m.From, p, b.Reconcile)
+		}
+	}
+	if err != nil {
+		ctx.Send(p.pid, &closePeer{Code: wire.ErrorCode_ERROR_PROTOCOL, Reason: err.Error()})
+	}
+}
+
+// announced notes message IDs a peer has (IHave) that we have not received,
+// and asks for them (graft) if they do not arrive within GraftTimeout.
+func (g *gossip) announced(ctx actor.Context, from wire.NodeID, ids [][]byte) {
+	var due [][32]byte
+	for _, b := range ids {
+		id := [32]byte(b)
+		if _, held := g.byID[id]; held || g.seen.copies(id) > 0 {
+			continue
+		}
+		if m := g.missing[id]; m != nil {
+			if len(m.from) < 8 && !slices.Contains(m.from, from) {
+				m.from = append(m.from, from)
+			}
+			continue
+		}
+		if len(g.missing) >= maxMissing {
+			continue
+		}
+		g.missing[id] = &missingMsg{from: []wire.NodeID{from}}
+		due = append(due, id)
+	}
+	if len(due) > 0 {
+		g.after(ctx, g.graftTimeout, due)
+	}
+}
+
+// graft asks for the announced messages still missing, each from the next
+// peer that announced it, and makes that link eager: the tree repairs
+// itself where an eager push did not come. A message announced by more
+// peers is asked for again after half the timeout.
+func (g *gossip) graft(ctx actor.Context, ids [][32]byte) {
+	ask := map[wire.NodeID][][]byte{}
+	var again [][32]byte
+	for _, id := range ids {
+		m := g.missing[id]
+		if m == nil {
+			continue
+		}
+		for m.grafted < len(m.from) && g.peers[m.from[m.grafted]] == nil {
+			m.grafted++
+		}
+		if m.grafted == len(m.from) {
+			delete(g.missing, id)
+			continue
+		}
+		from := m.from[m.grafted]
+		m.grafted++
+		ask[from] = append(ask[from], id[:])
+		again = append(again, id)
+	}
+	for from, want := range ask {
+		p := g.peers[from]
+		p.eager = true
+		for chunk := range slices.Chunk(want, wire.MaxGraftIDs) {
+			ctx.Send(p.pid, &sendFrame{Frame: &wire.Frame{Body: &wire.Frame_Graft{Graft: &wire.Graft{Ids: chunk}}}})
+		}
+	}
+	if len(again) > 0 {
+		g.after(ctx, g.graftTimeout/2, again)
+	}
+}
+
+// after sends gossip a graftDue for ids after d.
+func (g *gossip) after(ctx actor.Context, d time.Duration, ids [][32]byte) {
+	g.timerSeq++
+	g.timers[g.timerSeq] = sendAfter(ctx, d, &graftDue{IDs: ids, timer: g.timerSeq})
+}
+
+func (g *gossip) newPeer(pid *actor.PID) *gossipPeer {
+	now := g.now()
+	return &gossipPeer{pid: pid, eager: true, credit: float64(g.catchUp), at: now, steps: reconcileBurst, stepsAt: now}
+}
+
+// takeStep reports whether p may have one more reconciliation step
+// answered: each costs a pass over what we hold, and an honest peer needs
+// a handful per gossip interval. Past the rate the step is dropped; the
+// next anti-entropy round starts over.
+func (g *gossip) takeStep(p *gossipPeer) bool {
+	now := g.now()
+	p.steps = min(reconcileBurst, p.steps+now.Sub(p.stepsAt).Seconds()*reconcileRate)
+	p.stepsAt = now
+	if p.steps < 1 {
+		g.dropped[dropReconcile]++
+		return false
+	}
+	p.steps--
+	return true
+}
+
+// reconcile answers one step of a reconciliation: it sends the peer what
+// it lacks or holds older, and the next step, if any.
+func (g *gossip) reconcile(ctx actor.Context, from wire.NodeID, p *gossipPeer, in *wire.Reconcile) {
+	set := g.reconcileSet()
+	rep := set.Respond(in)
+	if p.initial {
+		p.initial = false
+		inSync := len(in.Ranges) == 0 && len(in.Want) == 0
+		if inSync && p.eager && g.eagerPeers() > 1 {
+			p.eager = false
+			ctx.Send(p.pid, &sendFrame{Frame: &wire.Frame{Body: &wire.Frame_Prune{Prune: &wire.Prune{}}}})
+		}
+	}
+	keys := make([]string, 0, len(rep.Send))
+	for _, slot := range rep.Send {
+		if key, ok := g.bySlot[slot]; ok {
+			keys = append(keys, key)
+		}
+	}
+	g.push(ctx, p, keys, defaultTTL)
+	if rep.Message != nil {
+		ctx.Send(p.pid, &sendFrame{Frame: reconcileFrame(rep.Message)})
+	}
+	g.log.Debug("reconcile step", "peer", from, "ranges_in", len(in.Ranges), "want_in", len(in.Want), "sent", len(keys))
+}
+
+// reconcileSet is the held set as reconciliation sees it, rebuilt after a change.
+func (g *gossip) reconcileSet() *wire.ReconcileSet {
+	if g.set == nil {
+		items := make([]wire.SlotItem, 0, len(g.latest))
+		g.bySlot = make(map[wire.SlotID]string, len(g.latest))
+		for key, h := range g.latest {
+			slot := wire.SlotIDOf(key)
+			g.bySlot[slot] = key
+			items = append(items, wire.SlotItem{Slot: slot, Seq: h.body.Seq})
+		}
+		g.set = wire.NewReconcileSet(items)
+	}
+	return g.set
+}
+
+func (g *gossip) eagerPeers() int {
+	n := 0
+	for _, p := range g.peers {
+		if p.eager {
+			n++
+		}
+	}
+	return n
+}
+
+func reconcileFrame(m *wire.Reconcile) *wire.Frame {
+	return &wire.Frame{Body: &wire.Frame_Reconcile{Reconcile: m}}
 }
 
 // announceNode signs a NodeAnnouncement when ours changed (or we have none).
@@ -595,7 +935,7 @@ func (g *gossip) announce(ctx actor.Context, key string, a *wire.Announcement) {
 		ctx.Send(g.store, saveAnnouncement{Key: key, Seq: a.Seq, Signed: raw})
 	}
 	g.log.Debug("announcing", "key", key, "seq", a.Seq)
-	g.broadcast(ctx, s, defaultTTL, wire.NodeID{})
+	g.relay(ctx, s, wire.AnnouncementID(s), defaultTTL, wire.NodeID{})
 }
 
 // sameBody reports whether two announcements say the same, whatever their

@@ -215,7 +215,7 @@ type Config struct {
 	AnnounceAddrs  []string      // addresses others should dial; default: Addr when it names an IP
 	Bootstrap      []Bootstrap   // nodes to keep connections to
 	MaxPeers       int           // outbound connections to keep to discovered nodes
-	GossipInterval time.Duration // re-announce own state this often
+	GossipInterval time.Duration // reconcile with one random peer this often (anti-entropy)
 	WatchInterval  time.Duration // poll owned repositories' refs this often
 	Offline        bool          // serve one CLI command in process: no control socket, no network
 	Logger         *slog.Logger
@@ -248,7 +248,16 @@ type Config struct {
 	// Gossip budgets, in bytes of encoded announcements.
 	MaxHeldBytes          int // all announcements held (default 64 MiB)
 	MaxHeldBytesPerOrigin int // those of one origin (default 4 MiB)
-	MaxCatchUpBytes       int // sent to a new peer on connect (default 8 MiB)
+	MaxCatchUpBytes       int // sent to one peer by reconciliation and grafts, refilled per minute (default 8 MiB)
+
+	// Gossip tree (eager push along a tree, message IDs to the other peers).
+	GraftTimeout time.Duration // wait for an announced message this long before asking for it (default 250 ms)
+	IHaveDelay   time.Duration // collect message IDs for a lazy peer this long before sending them (default 20 ms)
+
+	// QUIC liveness: an idle connection sends a PING every KeepAlive and
+	// is closed after IdleTimeout without a packet.
+	KeepAlive   time.Duration // default 10 s
+	IdleTimeout time.Duration // default 20 s
 }
 
 // limits are the limits in force, as status shows them.
@@ -280,6 +289,10 @@ func (c Config) withDefaults() Config {
 	def(&c.SyncBackoff, time.Second)
 	def(&c.SyncBackoffMax, 5*time.Minute)
 	def(&c.HandshakeTimeout, 10*time.Second)
+	def(&c.GraftTimeout, 250*time.Millisecond)
+	def(&c.IHaveDelay, 20*time.Millisecond)
+	def(&c.KeepAlive, 10*time.Second)
+	def(&c.IdleTimeout, 20*time.Second)
 	if c.MaxPeers <= 0 {
 		c.MaxPeers = 8
 	}

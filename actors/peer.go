@@ -20,10 +20,10 @@ import (
 // Messages of the peer actor.
 
 // sendFrame asks a peer actor to write f to its control stream. When the
-// peer's send queue is full the frame is dropped: gossip is re-announced.
+// peer's send queue is full the frame is dropped: anti-entropy repairs it.
 type sendFrame struct{ Frame *wire.Frame }
 
-// sendFrames asks a peer actor to write many frames (catch-up) in order,
+// sendFrames asks a peer actor to write many frames (catch-up, grafts) in order,
 // however many: they travel as one slice, not through the frame queue.
 type sendFrames struct{ Frames []*wire.Frame }
 
@@ -231,14 +231,20 @@ func (p *peer) acceptLoop(ctx context.Context, report func(any)) {
 }
 
 func (p *peer) handle(ctx actor.Context, f *wire.Frame) {
-	if b, ok := f.Body.(*wire.Frame_Gossip); ok && p.gossip != nil {
+	if p.gossip != nil {
 		// Gossip gives the credit back once it has handled the frame.
-		ctx.Send(p.gossip, &gossipIn{From: p.id, Gossip: b.Gossip, credit: p.credits})
-		return
+		switch b := f.Body.(type) {
+		case *wire.Frame_Gossip:
+			ctx.Send(p.gossip, &gossipIn{From: p.id, Gossip: b.Gossip, credit: p.credits})
+			return
+		case *wire.Frame_Ihave, *wire.Frame_Graft, *wire.Frame_Prune, *wire.Frame_Reconcile:
+			ctx.Send(p.gossip, &gossipRepair{From: p.id, PID: ctx.Self(), Frame: f, credit: p.credits})
+			return
+		}
 	}
 	releaseCredit(p.credits)
 	switch b := f.Body.(type) {
-	case *wire.Frame_Gossip:
+	case *wire.Frame_Gossip, *wire.Frame_Ihave, *wire.Frame_Graft, *wire.Frame_Prune, *wire.Frame_Reconcile:
 	case *wire.Frame_Error:
 		p.fail(ctx, &connFailed{code: b.Error.Code, reason: "peer says: " + wire.SafeText(b.Error.Message), remote: true})
 	default:

@@ -136,8 +136,6 @@ const (
 	dialTimeout = 10 * time.Second
 	backoffMin  = 500 * time.Millisecond
 	backoffMax  = 30 * time.Second
-	keepAlive   = 2 * time.Second
-	idleTimeout = 8 * time.Second
 	// Two connections to one node that came up within crossedWindow of each
 	// other are crossed dials; otherwise the newer one replaces the older,
 	// which the other side has most likely lost (a restart).
@@ -238,8 +236,8 @@ func newTransport(cfg Config, key ed25519.PrivateKey, id wire.NodeID, udp *net.U
 	tr := &quic.Transport{Conn: udp, StatelessResetKey: &resetKey}
 	conf := &quic.Config{
 		HandshakeIdleTimeout:  5 * time.Second,
-		MaxIdleTimeout:        idleTimeout,
-		KeepAlivePeriod:       keepAlive,
+		MaxIdleTimeout:        cfg.IdleTimeout,
+		KeepAlivePeriod:       cfg.KeepAlive,
 		MaxIncomingStreams:    maxPeerStreams,
 		MaxIncomingUniStreams: -1,
 		// Each stream has its own flow-control window, and the connection's

@@ -22,7 +22,7 @@ func TestCheckHello_rules(t *testing.T) {
 		{"valid", func(h *Hello) {}, ErrorCode_ERROR_UNSPECIFIED},
 		{"empty alias", func(h *Hello) { h.Alias = "" }, ErrorCode_ERROR_UNSPECIFIED},
 		{"old protocol", func(h *Hello) { h.Protocol = 1 }, ErrorCode_ERROR_VERSION},
-		{"version before alias", func(h *Hello) { h.Protocol, h.Alias = 3, "\x1b" }, ErrorCode_ERROR_VERSION},
+		{"version before alias", func(h *Hello) { h.Protocol, h.Alias = 2, "\x1b" }, ErrorCode_ERROR_VERSION},
 		{"long alias", func(h *Hello) { h.Alias = strings.Repeat("a", MaxAliasLen+1) }, ErrorCode_ERROR_PROTOCOL},
 		{"escape in alias", func(h *Hello) { h.Alias = "a\x1b[2J" }, ErrorCode_ERROR_PROTOCOL},
 		{"bidi override in alias", func(h *Hello) { h.Alias = "a\u202eb" }, ErrorCode_ERROR_PROTOCOL},

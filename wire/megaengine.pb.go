@@ -103,6 +103,58 @@ func (ErrorCode) EnumDescriptor() ([]byte, []int) {
 	return file_wire_megaengine_proto_rawDescGZIP(), []int{0}
 }
 
+type ReconcileMode int32
+
+const (
+	// Nothing to do in this range.
+	ReconcileMode_RECONCILE_SKIP ReconcileMode = 0
+	// fingerprint and count summarise the sender's items in the range.
+	ReconcileMode_RECONCILE_FINGERPRINT ReconcileMode = 1
+	// items lists every item the sender holds in the range.
+	ReconcileMode_RECONCILE_ITEMS ReconcileMode = 2
+)
+
+// Enum value maps for ReconcileMode.
+var (
+	ReconcileMode_name = map[int32]string{
+		0: "RECONCILE_SKIP",
+		1: "RECONCILE_FINGERPRINT",
+		2: "RECONCILE_ITEMS",
+	}
+	ReconcileMode_value = map[string]int32{
+		"RECONCILE_SKIP":        0,
+		"RECONCILE_FINGERPRINT": 1,
+		"RECONCILE_ITEMS":       2,
+	}
+)
+
+func (x ReconcileMode) Enum() *ReconcileMode {
+	p := new(ReconcileMode)
+	*p = x
+	return p
+}
+
+func (x ReconcileMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ReconcileMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_wire_megaengine_proto_enumTypes[1].Descriptor()
+}
+
+func (ReconcileMode) Type() protoreflect.EnumType {
+	return &file_wire_megaengine_proto_enumTypes[1]
+}
+
+func (x ReconcileMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ReconcileMode.Descriptor instead.
+func (ReconcileMode) EnumDescriptor() ([]byte, []int) {
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{1}
+}
+
 type TransferErrorCode int32
 
 const (
@@ -154,11 +206,11 @@ func (x TransferErrorCode) String() string {
 }
 
 func (TransferErrorCode) Descriptor() protoreflect.EnumDescriptor {
-	return file_wire_megaengine_proto_enumTypes[1].Descriptor()
+	return file_wire_megaengine_proto_enumTypes[2].Descriptor()
 }
 
 func (TransferErrorCode) Type() protoreflect.EnumType {
-	return &file_wire_megaengine_proto_enumTypes[1]
+	return &file_wire_megaengine_proto_enumTypes[2]
 }
 
 func (x TransferErrorCode) Number() protoreflect.EnumNumber {
@@ -167,7 +219,7 @@ func (x TransferErrorCode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TransferErrorCode.Descriptor instead.
 func (TransferErrorCode) EnumDescriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{1}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{2}
 }
 
 // Frame is the unit sent on the control stream, preceded by its length as an
@@ -180,6 +232,10 @@ type Frame struct {
 	//	*Frame_Hello
 	//	*Frame_Gossip
 	//	*Frame_Error
+	//	*Frame_Ihave
+	//	*Frame_Graft
+	//	*Frame_Prune
+	//	*Frame_Reconcile
 	//	*Frame_TransferRequest
 	//	*Frame_TransferStart
 	//	*Frame_TransferAnnouncement
@@ -255,6 +311,42 @@ func (x *Frame) GetError() *Error {
 	return nil
 }
 
+func (x *Frame) GetIhave() *IHave {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_Ihave); ok {
+			return x.Ihave
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetGraft() *Graft {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_Graft); ok {
+			return x.Graft
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetPrune() *Prune {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_Prune); ok {
+			return x.Prune
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetReconcile() *Reconcile {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_Reconcile); ok {
+			return x.Reconcile
+		}
+	}
+	return nil
+}
+
 func (x *Frame) GetTransferRequest() *TransferRequest {
 	if x != nil {
 		if x, ok := x.Body.(*Frame_TransferRequest); ok {
@@ -325,6 +417,23 @@ type Frame_Error struct {
 	Error *Error `protobuf:"bytes,3,opt,name=error,proto3,oneof"`
 }
 
+type Frame_Ihave struct {
+	// Gossip repair and catch-up (PROTOCOL.md, "Gossip"), control stream only.
+	Ihave *IHave `protobuf:"bytes,4,opt,name=ihave,proto3,oneof"`
+}
+
+type Frame_Graft struct {
+	Graft *Graft `protobuf:"bytes,5,opt,name=graft,proto3,oneof"`
+}
+
+type Frame_Prune struct {
+	Prune *Prune `protobuf:"bytes,6,opt,name=prune,proto3,oneof"`
+}
+
+type Frame_Reconcile struct {
+	Reconcile *Reconcile `protobuf:"bytes,7,opt,name=reconcile,proto3,oneof"`
+}
+
 type Frame_TransferRequest struct {
 	// Transfer streams (PROTOCOL.md, "Transfer"): the first frame on every
 	// stream other than the control stream is a TransferRequest, which
@@ -358,6 +467,14 @@ func (*Frame_Gossip) isFrame_Body() {}
 
 func (*Frame_Error) isFrame_Body() {}
 
+func (*Frame_Ihave) isFrame_Body() {}
+
+func (*Frame_Graft) isFrame_Body() {}
+
+func (*Frame_Prune) isFrame_Body() {}
+
+func (*Frame_Reconcile) isFrame_Body() {}
+
 func (*Frame_TransferRequest) isFrame_Body() {}
 
 func (*Frame_TransferStart) isFrame_Body() {}
@@ -375,7 +492,7 @@ func (*Frame_TransferError) isFrame_Body() {}
 // certificate and protocol must equal the receiver's protocol version.
 type Hello struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Protocol version; currently 2.
+	// Protocol version; currently 3.
 	Protocol uint32 `protobuf:"varint,1,opt,name=protocol,proto3" json:"protocol,omitempty"`
 	// The sender's did:key.
 	Did string `protobuf:"bytes,2,opt,name=did,proto3" json:"did,omitempty"`
@@ -583,6 +700,333 @@ func (x *Gossip) GetTtl() uint32 {
 	return 0
 }
 
+// IHave is lazy push: the message IDs (SHA-256 of the payload, 32 bytes
+// each) of announcements the sender accepted and did not push to this peer.
+// At most 1024 IDs.
+type IHave struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ids           [][]byte               `protobuf:"bytes,1,rep,name=ids,proto3" json:"ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IHave) Reset() {
+	*x = IHave{}
+	mi := &file_wire_megaengine_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IHave) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IHave) ProtoMessage() {}
+
+func (x *IHave) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_megaengine_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IHave.ProtoReflect.Descriptor instead.
+func (*IHave) Descriptor() ([]byte, []int) {
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *IHave) GetIds() [][]byte {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+// Graft asks the receiver for the announcements with these message IDs
+// (at most 1024, 32 bytes each) and to push to the sender eagerly from now
+// on.
+type Graft struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ids           [][]byte               `protobuf:"bytes,1,rep,name=ids,proto3" json:"ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Graft) Reset() {
+	*x = Graft{}
+	mi := &file_wire_megaengine_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Graft) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Graft) ProtoMessage() {}
+
+func (x *Graft) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_megaengine_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Graft.ProtoReflect.Descriptor instead.
+func (*Graft) Descriptor() ([]byte, []int) {
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Graft) GetIds() [][]byte {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+// Prune asks the receiver to push to the sender lazily (IHave only) from
+// now on.
+type Prune struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Prune) Reset() {
+	*x = Prune{}
+	mi := &file_wire_megaengine_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Prune) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Prune) ProtoMessage() {}
+
+func (x *Prune) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_megaengine_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Prune.ProtoReflect.Descriptor instead.
+func (*Prune) Descriptor() ([]byte, []int) {
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{6}
+}
+
+// Reconcile is one step of range-based set reconciliation over the
+// announcements two nodes hold. An item is a slot (origin, kind, repo),
+// named by its slot ID (the first 16 bytes of SHA-256 of the slot key), and
+// the seq held for it. Items are ordered by slot ID.
+type Reconcile struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Consecutive ranges of the slot-ID space, in ascending order: the
+	// first starts at the beginning, each next one at the previous one's
+	// upper bound. At most 1024.
+	Ranges []*ReconcileRange `protobuf:"bytes,1,rep,name=ranges,proto3" json:"ranges,omitempty"`
+	// Slot IDs (16 bytes each) of items the sender lacks or holds at a lower
+	// seq than the receiver: the receiver sends them. At most 4096.
+	Want          [][]byte `protobuf:"bytes,2,rep,name=want,proto3" json:"want,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Reconcile) Reset() {
+	*x = Reconcile{}
+	mi := &file_wire_megaengine_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Reconcile) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Reconcile) ProtoMessage() {}
+
+func (x *Reconcile) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_megaengine_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Reconcile.ProtoReflect.Descriptor instead.
+func (*Reconcile) Descriptor() ([]byte, []int) {
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Reconcile) GetRanges() []*ReconcileRange {
+	if x != nil {
+		return x.Ranges
+	}
+	return nil
+}
+
+func (x *Reconcile) GetWant() [][]byte {
+	if x != nil {
+		return x.Want
+	}
+	return nil
+}
+
+type ReconcileRange struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Exclusive upper bound: a byte string of at most 16 bytes compared
+	// byte-wise with slot IDs; empty means the end of the space (the last
+	// range only).
+	Upper []byte        `protobuf:"bytes,1,opt,name=upper,proto3" json:"upper,omitempty"`
+	Mode  ReconcileMode `protobuf:"varint,2,opt,name=mode,proto3,enum=megaengine.v1.ReconcileMode" json:"mode,omitempty"`
+	// RECONCILE_FINGERPRINT: the number of items and their fingerprint (16 bytes).
+	Count       uint32 `protobuf:"varint,3,opt,name=count,proto3" json:"count,omitempty"`
+	Fingerprint []byte `protobuf:"bytes,4,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"`
+	// RECONCILE_ITEMS: at most 256.
+	Items         []*ReconcileItem `protobuf:"bytes,5,rep,name=items,proto3" json:"items,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReconcileRange) Reset() {
+	*x = ReconcileRange{}
+	mi := &file_wire_megaengine_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReconcileRange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReconcileRange) ProtoMessage() {}
+
+func (x *ReconcileRange) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_megaengine_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReconcileRange.ProtoReflect.Descriptor instead.
+func (*ReconcileRange) Descriptor() ([]byte, []int) {
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ReconcileRange) GetUpper() []byte {
+	if x != nil {
+		return x.Upper
+	}
+	return nil
+}
+
+func (x *ReconcileRange) GetMode() ReconcileMode {
+	if x != nil {
+		return x.Mode
+	}
+	return ReconcileMode_RECONCILE_SKIP
+}
+
+func (x *ReconcileRange) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *ReconcileRange) GetFingerprint() []byte {
+	if x != nil {
+		return x.Fingerprint
+	}
+	return nil
+}
+
+func (x *ReconcileRange) GetItems() []*ReconcileItem {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+type ReconcileItem struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 16 bytes.
+	Slot          []byte `protobuf:"bytes,1,opt,name=slot,proto3" json:"slot,omitempty"`
+	Seq           uint64 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReconcileItem) Reset() {
+	*x = ReconcileItem{}
+	mi := &file_wire_megaengine_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReconcileItem) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReconcileItem) ProtoMessage() {}
+
+func (x *ReconcileItem) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_megaengine_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReconcileItem.ProtoReflect.Descriptor instead.
+func (*ReconcileItem) Descriptor() ([]byte, []int) {
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ReconcileItem) GetSlot() []byte {
+	if x != nil {
+		return x.Slot
+	}
+	return nil
+}
+
+func (x *ReconcileItem) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
 // SignedAnnouncement is an encoded Announcement (payload) and the origin's
 // Ed25519 signature over "megaengine/announcement/v1\x00" followed by the
 // payload bytes. Receivers verify over the payload bytes exactly as received
@@ -597,7 +1041,7 @@ type SignedAnnouncement struct {
 
 func (x *SignedAnnouncement) Reset() {
 	*x = SignedAnnouncement{}
-	mi := &file_wire_megaengine_proto_msgTypes[4]
+	mi := &file_wire_megaengine_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -609,7 +1053,7 @@ func (x *SignedAnnouncement) String() string {
 func (*SignedAnnouncement) ProtoMessage() {}
 
 func (x *SignedAnnouncement) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[4]
+	mi := &file_wire_megaengine_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -622,7 +1066,7 @@ func (x *SignedAnnouncement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignedAnnouncement.ProtoReflect.Descriptor instead.
 func (*SignedAnnouncement) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{4}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SignedAnnouncement) GetPayload() []byte {
@@ -662,7 +1106,7 @@ type Announcement struct {
 
 func (x *Announcement) Reset() {
 	*x = Announcement{}
-	mi := &file_wire_megaengine_proto_msgTypes[5]
+	mi := &file_wire_megaengine_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -674,7 +1118,7 @@ func (x *Announcement) String() string {
 func (*Announcement) ProtoMessage() {}
 
 func (x *Announcement) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[5]
+	mi := &file_wire_megaengine_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -687,7 +1131,7 @@ func (x *Announcement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Announcement.ProtoReflect.Descriptor instead.
 func (*Announcement) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{5}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Announcement) GetOrigin() string {
@@ -782,7 +1226,7 @@ type NodeAnnouncement struct {
 
 func (x *NodeAnnouncement) Reset() {
 	*x = NodeAnnouncement{}
-	mi := &file_wire_megaengine_proto_msgTypes[6]
+	mi := &file_wire_megaengine_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -794,7 +1238,7 @@ func (x *NodeAnnouncement) String() string {
 func (*NodeAnnouncement) ProtoMessage() {}
 
 func (x *NodeAnnouncement) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[6]
+	mi := &file_wire_megaengine_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -807,7 +1251,7 @@ func (x *NodeAnnouncement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeAnnouncement.ProtoReflect.Descriptor instead.
 func (*NodeAnnouncement) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{6}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *NodeAnnouncement) GetAlias() string {
@@ -861,7 +1305,7 @@ type RepoAnnouncement struct {
 
 func (x *RepoAnnouncement) Reset() {
 	*x = RepoAnnouncement{}
-	mi := &file_wire_megaengine_proto_msgTypes[7]
+	mi := &file_wire_megaengine_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -873,7 +1317,7 @@ func (x *RepoAnnouncement) String() string {
 func (*RepoAnnouncement) ProtoMessage() {}
 
 func (x *RepoAnnouncement) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[7]
+	mi := &file_wire_megaengine_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -886,7 +1330,7 @@ func (x *RepoAnnouncement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepoAnnouncement.ProtoReflect.Descriptor instead.
 func (*RepoAnnouncement) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{7}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RepoAnnouncement) GetRepoId() string {
@@ -944,7 +1388,7 @@ type Ref struct {
 
 func (x *Ref) Reset() {
 	*x = Ref{}
-	mi := &file_wire_megaengine_proto_msgTypes[8]
+	mi := &file_wire_megaengine_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -956,7 +1400,7 @@ func (x *Ref) String() string {
 func (*Ref) ProtoMessage() {}
 
 func (x *Ref) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[8]
+	mi := &file_wire_megaengine_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -969,7 +1413,7 @@ func (x *Ref) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ref.ProtoReflect.Descriptor instead.
 func (*Ref) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{8}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Ref) GetName() string {
@@ -997,7 +1441,7 @@ type InventoryAnnouncement struct {
 
 func (x *InventoryAnnouncement) Reset() {
 	*x = InventoryAnnouncement{}
-	mi := &file_wire_megaengine_proto_msgTypes[9]
+	mi := &file_wire_megaengine_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1009,7 +1453,7 @@ func (x *InventoryAnnouncement) String() string {
 func (*InventoryAnnouncement) ProtoMessage() {}
 
 func (x *InventoryAnnouncement) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[9]
+	mi := &file_wire_megaengine_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1022,7 +1466,7 @@ func (x *InventoryAnnouncement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InventoryAnnouncement.ProtoReflect.Descriptor instead.
 func (*InventoryAnnouncement) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{9}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *InventoryAnnouncement) GetRepos() []*InventoryEntry {
@@ -1044,7 +1488,7 @@ type InventoryEntry struct {
 
 func (x *InventoryEntry) Reset() {
 	*x = InventoryEntry{}
-	mi := &file_wire_megaengine_proto_msgTypes[10]
+	mi := &file_wire_megaengine_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1056,7 +1500,7 @@ func (x *InventoryEntry) String() string {
 func (*InventoryEntry) ProtoMessage() {}
 
 func (x *InventoryEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[10]
+	mi := &file_wire_megaengine_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1069,7 +1513,7 @@ func (x *InventoryEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InventoryEntry.ProtoReflect.Descriptor instead.
 func (*InventoryEntry) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{10}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *InventoryEntry) GetRepoId() string {
@@ -1113,7 +1557,7 @@ type TransferRequest struct {
 
 func (x *TransferRequest) Reset() {
 	*x = TransferRequest{}
-	mi := &file_wire_megaengine_proto_msgTypes[11]
+	mi := &file_wire_megaengine_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1125,7 +1569,7 @@ func (x *TransferRequest) String() string {
 func (*TransferRequest) ProtoMessage() {}
 
 func (x *TransferRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[11]
+	mi := &file_wire_megaengine_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1138,7 +1582,7 @@ func (x *TransferRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferRequest.ProtoReflect.Descriptor instead.
 func (*TransferRequest) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{11}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *TransferRequest) GetRepoId() string {
@@ -1203,7 +1647,7 @@ type TransferStart struct {
 
 func (x *TransferStart) Reset() {
 	*x = TransferStart{}
-	mi := &file_wire_megaengine_proto_msgTypes[12]
+	mi := &file_wire_megaengine_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1215,7 +1659,7 @@ func (x *TransferStart) String() string {
 func (*TransferStart) ProtoMessage() {}
 
 func (x *TransferStart) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[12]
+	mi := &file_wire_megaengine_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1228,7 +1672,7 @@ func (x *TransferStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferStart.ProtoReflect.Descriptor instead.
 func (*TransferStart) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{12}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *TransferStart) GetBundleId() []byte {
@@ -1272,7 +1716,7 @@ type TransferAnnouncement struct {
 
 func (x *TransferAnnouncement) Reset() {
 	*x = TransferAnnouncement{}
-	mi := &file_wire_megaengine_proto_msgTypes[13]
+	mi := &file_wire_megaengine_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1284,7 +1728,7 @@ func (x *TransferAnnouncement) String() string {
 func (*TransferAnnouncement) ProtoMessage() {}
 
 func (x *TransferAnnouncement) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[13]
+	mi := &file_wire_megaengine_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1297,7 +1741,7 @@ func (x *TransferAnnouncement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferAnnouncement.ProtoReflect.Descriptor instead.
 func (*TransferAnnouncement) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{13}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *TransferAnnouncement) GetAnnouncement() *SignedAnnouncement {
@@ -1319,7 +1763,7 @@ type TransferChunk struct {
 
 func (x *TransferChunk) Reset() {
 	*x = TransferChunk{}
-	mi := &file_wire_megaengine_proto_msgTypes[14]
+	mi := &file_wire_megaengine_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1331,7 +1775,7 @@ func (x *TransferChunk) String() string {
 func (*TransferChunk) ProtoMessage() {}
 
 func (x *TransferChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[14]
+	mi := &file_wire_megaengine_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1344,7 +1788,7 @@ func (x *TransferChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferChunk.ProtoReflect.Descriptor instead.
 func (*TransferChunk) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{14}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *TransferChunk) GetOffset() uint64 {
@@ -1373,7 +1817,7 @@ type TransferDone struct {
 
 func (x *TransferDone) Reset() {
 	*x = TransferDone{}
-	mi := &file_wire_megaengine_proto_msgTypes[15]
+	mi := &file_wire_megaengine_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1385,7 +1829,7 @@ func (x *TransferDone) String() string {
 func (*TransferDone) ProtoMessage() {}
 
 func (x *TransferDone) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[15]
+	mi := &file_wire_megaengine_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1398,7 +1842,7 @@ func (x *TransferDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferDone.ProtoReflect.Descriptor instead.
 func (*TransferDone) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{15}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *TransferDone) GetSize() uint64 {
@@ -1427,7 +1871,7 @@ type TransferError struct {
 
 func (x *TransferError) Reset() {
 	*x = TransferError{}
-	mi := &file_wire_megaengine_proto_msgTypes[16]
+	mi := &file_wire_megaengine_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1439,7 +1883,7 @@ func (x *TransferError) String() string {
 func (*TransferError) ProtoMessage() {}
 
 func (x *TransferError) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[16]
+	mi := &file_wire_megaengine_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1452,7 +1896,7 @@ func (x *TransferError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferError.ProtoReflect.Descriptor instead.
 func (*TransferError) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{16}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *TransferError) GetCode() TransferErrorCode {
@@ -1473,11 +1917,15 @@ var File_wire_megaengine_proto protoreflect.FileDescriptor
 
 const file_wire_megaengine_proto_rawDesc = "" +
 	"\n" +
-	"\x15wire/megaengine.proto\x12\rmegaengine.v1\"\xde\x04\n" +
+	"\x15wire/megaengine.proto\x12\rmegaengine.v1\"\xa2\x06\n" +
 	"\x05Frame\x12,\n" +
 	"\x05hello\x18\x01 \x01(\v2\x14.megaengine.v1.HelloH\x00R\x05hello\x12/\n" +
 	"\x06gossip\x18\x02 \x01(\v2\x15.megaengine.v1.GossipH\x00R\x06gossip\x12,\n" +
-	"\x05error\x18\x03 \x01(\v2\x14.megaengine.v1.ErrorH\x00R\x05error\x12K\n" +
+	"\x05error\x18\x03 \x01(\v2\x14.megaengine.v1.ErrorH\x00R\x05error\x12,\n" +
+	"\x05ihave\x18\x04 \x01(\v2\x14.megaengine.v1.IHaveH\x00R\x05ihave\x12,\n" +
+	"\x05graft\x18\x05 \x01(\v2\x14.megaengine.v1.GraftH\x00R\x05graft\x12,\n" +
+	"\x05prune\x18\x06 \x01(\v2\x14.megaengine.v1.PruneH\x00R\x05prune\x128\n" +
+	"\treconcile\x18\a \x01(\v2\x18.megaengine.v1.ReconcileH\x00R\treconcile\x12K\n" +
 	"\x10transfer_request\x18\n" +
 	" \x01(\v2\x1e.megaengine.v1.TransferRequestH\x00R\x0ftransferRequest\x12E\n" +
 	"\x0etransfer_start\x18\v \x01(\v2\x1c.megaengine.v1.TransferStartH\x00R\rtransferStart\x12Z\n" +
@@ -1499,7 +1947,24 @@ const file_wire_megaengine_proto_rawDesc = "" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"a\n" +
 	"\x06Gossip\x12E\n" +
 	"\fannouncement\x18\x01 \x01(\v2!.megaengine.v1.SignedAnnouncementR\fannouncement\x12\x10\n" +
-	"\x03ttl\x18\x02 \x01(\rR\x03ttl\"L\n" +
+	"\x03ttl\x18\x02 \x01(\rR\x03ttl\"\x19\n" +
+	"\x05IHave\x12\x10\n" +
+	"\x03ids\x18\x01 \x03(\fR\x03ids\"\x19\n" +
+	"\x05Graft\x12\x10\n" +
+	"\x03ids\x18\x01 \x03(\fR\x03ids\"\a\n" +
+	"\x05Prune\"V\n" +
+	"\tReconcile\x125\n" +
+	"\x06ranges\x18\x01 \x03(\v2\x1d.megaengine.v1.ReconcileRangeR\x06ranges\x12\x12\n" +
+	"\x04want\x18\x02 \x03(\fR\x04want\"\xc4\x01\n" +
+	"\x0eReconcileRange\x12\x14\n" +
+	"\x05upper\x18\x01 \x01(\fR\x05upper\x120\n" +
+	"\x04mode\x18\x02 \x01(\x0e2\x1c.megaengine.v1.ReconcileModeR\x04mode\x12\x14\n" +
+	"\x05count\x18\x03 \x01(\rR\x05count\x12 \n" +
+	"\vfingerprint\x18\x04 \x01(\fR\vfingerprint\x122\n" +
+	"\x05items\x18\x05 \x03(\v2\x1c.megaengine.v1.ReconcileItemR\x05items\"5\n" +
+	"\rReconcileItem\x12\x12\n" +
+	"\x04slot\x18\x01 \x01(\fR\x04slot\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\"L\n" +
 	"\x12SignedAnnouncement\x12\x18\n" +
 	"\apayload\x18\x01 \x01(\fR\apayload\x12\x1c\n" +
 	"\tsignature\x18\x02 \x01(\fR\tsignature\"\x97\x02\n" +
@@ -1565,7 +2030,11 @@ const file_wire_megaengine_proto_rawDesc = "" +
 	"\x1aERROR_DUPLICATE_CONNECTION\x10\x05\x12\x17\n" +
 	"\x13ERROR_SHUTTING_DOWN\x10\x06\x12\x15\n" +
 	"\x11ERROR_MISBEHAVING\x10\a\x12\x11\n" +
-	"\rERROR_VERSION\x10\b*\xc0\x01\n" +
+	"\rERROR_VERSION\x10\b*S\n" +
+	"\rReconcileMode\x12\x12\n" +
+	"\x0eRECONCILE_SKIP\x10\x00\x12\x19\n" +
+	"\x15RECONCILE_FINGERPRINT\x10\x01\x12\x13\n" +
+	"\x0fRECONCILE_ITEMS\x10\x02*\xc0\x01\n" +
 	"\x11TransferErrorCode\x12\x18\n" +
 	"\x14TRANSFER_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15TRANSFER_UNKNOWN_REPO\x10\x01\x12\x1a\n" +
@@ -1587,53 +2056,67 @@ func file_wire_megaengine_proto_rawDescGZIP() []byte {
 	return file_wire_megaengine_proto_rawDescData
 }
 
-var file_wire_megaengine_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_wire_megaengine_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_wire_megaengine_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_wire_megaengine_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_wire_megaengine_proto_goTypes = []any{
 	(ErrorCode)(0),                // 0: megaengine.v1.ErrorCode
-	(TransferErrorCode)(0),        // 1: megaengine.v1.TransferErrorCode
-	(*Frame)(nil),                 // 2: megaengine.v1.Frame
-	(*Hello)(nil),                 // 3: megaengine.v1.Hello
-	(*Error)(nil),                 // 4: megaengine.v1.Error
-	(*Gossip)(nil),                // 5: megaengine.v1.Gossip
-	(*SignedAnnouncement)(nil),    // 6: megaengine.v1.SignedAnnouncement
-	(*Announcement)(nil),          // 7: megaengine.v1.Announcement
-	(*NodeAnnouncement)(nil),      // 8: megaengine.v1.NodeAnnouncement
-	(*RepoAnnouncement)(nil),      // 9: megaengine.v1.RepoAnnouncement
-	(*Ref)(nil),                   // 10: megaengine.v1.Ref
-	(*InventoryAnnouncement)(nil), // 11: megaengine.v1.InventoryAnnouncement
-	(*InventoryEntry)(nil),        // 12: megaengine.v1.InventoryEntry
-	(*TransferRequest)(nil),       // 13: megaengine.v1.TransferRequest
-	(*TransferStart)(nil),         // 14: megaengine.v1.TransferStart
-	(*TransferAnnouncement)(nil),  // 15: megaengine.v1.TransferAnnouncement
-	(*TransferChunk)(nil),         // 16: megaengine.v1.TransferChunk
-	(*TransferDone)(nil),          // 17: megaengine.v1.TransferDone
-	(*TransferError)(nil),         // 18: megaengine.v1.TransferError
+	(ReconcileMode)(0),            // 1: megaengine.v1.ReconcileMode
+	(TransferErrorCode)(0),        // 2: megaengine.v1.TransferErrorCode
+	(*Frame)(nil),                 // 3: megaengine.v1.Frame
+	(*Hello)(nil),                 // 4: megaengine.v1.Hello
+	(*Error)(nil),                 // 5: megaengine.v1.Error
+	(*Gossip)(nil),                // 6: megaengine.v1.Gossip
+	(*IHave)(nil),                 // 7: megaengine.v1.IHave
+	(*Graft)(nil),                 // 8: megaengine.v1.Graft
+	(*Prune)(nil),                 // 9: megaengine.v1.Prune
+	(*Reconcile)(nil),             // 10: megaengine.v1.Reconcile
+	(*ReconcileRange)(nil),        // 11: megaengine.v1.ReconcileRange
+	(*ReconcileItem)(nil),         // 12: megaengine.v1.ReconcileItem
+	(*SignedAnnouncement)(nil),    // 13: megaengine.v1.SignedAnnouncement
+	(*Announcement)(nil),          // 14: megaengine.v1.Announcement
+	(*NodeAnnouncement)(nil),      // 15: megaengine.v1.NodeAnnouncement
+	(*RepoAnnouncement)(nil),      // 16: megaengine.v1.RepoAnnouncement
+	(*Ref)(nil),                   // 17: megaengine.v1.Ref
+	(*InventoryAnnouncement)(nil), // 18: megaengine.v1.InventoryAnnouncement
+	(*InventoryEntry)(nil),        // 19: megaengine.v1.InventoryEntry
+	(*TransferRequest)(nil),       // 20: megaengine.v1.TransferRequest
+	(*TransferStart)(nil),         // 21: megaengine.v1.TransferStart
+	(*TransferAnnouncement)(nil),  // 22: megaengine.v1.TransferAnnouncement
+	(*TransferChunk)(nil),         // 23: megaengine.v1.TransferChunk
+	(*TransferDone)(nil),          // 24: megaengine.v1.TransferDone
+	(*TransferError)(nil),         // 25: megaengine.v1.TransferError
 }
 var file_wire_megaengine_proto_depIdxs = []int32{
-	3,  // 0: megaengine.v1.Frame.hello:type_name -> megaengine.v1.Hello
-	5,  // 1: megaengine.v1.Frame.gossip:type_name -> megaengine.v1.Gossip
-	4,  // 2: megaengine.v1.Frame.error:type_name -> megaengine.v1.Error
-	13, // 3: megaengine.v1.Frame.transfer_request:type_name -> megaengine.v1.TransferRequest
-	14, // 4: megaengine.v1.Frame.transfer_start:type_name -> megaengine.v1.TransferStart
-	15, // 5: megaengine.v1.Frame.transfer_announcement:type_name -> megaengine.v1.TransferAnnouncement
-	16, // 6: megaengine.v1.Frame.transfer_chunk:type_name -> megaengine.v1.TransferChunk
-	17, // 7: megaengine.v1.Frame.transfer_done:type_name -> megaengine.v1.TransferDone
-	18, // 8: megaengine.v1.Frame.transfer_error:type_name -> megaengine.v1.TransferError
-	0,  // 9: megaengine.v1.Error.code:type_name -> megaengine.v1.ErrorCode
-	6,  // 10: megaengine.v1.Gossip.announcement:type_name -> megaengine.v1.SignedAnnouncement
-	8,  // 11: megaengine.v1.Announcement.node:type_name -> megaengine.v1.NodeAnnouncement
-	9,  // 12: megaengine.v1.Announcement.repo:type_name -> megaengine.v1.RepoAnnouncement
-	11, // 13: megaengine.v1.Announcement.inventory:type_name -> megaengine.v1.InventoryAnnouncement
-	10, // 14: megaengine.v1.RepoAnnouncement.refs:type_name -> megaengine.v1.Ref
-	12, // 15: megaengine.v1.InventoryAnnouncement.repos:type_name -> megaengine.v1.InventoryEntry
-	6,  // 16: megaengine.v1.TransferAnnouncement.announcement:type_name -> megaengine.v1.SignedAnnouncement
-	1,  // 17: megaengine.v1.TransferError.code:type_name -> megaengine.v1.TransferErrorCode
-	18, // [18:18] is the sub-list for method output_type
-	18, // [18:18] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	4,  // 0: megaengine.v1.Frame.hello:type_name -> megaengine.v1.Hello
+	6,  // 1: megaengine.v1.Frame.gossip:type_name -> megaengine.v1.Gossip
+	5,  // 2: megaengine.v1.Frame.error:type_name -> megaengine.v1.Error
+	7,  // 3: megaengine.v1.Frame.ihave:type_name -> megaengine.v1.IHave
+	8,  // 4: megaengine.v1.Frame.graft:type_name -> megaengine.v1.Graft
+	9,  // 5: megaengine.v1.Frame.prune:type_name -> megaengine.v1.Prune
+	10, // 6: megaengine.v1.Frame.reconcile:type_name -> megaengine.v1.Reconcile
+	20, // 7: megaengine.v1.Frame.transfer_request:type_name -> megaengine.v1.TransferRequest
+	21, // 8: megaengine.v1.Frame.transfer_start:type_name -> megaengine.v1.TransferStart
+	22, // 9: megaengine.v1.Frame.transfer_announcement:type_name -> megaengine.v1.TransferAnnouncement
+	23, // 10: megaengine.v1.Frame.transfer_chunk:type_name -> megaengine.v1.TransferChunk
+	24, // 11: megaengine.v1.Frame.transfer_done:type_name -> megaengine.v1.TransferDone
+	25, // 12: megaengine.v1.Frame.transfer_error:type_name -> megaengine.v1.TransferError
+	0,  // 13: megaengine.v1.Error.code:type_name -> megaengine.v1.ErrorCode
+	13, // 14: megaengine.v1.Gossip.announcement:type_name -> megaengine.v1.SignedAnnouncement
+	11, // 15: megaengine.v1.Reconcile.ranges:type_name -> megaengine.v1.ReconcileRange
+	1,  // 16: megaengine.v1.ReconcileRange.mode:type_name -> megaengine.v1.ReconcileMode
+	12, // 17: megaengine.v1.ReconcileRange.items:type_name -> megaengine.v1.ReconcileItem
+	15, // 18: megaengine.v1.Announcement.node:type_name -> megaengine.v1.NodeAnnouncement
+	16, // 19: megaengine.v1.Announcement.repo:type_name -> megaengine.v1.RepoAnnouncement
+	18, // 20: megaengine.v1.Announcement.inventory:type_name -> megaengine.v1.InventoryAnnouncement
+	17, // 21: megaengine.v1.RepoAnnouncement.refs:type_name -> megaengine.v1.Ref
+	19, // 22: megaengine.v1.InventoryAnnouncement.repos:type_name -> megaengine.v1.InventoryEntry
+	13, // 23: megaengine.v1.TransferAnnouncement.announcement:type_name -> megaengine.v1.SignedAnnouncement
+	2,  // 24: megaengine.v1.TransferError.code:type_name -> megaengine.v1.TransferErrorCode
+	25, // [25:25] is the sub-list for method output_type
+	25, // [25:25] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_wire_megaengine_proto_init() }
@@ -1645,6 +2128,10 @@ func file_wire_megaengine_proto_init() {
 		(*Frame_Hello)(nil),
 		(*Frame_Gossip)(nil),
 		(*Frame_Error)(nil),
+		(*Frame_Ihave)(nil),
+		(*Frame_Graft)(nil),
+		(*Frame_Prune)(nil),
+		(*Frame_Reconcile)(nil),
 		(*Frame_TransferRequest)(nil),
 		(*Frame_TransferStart)(nil),
 		(*Frame_TransferAnnouncement)(nil),
@@ -1652,7 +2139,7 @@ func file_wire_megaengine_proto_init() {
 		(*Frame_TransferDone)(nil),
 		(*Frame_TransferError)(nil),
 	}
-	file_wire_megaengine_proto_msgTypes[5].OneofWrappers = []any{
+	file_wire_megaengine_proto_msgTypes[11].OneofWrappers = []any{
 		(*Announcement_Node)(nil),
 		(*Announcement_Repo)(nil),
 		(*Announcement_Inventory)(nil),
@@ -1662,8 +2149,8 @@ func file_wire_megaengine_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wire_megaengine_proto_rawDesc), len(file_wire_megaengine_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   17,
+			NumEnums:      3,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

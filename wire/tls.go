@@ -17,7 +17,7 @@ import (
 const ALPN = "megaengine/1"
 
 // ProtocolVersion is the Hello.protocol value this implementation speaks.
-const ProtocolVersion = 2
+const ProtocolVersion = 3
 
 // ErrIdentityMismatch is wrapped when a peer's certificate key is not the
 // node that was dialed.

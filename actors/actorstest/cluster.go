@@ -46,19 +46,24 @@ type Cluster struct {
 	Addrs    []string
 	Logs     []*Log
 	index    map[wire.NodeID]int
+	stopped  map[int]bool
 }
 
-// Start starts the nodes of opts.Topology in index order, each
-// bootstrapping to the earlier nodes its topology names. It returns when
-// every node listens; connections come up after that (WaitConnected).
-// When it fails, it stops what it started.
+// Start starts the nodes of opts.Topology, each once the nodes it
+// bootstraps to listen: in waves, up to eight at a time (starting a node
+// is mostly waiting for its store's disk writes). It returns when every
+// node listens; connections come up after that (WaitConnected). When it
+// fails, it stops what it started.
 func Start(opts Options) (*Cluster, error) {
 	size := opts.Topology.Size()
 	if size == 0 {
 		return nil, errors.New("start cluster: empty topology")
 	}
-	c := &Cluster{Topology: opts.Topology, index: map[wire.NodeID]int{}}
-	for i := range size {
+	c := &Cluster{
+		Topology: opts.Topology, index: map[wire.NodeID]int{}, stopped: map[int]bool{},
+		Nodes: make([]*actors.Node, size), Addrs: make([]string, size), Logs: make([]*Log, size),
+	}
+	startOne := func(i int) error {
 		var boot []actors.Bootstrap
 		for _, k := range opts.Topology.Boot[i] {
 			boot = append(boot, actors.Bootstrap{ID: c.Nodes[k].ID, Addr: c.Addrs[k]})
@@ -75,29 +80,82 @@ func Start(opts Options) (*Cluster, error) {
 		}
 		n, err := actors.Start(cfg)
 		if err != nil {
-			c.Stop()
-			return nil, fmt.Errorf("start n%d: %w", i, err)
+			return fmt.Errorf("start n%d: %w", i, err)
 		}
-		c.Nodes, c.Logs = append(c.Nodes, n), append(c.Logs, log)
+		c.Nodes[i], c.Logs[i] = n, log
 		s, err := Status(n)
 		if err == nil && len(s.Listen) == 0 {
 			err = errors.New("no listen address")
 		}
 		if err != nil {
-			c.Stop()
-			return nil, fmt.Errorf("start n%d: %w", i, err)
+			return fmt.Errorf("start n%d: %w", i, err)
 		}
-		c.Addrs = append(c.Addrs, s.Listen[0])
+		c.Addrs[i] = s.Listen[0]
+		return nil
+	}
+	started := make([]bool, size)
+	for left := size; left > 0; {
+		var wave []int
+		for i := range size {
+			ready := !started[i]
+			for _, k := range opts.Topology.Boot[i] {
+				ready = ready && started[k]
+			}
+			if ready && len(wave) < 8 {
+				wave = append(wave, i)
+			}
+		}
+		errs := make([]error, len(wave))
+		var wg sync.WaitGroup
+		for w, i := range wave {
+			wg.Go(func() { errs[w] = startOne(i) })
+		}
+		wg.Wait()
+		for _, i := range wave {
+			started[i] = true
+		}
+		left -= len(wave)
+		if err := errors.Join(errs...); err != nil {
+			for i, n := range c.Nodes {
+				if n == nil {
+					c.stopped[i] = true
+				}
+			}
+			c.Stop()
+			return nil, err
+		}
+	}
+	for i, n := range c.Nodes {
 		c.index[n.ID] = i
 	}
 	return c, nil
 }
 
-// Stop stops every node at once and returns how long each took.
+// StopNodes stops the nodes with these indices, at once; Stop and
+// Connected skip them from then on.
+func (c *Cluster) StopNodes(idx ...int) {
+	var wg sync.WaitGroup
+	for _, i := range idx {
+		if c.stopped[i] {
+			continue
+		}
+		c.stopped[i] = true
+		wg.Go(c.Nodes[i].Stop)
+	}
+	wg.Wait()
+}
+
+// Stopped reports whether node i was stopped by StopNodes.
+func (c *Cluster) Stopped(i int) bool { return c.stopped[i] }
+
+// Stop stops every node still running at once and returns how long each took.
 func (c *Cluster) Stop() []time.Duration {
 	took := make([]time.Duration, len(c.Nodes))
 	var wg sync.WaitGroup
 	for i, n := range c.Nodes {
+		if c.stopped[i] {
+			continue
+		}
 		wg.Go(func() {
 			began := time.Now()
 			n.Stop()
@@ -121,6 +179,10 @@ func (c *Cluster) Index(id wire.NodeID) int {
 func (c *Cluster) Connected() ([]map[int]bool, error) {
 	out := make([]map[int]bool, len(c.Nodes))
 	for i, n := range c.Nodes {
+		if c.stopped[i] {
+			out[i] = map[int]bool{}
+			continue
+		}
 		ps, err := Peers(n)
 		if err != nil {
 			return nil, fmt.Errorf("n%d: %w", i, err)
@@ -173,9 +235,12 @@ func sameSet(a, b map[int]bool) bool {
 	return true
 }
 
-// HasRepoAll reports whether every node lists repository id.
+// HasRepoAll reports whether every running node lists repository id.
 func (c *Cluster) HasRepoAll(id wire.RepoID) (bool, error) {
 	for i, n := range c.Nodes {
+		if c.stopped[i] {
+			continue
+		}
 		ok, err := HasRepo(n, id)
 		if err != nil {
 			return false, fmt.Errorf("n%d: %w", i, err)

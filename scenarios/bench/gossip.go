@@ -17,7 +17,7 @@ import (
 // time is from the start of that command until the last node's gossip
 // actor accepted the announcement (the time its log line was written, so
 // no polling), and the copies are each node's count of that announcement
-// once the counts settle (or 10 s after convergence). The re-announce
+// once the counts settle (or 10 s after convergence). The anti-entropy
 // interval is an hour, so every copy counted comes from the one
 // propagation, and downloads are throttled to nothing, so the fetches the
 // announcement starts do not compete for the CPU (in a real network each
@@ -97,7 +97,7 @@ func (b *bench) gossipOnce(size int) error {
 	}
 	converge := last.Sub(added)
 	// Copies that arrive after the propagation come from connections made
-	// since (a newcomer gets a catch-up of everything held): when the
+	// since (a reconciliation sends a newcomer what it lacks): when the
 	// counts do not settle within 10 s, the last counts stand, noted.
 	msg, err := c.Nodes[0].RepoAnnouncementID(id)
 	if err != nil {
