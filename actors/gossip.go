@@ -179,6 +179,7 @@ type gossipPeer struct {
 	at      time.Time
 	steps   float64 // reconciliation steps it may still ask of us
 	stepsAt time.Time
+	useful  bool // the transport was told it sent something new (peerUseful)
 }
 
 // missingMsg is a message ID peers announced to us (IHave), and who did,
@@ -392,6 +393,10 @@ func (g *gossip) receive(ctx actor.Context, m *gossipIn) {
 		return
 	}
 	g.counted.Accepted[announcementKind(a)]++
+	if p := g.peers[m.From]; p != nil && !p.useful {
+		p.useful = true // a full inbound table closes idle connections first
+		ctx.Send(ctx.Parent(), &peerUseful{ID: m.From})
+	}
 	if ttl := m.Gossip.GetTtl(); ttl > 0 {
 		g.counted.Relayed += int64(g.relay(ctx, s, id, min(ttl, defaultTTL)-1, m.From))
 	}

@@ -925,6 +925,39 @@ func TestHardening4_inboundCap(t *testing.T) {
 	}
 }
 
+// TestHardening4_usefulPeerKept (hardening finding 4): a full inbound
+// table makes room by closing an unproven connection; one that sent an
+// announcement gossip took goes only after every idle one.
+func TestHardening4_usefulPeerKept(t *testing.T) {
+	t.Parallel()
+	const maxIn = 3
+	n, addr, _ := startSyncNode(t, "victim", func(c *Config) { c.MaxInbound = maxIn })
+	key, id := newKey(t)
+	conn := dial(t, addr, key, n.ID)
+	stream := openControlStream(t, conn)
+	sendHello(t, stream, id)
+	if _, err := readHello(bufio.NewReader(stream)); err != nil {
+		t.Fatal(err)
+	}
+	useful := signer{key: key, id: id}
+	ann := useful.repo(t, commitID(1), 1, map[string]string{"refs/heads/main": commitID(2)})
+	if err := wire.WriteFrame(stream, &wire.Frame{Body: &wire.Frame_Gossip{Gossip: &wire.Gossip{Announcement: ann, Ttl: 0}}}); err != nil {
+		t.Fatal(err)
+	}
+	repo := useful.repoID(t, commitID(1))
+	eventually(t, 5*time.Second, "the victim learns the useful peer's repository", func() bool {
+		_, ok := repoView(t, n, repo)
+		return ok
+	})
+	for range 3 * maxIn {
+		exchangeHello(t, n, addr)
+	}
+	eventually(t, 5*time.Second, "inbound connections within the cap", func() bool { return inboundConnected(t, n) <= maxIn })
+	if !connected(t, n, id) {
+		t.Error("the peer that sent a new announcement was closed to make room for idle ones")
+	}
+}
+
 // claimAddr dials the node n at addr from ip and exchanges Hellos,
 // listing its source address in its own; it listens there when listen is
 // set (and so passes the node's address check).
