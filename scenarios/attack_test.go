@@ -199,17 +199,21 @@ func TestHardening_attack(t *testing.T) {
 		t.Logf("%s: the victim lists the honest repository %s after the add (its last repo list took %s)", since(), took, lastList)
 	}
 
-	// The fill has arrived when the victim holds all of it.
+	// The fill has arrived (so the node really was under it) when the
+	// victim holds nearly all of it: a carrier closed to make room sends
+	// its share again from the start, and the node owes a Sybil flood no
+	// completeness, so the last few per cent may still be on their way.
 	var st attackStatus
+	want := z.fill() * 95 / 100
 	took, why, ok = waitUntil(t, victim, attackPatience, func() (bool, string) {
 		var err error
 		if st, err = victimStatus(s); err != nil {
 			return false, err.Error()
 		}
-		return st.Gossip.Held >= z.fill(), fmt.Sprintf("%d held, want at least %d; dropped %v", st.Gossip.Held, z.fill(), st.Gossip.Dropped)
+		return st.Gossip.Held >= want, fmt.Sprintf("%d held, want at least %d; dropped %v", st.Gossip.Held, want, st.Gossip.Dropped)
 	})
 	if !ok {
-		t.Errorf("the victim does not hold the whole fill %s after the add: %s", took, why)
+		t.Errorf("the victim does not hold 95 %% of the fill %s after the add: %s", took, why)
 	}
 	close(confirmed)
 	carriers.Wait()

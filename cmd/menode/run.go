@@ -40,7 +40,7 @@ type runCmd struct {
 	DialPrivate    bool          `help:"Dial loopback, private and link-local addresses other nodes announce even when this node is not on such a network."`
 	HTTPAddr       string        `name:"http-addr" default:"127.0.0.1:8470" env:"MENODE_HTTP_ADDR" help:"TCP address of the status page and /metrics (loopback unless --http-allow-remote; \"\" turns it off). When the default port is taken, the next few are tried."`
 	HTTPRemote     bool          `name:"http-allow-remote" help:"Allow --http-addr on an address other than loopback; the page then serves read-only data without local paths."`
-	MemoryLimit    byteSize      `name:"memory-limit" default:"256MiB" help:"Soft limit of the Go heap: garbage is collected more often as it nears the limit (0: none; GOMEMLIMIT, when set, wins)."`
+	MemoryLimit    byteSize      `name:"memory-limit" default:"192MiB" help:"Soft limit of the Go heap: garbage is collected more often as it nears the limit (0: none; GOMEMLIMIT, when set, wins)."`
 }
 
 // httpTries is how many ports after the default one are tried when it is
