@@ -24,7 +24,7 @@ type runCmd struct {
 	AnnounceAddr   []string      `name:"announce-addr" help:"Address others should dial (repeatable); default: --addr when it names an IP, else this host's global addresses."`
 	BootstrapNode  []string      `name:"bootstrap-node" help:"A node to connect to, as DID@HOST:PORT (repeatable)."`
 	MaxPeers       int           `default:"8" help:"Outbound connections to keep to nodes learned by gossip."`
-	GossipInterval time.Duration `default:"10s" help:"Re-announce this node's state this often."`
+	GossipInterval time.Duration `default:"10s" help:"Reconcile what gossip holds with one random peer this often (anti-entropy)."`
 	WatchInterval  time.Duration `default:"2s" help:"Poll owned repositories for new refs this often."`
 	SyncInterval   time.Duration `default:"60s" help:"Check every repository for newer refs this often (new announcements trigger a sync at once)."`
 	MaxFetches     int           `default:"4" help:"Bundle transfers fetched at the same time."`
