@@ -810,14 +810,6 @@ func TestHardening7_peerTextIsMadeSafe(t *testing.T) {
 	}
 }
 
-// dialFromLoopback connects to the node from a socket bound to 127.0.0.1,
-// so that the address the node sees is the one the client can list as
-// where it listens.
-func dialFromLoopback(t *testing.T, addr string, key ed25519.PrivateKey, expect wire.NodeID, listen bool) (*quic.Conn, string) {
-	t.Helper()
-	return dialFromIP(t, net.IPv4(127, 0, 0, 1), addr, key, expect, listen)
-}
-
 // dialFromIP dials addr from a socket on ip, which listens for the node's
 // address check when listen is set.
 func dialFromIP(t *testing.T, ip net.IP, addr string, key ed25519.PrivateKey, expect wire.NodeID, listen bool) (*quic.Conn, string) {
