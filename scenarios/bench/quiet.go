@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/binary"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -24,8 +25,16 @@ import (
 // bytes through all relays until every node lists it (and a second more),
 // less what the quiet window's rate accounts for, against N copies of its
 // announcement as a gossip frame.
+//
+// BENCH_QUIET=NxK runs it with N nodes and K repositories each (50x10 is
+// the B7 size, 500 repositories, without anybody mirroring them).
 func (b *bench) quietNetwork() error {
-	n := pick(b, 30, 10)
+	n, per := pick(b, 30, 10), 2
+	if s := os.Getenv("BENCH_QUIET"); s != "" {
+		if _, err := fmt.Sscanf(s, "%dx%d", &n, &per); err != nil || n < 2 || per < 1 {
+			return fmt.Errorf("BENCH_QUIET=%q: want NODESxREPOS_EACH, e.g. 50x10", s)
+		}
+	}
 	window := pick(b, 60*time.Second, 20*time.Second)
 	dir := filepath.Join(b.dir, "b7q")
 	began := time.Now()
@@ -60,7 +69,7 @@ func (b *bench) quietNetwork() error {
 		}
 	}
 	for i, p := range nodes {
-		for k := range 2 {
+		for k := range per {
 			path := filepath.Join(dir, "repos", fmt.Sprintf("n%d-r%d", i, k))
 			if err := actorstest.GitRepo(path, fmt.Sprintf("B7 quiet %d %d\n", i, k)); err != nil {
 				return err
@@ -81,10 +90,10 @@ func (b *bench) quietNetwork() error {
 			return true, nil
 		}
 	}
-	if _, err := b.waitFor(2*time.Minute, "every node lists every repository", listsAll(2*n)); err != nil {
+	if _, err := b.waitFor(2*time.Minute+time.Duration(per*n)*time.Second, "every node lists every repository", listsAll(per*n)); err != nil {
 		return err
 	}
-	b.logf("B7 quiet: %d nodes list all %d repositories after %v; settling for two gossip rounds", n, 2*n, time.Since(began).Round(time.Second))
+	b.logf("B7 quiet: %d nodes list all %d repositories after %v; settling for two gossip rounds", n, per*n, time.Since(began).Round(time.Second))
 	time.Sleep(2*gossipInterval + 5*time.Second)
 
 	total := func() int64 {
@@ -104,7 +113,7 @@ func (b *bench) quietNetwork() error {
 	quietRate := float64(total()-bytes0) / elapsed.Seconds() // all nodes, bytes per second
 	perNode := quietRate * 60 / float64(n)
 	b.logf("B7 quiet: %.0f B/node/min over %v", perNode, elapsed.Round(time.Second))
-	b.add(row{name: fmt.Sprintf("B7 quiet network, %d nodes, 2 repositories each, --seed followed: bytes per node per minute (UDP payload, keep-alives included)", n),
+	b.add(row{name: fmt.Sprintf("B7 quiet network, %d nodes, %d repositories each, --seed followed: bytes per node per minute (UDP payload, keep-alives included)", n, per),
 		menode: bytesStr(int64(perNode)), baseline: "850 kB at db2567c (30 nodes, 60 repositories, every repository mirrored)",
 		ratio: ratio(perNode, 850_000), target: "≤ 80 kB", met: yesNo(perNode <= 80_000)})
 
@@ -127,7 +136,7 @@ func (b *bench) quietNetwork() error {
 	if err != nil {
 		return fmt.Errorf("repo add of 300 refs: %w", err)
 	}
-	if _, err := b.waitFor(time.Minute, "every node lists the 300-ref repository", listsAll(2*n+1)); err != nil {
+	if _, err := b.waitFor(time.Minute, "every node lists the 300-ref repository", listsAll(per*n+1)); err != nil {
 		return err
 	}
 	time.Sleep(time.Second) // the last IHaves and acks
