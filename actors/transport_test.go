@@ -617,6 +617,19 @@ func closedByNode(t *testing.T, conn *quic.Conn, within time.Duration) *quic.App
 	return app
 }
 
+// connectAs connects to the node n at addr as the node key, id and runs
+// the Hello exchange; it returns the connection and its control stream.
+func connectAs(t *testing.T, n *Node, addr string, key ed25519.PrivateKey, id wire.NodeID) (*quic.Conn, *quic.Stream) {
+	t.Helper()
+	conn := dial(t, addr, key, n.ID)
+	stream := openControlStream(t, conn)
+	sendHello(t, stream, id)
+	if _, err := readHello(bufio.NewReader(stream)); err != nil {
+		t.Fatalf("read the node's hello: %v", err)
+	}
+	return conn, stream
+}
+
 // exchangeHello connects to the node as a new, well-behaved peer and runs
 // the Hello exchange; it returns the peer's ID, its connection and the
 // node's Hello.
@@ -732,12 +745,7 @@ func TestHardening1_frameSizedAnnouncement(t *testing.T) {
 	t.Parallel()
 	n, addr, logs := startNode(t, "victim")
 	key, id := newKey(t)
-	conn := dial(t, addr, key, n.ID)
-	stream := openControlStream(t, conn)
-	sendHello(t, stream, id)
-	if _, err := readHello(bufio.NewReader(stream)); err != nil {
-		t.Fatalf("read the node's hello: %v", err)
-	}
+	_, stream := connectAs(t, n, addr, key, id)
 	pad := func(size int) *wire.Frame {
 		a := &wire.Announcement{Origin: id.String(), Seq: 1, TimestampMs: time.Now().UnixMilli(),
 			Body: &wire.Announcement_Node{Node: &wire.NodeAnnouncement{Alias: "padded", Version: strings.Repeat("v", size)}}}
@@ -781,12 +789,7 @@ func TestHardening7_peerTextIsMadeSafe(t *testing.T) {
 
 	// An Error frame on the control stream.
 	key, id := newKey(t)
-	conn := dial(t, addr, key, n.ID)
-	stream := openControlStream(t, conn)
-	sendHello(t, stream, id)
-	if _, err := readHello(bufio.NewReader(stream)); err != nil {
-		t.Fatalf("read the node's hello: %v", err)
-	}
+	_, stream := connectAs(t, n, addr, key, id)
 	if err := wire.WriteFrame(stream, &wire.Frame{Body: &wire.Frame_Error{Error: &wire.Error{Code: wire.ErrorCode_ERROR_PROTOCOL, Message: "frame " + evil}}}); err != nil {
 		t.Fatal(err)
 	}
@@ -925,12 +928,7 @@ func TestHardening4_usefulPeerKept(t *testing.T) {
 	const maxIn = 3
 	n, addr, _ := startSyncNode(t, "victim", func(c *Config) { c.MaxInbound = maxIn })
 	key, id := newKey(t)
-	conn := dial(t, addr, key, n.ID)
-	stream := openControlStream(t, conn)
-	sendHello(t, stream, id)
-	if _, err := readHello(bufio.NewReader(stream)); err != nil {
-		t.Fatal(err)
-	}
+	_, stream := connectAs(t, n, addr, key, id)
 	useful := signer{key: key, id: id}
 	ann := useful.repo(t, commitID(1), 1, map[string]string{"refs/heads/main": commitID(2)})
 	if err := wire.WriteFrame(stream, &wire.Frame{Body: &wire.Frame_Gossip{Gossip: &wire.Gossip{Announcement: ann, Ttl: 0}}}); err != nil {
@@ -1007,12 +1005,7 @@ func TestHardening5_foreignPrivateAddrsNotDialed(t *testing.T) {
 	t.Parallel()
 	n, addr, _ := startSyncNode(t, "victim", nil)
 	key, id := newKey(t)
-	conn := dial(t, addr, key, n.ID)
-	stream := openControlStream(t, conn)
-	sendHello(t, stream, id)
-	if _, err := readHello(bufio.NewReader(stream)); err != nil {
-		t.Fatal(err)
-	}
+	_, stream := connectAs(t, n, addr, key, id)
 	foreign := []string{"10.1.2.3:9000", "192.168.7.7:22", "172.16.0.1:443", "169.254.1.1:9000", "[fe80::1]:9000"}
 	third, thirdID := newKey(t)
 	_ = third
