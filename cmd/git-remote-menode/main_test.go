@@ -191,7 +191,7 @@ func TestProgressView_gitStyle(t *testing.T) {
 		v.show(p)
 	}
 	v.done()
-	want := "Waiting for a node that serves " + shortDID(repo.String()) + ": no seeder reachable yet\n" +
+	want := "Waiting for a node that serves " + wire.ShortDID(repo.String()) + ": no seeder reachable yet\n" +
 		"\rReceiving bundle: 0 B" +
 		"\rReceiving bundle: 45% (30.0 MiB | 12.1 MiB/s)" +
 		"\rReceiving bundle: 100% (66.0 MiB | 16.5 MiB/s), done.\n" +
@@ -207,7 +207,7 @@ func TestProgressView_gitStyle(t *testing.T) {
 		v.show(p)
 	}
 	v.done()
-	want = "Waiting for a node that serves " + shortDID(repo.String()) + ": no seeder reachable yet\n" +
+	want = "Waiting for a node that serves " + wire.ShortDID(repo.String()) + ": no seeder reachable yet\n" +
 		"Receiving bundle: 100% (66.0 MiB | 12.1 MiB/s), done.\n" +
 		"Verifying bundle... done.\n"
 	if w.String() != want {

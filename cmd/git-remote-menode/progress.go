@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/menode/menode/actors"
+	"github.com/menode/menode/wire"
 )
 
 // progressView writes a sync's progress on stderr the way git writes its
@@ -47,7 +48,7 @@ func (v *progressView) show(p actors.Progress) {
 	case actors.PhaseWaiting:
 		if changed {
 			v.finish("")
-			line := "Waiting for a node that serves " + shortDID(p.Repo.String())
+			line := "Waiting for a node that serves " + wire.ShortDID(p.Repo.String())
 			if p.Message != "" {
 				line += ": " + oneLine(p.Message)
 			}
@@ -134,36 +135,12 @@ func (v *progressView) done() { v.finish("") }
 // receivingLine is "Receiving bundle: 45% (30.2 MiB | 12.1 MiB/s)", or
 // without a known size "Receiving bundle: 30.2 MiB | 12.1 MiB/s".
 func receivingLine(p actors.Progress) string {
-	amount := humanBytes(p.Bytes)
+	amount := wire.HumanBytes(p.Bytes)
 	if p.Rate > 0 {
-		amount += " | " + humanBytes(int64(p.Rate)) + "/s"
+		amount += " | " + wire.HumanBytes(int64(p.Rate)) + "/s"
 	}
 	if p.Size > 0 {
 		return fmt.Sprintf("Receiving bundle: %d%% (%s)", min(100, 100*p.Bytes/p.Size), amount)
 	}
 	return "Receiving bundle: " + amount
-}
-
-// shortDID keeps a DID's constant head and its last three characters:
-// did:repo:z…abc.
-func shortDID(s string) string {
-	head := len("did:repo:z")
-	if len(s) <= head+6 {
-		return s
-	}
-	return s[:head] + "…" + s[len(s)-3:]
-}
-
-// humanBytes writes n in binary units: 512 B, 1.5 KiB, 12.3 MiB.
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/menode/menode/actors"
+	"github.com/menode/menode/wire"
 )
 
 // progressView draws the Progress events of a long command (repo sync
@@ -67,7 +68,7 @@ func (v *progressView) done() {
 // progressLine says what an event means, for example
 // "receiving did:repo:z…abc from did:key:z6Mk…xyz  12.3 MiB / 40.0 MiB  31%  4.1 MiB/s".
 func progressLine(p actors.Progress, git string) string {
-	repo := shortDID(p.Repo.String())
+	repo := wire.ShortDID(p.Repo.String())
 	var b strings.Builder
 	switch p.Phase {
 	case actors.PhaseWaiting:
@@ -75,14 +76,14 @@ func progressLine(p actors.Progress, git string) string {
 	case actors.PhaseReceiving:
 		b.WriteString("receiving " + repo)
 		if !p.Peer.IsZero() {
-			b.WriteString(" from " + shortDID(p.Peer.String()))
+			b.WriteString(" from " + wire.ShortDID(p.Peer.String()))
 		}
-		b.WriteString("  " + humanBytes(p.Bytes))
+		b.WriteString("  " + wire.HumanBytes(p.Bytes))
 		if p.Size > 0 {
-			fmt.Fprintf(&b, " / %s  %d%%", humanBytes(p.Size), min(100, 100*p.Bytes/p.Size))
+			fmt.Fprintf(&b, " / %s  %d%%", wire.HumanBytes(p.Size), min(100, 100*p.Bytes/p.Size))
 		}
 		if p.Rate > 0 {
-			b.WriteString("  " + humanBytes(int64(p.Rate)) + "/s")
+			b.WriteString("  " + wire.HumanBytes(int64(p.Rate)) + "/s")
 		}
 	case actors.PhaseVerifying:
 		b.WriteString("verifying " + repo)
@@ -97,33 +98,4 @@ func progressLine(p actors.Progress, git string) string {
 		b.WriteString(": " + termText(p.Message))
 	}
 	return b.String()
-}
-
-// shortDID keeps a DID's method, its constant leading characters and its
-// last three: did:repo:z…abc, did:key:z6Mk…xyz.
-func shortDID(s string) string {
-	head := len("did:repo:z")
-	if strings.HasPrefix(s, "did:key:z6Mk") {
-		head = len("did:key:z6Mk")
-	} else if i := strings.LastIndex(s, ":"); i >= 0 {
-		head = i + 2
-	}
-	if len(s) <= head+6 {
-		return s
-	}
-	return s[:head] + "…" + s[len(s)-3:]
-}
-
-// humanBytes writes n in binary units: 512 B, 1.5 KiB, 12.3 MiB.
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

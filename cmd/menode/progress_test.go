@@ -74,8 +74,8 @@ func TestHumanBytes_units(t *testing.T) {
 		{40 << 20, "40.0 MiB"}, {3 << 30, "3.0 GiB"}, {5 << 40, "5.0 TiB"},
 	}
 	for _, tt := range tests {
-		if got := humanBytes(tt.n); got != tt.want {
-			t.Errorf("humanBytes(%d) = %q, want %q", tt.n, got, tt.want)
+		if got := wire.HumanBytes(tt.n); got != tt.want {
+			t.Errorf("wire.HumanBytes(%d) = %q, want %q", tt.n, got, tt.want)
 		}
 	}
 }
@@ -106,7 +106,7 @@ func TestProgressView_plain(t *testing.T) {
 		v.show(s.p)
 	}
 	v.done()
-	short := shortDID(repo.String())
+	short := wire.ShortDID(repo.String())
 	want := "waiting for a seeder of " + short + "\n" +
 		"receiving " + short + "  10 B / 100 B  10%\n" +
 		"receiving " + short + "  40 B / 100 B  40%\n" +
@@ -123,7 +123,7 @@ func TestProgressView_plain(t *testing.T) {
 func TestProgressView_terminal(t *testing.T) {
 	_, repo := testIDs(t)
 	v, out, clock := newView(true)
-	short := shortDID(repo.String())
+	short := wire.ShortDID(repo.String())
 	v.show(actors.Progress{Repo: repo, Phase: actors.PhaseReceiving, Bytes: 1, Size: 4})
 	clock.advance(10 * time.Millisecond)
 	v.show(actors.Progress{Repo: repo, Phase: actors.PhaseReceiving, Bytes: 2, Size: 4}) // too soon

@@ -82,7 +82,7 @@ func (c *repoRemoveCmd) Run(e *env) error {
 	if c.JSON {
 		return printJSON(res)
 	}
-	fmt.Printf("removed %s (%s freed)\n", res.ID, humanBytes(res.Freed))
+	fmt.Printf("removed %s (%s freed)\n", res.ID, wire.HumanBytes(res.Freed))
 	return nil
 }
 
@@ -253,7 +253,7 @@ func sizeText(n int64) string {
 	if n <= 0 {
 		return "-"
 	}
-	return humanBytes(n)
+	return wire.HumanBytes(n)
 }
 
 type repoSyncCmd struct {

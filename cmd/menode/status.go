@@ -5,6 +5,7 @@ import (
 
 	"github.com/menode/menode/actors"
 	"github.com/menode/menode/persist"
+	"github.com/menode/menode/wire"
 )
 
 type statusCmd struct {
@@ -27,7 +28,7 @@ func (c *statusCmd) Run(e *env) error {
 		s.ID, termText(s.Alias), persist.QuotePath(s.Root), state, termText(fmt.Sprint(s.Listen)), s.Peers, s.Repos)
 	if s.Running {
 		fmt.Printf("transfers: %d fetching, %d serving; %s received, %s sent since start\n",
-			s.Fetching, s.Serving, humanBytes(s.BytesReceived), humanBytes(s.BytesSent))
+			s.Fetching, s.Serving, wire.HumanBytes(s.BytesReceived), wire.HumanBytes(s.BytesSent))
 		if s.HTTP != "" {
 			fmt.Printf("page:      %s (metrics: %smetrics)\n", s.HTTP, s.HTTP)
 		}
