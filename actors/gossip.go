@@ -113,10 +113,8 @@ const (
 	reconcileBurst = 64
 	reconcileRate  = 4
 	defaultTTL     = 16
-	seenFor        = 5 * time.Minute
 	seenMax        = 100_000
-	misbehaveMax   = 5                // invalid messages from one peer before it is banned
-	banFor         = 10 * time.Minute // how long a banned peer is refused
+	misbehaveMax   = 5 // invalid messages from one peer before it is banned
 )
 
 // held is the latest accepted announcement for one (origin, kind, repo).
@@ -161,7 +159,7 @@ type gossip struct {
 	ready     bool
 	now       func() time.Time
 
-	graftTimeout, ihaveDelay time.Duration
+	graftTimeout, ihaveDelay, banFor time.Duration
 }
 
 // gossipPeer is what gossip knows of one connected peer: whether it is on
@@ -197,10 +195,10 @@ func newGossip(cfg Config, key ed25519.PrivateKey, id wire.NodeID, addrs []strin
 		peers: map[wire.NodeID]*gossipPeer{}, latest: map[string]*held{}, inventory: map[wire.RepoID][32]byte{},
 		byID: map[[32]byte]string{}, missing: map[[32]byte]*missingMsg{},
 		timers: map[int]cancelFunc{}, early: map[*actor.PID]*gossipPeer{},
-		graftTimeout: cfg.GraftTimeout, ihaveDelay: cfg.IHaveDelay,
+		graftTimeout: cfg.GraftTimeout, ihaveDelay: cfg.IHaveDelay, banFor: cfg.BanFor,
 		budget:  heldBudget{total: cfg.MaxHeldBytes, perOrigin: cfg.MaxHeldBytesPerOrigin, used: map[wire.NodeID]int{}, keys: map[wire.NodeID]map[string]bool{}},
 		dropped: map[string]int64{}, counted: GossipStats{Accepted: map[string]int64{}}, catchUp: cfg.MaxCatchUpBytes,
-		seen: newSeenWindow(seenFor, seenMax), strikes: map[wire.NodeID]int{}, now: time.Now,
+		seen: newSeenWindow(cfg.SeenFor, seenMax), strikes: map[wire.NodeID]int{}, now: time.Now,
 	}
 }
 
@@ -617,7 +615,7 @@ func (g *gossip) strike(ctx actor.Context, from wire.NodeID, why error) {
 	g.log.Warn("invalid gossip dropped", "peer", from, "strikes", g.strikes[from], "err", why)
 	if g.strikes[from] >= misbehaveMax {
 		delete(g.strikes, from)
-		ctx.Send(ctx.Parent(), &banNode{ID: from, For: banFor, Reason: "too many invalid announcements"})
+		ctx.Send(ctx.Parent(), &banNode{ID: from, For: g.banFor, Reason: "too many invalid announcements"})
 	}
 }
 

@@ -298,8 +298,8 @@ func TestGossip_behavior(t *testing.T) {
 		if bans[0].ID != a.id {
 			t.Errorf("banned %s, want A %s", bans[0].ID, a.id)
 		}
-		if bans[0].For != banFor {
-			t.Errorf("banned for %v, want %v", bans[0].For, banFor)
+		if want := (Config{}).withDefaults().BanFor; bans[0].For != want {
+			t.Errorf("banned for %v, want %v", bans[0].For, want)
 		}
 		// B stays one strike short; a marker makes sure nothing more is queued.
 		marker := creatorB.repo(t, commitID(71), 1, nil)

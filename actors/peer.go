@@ -73,10 +73,7 @@ type connFailed struct {
 }
 
 const (
-	streamOpenTimeout = 10 * time.Second
-	// A transfer stream must say what it is for within this time.
-	streamHeaderTimeout = 10 * time.Second
-	sendQueueLen        = 1024
+	sendQueueLen = 1024
 	// Incoming frames per second per peer, and the burst allowed (catch-up
 	// sends a burst of announcements on connect). Past it the reader waits, so
 	// a flooding peer is slowed down by QUIC flow control, not served faster.
@@ -105,8 +102,8 @@ type peer struct {
 	gossip   *actor.PID // receives gossip frames; nil until gossip runs
 	sync     *actor.PID // receives incoming transfer streams; nil offline
 
-	handshakeTimeout time.Duration
-	log              *slog.Logger
+	handshakeTimeout, streamOpenTimeout, streamHeaderTimeout time.Duration
+	log                                                      *slog.Logger
 
 	hello   *wire.Hello
 	credits chan struct{} // one per frame read and not yet handled
@@ -116,10 +113,10 @@ type peer struct {
 	closed  bool
 }
 
-func newPeer(conn *quic.Conn, outbound bool, id wire.NodeID, local *wire.Hello, gossip, sync *actor.PID, handshake time.Duration, log *slog.Logger) *peer {
+func newPeer(conn *quic.Conn, outbound bool, id wire.NodeID, local *wire.Hello, gossip, sync *actor.PID, cfg Config, log *slog.Logger) *peer {
 	return &peer{
-		handshakeTimeout: handshake,
-		conn:             conn, outbound: outbound, id: id, local: local, gossip: gossip, sync: sync,
+		handshakeTimeout: cfg.HandshakeTimeout, streamOpenTimeout: cfg.StreamOpenTimeout, streamHeaderTimeout: cfg.StreamHeaderTimeout,
+		conn: conn, outbound: outbound, id: id, local: local, gossip: gossip, sync: sync,
 		log:     log.With("peer", id, "addr", conn.RemoteAddr().String()),
 		sendq:   make(chan *wire.Frame, sendQueueLen),
 		credits: make(chan struct{}, gossipInFlight),
@@ -169,7 +166,7 @@ func (p *peer) Receive(ctx actor.Context) {
 		}
 		conn := p.conn
 		go func() {
-			octx, cancel := context.WithTimeout(context.Background(), streamOpenTimeout)
+			octx, cancel := context.WithTimeout(context.Background(), p.streamOpenTimeout)
 			defer cancel()
 			s, err := conn.OpenStreamSync(octx)
 			if err != nil {
@@ -214,7 +211,7 @@ func (p *peer) acceptLoop(ctx context.Context, report func(any)) {
 			return // the connection is gone; readLoop reports it
 		}
 		go func() {
-			_ = s.SetReadDeadline(time.Now().Add(streamHeaderTimeout))
+			_ = s.SetReadDeadline(time.Now().Add(p.streamHeaderTimeout))
 			r := bufio.NewReader(s)
 			f, err := wire.ReadFrame(r)
 			req := f.GetTransferRequest()

@@ -133,13 +133,6 @@ type (
 )
 
 const (
-	dialTimeout = 10 * time.Second
-	backoffMin  = 500 * time.Millisecond
-	backoffMax  = 30 * time.Second
-	// Two connections to one node that came up within crossedWindow of each
-	// other are crossed dials; otherwise the newer one replaces the older,
-	// which the other side has most likely lost (a restart).
-	crossedWindow  = 3 * time.Second
 	maxPeerStreams = 16
 	streamWindow   = 4 << 20 // the most a stream may have in flight unread
 	maxTargets     = 4096    // addresses remembered for dialing; discovered ones past it are ignored
@@ -150,6 +143,7 @@ const (
 // transport owns the node's one quic.Transport (one UDP socket, used both to
 // listen and to dial) and spawns one peer actor per connection.
 type transport struct {
+	cfg       Config // timings (DialTimeout, DialBackoff*, CrossedWindow)
 	key       ed25519.PrivateKey
 	id        wire.NodeID
 	local     *wire.Hello
@@ -263,7 +257,7 @@ func newTransport(cfg Config, key ed25519.PrivateKey, id wire.NodeID, udp *net.U
 	announce := announceAddrs(cfg.AnnounceAddrs, udp.LocalAddr().(*net.UDPAddr))
 	return &transport{
 		key: key, id: id, bootstrap: cfg.Bootstrap, maxPeers: cfg.MaxPeers, log: cfg.Logger,
-		maxIn: cfg.MaxInbound, maxInIP: cfg.MaxInboundPerIP, handshake: cfg.HandshakeTimeout,
+		maxIn: cfg.MaxInbound, maxInIP: cfg.MaxInboundPerIP, handshake: cfg.HandshakeTimeout, cfg: cfg,
 		nets: dialableNets(cfg.DialPrivate, append([]string{udp.LocalAddr().String()}, announce...)),
 		local: &wire.Hello{
 			Protocol: wire.ProtocolVersion, Did: id.String(), Alias: cfg.Alias,
@@ -463,7 +457,7 @@ func (t *transport) dial(ctx actor.Context, d *dialTarget) {
 	self, root := ctx.Self(), ctx.ActorSystem().Root
 	addr, stop := d.addr, t.runCtx
 	go func() {
-		dctx, cancel := context.WithTimeout(stop, dialTimeout)
+		dctx, cancel := context.WithTimeout(stop, t.cfg.DialTimeout)
 		defer cancel()
 		// A bootstrap address may name a host: resolve it here, never in
 		// Receive.
@@ -516,8 +510,8 @@ func (t *transport) retry(ctx actor.Context, d *dialTarget) {
 		delete(t.targets, d.addr)
 		return
 	}
-	delay := backoffMin << min(d.attempt, 10)
-	delay = min(delay, backoffMax)
+	delay := t.cfg.DialBackoffMin << min(d.attempt, 10)
+	delay = min(delay, t.cfg.DialBackoffMax)
 	delay = delay/2 + rand.N(delay/2+1) // jitter: between half and all of it
 	d.attempt++
 	d.cancel = sendAfter(ctx, delay, &redial{addr: d.addr})
@@ -526,7 +520,7 @@ func (t *transport) retry(ctx actor.Context, d *dialTarget) {
 func (t *transport) spawnPeer(ctx actor.Context, conn *quic.Conn, outbound bool, id wire.NodeID, target string) {
 	t.nextPeer++
 	name := fmt.Sprintf("peer-%s-%d", id, t.nextPeer)
-	pid := spawnChild(ctx, name, func() actor.Actor { return newPeer(conn, outbound, id, t.local, t.gossip, t.sync, t.handshake, t.log) })
+	pid := spawnChild(ctx, name, func() actor.Actor { return newPeer(conn, outbound, id, t.local, t.gossip, t.sync, t.cfg, t.log) })
 	ip := ""
 	if ua, ok := conn.RemoteAddr().(*net.UDPAddr); ok {
 		ip = ua.IP.String()

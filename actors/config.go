@@ -1,0 +1,163 @@
+package actors
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/menode/menode/wire"
+)
+
+// Config is every setting of a node: addresses, limits and every timing,
+// each with a documented default that withDefaults fills in (as
+// memberlist's DefaultLANConfig), so a test sets 50 ms where a node waits
+// 10 s. Sections follow the actors that read them.
+type Config struct {
+	Root           string
+	Alias          string
+	Addr           string        // UDP address to listen and dial from, e.g. 0.0.0.0:9000
+	AnnounceAddrs  []string      // addresses others should dial; default: Addr when it names an IP
+	Bootstrap      []Bootstrap   // nodes to keep connections to
+	MaxPeers       int           // outbound connections to keep to discovered nodes
+	GossipInterval time.Duration // reconcile with one random peer this often (anti-entropy)
+	WatchInterval  time.Duration // poll owned repositories' refs this often
+	Offline        bool          // serve one CLI command in process: no control socket, no network
+	Logger         *slog.Logger
+
+	// Sync and transfers.
+	SyncInterval    time.Duration // check every repository for newer refs this often (default 60 s)
+	SyncBackoff     time.Duration // first wait after a failed fetch from a peer (default 1 s), doubling
+	SyncBackoffMax  time.Duration // longest such wait (default 5 min)
+	MaxFetches      int           // concurrent fetching transfers (default 4)
+	MaxUploads      int           // concurrent serving transfers (default 8)
+	MaxUploadRate   int64         // bytes per second sent by all uploads together; 0: unlimited
+	MaxDownloadRate int64         // bytes per second received by all fetches; 0: unlimited (tests throttle)
+	MaxBundleSize   int64         // largest bundle accepted (default 10 GiB)
+	MaxCacheSize    int64         // bytes of served bundles kept in $ROOT/cache (default 1 GiB)
+	Seed            string        // SeedAll (default) or SeedFollowed
+	// Disk: mirrors of other nodes' repositories, in total and per creator.
+	MirrorQuota           int64 // default 20 GiB
+	MirrorQuotaPerCreator int64 // default a quarter of MirrorQuota
+
+	// Connections.
+	HandshakeTimeout time.Duration // a connection must finish its Hello exchange within this (default 10 s)
+	MaxInbound       int           // inbound connections at most (default 128)
+	MaxInboundPerIP  int           // inbound connections from one IP at most (default 16)
+	DialPrivate      bool          // dial announced loopback/private/link-local addresses even on a public node
+
+	// HTTPURL is the status page's address, which status shows; set by
+	// whoever serves it (actors/web), empty when there is none.
+	HTTPURL string
+
+	// Gossip budgets, in bytes of encoded announcements.
+	MaxHeldBytes          int // all announcements held (default 64 MiB)
+	MaxHeldBytesPerOrigin int // those of one origin (default 4 MiB)
+	MaxCatchUpBytes       int // sent to one peer by reconciliation and grafts, refilled per minute (default 8 MiB)
+
+	// Gossip tree (eager push along a tree, message IDs to the other peers).
+	GraftTimeout time.Duration // wait for an announced message this long before asking for it (default 250 ms)
+	IHaveDelay   time.Duration // collect message IDs for a lazy peer this long before sending them (default 20 ms)
+
+	// QUIC liveness: an idle connection sends a PING every KeepAlive and
+	// is closed after IdleTimeout without a packet.
+	KeepAlive   time.Duration // default 10 s
+	IdleTimeout time.Duration // default 20 s
+
+	// Timings of the transport (dials and redials).
+	DialTimeout    time.Duration // one dial, handshake included (default 10 s)
+	DialBackoffMin time.Duration // first wait before redialing a node (default 500 ms), doubling
+	DialBackoffMax time.Duration // longest such wait (default 30 s)
+
+	// Timings of a peer connection's streams.
+	StreamOpenTimeout   time.Duration // opening a stream to a peer (default 10 s)
+	StreamHeaderTimeout time.Duration // a stream a peer opens must say what it is for within this (default 10 s)
+
+	// Timings of gossip.
+	SeenFor time.Duration // a message ID is remembered as seen this long (default 5 min)
+	BanFor  time.Duration // a peer banned for invalid announcements is refused this long (default 10 min)
+
+	// Timings of git work and transfers.
+	WorkTimeout time.Duration // one piece of git work run for an actor (default 10 min)
+}
+
+// limits are the limits in force, as status shows them.
+func (c Config) limits() map[string]int64 {
+	return map[string]int64{
+		"max_peers": int64(c.MaxPeers), "max_inbound": int64(c.MaxInbound), "max_inbound_per_ip": int64(c.MaxInboundPerIP),
+		"max_fetches": int64(c.MaxFetches), "max_uploads": int64(c.MaxUploads), "max_upload_rate": c.MaxUploadRate,
+		"max_bundle_size": c.MaxBundleSize, "cache_size": c.MaxCacheSize,
+		"mirror_quota": c.MirrorQuota, "mirror_quota_per_creator": c.MirrorQuotaPerCreator,
+		"max_held_bytes": int64(c.MaxHeldBytes), "max_held_bytes_per_origin": int64(c.MaxHeldBytesPerOrigin),
+		"max_catch_up_bytes": int64(c.MaxCatchUpBytes), "max_announcement_size": wire.MaxAnnouncementSize,
+		"max_frame_size": wire.MaxFrameSize,
+	}
+}
+
+// withDefaults fills in every zero field that has a default.
+func (c Config) withDefaults() Config {
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	def := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&c.GossipInterval, 10*time.Second)
+	def(&c.WatchInterval, 2*time.Second)
+	def(&c.SyncInterval, 60*time.Second)
+	def(&c.SyncBackoff, time.Second)
+	def(&c.SyncBackoffMax, 5*time.Minute)
+	def(&c.HandshakeTimeout, 10*time.Second)
+	def(&c.GraftTimeout, 250*time.Millisecond)
+	def(&c.IHaveDelay, 20*time.Millisecond)
+	def(&c.KeepAlive, 10*time.Second)
+	def(&c.IdleTimeout, 20*time.Second)
+	def(&c.DialTimeout, 10*time.Second)
+	def(&c.DialBackoffMin, 500*time.Millisecond)
+	def(&c.DialBackoffMax, 30*time.Second)
+	def(&c.StreamOpenTimeout, 10*time.Second)
+	def(&c.StreamHeaderTimeout, 10*time.Second)
+	def(&c.SeenFor, 5*time.Minute)
+	def(&c.BanFor, 10*time.Minute)
+	def(&c.WorkTimeout, 10*time.Minute)
+	if c.MaxPeers <= 0 {
+		c.MaxPeers = 8
+	}
+	if c.MaxFetches <= 0 {
+		c.MaxFetches = 4
+	}
+	if c.MaxUploads <= 0 {
+		c.MaxUploads = 8
+	}
+	if c.MaxBundleSize <= 0 {
+		c.MaxBundleSize = 10 << 30
+	}
+	if c.MaxCacheSize <= 0 {
+		c.MaxCacheSize = 1 << 30
+	}
+	if c.Seed == "" {
+		c.Seed = SeedAll
+	}
+	if c.MirrorQuota <= 0 {
+		c.MirrorQuota = 20 << 30
+	}
+	if c.MirrorQuotaPerCreator <= 0 {
+		c.MirrorQuotaPerCreator = c.MirrorQuota / 4
+	}
+	if c.MaxInbound <= 0 {
+		c.MaxInbound = 128
+	}
+	if c.MaxInboundPerIP <= 0 {
+		c.MaxInboundPerIP = 16
+	}
+	if c.MaxHeldBytes <= 0 {
+		c.MaxHeldBytes = 64 << 20
+	}
+	if c.MaxHeldBytesPerOrigin <= 0 {
+		c.MaxHeldBytesPerOrigin = 4 << 20
+	}
+	if c.MaxCatchUpBytes <= 0 {
+		c.MaxCatchUpBytes = 8 << 20
+	}
+	return c
+}
