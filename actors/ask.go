@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -90,4 +91,53 @@ func (h atLeast) WithGroup(g string) slog.Handler { return atLeast{h.Handler.Wit
 // (a sync the caller waits for).
 func askWithin(ctx actor.Context, pid *actor.PID, msg any, timeout time.Duration, then func(res any, err error)) {
 	ctx.ReenterAfter(ctx.RequestFuture(pid, msg, timeout), unwrap(then))
+}
+
+// askFor is ask with a typed reply: then gets the reply as a T, or the
+// error the other actor replied with, a timeout, or a reply of another
+// type (a bug, said as such rather than a panic in this actor).
+func askFor[T any](ctx actor.Context, pid *actor.PID, msg any, then func(T, error)) {
+	askForWithin(ctx, pid, msg, askTimeout, then)
+}
+
+// askForWithin is askFor with its own timeout, for asks that wait on long
+// work (a sync the caller waits for).
+func askForWithin[T any](ctx actor.Context, pid *actor.PID, msg any, timeout time.Duration, then func(T, error)) {
+	ctx.ReenterAfter(ctx.RequestFuture(pid, msg, timeout), func(res any, err error) {
+		then(typed[T](msg, res, err))
+	})
+}
+
+// asyncFor runs blocking work in a goroutine and then, back in this actor,
+// then with its result; after timeout, then gets an error and the work's
+// result, when it comes, is dropped (work should watch a context with the
+// same timeout, so it stops too).
+func asyncFor[T any](ctx actor.Context, timeout time.Duration, work func() (T, error), then func(T, error)) {
+	f := actor.NewFuture(ctx.ActorSystem(), timeout)
+	root, pid := ctx.ActorSystem().Root, f.PID()
+	go func() {
+		res, err := work()
+		if err != nil {
+			root.Send(pid, err)
+			return
+		}
+		root.Send(pid, res)
+	}()
+	ctx.ReenterAfter(f, func(res any, err error) { then(typed[T]("work", res, err)) })
+}
+
+// typed turns what a future delivered into a T or an error.
+func typed[T any](asked any, res any, err error) (T, error) {
+	var zero T
+	if err != nil {
+		return zero, err
+	}
+	if e, ok := res.(error); ok {
+		return zero, e
+	}
+	v, ok := res.(T)
+	if !ok {
+		return zero, fmt.Errorf("%T: reply of type %T, want %T", asked, res, zero)
+	}
+	return v, nil
 }

@@ -864,7 +864,7 @@ func (g *gossip) announceRepo(ctx actor.Context, r persist.Repo) {
 	key := "repo/" + g.id.String() + "/" + r.ID.String()
 	g.announce(ctx, key, &wire.Announcement{Body: &wire.Announcement_Repo{Repo: body}})
 	h := g.latest[key]
-	if h == nil || !sameRefs(wire.RefsToMap(h.body.GetRepo().GetRefs()), r.Refs) {
+	if h == nil || !maps.Equal(wire.RefsToMap(h.body.GetRepo().GetRefs()), r.Refs) {
 		return // not signed (the log says why)
 	}
 	// Our mirror holds exactly these refs (the watcher fetched them into

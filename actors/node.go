@@ -327,7 +327,8 @@ func (n *Node) Stop() {
 	n.system.Shutdown()
 }
 
-// node is the root actor: it owns the identity and routes commands.
+// node is the root actor: it owns the identity, spawns and supervises the
+// other actors, and routes each command to the actor that serves it.
 type node struct {
 	cfg       Config
 	key       ed25519.PrivateKey
@@ -339,6 +340,8 @@ type node struct {
 	started   time.Time
 
 	store   *actor.PID
+	repos   *actor.PID // repository commands
+	status  *actor.PID // status, and peers when offline
 	network *actor.PID // the transport actor; nil offline
 	gossip  *actor.PID // nil offline
 	sync    *actor.PID // nil offline
@@ -355,33 +358,7 @@ func (n *node) Receive(ctx actor.Context) {
 	}
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
-		n.store = spawnChild(ctx, "store", func() actor.Actor { return newStore(n.db, n.log) })
-		if n.transport != nil {
-			n.gossip = spawnChild(ctx, "gossip", func() actor.Actor {
-				return newGossip(n.cfg, n.key, n.id, n.transport.local.ListenAddrs, n.store)
-			})
-			n.sync = spawnChild(ctx, "sync", func() actor.Actor { return newSyncer(n.cfg, n.store, n.gossip) })
-			n.transport.store, n.transport.gossip, n.transport.sync = n.store, n.gossip, n.sync
-			n.network = spawnChild(ctx, "transport", func() actor.Actor { return n.transport })
-			n.watcher = spawnChild(ctx, "watcher", func() actor.Actor {
-				return &watcher{root: n.cfg.Root, interval: n.cfg.WatchInterval, store: n.store, gossip: n.gossip, log: n.log}
-			})
-			// Nodes known from earlier runs are dialed again.
-			ask(ctx, n.store, loadNodes{}, func(res any, err error) {
-				if err != nil {
-					n.log.Error("load known nodes", "err", err)
-					return
-				}
-				for _, node := range res.([]persist.Node) {
-					for _, addr := range node.Addresses {
-						ctx.Send(n.network, &dialNode{ID: node.ID, Alias: node.Alias, Addr: addr, Discovered: true})
-					}
-				}
-			})
-		}
-		if n.controlLn != nil {
-			spawnChild(ctx, "control", func() actor.Actor { return newControl(n.controlLn, ctx.Self(), n.log) })
-		}
+		n.spawn(ctx)
 	case *actor.Terminated:
 		// A child stopped although the node was not stopping: it panicked.
 		// The node cannot do its work without it; stop rather than limp on.
@@ -389,63 +366,61 @@ func (n *node) Receive(ctx actor.Context) {
 		ctx.Stop(ctx.Self())
 	case *actor.Stopping:
 		n.isStopping = true
-	case *AddRepo:
-		n.addRepo(ctx, m)
+	case *AddRepo, *ListRepos, *ShowRepo, *SyncRepo, *CloneRepo, *PullRepo, *FollowRepo, *RemoveRepo:
+		ctx.Forward(n.repos)
+	case *GetStatus:
+		ctx.Forward(n.status)
+	case *ListPeers:
+		if n.network != nil {
+			ctx.Forward(n.network)
+		} else {
+			ctx.Forward(n.status)
+		}
 	case *dialNode, *banNode, *peerUseful:
 		ctx.Forward(n.network) // from gossip
 	case *repoAnnounced, *inventorySeen:
 		ctx.Forward(n.sync) // from gossip
-	case *SyncRepo:
-		n.syncRepo(ctx, m)
-	case *CloneRepo:
-		n.cloneRepo(ctx, m)
-	case *PullRepo:
-		n.pullRepo(ctx, m)
-	case *FollowRepo:
-		n.followRepo(ctx, m)
-	case *RemoveRepo:
-		n.removeRepo(ctx, m)
-	case *ListRepos:
-		reply := replier(ctx)
-		ask(ctx, n.store, loadRepos{}, func(res any, err error) {
-			if err != nil {
-				reply(err)
-				return
-			}
-			n.views(ctx, res.([]repoState), func(vs []RepoView) { reply(RepoList{Repos: vs}) })
-		})
-	case *ShowRepo:
-		reply := replier(ctx)
-		ask(ctx, n.store, loadRepo{ID: m.ID}, func(res any, err error) {
-			if err != nil {
-				reply(unknownRepo(m.ID, err))
-				return
-			}
-			n.views(ctx, []repoState{res.(repoState)}, func(vs []RepoView) { reply(vs[0]) })
-		})
-	case *ListPeers:
-		if n.network != nil {
-			ctx.Forward(n.network)
-			return
-		}
-		// No node runs: the nodes we know of, none connected.
-		reply := replier(ctx)
-		ask(ctx, n.store, loadNodes{}, func(res any, err error) {
-			if err != nil {
-				reply(err)
-				return
-			}
-			list := PeerList{Peers: []PeerView{}}
-			for _, p := range res.([]persist.Node) {
-				list.Peers = append(list.Peers, PeerView{ID: p.ID, Alias: p.Alias, Addresses: p.Addresses})
-			}
-			reply(list)
-		})
-	case *GetStatus:
-		n.status(ctx)
 	case actor.SystemMessage, actor.AutoReceiveMessage:
 	default:
 		n.log.Debug("node: unexpected message", "type", fmt.Sprintf("%T", m))
+	}
+}
+
+// spawn starts the node's children; offline, only the store, repos and
+// status.
+func (n *node) spawn(ctx actor.Context) {
+	n.store = spawnChild(ctx, "store", func() actor.Actor { return newStore(n.db, n.log) })
+	if n.transport != nil {
+		n.gossip = spawnChild(ctx, "gossip", func() actor.Actor {
+			return newGossip(n.cfg, n.key, n.id, n.transport.local.ListenAddrs, n.store)
+		})
+		n.sync = spawnChild(ctx, "sync", func() actor.Actor { return newSyncer(n.cfg, n.store, n.gossip) })
+		n.transport.store, n.transport.gossip, n.transport.sync = n.store, n.gossip, n.sync
+		n.network = spawnChild(ctx, "transport", func() actor.Actor { return n.transport })
+		n.watcher = spawnChild(ctx, "watcher", func() actor.Actor {
+			return &watcher{root: n.cfg.Root, interval: n.cfg.WatchInterval, store: n.store, gossip: n.gossip, log: n.log}
+		})
+		// Nodes known from earlier runs are dialed again.
+		askFor(ctx, n.store, loadNodes{}, func(nodes []persist.Node, err error) {
+			if err != nil {
+				n.log.Error("load known nodes", "err", err)
+				return
+			}
+			for _, node := range nodes {
+				for _, addr := range node.Addresses {
+					ctx.Send(n.network, &dialNode{ID: node.ID, Alias: node.Alias, Addr: addr, Discovered: true})
+				}
+			}
+		})
+	}
+	n.repos = spawnChild(ctx, "repos", func() actor.Actor {
+		return &repos{cfg: n.cfg, key: n.key, id: n.id, log: n.log, store: n.store, gossip: n.gossip, sync: n.sync, watcher: n.watcher}
+	})
+	n.status = spawnChild(ctx, "status", func() actor.Actor {
+		return &reporter{cfg: n.cfg, id: n.id, started: n.started, log: n.log, store: n.store, transport: n.network, sync: n.sync, gossip: n.gossip}
+	})
+	if n.controlLn != nil {
+		spawnChild(ctx, "control", func() actor.Actor { return newControl(n.controlLn, ctx.Self(), n.log) })
 	}
 }
 
@@ -461,101 +436,4 @@ func (n *node) stopping(ctx actor.Context) {
 			ctx.Respond(errors.New("the node is stopping"))
 		}
 	}
-}
-
-func (n *node) status(ctx actor.Context) {
-	reply := replier(ctx)
-	s := Status{ID: n.id, Alias: n.cfg.Alias, Root: n.cfg.Root, Running: !n.cfg.Offline, Listen: []string{}, Limits: n.cfg.limits(),
-		Gossip: GossipStats{Dropped: map[string]int64{}, Accepted: map[string]int64{}}, Transfers: TransferCounts{FetchesFailed: map[string]int64{}},
-		Connections: ConnectionCounts{Disconnects: map[string]int64{}},
-		HTTP:        n.cfg.HTTPURL, Version: Version, Started: n.started.UTC()}
-	withRepos := func() {
-		ask(ctx, n.store, countRepos{}, func(res any, err error) {
-			if err != nil {
-				reply(err)
-				return
-			}
-			s.Repos = res.(int)
-			ask(ctx, n.store, storeStats{}, func(res any, err error) {
-				if w, ok := res.(StoreWrites); ok && err == nil {
-					s.StoreWrites = w
-				}
-				reply(s)
-			})
-		})
-	}
-	if n.network == nil {
-		withRepos()
-		return
-	}
-	ask(ctx, n.network, linkState{}, func(res any, err error) {
-		if err != nil {
-			reply(err)
-			return
-		}
-		info := res.(linkInfo)
-		s.Listen, s.Peers, s.Connections = info.Listen, info.Peers, info.Connections
-		ask(ctx, n.sync, &syncCounters{}, func(res any, err error) {
-			if t, ok := res.(syncTotals); ok && err == nil {
-				s.Fetching, s.Serving, s.BytesReceived, s.BytesSent = t.Fetching, t.Serving, t.BytesIn, t.BytesOut
-				s.Transfers = t.Counts
-			}
-			ask(ctx, n.gossip, &gossipStats{}, func(res any, err error) {
-				if g, ok := res.(GossipStats); ok && err == nil {
-					s.Gossip = g
-				}
-				withRepos()
-			})
-		})
-	})
-}
-
-func (r repoState) view() RepoView {
-	v := RepoView{
-		ID: r.Repo.ID, Name: r.Repo.Name, Description: r.Repo.Description,
-		Creator: r.Repo.Creator, Local: r.Repo.Local, Path: r.Repo.Path,
-		Refs: r.Repo.Refs, DefaultBranch: r.Repo.DefaultBranch,
-		RootCommit: r.Repo.RootCommit, Seq: r.Repo.Seq, UpdatedAt: r.Repo.UpdatedAt,
-		MirrorRefs: r.Mirror.Mirror.Refs, Seeders: []wire.NodeID{}, Clones: r.Repo.Clones,
-	}
-	if v.Refs == nil {
-		v.Refs = map[string]string{}
-	}
-	if v.MirrorRefs == nil {
-		v.MirrorRefs = map[string]string{}
-	}
-	if v.Clones == nil {
-		v.Clones = []string{}
-	}
-	v.Followed = r.Repo.Followed
-	switch {
-	case r.Repo.Local:
-		v.Status = StatusLocal
-	case r.Repo.Removed:
-		v.Status = StatusRemoved
-	case !r.Mirror.OK || len(r.Mirror.Mirror.Refs) == 0:
-		v.Status = StatusMissing
-	case r.synced():
-		v.Status = StatusSynced
-	default:
-		v.Status = StatusBehind
-	}
-	return v
-}
-
-// synced reports whether the mirror holds exactly the signed refs.
-func (r repoState) synced() bool {
-	return r.Mirror.OK && len(r.Repo.Refs) > 0 && sameRefs(r.Mirror.Mirror.Refs, r.Repo.Refs)
-}
-
-func sameRefs(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }

@@ -3,6 +3,7 @@ package actors
 import (
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -72,7 +73,7 @@ func waitSynced(t *testing.T, n *Node, id wire.RepoID, refs map[string]string, w
 	t.Helper()
 	eventually(t, within, "mirror synced", func() bool {
 		v, ok := repoView(t, n, id)
-		return ok && v.Status == StatusSynced && sameRefs(v.MirrorRefs, refs)
+		return ok && v.Status == StatusSynced && maps.Equal(v.MirrorRefs, refs)
 	})
 }
 

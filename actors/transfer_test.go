@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -401,7 +402,7 @@ func setRefs(t *testing.T, dir string, refs map[string]string) {
 // mangle (if not nil) alters the reply first.
 func (w *transferWorld) serve(t *testing.T, refs map[string]string, ann *wire.SignedAnnouncement, mangle func(*transferReply)) serveFunc {
 	t.Helper()
-	if sameRefs(refs, w.base) {
+	if maps.Equal(refs, w.base) {
 		return serveFrom(w.baseSeed, refs, ann, mangle)
 	}
 	return serveFrom(w.seedAt(t, refs), refs, ann, mangle)
@@ -504,7 +505,7 @@ func (w *transferWorld) assertHolds(t *testing.T, st *signedState, absent []stri
 	} else if v.Status != StatusMissing {
 		t.Errorf("repo status %q, want %q", v.Status, StatusMissing)
 	}
-	if !sameRefs(v.MirrorRefs, want) {
+	if !maps.Equal(v.MirrorRefs, want) {
 		t.Errorf("view's mirror refs %v, want %v", v.MirrorRefs, want)
 	}
 
@@ -524,7 +525,7 @@ func (w *transferWorld) assertHolds(t *testing.T, st *signedState, absent []stri
 		if err != nil {
 			t.Fatal(err)
 		}
-		if m.Mirror.Seq != st.seq || !bytes.Equal(m.Mirror.Signed, raw) || !sameRefs(m.Mirror.Refs, st.refs) {
+		if m.Mirror.Seq != st.seq || !bytes.Equal(m.Mirror.Signed, raw) || !maps.Equal(m.Mirror.Refs, st.refs) {
 			t.Errorf("mirror record: seq %d, refs %v; want seq %d, refs %v and the creator's announcement", m.Mirror.Seq, m.Mirror.Refs, st.seq, st.refs)
 		}
 	}
@@ -553,7 +554,7 @@ func (w *transferWorld) assertHolds(t *testing.T, st *signedState, absent []stri
 			got[name] = id
 		}
 	}
-	if !sameRefs(got, want) {
+	if !maps.Equal(got, want) {
 		t.Errorf("mirror's git refs %v, want %v", got, want)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	crand "crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -162,6 +163,7 @@ type transport struct {
 	tr         *quic.Transport
 	ln         *quic.Listener
 	quicConf   *quic.Config
+	cert       tls.Certificate            // ours, made once at start
 	peers      map[*actor.PID]*link       // every live peer actor
 	byID       map[wire.NodeID]*actor.PID // the connection in use per node
 	targets    map[string]*dialTarget     // addresses we keep connections to
@@ -242,11 +244,13 @@ func newTransport(cfg Config, key ed25519.PrivateKey, id wire.NodeID, udp *net.U
 		InitialConnectionReceiveWindow: 1 << 20,
 		MaxConnectionReceiveWindow:     (maxPeerStreams + 2) * streamWindow,
 	}
-	serverTLS, err := wire.ServerConfig(key)
+	// One certificate for the node's life: every dial and the listener
+	// present it (signing one per dial would be work inside Receive).
+	cert, err := wire.NewCertificate(key)
 	if err != nil {
 		return nil, err
 	}
-	ln, err := tr.Listen(serverTLS, conf)
+	ln, err := tr.Listen(wire.ServerConfigWith(cert), conf)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
@@ -263,7 +267,7 @@ func newTransport(cfg Config, key ed25519.PrivateKey, id wire.NodeID, udp *net.U
 			Protocol: wire.ProtocolVersion, Did: id.String(), Alias: cfg.Alias,
 			Version: Version, ListenAddrs: announce, Session: session,
 		},
-		udp: udp, tr: tr, ln: ln, quicConf: conf,
+		udp: udp, tr: tr, ln: ln, quicConf: conf, cert: cert,
 	}, nil
 }
 
@@ -404,9 +408,6 @@ func (t *transport) want(ctx actor.Context, addr string, id wire.NodeID, discove
 	if !id.IsZero() {
 		d.id = id
 	}
-	if d.discovered && t.outbound() >= t.maxPeers {
-		return
-	}
 	t.dial(ctx, d)
 }
 
@@ -448,11 +449,14 @@ func (t *transport) dial(ctx actor.Context, d *dialTarget) {
 	if until, ok := t.banned[d.id]; ok && time.Now().Before(until) {
 		return
 	}
-	tlsConf, err := wire.ClientConfig(t.key, d.id)
-	if err != nil {
-		t.log.Error("tls config", "err", err)
+	// Every dial of a discovered node passes here (want, fill, a redial
+	// after a backoff), so MaxPeers holds whichever asked: a redial
+	// scheduled while slots were free waits for fill once they are not.
+	if d.discovered && t.outbound() >= t.maxPeers {
+		t.log.Debug("not dialing: outbound slots full", "addr", d.addr, "max_peers", t.maxPeers)
 		return
 	}
+	tlsConf := wire.ClientConfigWith(t.cert, d.id)
 	d.dialing = true
 	self, root := ctx.Self(), ctx.ActorSystem().Root
 	addr, stop := d.addr, t.runCtx
@@ -603,10 +607,7 @@ func (t *transport) probe(ctx actor.Context, pid *actor.PID, id wire.NodeID, add
 	if err != nil {
 		return
 	}
-	tlsConf, err := wire.ClientConfig(t.key, id)
-	if err != nil {
-		return
-	}
+	tlsConf := wire.ClientConfigWith(t.cert, id)
 	t.probing++
 	self, root := ctx.Self(), ctx.ActorSystem().Root
 	stop, timeout := t.runCtx, t.handshake

@@ -1027,3 +1027,54 @@ func TestHardening5_foreignPrivateAddrsNotDialed(t *testing.T) {
 		}
 	}
 }
+
+// A discovered node whose dial failed is redialed after a backoff; when
+// other dials have filled the outbound slots meanwhile, the redial waits
+// (MaxPeers holds) instead of adding a connection past it.
+func TestTransport_redialKeepsMaxPeers(t *testing.T) {
+	silent, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrA := silent.LocalAddr().String()
+	n, _, logs := startSyncNode(t, "n", func(c *Config) {
+		c.MaxPeers = 1
+		c.DialTimeout = 150 * time.Millisecond
+		c.DialBackoffMin, c.DialBackoffMax = 3*time.Second, 3*time.Second
+	})
+	n.system.Root.Send(n.root, &dialNode{Addr: addrA, Discovered: true})
+	eventually(t, 10*time.Second, "the first dial of A failed", func() bool {
+		for _, p := range peers(t, n) {
+			if slices.Contains(p.Addresses, addrA) && p.LastError != "" {
+				return true
+			}
+		}
+		return false
+	})
+	// While A waits for its redial, B takes the one slot...
+	b, addrB, _ := startSyncNode(t, "b", nil)
+	n.system.Root.Send(n.root, &dialNode{ID: b.ID, Addr: addrB, Discovered: true})
+	eventually(t, 10*time.Second, "n connected to B", func() bool { return connected(t, n, b.ID) })
+	// ...and a node comes up at A's address.
+	silent.Close()
+	startSyncNode(t, "a", func(c *Config) { c.Addr = addrA })
+
+	outbound := func() int {
+		k := 0
+		for _, p := range peers(t, n) {
+			if p.Connected && p.Direction == "outbound" {
+				k++
+			}
+		}
+		return k
+	}
+	eventually(t, 15*time.Second, "the redial of A is held back", func() bool {
+		if k := outbound(); k > 1 {
+			t.Fatalf("%d outbound connections with MaxPeers = 1", k)
+		}
+		return strings.Contains(logs.String(), "not dialing: outbound slots full")
+	})
+	if k := outbound(); k != 1 {
+		t.Errorf("%d outbound connections, want 1 (B)", k)
+	}
+}

@@ -208,7 +208,7 @@ func readChange(ctx context.Context, root string, r persist.Repo, prev refsStamp
 	if err != nil {
 		return change{}, err
 	}
-	if sameRefs(refs, r.Refs) && branch == r.DefaultBranch {
+	if maps.Equal(refs, r.Refs) && branch == r.DefaultBranch {
 		return change{stamp: st}, nil
 	}
 	r.Refs, r.DefaultBranch, r.UpdatedAt = refs, branch, time.Now().UTC()

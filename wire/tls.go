@@ -64,12 +64,19 @@ func NewCertificate(priv ed25519.PrivateKey) (tls.Certificate, error) {
 // only, ALPN megaengine/1, and a client certificate required and checked by
 // verifyPeerCert. Any node may connect; PeerID tells who it is.
 func ServerConfig(priv ed25519.PrivateKey) (*tls.Config, error) {
-	conf, err := baseConfig(priv, NodeID{})
+	cert, err := NewCertificate(priv)
 	if err != nil {
 		return nil, err
 	}
+	return ServerConfigWith(cert), nil
+}
+
+// ServerConfigWith is ServerConfig with a certificate made once by
+// NewCertificate.
+func ServerConfigWith(cert tls.Certificate) *tls.Config {
+	conf := baseConfig(cert, NodeID{})
 	conf.ClientAuth = tls.RequireAnyClientCert
-	return conf, nil
+	return conf
 }
 
 // ClientConfig returns the TLS configuration a node dials with. The server's
@@ -78,21 +85,25 @@ func ServerConfig(priv ed25519.PrivateKey) (*tls.Config, error) {
 // ErrIdentityMismatch. There is no CA: InsecureSkipVerify only turns off the
 // standard chain verification, which verifyPeerCert replaces.
 func ClientConfig(priv ed25519.PrivateKey, expect NodeID) (*tls.Config, error) {
-	conf, err := baseConfig(priv, expect)
-	if err != nil {
-		return nil, err
-	}
-	conf.InsecureSkipVerify = true
-	return conf, nil
-}
-
-// baseConfig is what both sides share: TLS 1.3 only, ALPN, our certificate,
-// and the peer's certificate checked by verifyPeerCert against expect.
-func baseConfig(priv ed25519.PrivateKey, expect NodeID) (*tls.Config, error) {
 	cert, err := NewCertificate(priv)
 	if err != nil {
 		return nil, err
 	}
+	return ClientConfigWith(cert, expect), nil
+}
+
+// ClientConfigWith is ClientConfig with a certificate made once by
+// NewCertificate: a node dials often, and signs a certificate only at
+// start.
+func ClientConfigWith(cert tls.Certificate, expect NodeID) *tls.Config {
+	conf := baseConfig(cert, expect)
+	conf.InsecureSkipVerify = true
+	return conf
+}
+
+// baseConfig is what both sides share: TLS 1.3 only, ALPN, our certificate,
+// and the peer's certificate checked by verifyPeerCert against expect.
+func baseConfig(cert tls.Certificate, expect NodeID) *tls.Config {
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS13,
 		MaxVersion:   tls.VersionTLS13,
@@ -102,7 +113,7 @@ func baseConfig(priv ed25519.PrivateKey, expect NodeID) (*tls.Config, error) {
 			_, err := verifyPeerCert(raw, expect)
 			return err
 		},
-	}, nil
+	}
 }
 
 // PeerID returns the NodeID of the peer of a completed handshake made with
