@@ -264,7 +264,7 @@ func (g *gossip) Receive(ctx actor.Context) {
 		g.announceInventory(ctx)
 	case *mirrorRemoved:
 		delete(g.inventory, m.ID)
-		key := "repo/" + g.id.String() + "/" + m.ID.String()
+		key := slotKey(kindRepo, g.id, m.ID.String())
 		if g.drop(key) != nil {
 			ctx.Send(g.store, deleteAnnouncement{Key: key})
 		}
@@ -385,16 +385,35 @@ func (g *gossip) drop(key string) *held {
 	return h
 }
 
-// announcementKey names the slot an announcement fills: one per origin and
-// kind, and per repository for repository announcements.
+// Kinds of announcement: the counters' names (GossipStats.Accepted) and
+// the first part of a slot key.
+const (
+	kindNode      = "node"
+	kindRepo      = "repo"
+	kindInventory = "inventory"
+)
+
+// slotKey names the slot an announcement fills: one per origin and kind,
+// and per repository (its did:repo form) for repository announcements:
+// "node/<origin>", "repo/<origin>/<repo>", "inventory/<origin>". Gossip
+// holds an announcement under it, the store saves it under it, and
+// reconciliation names the slot on the wire by its hash (wire.SlotIDOf).
+func slotKey(kind string, origin wire.NodeID, repo string) string {
+	if kind == kindRepo {
+		return kind + "/" + origin.String() + "/" + repo
+	}
+	return kind + "/" + origin.String()
+}
+
+// announcementKey is the slot key of an announcement from origin.
 func announcementKey(a *wire.Announcement, origin wire.NodeID) string {
 	switch b := a.Body.(type) {
 	case *wire.Announcement_Repo:
-		return "repo/" + origin.String() + "/" + b.Repo.RepoId
+		return slotKey(kindRepo, origin, b.Repo.RepoId)
 	case *wire.Announcement_Inventory:
-		return "inventory/" + origin.String()
+		return slotKey(kindInventory, origin, "")
 	default:
-		return "node/" + origin.String()
+		return slotKey(kindNode, origin, "")
 	}
 }
 

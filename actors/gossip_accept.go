@@ -116,11 +116,11 @@ func (g *gossip) accept(ctx actor.Context, key string, s *wire.SignedAnnouncemen
 func announcementKind(a *wire.Announcement) string {
 	switch a.Body.(type) {
 	case *wire.Announcement_Node:
-		return "node"
+		return kindNode
 	case *wire.Announcement_Repo:
-		return "repo"
+		return kindRepo
 	case *wire.Announcement_Inventory:
-		return "inventory"
+		return kindInventory
 	}
 	return "other"
 }

@@ -18,7 +18,7 @@ import (
 // announceNode signs a NodeAnnouncement when ours changed (or we have none).
 func (g *gossip) announceNode(ctx actor.Context) {
 	body := &wire.NodeAnnouncement{Alias: g.alias, Addresses: g.addrs, Version: Version}
-	g.announce(ctx, "node/"+g.id.String(), &wire.Announcement{Body: &wire.Announcement_Node{Node: body}})
+	g.announce(ctx, slotKey(kindNode, g.id, ""), &wire.Announcement{Body: &wire.Announcement_Node{Node: body}})
 }
 
 // announceRepo signs a RepoAnnouncement for one of our repositories when it
@@ -37,7 +37,7 @@ func (g *gossip) announceRepo(ctx actor.Context, r persist.Repo) {
 		RepoId: r.ID.String(), RootCommit: r.RootCommit, Name: r.Name, Description: r.Description,
 		DefaultBranch: r.DefaultBranch, Refs: wire.RefsFromMap(r.Refs),
 	}
-	key := "repo/" + g.id.String() + "/" + r.ID.String()
+	key := slotKey(kindRepo, g.id, r.ID.String())
 	g.announce(ctx, key, &wire.Announcement{Body: &wire.Announcement_Repo{Repo: body}})
 	h := g.latest[key]
 	if h == nil || !sameRefs(wire.RefsToMap(h.body.GetRepo().GetRefs()), r.Refs) {
@@ -71,7 +71,7 @@ func (g *gossip) announceInventory(ctx actor.Context) {
 		return
 	}
 	slices.SortFunc(inv.Repos, func(a, b *wire.InventoryEntry) int { return strings.Compare(a.RepoId, b.RepoId) })
-	g.announce(ctx, "inventory/"+g.id.String(), &wire.Announcement{Body: &wire.Announcement_Inventory{Inventory: inv}})
+	g.announce(ctx, slotKey(kindInventory, g.id, ""), &wire.Announcement{Body: &wire.Announcement_Inventory{Inventory: inv}})
 }
 
 // announce signs a (origin, seq, timestamp) around body unless the latest we
