@@ -26,6 +26,10 @@ import (
 
 // Messages of the gossip actor.
 
+// gossipSiblings tells gossip where the transport and sync are. Node
+// spawns gossip first (both are given its PID), then them, then sends this.
+type gossipSiblings struct{ Transport, Sync *actor.PID }
+
 // gossipIn is a gossip frame a peer actor received. Handling it gives
 // back one credit of the peer's reader (backpressure).
 type gossipIn struct {
@@ -134,6 +138,11 @@ type gossip struct {
 	interval time.Duration
 	store    *actor.PID
 	log      *slog.Logger
+	// The transport (dialNode, banNode, peerUseful) and sync
+	// (repoAnnounced, inventorySeen): nil until gossipSiblings comes.
+	// What gossip has for them before that waits in unsent, in order.
+	transport, sync *actor.PID
+	unsent          []unsent
 
 	peers     map[wire.NodeID]*gossipPeer
 	latest    map[string]*held
@@ -213,6 +222,16 @@ func (g *gossip) Receive(ctx actor.Context) {
 				ctx.Send(ctx.Self(), &gossipLoaded{raw: raw.([][]byte), repos: repos})
 			})
 		})
+	case *gossipSiblings:
+		g.transport, g.sync = m.Transport, m.Sync
+		for _, u := range g.unsent {
+			if u.toSync {
+				ctx.Send(g.sync, u.msg)
+			} else {
+				ctx.Send(g.transport, u.msg)
+			}
+		}
+		g.unsent = nil
 	case *gossipLoaded:
 		g.load(ctx, m)
 	case *peerConnected:
@@ -316,7 +335,7 @@ func (g *gossip) load(ctx actor.Context, m *gossipLoaded) {
 			continue
 		}
 		if inv := a.GetInventory(); inv != nil && origin != g.id {
-			ctx.Send(ctx.Parent(), inventoryOf(origin, inv))
+			g.toSync(ctx, inventoryOf(origin, inv))
 		}
 	}
 	g.ready = true
@@ -383,6 +402,45 @@ func (g *gossip) drop(key string) *held {
 	g.set = nil
 	g.budget.remove(h.origin, key, h.size)
 	return h
+}
+
+// maxUnsent bounds the messages that wait for gossipSiblings. Node sends
+// it right after spawning sync and the transport, before a peer can have
+// connected, so what waits is at most what load found in the store.
+const maxUnsent = 10_000
+
+// unsent is a message for the transport or sync from before gossip knew
+// where they are.
+type unsent struct {
+	toSync bool
+	msg    any
+}
+
+// toTransport sends the transport msg (dialNode, banNode, peerUseful).
+func (g *gossip) toTransport(ctx actor.Context, msg any) {
+	if g.transport == nil {
+		g.keep(unsent{msg: msg})
+		return
+	}
+	ctx.Send(g.transport, msg)
+}
+
+// toSync sends sync msg (repoAnnounced, inventorySeen).
+func (g *gossip) toSync(ctx actor.Context, msg any) {
+	if g.sync == nil {
+		g.keep(unsent{toSync: true, msg: msg})
+		return
+	}
+	ctx.Send(g.sync, msg)
+}
+
+// keep holds u until gossipSiblings comes.
+func (g *gossip) keep(u unsent) {
+	if len(g.unsent) >= maxUnsent {
+		g.log.Warn("gossip: transport and sync not known yet; message dropped", "type", fmt.Sprintf("%T", u.msg))
+		return
+	}
+	g.unsent = append(g.unsent, u)
 }
 
 // Kinds of announcement: the counters' names (GossipStats.Accepted) and

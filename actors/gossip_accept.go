@@ -70,7 +70,7 @@ func (g *gossip) receive(ctx actor.Context, m *gossipIn) {
 	g.counted.Accepted[announcementKind(a)]++
 	if p := g.peers[m.From]; p != nil && !p.useful {
 		p.useful = true // a full inbound table closes idle connections first
-		ctx.Send(ctx.Parent(), &peerUseful{ID: m.From})
+		g.toTransport(ctx, &peerUseful{ID: m.From})
 	}
 	if ttl := m.Gossip.GetTtl(); ttl > 0 {
 		g.counted.Relayed += int64(g.relay(ctx, s, id, min(ttl, defaultTTL)-1, m.From))
@@ -93,7 +93,7 @@ func (g *gossip) accept(ctx actor.Context, key string, s *wire.SignedAnnouncemen
 		node := persist.Node{ID: origin, Alias: b.Node.Alias, Addresses: b.Node.Addresses, LastSeen: g.now().UTC()}
 		ctx.Send(g.store, saveNode{Node: node})
 		for _, addr := range b.Node.Addresses {
-			ctx.Send(ctx.Parent(), &dialNode{ID: origin, Alias: b.Node.Alias, Addr: addr, Discovered: true})
+			g.toTransport(ctx, &dialNode{ID: origin, Alias: b.Node.Alias, Addr: addr, Discovered: true})
 		}
 	case *wire.Announcement_Repo:
 		r := b.Repo
@@ -104,10 +104,10 @@ func (g *gossip) accept(ctx actor.Context, key string, s *wire.SignedAnnouncemen
 			Refs: wire.RefsToMap(r.Refs), Seq: a.Seq, UpdatedAt: time.UnixMilli(a.TimestampMs).UTC(),
 		}
 		ctx.Send(g.store, learnRepo{Repo: repo})
-		ctx.Send(ctx.Parent(), &repoAnnounced{Repo: repo, Signed: raw})
+		g.toSync(ctx, &repoAnnounced{Repo: repo, Signed: raw})
 		g.log.Info("repository announced", "repo", id, "name", wire.SafeText(r.Name), "creator", origin, "refs", len(r.Refs))
 	case *wire.Announcement_Inventory:
-		ctx.Send(ctx.Parent(), inventoryOf(origin, b.Inventory))
+		g.toSync(ctx, inventoryOf(origin, b.Inventory))
 	}
 	return true
 }
@@ -146,6 +146,6 @@ func (g *gossip) strike(ctx actor.Context, from wire.NodeID, why error) {
 	g.log.Warn("invalid gossip dropped", "peer", from, "strikes", g.strikes[from], "err", why)
 	if g.strikes[from] >= misbehaveMax {
 		delete(g.strikes, from)
-		ctx.Send(ctx.Parent(), &banNode{ID: from, For: g.banFor, Reason: "too many invalid announcements"})
+		g.toTransport(ctx, &banNode{ID: from, For: g.banFor, Reason: "too many invalid announcements"})
 	}
 }

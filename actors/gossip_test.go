@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -21,9 +22,9 @@ import (
 )
 
 // These tests run the gossip actor alone in a real actor system, with fakes
-// for what surrounds it: a parent that records what gossip asks of the
-// transport (dialNode, banNode), a store that records what gossip saves, and
-// peers that record the frames gossip sends them. Every step is a message, and
+// for what surrounds it: a transport and a sync that record what gossip asks
+// of them (dialNode, banNode; repoAnnounced), a store that records what gossip
+// saves, and peers that record the frames gossip sends them. Every step is a message, and
 // gossip handles its messages in order: to check that something did not
 // happen, a test sends a later genuine message, waits for its effect, and
 // then checks that the earlier one left no trace.
@@ -458,6 +459,53 @@ func TestHardening6_futureTimestampBlamesNoRelay(t *testing.T) {
 	}
 }
 
+// TestGossip_waitsForSiblings: node spawns gossip before sync and the
+// transport, then tells it where they are (gossipSiblings). What gossip has
+// for them before that is not lost: it goes to them, in order, when
+// gossipSiblings comes, and what comes after goes to them at once.
+func TestGossip_waitsForSiblings(t *testing.T) {
+	t.Parallel()
+	h := startGossipAlone(t, Config{})
+	creator := newSigner(t)
+	a, _ := h.connect("A"), h.connect("B")
+	node := creator.sign(t, &wire.Announcement{
+		Seq: 1, TimestampMs: time.Now().UnixMilli(),
+		Body: &wire.Announcement_Node{Node: &wire.NodeAnnouncement{Alias: "far", Addresses: []string{"127.0.0.1:4000"}}},
+	})
+	h.deliver(a, node, 4)
+	h.deliver(a, creator.repo(t, commitID(200), 1, nil), 4)
+	h.deliver(a, creator.repo(t, commitID(201), 1, nil), 4)
+	h.waitLearned(creator.repoID(t, commitID(201)))
+	if n := len(h.transport.all()) + len(h.sync.all()); n != 0 {
+		t.Fatalf("%d messages reached the transport or sync before gossip knew where they are", n)
+	}
+	h.send(h.siblings())
+	announced := func() []wire.RepoID {
+		var ids []wire.RepoID
+		for _, m := range h.sync.all() {
+			if r, ok := m.(*repoAnnounced); ok {
+				ids = append(ids, r.Repo.ID)
+			}
+		}
+		return ids
+	}
+	pollFor(t, 5*time.Second, "two repoAnnounced at sync", func() bool { return len(announced()) == 2 })
+	if got, want := announced(), []wire.RepoID{creator.repoID(t, commitID(200)), creator.repoID(t, commitID(201))}; !slices.Equal(got, want) {
+		t.Errorf("repoAnnounced for %v, want %v (in order)", got, want)
+	}
+	pollFor(t, 5*time.Second, "two messages at the transport", func() bool { return len(h.transport.all()) >= 2 })
+	var kinds []string
+	for _, m := range h.transport.all() {
+		kinds = append(kinds, fmt.Sprintf("%T", m))
+	}
+	if want := []string{"*actors.dialNode", "*actors.peerUseful"}; !slices.Equal(kinds, want) {
+		t.Errorf("the transport got %v, want %v", kinds, want)
+	}
+	// Now it knows: a new announcement reaches sync at once.
+	h.deliver(a, creator.repo(t, commitID(202), 1, nil), 4)
+	pollFor(t, 5*time.Second, "a third repoAnnounced at sync", func() bool { return len(announced()) == 3 })
+}
+
 // Harness.
 
 // gossipHarness is one gossip actor with its fakes.
@@ -466,8 +514,10 @@ type gossipHarness struct {
 	system *actor.ActorSystem
 	id     wire.NodeID
 	gossip *actor.PID
-	parent *msgLog // messages gossip sent to its parent
 	store  *msgLog // messages gossip sent to the store
+	// The transport and sync gossip sends to, and what they received.
+	transportPID, syncPID *actor.PID
+	transport, sync       *msgLog
 }
 
 // fakePeer is a peer actor that records the frames gossip sends it.
@@ -483,14 +533,30 @@ func startGossip(t *testing.T) *gossipHarness {
 	return startGossipWith(t, Config{})
 }
 
-// startGossipWith starts gossip with the budgets of cfg.
+// startGossipWith starts gossip with the budgets of cfg and, as node does,
+// tells it where the transport and sync are.
 func startGossipWith(t *testing.T, cfg Config) *gossipHarness {
+	t.Helper()
+	h := startGossipAlone(t, cfg)
+	h.send(h.siblings())
+	return h
+}
+
+// siblings is the message that tells gossip where the harness's transport
+// and sync are.
+func (h *gossipHarness) siblings() *gossipSiblings {
+	return &gossipSiblings{Transport: h.transportPID, Sync: h.syncPID}
+}
+
+// startGossipAlone starts gossip with the budgets of cfg, not yet told
+// where the transport and sync are.
+func startGossipAlone(t *testing.T, cfg Config) *gossipHarness {
 	t.Helper()
 	logs := &msgLog{}
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return slog.New(slog.NewTextHandler(io.Discard, nil))
 	}))
-	h := &gossipHarness{t: t, system: system, parent: &msgLog{}, store: &msgLog{}}
+	h := &gossipHarness{t: t, system: system, store: &msgLog{}, transport: &msgLog{}, sync: &msgLog{}}
 	key, id := newSignerKey(t)
 	h.id = id
 	logger := slog.New(slog.NewTextHandler(logWriter{logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -504,21 +570,32 @@ func startGossipWith(t *testing.T, cfg Config) *gossipHarness {
 			h.store.add(m)
 		}
 	}))
+	h.transportPID = system.Root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
+		switch m := ctx.Message().(type) {
+		case *dialNode, *banNode, *peerUseful:
+			h.transport.add(m)
+		}
+	}))
+	h.syncPID = system.Root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
+		switch m := ctx.Message().(type) {
+		case *repoAnnounced, *inventorySeen:
+			h.sync.add(m)
+		}
+	}))
 	spawned := make(chan *actor.PID, 1)
 	parent := system.Root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
-		switch m := ctx.Message().(type) {
-		case *actor.Started:
+		if _, ok := ctx.Message().(*actor.Started); ok {
 			cfg.Alias, cfg.GossipInterval, cfg.Logger = "t", time.Hour, logger
 			g := newGossip(cfg, key, id, nil, storePID)
 			spawned <- ctx.Spawn(actor.PropsFromProducer(func() actor.Actor { return g }))
-		case *dialNode, *banNode:
-			h.parent.add(m)
 		}
 	}, actor.WithSupervisor(stopOnPanic)))
 	h.gossip = <-spawned
 	t.Cleanup(func() {
 		_ = system.Root.PoisonFuture(parent).Wait()
 		_ = system.Root.PoisonFuture(storePID).Wait()
+		_ = system.Root.PoisonFuture(h.transportPID).Wait()
+		_ = system.Root.PoisonFuture(h.syncPID).Wait()
 		system.Shutdown()
 		if t.Failed() {
 			t.Logf("gossip log:\n%s", strings.Join(logs.strings(), ""))
@@ -666,7 +743,7 @@ func (h *gossipHarness) copies(s *wire.SignedAnnouncement) int {
 
 func (h *gossipHarness) bans() []*banNode {
 	var out []*banNode
-	for _, m := range h.parent.all() {
+	for _, m := range h.transport.all() {
 		if b, ok := m.(*banNode); ok {
 			out = append(out, b)
 		}
@@ -676,16 +753,16 @@ func (h *gossipHarness) bans() []*banNode {
 
 func (h *gossipHarness) waitBans(n int) []*banNode {
 	h.t.Helper()
-	pollFor(h.t, 5*time.Second, fmt.Sprintf("%d banNode at the parent", n), func() bool { return len(h.bans()) >= n })
+	pollFor(h.t, 5*time.Second, fmt.Sprintf("%d banNode at the transport", n), func() bool { return len(h.bans()) >= n })
 	return h.bans()
 }
 
 func (h *gossipHarness) waitDials(n int) []*dialNode {
 	h.t.Helper()
 	var out []*dialNode
-	pollFor(h.t, 5*time.Second, fmt.Sprintf("%d dialNode at the parent", n), func() bool {
+	pollFor(h.t, 5*time.Second, fmt.Sprintf("%d dialNode at the transport", n), func() bool {
 		out = out[:0]
-		for _, m := range h.parent.all() {
+		for _, m := range h.transport.all() {
 			if d, ok := m.(*dialNode); ok {
 				out = append(out, d)
 			}

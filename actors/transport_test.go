@@ -455,10 +455,14 @@ func startNode(t *testing.T, alias string, boot ...Bootstrap) (*Node, string, *s
 	return n, s.Listen[0], logs
 }
 
-// dialFrom asks node n to keep a connection to the node at addr (id may be
-// zero), the way gossip does: through the root actor.
+// dialFrom asks node n's transport to keep a connection to the node at
+// addr (id may be zero), the way gossip does.
 func dialFrom(n *Node, id wire.NodeID, addr string) {
-	n.system.Root.Send(n.root, &dialNode{ID: id, Addr: addr})
+	transport, err := n.child("transport")
+	if err != nil {
+		panic(err) // every node these tests start has a transport
+	}
+	n.system.Root.Send(transport, &dialNode{ID: id, Addr: addr})
 }
 
 func status(t *testing.T, n *Node) Status {
