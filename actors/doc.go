@@ -1,10 +1,11 @@
 // Package actors is the running node: a tree of protoactor-go actors that
-// exchange typed messages. One file per actor; each file starts with the
-// messages that actor receives.
+// exchange typed messages. One file per actor (gossip's concerns have files
+// of their own beside gossip.go); an actor's file starts with the messages
+// that actor receives.
 //
 //	node (root)       owns config and identity; routes CLI commands       node.go, node_repos.go
 //	 ├─ store         the only code that touches bbolt                     store.go
-//	 ├─ gossip        verify, dedup, store; push along a tree; reconcile   gossip.go
+//	 ├─ gossip        verify, dedup, store; push along a tree; reconcile   gossip.go, gossip_*.go
 //	 ├─ sync          scheduler: which repo is behind, which seeder to ask; sync.go
 //	 │   │            bundle cache; spawns and stops transfer actors
 //	 │   └─ fetch-N / serve-N  one per bundle transfer (receiving/serving)  transfer.go
@@ -16,10 +17,11 @@
 //
 // Where a message goes: a frame read by a peer actor that carries gossip goes
 // to gossip; gossip sends frames back through peer actors (sendFrame) and asks
-// the transport, through node, to dial nodes it learned of (dialNode) or to
-// ban one that misbehaves (banNode). Gossip tells sync, through node, of
-// every repository announcement and inventory it accepts (repoAnnounced,
-// inventorySeen); sync tells gossip what its mirrors now hold
+// the transport to dial nodes it learned of (dialNode) or to ban one that
+// misbehaves (banNode). Gossip tells sync of every repository announcement
+// and inventory it accepts (repoAnnounced, inventorySeen). Node spawns gossip
+// before sync and the transport, then tells it where they are
+// (gossipSiblings). Sync tells gossip what its mirrors now hold
 // (mirrorUpdated), which becomes our inventory. The transport tells gossip
 // and sync which peers are up (peerConnected, peerDisconnected). A transfer
 // stream a peer opens to us goes from its peer actor to sync (streamIn),

@@ -22,9 +22,9 @@ import (
 )
 
 // These tests run the gossip actor alone in a real actor system, with fakes
-// for what surrounds it: a parent that records what gossip asks of the
-// transport (dialNode, banNode), a store that records what gossip saves, and
-// peers that record the frames gossip sends them. Every step is a message, and
+// for what surrounds it: a transport and a sync that record what gossip asks
+// of them (dialNode, banNode; repoAnnounced), a store that records what gossip
+// saves, and peers that record the frames gossip sends them. Every step is a message, and
 // gossip handles its messages in order: to check that something did not
 // happen, a test sends a later genuine message, waits for its effect, and
 // then checks that the earlier one left no trace.
@@ -427,418 +427,6 @@ func TestGossip_behavior(t *testing.T) {
 	})
 }
 
-// TestGossip_tree: eager push along a tree, message IDs to the rest, and
-// the repairs (PROTOCOL.md section 6, "Propagation").
-func TestGossip_tree(t *testing.T) {
-	t.Parallel()
-	creator := newSigner(t)
-	repo := func(n int) *wire.SignedAnnouncement {
-		return creator.repo(t, commitID(200+n), 1, map[string]string{"refs/heads/main": commitID(n)})
-	}
-
-	t.Run("a duplicate along the tree prunes the link; the pruned peer gets IDs and can graft", func(t *testing.T) {
-		t.Parallel()
-		h := startGossip(t)
-		a, b, c := h.connect("A"), h.connect("B"), h.connect("C")
-		s1, s2, s3 := repo(1), repo(2), repo(3)
-		h.deliver(a, s1, 5)
-		h.waitFrame(b, s1)
-		h.deliver(b, s1, 5) // B's copy closes a loop
-		b.waitFrameWhere("prune sent to B", isPrune)
-		h.deliver(a, s2, 5)
-		h.waitFrame(c, s2)
-		b.waitFrameWhere("B gets s2's ID", hasID(s2, true))
-		if n := len(b.framesOf(s2)); n != 0 {
-			t.Errorf("pruned B got s2 whole %d times", n)
-		}
-		// B grafts: it gets s2 at full TTL, and the link is eager again.
-		id := wire.AnnouncementID(s2)
-		h.repair(b, &wire.Frame{Body: &wire.Frame_Graft{Graft: &wire.Graft{Ids: [][]byte{id[:]}}}})
-		if got := h.waitFrame(b, s2); got.Ttl != defaultTTL {
-			t.Errorf("grafted copy has TTL %d, want %d", got.Ttl, defaultTTL)
-		}
-		h.deliver(a, s3, 5)
-		h.waitFrame(b, s3)
-		if n := a.count(isPrune) + c.count(isPrune); n != 0 {
-			t.Errorf("%d prunes sent to A or C, which sent no duplicate", n)
-		}
-		if st := h.stats(); st.EagerPeers != 3 {
-			t.Errorf("eager peers %d, want 3", st.EagerPeers)
-		}
-	})
-
-	t.Run("an announced message that does not come is grafted from the next announcer", func(t *testing.T) {
-		t.Parallel()
-		h := startGossipWith(t, Config{GraftTimeout: 100 * time.Millisecond})
-		a, b := h.connect("A"), h.connect("B")
-		h.repair(a, &wire.Frame{Body: &wire.Frame_Prune{Prune: &wire.Prune{}}})
-		h.repair(b, &wire.Frame{Body: &wire.Frame_Prune{Prune: &wire.Prune{}}})
-		arrives, lost := repo(10), repo(11)
-		ihave := func(p *fakePeer, s *wire.SignedAnnouncement) {
-			id := wire.AnnouncementID(s)
-			h.repair(p, &wire.Frame{Body: &wire.Frame_Ihave{Ihave: &wire.IHave{Ids: [][]byte{id[:]}}}})
-		}
-		ihave(a, arrives)
-		h.deliver(a, arrives, 3) // in time: no graft
-		ihave(a, lost)
-		ihave(b, lost)
-		a.waitFrameWhere("graft of the lost message sent to A", hasID(lost, false))
-		b.waitFrameWhere("then to B", hasID(lost, false))
-		if n := a.count(hasID(arrives, false)); n != 0 {
-			t.Errorf("graft sent for a message that arrived (%d)", n)
-		}
-		// Grafting made both links eager again.
-		s := repo(12)
-		h.deliver(a, s, 5)
-		h.waitFrame(b, s)
-	})
-
-	t.Run("malformed repair frames close the connection", func(t *testing.T) {
-		t.Parallel()
-		h := startGossip(t)
-		for name, f := range map[string]*wire.Frame{
-			"ihave with a short id":       {Body: &wire.Frame_Ihave{Ihave: &wire.IHave{Ids: [][]byte{{1, 2, 3}}}}},
-			"empty graft":                 {Body: &wire.Frame_Graft{Graft: &wire.Graft{}}},
-			"reconcile with a long bound": {Body: &wire.Frame_Reconcile{Reconcile: &wire.Reconcile{Ranges: []*wire.ReconcileRange{{Upper: make([]byte, 40)}}}}},
-		} {
-			p := h.connect(name)
-			h.repair(p, f)
-			got := p.waitFrameWhere(name+": peer closed", func(m any) bool { _, ok := m.(*closePeer); return ok })
-			if c := got.(*closePeer); c.Code != wire.ErrorCode_ERROR_PROTOCOL {
-				t.Errorf("%s: closed with %v, want ERROR_PROTOCOL", name, c.Code)
-			}
-		}
-	})
-
-	t.Run("reconciliation steps past the rate are not answered", func(t *testing.T) {
-		t.Parallel()
-		h := startGossip(t)
-		p := h.connect("greedy")
-		start := reconcileFrame(wire.NewReconcileSet([]wire.SlotItem{{Seq: 1}}).Start())
-		for range reconcileBurst + 40 {
-			h.repair(p, start)
-		}
-		st := h.stats()
-		// The clock runs meanwhile: a few more than the burst may be answered.
-		if got := st.Dropped[dropReconcile]; got < 1 || got > 40 {
-			t.Errorf("dropped %d steps over the rate, want about 40", got)
-		}
-	})
-
-	t.Run("reconciliation sends only what the peer lacks or holds older", func(t *testing.T) {
-		t.Parallel()
-		h := startGossip(t)
-		a, peer := h.connect("A"), h.connect("peer")
-		var all []*wire.SignedAnnouncement
-		for i := range 150 {
-			s := creator.repo(t, commitID(1000+i), 5, map[string]string{"refs/heads/main": commitID(i)})
-			h.deliver(a, s, 0)
-			all = append(all, s)
-		}
-		pollFor(t, 10*time.Second, "all held", func() bool { return len(h.saved(all[len(all)-1])) == 1 })
-		// The peer holds the same, except: one missing, one at an older seq.
-		var items []wire.SlotItem
-		for i, s := range all {
-			a, origin, _ := wire.OpenAnnouncement(s, time.Now())
-			seq := a.Seq
-			switch i {
-			case 7:
-				continue
-			case 9:
-				seq--
-			}
-			items = append(items, wire.SlotItem{Slot: wire.SlotIDOf(announcementKey(a, origin)), Seq: seq})
-		}
-		own := h.ownNodeAnnouncement()
-		oa, oo, _ := wire.OpenAnnouncement(own, time.Now())
-		items = append(items, wire.SlotItem{Slot: wire.SlotIDOf(announcementKey(oa, oo)), Seq: oa.Seq})
-		peerSet := wire.NewReconcileSet(items)
-		msg := peerSet.Start()
-		// Gossip may have started a reconciliation of its own on connect
-		// (the smaller ID does): the answers come after it.
-		base := 0
-		if h.id.String() < peer.id.String() {
-			base = 1
-		}
-		for round := 0; msg != nil && round < 10; round++ {
-			h.repair(peer, reconcileFrame(msg))
-			var answer *wire.Reconcile
-			pollFor(t, 5*time.Second, fmt.Sprintf("reconcile answer %d", round), func() bool {
-				n := base + round
-				for _, m := range peer.frames.all() {
-					if f, ok := m.(*wire.Frame); ok && f.GetReconcile() != nil {
-						if n == 0 {
-							answer = f.GetReconcile()
-							return true
-						}
-						n--
-					}
-				}
-				return false
-			})
-			msg = peerSet.Respond(answer).Message
-		}
-		h.waitFrame(peer, all[7])
-		h.waitFrame(peer, all[9])
-		if n := len(peer.gossipFrames()); n != 2 {
-			t.Errorf("peer got %d announcements, want 2", n)
-			for _, g := range peer.gossipFrames() {
-				a, _, _ := wire.OpenAnnouncement(g.Announcement, time.Now())
-				t.Logf("sent: %v", a)
-			}
-		}
-	})
-}
-
-// TestGossip_antiEntropySignsNothingNew: at db2567c announce() compared
-// the new body with the held one before setting Origin, so they never
-// matched and every gossip interval signed a new NodeAnnouncement (a new
-// message for the whole network). Each tick now reconciles with one peer
-// and signs nothing while nothing changed.
-func TestGossip_antiEntropySignsNothingNew(t *testing.T) {
-	t.Parallel()
-	h := startGossip(t)
-	p := h.connect("A")
-	signed := func() int {
-		n := 0
-		for _, m := range h.store.all() {
-			if sa, ok := m.(saveAnnouncement); ok && sa.Key == "node/"+h.id.String() {
-				n++
-			}
-		}
-		return n
-	}
-	isStart := func(m any) bool {
-		f, ok := m.(*wire.Frame)
-		r := f.GetReconcile()
-		return ok && r != nil && len(r.Ranges) == 1 && len(r.Ranges[0].Upper) == 0 && r.Ranges[0].Mode == wire.ReconcileMode_RECONCILE_FINGERPRINT
-	}
-	before := 0
-	if h.id.String() < p.id.String() {
-		before = 1 // gossip started one on connect
-	}
-	for range 3 {
-		h.send(&antiEntropy{})
-	}
-	pollFor(t, 5*time.Second, "three reconciliations started", func() bool { return p.count(isStart) == before+3 })
-	if n := signed(); n != 1 {
-		t.Errorf("node announcement signed %d times, want once", n)
-	}
-	if n := len(p.gossipFrames()); n != 0 {
-		t.Errorf("%d announcements pushed by anti-entropy ticks, want none (reconciliation sends only what the peer lacks)", n)
-	}
-}
-
-// TestGossip_catchUpByReconciliation: a peer that reconnects holding
-// everything gossip holds receives less than 1 KiB per 100 announcements
-// held; one that holds nothing receives all of them.
-func TestGossip_catchUpByReconciliation(t *testing.T) {
-	t.Parallel()
-	const announcements = 300
-	h := startGossip(t)
-	source := h.connect("source")
-	var items []wire.SlotItem
-	for i := range announcements {
-		s := newSigner(t).repo(t, commitID(3000+i), uint64(1+i), map[string]string{"refs/heads/main": commitID(i)})
-		h.deliver(source, s, 0)
-		if i == announcements-1 {
-			pollFor(t, 20*time.Second, "all held", func() bool { return len(h.saved(s)) == 1 })
-		}
-	}
-	// What gossip holds, as the peers' own sets: the announcements and
-	// gossip's own NodeAnnouncement.
-	for _, m := range h.store.all() {
-		if sa, ok := m.(saveAnnouncement); ok {
-			items = append(items, wire.SlotItem{Slot: wire.SlotIDOf(sa.Key), Seq: sa.Seq})
-		}
-	}
-	held := h.stats().Held
-	if held != len(items) || held != announcements+1 {
-		t.Fatalf("gossip holds %d, saved %d, want %d", held, len(items), announcements+1)
-	}
-
-	// run plays the peer's side of a reconciliation it starts, to the end,
-	// and returns every frame gossip sent it from connect on.
-	var markers []*wire.SignedAnnouncement
-	run := func(name string, set *wire.ReconcileSet) []any {
-		p := h.connect(name)
-		msg := set.Start()
-		for round := 0; msg != nil; round++ {
-			if round > 10 {
-				t.Fatalf("%s: no end after %d rounds", name, round)
-			}
-			h.repair(p, reconcileFrame(msg))
-			var answer *wire.Reconcile
-			pollFor(t, 10*time.Second, fmt.Sprintf("%s: answer %d", name, round), func() bool {
-				answer = nil
-				n := 0
-				for _, m := range p.frames.all() {
-					// Gossip's own start (the smaller ID starts one on
-					// connect) is not an answer.
-					if f, ok := m.(*wire.Frame); ok && f.GetReconcile() != nil {
-						if r := f.GetReconcile(); !(len(r.Ranges) == 1 && r.Ranges[0].Mode == wire.ReconcileMode_RECONCILE_FINGERPRINT && len(r.Ranges[0].Upper) == 0) {
-							if n == round {
-								answer = r
-							}
-							n++
-						}
-					}
-				}
-				return answer != nil
-			})
-			msg = set.Respond(answer).Message
-		}
-		// A marker through gossip's mailbox: everything before it was
-		// sent. Markers are held too: no run counts them.
-		marker := newSigner(t).repo(t, commitID(9000+len(markers)), 1, nil)
-		markers = append(markers, marker)
-		h.deliver(source, marker, 1)
-		h.waitFrame(p, marker)
-		var out []any
-		for _, m := range p.frames.all() {
-			if f, ok := m.(*wire.Frame); !ok || !slices.ContainsFunc(markers, func(x *wire.SignedAnnouncement) bool {
-				return bytes.Equal(f.GetGossip().GetAnnouncement().GetPayload(), x.Payload)
-			}) {
-				out = append(out, m)
-			}
-		}
-		return out
-	}
-	size := func(frames []any) (bytes, announcements int) {
-		for _, m := range frames {
-			if f, ok := m.(*wire.Frame); ok {
-				bytes += proto.Size(f)
-				if f.GetGossip() != nil {
-					announcements++
-				}
-			}
-		}
-		return bytes, announcements
-	}
-
-	same, n := size(run("holds everything", wire.NewReconcileSet(items)))
-	t.Logf("a peer holding all %d announcements received %d bytes (%d announcements)", held, same, n)
-	if limit := 1024 * held / 100; same >= limit || n != 0 {
-		t.Errorf("a peer holding everything received %d bytes and %d announcements, want under %d bytes and none", same, n, limit)
-	}
-
-	all, n := size(run("holds nothing", wire.NewReconcileSet(nil)))
-	t.Logf("a peer holding nothing received %d bytes: %d announcements", all, n)
-	if n != held {
-		t.Errorf("a peer holding nothing received %d announcements, want all %d", n, held)
-	}
-
-	// Ten of them at an older seq and ten missing: those twenty come.
-	partial := slices.Clone(items[20:])
-	for _, it := range items[:10] {
-		partial = append(partial, wire.SlotItem{Slot: it.Slot, Seq: it.Seq - 1})
-	}
-	some, n := size(run("holds some", wire.NewReconcileSet(partial)))
-	t.Logf("a peer missing 10 and holding 10 older received %d bytes: %d announcements", some, n)
-	if n != 20 {
-		t.Errorf("a peer missing 10 and holding 10 older received %d announcements, want 20", n)
-	}
-}
-
-func (h *gossipHarness) stats() GossipStats {
-	h.t.Helper()
-	res, err := h.system.Root.RequestFuture(h.gossip, &gossipStats{}, 5*time.Second).Result()
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	return res.(GossipStats)
-}
-
-// TestHardening3_sybilFillLeavesRoom (hardening finding 3): tiny
-// announcements from a handful of fresh keys used to fill a global slot cap,
-// after which no new repository or node was ever learned (and every drop
-// wrote a WARN line). Budgets are in bytes, per origin and in total, and
-// the origin holding the most pays: an honest newcomer is still learned.
-func TestHardening3_sybilFillLeavesRoom(t *testing.T) {
-	t.Parallel()
-	const total, perOrigin = 64 << 10, 16 << 10
-	h := startGossipWith(t, Config{MaxHeldBytes: total, MaxHeldBytesPerOrigin: perOrigin})
-	attacker, victim := h.connect("attacker"), h.connect("victim")
-	var last *wire.SignedAnnouncement
-	for k := range 10 {
-		sybil := newSigner(t)
-		for i := range 150 { // ~37 KB per key: over its own budget, and 6x the total together
-			last = sybil.repo(t, commitID(100000*k+i), 1, nil)
-			h.send(&gossipIn{From: attacker.id, Gossip: &wire.Gossip{Announcement: last, Ttl: 0}})
-		}
-	}
-	pollFor(t, 10*time.Second, "the flood is handled", func() bool { return len(h.saved(last)) == 1 })
-	honest := newSigner(t)
-	repo := honest.repo(t, commitID(7), 1, map[string]string{"refs/heads/main": commitID(8)})
-	h.deliver(victim, repo, 3)
-	h.waitLearned(honest.repoID(t, commitID(7)))
-	node := honest.sign(t, &wire.Announcement{Seq: 1, TimestampMs: time.Now().UnixMilli(),
-		Body: &wire.Announcement_Node{Node: &wire.NodeAnnouncement{Alias: "honest"}}})
-	h.deliver(victim, node, 3)
-	h.waitFrame(attacker, node)
-	st := h.stats()
-	if st.HeldBytes > total {
-		t.Errorf("holding %d bytes, budget %d", st.HeldBytes, total)
-	}
-	if st.Dropped[dropEvicted] == 0 {
-		t.Errorf("nothing evicted: %+v", st)
-	}
-	t.Logf("held %d announcements, %d bytes; dropped %v", st.Held, st.HeldBytes, st.Dropped)
-}
-
-// TestHardening2_largeAnnouncementsStayWithinBudget (hardening finding 2):
-// 200 distinct ~1 MiB repository announcements took 1.86 GB of memory, a
-// 430 MB database, and three new connections pulled 582 MiB of catch-up.
-// Announcements are at most 512 KiB now; what is held stays within the
-// byte budgets, evicted ones leave the store, and catch-up is bounded.
-func TestHardening2_largeAnnouncementsStayWithinBudget(t *testing.T) {
-	t.Parallel()
-	const total, catchUp = 1 << 20, 512 << 10
-	h := startGossipWith(t, Config{MaxHeldBytes: total, MaxHeldBytesPerOrigin: 256 << 10, MaxCatchUpBytes: catchUp})
-	a := h.connect("A")
-	refs := map[string]string{}
-	for i := range 2500 { // ~150 KB encoded
-		refs[fmt.Sprintf("refs/tags/t%05d", i)] = commitID(i)
-	}
-	var last *wire.SignedAnnouncement
-	for k := range 16 {
-		last = newSigner(t).repo(t, commitID(k), 1, refs)
-		h.send(&gossipIn{From: a.id, Gossip: &wire.Gossip{Announcement: last, Ttl: 0}})
-	}
-	pollFor(t, 20*time.Second, "the announcements are handled", func() bool { return len(h.saved(last)) == 1 })
-	st := h.stats()
-	if st.HeldBytes > total {
-		t.Errorf("holding %d bytes, budget %d", st.HeldBytes, total)
-	}
-	deleted := 0
-	for _, m := range h.store.all() {
-		if _, ok := m.(deleteAnnouncement); ok {
-			deleted++
-		}
-	}
-	if deleted == 0 || int64(deleted) != st.Dropped[dropEvicted] {
-		t.Errorf("%d evicted, %d deleted from the store", st.Dropped[dropEvicted], deleted)
-	}
-	newcomer := h.connect("newcomer")
-	// A hostile newcomer asks for everything three times: the budget is
-	// per peer and refills over a minute, not per request.
-	for range 3 {
-		h.catchUp(newcomer)
-	}
-	var got int
-	pollFor(t, 10*time.Second, "catch-up sent", func() bool {
-		got = 0
-		for _, f := range newcomer.gossipFrames() {
-			got += proto.Size(f.Announcement)
-		}
-		return got > 0
-	})
-	if got > catchUp {
-		t.Errorf("catch-up of %d bytes, budget %d", got, catchUp)
-	}
-	t.Logf("held %d bytes in %d slots; catch-up %d bytes", st.HeldBytes, st.Held, got)
-}
-
 // TestHardening6_futureTimestampBlamesNoRelay (hardening finding 6): an
 // announcement stamped just under the skew limit at one relay is "from the
 // future" at a neighbour whose clock is behind. The relay may be honest:
@@ -871,72 +459,51 @@ func TestHardening6_futureTimestampBlamesNoRelay(t *testing.T) {
 	}
 }
 
-func TestSeenWindow_behavior(t *testing.T) {
+// TestGossip_waitsForSiblings: node spawns gossip before sync and the
+// transport, then tells it where they are (gossipSiblings). What gossip has
+// for them before that is not lost: it goes to them, in order, when
+// gossipSiblings comes, and what comes after goes to them at once.
+func TestGossip_waitsForSiblings(t *testing.T) {
 	t.Parallel()
-	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-
-	t.Run("an ID is forgotten after ttl", func(t *testing.T) {
-		w := newSeenWindow(time.Minute, 100)
-		x, y := seenID(1), seenID(2)
-		w.add(x, t0)
-		if !w.has(x, t0) {
-			t.Fatal("not seen right after add")
-		}
-		if !w.has(x, t0.Add(time.Minute-time.Nanosecond)) {
-			t.Error("forgotten before ttl")
-		}
-		if w.has(x, t0.Add(time.Minute)) {
-			t.Error("still seen at ttl")
-		}
-		if got := w.copies(x); got != 3 {
-			t.Errorf("copies = %d, want 3 (add and two has within ttl)", got)
-		}
-		w.add(y, t0.Add(time.Minute+time.Second))
-		if w.len() != 1 {
-			t.Errorf("len = %d after the first expired, want 1", w.len())
-		}
-		if w.copies(x) != 0 {
-			t.Errorf("expired ID still counted")
-		}
-		// Added again, it is new again.
-		w.add(x, t0.Add(2*time.Minute))
-		if !w.has(x, t0.Add(2*time.Minute+time.Second)) || w.copies(x) != 2 {
-			t.Errorf("re-added ID: copies %d, want 2", w.copies(x))
-		}
-		if !w.has(y, t0.Add(2*time.Minute)) {
-			t.Error("y forgotten before its ttl")
-		}
-		if w.has(y, t0.Add(2*time.Minute+time.Second)) {
-			t.Error("y seen at its ttl")
-		}
+	h := startGossipAlone(t, Config{})
+	creator := newSigner(t)
+	a, _ := h.connect("A"), h.connect("B")
+	node := creator.sign(t, &wire.Announcement{
+		Seq: 1, TimestampMs: time.Now().UnixMilli(),
+		Body: &wire.Announcement_Node{Node: &wire.NodeAnnouncement{Alias: "far", Addresses: []string{"127.0.0.1:4000"}}},
 	})
-
-	for _, max := range []int{1, 8, 1500} {
-		t.Run(fmt.Sprintf("max %d", max), func(t *testing.T) {
-			w := newSeenWindow(time.Hour, max)
-			for i := range 10 * max {
-				w.add(seenID(i), t0.Add(time.Duration(i)*time.Millisecond))
-				if w.len() > max {
-					t.Fatalf("after %d adds len = %d, want <= %d", i+1, w.len(), max)
-				}
-			}
-			if w.len() != max {
-				t.Errorf("len = %d, want %d", w.len(), max)
-			}
-			now := t0.Add(time.Duration(10*max) * time.Millisecond)
-			for i := range 10 * max {
-				want := i >= 9*max // the newest max stay
-				if got := w.has(seenID(i), now); got != want {
-					t.Fatalf("ID %d of %d: seen = %v, want %v", i, 10*max, got, want)
-				}
-			}
-			// Still a window of time after the compactions.
-			w.add(seenID(-1), now.Add(time.Hour+time.Duration(10*max)*time.Millisecond))
-			if w.len() != 1 || !w.has(seenID(-1), now.Add(time.Hour+time.Duration(10*max)*time.Millisecond)) {
-				t.Errorf("after all expired: len %d, want 1", w.len())
-			}
-		})
+	h.deliver(a, node, 4)
+	h.deliver(a, creator.repo(t, commitID(200), 1, nil), 4)
+	h.deliver(a, creator.repo(t, commitID(201), 1, nil), 4)
+	h.waitLearned(creator.repoID(t, commitID(201)))
+	if n := len(h.transport.all()) + len(h.sync.all()); n != 0 {
+		t.Fatalf("%d messages reached the transport or sync before gossip knew where they are", n)
 	}
+	h.send(h.siblings())
+	announced := func() []wire.RepoID {
+		var ids []wire.RepoID
+		for _, m := range h.sync.all() {
+			if r, ok := m.(*repoAnnounced); ok {
+				ids = append(ids, r.Repo.ID)
+			}
+		}
+		return ids
+	}
+	pollFor(t, 5*time.Second, "two repoAnnounced at sync", func() bool { return len(announced()) == 2 })
+	if got, want := announced(), []wire.RepoID{creator.repoID(t, commitID(200)), creator.repoID(t, commitID(201))}; !slices.Equal(got, want) {
+		t.Errorf("repoAnnounced for %v, want %v (in order)", got, want)
+	}
+	pollFor(t, 5*time.Second, "two messages at the transport", func() bool { return len(h.transport.all()) >= 2 })
+	var kinds []string
+	for _, m := range h.transport.all() {
+		kinds = append(kinds, fmt.Sprintf("%T", m))
+	}
+	if want := []string{"*actors.dialNode", "*actors.peerUseful"}; !slices.Equal(kinds, want) {
+		t.Errorf("the transport got %v, want %v", kinds, want)
+	}
+	// Now it knows: a new announcement reaches sync at once.
+	h.deliver(a, creator.repo(t, commitID(202), 1, nil), 4)
+	pollFor(t, 5*time.Second, "a third repoAnnounced at sync", func() bool { return len(announced()) == 3 })
 }
 
 // Harness.
@@ -947,8 +514,10 @@ type gossipHarness struct {
 	system *actor.ActorSystem
 	id     wire.NodeID
 	gossip *actor.PID
-	parent *msgLog // messages gossip sent to its parent
 	store  *msgLog // messages gossip sent to the store
+	// The transport and sync gossip sends to, and what they received.
+	transportPID, syncPID *actor.PID
+	transport, sync       *msgLog
 }
 
 // fakePeer is a peer actor that records the frames gossip sends it.
@@ -964,14 +533,30 @@ func startGossip(t *testing.T) *gossipHarness {
 	return startGossipWith(t, Config{})
 }
 
-// startGossipWith starts gossip with the budgets of cfg.
+// startGossipWith starts gossip with the budgets of cfg and, as node does,
+// tells it where the transport and sync are.
 func startGossipWith(t *testing.T, cfg Config) *gossipHarness {
+	t.Helper()
+	h := startGossipAlone(t, cfg)
+	h.send(h.siblings())
+	return h
+}
+
+// siblings is the message that tells gossip where the harness's transport
+// and sync are.
+func (h *gossipHarness) siblings() *gossipSiblings {
+	return &gossipSiblings{Transport: h.transportPID, Sync: h.syncPID}
+}
+
+// startGossipAlone starts gossip with the budgets of cfg, not yet told
+// where the transport and sync are.
+func startGossipAlone(t *testing.T, cfg Config) *gossipHarness {
 	t.Helper()
 	logs := &msgLog{}
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return slog.New(slog.NewTextHandler(io.Discard, nil))
 	}))
-	h := &gossipHarness{t: t, system: system, parent: &msgLog{}, store: &msgLog{}}
+	h := &gossipHarness{t: t, system: system, store: &msgLog{}, transport: &msgLog{}, sync: &msgLog{}}
 	key, id := newSignerKey(t)
 	h.id = id
 	logger := slog.New(slog.NewTextHandler(logWriter{logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -985,21 +570,32 @@ func startGossipWith(t *testing.T, cfg Config) *gossipHarness {
 			h.store.add(m)
 		}
 	}))
+	h.transportPID = system.Root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
+		switch m := ctx.Message().(type) {
+		case *dialNode, *banNode, *peerUseful:
+			h.transport.add(m)
+		}
+	}))
+	h.syncPID = system.Root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
+		switch m := ctx.Message().(type) {
+		case *repoAnnounced, *inventorySeen:
+			h.sync.add(m)
+		}
+	}))
 	spawned := make(chan *actor.PID, 1)
 	parent := system.Root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
-		switch m := ctx.Message().(type) {
-		case *actor.Started:
+		if _, ok := ctx.Message().(*actor.Started); ok {
 			cfg.Alias, cfg.GossipInterval, cfg.Logger = "t", time.Hour, logger
 			g := newGossip(cfg, key, id, nil, storePID)
 			spawned <- ctx.Spawn(actor.PropsFromProducer(func() actor.Actor { return g }))
-		case *dialNode, *banNode:
-			h.parent.add(m)
 		}
 	}, actor.WithSupervisor(stopOnPanic)))
 	h.gossip = <-spawned
 	t.Cleanup(func() {
 		_ = system.Root.PoisonFuture(parent).Wait()
 		_ = system.Root.PoisonFuture(storePID).Wait()
+		_ = system.Root.PoisonFuture(h.transportPID).Wait()
+		_ = system.Root.PoisonFuture(h.syncPID).Wait()
 		system.Shutdown()
 		if t.Failed() {
 			t.Logf("gossip log:\n%s", strings.Join(logs.strings(), ""))
@@ -1147,7 +743,7 @@ func (h *gossipHarness) copies(s *wire.SignedAnnouncement) int {
 
 func (h *gossipHarness) bans() []*banNode {
 	var out []*banNode
-	for _, m := range h.parent.all() {
+	for _, m := range h.transport.all() {
 		if b, ok := m.(*banNode); ok {
 			out = append(out, b)
 		}
@@ -1157,16 +753,16 @@ func (h *gossipHarness) bans() []*banNode {
 
 func (h *gossipHarness) waitBans(n int) []*banNode {
 	h.t.Helper()
-	pollFor(h.t, 5*time.Second, fmt.Sprintf("%d banNode at the parent", n), func() bool { return len(h.bans()) >= n })
+	pollFor(h.t, 5*time.Second, fmt.Sprintf("%d banNode at the transport", n), func() bool { return len(h.bans()) >= n })
 	return h.bans()
 }
 
 func (h *gossipHarness) waitDials(n int) []*dialNode {
 	h.t.Helper()
 	var out []*dialNode
-	pollFor(h.t, 5*time.Second, fmt.Sprintf("%d dialNode at the parent", n), func() bool {
+	pollFor(h.t, 5*time.Second, fmt.Sprintf("%d dialNode at the transport", n), func() bool {
 		out = out[:0]
-		for _, m := range h.parent.all() {
+		for _, m := range h.transport.all() {
 			if d, ok := m.(*dialNode); ok {
 				out = append(out, d)
 			}
@@ -1327,10 +923,13 @@ func signedPayload(payload []byte) []byte {
 // commitID is a made-up commit ID, distinct per n.
 func commitID(n int) string { return fmt.Sprintf("%040x", n+0xc0ffee) }
 
-func seenID(n int) [32]byte {
-	var id [32]byte
-	copy(id[:], fmt.Sprintf("%032d", n))
-	return id
+func (h *gossipHarness) stats() GossipStats {
+	h.t.Helper()
+	res, err := h.system.Root.RequestFuture(h.gossip, &gossipStats{}, 5*time.Second).Result()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return res.(GossipStats)
 }
 
 // msgLog records messages from actors, for the test goroutine to read.

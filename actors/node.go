@@ -376,10 +376,6 @@ func (n *node) Receive(ctx actor.Context) {
 		} else {
 			ctx.Forward(n.status)
 		}
-	case *dialNode, *banNode, *peerUseful:
-		ctx.Forward(n.network) // from gossip
-	case *repoAnnounced, *inventorySeen:
-		ctx.Forward(n.sync) // from gossip
 	case actor.SystemMessage, actor.AutoReceiveMessage:
 	default:
 		n.log.Debug("node: unexpected message", "type", fmt.Sprintf("%T", m))
@@ -397,6 +393,7 @@ func (n *node) spawn(ctx actor.Context) {
 		n.sync = spawnChild(ctx, "sync", func() actor.Actor { return newSyncer(n.cfg, n.store, n.gossip) })
 		n.transport.store, n.transport.gossip, n.transport.sync = n.store, n.gossip, n.sync
 		n.network = spawnChild(ctx, "transport", func() actor.Actor { return n.transport })
+		ctx.Send(n.gossip, &gossipSiblings{Transport: n.network, Sync: n.sync})
 		n.watcher = spawnChild(ctx, "watcher", func() actor.Actor {
 			return &watcher{root: n.cfg.Root, interval: n.cfg.WatchInterval, store: n.store, gossip: n.gossip, log: n.log}
 		})

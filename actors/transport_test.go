@@ -455,10 +455,19 @@ func startNode(t *testing.T, alias string, boot ...Bootstrap) (*Node, string, *s
 	return n, s.Listen[0], logs
 }
 
-// dialFrom asks node n to keep a connection to the node at addr (id may be
-// zero), the way gossip does: through the root actor.
+// dialFrom asks node n's transport to keep a connection to the node at
+// addr (id may be zero), the way gossip does.
 func dialFrom(n *Node, id wire.NodeID, addr string) {
-	n.system.Root.Send(n.root, &dialNode{ID: id, Addr: addr})
+	sendTransport(n, &dialNode{ID: id, Addr: addr})
+}
+
+// sendTransport sends msg to node n's transport actor.
+func sendTransport(n *Node, msg any) {
+	transport, err := n.child("transport")
+	if err != nil {
+		panic(err) // every node these tests start has a transport
+	}
+	n.system.Root.Send(transport, msg)
 }
 
 func status(t *testing.T, n *Node) Status {
@@ -1042,7 +1051,7 @@ func TestTransport_redialKeepsMaxPeers(t *testing.T) {
 		c.DialTimeout = 150 * time.Millisecond
 		c.DialBackoffMin, c.DialBackoffMax = 3*time.Second, 3*time.Second
 	})
-	n.system.Root.Send(n.root, &dialNode{Addr: addrA, Discovered: true})
+	sendTransport(n, &dialNode{Addr: addrA, Discovered: true})
 	eventually(t, 10*time.Second, "the first dial of A failed", func() bool {
 		for _, p := range peers(t, n) {
 			if slices.Contains(p.Addresses, addrA) && p.LastError != "" {
@@ -1053,7 +1062,7 @@ func TestTransport_redialKeepsMaxPeers(t *testing.T) {
 	})
 	// While A waits for its redial, B takes the one slot...
 	b, addrB, _ := startSyncNode(t, "b", nil)
-	n.system.Root.Send(n.root, &dialNode{ID: b.ID, Addr: addrB, Discovered: true})
+	sendTransport(n, &dialNode{ID: b.ID, Addr: addrB, Discovered: true})
 	eventually(t, 10*time.Second, "n connected to B", func() bool { return connected(t, n, b.ID) })
 	// ...and a node comes up at A's address.
 	silent.Close()

@@ -1,0 +1,124 @@
+// Gossip's byte budgets: the bytes of held announcements, per origin and
+// in total, with the evictions that keep them within it; and the catch-up
+// budget, the bytes one peer is sent by reconciliation and grafts.
+
+package actors
+
+import (
+	"cmp"
+	"slices"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/menode/menode/wire"
+)
+
+// heldBudget counts the bytes of held announcements, per origin and in total.
+type heldBudget struct {
+	total, perOrigin int
+	sum              int
+	used             map[wire.NodeID]int
+	keys             map[wire.NodeID]map[string]bool
+}
+
+func (b *heldBudget) add(origin wire.NodeID, key string, size int) {
+	b.sum += size
+	b.used[origin] += size
+	if b.keys[origin] == nil {
+		b.keys[origin] = map[string]bool{}
+	}
+	b.keys[origin][key] = true
+}
+
+func (b *heldBudget) remove(origin wire.NodeID, key string, size int) {
+	b.sum -= size
+	b.used[origin] -= size
+	delete(b.keys[origin], key)
+	if len(b.keys[origin]) == 0 {
+		delete(b.keys, origin)
+		delete(b.used, origin)
+	}
+}
+
+// largest is the origin holding the most bytes, never self.
+func (b *heldBudget) largest(self wire.NodeID) wire.NodeID {
+	var best wire.NodeID
+	most := -1
+	for origin, n := range b.used {
+		if origin != self && n > most {
+			best, most = origin, n
+		}
+	}
+	return best
+}
+
+func oldSize(h *held) int {
+	if h == nil {
+		return 0
+	}
+	return h.size
+}
+
+// evictOldest drops origin's oldest held announcement other than keep.
+func (g *gossip) evictOldest(ctx actor.Context, origin wire.NodeID, keep string) bool {
+	var victim string
+	var oldest int64
+	for key := range g.budget.keys[origin] {
+		if h := g.latest[key]; key != keep && h != nil && (victim == "" || h.body.TimestampMs < oldest) {
+			victim, oldest = key, h.body.TimestampMs
+		}
+	}
+	if victim == "" {
+		return false
+	}
+	h := g.drop(victim)
+	g.dropped[dropEvicted]++
+	ctx.Send(g.store, deleteAnnouncement{Key: victim})
+	if r := h.body.GetRepo(); r != nil {
+		if id, err := wire.ParseRepoID(r.RepoId); err == nil {
+			ctx.Send(g.store, forgetRepo{ID: id})
+		}
+	}
+	g.log.Debug("announcement evicted to stay within budget", "key", victim, "origin", origin)
+	return true
+}
+
+// push sends p the announcements held under keys, ours first, then the
+// newest, within its catch-up byte budget. They travel as any other: what
+// is new to p goes on along the tree from there.
+func (g *gossip) push(ctx actor.Context, p *gossipPeer, keys []string, ttl uint32) {
+	if len(keys) == 0 {
+		return
+	}
+	all := make([]*held, 0, len(keys))
+	for _, k := range keys {
+		if h := g.latest[k]; h != nil {
+			all = append(all, h)
+		}
+	}
+	slices.SortFunc(all, func(a, b *held) int {
+		if (a.origin == g.id) != (b.origin == g.id) {
+			if a.origin == g.id {
+				return -1
+			}
+			return 1
+		}
+		return cmp.Compare(b.body.TimestampMs, a.body.TimestampMs)
+	})
+	// The budget refills at catchUp bytes a minute, up to catchUp.
+	now := g.now()
+	p.credit = min(float64(g.catchUp), p.credit+now.Sub(p.at).Minutes()*float64(g.catchUp))
+	p.at = now
+	frames := make([]*wire.Frame, 0, len(all))
+	for _, h := range all {
+		if float64(h.size) > p.credit {
+			g.dropped[dropCatchUp]++
+			continue
+		}
+		p.credit -= float64(h.size)
+		frames = append(frames, gossipFrame(h.signed, ttl))
+	}
+	if len(frames) > 0 {
+		ctx.Send(p.pid, &sendFrames{Frames: frames})
+	}
+}

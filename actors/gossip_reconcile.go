@@ -1,0 +1,78 @@
+// Reconciliation (anti-entropy): gossip compares what it holds with one
+// peer's held set, range by range, and sends what the peer lacks or holds
+// older; on connect, and every gossip interval with one random peer.
+
+package actors
+
+import (
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/menode/menode/wire"
+)
+
+// Reconciliation steps answered per peer: a burst, then per second.
+const (
+	reconcileBurst = 64
+	reconcileRate  = 4
+)
+
+// takeStep reports whether p may have one more reconciliation step
+// answered: each costs a pass over what we hold, and an honest peer needs
+// a handful per gossip interval. Past the rate the step is dropped; the
+// next anti-entropy round starts over.
+func (g *gossip) takeStep(p *gossipPeer) bool {
+	now := g.now()
+	p.steps = min(reconcileBurst, p.steps+now.Sub(p.stepsAt).Seconds()*reconcileRate)
+	p.stepsAt = now
+	if p.steps < 1 {
+		g.dropped[dropReconcile]++
+		return false
+	}
+	p.steps--
+	return true
+}
+
+// reconcile answers one step of a reconciliation: it sends the peer what
+// it lacks or holds older, and the next step, if any.
+func (g *gossip) reconcile(ctx actor.Context, from wire.NodeID, p *gossipPeer, in *wire.Reconcile) {
+	set := g.reconcileSet()
+	rep := set.Respond(in)
+	if p.initial {
+		p.initial = false
+		inSync := len(in.Ranges) == 0 && len(in.Want) == 0
+		if inSync && p.eager && g.eagerPeers() > 1 {
+			p.eager = false
+			ctx.Send(p.pid, &sendFrame{Frame: &wire.Frame{Body: &wire.Frame_Prune{Prune: &wire.Prune{}}}})
+		}
+	}
+	keys := make([]string, 0, len(rep.Send))
+	for _, slot := range rep.Send {
+		if key, ok := g.bySlot[slot]; ok {
+			keys = append(keys, key)
+		}
+	}
+	g.push(ctx, p, keys, defaultTTL)
+	if rep.Message != nil {
+		ctx.Send(p.pid, &sendFrame{Frame: reconcileFrame(rep.Message)})
+	}
+	g.log.Debug("reconcile step", "peer", from, "ranges_in", len(in.Ranges), "want_in", len(in.Want), "sent", len(keys))
+}
+
+// reconcileSet is the held set as reconciliation sees it, rebuilt after a change.
+func (g *gossip) reconcileSet() *wire.ReconcileSet {
+	if g.set == nil {
+		items := make([]wire.SlotItem, 0, len(g.latest))
+		g.bySlot = make(map[wire.SlotID]string, len(g.latest))
+		for key, h := range g.latest {
+			slot := wire.SlotIDOf(key)
+			g.bySlot[slot] = key
+			items = append(items, wire.SlotItem{Slot: slot, Seq: h.body.Seq})
+		}
+		g.set = wire.NewReconcileSet(items)
+	}
+	return g.set
+}
+
+func reconcileFrame(m *wire.Reconcile) *wire.Frame {
+	return &wire.Frame{Body: &wire.Frame_Reconcile{Reconcile: m}}
+}

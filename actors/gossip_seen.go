@@ -1,0 +1,77 @@
+// The seen window: the message IDs gossip saw lately, so that a copy
+// arriving by another link is recognised and not relayed again.
+
+package actors
+
+import (
+	"slices"
+	"time"
+)
+
+const seenMax = 100_000 // message IDs the seen window holds at most
+
+// seenWindow remembers message IDs for a sliding window of time, holding at
+// most max of them (the oldest go first when full), and counts the copies
+// of each that arrived.
+type seenWindow struct {
+	ttl   time.Duration
+	max   int
+	at    map[[32]byte]*seenEntry
+	order [][32]byte // insertion order; order[head:] are live
+	head  int
+}
+
+type seenEntry struct {
+	at     time.Time
+	copies int
+}
+
+func newSeenWindow(ttl time.Duration, max int) *seenWindow {
+	return &seenWindow{ttl: ttl, max: max, at: map[[32]byte]*seenEntry{}}
+}
+
+// has reports whether id was seen within the window, counting the copy.
+func (w *seenWindow) has(id [32]byte, now time.Time) bool {
+	e, ok := w.at[id]
+	if !ok || now.Sub(e.at) >= w.ttl {
+		return false
+	}
+	e.copies++
+	return true
+}
+
+func (w *seenWindow) copies(id [32]byte) int {
+	if e, ok := w.at[id]; ok {
+		return e.copies
+	}
+	return 0
+}
+
+func (w *seenWindow) add(id [32]byte, now time.Time) {
+	w.expire(now)
+	if _, ok := w.at[id]; ok {
+		return
+	}
+	for len(w.at) >= w.max {
+		w.pop()
+	}
+	w.at[id] = &seenEntry{at: now, copies: 1}
+	w.order = append(w.order, id)
+}
+
+func (w *seenWindow) len() int { return len(w.at) }
+
+func (w *seenWindow) expire(now time.Time) {
+	for w.head < len(w.order) && now.Sub(w.at[w.order[w.head]].at) >= w.ttl {
+		w.pop()
+	}
+}
+
+func (w *seenWindow) pop() {
+	delete(w.at, w.order[w.head])
+	w.head++
+	if w.head > len(w.order)/2 && w.head > 1024 {
+		w.order = slices.Clone(w.order[w.head:])
+		w.head = 0
+	}
+}
