@@ -28,7 +28,7 @@ func TestHardening3_sybilFillLeavesRoom(t *testing.T) {
 			h.send(&gossipIn{From: attacker.id, Gossip: &wire.Gossip{Announcement: last, Ttl: 0}})
 		}
 	}
-	pollFor(t, 10*time.Second, "the flood is handled", func() bool { return len(h.saved(last)) == 1 })
+	eventually(t, 10*time.Second, "the flood is handled", func() bool { return len(h.saved(last)) == 1 })
 	honest := newSigner(t)
 	repo := honest.repo(t, commitID(7), 1, map[string]string{"refs/heads/main": commitID(8)})
 	h.deliver(victim, repo, 3)
@@ -66,7 +66,7 @@ func TestHardening2_largeAnnouncementsStayWithinBudget(t *testing.T) {
 		last = newSigner(t).repo(t, commitID(k), 1, refs)
 		h.send(&gossipIn{From: a.id, Gossip: &wire.Gossip{Announcement: last, Ttl: 0}})
 	}
-	pollFor(t, 20*time.Second, "the announcements are handled", func() bool { return len(h.saved(last)) == 1 })
+	eventually(t, 20*time.Second, "the announcements are handled", func() bool { return len(h.saved(last)) == 1 })
 	st := h.stats()
 	if st.HeldBytes > total {
 		t.Errorf("holding %d bytes, budget %d", st.HeldBytes, total)
@@ -87,7 +87,7 @@ func TestHardening2_largeAnnouncementsStayWithinBudget(t *testing.T) {
 		h.catchUp(newcomer)
 	}
 	var got int
-	pollFor(t, 10*time.Second, "catch-up sent", func() bool {
+	eventually(t, 10*time.Second, "catch-up sent", func() bool {
 		got = 0
 		for _, f := range newcomer.gossipFrames() {
 			got += proto.Size(f.Announcement)

@@ -42,7 +42,7 @@ func TestGossip_antiEntropySignsNothingNew(t *testing.T) {
 	for range 3 {
 		h.send(&antiEntropy{})
 	}
-	pollFor(t, 5*time.Second, "three reconciliations started", func() bool { return p.count(isStart) == before+3 })
+	eventually(t, 5*time.Second, "three reconciliations started", func() bool { return p.count(isStart) == before+3 })
 	if n := signed(); n != 1 {
 		t.Errorf("node announcement signed %d times, want once", n)
 	}
@@ -64,7 +64,7 @@ func TestGossip_catchUpByReconciliation(t *testing.T) {
 		s := newSigner(t).repo(t, commitID(3000+i), uint64(1+i), map[string]string{"refs/heads/main": commitID(i)})
 		h.deliver(source, s, 0)
 		if i == announcements-1 {
-			pollFor(t, 20*time.Second, "all held", func() bool { return len(h.saved(s)) == 1 })
+			eventually(t, 20*time.Second, "all held", func() bool { return len(h.saved(s)) == 1 })
 		}
 	}
 	// What gossip holds, as the peers' own sets: the announcements and
@@ -91,7 +91,7 @@ func TestGossip_catchUpByReconciliation(t *testing.T) {
 			}
 			h.repair(p, reconcileFrame(msg))
 			var answer *wire.Reconcile
-			pollFor(t, 10*time.Second, fmt.Sprintf("%s: answer %d", name, round), func() bool {
+			eventually(t, 10*time.Second, fmt.Sprintf("%s: answer %d", name, round), func() bool {
 				answer = nil
 				n := 0
 				for _, m := range p.frames.all() {

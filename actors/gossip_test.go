@@ -489,11 +489,11 @@ func TestGossip_waitsForSiblings(t *testing.T) {
 		}
 		return ids
 	}
-	pollFor(t, 5*time.Second, "two repoAnnounced at sync", func() bool { return len(announced()) == 2 })
+	eventually(t, 5*time.Second, "two repoAnnounced at sync", func() bool { return len(announced()) == 2 })
 	if got, want := announced(), []wire.RepoID{creator.repoID(t, commitID(200)), creator.repoID(t, commitID(201))}; !slices.Equal(got, want) {
 		t.Errorf("repoAnnounced for %v, want %v (in order)", got, want)
 	}
-	pollFor(t, 5*time.Second, "two messages at the transport", func() bool { return len(h.transport.all()) >= 2 })
+	eventually(t, 5*time.Second, "two messages at the transport", func() bool { return len(h.transport.all()) >= 2 })
 	var kinds []string
 	for _, m := range h.transport.all() {
 		kinds = append(kinds, fmt.Sprintf("%T", m))
@@ -503,7 +503,7 @@ func TestGossip_waitsForSiblings(t *testing.T) {
 	}
 	// Now it knows: a new announcement reaches sync at once.
 	h.deliver(a, creator.repo(t, commitID(202), 1, nil), 4)
-	pollFor(t, 5*time.Second, "a third repoAnnounced at sync", func() bool { return len(announced()) == 3 })
+	eventually(t, 5*time.Second, "a third repoAnnounced at sync", func() bool { return len(announced()) == 3 })
 }
 
 // Harness.
@@ -603,7 +603,7 @@ func startGossipAlone(t *testing.T, cfg Config) *gossipHarness {
 	})
 	// Ready once it has loaded the (empty) store and signed its own
 	// NodeAnnouncement.
-	pollFor(t, 5*time.Second, "gossip saves its own node announcement", func() bool {
+	eventually(t, 5*time.Second, "gossip saves its own node announcement", func() bool {
 		for _, m := range h.store.all() {
 			if sa, ok := m.(saveAnnouncement); ok && sa.Key == "node/"+id.String() {
 				return true
@@ -659,7 +659,7 @@ func (h *gossipHarness) deliver(p *fakePeer, s *wire.SignedAnnouncement, ttl uin
 func (h *gossipHarness) waitFrame(p *fakePeer, s *wire.SignedAnnouncement) *wire.Gossip {
 	h.t.Helper()
 	var got *wire.Gossip
-	pollFor(h.t, 5*time.Second, "peer receives the announcement", func() bool {
+	eventually(h.t, 5*time.Second, "peer receives the announcement", func() bool {
 		for _, g := range p.framesOf(s) {
 			if sameSigned(g.Announcement, s) {
 				got = g
@@ -674,7 +674,7 @@ func (h *gossipHarness) waitFrame(p *fakePeer, s *wire.SignedAnnouncement) *wire
 func (h *gossipHarness) waitLearned(id wire.RepoID) learnRepo {
 	h.t.Helper()
 	var got learnRepo
-	pollFor(h.t, 5*time.Second, "store is told of repo "+id.String(), func() bool {
+	eventually(h.t, 5*time.Second, "store is told of repo "+id.String(), func() bool {
 		for _, l := range h.learned() {
 			if l.Repo.ID == id {
 				got = l
@@ -753,14 +753,14 @@ func (h *gossipHarness) bans() []*banNode {
 
 func (h *gossipHarness) waitBans(n int) []*banNode {
 	h.t.Helper()
-	pollFor(h.t, 5*time.Second, fmt.Sprintf("%d banNode at the transport", n), func() bool { return len(h.bans()) >= n })
+	eventually(h.t, 5*time.Second, fmt.Sprintf("%d banNode at the transport", n), func() bool { return len(h.bans()) >= n })
 	return h.bans()
 }
 
 func (h *gossipHarness) waitDials(n int) []*dialNode {
 	h.t.Helper()
 	var out []*dialNode
-	pollFor(h.t, 5*time.Second, fmt.Sprintf("%d dialNode at the transport", n), func() bool {
+	eventually(h.t, 5*time.Second, fmt.Sprintf("%d dialNode at the transport", n), func() bool {
 		out = out[:0]
 		for _, m := range h.transport.all() {
 			if d, ok := m.(*dialNode); ok {
@@ -776,7 +776,7 @@ func (h *gossipHarness) waitDials(n int) []*dialNode {
 func (p *fakePeer) waitFrameWhere(what string, match func(any) bool) any {
 	p.h.t.Helper()
 	var got any
-	pollFor(p.h.t, 5*time.Second, what, func() bool {
+	eventually(p.h.t, 5*time.Second, what, func() bool {
 		for _, m := range p.frames.all() {
 			if match(m) {
 				got = m
@@ -964,16 +964,4 @@ type logWriter struct{ l *msgLog }
 func (w logWriter) Write(p []byte) (int, error) {
 	w.l.add(string(p))
 	return len(p), nil
-}
-
-// pollFor polls cond until it holds or timeout passes.
-func pollFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: not true: %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond) // polling interval
-	}
 }

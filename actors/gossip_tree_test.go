@@ -116,7 +116,7 @@ func TestGossip_tree(t *testing.T) {
 			h.deliver(a, s, 0)
 			all = append(all, s)
 		}
-		pollFor(t, 10*time.Second, "all held", func() bool { return len(h.saved(all[len(all)-1])) == 1 })
+		eventually(t, 10*time.Second, "all held", func() bool { return len(h.saved(all[len(all)-1])) == 1 })
 		// The peer holds the same, except: one missing, one at an older seq.
 		var items []wire.SlotItem
 		for i, s := range all {
@@ -144,7 +144,7 @@ func TestGossip_tree(t *testing.T) {
 		for round := 0; msg != nil && round < 10; round++ {
 			h.repair(peer, reconcileFrame(msg))
 			var answer *wire.Reconcile
-			pollFor(t, 5*time.Second, fmt.Sprintf("reconcile answer %d", round), func() bool {
+			eventually(t, 5*time.Second, fmt.Sprintf("reconcile answer %d", round), func() bool {
 				n := base + round
 				for _, m := range peer.frames.all() {
 					if f, ok := m.(*wire.Frame); ok && f.GetReconcile() != nil {

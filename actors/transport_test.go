@@ -508,16 +508,6 @@ func connected(t *testing.T, n *Node, id wire.NodeID) bool {
 }
 
 // eventually polls cond until it holds or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: not true: %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond) // polling interval
-	}
-}
 
 func newKey(t *testing.T) (ed25519.PrivateKey, wire.NodeID) {
 	t.Helper()

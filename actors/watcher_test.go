@@ -128,7 +128,7 @@ func TestHardening2_watcherReadsOnlyOwnRepos(t *testing.T) {
 		system.Shutdown()
 	})
 	system.Root.Send(w, &watchRepo{Repo: second})
-	pollFor(t, 10*time.Second, "both owned repositories read", func() bool {
+	eventually(t, 10*time.Second, "both owned repositories read", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return updated[first.ID] && updated[second.ID]

@@ -31,6 +31,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/menode/menode/actors/actorstest"
 	"github.com/menode/menode/wire"
 )
 
@@ -674,7 +675,7 @@ func sampleRSS(t *testing.T, pid int) *rssSampler {
 		tick := time.NewTicker(rssEvery)
 		defer tick.Stop()
 		for {
-			if v, err := procStatus(pid, "VmRSS"); err == nil {
+			if v, err := actorstest.ProcStatus(pid, "VmRSS"); err == nil {
 				r.mu.Lock()
 				r.samples = append(r.samples, v)
 				r.mu.Unlock()
@@ -706,7 +707,7 @@ func (r *rssSampler) max() int64 {
 // stop ends the sampling and returns the samples in MiB, one a second,
 // and the process's peak RSS (VmHWM).
 func (r *rssSampler) stop() (string, int64) {
-	peak, _ := procStatus(r.pid, "VmHWM")
+	peak, _ := actorstest.ProcStatus(r.pid, "VmHWM")
 	close(r.stopped)
 	<-r.done
 	r.mu.Lock()
@@ -717,19 +718,4 @@ func (r *rssSampler) stop() (string, int64) {
 		out = append(out, strconv.FormatInt(r.samples[i]>>20, 10))
 	}
 	return strings.Join(out, " "), peak
-}
-
-// procStatus reads a "kB" field of /proc/pid/status, in bytes.
-func procStatus(pid int, field string) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for line := range strings.Lines(string(b)) {
-		if v, ok := strings.CutPrefix(line, field+":"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb << 10, err
-		}
-	}
-	return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
 }

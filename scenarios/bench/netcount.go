@@ -7,11 +7,14 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/menode/menode/actors/actorstest"
 )
 
 // gitDaemon is `git daemon` serving every repository under base on a free
@@ -237,4 +240,43 @@ func (r *udpRelay) close() {
 	}
 	r.mu.Unlock()
 	r.wg.Wait()
+}
+
+// relayNetwork starts n nodes named name-i under dir, bootstrapped along a
+// random topology, each behind its own UDP relay (which counts what it
+// carries; see udpRelay) and announcing the relay's address; extra flags
+// go to every node's run. stop stops the nodes and closes the relays; call
+// it also when err is set.
+func (b *bench) relayNetwork(name, dir string, n int, extra ...string) (nodes []*proc, relays []*udpRelay, stop func(), err error) {
+	topo := actorstest.RandomTopology(n, n/2, 7)
+	relays = make([]*udpRelay, n)
+	nodes = make([]*proc, n)
+	stop = func() {
+		stopAll(nodes)
+		for _, r := range relays {
+			if r != nil {
+				r.close()
+			}
+		}
+	}
+	for i := range n {
+		r, err := newUDPRelay()
+		if err != nil {
+			return nodes, relays, stop, err
+		}
+		relays[i] = r
+		args := append(append([]string{"--announce-addr", r.addr()}, extra...), b.runFlag("--max-inbound-per-ip", "256")...)
+		for _, k := range topo.Boot[i] {
+			args = append(args, "--bootstrap-node", nodes[k].id.String()+"@"+relays[k].addr())
+		}
+		p, err := b.startNode(fmt.Sprintf("%s-%d", name, i), filepath.Join(dir, fmt.Sprintf("n%d", i)), args...)
+		if err != nil {
+			return nodes, relays, stop, err
+		}
+		nodes[i] = p
+		if err := r.setTarget(p.addr); err != nil {
+			return nodes, relays, stop, err
+		}
+	}
+	return nodes, relays, stop, nil
 }

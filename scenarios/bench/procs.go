@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"log/slog"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/menode/menode/actors"
+	"github.com/menode/menode/actors/actorstest"
 	"github.com/menode/menode/wire"
 )
 
@@ -186,7 +186,7 @@ func (p *proc) kill() {
 
 // peakRSS is the process's peak resident set (VmHWM), in bytes.
 func (p *proc) peakRSS() (int64, error) {
-	return procStatusKB(p.cmd.Process.Pid, "VmHWM")
+	return actorstest.ProcStatus(p.cmd.Process.Pid, "VmHWM")
 }
 
 // cpu is the CPU time the process and the children it waited for (git)
@@ -244,22 +244,6 @@ func cpuDelta(ps ...*proc) func() string {
 // clockTicks is USER_HZ, the unit of /proc/PID/stat times: 100 on every
 // Linux this runs on.
 const clockTicks = 100
-
-func procStatusKB(pid int, field string) (int64, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb << 10, err
-		}
-	}
-	return 0, fmt.Errorf("/proc/%d/status has no %s", pid, field)
-}
 
 // waitFor polls cond every pollEvery until it holds, and returns when it
 // first held. It fails after timeout, or when cond fails.

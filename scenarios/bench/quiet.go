@@ -38,35 +38,10 @@ func (b *bench) quietNetwork() error {
 	window := pick(b, 60*time.Second, 20*time.Second)
 	dir := filepath.Join(b.dir, "b7q")
 	began := time.Now()
-	topo := actorstest.RandomTopology(n, n/2, 7)
-	relays := make([]*udpRelay, n)
-	nodes := make([]*proc, n)
-	defer func() {
-		stopAll(nodes)
-		for _, r := range relays {
-			if r != nil {
-				r.close()
-			}
-		}
-	}()
-	for i := range n {
-		r, err := newUDPRelay()
-		if err != nil {
-			return err
-		}
-		relays[i] = r
-		args := append([]string{"--announce-addr", r.addr(), "--seed", "followed"}, b.runFlag("--max-inbound-per-ip", "256")...)
-		for _, k := range topo.Boot[i] {
-			args = append(args, "--bootstrap-node", nodes[k].id.String()+"@"+relays[k].addr())
-		}
-		p, err := b.startNode(fmt.Sprintf("b7q-%d", i), filepath.Join(dir, fmt.Sprintf("n%d", i)), args...)
-		if err != nil {
-			return err
-		}
-		nodes[i] = p
-		if err := r.setTarget(p.addr); err != nil {
-			return err
-		}
+	nodes, relays, stop, err := b.relayNetwork("b7q", dir, n, "--seed", "followed")
+	defer stop()
+	if err != nil {
+		return err
 	}
 	for i, p := range nodes {
 		for k := range per {

@@ -58,35 +58,10 @@ func (b *bench) steadyState() error {
 			return err
 		}
 	}
-	topo := actorstest.RandomTopology(n, n/2, 7)
-	relays := make([]*udpRelay, n)
-	nodes := make([]*proc, n)
-	defer func() {
-		stopAll(nodes)
-		for _, r := range relays {
-			if r != nil {
-				r.close()
-			}
-		}
-	}()
-	for i := range n {
-		r, err := newUDPRelay()
-		if err != nil {
-			return err
-		}
-		relays[i] = r
-		args := append([]string{"--announce-addr", r.addr()}, b.runFlag("--max-inbound-per-ip", "256")...)
-		for _, k := range topo.Boot[i] {
-			args = append(args, "--bootstrap-node", nodes[k].id.String()+"@"+relays[k].addr())
-		}
-		p, err := b.startNode(fmt.Sprintf("b7-%d", i), filepath.Join(dir, fmt.Sprintf("n%d", i)), args...)
-		if err != nil {
-			return err
-		}
-		nodes[i] = p
-		if err := r.setTarget(p.addr); err != nil {
-			return err
-		}
+	nodes, relays, stop, err := b.relayNetwork("b7", dir, n)
+	defer stop()
+	if err != nil {
+		return err
 	}
 	for r, path := range paths {
 		if _, err := nodes[r%n].addRepo(path); err != nil {
@@ -96,7 +71,7 @@ func (b *bench) steadyState() error {
 	b.logf("B7: %d nodes started, %d repositories added in %v; waiting for every node to sync every one", n, repos, time.Since(began).Round(time.Second))
 	done := make([]bool, n)
 	lastLog := time.Now()
-	_, err := b.waitFor(pick(b, 60*time.Minute, 5*time.Minute), "every node has every repository synced", func() (bool, error) {
+	_, err = b.waitFor(pick(b, 60*time.Minute, 5*time.Minute), "every node has every repository synced", func() (bool, error) {
 		complete := 0
 		for i, p := range nodes {
 			if !done[i] {
