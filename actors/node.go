@@ -270,10 +270,10 @@ func Start(cfg Config) (*Node, error) {
 		n.id = wire.NodeIDFromKey(key.Public().(ed25519.PublicKey))
 	}
 	if !cfg.Offline {
-		if n.transport, err = newTransport(cfg, key, n.id, udp); err != nil {
+		if n.built, err = newTransport(cfg, key, n.id, udp); err != nil {
 			return fail(err)
 		}
-		undo = append(undo, n.transport.closeSocket)
+		undo = append(undo, n.built.closeSocket)
 		if n.controlLn, err = listenControl(cfg.Root); err != nil {
 			return fail(err)
 		}
@@ -336,17 +336,17 @@ type node struct {
 	log       *slog.Logger
 	db        *persist.Store // handed to the store actor at start
 	controlLn net.Listener   // handed to the control actor at start
-	transport *transport     // the transport actor, built (socket bound) before start
+	built     *transport     // the transport actor, built (socket bound) before start
 	started   time.Time
 
-	store   *actor.PID
-	repos   *actor.PID // repository commands
-	status  *actor.PID // status, and peers when offline
-	network *actor.PID // the transport actor; nil offline
-	gossip  *actor.PID // nil offline
-	sync    *actor.PID // nil offline
-	watcher *actor.PID // nil offline
-	done    chan struct{}
+	store     *actor.PID
+	repos     *actor.PID // repository commands
+	status    *actor.PID // status, and peers when offline
+	transport *actor.PID // nil offline
+	gossip    *actor.PID // nil offline
+	sync      *actor.PID // nil offline
+	watcher   *actor.PID // nil offline
+	done      chan struct{}
 
 	isStopping bool
 }
@@ -371,8 +371,8 @@ func (n *node) Receive(ctx actor.Context) {
 	case *GetStatus:
 		ctx.Forward(n.status)
 	case *ListPeers:
-		if n.network != nil {
-			ctx.Forward(n.network)
+		if n.transport != nil {
+			ctx.Forward(n.transport)
 		} else {
 			ctx.Forward(n.status)
 		}
@@ -386,14 +386,14 @@ func (n *node) Receive(ctx actor.Context) {
 // status.
 func (n *node) spawn(ctx actor.Context) {
 	n.store = spawnChild(ctx, "store", func() actor.Actor { return newStore(n.db, n.log) })
-	if n.transport != nil {
+	if n.built != nil {
 		n.gossip = spawnChild(ctx, "gossip", func() actor.Actor {
-			return newGossip(n.cfg, n.key, n.id, n.transport.local.ListenAddrs, n.store)
+			return newGossip(n.cfg, n.key, n.id, n.built.local.ListenAddrs, n.store)
 		})
 		n.sync = spawnChild(ctx, "sync", func() actor.Actor { return newSyncer(n.cfg, n.store, n.gossip) })
-		n.transport.store, n.transport.gossip, n.transport.sync = n.store, n.gossip, n.sync
-		n.network = spawnChild(ctx, "transport", func() actor.Actor { return n.transport })
-		ctx.Send(n.gossip, &gossipSiblings{Transport: n.network, Sync: n.sync})
+		n.built.store, n.built.gossip, n.built.sync = n.store, n.gossip, n.sync
+		n.transport = spawnChild(ctx, "transport", func() actor.Actor { return n.built })
+		ctx.Send(n.gossip, &gossipSiblings{Transport: n.transport, Sync: n.sync})
 		n.watcher = spawnChild(ctx, "watcher", func() actor.Actor {
 			return &watcher{root: n.cfg.Root, interval: n.cfg.WatchInterval, store: n.store, gossip: n.gossip, log: n.log}
 		})
@@ -405,7 +405,7 @@ func (n *node) spawn(ctx actor.Context) {
 			}
 			for _, node := range nodes {
 				for _, addr := range node.Addresses {
-					ctx.Send(n.network, &dialNode{ID: node.ID, Alias: node.Alias, Addr: addr, Discovered: true})
+					ctx.Send(n.transport, &dialNode{ID: node.ID, Alias: node.Alias, Addr: addr, Discovered: true})
 				}
 			}
 		})
@@ -414,7 +414,7 @@ func (n *node) spawn(ctx actor.Context) {
 		return &repos{cfg: n.cfg, key: n.key, id: n.id, log: n.log, store: n.store, gossip: n.gossip, sync: n.sync, watcher: n.watcher}
 	})
 	n.status = spawnChild(ctx, "status", func() actor.Actor {
-		return &reporter{cfg: n.cfg, id: n.id, started: n.started, log: n.log, store: n.store, transport: n.network, sync: n.sync, gossip: n.gossip}
+		return &reporter{cfg: n.cfg, id: n.id, started: n.started, log: n.log, store: n.store, transport: n.transport, sync: n.sync, gossip: n.gossip}
 	})
 	if n.controlLn != nil {
 		spawnChild(ctx, "control", func() actor.Actor { return newControl(n.controlLn, ctx.Self(), n.log) })

@@ -77,7 +77,7 @@ func (r *repos) Receive(ctx actor.Context) {
 			r.replyView(ctx, st, reply)
 		})
 	case *SyncRepo:
-		r.syncRepo(ctx, m)
+		r.requestSync(ctx, m)
 	case *CloneRepo:
 		r.clone(ctx, m)
 	case *PullRepo:
@@ -226,9 +226,9 @@ func checkAnnounceable(id wire.RepoID, rootCommit, name, description, branch str
 	return nil
 }
 
-// syncRepo asks the sync actor for a sync, waiting if asked to, and
+// requestSync asks the sync actor for a sync, waiting if asked to, and
 // replies with the repository as it is then.
-func (r *repos) syncRepo(ctx actor.Context, m *SyncRepo) {
+func (r *repos) requestSync(ctx actor.Context, m *SyncRepo) {
 	reply := replier(ctx)
 	askFor(ctx, r.store, loadRepo{ID: m.ID}, func(st repoState, err error) {
 		if err != nil {
