@@ -70,7 +70,7 @@ func newControl(ln net.Listener, node *actor.PID, log *slog.Logger) *control {
 }
 
 func (c *control) Receive(ctx actor.Context) {
-	switch ctx.Message().(type) {
+	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		root := ctx.ActorSystem().Root
 		c.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -85,6 +85,9 @@ func (c *control) Receive(ctx actor.Context) {
 		// Close also unlinks the socket file, and ends every streaming
 		// request (their contexts are cancelled).
 		c.srv.Close()
+	case actor.SystemMessage, actor.AutoReceiveMessage:
+	default:
+		c.log.Debug("control: unexpected message", "type", fmt.Sprintf("%T", m))
 	}
 }
 

@@ -359,6 +359,9 @@ func (t *transport) Receive(ctx actor.Context) {
 			}
 		}
 		_ = t.ln.Close()
+	case actor.SystemMessage, actor.AutoReceiveMessage:
+	default:
+		t.log.Debug("transport: unexpected message", "type", fmt.Sprintf("%T", m))
 	}
 }
 
@@ -383,6 +386,9 @@ func (t *transport) drain(ctx actor.Context) {
 		ctx.Respond(PeerList{Peers: []PeerView{}})
 	case linkState:
 		ctx.Respond(linkInfo{Listen: []string{}})
+	case actor.SystemMessage, actor.AutoReceiveMessage:
+	default:
+		t.log.Debug("transport: unexpected message while stopping", "type", fmt.Sprintf("%T", m))
 	}
 }
 
