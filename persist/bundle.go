@@ -362,7 +362,7 @@ func (m GitRepo) indexFrom(ctx context.Context, in io.Reader, what string, signe
 		pw.Close()
 	}()
 	var out bytes.Buffer
-	err = runGitIO(ctx, m.Dir, pr, &out, "index-pack", strict, "--fix-thin", "--stdin")
+	err = runPeerGitIO(ctx, m.Dir, m.MaxGitAlloc, pr, &out, "index-pack", strict, "--fix-thin", "--stdin")
 	pr.Close()
 	if err != nil {
 		removeNewFiles(packDir, before)
