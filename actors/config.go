@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/menode/menode/persist"
 	"github.com/menode/menode/wire"
 )
 
@@ -34,6 +35,12 @@ type Config struct {
 	MaxBundleSize   int64         // largest bundle accepted (default 10 GiB)
 	MaxCacheSize    int64         // bytes of served bundles kept in $ROOT/cache (default 1 GiB)
 	Seed            string        // SeedAll (default) or SeedFollowed
+	// MaxGitAlloc is the largest single allocation of a git process
+	// checking a peer's bundle (default persist.DefaultMaxGitAlloc, 256
+	// MiB): it bounds the largest object built from deltas, and the
+	// objects in one bundle at 1/64 of it; such a process peaks near
+	// twice it.
+	MaxGitAlloc int64
 	// Disk: mirrors of other nodes' repositories, in total and per creator.
 	MirrorQuota           int64 // default 20 GiB
 	MirrorQuotaPerCreator int64 // default a quarter of MirrorQuota
@@ -84,7 +91,7 @@ func (c Config) limits() map[string]int64 {
 	return map[string]int64{
 		"max_peers": int64(c.MaxPeers), "max_inbound": int64(c.MaxInbound), "max_inbound_per_ip": int64(c.MaxInboundPerIP),
 		"max_fetches": int64(c.MaxFetches), "max_uploads": int64(c.MaxUploads), "max_upload_rate": c.MaxUploadRate,
-		"max_bundle_size": c.MaxBundleSize, "cache_size": c.MaxCacheSize,
+		"max_bundle_size": c.MaxBundleSize, "max_git_alloc": c.MaxGitAlloc, "cache_size": c.MaxCacheSize,
 		"mirror_quota": c.MirrorQuota, "mirror_quota_per_creator": c.MirrorQuotaPerCreator,
 		"max_held_bytes": int64(c.MaxHeldBytes), "max_held_bytes_per_origin": int64(c.MaxHeldBytesPerOrigin),
 		"max_catch_up_bytes": int64(c.MaxCatchUpBytes), "max_announcement_size": wire.MaxAnnouncementSize,
@@ -131,6 +138,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxBundleSize <= 0 {
 		c.MaxBundleSize = 10 << 30
+	}
+	if c.MaxGitAlloc <= 0 {
+		c.MaxGitAlloc = persist.DefaultMaxGitAlloc
 	}
 	if c.MaxCacheSize <= 0 {
 		c.MaxCacheSize = 1 << 30

@@ -490,7 +490,7 @@ func (s *syncer) start(ctx actor.Context, r *syncRepo) {
 		}
 		job := fetchJob{
 			want: r.want, wantSigned: r.wantSigned, mirror: r.mirror, resume: resume, peer: peer, peerPID: pid,
-			root: s.cfg.Root, maxBundle: s.cfg.MaxBundleSize, rate: s.download, quota: s.quotaLeft(r),
+			root: s.cfg.Root, maxBundle: s.cfg.MaxBundleSize, maxGitAlloc: s.cfg.MaxGitAlloc, rate: s.download, quota: s.quotaLeft(r),
 		}
 		s.nextID++
 		name := fmt.Sprintf("fetch-%d", s.nextID)

@@ -112,6 +112,8 @@ type fetchJob struct {
 	maxBundle  int64
 	quota      int64         // bytes the mirror quota leaves for this bundle
 	rate       *rate.Limiter // receive rate (tests throttle with it); nil: unlimited
+	// maxGitAlloc is persist.GitRepo.MaxGitAlloc for the mirror.
+	maxGitAlloc int64
 }
 
 // fetcher is a transfer actor that fetches one bundle into a mirror.
@@ -319,6 +321,7 @@ func fetch(ctx context.Context, s *quic.Stream, job fetchJob, report func(any)) 
 	if err != nil {
 		return &fetchResult{err: err}
 	}
+	mirror.MaxGitAlloc = job.maxGitAlloc
 	// git index-pack checks the bundle while it arrives (see indexer).
 	var idx *indexer
 	if !start.Empty {

@@ -214,7 +214,9 @@ func readBundleLine(r *bufio.Reader) (string, error) {
 //  3. `git index-pack --strict --fix-thin` indexes the pack into m, checking
 //     every object with fsck (a tree with a .git entry is refused) and that
 //     every object the pack's objects point to exists (ErrBadBundle when it
-//     fails; what it may have written is unreferenced);
+//     fails; what it may have written is unreferenced), with its memory
+//     bounded by m.MaxGitAlloc (see runPeerGitIO: a delta bomb's error
+//     wraps ErrGitAllocLimit as well);
 //  4. m holds every signed ref's object (ErrMissingObjects otherwise);
 //
 // then SetRefs sets m's refs to exactly the signed refs in one transaction
@@ -362,7 +364,7 @@ func (m GitRepo) indexFrom(ctx context.Context, in io.Reader, what string, signe
 		pw.Close()
 	}()
 	var out bytes.Buffer
-	err = runGitIO(ctx, m.Dir, pr, &out, "index-pack", strict, "--fix-thin", "--stdin")
+	err = runPeerGitIO(ctx, m.Dir, m.MaxGitAlloc, pr, &out, "index-pack", strict, "--fix-thin", "--stdin")
 	pr.Close()
 	if err != nil {
 		removeNewFiles(packDir, before)

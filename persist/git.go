@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -31,10 +32,25 @@ var ErrEmptyRepo = errors.New("repository has no commits")
 // served.
 var ErrShallowRepo = errors.New("incomplete repository (shallow or partial clone)")
 
+// ErrGitAllocLimit is wrapped when git, reading a peer's data, refused to
+// allocate more than the repository's MaxGitAlloc: an object (a delta's
+// result, or a tree or commit) is larger than that, or a pack holds more
+// objects than the limit has room to list.
+var ErrGitAllocLimit = errors.New("over the memory limit for git reading a peer's data")
+
+// DefaultMaxGitAlloc is GitRepo.MaxGitAlloc when it is zero.
+const DefaultMaxGitAlloc = 256 << 20
+
 // GitRepo is a git repository, working or bare, driven through the git
 // command.
 type GitRepo struct {
 	Dir string // absolute path
+
+	// MaxGitAlloc bounds the memory of the git processes that read a
+	// peer's data in this repository (index-pack on a received bundle):
+	// the largest single allocation each may make; 0 means
+	// DefaultMaxGitAlloc. See peerDataLimits for what that allows.
+	MaxGitAlloc int64
 }
 
 // gitEnvDrop lists variables that would point git somewhere other than the
@@ -120,8 +136,70 @@ func runGit(ctx context.Context, dir string, args ...string) (string, error) {
 // and cancelling ctx kills the group, so no child of git (pack-objects,
 // index-pack, upload-pack) outlives the context.
 func runGitIO(ctx context.Context, dir string, stdin io.Reader, stdout io.Writer, args ...string) error {
-	cmd := exec.CommandContext(ctx, "git", append([]string{"-C", dir}, args...)...)
-	cmd.Env = gitEnv(dir)
+	return execGit(ctx, dir, nil, nil, stdin, stdout, args)
+}
+
+// runPeerGitIO is runGitIO for a git command that reads a peer's data (a
+// received pack): its memory is bounded as peerDataLimits says, with
+// maxAlloc (0: DefaultMaxGitAlloc) the largest allocation. An error from
+// git refusing an allocation over the limit wraps ErrGitAllocLimit.
+func runPeerGitIO(ctx context.Context, dir string, maxAlloc int64, stdin io.Reader, stdout io.Writer, args ...string) error {
+	if maxAlloc <= 0 {
+		maxAlloc = DefaultMaxGitAlloc
+	}
+	config, env := peerDataLimits(maxAlloc)
+	err := execGit(ctx, dir, config, env, stdin, stdout, args)
+	var ge *gitError
+	// wrapper.c: "attempting to allocate %"PRIuMAX" over limit %"PRIuMAX.
+	if errors.As(err, &ge) && strings.Contains(ge.line, "attempting to allocate") && strings.Contains(ge.line, "over limit") {
+		return fmt.Errorf("%w (%s): %w", ErrGitAllocLimit, wire.HumanBytes(maxAlloc), err)
+	}
+	return err
+}
+
+// peerDataLimits are the git options (for before the subcommand) and the
+// environment that bound the memory of a git process reading a peer's
+// data. A pack from a peer can be tiny and still describe an object of any
+// size: a 200-byte pack holding a 64 KiB blob and one delta that copies it
+// 16,384 times makes `git index-pack` allocate and fill 1 GiB for the
+// delta's result (2.1 GB with such deltas on two bases, one per thread).
+// So:
+//
+//   - GIT_ALLOC_LIMIT=maxAlloc: git refuses (and dies on) any single
+//     allocation larger than that, delta results included, before it
+//     touches the memory;
+//   - pack.threads=1: index-pack resolves one delta at a time (by default
+//     one thread per core, up to 20, each holding its own base and result);
+//   - core.bigFileThreshold=maxAlloc/2: a blob stored whole in the pack and
+//     larger than that is hashed and checked as it streams, never held in
+//     one allocation, so such blobs are accepted whatever their size.
+//
+// What that allows: a delta's result, and any tree or commit, of up to
+// maxAlloc; up to maxAlloc/64 objects in one pack (index-pack allocates 64
+// bytes per object at once, from the count in the pack's header); and a
+// process peaks near twice maxAlloc (a delta's base and its result).
+// Measured with git 2.39 on a 1 GiB delta bomb: 1.05 GB of RSS without
+// limits, the same with pack.threads=1, core.bigFileThreshold or
+// core.deltaBaseCacheLimit alone, 4 MB with GIT_ALLOC_LIMIT. An
+// address-space limit (RLIMIT_AS) also stops it, but breaks honest work:
+// git maps a mirror's packs whole (up to 1 GiB per window), so a 300 MiB
+// pack in the mirror failed under a 300 MiB limit, and two threads holding
+// 255 MiB each needed more than 600 MiB of address space.
+func peerDataLimits(maxAlloc int64) (config, env []string) {
+	config = []string{
+		"-c", "pack.threads=1",
+		"-c", "core.bigFileThreshold=" + strconv.FormatInt(max(maxAlloc/2, 1), 10),
+	}
+	return config, []string{"GIT_ALLOC_LIMIT=" + strconv.FormatInt(maxAlloc, 10)}
+}
+
+// execGit runs `git -C dir config... args...` with env added to gitEnv's.
+func execGit(ctx context.Context, dir string, config, env []string, stdin io.Reader, stdout io.Writer, args []string) error {
+	full := append(append([]string{"-C", dir}, config...), args...)
+	cmd := exec.CommandContext(ctx, "git", full...)
+	// exec keeps the last of duplicate variables: env wins over the
+	// process's own.
+	cmd.Env = append(gitEnv(dir), env...)
 	cmd.Stdin = stdin
 	cmd.Stdout = stdout
 	stderr := &cappedBuffer{max: maxStderr}
@@ -129,7 +207,11 @@ func runGitIO(ctx context.Context, dir string, stdin io.Reader, stdout io.Writer
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = gitWaitDelay
-	if err := cmd.Run(); err != nil {
+	err := cmd.Run()
+	if observe, ok := ctx.Value(gitObserverKey{}).(func([]string, *os.ProcessState)); ok {
+		observe(args, cmd.ProcessState)
+	}
+	if err != nil {
 		if ctx.Err() != nil {
 			err = ctx.Err()
 		}
@@ -137,6 +219,11 @@ func runGitIO(ctx context.Context, dir string, stdin io.Reader, stdout io.Writer
 	}
 	return nil
 }
+
+// gitObserverKey is the context key of a function that tests set to see
+// every git command that ran (its arguments after -C and its end state,
+// such as peak memory in SysUsage).
+type gitObserverKey struct{}
 
 // reasonLine picks the line of git's stderr that says what went wrong: the
 // first "fatal:" or "error:" line (git may warn or print hints before it),
