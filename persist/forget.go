@@ -36,7 +36,7 @@ func (s *Store) ForgetRepo(id wire.RepoID) (bool, error) {
 			return nil
 		}
 		removed = true
-		if err := tx.Bucket(bucketRepos).Delete(id[:]); err != nil {
+		if err := deleteRepoIn(tx, id); err != nil {
 			return fmt.Errorf("forget repo %s: %w", id, err)
 		}
 		return nil
@@ -67,6 +67,6 @@ func (s *Store) RemoveRepo(id wire.RepoID, keepRecord bool) error {
 		if keepRecord {
 			return nil
 		}
-		return tx.Bucket(bucketRepos).Delete(id[:])
+		return deleteRepoIn(tx, id)
 	})
 }

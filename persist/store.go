@@ -195,6 +195,9 @@ func openStore(root string, mayCompact bool) (*Store, error) {
 		}
 		return nil
 	})
+	if err == nil {
+		err = s.update(ensureRepoIndex)
+	}
 	if err != nil {
 		s.Close()
 		return nil, err
@@ -348,9 +351,7 @@ func (s *Store) PutRepo(r Repo) error {
 	if err != nil {
 		return fmt.Errorf("encode repo %s: %w", r.ID, err)
 	}
-	return s.update(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketRepos).Put(r.ID[:], val)
-	})
+	return s.update(func(tx *bbolt.Tx) error { return putRepoIn(tx, r, val) })
 }
 
 // Repo returns the repository id; if it is not stored the error wraps

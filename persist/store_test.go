@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -823,5 +824,89 @@ func TestStore_groupCommitsTogether(t *testing.T) {
 	}
 	if _, _, ok, _ := s.Announcement("k00"); ok {
 		t.Error("k00 was deleted in the group but is still stored")
+	}
+}
+
+// A page of the repository listing comes in listing order (created here,
+// followed, the rest; by name), counts what its filter matches, and stays
+// in step with every write and delete of a record.
+func TestStore_repoPage(t *testing.T) {
+	root := t.TempDir()
+	s, err := OpenStore(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	creator := wire.NodeIDFromKey(make([]byte, 32))
+	mk := func(i int, name string, local, followed bool) Repo {
+		id, err := wire.NewRepoID(fmt.Sprintf("%040x", i+1), creator)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := Repo{ID: id, Name: name, Creator: creator, RootCommit: fmt.Sprintf("%040x", i+1), DefaultBranch: "main", Local: local, Followed: followed}
+		if err := s.PutRepo(r); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	for i := range 50 {
+		mk(i, fmt.Sprintf("learned-%02d", i), false, false)
+	}
+	own := mk(100, "zz-own", true, false)
+	followed := mk(101, "yy-followed", false, true)
+	names := func(p RepoPage) []string {
+		var out []string
+		for _, r := range p.Repos {
+			out = append(out, r.Name)
+		}
+		return out
+	}
+	p, err := s.ListRepoPage(RepoQuery{Limit: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := names(p), []string{"zz-own", "yy-followed", "learned-00"}; !slices.Equal(got, want) || p.Total != 52 {
+		t.Errorf("first page: %v of %d, want %v of 52", got, p.Total, want)
+	}
+	p, _ = s.ListRepoPage(RepoQuery{Offset: 51, Limit: 10})
+	if got := names(p); !slices.Equal(got, []string{"learned-49"}) || p.Total != 52 {
+		t.Errorf("last page: %v of %d", got, p.Total)
+	}
+	p, _ = s.ListRepoPage(RepoQuery{Filter: FilterMine})
+	if got := names(p); !slices.Equal(got, []string{"zz-own", "yy-followed"}) || p.Total != 2 {
+		t.Errorf("mine: %v of %d", got, p.Total)
+	}
+	// Unfollowing moves it; forgetting and removing take it out.
+	followed.Followed = false
+	if err := s.PutRepo(followed); err != nil {
+		t.Fatal(err)
+	}
+	p, _ = s.ListRepoPage(RepoQuery{Filter: FilterFollowed})
+	if p.Total != 0 {
+		t.Errorf("followed after unfollow: %v", names(p))
+	}
+	if ok, err := s.ForgetRepo(followed.ID); err != nil || !ok {
+		t.Fatalf("forget: %v %v", ok, err)
+	}
+	if err := s.RemoveRepo(own.ID, false); err != nil {
+		t.Fatal(err)
+	}
+	p, _ = s.ListRepoPage(RepoQuery{})
+	if p.Total != 50 || p.Repos[0].Name != "learned-00" {
+		t.Errorf("after forget and remove: %d repositories, first %q", p.Total, p.Repos[0].Name)
+	}
+	if _, err := s.ListRepoPage(RepoQuery{Filter: "bogus"}); err == nil {
+		t.Error("an unknown filter was accepted")
+	}
+	// A store whose index is gone (written before it) gets it back on open.
+	if err := s.update(func(tx *bbolt.Tx) error { return tx.DeleteBucket(bucketRepoOrder) }); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if s, err = OpenStore(root); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if p, _ = s.ListRepoPage(RepoQuery{Limit: 1}); p.Total != 50 {
+		t.Errorf("rebuilt index lists %d, want 50", p.Total)
 	}
 }

@@ -1,0 +1,188 @@
+package persist
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/menode/menode/wire"
+)
+
+// The repository listing's index: bucket repoorder holds one empty value
+// per repository under a key that sorts it where a user looks first —
+// repositories created here, then followed ones, then the rest, each by
+// name — so a page of `repo list` reads only the records it shows, however
+// many repositories gossip brought (60,000 under a flood). Every write of
+// bucket repos keeps it in step (putRepoIn, deleteRepoIn); OpenStore
+// builds it when it is missing.
+
+var bucketRepoOrder = []byte("repoorder")
+
+// Listing groups, in the order a page lists them.
+const (
+	groupLocal    byte = iota // created here
+	groupFollowed             // followed (repo follow, repo clone)
+	groupOther                // learned from gossip
+)
+
+// RepoFilter selects the repositories a page lists.
+type RepoFilter string
+
+// Repository filters.
+const (
+	FilterAll      RepoFilter = ""         // every repository
+	FilterLocal    RepoFilter = "local"    // created here
+	FilterFollowed RepoFilter = "followed" // followed or cloned
+	FilterMine     RepoFilter = "mine"     // created here or followed
+)
+
+// RepoQuery is one page of the repository listing.
+type RepoQuery struct {
+	Filter RepoFilter
+	Offset int // repositories of the filter skipped
+	Limit  int // at most this many; 0: all
+	// Keep, when set, is asked of each record the filter lets through
+	// (for conditions the index does not know, such as "synced"); the
+	// offset and total count only records it keeps.
+	Keep func(Repo) bool
+}
+
+// RepoPage is what ListRepoPage returns: the page, and how many
+// repositories the filter matches in all.
+type RepoPage struct {
+	Repos []Repo
+	Total int
+}
+
+// orderKey is r's key in bucket repoorder.
+func orderKey(r Repo) []byte {
+	g := groupOther
+	switch {
+	case r.Local:
+		g = groupLocal
+	case r.Followed && !r.Removed:
+		g = groupFollowed
+	}
+	k := make([]byte, 0, 2+len(r.Name)+len(r.ID))
+	k = append(k, g)
+	k = append(k, r.Name...)
+	k = append(k, 0)
+	return append(k, r.ID[:]...)
+}
+
+// groups are the index groups a filter reads.
+func (f RepoFilter) groups() ([]byte, error) {
+	switch f {
+	case FilterAll:
+		return []byte{groupLocal, groupFollowed, groupOther}, nil
+	case FilterLocal:
+		return []byte{groupLocal}, nil
+	case FilterFollowed:
+		return []byte{groupFollowed}, nil
+	case FilterMine:
+		return []byte{groupLocal, groupFollowed}, nil
+	}
+	return nil, fmt.Errorf("unknown repository filter %q (want local, followed or mine)", string(f))
+}
+
+// putRepoIn writes r's record (val) and moves its index key.
+func putRepoIn(tx *bbolt.Tx, r Repo, val []byte) error {
+	if err := deleteRepoIn(tx, r.ID); err != nil {
+		return err
+	}
+	if err := tx.Bucket(bucketRepos).Put(r.ID[:], val); err != nil {
+		return err
+	}
+	return tx.Bucket(bucketRepoOrder).Put(orderKey(r), nil)
+}
+
+// deleteRepoIn deletes the record of id, if any, and its index key.
+func deleteRepoIn(tx *bbolt.Tx, id wire.RepoID) error {
+	repos := tx.Bucket(bucketRepos)
+	raw := repos.Get(id[:])
+	if raw == nil {
+		return nil
+	}
+	var old Repo
+	if err := json.Unmarshal(raw, &old); err == nil {
+		old.ID = id
+		if err := tx.Bucket(bucketRepoOrder).Delete(orderKey(old)); err != nil {
+			return err
+		}
+	}
+	return repos.Delete(id[:])
+}
+
+// ensureRepoIndex builds bucket repoorder from bucket repos when it is
+// missing (a store from before it), or when it does not count as many
+// keys (a store written by a menode that did not keep it).
+func ensureRepoIndex(tx *bbolt.Tx) error {
+	repos := tx.Bucket(bucketRepos)
+	if b := tx.Bucket(bucketRepoOrder); b != nil {
+		if b.Stats().KeyN == repos.Stats().KeyN {
+			return nil
+		}
+		if err := tx.DeleteBucket(bucketRepoOrder); err != nil {
+			return fmt.Errorf("rebuild repository index: %w", err)
+		}
+	}
+	order, err := tx.CreateBucket(bucketRepoOrder)
+	if err != nil {
+		return fmt.Errorf("repository index: %w", err)
+	}
+	return repos.ForEach(func(k, v []byte) error {
+		var r Repo
+		if json.Unmarshal(v, &r) != nil || !bytes.Equal(k, r.ID[:]) {
+			return nil // ListRepos says so when it meets it
+		}
+		return order.Put(orderKey(r), nil)
+	})
+}
+
+// ListRepoPage returns one page of the repositories q selects, in listing
+// order (created here, followed, the rest; by name within each), and how
+// many q selects in all. Without q.Keep it decodes only the records on the
+// page. A record that does not decode is left out.
+func (s *Store) ListRepoPage(q RepoQuery) (RepoPage, error) {
+	groups, err := q.Filter.groups()
+	if err != nil {
+		return RepoPage{}, err
+	}
+	page := RepoPage{Repos: []Repo{}}
+	err = s.view(func(tx *bbolt.Tx) error {
+		repos := tx.Bucket(bucketRepos)
+		c := tx.Bucket(bucketRepoOrder).Cursor()
+		for _, g := range groups {
+			for k, _ := c.Seek([]byte{g}); k != nil && k[0] == g; k, _ = c.Next() {
+				if len(k) < len(wire.RepoID{}) {
+					continue
+				}
+				full := q.Keep != nil || (page.Total >= q.Offset && (q.Limit == 0 || len(page.Repos) < q.Limit))
+				if !full {
+					page.Total++
+					continue
+				}
+				id := k[len(k)-len(wire.RepoID{}):]
+				raw := repos.Get(id)
+				var r Repo
+				if raw == nil || decodeRecord(raw, &r, fmt.Sprintf("repo %x", id)) != nil {
+					continue
+				}
+				if q.Keep != nil && !q.Keep(r) {
+					continue
+				}
+				if page.Total >= q.Offset && (q.Limit == 0 || len(page.Repos) < q.Limit) {
+					page.Repos = append(page.Repos, r)
+				}
+				page.Total++
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return RepoPage{}, err
+	}
+	return page, nil
+}
