@@ -25,8 +25,15 @@ type AddRepo struct {
 	Description string `json:"description"`
 }
 
-// ListRepos asks for every repository the node knows. Reply: RepoList.
-type ListRepos struct{}
+// ListRepos asks for a page of the repositories the node knows: those
+// created here first, then followed ones, then the rest, by name within
+// each. Filter is one of the persist.Filter* values ("" for all); Limit 0
+// means no limit. Reply: RepoList.
+type ListRepos struct {
+	Filter string `json:"filter,omitempty"`
+	Offset int    `json:"offset,omitempty"`
+	Limit  int    `json:"limit,omitempty"`
+}
 
 // ShowRepo asks for one repository. Reply: RepoView.
 type ShowRepo struct {
@@ -163,9 +170,12 @@ type RepoView struct {
 	HasUpdates    bool              `json:"has_updates"`          // a recorded clone is behind the mirror
 }
 
-// RepoList is the reply to ListRepos.
+// RepoList is the reply to ListRepos: the page, and how many repositories
+// the filter matches in all (Total - Offset - len(Repos) more follow).
 type RepoList struct {
-	Repos []RepoView `json:"repos"`
+	Repos  []RepoView `json:"repos"`
+	Total  int        `json:"total"`
+	Offset int        `json:"offset"`
 }
 
 // Status is the reply to GetStatus.
@@ -411,7 +421,7 @@ func (n *node) spawn(ctx actor.Context) {
 		})
 	}
 	n.repos = spawnChild(ctx, "repos", func() actor.Actor {
-		return &repos{cfg: n.cfg, key: n.key, id: n.id, log: n.log, store: n.store, gossip: n.gossip, sync: n.sync, watcher: n.watcher}
+		return &repos{cfg: n.cfg, key: n.key, id: n.id, log: n.log, store: n.store, db: n.db, gossip: n.gossip, sync: n.sync, watcher: n.watcher}
 	})
 	n.status = spawnChild(ctx, "status", func() actor.Actor {
 		return &reporter{cfg: n.cfg, id: n.id, started: n.started, log: n.log, store: n.store, transport: n.transport, sync: n.sync, gossip: n.gossip}

@@ -37,6 +37,7 @@ type repos struct {
 	id    wire.NodeID
 	log   *slog.Logger
 	store *actor.PID
+	db    *persist.Store // read only, for the listing (see list); writes go to store
 
 	gossip, sync, watcher *actor.PID
 
@@ -53,20 +54,7 @@ func (r *repos) Receive(ctx actor.Context) {
 	case *AddRepo:
 		r.add(ctx, m)
 	case *ListRepos:
-		reply := replier(ctx)
-		askFor(ctx, r.store, loadRepos{}, func(states []repoState, err error) {
-			if err != nil {
-				reply(err)
-				return
-			}
-			r.views(ctx, states, func(vs []RepoView, err error) {
-				if err != nil {
-					reply(err)
-					return
-				}
-				reply(RepoList{Repos: vs})
-			})
-		})
+		r.list(ctx, m)
 	case *ShowRepo:
 		reply := replier(ctx)
 		askFor(ctx, r.store, loadRepo{ID: m.ID}, func(st repoState, err error) {
@@ -112,6 +100,34 @@ func unknownRepo(id wire.RepoID, err error) error {
 		return fmt.Errorf("unknown repository %s; `menode repo list` shows the ones this node knows", id)
 	}
 	return err
+}
+
+// list replies with a page of the listing. It reads the store itself, in
+// a goroutine on a read transaction of its own: the store actor's mailbox
+// may hold a flood's worth of gossip's writes, and a user waiting for
+// `repo list` must not wait behind them (bbolt's readers never wait for
+// its writer). What gossip queued and the store did not commit yet shows
+// a moment later.
+func (r *repos) list(ctx actor.Context, m *ListRepos) {
+	reply := replier(ctx)
+	q := persist.RepoQuery{Filter: persist.RepoFilter(m.Filter), Offset: max(m.Offset, 0), Limit: max(m.Limit, 0)}
+	work(ctx, r, func(context.Context) (persist.RepoPage, error) { return r.db.ListRepoPage(q) }, func(page persist.RepoPage, err error) {
+		if err != nil {
+			reply(err)
+			return
+		}
+		states := make([]repoState, len(page.Repos))
+		for i, e := range page.Repos {
+			states[i] = repoState{Repo: e.Repo, Mirror: mirrorState{Mirror: e.Mirror, OK: e.MirrorOK}}
+		}
+		r.views(ctx, states, func(vs []RepoView, err error) {
+			if err != nil {
+				reply(err)
+				return
+			}
+			reply(RepoList{Repos: vs, Total: page.Total, Offset: q.Offset})
+		})
+	})
 }
 
 // replyView replies with the view of one repository state.

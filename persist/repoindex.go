@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 
 	"go.etcd.io/bbolt"
 
@@ -36,6 +37,7 @@ const (
 	FilterLocal    RepoFilter = "local"    // created here
 	FilterFollowed RepoFilter = "followed" // followed or cloned
 	FilterMine     RepoFilter = "mine"     // created here or followed
+	FilterSynced   RepoFilter = "synced"   // learned, and the mirror holds exactly the signed refs
 )
 
 // RepoQuery is one page of the repository listing.
@@ -43,17 +45,21 @@ type RepoQuery struct {
 	Filter RepoFilter
 	Offset int // repositories of the filter skipped
 	Limit  int // at most this many; 0: all
-	// Keep, when set, is asked of each record the filter lets through
-	// (for conditions the index does not know, such as "synced"); the
-	// offset and total count only records it keeps.
-	Keep func(Repo) bool
 }
 
 // RepoPage is what ListRepoPage returns: the page, and how many
 // repositories the filter matches in all.
 type RepoPage struct {
-	Repos []Repo
+	Repos []RepoEntry
 	Total int
+}
+
+// RepoEntry is a repository record with our mirror's record (MirrorOK
+// false: there is none).
+type RepoEntry struct {
+	Repo     Repo
+	Mirror   Mirror
+	MirrorOK bool
 }
 
 // orderKey is r's key in bucket repoorder.
@@ -83,8 +89,10 @@ func (f RepoFilter) groups() ([]byte, error) {
 		return []byte{groupFollowed}, nil
 	case FilterMine:
 		return []byte{groupLocal, groupFollowed}, nil
+	case FilterSynced:
+		return []byte{groupFollowed, groupOther}, nil
 	}
-	return nil, fmt.Errorf("unknown repository filter %q (want local, followed or mine)", string(f))
+	return nil, fmt.Errorf("unknown repository filter %q (want local, followed, mine or synced)", string(f))
 }
 
 // putRepoIn writes r's record (val) and moves its index key.
@@ -143,38 +151,46 @@ func ensureRepoIndex(tx *bbolt.Tx) error {
 
 // ListRepoPage returns one page of the repositories q selects, in listing
 // order (created here, followed, the rest; by name within each), and how
-// many q selects in all. Without q.Keep it decodes only the records on the
-// page. A record that does not decode is left out.
+// many q selects in all. It decodes only the records on the page (and,
+// for FilterSynced, the records it tests). A record that does not decode
+// is left out.
 func (s *Store) ListRepoPage(q RepoQuery) (RepoPage, error) {
 	groups, err := q.Filter.groups()
 	if err != nil {
 		return RepoPage{}, err
 	}
-	page := RepoPage{Repos: []Repo{}}
+	page := RepoPage{Repos: []RepoEntry{}}
+	onPage := func() bool { return page.Total >= q.Offset && (q.Limit <= 0 || len(page.Repos) < q.Limit) }
 	err = s.view(func(tx *bbolt.Tx) error {
-		repos := tx.Bucket(bucketRepos)
+		repos, refs := tx.Bucket(bucketRepos), tx.Bucket(bucketRefs)
+		entry := func(id []byte) (RepoEntry, bool) {
+			var e RepoEntry
+			raw := repos.Get(id)
+			if raw == nil || decodeRecord(raw, &e.Repo, fmt.Sprintf("repo %x", id)) != nil {
+				return e, false
+			}
+			if raw := refs.Get(id); raw != nil {
+				e.MirrorOK = decodeRecord(raw, &e.Mirror, fmt.Sprintf("mirror of %x", id)) == nil
+			}
+			return e, true
+		}
 		c := tx.Bucket(bucketRepoOrder).Cursor()
 		for _, g := range groups {
 			for k, _ := c.Seek([]byte{g}); k != nil && k[0] == g; k, _ = c.Next() {
 				if len(k) < len(wire.RepoID{}) {
 					continue
 				}
-				full := q.Keep != nil || (page.Total >= q.Offset && (q.Limit == 0 || len(page.Repos) < q.Limit))
-				if !full {
-					page.Total++
-					continue
-				}
 				id := k[len(k)-len(wire.RepoID{}):]
-				raw := repos.Get(id)
-				var r Repo
-				if raw == nil || decodeRecord(raw, &r, fmt.Sprintf("repo %x", id)) != nil {
+				if q.Filter != FilterSynced && !onPage() {
+					page.Total++ // counted without reading
 					continue
 				}
-				if q.Keep != nil && !q.Keep(r) {
+				e, ok := entry(id)
+				if !ok || (q.Filter == FilterSynced && !e.synced()) {
 					continue
 				}
-				if page.Total >= q.Offset && (q.Limit == 0 || len(page.Repos) < q.Limit) {
-					page.Repos = append(page.Repos, r)
+				if onPage() {
+					page.Repos = append(page.Repos, e)
 				}
 				page.Total++
 			}
@@ -185,4 +201,10 @@ func (s *Store) ListRepoPage(q RepoQuery) (RepoPage, error) {
 		return RepoPage{}, err
 	}
 	return page, nil
+}
+
+// synced reports whether e is a learned repository whose mirror holds
+// exactly the signed refs.
+func (e RepoEntry) synced() bool {
+	return !e.Repo.Local && !e.Repo.Removed && e.MirrorOK && len(e.Repo.Refs) > 0 && maps.Equal(e.Mirror.Refs, e.Repo.Refs)
 }

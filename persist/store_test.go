@@ -855,8 +855,8 @@ func TestStore_repoPage(t *testing.T) {
 	followed := mk(101, "yy-followed", false, true)
 	names := func(p RepoPage) []string {
 		var out []string
-		for _, r := range p.Repos {
-			out = append(out, r.Name)
+		for _, e := range p.Repos {
+			out = append(out, e.Repo.Name)
 		}
 		return out
 	}
@@ -891,8 +891,23 @@ func TestStore_repoPage(t *testing.T) {
 		t.Fatal(err)
 	}
 	p, _ = s.ListRepoPage(RepoQuery{})
-	if p.Total != 50 || p.Repos[0].Name != "learned-00" {
-		t.Errorf("after forget and remove: %d repositories, first %q", p.Total, p.Repos[0].Name)
+	if p.Total != 50 || p.Repos[0].Repo.Name != "learned-00" {
+		t.Errorf("after forget and remove: %d repositories, first %q", p.Total, p.Repos[0].Repo.Name)
+	}
+	learned := mk(200, "learned-synced", false, false)
+	learned.Refs = map[string]string{"refs/heads/main": learned.RootCommit}
+	if err := s.PutRepo(learned); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutMirror(learned.ID, Mirror{Refs: learned.Refs, DefaultBranch: "main"}); err != nil {
+		t.Fatal(err)
+	}
+	p, _ = s.ListRepoPage(RepoQuery{Filter: FilterSynced})
+	if got := names(p); !slices.Equal(got, []string{"learned-synced"}) || !p.Repos[0].MirrorOK {
+		t.Errorf("synced: %v", got)
+	}
+	if err := s.RemoveRepo(learned.ID, false); err != nil {
+		t.Fatal(err)
 	}
 	if _, err := s.ListRepoPage(RepoQuery{Filter: "bogus"}); err == nil {
 		t.Error("an unknown filter was accepted")
