@@ -69,6 +69,10 @@ type Config struct {
 	KeepAlive   time.Duration // default 10 s
 	IdleTimeout time.Duration // default 20 s
 
+	// The CLI's status: replied within StatusWait with the latest figures
+	// of every actor that owns one (default 250 ms; see status.go).
+	StatusWait time.Duration
+
 	// Timings of the transport (dials and redials).
 	DialTimeout    time.Duration // one dial, handshake included (default 10 s)
 	DialBackoffMin time.Duration // first wait before redialing a node (default 500 ms), doubling
@@ -119,6 +123,7 @@ func (c Config) withDefaults() Config {
 	def(&c.IHaveDelay, 20*time.Millisecond)
 	def(&c.KeepAlive, 10*time.Second)
 	def(&c.IdleTimeout, 20*time.Second)
+	def(&c.StatusWait, 250*time.Millisecond)
 	def(&c.DialTimeout, 10*time.Second)
 	def(&c.DialBackoffMin, 500*time.Millisecond)
 	def(&c.DialBackoffMax, 30*time.Second)

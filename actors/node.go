@@ -424,7 +424,7 @@ func (n *node) spawn(ctx actor.Context) {
 		return &repos{cfg: n.cfg, key: n.key, id: n.id, log: n.log, store: n.store, db: n.db, gossip: n.gossip, sync: n.sync, watcher: n.watcher}
 	})
 	n.status = spawnChild(ctx, "status", func() actor.Actor {
-		return &reporter{cfg: n.cfg, id: n.id, started: n.started, log: n.log, store: n.store, transport: n.transport, sync: n.sync, gossip: n.gossip}
+		return &reporter{cfg: n.cfg, id: n.id, started: n.started, log: n.log, store: n.store, db: n.db, transport: n.transport, sync: n.sync, gossip: n.gossip}
 	})
 	if n.controlLn != nil {
 		spawnChild(ctx, "control", func() actor.Actor { return newControl(n.controlLn, ctx.Self(), n.log) })

@@ -41,6 +41,8 @@ type repos struct {
 
 	gossip, sync, watcher *actor.PID
 
+	lastSync map[wire.RepoID]syncView // sync's last answer (see views)
+
 	runCtx context.Context // cancelled in Stopping: git work ends with the actor
 	cancel context.CancelFunc
 }
@@ -472,11 +474,14 @@ func (r *repos) views(ctx actor.Context, states []repoState, then func([]RepoVie
 		withSync(nil)
 		return
 	}
-	askFor(ctx, r.sync, &syncStates{}, func(syncs map[wire.RepoID]syncView, err error) {
+	// Sync may be busy (a flood of announcements in its mailbox): wait
+	// for it as long as status waits, then show what it said last.
+	askForWithin(ctx, r.sync, &syncStates{}, r.cfg.StatusWait, func(syncs map[wire.RepoID]syncView, err error) {
 		if err != nil {
-			// Without sync's view the repositories are still worth showing.
-			r.log.Debug("repos: no sync states", "err", err)
+			r.log.Debug("repos: sync states from before", "err", err)
+			syncs = r.lastSync
 		}
+		r.lastSync = syncs
 		withSync(syncs)
 	})
 }

@@ -70,6 +70,9 @@ const (
 	attackMaxRSS    = 300 << 20
 	raceRSSFactor   = 4
 	attackLearnTime = 10 * time.Second // from repo add on the honest node to repo list on the victim
+	// The slowest answer to `repo list` or `status` while the node is
+	// under the attack (the CLI's own start included).
+	attackAnswerTime = time.Second
 	// With -race every signature check is many times slower, and the
 	// small flood of make test shares two cores with the daemons: there
 	// the limit is raceTimeFactor times attackLearnTime.
@@ -107,6 +110,7 @@ func TestHardening_attack(t *testing.T) {
 	defer victim.checkNoRace(t)
 	s.waitRunning(victim, "victim")
 	rss := sampleRSS(t, victim.cmd.Process.Pid)
+	answers := probeAnswers(s, "victim")
 	fill := sybilFrames(t, z)
 	t.Logf("%s: victim up (%s), fill signed: %d frames, %d bytes", since(), victimID, len(fill), totalLen(fill))
 
@@ -168,23 +172,20 @@ func TestHardening_attack(t *testing.T) {
 	var lastList time.Duration
 	took, why, ok = waitUntil(t, victim, attackPatience, func() (bool, string) {
 		start := time.Now()
-		out, err := menodeWithin(s, attackPatience, "victim", "repo", "list", "--json")
+		// repo list shows a page (own and followed repositories first):
+		// whether the victim knows the repository is repo show's answer.
+		out, err := menodeWithin(s, attackPatience, "victim", "repo", "show", "--repo-id", repo, "--json")
 		lastList = time.Since(start).Round(time.Millisecond)
 		if err != nil {
 			return false, err.Error()
 		}
-		var list []struct {
+		var shown struct {
 			ID string `json:"id"`
 		}
-		if err := json.Unmarshal([]byte(out), &list); err != nil {
-			return false, fmt.Sprintf("repo list --json: %v", err)
+		if err := json.Unmarshal([]byte(out), &shown); err != nil {
+			return false, fmt.Sprintf("repo show --json: %v", err)
 		}
-		for _, r := range list {
-			if r.ID == repo {
-				return true, ""
-			}
-		}
-		return false, fmt.Sprintf("%d repositories listed, not %s", len(list), repo)
+		return shown.ID == repo, fmt.Sprintf("repo show names %s, not %s", shown.ID, repo)
 	})
 	learnLimit := attackLearnTime
 	if raceEnabled {
@@ -192,12 +193,12 @@ func TestHardening_attack(t *testing.T) {
 	}
 	switch {
 	case !ok:
-		t.Errorf("the victim did not list the honest repository within %s of the add (limit %s): %s (its last repo list took %s)",
+		t.Errorf("the victim did not list the honest repository within %s of the add (limit %s): %s (its last repo show took %s)",
 			attackPatience, learnLimit, why, lastList)
 	case took > learnLimit:
-		t.Errorf("the victim listed the honest repository %s after the add, limit %s (its last repo list took %s)", took, learnLimit, lastList)
+		t.Errorf("the victim listed the honest repository %s after the add, limit %s (its last repo show took %s)", took, learnLimit, lastList)
 	default:
-		t.Logf("%s: the victim lists the honest repository %s after the add (its last repo list took %s)", since(), took, lastList)
+		t.Logf("%s: the victim lists the honest repository %s after the add (its last repo show took %s)", since(), took, lastList)
 	}
 
 	// The fill has arrived (so the node really was under it) when the
@@ -237,6 +238,23 @@ func TestHardening_attack(t *testing.T) {
 	t.Logf("victim log: %d hostile connections accepted, %d closed for the inbound caps (%d evicted after they were accepted, %d refused), %d still open",
 		accepted, capped, accepted-open, capped-(accepted-open), open)
 
+	// The user of the attacked node: repo list and status answered at
+	// once throughout, and after.
+	answerLimit := attackAnswerTime
+	if raceEnabled {
+		answerLimit *= raceTimeFactor
+	}
+	for _, cmd := range answers.stop() {
+		cmd.once(s, "victim") // and after it
+		t.Logf("victim answered %d times %q: slowest %s, median %s", len(cmd.took), cmd.name, cmd.max(), cmd.median())
+		if len(cmd.took) == 0 {
+			t.Errorf("%q was never answered during the attack", cmd.name)
+		}
+		if cmd.max() > answerLimit {
+			t.Errorf("%q took %s under the attack, limit %s", cmd.name, cmd.max(), answerLimit)
+		}
+	}
+
 	samples, peak := rss.stop()
 	limit := int64(attackMaxRSS)
 	if raceEnabled {
@@ -249,6 +267,75 @@ func TestHardening_attack(t *testing.T) {
 		t.Errorf("victim RSS reached %.1f MiB, limit %d MiB", float64(max(rss.max(), peak))/(1<<20), limit>>20)
 	}
 	t.Logf("%s: done", since())
+}
+
+// answerProbe asks a node `repo list --json` and `status --json` over and
+// over, as a user would, and records how long each answer took.
+type answerProbe struct {
+	done chan struct{}
+	cmds []*answerTimes
+	wg   sync.WaitGroup
+}
+
+type answerTimes struct {
+	name string
+	args []string
+	mu   sync.Mutex
+	took []time.Duration
+}
+
+func (a *answerTimes) max() time.Duration {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Max(append([]time.Duration{0}, a.took...))
+}
+
+func (a *answerTimes) median() time.Duration {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.took) == 0 {
+		return 0
+	}
+	sorted := slices.Sorted(slices.Values(a.took))
+	return sorted[len(sorted)/2]
+}
+
+func probeAnswers(s *sandbox, root string) *answerProbe {
+	p := &answerProbe{done: make(chan struct{}), cmds: []*answerTimes{
+		{name: "repo list", args: []string{"repo", "list", "--json"}},
+		{name: "status", args: []string{"status", "--json"}},
+	}}
+	for _, c := range p.cmds {
+		p.wg.Go(func() {
+			for {
+				select {
+				case <-p.done:
+					return
+				case <-time.After(100 * time.Millisecond): // a user's pace, not a synchronisation
+				}
+				c.once(s, root)
+			}
+		})
+	}
+	return p
+}
+
+// once asks root's node once and records the time its answer took.
+func (a *answerTimes) once(s *sandbox, root string) {
+	start := time.Now()
+	if _, err := menodeWithin(s, attackPatience, root, a.args...); err != nil {
+		return // a hang shows as a long answer; a failure here, elsewhere
+	}
+	a.mu.Lock()
+	a.took = append(a.took, time.Since(start).Round(time.Millisecond))
+	a.mu.Unlock()
+}
+
+// stop ends the probe and returns what it measured.
+func (p *answerProbe) stop() []*answerTimes {
+	close(p.done)
+	p.wg.Wait()
+	return p.cmds
 }
 
 // waitUntil polls check until it reports done or limit passes, and says

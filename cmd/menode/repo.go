@@ -106,13 +106,26 @@ func (c *repoAddCmd) Run(e *env) error {
 }
 
 type repoListCmd struct {
-	JSON bool `name:"json" help:"Print JSON."`
+	JSON   bool   `name:"json" help:"Print JSON (an array of repositories; how many more there are goes to stderr)."`
+	Filter string `default:"all" enum:"all,mine,local,followed,synced" help:"Which repositories: all, mine (created here or followed), local (created here), followed, or synced."`
+	Limit  int    `default:"100" help:"List at most this many (0: all). Those created here come first, then followed ones, then the rest, by name."`
+	Offset int    `help:"Skip this many first."`
 }
 
 func (c *repoListCmd) Run(e *env) error {
+	if c.Limit < 0 || c.Offset < 0 {
+		return usageError{fmt.Errorf("--limit and --offset must not be negative")}
+	}
+	filter := c.Filter
+	if filter == "all" {
+		filter = ""
+	}
 	var list actors.RepoList
-	if err := call(e, actors.ListRepos{}, &list); err != nil {
+	if err := call(e, actors.ListRepos{Filter: filter, Offset: c.Offset, Limit: c.Limit}, &list); err != nil {
 		return err
+	}
+	if more := list.Total - list.Offset - len(list.Repos); more > 0 {
+		defer fmt.Fprintf(os.Stderr, "%d more; see them with --offset %d (or --limit 0 for all)\n", more, list.Offset+len(list.Repos))
 	}
 	if c.JSON {
 		return printJSON(list.Repos)
