@@ -22,7 +22,9 @@ type insertRepo struct{ Repo persist.Repo }
 type loadRepo struct{ ID wire.RepoID }
 
 // loadRepos reads every repository. Reply: []repoState.
-type loadRepos struct{}
+type loadRepos struct {
+	Filter persist.RepoFilter // "" for all; persist.FilterLocal for those created here, ...
+}
 
 // saveNode records a node we connected to or learned of. No reply.
 type saveNode struct{ Node persist.Node }
@@ -173,7 +175,7 @@ func (s *store) Receive(ctx actor.Context) {
 	case loadRepo:
 		ctx.Respond(result(s.state(m.ID)))
 	case loadRepos:
-		states, err := s.states()
+		states, err := s.states(m.Filter)
 		ctx.Respond(result(states, s.fatal(ctx, err)))
 	case loadNodes:
 		nodes, skipped, err := s.db.ListNodes()
@@ -410,19 +412,15 @@ func (s *store) state(id wire.RepoID) (repoState, error) {
 	return repoState{Repo: r, Mirror: mirrorState{Mirror: m, OK: ok}}, nil
 }
 
-func (s *store) states() ([]repoState, error) {
-	repos, skipped, err := s.db.ListRepos()
+func (s *store) states(filter persist.RepoFilter) ([]repoState, error) {
+	page, err := s.db.ListRepoPage(persist.RepoQuery{Filter: filter})
 	if err != nil {
 		return nil, err
 	}
-	s.skipped("repository", skipped)
-	out := make([]repoState, 0, len(repos))
-	for _, r := range repos {
-		m, ok, err := s.db.Mirror(r.ID)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, repoState{Repo: r, Mirror: mirrorState{Mirror: m, OK: ok}})
+	s.skipped("repository", page.Skipped)
+	out := make([]repoState, 0, len(page.Repos))
+	for _, e := range page.Repos {
+		out = append(out, repoState{Repo: e.Repo, Mirror: mirrorState{Mirror: e.Mirror, OK: e.MirrorOK}})
 	}
 	return out, nil
 }

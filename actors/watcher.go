@@ -47,6 +47,8 @@ type watcher struct {
 	own     map[wire.RepoID]persist.Repo // the repositories this node created: all it reads
 	busy    bool
 	cancel  cancelFunc
+	runCtx  context.Context // cancelled in Stopping (stop): a poll's git ends with the watcher
+	stop    context.CancelFunc
 	failing map[wire.RepoID]string // last error per repository, logged once
 	stamps  map[wire.RepoID]refsStamp
 }
@@ -65,16 +67,15 @@ func (w *watcher) Receive(ctx actor.Context) {
 		// The owned repositories are read once; repo add tells us of new
 		// ones. A tick touches only those, never what gossip learned.
 		w.own = map[wire.RepoID]persist.Repo{}
-		ask(ctx, w.store, loadRepos{}, func(res any, err error) {
+		w.runCtx, w.stop = context.WithCancel(context.Background())
+		askFor(ctx, w.store, loadRepos{Filter: persist.FilterLocal}, func(states []repoState, err error) {
 			if err != nil {
 				w.log.Error("watch: load repositories", "err", err)
 				return
 			}
 			var own []persist.Repo
-			for _, r := range res.([]repoState) {
-				if r.Repo.Local {
-					own = append(own, r.Repo)
-				}
+			for _, r := range states {
+				own = append(own, r.Repo)
 			}
 			ctx.Send(ctx.Self(), &ownLoaded{repos: own})
 		})
@@ -98,23 +99,23 @@ func (w *watcher) Receive(ctx actor.Context) {
 		own := slices.Collect(maps.Values(w.own))
 		self, root := ctx.Self(), ctx.ActorSystem().Root
 		stamps := maps.Clone(w.stamps)
-		dir := w.root
+		dir, runCtx := w.root, w.runCtx
 		go func() {
-			changed, failed, stamps := readChanges(dir, own, stamps)
+			changed, failed, stamps := readChanges(runCtx, dir, own, stamps)
 			root.Send(self, &refsRead{changed: changed, failed: failed, stamps: stamps})
 		}()
 	case *refsRead:
 		w.busy, w.stamps = false, m.stamps
 		w.report(m.failed)
 		for _, r := range m.changed {
-			ask(ctx, w.store, updateRepo{Repo: r}, func(res any, err error) {
+			askFor(ctx, w.store, updateRepo{Repo: r}, func(st repoState, err error) {
 				if err != nil {
 					w.log.Error("watch: store refs", "repo", r.ID, "err", err)
 					delete(w.stamps, r.ID) // so that the next poll tries again
 					return
 				}
 				w.log.Info("repository changed", "repo", r.ID, "name", r.Name, "refs", len(r.Refs))
-				stored := res.(repoState).Repo
+				stored := st.Repo
 				w.own[r.ID] = stored
 				ctx.Send(w.gossip, &announceRepos{Repos: []persist.Repo{stored}})
 			})
@@ -122,6 +123,9 @@ func (w *watcher) Receive(ctx actor.Context) {
 	case *actor.Stopping:
 		if w.cancel != nil {
 			w.cancel()
+		}
+		if w.stop != nil {
+			w.stop() // git started for a poll ends with the watcher
 		}
 	case actor.SystemMessage, actor.AutoReceiveMessage:
 	default:
@@ -152,12 +156,12 @@ func (w *watcher) report(failed map[wire.RepoID]error) {
 // readChanges returns the repositories whose refs or default branch differ
 // from their record, those that could not be read, and the stamps to compare
 // with next time. Git runs only where the stamp moved. It blocks.
-func readChanges(root string, repos []persist.Repo, prev map[wire.RepoID]refsStamp) ([]persist.Repo, map[wire.RepoID]error, map[wire.RepoID]refsStamp) {
+func readChanges(runCtx context.Context, root string, repos []persist.Repo, prev map[wire.RepoID]refsStamp) ([]persist.Repo, map[wire.RepoID]error, map[wire.RepoID]refsStamp) {
 	var changed []persist.Repo
 	failed := map[wire.RepoID]error{}
 	next := map[wire.RepoID]refsStamp{}
 	for _, r := range repos {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		ctx, cancel := context.WithTimeout(runCtx, time.Minute)
 		st, err := readChange(ctx, root, r, prev[r.ID])
 		cancel()
 		switch {

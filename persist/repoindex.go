@@ -50,8 +50,9 @@ type RepoQuery struct {
 // RepoPage is what ListRepoPage returns: the page, and how many
 // repositories the filter matches in all.
 type RepoPage struct {
-	Repos []RepoEntry
-	Total int
+	Repos   []RepoEntry
+	Total   int
+	Skipped Skipped // records on the page that did not decode, left out
 }
 
 // RepoEntry is a repository record with our mirror's record (MirrorOK
@@ -166,7 +167,11 @@ func (s *Store) ListRepoPage(q RepoQuery) (RepoPage, error) {
 		entry := func(id []byte) (RepoEntry, bool) {
 			var e RepoEntry
 			raw := repos.Get(id)
-			if raw == nil || decodeRecord(raw, &e.Repo, fmt.Sprintf("repo %x", id)) != nil {
+			if raw == nil {
+				return e, false
+			}
+			if err := decodeRecord(raw, &e.Repo, fmt.Sprintf("repo %x", id)); err != nil {
+				page.Skipped.add(err)
 				return e, false
 			}
 			if raw := refs.Get(id); raw != nil {
