@@ -12,10 +12,6 @@ import (
 	"github.com/menode/menode/wire"
 )
 
-// ErrNotEmpty is wrapped when a clone's destination exists and is not an
-// empty directory.
-var ErrNotEmpty = errors.New("destination not empty")
-
 // checkRemoteName accepts the remote names menode uses: letters, digits and
 // ".", "_", "-", not starting with "." or "-".
 func checkRemoteName(remote string) error {

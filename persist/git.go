@@ -19,18 +19,6 @@ import (
 	"github.com/menode/menode/wire"
 )
 
-// ErrNotGitRepo is wrapped when a directory is not the top of a git
-// repository (or a bare repository).
-var ErrNotGitRepo = errors.New("not a git repository")
-
-// ErrEmptyRepo is wrapped when a repository has no commits.
-var ErrEmptyRepo = errors.New("repository has no commits")
-
-// ErrShallowRepo is wrapped when a repository is a shallow or partial clone:
-// its history or objects are incomplete, so it can be neither identified nor
-// served.
-var ErrShallowRepo = errors.New("incomplete repository (shallow or partial clone)")
-
 // GitRepo is a git repository, working or bare, driven through the git
 // command.
 type GitRepo struct {
