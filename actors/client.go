@@ -52,7 +52,7 @@ func Connect(root string, log *slog.Logger) (*Client, error) {
 // the network (git-remote-menode).
 func Dial(root string) (*Client, error) {
 	if !Running(root) {
-		return nil, fmt.Errorf("%w on %s; start one with: menode run", ErrNotRunning, root)
+		return nil, NotRunningError(root)
 	}
 	path := persist.SocketPath(root)
 	return &Client{http: &http.Client{Transport: &http.Transport{
@@ -61,6 +61,12 @@ func Dial(root string) (*Client, error) {
 			return d.DialContext(ctx, "unix", path)
 		},
 	}}}, nil
+}
+
+// NotRunningError is the error of a command that needs a node running on
+// root when none is: it wraps ErrNotRunning and says how to start one.
+func NotRunningError(root string) error {
+	return fmt.Errorf("%w on %s; start one with: menode run", ErrNotRunning, persist.QuotePath(root))
 }
 
 // Running reports whether a node answers on root's control socket. A socket
@@ -111,7 +117,7 @@ func (c *Client) CallWithProgress(cmd any, reply any, progress func(Progress)) e
 		if json.NewDecoder(resp.Body).Decode(&e) != nil || e.Error == "" {
 			return fmt.Errorf("node answered %s", resp.Status)
 		}
-		return errors.New(e.Error)
+		return decodeError(e.Error, e.Code)
 	}
 	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt == ndjsonType {
 		return readStream(resp.Body, reply, progress)
@@ -134,7 +140,7 @@ func readStream(body io.Reader, reply any, progress func(Progress)) error {
 		case l.Progress != nil:
 			progress(*l.Progress)
 		case l.Error != "":
-			return errors.New(l.Error)
+			return decodeError(l.Error, l.Code)
 		case l.Reply != nil:
 			return json.Unmarshal(l.Reply, reply)
 		}

@@ -24,12 +24,12 @@ import (
 var ErrNotRunning = errors.New("no node is running")
 
 func (n *node) notRunning() error {
-	return fmt.Errorf("%w on %s; start one with: menode run", ErrNotRunning, n.cfg.Root)
+	return NotRunningError(n.cfg.Root)
 }
 
 func unknownRepo(id wire.RepoID, err error) error {
 	if errors.Is(err, persist.ErrUnknownRepo) {
-		return fmt.Errorf("unknown repository %s; `menode repo list` shows the ones this node knows", id)
+		return fmt.Errorf("%w %s; `menode repo list` shows the ones this node knows", persist.ErrUnknownRepo, id)
 	}
 	return err
 }

@@ -273,7 +273,7 @@ func (c *repoSyncCmd) Run(e *env) error {
 	}
 	// A sync always needs the network, which only a running node has.
 	if !actors.Running(e.root) {
-		return fmt.Errorf("no node is running on %s; start one with: menode run", e.root)
+		return actors.NotRunningError(e.root)
 	}
 	var v actors.RepoView
 	cmd := actors.SyncRepo{ID: id, Wait: c.Wait, Timeout: c.Timeout}
