@@ -170,7 +170,7 @@ type RepoList struct {
 
 // Status is the reply to GetStatus.
 type Status struct {
-	ID      wire.NodeID `json:"id"`
+	ID      wire.NodeID `json:"id,omitzero"` // none when offline without an identity
 	Alias   string      `json:"alias"`
 	Root    string      `json:"root"`
 	Running bool        `json:"running"` // false when the CLI answered in process

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"os/signal"
@@ -115,6 +116,7 @@ func (c *runCmd) Run(e *env) error {
 	if page != nil {
 		httpURL = page.URL()
 	}
+	undo := freshRoot(e.root)
 	n, err := actors.Start(actors.Config{
 		Root: e.root, Alias: c.Alias, Addr: c.Addr, AnnounceAddrs: c.AnnounceAddr,
 		Bootstrap: boot, MaxPeers: c.MaxPeers, GossipInterval: c.GossipInterval,
@@ -129,6 +131,7 @@ func (c *runCmd) Run(e *env) error {
 		if page != nil {
 			page.Close()
 		}
+		undo()
 		return err
 	}
 	if page != nil {
@@ -146,6 +149,22 @@ func (c *runCmd) Run(e *env) error {
 	case <-n.Done():
 		n.Stop()
 		return errors.New("the node stopped because one of its parts failed; see the log above")
+	}
+}
+
+// freshRoot returns what removes the store, and root itself when empty,
+// if neither was there before: a start that fails (the port is taken) on a
+// new root leaves no trace of it.
+func freshRoot(root string) (undo func()) {
+	_, rootErr := os.Lstat(root)
+	_, dbErr := os.Lstat(persist.DBPath(root))
+	return func() {
+		if errors.Is(dbErr, fs.ErrNotExist) {
+			_ = os.Remove(persist.DBPath(root))
+		}
+		if errors.Is(rootErr, fs.ErrNotExist) {
+			_ = os.Remove(root) // only when empty
+		}
 	}
 }
 

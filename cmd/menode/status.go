@@ -20,12 +20,17 @@ func (c *statusCmd) Run(e *env) error {
 	if c.JSON {
 		return printJSON(s)
 	}
+	id := s.ID.String()
+	if s.ID.IsZero() {
+		// Never a DID that is not the key file's.
+		id = "none (no identity.key; run: menode auth init)"
+	}
 	state := "not running (answered in process)"
 	if s.Running {
 		state = "running"
 	}
 	fmt.Printf("id:        %s\nalias:     %s\nroot:      %s\nnode:      %s\nlisten:    %v\npeers:     %d\nrepos:     %d\n",
-		s.ID, termText(s.Alias), persist.QuotePath(s.Root), state, termText(fmt.Sprint(s.Listen)), s.Peers, s.Repos)
+		id, termText(s.Alias), persist.QuotePath(s.Root), state, termText(fmt.Sprint(s.Listen)), s.Peers, s.Repos)
 	if s.Running {
 		fmt.Printf("transfers: %d fetching, %d serving; %s received, %s sent since start\n",
 			s.Fetching, s.Serving, wire.HumanBytes(s.BytesReceived), wire.HumanBytes(s.BytesSent))
