@@ -294,8 +294,8 @@ var errorCodes = []struct {
 	code string
 	err  error
 }{
-	{"not_running", ErrNotRunning},
 	{"unknown_repo", persist.ErrUnknownRepo},
+	{"not_running", ErrNotRunning},
 	{"no_identity", persist.ErrNoIdentity},
 	{"identity_exists", persist.ErrIdentityExists},
 	{"store_locked", persist.ErrLocked},

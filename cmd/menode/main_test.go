@@ -61,3 +61,27 @@ func TestRootDir_behavior(t *testing.T) {
 		})
 	}
 }
+
+// TestRun_parseErrorPointsAtHelp: a command line that does not parse says
+// which help to read, in one line, exit 2.
+func TestRun_parseErrorPointsAtHelp(t *testing.T) {
+	t.Setenv("MEGAENGINE_ROOT", t.TempDir())
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{nil, "; see: menode --help\n"},
+		{[]string{"frobnicate"}, "; see: menode --help\n"},
+		{[]string{"repo"}, "; see: menode repo --help\n"},
+		{[]string{"repo", "add"}, "missing flags: --path=STRING; see: menode repo add --help\n"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			var code int
+			stderr := captureStderr(t, func() { code = run(tt.args) })
+			if code != 2 || !strings.HasPrefix(stderr, "menode: ") || !strings.HasSuffix(stderr, tt.want) || strings.Count(stderr, "\n") != 1 {
+				t.Errorf("exit %d, stderr %q; want 2 and one line ending %q", code, stderr, tt.want)
+			}
+		})
+	}
+}

@@ -90,6 +90,7 @@ type repoAddCmd struct {
 	Path        string `required:"" help:"The git repository (working tree or bare)."`
 	Name        string `help:"Name shown to others (default: the directory name)."`
 	Description string `help:"One-line description."`
+	JSON        bool   `name:"json" help:"Print the repository as JSON."`
 }
 
 func (c *repoAddCmd) Run(e *env) error {
@@ -100,6 +101,9 @@ func (c *repoAddCmd) Run(e *env) error {
 	var v actors.RepoView
 	if err := call(e, actors.AddRepo{Path: path, Name: c.Name, Description: c.Description}, &v); err != nil {
 		return err
+	}
+	if c.JSON {
+		return printJSON(v)
 	}
 	fmt.Println(v.ID)
 	return nil
