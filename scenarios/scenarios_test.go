@@ -2,6 +2,9 @@
 // this directory is a testscript that drives real menode processes, real git
 // and real bbolt files inside its own temp dir.
 //
+// $MENODE_SRC is the module's root (for make), and the go command's
+// settings (GOCACHE, GOPATH, ...) are this machine's, whatever HOME is.
+//
 // Custom commands, beyond testscript's own:
 //
 //	freeport VAR                 set VAR to 127.0.0.1:PORT, a UDP port free right now
@@ -44,7 +47,14 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
-var binDir string
+var (
+	binDir string
+	// srcDir is the module's root, for the scenarios that run make there.
+	srcDir string
+	// goEnv is the go command's settings of this machine, which a
+	// scenario's own HOME would hide (a cold build cache, another GOPATH).
+	goEnv []string
+)
 
 // TestMain builds the menode binary and the git remote helper
 // git-remote-menode once for every script, into one directory that goes
@@ -68,6 +78,17 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binDir = dir
+	if wd, err := os.Getwd(); err == nil {
+		srcDir = filepath.Dir(wd)
+	}
+	vars := []string{"GOCACHE", "GOMODCACHE", "GOPATH", "GOFLAGS", "GOPROXY", "GOTOOLCHAIN"}
+	if out, err := exec.Command("go", append([]string{"env"}, vars...)...).Output(); err == nil {
+		for i, v := range strings.Split(strings.TrimSuffix(string(out), "\n"), "\n") {
+			if i < len(vars) {
+				goEnv = append(goEnv, vars[i], v)
+			}
+		}
+	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -82,6 +103,10 @@ func TestScenarios(t *testing.T) {
 			env.Setenv("HOME", filepath.Join(env.WorkDir, "home"))
 			env.Setenv("MEGAENGINE_ROOT", filepath.Join(env.WorkDir, "root"))
 			env.Setenv("MENODE_HTTP_ADDR", "127.0.0.1:0") // the status page: no fixed port
+			env.Setenv("MENODE_SRC", srcDir)
+			for i := 0; i+1 < len(goEnv); i += 2 {
+				env.Setenv(goEnv[i], goEnv[i+1])
+			}
 			// git: never read this machine's config; fixed author.
 			env.Setenv("GIT_CONFIG_GLOBAL", os.DevNull)
 			env.Setenv("GIT_CONFIG_NOSYSTEM", "1")
