@@ -21,6 +21,9 @@
 //	                             checked out
 //	jsonunder FIELD FACTOR FILE  the number FIELD in the last stdout (JSON) is under FACTOR
 //	                             times the size of FILE
+//	jsonvar VAR PATH             set VAR to the string or number at PATH (keys and list
+//	                             indexes joined by dots: repos.0.name) in the last stdout (JSON)
+//	httpget URL                  GET URL; its body becomes stdout; a status but 200 fails
 package scenarios
 
 import (
@@ -32,7 +35,9 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -125,6 +130,8 @@ func TestScenarios(t *testing.T) {
 			"cmprefs":    cmdCmpRefs,
 			"cmpclone":   cmdCmpClone,
 			"jsonunder":  cmdJSONUnder,
+			"jsonvar":    cmdJSONVar,
+			"httpget":    cmdHTTPGet,
 		},
 	})
 }
@@ -289,4 +296,51 @@ func cmdJSONUnder(ts *testscript.TestScript, neg bool, args []string) {
 	if n >= limit {
 		ts.Fatalf("%s = %.0f, not under %.0f", args[0], n, limit)
 	}
+}
+
+func cmdJSONVar(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: jsonvar VAR PATH")
+	}
+	var v any
+	ts.Check(json.Unmarshal([]byte(ts.ReadFile("stdout")), &v))
+	for _, key := range strings.Split(args[1], ".") {
+		switch node := v.(type) {
+		case map[string]any:
+			v = node[key]
+		case []any:
+			i, err := strconv.Atoi(key)
+			if err != nil || i < 0 || i >= len(node) {
+				ts.Fatalf("jsonvar: %s: no element %q in a list of %d", args[1], key, len(node))
+			}
+			v = node[i]
+		default:
+			ts.Fatalf("jsonvar: %s: nothing at %q", args[1], key)
+		}
+	}
+	switch x := v.(type) {
+	case string:
+		ts.Setenv(args[0], x)
+	case float64:
+		ts.Setenv(args[0], strconv.FormatFloat(x, 'f', -1, 64))
+	default:
+		ts.Fatalf("jsonvar: %s is %T, not a string or number", args[1], v)
+	}
+}
+
+func cmdHTTPGet(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: httpget URL")
+	}
+	c := http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get(args[0])
+	ts.Check(err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	ts.Check(err)
+	if resp.StatusCode != http.StatusOK {
+		ts.Fatalf("GET %s: %s: %s", args[0], resp.Status, body)
+	}
+	_, err = ts.Stdout().Write(body)
+	ts.Check(err)
 }

@@ -102,7 +102,7 @@ func (c *runCmd) Run(e *env) error {
 			tries = httpTries
 		}
 		var err error
-		page, err = web.Listen(web.Options{Addr: c.HTTPAddr, AllowRemote: c.HTTPRemote, TryPorts: tries, Logger: e.log})
+		page, err = web.Listen(web.Options{Addr: c.HTTPAddr, AllowRemote: c.HTTPRemote, TryPorts: tries, Logger: e.log, Root: e.root})
 		switch {
 		case err != nil && tries > 0:
 			// The default is a convenience; the node's work does not need it.
