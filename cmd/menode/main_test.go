@@ -85,3 +85,20 @@ func TestRun_parseErrorPointsAtHelp(t *testing.T) {
 		})
 	}
 }
+
+func TestListenText_behavior(t *testing.T) {
+	tests := []struct {
+		in   []string
+		want string
+	}{
+		{nil, "none (not running)"},
+		{[]string{"[::]:9000"}, "0.0.0.0:9000 (every interface)"},
+		{[]string{"0.0.0.0:9000"}, "0.0.0.0:9000 (every interface)"},
+		{[]string{"127.0.0.1:9001", "[::1]:9001"}, "127.0.0.1:9001, [::1]:9001"},
+	}
+	for _, tt := range tests {
+		if got := listenText(tt.in); got != tt.want {
+			t.Errorf("listenText(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}

@@ -98,6 +98,7 @@ func (c *repoAddCmd) Run(e *env) error {
 	if err != nil {
 		return err
 	}
+	path = workTreeOfGitDir(path)
 	var v actors.RepoView
 	if err := call(e, actors.AddRepo{Path: path, Name: c.Name, Description: c.Description}, &v); err != nil {
 		return err
@@ -298,7 +299,7 @@ func (c *repoSyncCmd) Run(e *env) error {
 
 type repoCloneCmd struct {
 	RepoID  string        `required:"" name:"repo-id" help:"The did:repo to clone."`
-	Output  string        `required:"" help:"Directory to clone into; it must not exist or be empty."`
+	Output  string        `required:"" help:"Directory to clone into; it must not exist or be empty (missing parent directories are created, as git clone does)."`
 	Timeout time.Duration `default:"5m" help:"How long to wait for the repository to sync first, when it is not synced."`
 	JSON    bool          `name:"json" help:"Print the result as JSON."`
 }
@@ -365,6 +366,18 @@ func (c *repoPullCmd) Run(e *env) error {
 	}
 	fmt.Println(pullSummary(res))
 	return nil
+}
+
+// workTreeOfGitDir is the working tree whose .git directory path is, or
+// path itself: `repo add --path work/.git` adds work, as --path work does.
+func workTreeOfGitDir(path string) string {
+	if filepath.Base(path) != ".git" {
+		return path
+	}
+	if fi, err := os.Stat(path); err != nil || !fi.IsDir() {
+		return path
+	}
+	return filepath.Dir(path)
 }
 
 // workTreeAround is the top of the git working tree that holds dir, or dir
