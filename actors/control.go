@@ -305,6 +305,7 @@ var errorCodes = []struct {
 	{"empty_repo", persist.ErrEmptyRepo},
 	{"shallow_repo", persist.ErrShallowRepo},
 	{"not_empty", persist.ErrNotEmpty},
+	{"not_fast_forward", persist.ErrNotFastForward},
 	{"missing_objects", persist.ErrMissingObjects},
 	{"bad_bundle", persist.ErrBadBundle},
 	{"nothing_to_send", persist.ErrNothingToSend},

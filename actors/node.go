@@ -71,10 +71,11 @@ type CloneResult struct {
 // merges the clone's current branch. Path (absolute) names the clone; ID,
 // when set, must be the repository recorded for it. Reply: PullResult.
 type PullRepo struct {
-	ID       wire.RepoID   `json:"id"`
-	Path     string        `json:"path"`
-	Timeout  time.Duration `json:"timeout"`
-	Progress *actor.PID    `json:"-"`
+	ID       wire.RepoID      `json:"id"`
+	Path     string           `json:"path"`
+	Timeout  time.Duration    `json:"timeout"`
+	Mode     persist.PullMode `json:"mode,omitempty"` // a fast-forward only unless merge or rebase
+	Progress *actor.PID       `json:"-"`
 }
 
 // PullResult is the reply to PullRepo.

@@ -304,7 +304,7 @@ func (n *node) pullRepo(ctx actor.Context, m *PullRepo) {
 				if err != nil {
 					return nil, err
 				}
-				after, err := g.Pull(wctx, "menode", persist.MirrorPath(root, id))
+				after, err := g.Pull(wctx, "menode", persist.MirrorPath(root, id), m.Mode)
 				if err != nil {
 					return nil, err
 				}

@@ -140,9 +140,11 @@ func TestGitRepo_Pull(t *testing.T) {
 	}
 	steps := []struct {
 		name     string
+		mode     PullMode
 		do       func(t *testing.T)
 		wantHead func(t *testing.T) string // "" with wantMsg set: an error
 		wantMsg  string
+		wantIs   error // with wantMsg: the error wraps it, and HEAD stays
 	}{
 		{name: "up to date", do: func(t *testing.T) {},
 			wantHead: func(t *testing.T) string { return f.signed["refs/heads/trunk"] }},
@@ -153,11 +155,12 @@ func TestGitRepo_Pull(t *testing.T) {
 			git(t, f.src, "tag", "-a", "-m", "two", "v2")
 			sync(t)
 		}, wantHead: func(t *testing.T) string { return f.signed["refs/heads/trunk"] }},
-		{name: "merge with a local commit", do: func(t *testing.T) {
+		{name: "diverged: a fast-forward only, by default", do: func(t *testing.T) {
 			commitFile(t, clone, "local", "mine")
 			commitFile(t, f.src, "upstream", "theirs")
 			sync(t)
-		}, wantHead: func(t *testing.T) string {
+		}, wantMsg: "not a fast-forward: trunk has commits the mirror's trunk lacks and the other way round; choose: menode repo pull --merge", wantIs: ErrNotFastForward},
+		{name: "merge when asked", mode: PullMerge, do: func(t *testing.T) {}, wantHead: func(t *testing.T) string {
 			head := git(t, clone, "rev-parse", "HEAD")
 			parents := strings.Fields(git(t, clone, "rev-list", "--parents", "-n1", "HEAD"))
 			if len(parents) != 3 || parents[2] != f.signed["refs/heads/trunk"] {
@@ -165,7 +168,42 @@ func TestGitRepo_Pull(t *testing.T) {
 			}
 			return head
 		}},
+		{name: "rebase when asked", mode: PullRebase, do: func(t *testing.T) {
+			commitFile(t, clone, "local2", "mine")
+			commitFile(t, f.src, "upstream2", "theirs")
+			sync(t)
+		}, wantHead: func(t *testing.T) string {
+			trunk := f.signed["refs/heads/trunk"]
+			// local and local2 replayed on the mirror's trunk, no merge.
+			if n := git(t, clone, "rev-list", "--count", trunk+"..HEAD"); n != "2" {
+				t.Errorf("%s commits on top of the mirror's trunk, want 2", n)
+			}
+			if m := git(t, clone, "rev-list", "--merges", trunk+"..HEAD"); m != "" || git(t, clone, "merge-base", "HEAD", trunk) != trunk {
+				t.Errorf("HEAD is not linear on top of the mirror's trunk (merges %q)", m)
+			}
+			if got := git(t, clone, "show", "HEAD:local2"); got != "mine" {
+				t.Errorf("the local commit was not replayed: local2 is %q", got)
+			}
+			return git(t, clone, "rev-parse", "HEAD")
+		}},
+		{name: "local changes in the way: git's reason, the files, the way on", mode: PullMerge, do: func(t *testing.T) {
+			commitFile(t, f.src, "shared", "v1")
+			sync(t)
+			if _, err := g.Pull(ctx, "menode", f.receiver.Dir, PullMerge); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(clone, "shared"), []byte("edited here"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			commitFile(t, f.src, "shared", "v2")
+			sync(t)
+		}, wantMsg: "would be overwritten by merge:; local changes: shared; commit or stash them (git stash), then pull again"},
+		{name: "a conflict in a merge", mode: PullMerge, do: func(t *testing.T) {
+			git(t, clone, "checkout", "--", "shared")
+			commitFile(t, clone, "shared", "mine")
+		}, wantMsg: "Automatic merge failed; fix conflicts and then commit the result.; CONFLICT (content): Merge conflict in shared; or undo the merge: git merge --abort"},
 		{name: "other branch checked out", do: func(t *testing.T) {
+			git(t, clone, "merge", "--abort")
 			git(t, clone, "checkout", "-q", "feature")
 		}, wantHead: func(t *testing.T) string { return f.signed["refs/heads/feature"] }},
 		{name: "detached HEAD", do: func(t *testing.T) {
@@ -178,10 +216,17 @@ func TestGitRepo_Pull(t *testing.T) {
 	for _, st := range steps {
 		t.Run(st.name, func(t *testing.T) {
 			st.do(t)
-			head, err := g.Pull(ctx, "menode", f.receiver.Dir)
+			before := git(t, clone, "rev-parse", "HEAD")
+			head, err := g.Pull(ctx, "menode", f.receiver.Dir, st.mode)
 			if st.wantMsg != "" {
 				if err == nil || !strings.Contains(err.Error(), st.wantMsg) {
 					t.Fatalf("Pull = %q, %v; want error containing %q", head, err, st.wantMsg)
+				}
+				if st.wantIs != nil && !errors.Is(err, st.wantIs) {
+					t.Errorf("error does not wrap %v", st.wantIs)
+				}
+				if after := git(t, clone, "rev-parse", "HEAD"); st.wantIs != nil && after != before {
+					t.Errorf("HEAD moved from %s to %s", before, after)
 				}
 				return
 			}

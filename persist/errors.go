@@ -38,6 +38,10 @@ var (
 	// ErrNotEmpty is wrapped when a clone's destination exists and is not
 	// an empty directory.
 	ErrNotEmpty = errors.New("destination not empty")
+	// ErrNotFastForward is wrapped when a pull would need a merge or a
+	// rebase (the clone's branch and the mirror's diverged) and neither
+	// was asked for.
+	ErrNotFastForward = errors.New("not a fast-forward")
 	// ErrMissingObjects is wrapped when the mirror lacks an object it
 	// needs: a bundle's prerequisite, or the object a signed ref names. A
 	// bigger bundle (fewer haves) fixes it.

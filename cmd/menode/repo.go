@@ -24,7 +24,7 @@ type repoCmd struct {
 	Show  repoShowCmd  `cmd:"" help:"Show one repository."`
 	Sync  repoSyncCmd  `cmd:"" help:"Ask the running node to fetch a repository's creator-signed refs now; --wait shows progress until done."`
 	Clone repoCloneCmd `cmd:"" help:"Make a working clone of a repository (remote menode), syncing it first if needed; prints the clone's path."`
-	Pull  repoPullCmd  `cmd:"" help:"Bring a clone made by repo clone up to date, syncing the mirror first if it is behind."`
+	Pull  repoPullCmd  `cmd:"" help:"Bring a clone made by repo clone up to date (a fast-forward only unless --merge or --rebase), syncing the mirror first if it is behind."`
 
 	Follow   repoFollowCmd   `cmd:"" help:"Follow a repository: with run --seed followed, only followed (and cloned) repositories are fetched."`
 	Unfollow repoUnfollowCmd `cmd:"" help:"Stop following a repository (its mirror stays until repo remove)."`
@@ -331,6 +331,8 @@ type repoPullCmd struct {
 	RepoID  string        `name:"repo-id" help:"The did:repo the clone must belong to (default: the one recorded for the clone)."`
 	Path    string        `help:"The clone to update (default: the git working tree around the current directory, else the current directory)."`
 	Timeout time.Duration `default:"5m" help:"How long to wait for the mirror to sync first, when it is behind."`
+	Merge   bool          `xor:"mode" help:"When the branch and the mirror's diverged, make a merge commit (default: a fast-forward only, as git pull --ff-only)."`
+	Rebase  bool          `xor:"mode" help:"When the branch and the mirror's diverged, replay this clone's commits on top of the mirror's."`
 	JSON    bool          `name:"json" help:"Print the result as JSON."`
 }
 
@@ -358,7 +360,14 @@ func (c *repoPullCmd) Run(e *env) error {
 		return err
 	}
 	var res actors.PullResult
-	if err := callWithProgress(e, actors.PullRepo{ID: id, Path: path, Timeout: c.Timeout}, &res, "pulling"); err != nil {
+	mode := persist.PullFastForward
+	switch {
+	case c.Merge:
+		mode = persist.PullMerge
+	case c.Rebase:
+		mode = persist.PullRebase
+	}
+	if err := callWithProgress(e, actors.PullRepo{ID: id, Path: path, Timeout: c.Timeout, Mode: mode}, &res, "pulling"); err != nil {
 		return err
 	}
 	if c.JSON {
