@@ -273,10 +273,10 @@ func (n *node) pullRepo(ctx actor.Context, m *PullRepo) {
 		reply(fmt.Errorf("clone path %q is not absolute", m.Path))
 		return
 	}
-	ask(ctx, n.store, findClone{Path: m.Path}, func(res any, err error) {
+	n.findOrAdoptClone(ctx, m.Path, func(res any, err error) {
 		if err != nil {
 			if errors.Is(err, persist.ErrUnknownRepo) {
-				err = fmt.Errorf("%s is not a clone made by `menode repo clone`; clone the repository first", m.Path)
+				err = fmt.Errorf("%s is not a clone made by `menode repo clone` or `git clone menode::…` (no remote with a menode URL); clone the repository first", m.Path)
 			}
 			reply(err)
 			return
@@ -304,7 +304,7 @@ func (n *node) pullRepo(ctx actor.Context, m *PullRepo) {
 				if err != nil {
 					return nil, err
 				}
-				after, err := g.Pull(wctx, "menode", persist.MirrorPath(root, id), m.Mode)
+				after, err := g.PullFrom(wctx, id, persist.MirrorPath(root, id), m.Mode)
 				if err != nil {
 					return nil, err
 				}
@@ -328,6 +328,39 @@ func (n *node) pullRepo(ctx actor.Context, m *PullRepo) {
 				return
 			}
 			pull()
+		})
+	})
+}
+
+// findOrAdoptClone finds the repository the clone at path was made of: a
+// recorded clone (repo clone), or else one whose remote has a menode URL
+// (git clone menode::…), which is then recorded, so that list and show
+// know it too. Reply as findClone's.
+func (n *node) findOrAdoptClone(ctx actor.Context, path string, then func(any, error)) {
+	ask(ctx, n.store, findClone{Path: path}, func(res any, err error) {
+		if !errors.Is(err, persist.ErrUnknownRepo) {
+			then(res, err)
+			return
+		}
+		async(ctx, func() (any, error) {
+			gctx, cancel := context.WithTimeout(context.Background(), askTimeout)
+			defer cancel()
+			return persist.CloneOf(gctx, path)
+		}, func(id any, cerr error) {
+			if cerr != nil {
+				then(nil, err)
+				return
+			}
+			ask(ctx, n.store, addClone{ID: id.(wire.RepoID), Path: path}, func(_ any, err error) {
+				if errors.Is(err, persist.ErrUnknownRepo) {
+					err = fmt.Errorf("%s is a clone of %s, which this node does not know; `menode repo list` shows the ones it knows", path, id)
+				}
+				if err != nil {
+					then(nil, err)
+					return
+				}
+				ask(ctx, n.store, findClone{Path: path}, then)
+			})
 		})
 	})
 }
@@ -357,6 +390,7 @@ func (n *node) views(ctx actor.Context, states []repoState, then func([]RepoView
 				mirror := persist.MirrorPath(root, st.Repo.ID)
 				v.Size, _ = persist.DiskSize(mirror)
 				v.HasUpdates = clonesBehind(st)
+				v.Clones = persist.ExistingClones(v.Clones) // deleted ones are not shown
 				out = append(out, v)
 			}
 			return out, nil
@@ -387,7 +421,7 @@ func clonesBehind(st repoState) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	for _, path := range st.Repo.Clones {
-		remote, err := persist.GitRepo{Dir: path}.RemoteRefs(ctx, "menode")
+		remote, err := persist.CloneRemoteRefs(ctx, path, st.Repo.ID)
 		if err != nil {
 			continue // moved or deleted: nothing to say
 		}

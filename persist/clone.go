@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strings"
 
 	"github.com/menode/menode/wire"
@@ -293,4 +296,119 @@ func (g GitRepo) RemoteRefs(ctx context.Context, remote string) (map[string]stri
 		refs["refs/heads/"+short] = id
 	}
 	return refs, nil
+}
+
+// menodeURLs are the prefixes of a remote URL that git hands to
+// git-remote-menode.
+var menodeURLs = []string{"menode::", "menode://"}
+
+// remoteRepos returns, for each remote of g whose URL is a menode URL, the
+// repository it names: `repo clone` names that remote menode, `git clone
+// menode::…` origin.
+func (g GitRepo) remoteRepos(ctx context.Context) (map[string]wire.RepoID, error) {
+	out, err := runGit(ctx, g.Dir, "config", "--local", "--get-regexp", `^remote\..*\.url$`)
+	if exitCode(err) == 1 {
+		return nil, nil // no remote at all
+	}
+	if err != nil {
+		return nil, err
+	}
+	remotes := make(map[string]wire.RepoID)
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		key, url, ok := strings.Cut(line, " ")
+		if !ok {
+			continue
+		}
+		name := strings.TrimSuffix(strings.TrimPrefix(key, "remote."), ".url")
+		for _, prefix := range menodeURLs {
+			if rest, ok := strings.CutPrefix(url, prefix); ok {
+				if id, err := wire.ParseRepoID(strings.TrimSuffix(rest, "/")); err == nil {
+					remotes[name] = id
+				}
+			}
+		}
+	}
+	return remotes, nil
+}
+
+// MenodeRemote is the remote of the working clone g whose URL names
+// repository id (menode::ID or menode://ID): "menode" when that is one, as
+// repo clone names it, else the first by name ("origin" after git clone). A
+// clone made before its remote had a menode URL has only a remote named
+// menode; that one counts too.
+func (g GitRepo) MenodeRemote(ctx context.Context, id wire.RepoID) (string, error) {
+	remotes, err := g.remoteRepos(ctx)
+	if err != nil {
+		return "", err
+	}
+	var names []string
+	for name, rid := range remotes {
+		if rid == id {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	switch {
+	case slices.Contains(names, "menode"):
+		return "menode", nil
+	case len(names) > 0:
+		return names[0], nil
+	}
+	if _, err := runGit(ctx, g.Dir, "config", "--local", "remote.menode.url"); err == nil {
+		if _, other := remotes["menode"]; !other {
+			return "menode", nil
+		}
+	}
+	return "", fmt.Errorf("%s has no remote with URL %s", QuotePath(g.Dir), RemoteURL(id))
+}
+
+// CloneOf is the repository the working clone at dir was made of, read
+// from its remotes' menode URLs (menode first, then by name). A directory
+// with none is an error.
+func CloneOf(ctx context.Context, dir string) (wire.RepoID, error) {
+	remotes, err := GitRepo{Dir: dir}.remoteRepos(ctx)
+	if err != nil {
+		return wire.RepoID{}, err
+	}
+	if id, ok := remotes["menode"]; ok {
+		return id, nil
+	}
+	names := slices.Sorted(maps.Keys(remotes))
+	if len(names) == 0 {
+		return wire.RepoID{}, fmt.Errorf("%s has no remote with a menode URL", QuotePath(dir))
+	}
+	return remotes[names[0]], nil
+}
+
+// PullFrom is Pull through the clone's remote of repository id
+// (MenodeRemote), from the mirror's path.
+func (g GitRepo) PullFrom(ctx context.Context, id wire.RepoID, mirror string, mode PullMode) (string, error) {
+	remote, err := g.MenodeRemote(ctx, id)
+	if err != nil {
+		return "", fmt.Errorf("pull: %w", err)
+	}
+	return g.Pull(ctx, remote, mirror, mode)
+}
+
+// CloneRemoteRefs is RemoteRefs of the clone at dir's remote of
+// repository id.
+func CloneRemoteRefs(ctx context.Context, dir string, id wire.RepoID) (map[string]string, error) {
+	g := GitRepo{Dir: dir}
+	remote, err := g.MenodeRemote(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return g.RemoteRefs(ctx, remote)
+}
+
+// ExistingClones is paths without the clones that are gone: a directory
+// that no longer holds a git working tree (.git) is left out.
+func ExistingClones(paths []string) []string {
+	out := make([]string, 0, len(paths))
+	for _, p := range paths {
+		if _, err := os.Stat(filepath.Join(p, ".git")); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
 }

@@ -341,3 +341,57 @@ func TestGitRepo_HeadAndBranch(t *testing.T) {
 		})
 	}
 }
+
+// TestCloneOf_remotes: a clone's repository and remote are read from its
+// remotes' menode URLs, whatever the remote is named.
+func TestCloneOf_remotes(t *testing.T) {
+	gitTestEnv(t)
+	ctx := context.Background()
+	a, b := wire.RepoID{1}, wire.RepoID{2}
+	tests := []struct {
+		name       string
+		remotes    [][2]string // name, URL
+		wantID     wire.RepoID // zero: none
+		wantRemote string      // of wantID
+	}{
+		{"repo clone", [][2]string{{"menode", RemoteURL(a)}}, a, "menode"},
+		{"git clone menode::", [][2]string{{"origin", "menode::" + a.String()}}, a, "origin"},
+		{"git clone menode://", [][2]string{{"origin", "menode://" + a.String() + "/"}}, a, "origin"},
+		{"menode first", [][2]string{{"origin", RemoteURL(b)}, {"menode", RemoteURL(a)}}, a, "menode"},
+		{"others ignored", [][2]string{{"github", "https://example.invalid/x.git"}, {"up", RemoteURL(b)}}, b, "up"},
+		{"none", [][2]string{{"origin", "https://example.invalid/x.git"}}, wire.RepoID{}, ""},
+		{"no remote", nil, wire.RepoID{}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			git(t, dir, "init", "-q")
+			for _, r := range tt.remotes {
+				git(t, dir, "remote", "add", r[0], r[1])
+			}
+			id, err := CloneOf(ctx, dir)
+			if tt.wantID == (wire.RepoID{}) {
+				if err == nil {
+					t.Fatalf("CloneOf = %s, want an error", id)
+				}
+				if _, err := (GitRepo{Dir: dir}).MenodeRemote(ctx, a); err == nil {
+					t.Error("MenodeRemote found a remote")
+				}
+				return
+			}
+			if err != nil || id != tt.wantID {
+				t.Fatalf("CloneOf = %s, %v; want %s", id, err, tt.wantID)
+			}
+			if remote, err := (GitRepo{Dir: dir}).MenodeRemote(ctx, tt.wantID); err != nil || remote != tt.wantRemote {
+				t.Errorf("MenodeRemote = %q, %v; want %q", remote, err, tt.wantRemote)
+			}
+		})
+	}
+	t.Run("deleted clones", func(t *testing.T) {
+		kept, gone := t.TempDir(), filepath.Join(t.TempDir(), "gone")
+		git(t, kept, "init", "-q")
+		if got := ExistingClones([]string{gone, kept}); !reflect.DeepEqual(got, []string{kept}) {
+			t.Errorf("ExistingClones = %v, want [%s]", got, kept)
+		}
+	})
+}
