@@ -419,7 +419,7 @@ func (h *handler) commits(w http.ResponseWriter, r *http.Request) {
 
 func (h *handler) fail(w http.ResponseWriter, err error) {
 	code := http.StatusServiceUnavailable
-	if strings.Contains(err.Error(), "unknown repository") { // the reply crossed as text
+	if actors.ErrorCode(err) == "unknown_repo" {
 		code = http.StatusNotFound
 	}
 	h.log.Debug("status page: request failed", "err", err)
