@@ -2,8 +2,16 @@
 GO       ?= go
 BIN      := cmd/menode/menode
 HELPER   := cmd/git-remote-menode/git-remote-menode
-# make install copies both binaries here (no sudo): put it on PATH.
-PREFIX   ?= $(HOME)/.local/bin
+# make install copies both binaries into $(DESTDIR)$(BINDIR) (by default
+# ~/.local/bin, no sudo): put BINDIR on PATH. GNU's convention: PREFIX is
+# the tree, BINDIR its bin/, DESTDIR a staging root for packagers.
+PREFIX   ?= $(HOME)/.local
+BINDIR   ?= $(PREFIX)/bin
+DESTDIR  ?=
+# make run's UDP address and root, when given: make run ADDR=127.0.0.1:9000
+# ROOT=/tmp/n1. Without ADDR the node listens on 0.0.0.0:9000, every interface.
+ADDR     ?=
+ROOT     ?=
 PKGS     := ./...
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 PROTOC_GEN_GO := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
@@ -15,15 +23,17 @@ build:
 	$(GO) build -o $(BIN) ./cmd/menode
 	$(GO) build -o $(HELPER) ./cmd/git-remote-menode
 
-# Both binaries into PREFIX (default ~/.local/bin), which git needs on PATH
-# to find git-remote-menode: make install PREFIX=/somewhere/bin.
+# Both binaries into BINDIR (default ~/.local/bin), which git needs on PATH
+# to find git-remote-menode: make install PREFIX=/usr/local puts them in
+# /usr/local/bin.
 install: build
-	mkdir -p $(PREFIX)
-	install -m 0755 $(BIN) $(HELPER) $(PREFIX)/
+	install -d $(DESTDIR)$(BINDIR)
+	install -m 0755 $(BIN) $(HELPER) $(DESTDIR)$(BINDIR)/
 
-# A node on the defaults: root ~/.megaengine (or $$MEGAENGINE_ROOT), UDP 0.0.0.0:9000.
+# A node: root ROOT (default ~/.megaengine, or $$MEGAENGINE_ROOT), UDP ADDR
+# (default 0.0.0.0:9000, every interface).
 run: build
-	./$(BIN) run
+	$(abspath $(BIN)) $(if $(ROOT),--root '$(ROOT)') run $(if $(ADDR),--addr '$(ADDR)')
 
 # Two nodes on loopback in a temp dir: one adds a repository, the other learns of it.
 demo: build
@@ -34,10 +44,13 @@ demo: build
 # 100-node cluster takes minutes to start on two cores; the race build runs
 # it on 20). One package at a time (-p 1): the scenarios assert "within 5 s"
 # and should not share two cores with the cluster test.
+# TESTFLAGS go to both go test runs (.ci/run passes -count=1: no cached
+# results).
+TESTFLAGS ?=
 test:
 	$(GO) vet $(PKGS)
-	$(GO) test -race -p 1 -timeout 12m $(PKGS)
-	$(GO) test -count=1 -timeout 5m -run '^TestCluster' ./actors
+	$(GO) test -race -p 1 -timeout 12m $(TESTFLAGS) $(PKGS)
+	$(GO) test -count=1 -timeout 5m $(TESTFLAGS) -run '^TestCluster' ./actors
 
 # Benchmarks against git's own transport (README, "Performance"): real menode
 # processes, real git and git daemon, all on 127.0.0.1. Tens of minutes;

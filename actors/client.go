@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"mime"
 	"net"
 	"net/http"
+	"os"
 	"reflect"
 	"time"
 
@@ -23,12 +25,18 @@ import (
 type Client struct {
 	http  *http.Client // when a node is running
 	local *Node        // when none is
+	root  string
 }
 
-// Connect reaches the node on root, or starts one in process.
+// Connect reaches the node on root, or starts one in process. A root that
+// holds neither an identity nor a store is no node's (a mistyped --root,
+// most likely): Connect says so and creates nothing there.
 func Connect(root string, log *slog.Logger) (*Client, error) {
 	if Running(root) {
 		return Dial(root)
+	}
+	if err := checkNodeRoot(root); err != nil {
+		return nil, err
 	}
 	n, err := Start(Config{Root: root, Offline: true, Logger: log})
 	if errors.Is(err, persist.ErrLocked) {
@@ -43,7 +51,20 @@ func Connect(root string, log *slog.Logger) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Client{local: n}, nil
+	return &Client{local: n, root: root}, nil
+}
+
+// checkNodeRoot refuses a root with no identity key and no store: no node
+// was ever made there. The error wraps persist.ErrNoIdentity and
+// ErrNotRunning.
+func checkNodeRoot(root string) error {
+	for _, path := range []string{persist.KeyPath(root), persist.DBPath(root)} {
+		if _, err := os.Lstat(path); !errors.Is(err, fs.ErrNotExist) {
+			return nil // there, or unreadable: opening it says what is wrong
+		}
+	}
+	return fmt.Errorf("%w on %s: %w and no store there; check --root (or MEGAENGINE_ROOT), or make a node there with: menode auth init",
+		ErrNotRunning, persist.QuotePath(root), persist.ErrNoIdentity)
 }
 
 // Dial reaches the node running on root over its control socket, and
@@ -52,7 +73,7 @@ func Connect(root string, log *slog.Logger) (*Client, error) {
 // the network (git-remote-menode).
 func Dial(root string) (*Client, error) {
 	if !Running(root) {
-		return nil, fmt.Errorf("%w on %s; start one with: menode run", ErrNotRunning, root)
+		return nil, NotRunningError(root)
 	}
 	path := persist.SocketPath(root)
 	return &Client{http: &http.Client{Transport: &http.Transport{
@@ -61,6 +82,16 @@ func Dial(root string) (*Client, error) {
 			return d.DialContext(ctx, "unix", path)
 		},
 	}}}, nil
+}
+
+// ErrNotRunning is returned for a command that needs the network when no
+// node runs on the root.
+var ErrNotRunning = errors.New("no node is running")
+
+// NotRunningError is the error of a command that needs a node running on
+// root when none is: it wraps ErrNotRunning and says how to start one.
+func NotRunningError(root string) error {
+	return fmt.Errorf("%w on %s; start one with: menode run", ErrNotRunning, persist.QuotePath(root))
 }
 
 // Running reports whether a node answers on root's control socket. A socket
@@ -111,7 +142,7 @@ func (c *Client) CallWithProgress(cmd any, reply any, progress func(Progress)) e
 		if json.NewDecoder(resp.Body).Decode(&e) != nil || e.Error == "" {
 			return fmt.Errorf("node answered %s", resp.Status)
 		}
-		return errors.New(e.Error)
+		return decodeError(e.Error, e.Code)
 	}
 	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt == ndjsonType {
 		return readStream(resp.Body, reply, progress)
@@ -134,7 +165,7 @@ func readStream(body io.Reader, reply any, progress func(Progress)) error {
 		case l.Progress != nil:
 			progress(*l.Progress)
 		case l.Error != "":
-			return errors.New(l.Error)
+			return decodeError(l.Error, l.Code)
 		case l.Reply != nil:
 			return json.Unmarshal(l.Reply, reply)
 		}
@@ -155,12 +186,12 @@ func (c *Client) callLocal(cmd any, reply any, progress func(Progress)) error {
 			return nil
 		})
 		if err != nil {
-			return err
+			return c.offlineError(err)
 		}
 	} else {
 		var err error
 		if res, err = c.local.Request(p.Interface()); err != nil {
-			return err
+			return c.offlineError(err)
 		}
 	}
 	rv := reflect.ValueOf(reply).Elem()
@@ -169,6 +200,15 @@ func (c *Client) callLocal(cmd any, reply any, progress func(Progress)) error {
 	}
 	rv.Set(reflect.ValueOf(res))
 	return nil
+}
+
+// offlineError adds to an unknown repository, answered in process, that no
+// node runs: a running node may learn of it from its peers.
+func (c *Client) offlineError(err error) error {
+	if c.root != "" && errors.Is(err, persist.ErrUnknownRepo) && !errors.Is(err, ErrNotRunning) {
+		return fmt.Errorf("%w; %w", err, NotRunningError(c.root))
+	}
+	return err
 }
 
 // Close stops the in-process node, if any.

@@ -22,13 +22,15 @@ import (
 // (for example /v1/AddRepo) with the command as its JSON body.
 //
 // A plain command's reply is 200 with the reply as JSON, or an error status
-// with {"error": "..."}.
+// with {"error": "...", "code": "..."}: code names the sentinel error the
+// node's error wraps (errorCodes), so the client's error matches it with
+// errors.Is as it would in process; it is left out when there is none.
 //
 // A streaming command (its struct has a field `Progress *actor.PID`: SyncRepo,
 // CloneRepo, PullRepo) is answered 200 with Content-Type application/x-ndjson,
 // one JSON object per line: any number of {"progress": {...}} (a Progress
 // event, sent as it happens), then exactly one {"reply": {...}} or
-// {"error": "..."}, after which the response ends. Events the reader is too
+// {"error": "...", "code": "..."}, after which the response ends. Events the reader is too
 // slow for are dropped, never the reply. A request that cannot be decoded is
 // still answered with a plain error status.
 var commands = map[string]reflect.Type{}
@@ -55,6 +57,7 @@ type streamLine struct {
 	Progress *Progress       `json:"progress,omitempty"`
 	Reply    json.RawMessage `json:"reply,omitempty"`
 	Error    string          `json:"error,omitempty"`
+	Code     string          `json:"code,omitempty"` // with Error: see errorCodes
 }
 
 // control serves the control API on the unix socket $ROOT/menode.sock.
@@ -113,7 +116,7 @@ func (c *control) serve(root *actor.RootContext, w http.ResponseWriter, r *http.
 		return
 	}
 	if e, ok := res.(error); ok {
-		writeJSON(w, http.StatusUnprocessableEntity, apiError{Error: e.Error()})
+		writeJSON(w, http.StatusUnprocessableEntity, newAPIError(e))
 		return
 	}
 	writeJSON(w, http.StatusOK, res)
@@ -144,7 +147,8 @@ func (c *control) serveStream(root *actor.RootContext, w http.ResponseWriter, r 
 	case errors.Is(err, errCallerGone):
 		return // the forwarder stops with s.stop
 	case err != nil:
-		_ = write(streamLine{Error: err.Error()})
+		e := newAPIError(err)
+		_ = write(streamLine{Error: e.Error, Code: e.Code})
 		return
 	}
 	b, err := json.Marshal(res)
@@ -274,8 +278,75 @@ func streamTimeout(cmd reflect.Value) time.Duration {
 	return max(callTimeout, t+workTimeout)
 }
 
+// apiError is an error reply: the message, and the code of the sentinel
+// error it wraps, if any.
 type apiError struct {
 	Error string `json:"error"`
+	Code  string `json:"code,omitempty"`
+}
+
+func newAPIError(err error) apiError {
+	return apiError{Error: err.Error(), Code: ErrorCode(err)}
+}
+
+// errorCodes are the sentinel errors that keep their identity across the
+// control socket, by code; the first that an error wraps names it. Codes
+// are part of the control API and of the CLI's --json errors: add new
+// ones, never rename one.
+var errorCodes = []struct {
+	code string
+	err  error
+}{
+	{"unknown_repo", persist.ErrUnknownRepo},
+	{"not_running", ErrNotRunning},
+	{"no_identity", persist.ErrNoIdentity},
+	{"identity_exists", persist.ErrIdentityExists},
+	{"store_locked", persist.ErrLocked},
+	{"newer_schema", persist.ErrNewerSchema},
+	{"corrupt_store", persist.ErrCorruptStore},
+	{"not_git_repo", persist.ErrNotGitRepo},
+	{"empty_repo", persist.ErrEmptyRepo},
+	{"shallow_repo", persist.ErrShallowRepo},
+	{"not_empty", persist.ErrNotEmpty},
+	{"not_fast_forward", persist.ErrNotFastForward},
+	{"missing_objects", persist.ErrMissingObjects},
+	{"bad_bundle", persist.ErrBadBundle},
+	{"nothing_to_send", persist.ErrNothingToSend},
+}
+
+// ErrorCode is the code of the first sentinel in errorCodes that err wraps,
+// or "" when it wraps none.
+func ErrorCode(err error) string {
+	for _, c := range errorCodes {
+		if errors.Is(err, c.err) {
+			return c.code
+		}
+	}
+	return ""
+}
+
+// remoteError is an error that crossed the control socket: the node's
+// message as it was, and the sentinel its code names (nil for none).
+type remoteError struct {
+	msg      string
+	sentinel error
+}
+
+func (e *remoteError) Error() string { return e.msg }
+func (e *remoteError) Unwrap() error { return e.sentinel }
+
+// decodeError rebuilds an error from the control API: the same text, and
+// errors.Is matches the sentinel the code names. An unknown code (a newer
+// node) is only text.
+func decodeError(msg, code string) error {
+	e := &remoteError{msg: msg}
+	for _, c := range errorCodes {
+		if c.code == code {
+			e.sentinel = c.err
+			break
+		}
+	}
+	return e
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -18,6 +19,8 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/menode/menode/persist"
 )
 
 // fakeCommands answers streaming commands the way the node does: events to
@@ -42,7 +45,19 @@ func (f *fakeCommands) Receive(ctx actor.Context) {
 		ctx.Respond(RepoView{ID: m.ID, Status: StatusSynced})
 	case *CloneRepo:
 		ctx.Send(m.Progress, &Progress{Phase: PhaseWaiting})
+		if m.Output == "/full" {
+			ctx.Respond(fmt.Errorf("clone into /full: %w", persist.ErrNotEmpty))
+			return
+		}
 		ctx.Respond(errors.New("clone into " + m.Output + ": not an empty directory"))
+	case *ShowRepo:
+		ctx.Respond(fmt.Errorf("%w %s; see repo list", persist.ErrUnknownRepo, m.ID))
+	case *AddRepo:
+		ctx.Respond(fmt.Errorf("%w at /r/identity.key; run `menode auth init`", persist.ErrNoIdentity))
+	case *RemoveRepo:
+		ctx.Respond(NotRunningError("/r"))
+	case *FollowRepo:
+		ctx.Respond(errors.New("a plain failure"))
 	case *PullRepo:
 		// Never answers: the caller goes away instead.
 		ctx.Watch(m.Progress)
@@ -144,6 +159,65 @@ func TestControl_streamedErrorIsAnError(t *testing.T) {
 				t.Errorf("%d events, want 1", events)
 			}
 		})
+	}
+}
+
+// TestControl_errorsKeepTheirIdentity: a sentinel the node's error wraps is
+// found with errors.Is over the socket as in process, plain replies and
+// streamed ones alike, and the text is the node's.
+func TestControl_errorsKeepTheirIdentity(t *testing.T) {
+	f := newControlFixture(t)
+	tests := []struct {
+		name  string
+		cmd   any
+		reply any
+		want  error // nil: no sentinel
+		text  string
+	}{
+		{"unknown repository", ShowRepo{}, &RepoView{}, persist.ErrUnknownRepo,
+			"unknown repository " + (ShowRepo{}).ID.String() + "; see repo list"},
+		{"no identity", AddRepo{}, &RepoView{}, persist.ErrNoIdentity,
+			"no identity at /r/identity.key; run `menode auth init`"},
+		{"not running", RemoveRepo{}, &RemoveResult{}, ErrNotRunning,
+			"no node is running on /r; start one with: menode run"},
+		{"streamed", CloneRepo{Output: "/full"}, &CloneResult{}, persist.ErrNotEmpty,
+			"clone into /full: destination not empty"},
+		{"no sentinel", FollowRepo{}, &RepoView{}, nil, "a plain failure"},
+	}
+	for name, c := range f.clients() {
+		for _, tt := range tests {
+			t.Run(name+"/"+tt.name, func(t *testing.T) {
+				err := c.Call(tt.cmd, tt.reply)
+				if err == nil || err.Error() != tt.text {
+					t.Fatalf("error %v, want %q", err, tt.text)
+				}
+				if tt.want != nil && !errors.Is(err, tt.want) {
+					t.Errorf("errors.Is(%v, %v) is false", err, tt.want)
+				}
+				for _, c := range errorCodes {
+					if c.err != tt.want && errors.Is(err, c.err) {
+						t.Errorf("%v matches %v too", err, c.err)
+					}
+				}
+				if code := ErrorCode(err); (code != "") != (tt.want != nil) {
+					t.Errorf("ErrorCode = %q", code)
+				}
+			})
+		}
+	}
+}
+
+// TestControl_errorCodeOnTheWire: the error JSON carries the code.
+func TestControl_errorCodeOnTheWire(t *testing.T) {
+	f := newControlFixture(t)
+	resp, err := f.remote.http.Post("http://menode/v1/ShowRepo", "application/json", strings.NewReader("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var e map[string]string
+	if err := json.NewDecoder(resp.Body).Decode(&e); err != nil || e["code"] != "unknown_repo" || !strings.HasPrefix(e["error"], "unknown repository ") {
+		t.Errorf("%s: %v, %v", resp.Status, e, err)
 	}
 }
 

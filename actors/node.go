@@ -78,10 +78,11 @@ type CloneResult struct {
 // merges the clone's current branch. Path (absolute) names the clone; ID,
 // when set, must be the repository recorded for it. Reply: PullResult.
 type PullRepo struct {
-	ID       wire.RepoID   `json:"id"`
-	Path     string        `json:"path"`
-	Timeout  time.Duration `json:"timeout"`
-	Progress *actor.PID    `json:"-"`
+	ID       wire.RepoID      `json:"id"`
+	Path     string           `json:"path"`
+	Timeout  time.Duration    `json:"timeout"`
+	Mode     persist.PullMode `json:"mode,omitempty"` // a fast-forward only unless merge or rebase
+	Progress *actor.PID       `json:"-"`
 }
 
 // PullResult is the reply to PullRepo.
@@ -180,7 +181,7 @@ type RepoList struct {
 
 // Status is the reply to GetStatus.
 type Status struct {
-	ID      wire.NodeID `json:"id"`
+	ID      wire.NodeID `json:"id,omitzero"` // none when offline without an identity
 	Alias   string      `json:"alias"`
 	Root    string      `json:"root"`
 	Running bool        `json:"running"` // false when the CLI answered in process

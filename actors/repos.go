@@ -25,10 +25,6 @@ import (
 	"github.com/menode/menode/wire"
 )
 
-// ErrNotRunning is returned for a command that needs the network when no
-// node runs on the root.
-var ErrNotRunning = errors.New("no node is running")
-
 // repos is the repository-command actor. gossip, sync and watcher are nil
 // offline (a CLI command answered in process).
 type repos struct {
@@ -93,13 +89,11 @@ func work[T any](ctx actor.Context, r *repos, do func(context.Context) (T, error
 	}, then)
 }
 
-func (r *repos) notRunning() error {
-	return fmt.Errorf("%w on %s; start one with: menode run", ErrNotRunning, r.cfg.Root)
-}
+func (r *repos) notRunning() error { return NotRunningError(r.cfg.Root) }
 
 func unknownRepo(id wire.RepoID, err error) error {
 	if errors.Is(err, persist.ErrUnknownRepo) {
-		return fmt.Errorf("unknown repository %s; `menode repo list` shows the ones this node knows", id)
+		return fmt.Errorf("%w %s; `menode repo list` shows the ones this node knows", persist.ErrUnknownRepo, id)
 	}
 	return err
 }
@@ -381,10 +375,10 @@ func (r *repos) pull(ctx actor.Context, m *PullRepo) {
 		reply(fmt.Errorf("clone path %q is not absolute", m.Path))
 		return
 	}
-	askFor(ctx, r.store, findClone{Path: m.Path}, func(st repoState, err error) {
+	r.findOrAdoptClone(ctx, m.Path, func(st repoState, err error) {
 		if err != nil {
 			if errors.Is(err, persist.ErrUnknownRepo) {
-				err = fmt.Errorf("%s is not a clone made by `menode repo clone`; clone the repository first", m.Path)
+				err = fmt.Errorf("%s is not a clone made by `menode repo clone` or `git clone menode::…` (no remote with a menode URL); clone the repository first", m.Path)
 			}
 			reply(err)
 			return
@@ -409,7 +403,7 @@ func (r *repos) pull(ctx actor.Context, m *PullRepo) {
 				if err != nil {
 					return PullResult{}, err
 				}
-				after, err := g.Pull(wctx, "menode", mirror)
+				after, err := g.PullFrom(wctx, id, mirror, m.Mode)
 				if err != nil {
 					return PullResult{}, err
 				}
@@ -433,6 +427,35 @@ func (r *repos) pull(ctx actor.Context, m *PullRepo) {
 				return
 			}
 			pull()
+		})
+	})
+}
+
+// findOrAdoptClone finds the repository the clone at path was made of: a
+// recorded clone (repo clone), or else one whose remote has a menode URL
+// (git clone menode::…), which is then recorded, so that list and show
+// know it too.
+func (r *repos) findOrAdoptClone(ctx actor.Context, path string, then func(repoState, error)) {
+	askFor(ctx, r.store, findClone{Path: path}, func(st repoState, err error) {
+		if !errors.Is(err, persist.ErrUnknownRepo) {
+			then(st, err)
+			return
+		}
+		work(ctx, r, func(wctx context.Context) (wire.RepoID, error) { return persist.CloneOf(wctx, path) }, func(id wire.RepoID, cerr error) {
+			if cerr != nil {
+				then(repoState{}, err)
+				return
+			}
+			askFor(ctx, r.store, addClone{ID: id, Path: path}, func(_ bool, err error) {
+				if errors.Is(err, persist.ErrUnknownRepo) {
+					err = fmt.Errorf("%s is a clone of %s, which this node does not know; `menode repo list` shows the ones it knows", path, id)
+				}
+				if err != nil {
+					then(repoState{}, err)
+					return
+				}
+				askFor(ctx, r.store, findClone{Path: path}, then)
+			})
 		})
 	})
 }
@@ -461,6 +484,7 @@ func (r *repos) views(ctx actor.Context, states []repoState, then func([]RepoVie
 				}
 				v.Size, _ = persist.DiskSize(persist.MirrorPath(root, st.Repo.ID))
 				v.HasUpdates = clonesBehind(wctx, st)
+				v.Clones = persist.ExistingClones(v.Clones) // deleted ones are not shown
 				if err := wctx.Err(); err != nil {
 					// Cut short: has_updates would be a guess.
 					return nil, fmt.Errorf("repository views: %w", err)
@@ -493,7 +517,7 @@ func clonesBehind(ctx context.Context, st repoState) bool {
 		return false
 	}
 	for _, path := range st.Repo.Clones {
-		remote, err := persist.GitRepo{Dir: path}.RemoteRefs(ctx, "menode")
+		remote, err := persist.CloneRemoteRefs(ctx, path, st.Repo.ID)
 		if err != nil {
 			continue // moved or deleted: nothing to say
 		}

@@ -15,14 +15,6 @@ import (
 	"github.com/menode/menode/wire"
 )
 
-// ErrNothingToSend is wrapped by CreateBundle when the haves already hold
-// every object the refs need: git refuses to write an empty bundle.
-var ErrNothingToSend = errors.New("nothing to send")
-
-// ErrBadBundle is wrapped when a bundle is malformed or does not match the
-// signed refs it is meant to carry.
-var ErrBadBundle = errors.New("bad bundle")
-
 // Limits on a bundle header, which comes from the network.
 const (
 	maxBundleLine  = 4096

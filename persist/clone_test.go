@@ -140,9 +140,11 @@ func TestGitRepo_Pull(t *testing.T) {
 	}
 	steps := []struct {
 		name     string
+		mode     PullMode
 		do       func(t *testing.T)
 		wantHead func(t *testing.T) string // "" with wantMsg set: an error
 		wantMsg  string
+		wantIs   error // with wantMsg: the error wraps it, and HEAD stays
 	}{
 		{name: "up to date", do: func(t *testing.T) {},
 			wantHead: func(t *testing.T) string { return f.signed["refs/heads/trunk"] }},
@@ -153,11 +155,12 @@ func TestGitRepo_Pull(t *testing.T) {
 			git(t, f.src, "tag", "-a", "-m", "two", "v2")
 			sync(t)
 		}, wantHead: func(t *testing.T) string { return f.signed["refs/heads/trunk"] }},
-		{name: "merge with a local commit", do: func(t *testing.T) {
+		{name: "diverged: a fast-forward only, by default", do: func(t *testing.T) {
 			commitFile(t, clone, "local", "mine")
 			commitFile(t, f.src, "upstream", "theirs")
 			sync(t)
-		}, wantHead: func(t *testing.T) string {
+		}, wantMsg: "not a fast-forward: trunk has commits the mirror's trunk lacks and the other way round; choose: menode repo pull --merge", wantIs: ErrNotFastForward},
+		{name: "merge when asked", mode: PullMerge, do: func(t *testing.T) {}, wantHead: func(t *testing.T) string {
 			head := git(t, clone, "rev-parse", "HEAD")
 			parents := strings.Fields(git(t, clone, "rev-list", "--parents", "-n1", "HEAD"))
 			if len(parents) != 3 || parents[2] != f.signed["refs/heads/trunk"] {
@@ -165,7 +168,42 @@ func TestGitRepo_Pull(t *testing.T) {
 			}
 			return head
 		}},
+		{name: "rebase when asked", mode: PullRebase, do: func(t *testing.T) {
+			commitFile(t, clone, "local2", "mine")
+			commitFile(t, f.src, "upstream2", "theirs")
+			sync(t)
+		}, wantHead: func(t *testing.T) string {
+			trunk := f.signed["refs/heads/trunk"]
+			// local and local2 replayed on the mirror's trunk, no merge.
+			if n := git(t, clone, "rev-list", "--count", trunk+"..HEAD"); n != "2" {
+				t.Errorf("%s commits on top of the mirror's trunk, want 2", n)
+			}
+			if m := git(t, clone, "rev-list", "--merges", trunk+"..HEAD"); m != "" || git(t, clone, "merge-base", "HEAD", trunk) != trunk {
+				t.Errorf("HEAD is not linear on top of the mirror's trunk (merges %q)", m)
+			}
+			if got := git(t, clone, "show", "HEAD:local2"); got != "mine" {
+				t.Errorf("the local commit was not replayed: local2 is %q", got)
+			}
+			return git(t, clone, "rev-parse", "HEAD")
+		}},
+		{name: "local changes in the way: git's reason, the files, the way on", mode: PullMerge, do: func(t *testing.T) {
+			commitFile(t, f.src, "shared", "v1")
+			sync(t)
+			if _, err := g.Pull(ctx, "menode", f.receiver.Dir, PullMerge); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(clone, "shared"), []byte("edited here"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			commitFile(t, f.src, "shared", "v2")
+			sync(t)
+		}, wantMsg: "would be overwritten by merge:; local changes: shared; commit or stash them (git stash), then pull again"},
+		{name: "a conflict in a merge", mode: PullMerge, do: func(t *testing.T) {
+			git(t, clone, "checkout", "--", "shared")
+			commitFile(t, clone, "shared", "mine")
+		}, wantMsg: "Automatic merge failed; fix conflicts and then commit the result.; CONFLICT (content): Merge conflict in shared; or undo the merge: git merge --abort"},
 		{name: "other branch checked out", do: func(t *testing.T) {
+			git(t, clone, "merge", "--abort")
 			git(t, clone, "checkout", "-q", "feature")
 		}, wantHead: func(t *testing.T) string { return f.signed["refs/heads/feature"] }},
 		{name: "detached HEAD", do: func(t *testing.T) {
@@ -178,10 +216,17 @@ func TestGitRepo_Pull(t *testing.T) {
 	for _, st := range steps {
 		t.Run(st.name, func(t *testing.T) {
 			st.do(t)
-			head, err := g.Pull(ctx, "menode", f.receiver.Dir)
+			before := git(t, clone, "rev-parse", "HEAD")
+			head, err := g.Pull(ctx, "menode", f.receiver.Dir, st.mode)
 			if st.wantMsg != "" {
 				if err == nil || !strings.Contains(err.Error(), st.wantMsg) {
 					t.Fatalf("Pull = %q, %v; want error containing %q", head, err, st.wantMsg)
+				}
+				if st.wantIs != nil && !errors.Is(err, st.wantIs) {
+					t.Errorf("error does not wrap %v", st.wantIs)
+				}
+				if after := git(t, clone, "rev-parse", "HEAD"); st.wantIs != nil && after != before {
+					t.Errorf("HEAD moved from %s to %s", before, after)
 				}
 				return
 			}
@@ -295,4 +340,58 @@ func TestGitRepo_HeadAndBranch(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCloneOf_remotes: a clone's repository and remote are read from its
+// remotes' menode URLs, whatever the remote is named.
+func TestCloneOf_remotes(t *testing.T) {
+	gitTestEnv(t)
+	ctx := context.Background()
+	a, b := wire.RepoID{1}, wire.RepoID{2}
+	tests := []struct {
+		name       string
+		remotes    [][2]string // name, URL
+		wantID     wire.RepoID // zero: none
+		wantRemote string      // of wantID
+	}{
+		{"repo clone", [][2]string{{"menode", RemoteURL(a)}}, a, "menode"},
+		{"git clone menode::", [][2]string{{"origin", "menode::" + a.String()}}, a, "origin"},
+		{"git clone menode://", [][2]string{{"origin", "menode://" + a.String() + "/"}}, a, "origin"},
+		{"menode first", [][2]string{{"origin", RemoteURL(b)}, {"menode", RemoteURL(a)}}, a, "menode"},
+		{"others ignored", [][2]string{{"github", "https://example.invalid/x.git"}, {"up", RemoteURL(b)}}, b, "up"},
+		{"none", [][2]string{{"origin", "https://example.invalid/x.git"}}, wire.RepoID{}, ""},
+		{"no remote", nil, wire.RepoID{}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			git(t, dir, "init", "-q")
+			for _, r := range tt.remotes {
+				git(t, dir, "remote", "add", r[0], r[1])
+			}
+			id, err := CloneOf(ctx, dir)
+			if tt.wantID == (wire.RepoID{}) {
+				if err == nil {
+					t.Fatalf("CloneOf = %s, want an error", id)
+				}
+				if _, err := (GitRepo{Dir: dir}).MenodeRemote(ctx, a); err == nil {
+					t.Error("MenodeRemote found a remote")
+				}
+				return
+			}
+			if err != nil || id != tt.wantID {
+				t.Fatalf("CloneOf = %s, %v; want %s", id, err, tt.wantID)
+			}
+			if remote, err := (GitRepo{Dir: dir}).MenodeRemote(ctx, tt.wantID); err != nil || remote != tt.wantRemote {
+				t.Errorf("MenodeRemote = %q, %v; want %q", remote, err, tt.wantRemote)
+			}
+		})
+	}
+	t.Run("deleted clones", func(t *testing.T) {
+		kept, gone := t.TempDir(), filepath.Join(t.TempDir(), "gone")
+		git(t, kept, "init", "-q")
+		if got := ExistingClones([]string{gone, kept}); !reflect.DeepEqual(got, []string{kept}) {
+			t.Errorf("ExistingClones = %v, want [%s]", got, kept)
+		}
+	})
 }

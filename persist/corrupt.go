@@ -19,11 +19,6 @@ import (
 // one of its assertions (a panic). Records that do not decode are a lesser
 // damage: listings leave them out and count them (Skipped).
 
-// ErrCorruptStore is wrapped when megaengine.db is damaged: bbolt refused
-// it, or reading it faulted or panicked. After that the Store answers every
-// call with the same error (a panic inside bbolt may leave its locks held).
-var ErrCorruptStore = errors.New("corrupt store")
-
 // corruptError is the one error for a damaged store at path; detail says
 // what was found. It tells a person what to do: the store holds nothing the
 // network cannot give back, except which repositories this node added.

@@ -20,24 +20,6 @@ import (
 	"github.com/menode/menode/wire"
 )
 
-// ErrNotGitRepo is wrapped when a directory is not the top of a git
-// repository (or a bare repository).
-var ErrNotGitRepo = errors.New("not a git repository")
-
-// ErrEmptyRepo is wrapped when a repository has no commits.
-var ErrEmptyRepo = errors.New("repository has no commits")
-
-// ErrShallowRepo is wrapped when a repository is a shallow or partial clone:
-// its history or objects are incomplete, so it can be neither identified nor
-// served.
-var ErrShallowRepo = errors.New("incomplete repository (shallow or partial clone)")
-
-// ErrGitAllocLimit is wrapped when git, reading a peer's data, refused to
-// allocate more than the repository's MaxGitAlloc: an object (a delta's
-// result, or a tree or commit) is larger than that, or a pack holds more
-// objects than the limit has room to list.
-var ErrGitAllocLimit = errors.New("over the memory limit for git reading a peer's data")
-
 // DefaultMaxGitAlloc is GitRepo.MaxGitAlloc when it is zero.
 const DefaultMaxGitAlloc = 256 << 20
 

@@ -14,12 +14,6 @@ import (
 	"syscall"
 )
 
-// ErrNoIdentity is wrapped when the identity key file does not exist.
-var ErrNoIdentity = errors.New("no identity")
-
-// ErrIdentityExists is wrapped when CreateIdentity would overwrite a key.
-var ErrIdentityExists = errors.New("identity already exists")
-
 const pemTypePrivateKey = "PRIVATE KEY"
 
 // maxKeyFile bounds how much of a key file is read: a PKCS#8 Ed25519 PEM is

@@ -14,11 +14,6 @@ import (
 	"github.com/menode/menode/wire"
 )
 
-// ErrMissingObjects is wrapped when the mirror lacks an object it needs: a
-// bundle's prerequisite, or the object a signed ref names. A bigger bundle
-// (fewer haves) fixes it.
-var ErrMissingObjects = errors.New("objects missing from the mirror")
-
 // mirrorConfig is set in every mirror. No automatic gc or maintenance: a
 // detached gc would outlive the actor that ran the git command, and could
 // drop objects indexed by ApplyBundle before its refs move. No reflogs: the

@@ -29,16 +29,6 @@ import (
 // migrateV1).
 const SchemaVersion = 2
 
-// ErrLocked is wrapped when another process holds the store's file lock.
-var ErrLocked = errors.New("store locked")
-
-// ErrNewerSchema is wrapped when the store or a record in it was written by a
-// newer menode than this one.
-var ErrNewerSchema = errors.New("store written by a newer menode")
-
-// ErrUnknownRepo is wrapped when a repository is not in the store.
-var ErrUnknownRepo = errors.New("unknown repository")
-
 // lockTimeout is how long OpenStore waits for bbolt's file lock. bbolt's
 // default (0) waits forever.
 const lockTimeout = time.Second

@@ -2,6 +2,9 @@
 // this directory is a testscript that drives real menode processes, real git
 // and real bbolt files inside its own temp dir.
 //
+// $MENODE_SRC is the module's root (for make), and the go command's
+// settings (GOCACHE, GOPATH, ...) are this machine's, whatever HOME is.
+//
 // Custom commands, beyond testscript's own:
 //
 //	freeport VAR                 set VAR to 127.0.0.1:PORT, a UDP port free right now
@@ -18,6 +21,9 @@
 //	                             checked out
 //	jsonunder FIELD FACTOR FILE  the number FIELD in the last stdout (JSON) is under FACTOR
 //	                             times the size of FILE
+//	jsonvar VAR PATH             set VAR to the string or number at PATH (keys and list
+//	                             indexes joined by dots: repos.0.name) in the last stdout (JSON)
+//	httpget URL                  GET URL; its body becomes stdout; a status but 200 fails
 package scenarios
 
 import (
@@ -29,7 +35,9 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -44,7 +52,14 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
-var binDir string
+var (
+	binDir string
+	// srcDir is the module's root, for the scenarios that run make there.
+	srcDir string
+	// goEnv is the go command's settings of this machine, which a
+	// scenario's own HOME would hide (a cold build cache, another GOPATH).
+	goEnv []string
+)
 
 // TestMain builds the menode binary and the git remote helper
 // git-remote-menode once for every script, into one directory that goes
@@ -68,6 +83,17 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binDir = dir
+	if wd, err := os.Getwd(); err == nil {
+		srcDir = filepath.Dir(wd)
+	}
+	vars := []string{"GOCACHE", "GOMODCACHE", "GOPATH", "GOFLAGS", "GOPROXY", "GOTOOLCHAIN"}
+	if out, err := exec.Command("go", append([]string{"env"}, vars...)...).Output(); err == nil {
+		for i, v := range strings.Split(strings.TrimSuffix(string(out), "\n"), "\n") {
+			if i < len(vars) {
+				goEnv = append(goEnv, vars[i], v)
+			}
+		}
+	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -82,6 +108,10 @@ func TestScenarios(t *testing.T) {
 			env.Setenv("HOME", filepath.Join(env.WorkDir, "home"))
 			env.Setenv("MEGAENGINE_ROOT", filepath.Join(env.WorkDir, "root"))
 			env.Setenv("MENODE_HTTP_ADDR", "127.0.0.1:0") // the status page: no fixed port
+			env.Setenv("MENODE_SRC", srcDir)
+			for i := 0; i+1 < len(goEnv); i += 2 {
+				env.Setenv(goEnv[i], goEnv[i+1])
+			}
 			// git: never read this machine's config; fixed author.
 			env.Setenv("GIT_CONFIG_GLOBAL", os.DevNull)
 			env.Setenv("GIT_CONFIG_NOSYSTEM", "1")
@@ -100,6 +130,8 @@ func TestScenarios(t *testing.T) {
 			"cmprefs":    cmdCmpRefs,
 			"cmpclone":   cmdCmpClone,
 			"jsonunder":  cmdJSONUnder,
+			"jsonvar":    cmdJSONVar,
+			"httpget":    cmdHTTPGet,
 		},
 	})
 }
@@ -264,4 +296,51 @@ func cmdJSONUnder(ts *testscript.TestScript, neg bool, args []string) {
 	if n >= limit {
 		ts.Fatalf("%s = %.0f, not under %.0f", args[0], n, limit)
 	}
+}
+
+func cmdJSONVar(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: jsonvar VAR PATH")
+	}
+	var v any
+	ts.Check(json.Unmarshal([]byte(ts.ReadFile("stdout")), &v))
+	for _, key := range strings.Split(args[1], ".") {
+		switch node := v.(type) {
+		case map[string]any:
+			v = node[key]
+		case []any:
+			i, err := strconv.Atoi(key)
+			if err != nil || i < 0 || i >= len(node) {
+				ts.Fatalf("jsonvar: %s: no element %q in a list of %d", args[1], key, len(node))
+			}
+			v = node[i]
+		default:
+			ts.Fatalf("jsonvar: %s: nothing at %q", args[1], key)
+		}
+	}
+	switch x := v.(type) {
+	case string:
+		ts.Setenv(args[0], x)
+	case float64:
+		ts.Setenv(args[0], strconv.FormatFloat(x, 'f', -1, 64))
+	default:
+		ts.Fatalf("jsonvar: %s is %T, not a string or number", args[1], v)
+	}
+}
+
+func cmdHTTPGet(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: httpget URL")
+	}
+	c := http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get(args[0])
+	ts.Check(err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	ts.Check(err)
+	if resp.StatusCode != http.StatusOK {
+		ts.Fatalf("GET %s: %s: %s", args[0], resp.Status, body)
+	}
+	_, err = ts.Stdout().Write(body)
+	ts.Check(err)
 }

@@ -20,6 +20,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -57,6 +59,10 @@ type Options struct {
 	// (one log line says so).
 	TryPorts int
 	Logger   *slog.Logger
+	// Root is the node's root. The clone commands the page offers name it
+	// (--root) unless it is the default, ~/.megaengine, so that a command
+	// pasted on this machine reaches this node.
+	Root string
 }
 
 // Server is a bound listener, then a server of one node.
@@ -67,6 +73,7 @@ type Server struct {
 	port   int
 	log    *slog.Logger
 	srv    *http.Server
+	root   string
 }
 
 // Listen binds the listener, so the URL is known before the node starts.
@@ -94,7 +101,7 @@ func Listen(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("status page: %w", err)
 	}
 	bound := ln.Addr().(*net.TCPAddr)
-	return &Server{ln: ln, remote: !ip.IsLoopback(), ip: ip, port: bound.Port, log: log}, nil
+	return &Server{ln: ln, remote: !ip.IsLoopback(), ip: ip, port: bound.Port, log: log, root: opts.Root}, nil
 }
 
 // CheckAddr says what is wrong with addr as --http-addr, if anything.
@@ -134,7 +141,7 @@ func (s *Server) URL() string {
 func (s *Server) Serve(n *actors.Node) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(newCollector(n, s.log))
-	h := &handler{node: n, remote: s.remote, log: s.log}
+	h := &handler{node: n, remote: s.remote, log: s.log, root: s.root}
 	mux := http.NewServeMux()
 	static, _ := fs.Sub(assets, "assets")
 	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
@@ -217,6 +224,7 @@ type handler struct {
 	node   *actors.Node
 	remote bool
 	log    *slog.Logger
+	root   string // "" when served beyond loopback: the page names no local path
 }
 
 // ask sends cmd to the node and waits for the reply, at most askTimeout.
@@ -296,10 +304,68 @@ func (h *handler) repos(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, err)
 		return
 	}
+	out := repoListJSON{Repos: make([]repoJSON, len(l.Repos))}
 	for i := range l.Repos {
 		h.redact(&l.Repos[i])
+		out.Repos[i] = h.withClone(l.Repos[i])
 	}
-	writeJSON(w, l)
+	writeJSON(w, out)
+}
+
+// repoJSON is a repository as the page gets it: the node's view and the
+// command that clones it from this node.
+type repoJSON struct {
+	actors.RepoView
+	CloneCommand string `json:"clone_command"`
+}
+
+type repoListJSON struct {
+	Repos []repoJSON `json:"repos"`
+}
+
+func (h *handler) withClone(v actors.RepoView) repoJSON {
+	root := h.root
+	if h.remote {
+		root = ""
+	}
+	return repoJSON{RepoView: v, CloneCommand: CloneCommand(root, v.ID, v.Name)}
+}
+
+// CloneCommand is the shell command that clones repository id, named
+// name, from the node on root: `menode [--root ROOT] repo clone --repo-id
+// ID --output DIR`, DIR made of name's safe characters. --root is left out
+// when root is "" or the default root (~/.megaengine).
+func CloneCommand(root string, id wire.RepoID, name string) string {
+	dir := strings.TrimLeft(strings.Map(func(r rune) rune {
+		if r < 0x80 && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return r
+		}
+		return '-'
+	}, name), "-.")
+	if dir == "" {
+		dir = "repo"
+	}
+	cmd := "menode "
+	if home, err := os.UserHomeDir(); root != "" && (err != nil || root != filepath.Join(home, ".megaengine")) {
+		cmd += "--root " + shellQuote(root) + " "
+	}
+	return cmd + "repo clone --repo-id " + id.String() + " --output " + dir
+}
+
+// shellQuote is s as one word of a POSIX shell: as it is when it holds
+// only characters no shell treats specially, else in single quotes.
+func shellQuote(s string) string {
+	safe := s != ""
+	for _, r := range s {
+		if !(r < 0x80 && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/._-+,:@%=", r))) {
+			safe = false
+			break
+		}
+	}
+	if safe {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 func (h *handler) repo(w http.ResponseWriter, r *http.Request) {
@@ -308,7 +374,7 @@ func (h *handler) repo(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.redact(&v)
-	writeJSON(w, v)
+	writeJSON(w, h.withClone(v))
 }
 
 // showRepo parses the ID in the URL and asks the node for that repository.
@@ -353,7 +419,7 @@ func (h *handler) commits(w http.ResponseWriter, r *http.Request) {
 
 func (h *handler) fail(w http.ResponseWriter, err error) {
 	code := http.StatusServiceUnavailable
-	if strings.Contains(err.Error(), "unknown repository") { // the reply crossed as text
+	if actors.ErrorCode(err) == "unknown_repo" {
 		code = http.StatusNotFound
 	}
 	h.log.Debug("status page: request failed", "err", err)

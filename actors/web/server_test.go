@@ -320,3 +320,28 @@ func TestServer_stopsWithNode(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCloneCommand_behavior: the page's clone command names the node's root
+// unless it is the default, quoted for a shell, and a directory made of the
+// name's safe characters.
+func TestCloneCommand_behavior(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("HOME", home)
+	var id wire.RepoID
+	id[0] = 1
+	tests := []struct{ root, name, want string }{
+		{"/srv/n1", "hello", "menode --root /srv/n1 repo clone --repo-id " + id.String() + " --output hello"},
+		{filepath.Join(home, ".megaengine"), "hello", "menode repo clone --repo-id " + id.String() + " --output hello"},
+		{"", "hello", "menode repo clone --repo-id " + id.String() + " --output hello"},
+		{"/tmp/my nodes/it's", "a b", `menode --root '/tmp/my nodes/it'\''s' repo clone --repo-id ` + id.String() + " --output a-b"},
+		{"/n", "../$(x)", "menode --root /n repo clone --repo-id " + id.String() + " --output x-"},
+		{"/n", "", "menode --root /n repo clone --repo-id " + id.String() + " --output repo"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.root+" "+tt.name, func(t *testing.T) {
+			if got := CloneCommand(tt.root, id, tt.name); got != tt.want {
+				t.Errorf("got  %s\nwant %s", got, tt.want)
+			}
+		})
+	}
+}

@@ -48,7 +48,25 @@ var errPush = errors.New("push refused: the menode network takes changes only fr
 // the lazy fetches of a partial clone need allowAnySHA1InWant.
 var uploadPackConfig = []string{"uploadpack.allowFilter=true", "uploadpack.allowAnySHA1InWant=true"}
 
+// usage is what --help prints: git runs the helper, people only read this.
+const usage = `usage: git-remote-menode REMOTE [URL]
+
+git runs this helper for menode::did:repo:… and menode://did:repo:… URLs:
+
+  git clone menode::did:repo:z… DIR
+  git fetch / git pull          in that clone
+
+It asks the node running on $MEGAENGINE_ROOT (default ~/.megaengine) to sync
+the repository first, waiting at most $MENODE_SYNC_TIMEOUT (default 5m), then
+serves git from the node's mirror. Push is refused. Start a node with:
+menode run
+`
+
 func main() {
+	if len(os.Args) == 2 && (os.Args[1] == "--help" || os.Args[1] == "-h") {
+		fmt.Print(usage)
+		return
+	}
 	h, err := newHelper(os.Args[1:], os.Getenv)
 	if err == nil {
 		var mirror string

@@ -16,6 +16,7 @@ type authCmd struct {
 
 type authInitCmd struct {
 	Force bool `help:"Replace an existing identity (the node gets a new did:key)."`
+	JSON  bool `name:"json" help:"Print JSON."`
 }
 
 func (c *authInitCmd) Run(e *env) error {
@@ -29,16 +30,30 @@ func (c *authInitCmd) Run(e *env) error {
 	if err != nil {
 		return err
 	}
-	fmt.Println(nodeID(key))
-	return nil
+	return printIdentity(e, key, c.JSON)
 }
 
-type authShowCmd struct{}
+type authShowCmd struct {
+	JSON bool `name:"json" help:"Print JSON."`
+}
 
 func (c *authShowCmd) Run(e *env) error {
 	key, err := persist.LoadIdentity(persist.KeyPath(e.root))
 	if err != nil {
 		return err
+	}
+	return printIdentity(e, key, c.JSON)
+}
+
+// identityJSON is what auth init and auth show print with --json.
+type identityJSON struct {
+	ID      wire.NodeID `json:"id"`
+	KeyFile string      `json:"key_file"`
+}
+
+func printIdentity(e *env, key ed25519.PrivateKey, asJSON bool) error {
+	if asJSON {
+		return printJSON(identityJSON{ID: nodeID(key), KeyFile: persist.KeyPath(e.root)})
 	}
 	fmt.Println(nodeID(key))
 	return nil

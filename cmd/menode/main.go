@@ -6,6 +6,8 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -45,21 +47,16 @@ func main() {
 
 func run(args []string) int {
 	var c cli
-	parser, err := kong.New(&c,
-		kong.Name("menode"),
-		kong.Description("A peer-to-peer network for Git repositories."),
-		kong.Vars{"version": actors.Version},
-		kong.Exit(func(code int) { os.Exit(code) }),
-	)
+	parser, err := newParser(&c, kong.Exit(func(code int) { os.Exit(code) }))
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "menode: %s\n", oneLine(err))
 		return 2
 	}
 	kctx, err := parser.Parse(args)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "menode: %s\n", oneLine(err))
-		return 2
+		return report(withHelp(err), wantsJSON(args), 2)
 	}
+	asJSON := jsonFlag(kctx)
 	level := c.LogLevel
 	if level == "auto" {
 		level = "warn"
@@ -69,21 +66,95 @@ func run(args []string) int {
 	}
 	root, err := rootDir(c.Root)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "menode: %s\n", oneLine(err))
-		return 2
+		return report(err, asJSON, 2)
 	}
 	e := &env{root: root, log: newLogger(level)}
 	slog.SetDefault(e.log)
 	if err := kctx.Run(e); err != nil {
-		var u usageError
-		if errors.As(err, &u) {
-			fmt.Fprintf(os.Stderr, "menode: %s\n", oneLine(err))
-			return 2
+		if errors.As(err, new(usageError)) {
+			return report(err, asJSON, 2)
 		}
-		fmt.Fprintf(os.Stderr, "menode: %s\n", oneLine(err))
-		return 1
+		return report(err, asJSON, 1)
 	}
 	return 0
+}
+
+// newParser is menode's command line, with opts (where --help writes, how
+// it exits) on top.
+func newParser(c *cli, opts ...kong.Option) (*kong.Kong, error) {
+	return kong.New(c, append([]kong.Option{
+		kong.Name("menode"),
+		kong.Description("A peer-to-peer network for Git repositories.\n\n" +
+			"Every command but run takes --json: its result as JSON on stdout, and an error as " +
+			`{"error": "...", "code": "..."} on stderr (the same exit status: 1, or 2 for a usage error).`),
+		kong.Vars{"version": actors.Version},
+	}, opts...)...)
+}
+
+// report writes err on stderr, as one line or with --json as
+// {"error": ..., "code": ...}, and returns status, the exit status. The
+// code names what went wrong for a script: the sentinel the error wraps
+// (actors.ErrorCode: "unknown_repo", "not_running", "no_identity", ...),
+// else "usage" for a usage error (status 2) and "error" for any other.
+func report(err error, asJSON bool, status int) int {
+	if !asJSON {
+		fmt.Fprintf(os.Stderr, "menode: %s\n", oneLine(err))
+		return status
+	}
+	code := actors.ErrorCode(err)
+	switch {
+	case code != "":
+	case status == 2:
+		code = "usage"
+	default:
+		code = "error"
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(struct {
+		Error string `json:"error"`
+		Code  string `json:"code"`
+	}{oneLine(err), code})
+	os.Stderr.Write(escapeJSON(buf.Bytes()))
+	return status
+}
+
+// withHelp adds to a command line kong could not parse where to read how
+// it goes: the help of the command it got to.
+func withHelp(err error) error {
+	cmd := "menode"
+	var pe *kong.ParseError
+	if errors.As(err, &pe) && pe.Context != nil && pe.Context.Selected() != nil {
+		cmd = pe.Context.Selected().FullPath()
+	}
+	return usageError{fmt.Errorf("%w; see: %s --help", err, cmd)}
+}
+
+// jsonFlag reports whether the parsed command has --json set.
+func jsonFlag(kctx *kong.Context) bool {
+	for _, f := range kctx.Flags() {
+		if f.Name == "json" {
+			if on, ok := kctx.FlagValue(f).(bool); ok && on {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// wantsJSON reports whether a command line that did not parse asked for
+// --json, so even that error comes as JSON.
+func wantsJSON(args []string) bool {
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if a == "--json" || a == "--json=true" {
+			return true
+		}
+	}
+	return false
 }
 
 // rootDir makes the root absolute: empty means ~/.megaengine, and a leading

@@ -61,3 +61,44 @@ func TestRootDir_behavior(t *testing.T) {
 		})
 	}
 }
+
+// TestRun_parseErrorPointsAtHelp: a command line that does not parse says
+// which help to read, in one line, exit 2.
+func TestRun_parseErrorPointsAtHelp(t *testing.T) {
+	t.Setenv("MEGAENGINE_ROOT", t.TempDir())
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{nil, "; see: menode --help\n"},
+		{[]string{"frobnicate"}, "; see: menode --help\n"},
+		{[]string{"repo"}, "; see: menode repo --help\n"},
+		{[]string{"repo", "add"}, "missing flags: --path=STRING; see: menode repo add --help\n"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			var code int
+			stderr := captureStderr(t, func() { code = run(tt.args) })
+			if code != 2 || !strings.HasPrefix(stderr, "menode: ") || !strings.HasSuffix(stderr, tt.want) || strings.Count(stderr, "\n") != 1 {
+				t.Errorf("exit %d, stderr %q; want 2 and one line ending %q", code, stderr, tt.want)
+			}
+		})
+	}
+}
+
+func TestListenText_behavior(t *testing.T) {
+	tests := []struct {
+		in   []string
+		want string
+	}{
+		{nil, "none (not running)"},
+		{[]string{"[::]:9000"}, "0.0.0.0:9000 (every interface)"},
+		{[]string{"0.0.0.0:9000"}, "0.0.0.0:9000 (every interface)"},
+		{[]string{"127.0.0.1:9001", "[::1]:9001"}, "127.0.0.1:9001, [::1]:9001"},
+	}
+	for _, tt := range tests {
+		if got := listenText(tt.in); got != tt.want {
+			t.Errorf("listenText(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}

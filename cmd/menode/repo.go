@@ -24,7 +24,7 @@ type repoCmd struct {
 	Show  repoShowCmd  `cmd:"" help:"Show one repository."`
 	Sync  repoSyncCmd  `cmd:"" help:"Ask the running node to fetch a repository's creator-signed refs now; --wait shows progress until done."`
 	Clone repoCloneCmd `cmd:"" help:"Make a working clone of a repository (remote menode), syncing it first if needed; prints the clone's path."`
-	Pull  repoPullCmd  `cmd:"" help:"Bring a clone made by repo clone up to date, syncing the mirror first if it is behind."`
+	Pull  repoPullCmd  `cmd:"" help:"Bring a clone made by repo clone up to date (a fast-forward only unless --merge or --rebase), syncing the mirror first if it is behind."`
 
 	Follow   repoFollowCmd   `cmd:"" help:"Follow a repository: with run --seed followed, only followed (and cloned) repositories are fetched."`
 	Unfollow repoUnfollowCmd `cmd:"" help:"Stop following a repository (its mirror stays until repo remove)."`
@@ -90,6 +90,7 @@ type repoAddCmd struct {
 	Path        string `required:"" help:"The git repository (working tree or bare)."`
 	Name        string `help:"Name shown to others (default: the directory name)."`
 	Description string `help:"One-line description."`
+	JSON        bool   `name:"json" help:"Print the repository as JSON."`
 }
 
 func (c *repoAddCmd) Run(e *env) error {
@@ -97,9 +98,13 @@ func (c *repoAddCmd) Run(e *env) error {
 	if err != nil {
 		return err
 	}
+	path = workTreeOfGitDir(path)
 	var v actors.RepoView
 	if err := call(e, actors.AddRepo{Path: path, Name: c.Name, Description: c.Description}, &v); err != nil {
 		return err
+	}
+	if c.JSON {
+		return printJSON(v)
 	}
 	fmt.Println(v.ID)
 	return nil
@@ -286,7 +291,7 @@ func (c *repoSyncCmd) Run(e *env) error {
 	}
 	// A sync always needs the network, which only a running node has.
 	if !actors.Running(e.root) {
-		return fmt.Errorf("no node is running on %s; start one with: menode run", e.root)
+		return actors.NotRunningError(e.root)
 	}
 	var v actors.RepoView
 	cmd := actors.SyncRepo{ID: id, Wait: c.Wait, Timeout: c.Timeout}
@@ -307,7 +312,7 @@ func (c *repoSyncCmd) Run(e *env) error {
 
 type repoCloneCmd struct {
 	RepoID  string        `required:"" name:"repo-id" help:"The did:repo to clone."`
-	Output  string        `required:"" help:"Directory to clone into; it must not exist or be empty."`
+	Output  string        `required:"" help:"Directory to clone into; it must not exist or be empty (missing parent directories are created, as git clone does)."`
 	Timeout time.Duration `default:"5m" help:"How long to wait for the repository to sync first, when it is not synced."`
 	JSON    bool          `name:"json" help:"Print the result as JSON."`
 }
@@ -339,6 +344,8 @@ type repoPullCmd struct {
 	RepoID  string        `name:"repo-id" help:"The did:repo the clone must belong to (default: the one recorded for the clone)."`
 	Path    string        `help:"The clone to update (default: the git working tree around the current directory, else the current directory)."`
 	Timeout time.Duration `default:"5m" help:"How long to wait for the mirror to sync first, when it is behind."`
+	Merge   bool          `xor:"mode" help:"When the branch and the mirror's diverged, make a merge commit (default: a fast-forward only, as git pull --ff-only)."`
+	Rebase  bool          `xor:"mode" help:"When the branch and the mirror's diverged, replay this clone's commits on top of the mirror's."`
 	JSON    bool          `name:"json" help:"Print the result as JSON."`
 }
 
@@ -366,7 +373,14 @@ func (c *repoPullCmd) Run(e *env) error {
 		return err
 	}
 	var res actors.PullResult
-	if err := callWithProgress(e, actors.PullRepo{ID: id, Path: path, Timeout: c.Timeout}, &res, "pulling"); err != nil {
+	mode := persist.PullFastForward
+	switch {
+	case c.Merge:
+		mode = persist.PullMerge
+	case c.Rebase:
+		mode = persist.PullRebase
+	}
+	if err := callWithProgress(e, actors.PullRepo{ID: id, Path: path, Timeout: c.Timeout, Mode: mode}, &res, "pulling"); err != nil {
 		return err
 	}
 	if c.JSON {
@@ -374,6 +388,18 @@ func (c *repoPullCmd) Run(e *env) error {
 	}
 	fmt.Println(pullSummary(res))
 	return nil
+}
+
+// workTreeOfGitDir is the working tree whose .git directory path is, or
+// path itself: `repo add --path work/.git` adds work, as --path work does.
+func workTreeOfGitDir(path string) string {
+	if filepath.Base(path) != ".git" {
+		return path
+	}
+	if fi, err := os.Stat(path); err != nil || !fi.IsDir() {
+		return path
+	}
+	return filepath.Dir(path)
 }
 
 // workTreeAround is the top of the git working tree that holds dir, or dir

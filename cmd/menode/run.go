@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"os/signal"
@@ -102,7 +103,7 @@ func (c *runCmd) Run(e *env) error {
 			tries = httpTries
 		}
 		var err error
-		page, err = web.Listen(web.Options{Addr: c.HTTPAddr, AllowRemote: c.HTTPRemote, TryPorts: tries, Logger: e.log})
+		page, err = web.Listen(web.Options{Addr: c.HTTPAddr, AllowRemote: c.HTTPRemote, TryPorts: tries, Logger: e.log, Root: e.root})
 		switch {
 		case err != nil && tries > 0:
 			// The default is a convenience; the node's work does not need it.
@@ -116,6 +117,7 @@ func (c *runCmd) Run(e *env) error {
 	if page != nil {
 		httpURL = page.URL()
 	}
+	undo := freshRoot(e.root)
 	n, err := actors.Start(actors.Config{
 		Root: e.root, Alias: c.Alias, Addr: c.Addr, AnnounceAddrs: c.AnnounceAddr,
 		Bootstrap: boot, MaxPeers: c.MaxPeers, GossipInterval: c.GossipInterval,
@@ -130,6 +132,7 @@ func (c *runCmd) Run(e *env) error {
 		if page != nil {
 			page.Close()
 		}
+		undo()
 		return err
 	}
 	if page != nil {
@@ -147,6 +150,22 @@ func (c *runCmd) Run(e *env) error {
 	case <-n.Done():
 		n.Stop()
 		return errors.New("the node stopped because one of its parts failed; see the log above")
+	}
+}
+
+// freshRoot returns what removes the store, and root itself when empty,
+// if neither was there before: a start that fails (the port is taken) on a
+// new root leaves no trace of it.
+func freshRoot(root string) (undo func()) {
+	_, rootErr := os.Lstat(root)
+	_, dbErr := os.Lstat(persist.DBPath(root))
+	return func() {
+		if errors.Is(dbErr, fs.ErrNotExist) {
+			_ = os.Remove(persist.DBPath(root))
+		}
+		if errors.Is(rootErr, fs.ErrNotExist) {
+			_ = os.Remove(root) // only when empty
+		}
 	}
 }
 

@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"net"
+	"strings"
 
 	"github.com/menode/menode/actors"
 	"github.com/menode/menode/persist"
@@ -20,12 +22,17 @@ func (c *statusCmd) Run(e *env) error {
 	if c.JSON {
 		return printJSON(s)
 	}
+	id := s.ID.String()
+	if s.ID.IsZero() {
+		// Never a DID that is not the key file's.
+		id = "none (no identity.key; run: menode auth init)"
+	}
 	state := "not running (answered in process)"
 	if s.Running {
 		state = "running"
 	}
 	fmt.Printf("id:        %s\nalias:     %s\nroot:      %s\nnode:      %s\nlisten:    %v\npeers:     %d\nrepos:     %d\n",
-		s.ID, termText(s.Alias), persist.QuotePath(s.Root), state, termText(fmt.Sprint(s.Listen)), s.Peers, s.Repos)
+		id, termText(s.Alias), persist.QuotePath(s.Root), state, termText(listenText(s.Listen)), s.Peers, s.Repos)
 	if s.Running {
 		fmt.Printf("transfers: %d fetching, %d serving; %s received, %s sent since start\n",
 			s.Fetching, s.Serving, wire.HumanBytes(s.BytesReceived), wire.HumanBytes(s.BytesSent))
@@ -34,4 +41,24 @@ func (c *statusCmd) Run(e *env) error {
 		}
 	}
 	return nil
+}
+
+// listenText is the node's listen addresses for people: comma-separated,
+// and an unspecified host ([::] or 0.0.0.0, which the socket reports as
+// [::] when it takes IPv4 and IPv6) as 0.0.0.0, every interface, as
+// --addr and the log say it.
+func listenText(addrs []string) string {
+	if len(addrs) == 0 {
+		return "none (not running)"
+	}
+	out := make([]string, len(addrs))
+	for i, a := range addrs {
+		out[i] = a
+		if host, port, err := net.SplitHostPort(a); err == nil {
+			if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+				out[i] = net.JoinHostPort("0.0.0.0", port) + " (every interface)"
+			}
+		}
+	}
+	return strings.Join(out, ", ")
 }

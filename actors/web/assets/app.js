@@ -49,7 +49,10 @@ function short(id) {
   return key.length > 14 ? s.slice(0, colon + 1) + key.slice(0, 6) + "…" + key.slice(-6) : s;
 }
 
+// The server builds the command (with --root when the node's root is not
+// the default); the rest is for a server that does not.
 function cloneCommand(r) {
+  if (r.clone_command) return r.clone_command;
   let dir = String(r.name || "").replace(/[^A-Za-z0-9._-]/g, "-").replace(/^[-.]+/, "");
   if (!dir) dir = "repo";
   return "menode repo clone --repo-id " + r.id + " --output " + dir;
