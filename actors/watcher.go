@@ -49,6 +49,8 @@ type watcher struct {
 	cancel  cancelFunc
 	runCtx  context.Context // cancelled in Stopping (stop): a poll's git ends with the watcher
 	stop    context.CancelFunc
+	notify  *refsNotifier          // nil where inotify is not available: the poll alone
+	again   bool                   // a wake-up came during a poll: poll once more after it
 	failing map[wire.RepoID]string // last error per repository, logged once
 	stamps  map[wire.RepoID]refsStamp
 }
@@ -68,6 +70,12 @@ func (w *watcher) Receive(ctx actor.Context) {
 		// ones. A tick touches only those, never what gossip learned.
 		w.own = map[wire.RepoID]persist.Repo{}
 		w.runCtx, w.stop = context.WithCancel(context.Background())
+		self, root := ctx.Self(), ctx.ActorSystem().Root
+		if n, err := newRefsNotifier(func() { root.Send(self, &watchTick{}) }); err == nil {
+			w.notify = n
+		} else {
+			w.log.Debug("watch: no inotify; polling only", "err", err)
+		}
 		askFor(ctx, w.store, loadRepos{Filter: persist.FilterLocal}, func(states []repoState, err error) {
 			if err != nil {
 				w.log.Error("watch: load repositories", "err", err)
@@ -86,26 +94,41 @@ func (w *watcher) Receive(ctx actor.Context) {
 			}
 		}
 		w.cancel = sendEvery(ctx, w.interval, &watchTick{})
+		ctx.Send(ctx.Self(), &watchTick{}) // the first poll at once: it sets up the watches
 	case *watchRepo:
 		w.own[m.Repo.ID] = m.Repo
+		ctx.Send(ctx.Self(), &watchTick{})
 	case *unwatchRepo:
 		delete(w.own, m.ID)
 		delete(w.stamps, m.ID)
 	case *watchTick:
-		if w.busy || len(w.own) == 0 {
+		if len(w.own) == 0 {
+			return
+		}
+		if w.busy {
+			w.again = true
 			return
 		}
 		w.busy = true
 		own := slices.Collect(maps.Values(w.own))
 		self, root := ctx.Self(), ctx.ActorSystem().Root
 		stamps := maps.Clone(w.stamps)
-		dir, runCtx := w.root, w.runCtx
+		dir, runCtx, notify := w.root, w.runCtx, w.notify
 		go func() {
 			changed, failed, stamps := readChanges(runCtx, dir, own, stamps)
+			if notify != nil {
+				for _, st := range stamps {
+					notify.watch(st.loc)
+				}
+			}
 			root.Send(self, &refsRead{changed: changed, failed: failed, stamps: stamps})
 		}()
 	case *refsRead:
 		w.busy, w.stamps = false, m.stamps
+		if w.again {
+			w.again = false
+			ctx.Send(ctx.Self(), &watchTick{})
+		}
 		w.report(m.failed)
 		for _, r := range m.changed {
 			askFor(ctx, w.store, updateRepo{Repo: r}, func(st repoState, err error) {
@@ -126,6 +149,9 @@ func (w *watcher) Receive(ctx actor.Context) {
 		}
 		if w.stop != nil {
 			w.stop() // git started for a poll ends with the watcher
+		}
+		if w.notify != nil {
+			w.notify.Close()
 		}
 	case actor.SystemMessage, actor.AutoReceiveMessage:
 	default:

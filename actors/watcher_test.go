@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -113,7 +114,13 @@ func TestHardening2_watcherReadsOnlyOwnRepos(t *testing.T) {
 		switch m := ctx.Message().(type) {
 		case loadRepos:
 			loads++
-			ctx.Respond(states)
+			var out []repoState
+			for _, st := range states {
+				if m.Filter != persist.FilterLocal || st.Repo.Local {
+					out = append(out, st)
+				}
+			}
+			ctx.Respond(out)
 		case updateRepo:
 			updated[m.Repo.ID] = true
 			ctx.Respond(repoState{Repo: m.Repo})
@@ -142,5 +149,66 @@ func TestHardening2_watcherReadsOnlyOwnRepos(t *testing.T) {
 		if id != first.ID && id != second.ID {
 			t.Errorf("the watcher touched %s, which this node did not create", id)
 		}
+	}
+}
+
+// A commit in a watched repository is noticed at once, through inotify,
+// not at the next poll: here the poll interval is an hour.
+func TestWatcher_commitNoticedAtOnce(t *testing.T) {
+	t.Setenv("GIT_CONFIG_GLOBAL", os.DevNull)
+	t.Setenv("GIT_CONFIG_NOSYSTEM", "1")
+	for _, k := range []string{"GIT_AUTHOR", "GIT_COMMITTER"} {
+		t.Setenv(k+"_NAME", "t")
+		t.Setenv(k+"_EMAIL", "t@example.invalid")
+	}
+	dir := filepath.Join(t.TempDir(), "work")
+	git := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command("git", append([]string{"-C", dir}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	if out, err := exec.Command("git", "init", "-q", "-b", "main", dir).CombinedOutput(); err != nil {
+		t.Fatalf("git init: %v\n%s", err, out)
+	}
+	git("commit", "-q", "--allow-empty", "-m", "one")
+	var mu sync.Mutex
+	heads := map[string]bool{} // heads of main the watcher stored
+	system := actor.NewActorSystem()
+	store := system.Root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch m := ctx.Message().(type) {
+		case loadRepos:
+			ctx.Respond([]repoState{{Repo: persist.Repo{ID: wire.RepoID{1}, Name: "work", Path: dir, Local: true}}})
+		case updateRepo:
+			heads[m.Repo.Refs["refs/heads/main"]] = true
+			ctx.Respond(repoState{Repo: m.Repo})
+		}
+	}))
+	sink := system.Root.Spawn(actor.PropsFromFunc(func(actor.Context) {}))
+	w := system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor {
+		return &watcher{root: t.TempDir(), interval: time.Hour, store: store, gossip: sink, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	}))
+	t.Cleanup(func() {
+		_ = system.Root.PoisonFuture(w).Wait()
+		system.Shutdown()
+	})
+	first := git("rev-parse", "main")
+	eventually(t, 10*time.Second, "the first poll, at start", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return heads[first]
+	})
+	for i := range 3 { // and again: a wake-up during a poll is not lost
+		git("commit", "-q", "--allow-empty", "-m", fmt.Sprint("more ", i))
+		head := git("rev-parse", "main")
+		eventually(t, 10*time.Second, "a commit noticed without waiting for the hourly poll", func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return heads[head]
+		})
 	}
 }
