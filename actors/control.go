@@ -38,7 +38,7 @@ var commands = map[string]reflect.Type{}
 func init() {
 	for _, c := range []any{
 		AddRepo{}, ListRepos{}, ShowRepo{}, GetStatus{}, ListPeers{},
-		SyncRepo{}, CloneRepo{}, PullRepo{}, FollowRepo{}, RemoveRepo{},
+		SyncRepo{}, CloneRepo{}, PullRepo{}, FollowRepo{}, RemoveRepo{}, RecordClone{},
 	} {
 		t := reflect.TypeOf(c)
 		commands[t.Name()] = t

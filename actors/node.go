@@ -110,6 +110,15 @@ type RemoveRepo struct {
 	ID wire.RepoID `json:"id"`
 }
 
+// RecordClone records a working clone of a repository made by git
+// (`git clone menode::ID`: the remote helper sends it), so that repo list
+// and repo show list it as they list those repo clone made. Path must be
+// absolute. Reply: RepoView.
+type RecordClone struct {
+	ID   wire.RepoID `json:"id"`
+	Path string      `json:"path"`
+}
+
 // RemoveResult is the reply to RemoveRepo.
 type RemoveResult struct {
 	ID    wire.RepoID `json:"id"`
@@ -377,7 +386,7 @@ func (n *node) Receive(ctx actor.Context) {
 		ctx.Stop(ctx.Self())
 	case *actor.Stopping:
 		n.isStopping = true
-	case *AddRepo, *ListRepos, *ShowRepo, *SyncRepo, *CloneRepo, *PullRepo, *FollowRepo, *RemoveRepo:
+	case *AddRepo, *ListRepos, *ShowRepo, *SyncRepo, *CloneRepo, *PullRepo, *FollowRepo, *RemoveRepo, *RecordClone:
 		ctx.Forward(n.repos)
 	case *GetStatus:
 		ctx.Forward(n.status)

@@ -72,6 +72,25 @@ func (r *repos) Receive(ctx actor.Context) {
 		r.follow(ctx, m)
 	case *RemoveRepo:
 		r.remove(ctx, m)
+	case *RecordClone:
+		reply := replier(ctx)
+		if !filepath.IsAbs(m.Path) {
+			reply(fmt.Errorf("clone path %q is not absolute", m.Path))
+			return
+		}
+		askFor(ctx, r.store, addClone{ID: m.ID, Path: m.Path}, func(_ bool, err error) {
+			if err != nil {
+				reply(unknownRepo(m.ID, err))
+				return
+			}
+			askFor(ctx, r.store, loadRepo{ID: m.ID}, func(st repoState, err error) {
+				if err != nil {
+					reply(unknownRepo(m.ID, err))
+					return
+				}
+				r.replyView(ctx, st, reply)
+			})
+		})
 	case actor.SystemMessage, actor.AutoReceiveMessage:
 	default:
 		r.log.Debug("repos: unexpected message", "type", fmt.Sprintf("%T", m))

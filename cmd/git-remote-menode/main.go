@@ -248,6 +248,15 @@ func (h *helper) prepare() (string, error) {
 	if _, err := os.Stat(filepath.Join(mirror, "HEAD")); err != nil {
 		return "", fmt.Errorf("the node on %s has no mirror of %s", h.root, h.id)
 	}
+	// git clone (or fetch) into a working tree: the node lists that clone
+	// as it lists those repo clone made, and repo pull works there.
+	if gitDir := os.Getenv("GIT_DIR"); filepath.Base(gitDir) == ".git" {
+		if abs, err := filepath.Abs(filepath.Dir(gitDir)); err == nil {
+			if err := c.Call(actors.RecordClone{ID: h.id, Path: abs}, &v); err != nil {
+				fmt.Fprintf(h.stderr, "menode: the node did not record the clone: %v\n", err)
+			}
+		}
+	}
 	return mirror, nil
 }
 
