@@ -23,7 +23,7 @@ func (n *Node) RepoAnnouncementID(repo wire.RepoID) ([32]byte, error) {
 	if err != nil {
 		return [32]byte{}, err
 	}
-	res, err := n.system.Root.RequestFuture(store, loadAnnouncements{}, askTimeout).Result()
+	res, err := n.system.Root.RequestFuture(store, &loadAnnouncements{}, askTimeout).Result()
 	if err != nil {
 		return [32]byte{}, fmt.Errorf("load announcements: %w", err)
 	}

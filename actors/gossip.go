@@ -209,12 +209,12 @@ func newGossip(cfg Config, key ed25519.PrivateKey, id wire.NodeID, addrs []strin
 func (g *gossip) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
-		ask(ctx, g.store, loadAnnouncements{}, func(raw any, err error) {
+		ask(ctx, g.store, &loadAnnouncements{}, func(raw any, err error) {
 			if err != nil {
 				g.log.Error("load announcements", "err", err)
 				raw = [][]byte(nil)
 			}
-			ask(ctx, g.store, loadRepos{}, func(res any, err error) {
+			ask(ctx, g.store, &loadRepos{}, func(res any, err error) {
 				var repos []repoState
 				if err == nil {
 					repos = res.([]repoState)
@@ -285,7 +285,7 @@ func (g *gossip) Receive(ctx actor.Context) {
 		delete(g.inventory, m.ID)
 		key := slotKey(kindRepo, g.id, m.ID.String())
 		if g.drop(key) != nil {
-			ctx.Send(g.store, deleteAnnouncement{Key: key})
+			ctx.Send(g.store, &deleteAnnouncement{Key: key})
 		}
 		g.announceInventory(ctx)
 	case *antiEntropy:

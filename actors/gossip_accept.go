@@ -87,11 +87,11 @@ func (g *gossip) accept(ctx actor.Context, key string, s *wire.SignedAnnouncemen
 	if err != nil {
 		return false
 	}
-	ctx.Send(g.store, saveAnnouncement{Key: key, Seq: a.Seq, Signed: raw})
+	ctx.Send(g.store, &saveAnnouncement{Key: key, Seq: a.Seq, Signed: raw})
 	switch b := a.Body.(type) {
 	case *wire.Announcement_Node:
 		node := persist.Node{ID: origin, Alias: b.Node.Alias, Addresses: b.Node.Addresses, LastSeen: g.now().UTC()}
-		ctx.Send(g.store, saveNode{Node: node})
+		ctx.Send(g.store, &saveNode{Node: node})
 		for _, addr := range b.Node.Addresses {
 			g.toTransport(ctx, &dialNode{ID: origin, Alias: b.Node.Alias, Addr: addr, Discovered: true})
 		}
@@ -103,7 +103,7 @@ func (g *gossip) accept(ctx actor.Context, key string, s *wire.SignedAnnouncemen
 			RootCommit: r.RootCommit, DefaultBranch: r.DefaultBranch,
 			Refs: wire.RefsToMap(r.Refs), Seq: a.Seq, UpdatedAt: time.UnixMilli(a.TimestampMs).UTC(),
 		}
-		ctx.Send(g.store, learnRepo{Repo: repo})
+		ctx.Send(g.store, &learnRepo{Repo: repo})
 		g.toSync(ctx, &repoAnnounced{Repo: repo, Signed: raw})
 		g.log.Info("repository announced", "repo", id, "name", wire.SafeText(r.Name), "creator", origin, "refs", len(r.Refs))
 	case *wire.Announcement_Inventory:

@@ -51,7 +51,7 @@ func (g *gossip) announceRepo(ctx actor.Context, r persist.Repo) {
 	if err != nil {
 		return
 	}
-	ctx.Send(g.store, saveMirror{ID: r.ID, Mirror: persist.Mirror{
+	ctx.Send(g.store, &saveMirror{ID: r.ID, Mirror: persist.Mirror{
 		Refs: r.Refs, Seq: h.body.Seq, Signed: raw, DefaultBranch: r.DefaultBranch, SyncedAt: g.now().UTC(),
 	}})
 	g.inventory[r.ID] = wire.RefsHash(r.Refs)
@@ -98,7 +98,7 @@ func (g *gossip) announce(ctx actor.Context, key string, a *wire.Announcement) {
 	g.seen.add(wire.AnnouncementID(s), now)
 	g.hold(ctx, key, s, a, g.id)
 	if raw, err := proto.Marshal(s); err == nil {
-		ctx.Send(g.store, saveAnnouncement{Key: key, Seq: a.Seq, Signed: raw})
+		ctx.Send(g.store, &saveAnnouncement{Key: key, Seq: a.Seq, Signed: raw})
 	}
 	g.log.Debug("announcing", "key", key, "seq", a.Seq)
 	g.relay(ctx, s, wire.AnnouncementID(s), defaultTTL, wire.NodeID{})

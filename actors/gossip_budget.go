@@ -73,10 +73,10 @@ func (g *gossip) evictOldest(ctx actor.Context, origin wire.NodeID, keep string)
 	}
 	h := g.drop(victim)
 	g.dropped[dropEvicted]++
-	ctx.Send(g.store, deleteAnnouncement{Key: victim})
+	ctx.Send(g.store, &deleteAnnouncement{Key: victim})
 	if r := h.body.GetRepo(); r != nil {
 		if id, err := wire.ParseRepoID(r.RepoId); err == nil {
-			ctx.Send(g.store, forgetRepo{ID: id})
+			ctx.Send(g.store, &forgetRepo{ID: id})
 		}
 	}
 	g.log.Debug("announcement evicted to stay within budget", "key", victim, "origin", origin)

@@ -73,7 +73,7 @@ func TestHardening2_largeAnnouncementsStayWithinBudget(t *testing.T) {
 	}
 	deleted := 0
 	for _, m := range h.store.all() {
-		if _, ok := m.(deleteAnnouncement); ok {
+		if _, ok := m.(*deleteAnnouncement); ok {
 			deleted++
 		}
 	}

@@ -24,7 +24,7 @@ func TestGossip_antiEntropySignsNothingNew(t *testing.T) {
 	signed := func() int {
 		n := 0
 		for _, m := range h.store.all() {
-			if sa, ok := m.(saveAnnouncement); ok && sa.Key == "node/"+h.id.String() {
+			if sa, ok := m.(*saveAnnouncement); ok && sa.Key == "node/"+h.id.String() {
 				n++
 			}
 		}
@@ -70,7 +70,7 @@ func TestGossip_catchUpByReconciliation(t *testing.T) {
 	// What gossip holds, as the peers' own sets: the announcements and
 	// gossip's own NodeAnnouncement.
 	for _, m := range h.store.all() {
-		if sa, ok := m.(saveAnnouncement); ok {
+		if sa, ok := m.(*saveAnnouncement); ok {
 			items = append(items, wire.SlotItem{Slot: wire.SlotIDOf(sa.Key), Seq: sa.Seq})
 		}
 	}

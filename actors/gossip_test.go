@@ -401,7 +401,7 @@ func TestGossip_behavior(t *testing.T) {
 		}
 		var saved bool
 		for _, m := range h.store.all() {
-			if sn, ok := m.(saveNode); ok && sn.Node.ID == creatorA.id && sn.Node.Alias == "far" {
+			if sn, ok := m.(*saveNode); ok && sn.Node.ID == creatorA.id && sn.Node.Alias == "far" {
 				saved = true
 			}
 		}
@@ -562,11 +562,11 @@ func startGossipAlone(t *testing.T, cfg Config) *gossipHarness {
 	logger := slog.New(slog.NewTextHandler(logWriter{logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	storePID := system.Root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
 		switch m := ctx.Message().(type) {
-		case loadAnnouncements:
+		case *loadAnnouncements:
 			ctx.Respond([][]byte{})
-		case loadRepos:
+		case *loadRepos:
 			ctx.Respond([]repoState{})
-		case saveAnnouncement, learnRepo, saveNode, deleteAnnouncement, forgetRepo:
+		case *saveAnnouncement, *learnRepo, *saveNode, *deleteAnnouncement, *forgetRepo:
 			h.store.add(m)
 		}
 	}))
@@ -605,7 +605,7 @@ func startGossipAlone(t *testing.T, cfg Config) *gossipHarness {
 	// NodeAnnouncement.
 	eventually(t, 5*time.Second, "gossip saves its own node announcement", func() bool {
 		for _, m := range h.store.all() {
-			if sa, ok := m.(saveAnnouncement); ok && sa.Key == "node/"+id.String() {
+			if sa, ok := m.(*saveAnnouncement); ok && sa.Key == "node/"+id.String() {
 				return true
 			}
 		}
@@ -689,8 +689,8 @@ func (h *gossipHarness) waitLearned(id wire.RepoID) learnRepo {
 func (h *gossipHarness) learned() []learnRepo {
 	var out []learnRepo
 	for _, m := range h.store.all() {
-		if l, ok := m.(learnRepo); ok {
-			out = append(out, l)
+		if l, ok := m.(*learnRepo); ok {
+			out = append(out, *l)
 		}
 	}
 	return out
@@ -700,7 +700,7 @@ func (h *gossipHarness) learned() []learnRepo {
 func (h *gossipHarness) saved(s *wire.SignedAnnouncement) []*wire.SignedAnnouncement {
 	var out []*wire.SignedAnnouncement
 	for _, m := range h.store.all() {
-		sa, ok := m.(saveAnnouncement)
+		sa, ok := m.(*saveAnnouncement)
 		if !ok {
 			continue
 		}
@@ -720,7 +720,7 @@ func (h *gossipHarness) saved(s *wire.SignedAnnouncement) []*wire.SignedAnnounce
 func (h *gossipHarness) ownNodeAnnouncement() *wire.SignedAnnouncement {
 	h.t.Helper()
 	for _, m := range h.store.all() {
-		if sa, ok := m.(saveAnnouncement); ok && sa.Key == "node/"+h.id.String() {
+		if sa, ok := m.(*saveAnnouncement); ok && sa.Key == "node/"+h.id.String() {
 			s := new(wire.SignedAnnouncement)
 			if err := proto.Unmarshal(sa.Signed, s); err != nil {
 				h.t.Fatal(err)

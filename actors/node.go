@@ -418,7 +418,7 @@ func (n *node) spawn(ctx actor.Context) {
 			return &watcher{root: n.cfg.Root, interval: n.cfg.WatchInterval, store: n.store, gossip: n.gossip, log: n.log}
 		})
 		// Nodes known from earlier runs are dialed again.
-		askFor(ctx, n.store, loadNodes{}, func(nodes []persist.Node, err error) {
+		askFor(ctx, n.store, &loadNodes{}, func(nodes []persist.Node, err error) {
 			if err != nil {
 				n.log.Error("load known nodes", "err", err)
 				return

@@ -55,7 +55,7 @@ func (r *repos) Receive(ctx actor.Context) {
 		r.list(ctx, m)
 	case *ShowRepo:
 		reply := replier(ctx)
-		askFor(ctx, r.store, loadRepo{ID: m.ID}, func(st repoState, err error) {
+		askFor(ctx, r.store, &loadRepo{ID: m.ID}, func(st repoState, err error) {
 			if err != nil {
 				reply(unknownRepo(m.ID, err))
 				return
@@ -78,12 +78,12 @@ func (r *repos) Receive(ctx actor.Context) {
 			reply(fmt.Errorf("clone path %q is not absolute", m.Path))
 			return
 		}
-		askFor(ctx, r.store, addClone{ID: m.ID, Path: m.Path}, func(_ bool, err error) {
+		askFor(ctx, r.store, &addClone{ID: m.ID, Path: m.Path}, func(_ bool, err error) {
 			if err != nil {
 				reply(unknownRepo(m.ID, err))
 				return
 			}
-			askFor(ctx, r.store, loadRepo{ID: m.ID}, func(st repoState, err error) {
+			askFor(ctx, r.store, &loadRepo{ID: m.ID}, func(st repoState, err error) {
 				if err != nil {
 					reply(unknownRepo(m.ID, err))
 					return
@@ -175,7 +175,7 @@ func (r *repos) add(ctx actor.Context, m *AddRepo) {
 				reply(err)
 				return
 			}
-			askFor(ctx, r.store, insertRepo{Repo: repo}, func(st repoState, err error) {
+			askFor(ctx, r.store, &insertRepo{Repo: repo}, func(st repoState, err error) {
 				if err != nil {
 					reply(err)
 					return
@@ -261,7 +261,7 @@ func checkAnnounceable(id wire.RepoID, rootCommit, name, description, branch str
 // replies with the repository as it is then.
 func (r *repos) requestSync(ctx actor.Context, m *SyncRepo) {
 	reply := replier(ctx)
-	askFor(ctx, r.store, loadRepo{ID: m.ID}, func(st repoState, err error) {
+	askFor(ctx, r.store, &loadRepo{ID: m.ID}, func(st repoState, err error) {
 		if err != nil {
 			reply(unknownRepo(m.ID, err))
 			return
@@ -275,7 +275,7 @@ func (r *repos) requestSync(ctx actor.Context, m *SyncRepo) {
 				r.replyView(ctx, st, reply)
 				return
 			}
-			askFor(ctx, r.store, loadRepo{ID: m.ID}, func(st repoState, err error) {
+			askFor(ctx, r.store, &loadRepo{ID: m.ID}, func(st repoState, err error) {
 				if err != nil {
 					reply(unknownRepo(m.ID, err))
 					return
@@ -320,7 +320,7 @@ func (r *repos) clone(ctx actor.Context, m *CloneRepo) {
 		}
 		// A clone follows its repository: its mirror is kept up to date
 		// whatever the seeding policy.
-		askFor(ctx, r.store, followRepo{ID: m.ID, Follow: true}, func(st repoState, err error) {
+		askFor(ctx, r.store, &setFollowed{ID: m.ID, Follow: true}, func(st repoState, err error) {
 			if err != nil {
 				reply(unknownRepo(m.ID, err))
 				return
@@ -362,7 +362,7 @@ func (r *repos) cloneMirror(ctx actor.Context, m *CloneRepo, st repoState, reply
 			reply(err)
 			return
 		}
-		askFor(ctx, r.store, addClone{ID: m.ID, Path: m.Output}, func(_ bool, err error) {
+		askFor(ctx, r.store, &addClone{ID: m.ID, Path: m.Output}, func(_ bool, err error) {
 			if err != nil {
 				reply(err)
 				return
@@ -455,7 +455,7 @@ func (r *repos) pull(ctx actor.Context, m *PullRepo) {
 // (git clone menode::…), which is then recorded, so that list and show
 // know it too.
 func (r *repos) findOrAdoptClone(ctx actor.Context, path string, then func(repoState, error)) {
-	askFor(ctx, r.store, findClone{Path: path}, func(st repoState, err error) {
+	askFor(ctx, r.store, &findClone{Path: path}, func(st repoState, err error) {
 		if !errors.Is(err, persist.ErrUnknownRepo) {
 			then(st, err)
 			return
@@ -465,7 +465,7 @@ func (r *repos) findOrAdoptClone(ctx actor.Context, path string, then func(repoS
 				then(repoState{}, err)
 				return
 			}
-			askFor(ctx, r.store, addClone{ID: id, Path: path}, func(_ bool, err error) {
+			askFor(ctx, r.store, &addClone{ID: id, Path: path}, func(_ bool, err error) {
 				if errors.Is(err, persist.ErrUnknownRepo) {
 					err = fmt.Errorf("%s is a clone of %s, which this node does not know; `menode repo list` shows the ones it knows", path, id)
 				}
@@ -473,7 +473,7 @@ func (r *repos) findOrAdoptClone(ctx actor.Context, path string, then func(repoS
 					then(repoState{}, err)
 					return
 				}
-				askFor(ctx, r.store, findClone{Path: path}, then)
+				askFor(ctx, r.store, &findClone{Path: path}, then)
 			})
 		})
 	})
@@ -552,7 +552,7 @@ func clonesBehind(ctx context.Context, st repoState) bool {
 // follow marks a repository followed or not and tells sync.
 func (r *repos) follow(ctx actor.Context, m *FollowRepo) {
 	reply := replier(ctx)
-	askFor(ctx, r.store, followRepo{ID: m.ID, Follow: m.Follow}, func(st repoState, err error) {
+	askFor(ctx, r.store, &setFollowed{ID: m.ID, Follow: m.Follow}, func(st repoState, err error) {
 		if err != nil {
 			reply(unknownRepo(m.ID, err))
 			return
@@ -568,7 +568,7 @@ func (r *repos) follow(ctx actor.Context, m *FollowRepo) {
 // its mirror, cached bundles and half-received bundle.
 func (r *repos) remove(ctx actor.Context, m *RemoveRepo) {
 	reply := replier(ctx)
-	askFor(ctx, r.store, removeRepo{ID: m.ID}, func(st repoState, err error) {
+	askFor(ctx, r.store, &deleteRepo{ID: m.ID}, func(st repoState, err error) {
 		if err != nil {
 			reply(unknownRepo(m.ID, err))
 			return

@@ -88,7 +88,7 @@ func (s *reporter) Receive(ctx actor.Context) {
 		s.answered(ctx)
 	case *ListPeers:
 		reply := replier(ctx)
-		askFor(ctx, s.store, loadNodes{}, func(nodes []persist.Node, err error) {
+		askFor(ctx, s.store, &loadNodes{}, func(nodes []persist.Node, err error) {
 			if err != nil {
 				reply(err)
 				return
@@ -116,7 +116,7 @@ func (s *reporter) ask(ctx actor.Context) {
 	owners := []struct {
 		pid *actor.PID
 		msg any
-	}{{s.transport, linkState{}}, {s.sync, &syncCounters{}}, {s.gossip, &gossipStats{}}, {s.store, storeStats{}}}
+	}{{s.transport, &linkState{}}, {s.sync, &syncCounters{}}, {s.gossip, &gossipStats{}}, {s.store, &storeStats{}}}
 	for _, o := range owners {
 		if o.pid != nil {
 			ctx.Request(o.pid, o.msg)

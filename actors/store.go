@@ -52,17 +52,17 @@ type forgetRepo struct{ ID wire.RepoID }
 // countRepos counts the repositories, without reading them. Reply: int.
 type countRepos struct{}
 
-// followRepo marks a repository followed or not (repo follow / unfollow);
+// setFollowed marks a repository followed or not (repo follow / unfollow);
 // following also undoes a removal. Reply: repoState.
-type followRepo struct {
+type setFollowed struct {
 	ID     wire.RepoID
 	Follow bool
 }
 
-// removeRepo forgets a repository's mirror, resume point and clones; a
+// deleteRepo forgets a repository's mirror, resume point and clones; a
 // learned one stays known but marked removed, so it is not fetched again
 // (one this node created is forgotten). Reply: repoState as it was.
-type removeRepo struct{ ID wire.RepoID }
+type deleteRepo struct{ ID wire.RepoID }
 
 // learnRepo records a repository announced by its creator, unless we hold
 // a newer announcement of it already. No reply.
@@ -135,10 +135,10 @@ const maxBatch = 1000
 
 func (s *store) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
-	case flushStore:
+	case *flushStore:
 		s.fatal(ctx, s.flush())
 		return
-	case storeStats:
+	case *storeStats:
 		w := s.writes
 		w.Buckets = slices.Clone(s.writes.Buckets)
 		ctx.Respond(w)
@@ -156,7 +156,7 @@ func (s *store) Receive(ctx actor.Context) {
 			// (a flood of announcements) costs one fsync, not one each.
 			s.pending = append(s.pending, w)
 			if len(s.pending) == 1 {
-				ctx.Send(ctx.Self(), flushStore{})
+				ctx.Send(ctx.Self(), &flushStore{})
 			}
 			if len(s.pending) >= maxBatch {
 				s.fatal(ctx, s.flush())
@@ -170,31 +170,31 @@ func (s *store) Receive(ctx actor.Context) {
 	}
 	switch m := ctx.Message().(type) {
 	case *actor.Started, *actor.Stopping, *actor.Restarting:
-	case insertRepo:
+	case *insertRepo:
 		ctx.Respond(result(s.insertRepo(m.Repo)))
-	case loadRepo:
+	case *loadRepo:
 		ctx.Respond(result(s.state(m.ID)))
-	case loadRepos:
+	case *loadRepos:
 		states, err := s.states(m.Filter)
 		ctx.Respond(result(states, s.fatal(ctx, err)))
-	case loadNodes:
+	case *loadNodes:
 		nodes, skipped, err := s.db.ListNodes()
 		s.skipped("node", skipped)
 		ctx.Respond(result(nodes, s.fatal(ctx, err)))
-	case countRepos:
+	case *countRepos:
 		ctx.Respond(result(s.db.CountRepos()))
-	case loadAnnouncements:
+	case *loadAnnouncements:
 		raw, skipped, err := s.db.ListAnnouncements()
 		s.skipped("announcement", skipped)
 		ctx.Respond(result(raw, s.fatal(ctx, err)))
-	case followRepo:
+	case *setFollowed:
 		ctx.Respond(result(s.follow(m.ID, m.Follow)))
-	case removeRepo:
+	case *deleteRepo:
 		ctx.Respond(result(s.remove(m.ID)))
-	case loadMirror:
+	case *loadMirror:
 		mirror, ok, err := s.db.Mirror(m.ID)
 		ctx.Respond(result(mirrorState{Mirror: mirror, OK: ok}, err))
-	case saveMirror:
+	case *saveMirror:
 		// A fetch that ends after repo remove must not bring the record back.
 		if r, err := s.db.Repo(m.ID); err == nil && r.Removed {
 			ctx.Respond(fmt.Errorf("%s was removed", m.ID))
@@ -205,19 +205,19 @@ func (s *store) Receive(ctx actor.Context) {
 			return
 		}
 		ctx.Respond(true)
-	case loadTransfer:
+	case *loadTransfer:
 		t, _, err := s.db.Transfer(m.ID)
 		ctx.Respond(result(t, err))
-	case addClone:
+	case *addClone:
 		ctx.Respond(result(true, s.addClone(m.ID, m.Path)))
-	case findClone:
+	case *findClone:
 		r, err := s.db.RepoByClone(m.Path)
 		if err != nil {
 			ctx.Respond(err)
 			return
 		}
 		ctx.Respond(result(s.state(r.ID)))
-	case updateRepo:
+	case *updateRepo:
 		if err := s.updateRepo(m.Repo); err != nil {
 			ctx.Respond(err)
 			return
@@ -232,26 +232,26 @@ func (s *store) Receive(ctx actor.Context) {
 // result, or nil. A failed write is logged.
 func (s *store) deferred(msg any) func(db *persist.Store) {
 	switch m := msg.(type) {
-	case saveNode:
+	case *saveNode:
 		return func(db *persist.Store) { s.logErr(saveNodeIn(db, m.Node), "store node", "node", m.Node.ID) }
-	case saveAnnouncement:
+	case *saveAnnouncement:
 		return func(db *persist.Store) {
 			s.logErr(db.PutAnnouncement(m.Key, m.Seq, m.Signed), "store announcement", "key", m.Key)
 		}
-	case deleteAnnouncement:
+	case *deleteAnnouncement:
 		return func(db *persist.Store) { s.logErr(db.DeleteAnnouncement(m.Key), "delete announcement", "key", m.Key) }
-	case forgetRepo:
+	case *forgetRepo:
 		return func(db *persist.Store) {
 			_, err := db.ForgetRepo(m.ID)
 			s.logErr(err, "forget repository", "repo", m.ID)
 		}
-	case learnRepo:
+	case *learnRepo:
 		return func(db *persist.Store) { s.logErr(learnRepoIn(db, m.Repo), "store repository", "repo", m.Repo.ID) }
-	case saveTransfer:
+	case *saveTransfer:
 		return func(db *persist.Store) {
 			s.logErr(db.PutTransfer(m.Transfer), "store transfer", "repo", m.Transfer.Repo)
 		}
-	case deleteTransfer:
+	case *deleteTransfer:
 		return func(db *persist.Store) { s.logErr(db.DeleteTransfer(m.ID), "store transfer", "repo", m.ID) }
 	}
 	return nil
@@ -467,7 +467,7 @@ func (w *StoreWrites) observe(began time.Time) {
 // own (the others are queued and committed by flush).
 func isStoreWrite(m any) bool {
 	switch m.(type) {
-	case insertRepo, followRepo, removeRepo, saveMirror, addClone, updateRepo:
+	case *insertRepo, *setFollowed, *deleteRepo, *saveMirror, *addClone, *updateRepo:
 		return true
 	}
 	return false

@@ -41,8 +41,8 @@ func TestStore_saveNodeMerges(t *testing.T) {
 		{persist.Node{ID: id, Alias: "m", Addresses: []string{"127.0.0.1:2"}}, "m", []string{"127.0.0.1:2", "127.0.0.1:1"}},
 	}
 	for i, st := range steps {
-		system.Root.Send(pid, saveNode{Node: st.save})
-		res, err := system.Root.RequestFuture(pid, loadNodes{}, 5*time.Second).Result()
+		system.Root.Send(pid, &saveNode{Node: st.save})
+		res, err := system.Root.RequestFuture(pid, &loadNodes{}, 5*time.Second).Result()
 		if err != nil {
 			t.Fatal(err)
 		}

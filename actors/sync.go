@@ -210,7 +210,7 @@ func (s *syncer) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		s.cancelTick = sendEvery(ctx, s.cfg.SyncInterval, &syncTick{})
-		ask(ctx, s.store, loadRepos{}, func(res any, err error) {
+		ask(ctx, s.store, &loadRepos{}, func(res any, err error) {
 			if err != nil {
 				s.log.Error("sync: load repositories", "err", err)
 				return
@@ -472,7 +472,7 @@ func (s *syncer) start(ctx actor.Context, r *syncRepo) {
 		return
 	}
 	id := r.want.ID
-	ask(ctx, s.store, loadTransfer{ID: id}, func(res any, err error) {
+	ask(ctx, s.store, &loadTransfer{ID: id}, func(res any, err error) {
 		if r.fetching != nil || !r.behind() || s.fetches >= s.cfg.MaxFetches {
 			return
 		}

@@ -160,7 +160,7 @@ func (f *fetcher) Receive(ctx actor.Context) {
 			}()
 		})
 	case *fetchStarted:
-		ctx.Send(f.store, saveTransfer{Transfer: persist.Transfer{
+		ctx.Send(f.store, &saveTransfer{Transfer: persist.Transfer{
 			Repo: f.job.want.ID, BundleID: m.bundleID, RefsHash: refsHashBytes(f.job.want.Refs),
 			Peer: f.job.peer, Size: m.size, StartedAt: time.Now().UTC(),
 		}})
@@ -196,18 +196,18 @@ func (f *fetcher) finish(ctx actor.Context, m *fetchResult) {
 	if m.err != nil {
 		if !m.keep {
 			_ = os.Remove(partPath(f.job.root, id))
-			ctx.Send(f.store, deleteTransfer{ID: id})
+			ctx.Send(f.store, &deleteTransfer{ID: id})
 		}
 		ctx.Send(ctx.Parent(), end)
 		return
 	}
-	ask(ctx, f.store, saveMirror{ID: id, Mirror: m.mirror}, func(_ any, err error) {
+	ask(ctx, f.store, &saveMirror{ID: id, Mirror: m.mirror}, func(_ any, err error) {
 		if err != nil {
 			end.Err = fmt.Errorf("record mirror: %w", err)
 		} else {
 			end.Mirror = &m.mirror
 		}
-		ctx.Send(f.store, deleteTransfer{ID: id})
+		ctx.Send(f.store, &deleteTransfer{ID: id})
 		ctx.Send(ctx.Parent(), end)
 	})
 }
@@ -661,7 +661,7 @@ func (sv *server) start(ctx actor.Context, runCtx context.Context) {
 		sv.refuse(ctx, runCtx, wire.TransferErrorCode_TRANSFER_BAD_REQUEST, err.Error())
 		return
 	}
-	ask(ctx, sv.store, loadMirror{ID: id}, func(res any, err error) {
+	ask(ctx, sv.store, &loadMirror{ID: id}, func(res any, err error) {
 		if err != nil {
 			sv.refuse(ctx, runCtx, wire.TransferErrorCode_TRANSFER_INTERNAL, "cannot read the mirror")
 			return

@@ -510,7 +510,7 @@ func (w *transferWorld) assertHolds(t *testing.T, st *signedState, absent []stri
 	}
 
 	store := clusterChild(t, w.victim, "store")
-	res, err := w.victim.system.Root.RequestFuture(store, loadMirror{ID: w.id}, 5*time.Second).Result()
+	res, err := w.victim.system.Root.RequestFuture(store, &loadMirror{ID: w.id}, 5*time.Second).Result()
 	if err != nil {
 		t.Fatalf("load mirror: %v", err)
 	}
@@ -529,7 +529,7 @@ func (w *transferWorld) assertHolds(t *testing.T, st *signedState, absent []stri
 			t.Errorf("mirror record: seq %d, refs %v; want seq %d, refs %v and the creator's announcement", m.Mirror.Seq, m.Mirror.Refs, st.seq, st.refs)
 		}
 	}
-	res, err = w.victim.system.Root.RequestFuture(store, loadTransfer{ID: w.id}, 5*time.Second).Result()
+	res, err = w.victim.system.Root.RequestFuture(store, &loadTransfer{ID: w.id}, 5*time.Second).Result()
 	if err != nil {
 		t.Fatalf("load transfer: %v", err)
 	}

@@ -347,7 +347,7 @@ func (t *transport) Receive(ctx actor.Context) {
 		t.onPeerGone(ctx, m.Who)
 	case *ListPeers:
 		ctx.Respond(PeerList{Peers: t.view()})
-	case linkState:
+	case *linkState:
 		counts := ConnectionCounts{Connects: t.counts.Connects, Disconnects: maps.Clone(t.counts.Disconnects)}
 		ctx.Respond(linkInfo{Listen: []string{t.udp.LocalAddr().String()}, Peers: len(t.byID), Connections: counts})
 	case *actor.Stopping:
@@ -384,7 +384,7 @@ func (t *transport) drain(ctx actor.Context) {
 		_ = t.udp.Close()
 	case *ListPeers:
 		ctx.Respond(PeerList{Peers: []PeerView{}})
-	case linkState:
+	case *linkState:
 		ctx.Respond(linkInfo{Listen: []string{}})
 	case actor.SystemMessage, actor.AutoReceiveMessage:
 	default:
@@ -592,7 +592,7 @@ func (t *transport) onPeerUp(ctx actor.Context, m *peerUp) {
 	if m.Outbound {
 		direction = "outbound"
 	}
-	ctx.Send(t.store, saveNode{Node: persist.Node{ID: m.ID, Alias: m.Hello.Alias, Addresses: l.addrs, LastSeen: l.since}})
+	ctx.Send(t.store, &saveNode{Node: persist.Node{ID: m.ID, Alias: m.Hello.Alias, Addresses: l.addrs, LastSeen: l.since}})
 	t.log.Info("peer connected", "peer", m.ID, "alias", m.Hello.Alias, "addr", m.Remote, "direction", direction)
 	t.counts.Connects++
 	t.notify(ctx, &peerConnected{ID: m.ID, PID: pid, Hello: m.Hello})

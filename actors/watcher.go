@@ -76,7 +76,7 @@ func (w *watcher) Receive(ctx actor.Context) {
 		} else {
 			w.log.Debug("watch: no inotify; polling only", "err", err)
 		}
-		askFor(ctx, w.store, loadRepos{Filter: persist.FilterLocal}, func(states []repoState, err error) {
+		askFor(ctx, w.store, &loadRepos{Filter: persist.FilterLocal}, func(states []repoState, err error) {
 			if err != nil {
 				w.log.Error("watch: load repositories", "err", err)
 				return
@@ -131,7 +131,7 @@ func (w *watcher) Receive(ctx actor.Context) {
 		}
 		w.report(m.failed)
 		for _, r := range m.changed {
-			askFor(ctx, w.store, updateRepo{Repo: r}, func(st repoState, err error) {
+			askFor(ctx, w.store, &updateRepo{Repo: r}, func(st repoState, err error) {
 				if err != nil {
 					w.log.Error("watch: store refs", "repo", r.ID, "err", err)
 					delete(w.stamps, r.ID) // so that the next poll tries again

@@ -112,7 +112,7 @@ func TestHardening2_watcherReadsOnlyOwnRepos(t *testing.T) {
 		mu.Lock()
 		defer mu.Unlock()
 		switch m := ctx.Message().(type) {
-		case loadRepos:
+		case *loadRepos:
 			loads++
 			var out []repoState
 			for _, st := range states {
@@ -121,7 +121,7 @@ func TestHardening2_watcherReadsOnlyOwnRepos(t *testing.T) {
 				}
 			}
 			ctx.Respond(out)
-		case updateRepo:
+		case *updateRepo:
 			updated[m.Repo.ID] = true
 			ctx.Respond(repoState{Repo: m.Repo})
 		}
@@ -181,9 +181,9 @@ func TestWatcher_commitNoticedAtOnce(t *testing.T) {
 		mu.Lock()
 		defer mu.Unlock()
 		switch m := ctx.Message().(type) {
-		case loadRepos:
+		case *loadRepos:
 			ctx.Respond([]repoState{{Repo: persist.Repo{ID: wire.RepoID{1}, Name: "work", Path: dir, Local: true}}})
-		case updateRepo:
+		case *updateRepo:
 			heads[m.Repo.Refs["refs/heads/main"]] = true
 			ctx.Respond(repoState{Repo: m.Repo})
 		}
