@@ -1,22 +1,15 @@
 package actors
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"maps"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"slices"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -52,26 +45,6 @@ type (
 	syncStates struct{}
 	// syncCounters asks for transfer totals. Reply: syncTotals.
 	syncCounters struct{}
-	// bundleFor asks for a bundle of refs minus haves (a serving transfer
-	// asks its parent). Reply: *bundleReady.
-	bundleFor struct {
-		Repo  wire.RepoID
-		Refs  map[string]string
-		Haves []string
-	}
-	bundleReady struct {
-		ID   [32]byte
-		Path string // the cached bundle; an empty file means "nothing to send"
-		// Build is set while git still writes the bundle: it grows at
-		// Build.temp until Build.done closes (then it is at Path, or
-		// Build.err says why not), and is sent as it grows.
-		Build *bundleBuild
-	}
-	// bundleBuilt: a cache build finished.
-	bundleBuilt struct {
-		key [32]byte
-		err error
-	}
 	// syncTick: the sync interval's tick; also a retry after a backoff.
 	syncTick struct{}
 	// scheduleNow: run the scheduler (once per burst of events).
@@ -171,7 +144,10 @@ type syncer struct {
 	inventories map[wire.NodeID]map[wire.RepoID][32]byte
 	fetches     int
 	serving     map[string]bool // serving transfer actors by PID id, until they end
-	building    map[[32]byte]*bundleBuild
+	cache       persist.BundleCache
+	building    map[persist.BundleKey]*persist.BundleBuild
+	runCtx      context.Context // git work started here; cancelled in *actor.Stopping
+	stopWork    context.CancelFunc
 	upload      *rate.Limiter
 	download    *rate.Limiter
 	cancelTick  cancelFunc
@@ -188,10 +164,12 @@ func newSyncer(cfg Config, store, gossip *actor.PID) *syncer {
 	s := &syncer{
 		cfg: cfg, store: store, gossip: gossip, log: cfg.Logger,
 		repos: map[wire.RepoID]*syncRepo{}, peers: map[wire.NodeID]*actor.PID{},
-		inventories: map[wire.NodeID]map[wire.RepoID][32]byte{}, building: map[[32]byte]*bundleBuild{},
+		inventories: map[wire.NodeID]map[wire.RepoID][32]byte{}, building: map[persist.BundleKey]*persist.BundleBuild{},
 		serving: map[string]bool{}, counts: TransferCounts{FetchesFailed: map[string]int64{}},
 	}
 	s.upload, s.download = byteRate(cfg.MaxUploadRate), byteRate(cfg.MaxDownloadRate)
+	s.cache = persist.NewBundleCache(cfg.Root, cfg.MaxCacheSize)
+	s.runCtx, s.stopWork = context.WithCancel(context.Background())
 	return s
 }
 
@@ -219,15 +197,17 @@ func (s *syncer) Receive(ctx actor.Context) {
 				r := s.repo(st.Repo.ID)
 				r.want, r.mirror = st.Repo, st.Mirror.Mirror
 			}
-			s.cleanTmp()
 			ids := make([]wire.RepoID, 0, len(s.repos))
 			for id, r := range s.repos {
 				if !r.want.Local && len(r.mirror.Refs) > 0 {
 					ids = append(ids, id)
 				}
 			}
-			root := s.cfg.Root
+			root, cache := s.cfg.Root, s.cache
 			async(ctx, func() (any, error) {
+				// Before any fetch or build runs: what a crash left.
+				persist.CleanTmp(root)
+				cache.RemoveBuilds()
 				sizes := map[wire.RepoID]int64{}
 				for _, id := range ids {
 					sizes[id], _ = persist.DiskSize(persist.MirrorPath(root, id))
@@ -305,7 +285,7 @@ func (s *syncer) Receive(ctx actor.Context) {
 	case *bundleFor:
 		s.bundleFor(ctx, m)
 	case *bundleBuilt:
-		s.built(ctx, m)
+		s.built(m)
 	case *transferStatus:
 		s.progress(ctx, m)
 	case *transferEnded:
@@ -328,6 +308,7 @@ func (s *syncer) Receive(ctx actor.Context) {
 		}
 	case *actor.Stopping:
 		s.stopping = true
+		s.stopWork()
 		if s.cancelTick != nil {
 			s.cancelTick()
 		}
@@ -491,29 +472,19 @@ func (s *syncer) start(ctx actor.Context, r *syncRepo) {
 		job := fetchJob{
 			want: r.want, wantSigned: r.wantSigned, mirror: r.mirror, resume: resume, peer: peer, peerPID: pid,
 			root: s.cfg.Root, maxBundle: s.cfg.MaxBundleSize, rate: s.download, quota: s.quotaLeft(r),
+			log: s.log.With("repo", id, "peer", peer),
 		}
 		s.nextID++
 		name := fmt.Sprintf("fetch-%d", s.nextID)
 		r.fetching = spawnChild(ctx, name, func() actor.Actor {
-			return &fetcher{job: job, store: s.store, log: s.log.With("repo", id, "peer", peer)}
+			return &fetcher{job: job, store: s.store, log: job.log}
 		})
 		r.peer = peer
 		r.status, r.statusAt, r.rate = transferStatus{Repo: id, Peer: peer, Phase: PhaseReceiving}, time.Time{}, 0
 		s.fetches++
 		s.counts.FetchesStarted++
-		s.log.Info("sync: fetching", "repo", id, "peer", peer, "resume_offset", resumeOffset(s.cfg.Root, id, resume))
+		s.log.Info("sync: fetching", "repo", id, "peer", peer)
 	})
-}
-
-func resumeOffset(root string, id wire.RepoID, t persist.Transfer) int64 {
-	if len(t.BundleID) == 0 {
-		return 0
-	}
-	fi, err := os.Stat(partPath(root, id))
-	if err != nil {
-		return 0
-	}
-	return fi.Size()
 }
 
 func (s *syncer) progress(ctx actor.Context, m *transferStatus) {
@@ -592,7 +563,7 @@ func (s *syncer) ended(ctx actor.Context, m *transferEnded) {
 		// Not the seeder's fault, and no use asking again until the
 		// creator signs another state (or the node restarts).
 		r.refused = r.want.Seq
-		r.lastError = oneLine(m.Err.Error())
+		r.lastError = persist.OneLine(m.Err.Error())
 		s.log.Warn("sync: repository refused", "repo", m.Repo, "creator", r.want.Creator, "err", r.lastError)
 		for _, w := range r.waiters {
 			w.cancel()
@@ -604,7 +575,7 @@ func (s *syncer) ended(ctx actor.Context, m *transferEnded) {
 		if err == nil {
 			err = errors.New("transfer ended without a result")
 		}
-		r.lastError = oneLine(err.Error())
+		r.lastError = persist.OneLine(err.Error())
 		if m.Blame {
 			s.counts.FetchesFailed["invalid"]++
 		} else {
@@ -717,201 +688,4 @@ func (s *syncer) serve(ctx actor.Context, m *streamIn) {
 	pid := spawnChild(ctx, name, func() actor.Actor { return sv })
 	s.serving[pid.Id] = true
 	s.counts.ServesStarted++
-}
-
-// bundleBuild is a bundle git is writing. temp is fixed; err is set before
-// done is closed and read only after, so readers in other goroutines see it.
-type bundleBuild struct {
-	temp string
-	done chan struct{}
-	err  error
-}
-
-// bundleFor answers with a cached bundle, or with one being built (each
-// bundle is built once, however many transfers ask for it meanwhile).
-func (s *syncer) bundleFor(ctx actor.Context, m *bundleFor) {
-	key := bundleKey(m.Repo, m.Refs, m.Haves)
-	path := s.cachePath(m.Repo, key)
-	if _, err := os.Stat(path); err == nil {
-		now := time.Now()
-		_ = os.Chtimes(path, now, now) // recently used: evicted last
-		s.counts.CacheHits++
-		ctx.Respond(&bundleReady{ID: key, Path: path})
-		return
-	}
-	if b := s.building[key]; b != nil {
-		s.counts.CacheHits++ // built once for every transfer that asks meanwhile
-		ctx.Respond(&bundleReady{ID: key, Path: path, Build: b})
-		return
-	}
-	s.counts.CacheMisses++
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		ctx.Respond(err)
-		return
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "build-*.tmp")
-	if err != nil {
-		ctx.Respond(err)
-		return
-	}
-	b := &bundleBuild{temp: tmp.Name(), done: make(chan struct{})}
-	s.building[key] = b
-	mirror := persist.GitRepo{Dir: persist.MirrorPath(s.cfg.Root, m.Repo)}
-	names := make([]string, 0, len(m.Refs))
-	for name := range m.Refs {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	haves, refs := slices.Clone(m.Haves), maps.Clone(m.Refs)
-	self, root := ctx.Self(), ctx.ActorSystem().Root
-	go func() {
-		b.err = buildBundle(mirror, tmp, path, refs, names, haves)
-		close(b.done)
-		root.Send(self, &bundleBuilt{key: key, err: b.err})
-	}()
-	ctx.Respond(&bundleReady{ID: key, Path: path, Build: b})
-}
-
-func (s *syncer) built(ctx actor.Context, m *bundleBuilt) {
-	delete(s.building, m.key)
-	if m.err != nil {
-		s.log.Warn("sync: bundle build failed", "err", m.err)
-		return
-	}
-	root, limit := s.cfg.Root, s.cfg.MaxCacheSize
-	go evictCache(filepath.Join(root, "cache"), limit)
-}
-
-// cachePath names a cached bundle by repository (so repo remove can find
-// them) and bundle ID.
-func (s *syncer) cachePath(repo wire.RepoID, key [32]byte) string {
-	return cachePath(s.cfg.Root, repo, key)
-}
-
-func cachePath(root string, repo wire.RepoID, key [32]byte) string {
-	return filepath.Join(root, "cache", repo.String()+"-"+hex.EncodeToString(key[:])+".bundle")
-}
-
-// cleanTmp removes receive files no transfer record names (left by a
-// crash before the record was written).
-func (s *syncer) cleanTmp() {
-	entries, err := os.ReadDir(filepath.Join(s.cfg.Root, "tmp"))
-	if err != nil {
-		return
-	}
-	for _, e := range entries {
-		name := e.Name()
-		if strings.HasSuffix(name, ".tmp") {
-			_ = os.Remove(filepath.Join(s.cfg.Root, "tmp", name))
-		}
-	}
-}
-
-// bundleKey names a bundle: the same repository, refs and haves give the
-// same bytes (it is built once and cached), so it also names a resume point.
-func bundleKey(repo wire.RepoID, refs map[string]string, haves []string) [32]byte {
-	h := sha256.New()
-	h.Write([]byte("menode bundle v1\x00"))
-	h.Write(repo[:])
-	sum := wire.RefsHash(refs)
-	h.Write(sum[:])
-	sorted := slices.Clone(haves)
-	sort.Strings(sorted)
-	for _, have := range slices.Compact(sorted) {
-		h.Write([]byte(have + "\n"))
-	}
-	var key [32]byte
-	h.Sum(key[:0])
-	return key
-}
-
-// buildBundle has git write the bundle into tmp, then moves it to path
-// (readers that opened tmp keep reading it); an empty file when the
-// requester has everything. It blocks.
-func buildBundle(mirror persist.GitRepo, tmp *os.File, path string, refs map[string]string, names, haves []string) error {
-	defer os.Remove(tmp.Name()) // a no-op once renamed
-	ctx, cancel := context.WithTimeout(context.Background(), workTimeout)
-	defer cancel()
-	err := mirror.CreateBundle(ctx, tmp, names, haves)
-	empty := errors.Is(err, persist.ErrNothingToSend)
-	if empty {
-		err = tmp.Truncate(0)
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	if !empty {
-		// git bundles the refs as they are now: if the mirror moved on
-		// since it was recorded (the owner committed meanwhile), this is
-		// not the signed state. Never send it: the requester would
-		// rightly refuse it and blame us.
-		if err := checkHeads(tmp.Name(), refs); err != nil {
-			return err
-		}
-	}
-	return os.Rename(tmp.Name(), path)
-}
-
-// checkHeads checks that a bundle's heads are among refs, at the same objects.
-func checkHeads(path string, refs map[string]string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	h, err := persist.ReadBundleHeader(bufio.NewReader(f))
-	if err != nil {
-		return err
-	}
-	for name, id := range h.Heads {
-		if refs[name] != id {
-			return fmt.Errorf("the mirror's %s moved since it was recorded", name)
-		}
-	}
-	return nil
-}
-
-// evictCache removes the least recently used bundles until the cache is
-// within limit bytes. It blocks.
-func evictCache(dir string, limit int64) {
-	type entry struct {
-		path string
-		size int64
-		used time.Time
-	}
-	var all []entry
-	var total int64
-	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".bundle") {
-			return nil
-		}
-		if fi, err := d.Info(); err == nil {
-			all = append(all, entry{p, fi.Size(), fi.ModTime()})
-			total += fi.Size()
-		}
-		return nil
-	})
-	sort.Slice(all, func(i, j int) bool { return all[i].used.Before(all[j].used) })
-	for _, e := range all {
-		if total <= limit {
-			return
-		}
-		if os.Remove(e.path) == nil {
-			total -= e.size
-		}
-	}
-}
-
-// oneLine makes a local error message safe for a terminal and a log line
-// without cutting it (peer text in it was made safe where it entered).
-func oneLine(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, s)
 }

@@ -156,7 +156,7 @@ func ReadBundleHeader(r *bufio.Reader) (BundleHeader, error) {
 		case line[0] == '-':
 			// "-<id>" or "-<id> <comment>", the comment being the commit's subject.
 			id, _, _ := strings.Cut(line[1:], " ")
-			if !isObjectID(id) {
+			if !wire.IsObjectID(id) {
 				return BundleHeader{}, bad("prerequisite line %.60q", line)
 			}
 			if !seenPrereq[id] {
@@ -165,7 +165,7 @@ func ReadBundleHeader(r *bufio.Reader) (BundleHeader, error) {
 			}
 		default:
 			id, name, ok := strings.Cut(line, " ")
-			if !ok || !isObjectID(id) {
+			if !ok || !wire.IsObjectID(id) {
 				return BundleHeader{}, bad("ref line %.60q", line)
 			}
 			if err := wire.CheckRefName(name); err != nil {

@@ -128,21 +128,6 @@ func (m GitRepo) MirrorFrom(ctx context.Context, src string) (map[string]string,
 	return refs, nil
 }
 
-// isObjectID reports whether s is a full SHA-1 object ID in lower-case hex,
-// the only form menode passes to git.
-func isObjectID(s string) bool {
-	if len(s) != 40 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
-}
-
 // HaveObjects returns the ids that m holds, in the order given, without
 // duplicates. Strings that are not full object IDs are never held. One git
 // process answers for all of them.
@@ -151,7 +136,7 @@ func (m GitRepo) HaveObjects(ctx context.Context, ids []string) ([]string, error
 	var asked []string
 	seen := make(map[string]bool, len(ids))
 	for _, id := range ids {
-		if !isObjectID(id) || seen[id] {
+		if !wire.IsObjectID(id) || seen[id] {
 			continue
 		}
 		seen[id] = true
@@ -187,7 +172,7 @@ func checkRefs(refs map[string]string) error {
 		if err := wire.CheckRefName(name); err != nil {
 			return err
 		}
-		if !isObjectID(id) {
+		if !wire.IsObjectID(id) {
 			return fmt.Errorf("ref %s: %q is not an object ID", name, id)
 		}
 	}
