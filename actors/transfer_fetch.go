@@ -167,8 +167,8 @@ type fetch struct {
 	signed   *wire.SignedAnnouncement // the creator's announcement of what arrives
 	ann      *wire.Announcement       // signed, opened
 	refs     map[string]string        // the signed refs
-	mirror   persist.GitRepo
-	idx      *indexer // git checking the pack as it arrives; nil for an empty transfer
+	in       *persist.Incoming        // the quarantine the pack goes into until every check passed
+	idx      *indexer                 // git checking the pack as it arrives; nil for an empty transfer
 	hash     hash.Hash
 	out      *os.File
 	offset   int64 // bundle bytes held
@@ -196,6 +196,7 @@ func runFetch(ctx context.Context, s *quic.Stream, job fetchJob, report func(any
 		f.out.Close()
 	}
 	f.idx.abort()
+	f.in.Discard() // what a failed fetch received; after a success, what is left of the quarantine
 	res.bytesIn = f.bytesIn
 	if res.err == nil {
 		return res
@@ -313,13 +314,13 @@ func (f *fetch) begin() *fetchResult {
 	f.signed, f.ann = signed, ann
 	body := ann.GetRepo()
 	f.refs = wire.RefsToMap(body.Refs)
-	f.mirror, err = persist.InitMirror(f.ctx, persist.MirrorPath(job.root, job.want.ID), body.DefaultBranch)
+	f.in, err = persist.NewIncoming(f.ctx, job.root, job.want.ID, body.DefaultBranch)
 	if err != nil {
 		return &fetchResult{err: err}
 	}
 	// git index-pack checks the bundle while it arrives (see indexer).
 	if !start.Empty {
-		f.idx = startIndexer(f.ctx, f.mirror, f.refs)
+		f.idx = startIndexer(f.ctx, f.in.Repo, f.refs)
 	}
 	return nil
 }
@@ -437,26 +438,31 @@ func (f *fetch) verify() *fetchResult {
 	return f.idx.finish()
 }
 
-// apply sets the mirror's refs to the signed refs (every object is in the
-// mirror now, or was already) and says what the mirror holds.
+// apply checks that every signed ref's object arrived or was in the
+// mirror already, and only then moves the pack into the mirror and sets
+// its refs to the signed refs; it says what the mirror holds.
 func (f *fetch) apply() *fetchResult {
 	body := f.ann.GetRepo()
-	if err := f.mirror.ApplyBundle(f.ctx, "", f.refs, body.DefaultBranch, persist.DefaultFsckIgnore); err != nil {
+	if err := f.in.CheckRefs(f.ctx, f.refs); err != nil {
 		r := &fetchResult{err: fmt.Errorf("apply bundle: %w", err)}
-		if errors.Is(err, persist.ErrBadBundle) || errors.Is(err, persist.ErrMissingObjects) {
+		if errors.Is(err, persist.ErrMissingObjects) {
 			r.err, r.blame = fmt.Errorf("%w: %w", errBadPeer, err), true
 		}
 		return r
 	}
+	mirror, err := f.in.Commit(f.ctx, f.refs, body.DefaultBranch)
+	if err != nil {
+		return &fetchResult{err: fmt.Errorf("apply bundle: %w", err)}
+	}
 	_ = os.Remove(f.part)
-	if err := f.mirror.MaybeRepack(f.ctx, 16); err != nil {
+	if err := mirror.MaybeRepack(f.ctx, 16); err != nil {
 		f.job.log.Debug("repack", "err", err)
 	}
 	raw, err := proto.Marshal(f.signed)
 	if err != nil {
 		return &fetchResult{err: err}
 	}
-	mirrorSize, _ := persist.DiskSize(f.mirror.Dir)
+	mirrorSize, _ := persist.DiskSize(mirror.Dir)
 	return &fetchResult{mirrorSize: mirrorSize, mirror: persist.Mirror{
 		Refs: f.refs, Seq: f.ann.Seq, Signed: raw, DefaultBranch: body.DefaultBranch, SyncedAt: time.Now().UTC(),
 	}}

@@ -11,29 +11,25 @@ import (
 
 // indexer runs git index-pack --strict on a bundle while it arrives, so
 // that receiving and checking overlap (as git clone pipes a pack into
-// index-pack), instead of checking only after the last chunk. git keeps
-// the pack in the mirror as soon as the pack is whole and valid; the
-// bundle's SHA-256 is known only at the transfer's end, so until finish
-// has seen it match, abort removes that pack again. No ref moves before
-// finish.
+// index-pack), instead of checking only after the last chunk. git writes
+// the pack into the fetch's quarantine (persist.Incoming), never into the
+// mirror: the bundle's SHA-256 is known only at the transfer's end, and
+// the refs are checked after that.
 type indexer struct {
-	pw     *io.PipeWriter
-	done   chan struct{}
-	mirror persist.GitRepo
-	pack   string // the pack git kept, once done
-	err    error  // git's verdict, once done
-	kept   bool
+	pw   *io.PipeWriter
+	done chan struct{}
+	err  error // git's verdict, once done
 }
 
 // errPackEnded: git has read the whole pack; bytes after it are not a bundle's.
 var errPackEnded = errors.New("data after the end of the pack")
 
-func startIndexer(ctx context.Context, mirror persist.GitRepo, refs map[string]string) *indexer {
+func startIndexer(ctx context.Context, into persist.GitRepo, refs map[string]string) *indexer {
 	pr, pw := io.Pipe()
-	ix := &indexer{pw: pw, done: make(chan struct{}), mirror: mirror}
+	ix := &indexer{pw: pw, done: make(chan struct{})}
 	go func() {
 		defer close(ix.done)
-		ix.pack, ix.err = mirror.IndexBundleStream(ctx, pr, refs, persist.DefaultFsckIgnore)
+		_, ix.err = into.IndexBundleStream(ctx, pr, refs, persist.DefaultFsckIgnore)
 		if ix.err != nil {
 			pr.CloseWithError(ix.err)
 		} else {
@@ -82,26 +78,21 @@ func (ix *indexer) result() *fetchResult {
 }
 
 // finish ends git's input after a bundle whose hash matched and waits for
-// its verdict: nil when the pack is in the mirror to stay.
+// its verdict: nil when the pack is whole and valid.
 func (ix *indexer) finish() *fetchResult {
 	ix.pw.Close()
 	<-ix.done
 	if ix.err != nil {
 		return ix.result()
 	}
-	ix.kept = true
 	return nil
 }
 
-// abort stops git if it still runs and removes the pack it kept, unless
-// finish accepted it.
+// abort stops git if it still runs (what it wrote goes with the quarantine).
 func (ix *indexer) abort() {
-	if ix == nil || ix.kept {
+	if ix == nil {
 		return
 	}
 	ix.pw.CloseWithError(errors.New("transfer ended"))
 	<-ix.done
-	if ix.err == nil && ix.pack != "" {
-		ix.mirror.RemovePack(ix.pack)
-	}
 }

@@ -338,6 +338,13 @@ type transferWorld struct {
 
 func newTransferWorld(t *testing.T, fx *transferFixture) *transferWorld {
 	t.Helper()
+	return newTransferWorldWith(t, fx, nil)
+}
+
+// newTransferWorldWith is newTransferWorld with tweak applied to the
+// victim's config last.
+func newTransferWorldWith(t *testing.T, fx *transferFixture, tweak func(*Config)) *transferWorld {
+	t.Helper()
 	w := &transferWorld{transferFixture: *fx}
 	w.src = filepath.Join(t.TempDir(), "src")
 	if err := os.CopyFS(w.src, os.DirFS(fx.src)); err != nil {
@@ -349,6 +356,9 @@ func newTransferWorld(t *testing.T, fx *transferFixture) *transferWorld {
 		// case checks what was recorded (a blamed one waits 4 times as
 		// long); an honest seeder is asked at once.
 		c.SyncBackoff = 5 * time.Second
+		if tweak != nil {
+			tweak(c)
+		}
 	})
 	w.vroot = status(t, w.victim).Root
 	return w
@@ -684,6 +694,7 @@ func (r *transferReply) encode() ([]byte, error) {
 // with serve.
 type fakeSeeder struct {
 	signer
+	conn *quic.Conn
 	ctrl *quic.Stream
 	seq  uint64
 
@@ -702,7 +713,7 @@ func startFakeSeeder(t *testing.T, w *transferWorld, s signer, serve serveFunc) 
 	if _, err := readHello(r); err != nil {
 		t.Fatalf("read the victim's hello: %v", err)
 	}
-	f := &fakeSeeder{signer: s, ctrl: ctrl}
+	f := &fakeSeeder{signer: s, conn: conn, ctrl: ctrl}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(2)

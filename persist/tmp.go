@@ -7,15 +7,19 @@ import (
 )
 
 // CleanTmp removes what fetches cut short by a crash left in TmpDir: every
-// temporary file (*.tmp). Call it at start, before any fetch runs.
+// temporary file (*.tmp) and every quarantine (IncomingPath). Call it at
+// start, before any fetch runs.
 func CleanTmp(root string) {
 	entries, err := os.ReadDir(TmpDir(root))
 	if err != nil {
 		return
 	}
 	for _, e := range entries {
-		if strings.HasSuffix(e.Name(), ".tmp") {
-			_ = os.Remove(filepath.Join(TmpDir(root), e.Name()))
+		switch name := e.Name(); {
+		case strings.HasSuffix(name, ".tmp"):
+			_ = os.Remove(filepath.Join(TmpDir(root), name))
+		case strings.HasSuffix(name, ".incoming.git") && e.IsDir():
+			_ = os.RemoveAll(filepath.Join(TmpDir(root), name))
 		}
 	}
 }
