@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"maps"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"sort"
 	"time"
@@ -54,8 +55,8 @@ type (
 	repoChanged struct{ Repo persist.Repo }
 	// repoRemoved: repo remove: stop fetching it and forget its mirror.
 	repoRemoved struct{ ID wire.RepoID }
-	// mirrorSizes: the mirrors' sizes on disk, measured at start.
-	mirrorSizes struct{ sizes map[wire.RepoID]int64 }
+	// diskScan: the mirrors' and .part files' sizes on disk, measured at start.
+	diskScan struct{ mirrors, parts map[wire.RepoID]int64 }
 	// waitExpired: a waiting command's timeout.
 	waitExpired struct {
 		ID     wire.RepoID
@@ -108,6 +109,8 @@ type syncRepo struct {
 	waiters    []*syncWaiter
 	lastError  string
 	size       int64 // bytes of the mirror on disk
+	partSize   int64 // bytes of a .part file kept for a resume
+	reserved   int64 // bytes of the quota the running fetch reserved
 	statusAt   time.Time
 	rate       float64 // bytes per second of the running fetch, smoothed
 	refused    uint64  // the seq of the signed state refused for the mirror quota
@@ -143,7 +146,8 @@ type syncer struct {
 	peers       map[wire.NodeID]*actor.PID
 	inventories map[wire.NodeID]map[wire.RepoID][32]byte
 	fetches     int
-	serving     map[string]bool // serving transfer actors by PID id, until they end
+	perPeer     map[wire.NodeID]int  // running fetches per seeder
+	serving     map[string]serveSlot // serving transfer actors by PID id, until they end
 	cache       persist.BundleCache
 	building    map[persist.BundleKey]*persist.BundleBuild
 	runCtx      context.Context // git work started here; cancelled in *actor.Stopping
@@ -165,7 +169,7 @@ func newSyncer(cfg Config, store, gossip *actor.PID) *syncer {
 		cfg: cfg, store: store, gossip: gossip, log: cfg.Logger,
 		repos: map[wire.RepoID]*syncRepo{}, peers: map[wire.NodeID]*actor.PID{},
 		inventories: map[wire.NodeID]map[wire.RepoID][32]byte{}, building: map[persist.BundleKey]*persist.BundleBuild{},
-		serving: map[string]bool{}, counts: TransferCounts{FetchesFailed: map[string]int64{}},
+		serving: map[string]serveSlot{}, perPeer: map[wire.NodeID]int{}, counts: TransferCounts{FetchesFailed: map[string]int64{}},
 	}
 	s.upload, s.download = byteRate(cfg.MaxUploadRate), byteRate(cfg.MaxDownloadRate)
 	s.cache = persist.NewBundleCache(cfg.Root, cfg.MaxCacheSize)
@@ -212,15 +216,16 @@ func (s *syncer) Receive(ctx actor.Context) {
 				for _, id := range ids {
 					sizes[id], _ = persist.DiskSize(persist.MirrorPath(root, id))
 				}
-				return &mirrorSizes{sizes: sizes}, nil
+				return &diskScan{mirrors: sizes, parts: persist.PartFiles(root)}, nil
 			}, func(res any, err error) {
-				if m, ok := res.(*mirrorSizes); ok {
-					for id, n := range m.sizes {
-						s.repo(id).size = n
-					}
+				m, _ := res.(*diskScan)
+				if m == nil {
+					m = &diskScan{}
 				}
-				s.ready = true
-				s.reschedule(ctx)
+				for id, n := range m.mirrors {
+					s.repo(id).size = n
+				}
+				s.checkParts(ctx, m.parts)
 			})
 		})
 	case *repoAnnounced:
@@ -249,7 +254,7 @@ func (s *syncer) Receive(ctx actor.Context) {
 			if r.fetching != nil {
 				ctx.Stop(r.fetching) // its Terminated frees the slot
 			}
-			r.mirror, r.size, r.refused, r.lastError = persist.Mirror{}, 0, 0, ""
+			r.mirror, r.size, r.partSize, r.refused, r.lastError = persist.Mirror{}, 0, 0, 0, ""
 			r.want.Removed, r.want.Followed, r.want.Clones = true, false, nil
 			if r.want.Local {
 				delete(s.repos, m.ID)
@@ -279,7 +284,7 @@ func (s *syncer) Receive(ctx actor.Context) {
 	case *syncCounters:
 		counts := s.counts
 		counts.FetchesFailed = maps.Clone(s.counts.FetchesFailed)
-		ctx.Respond(syncTotals{Fetching: s.fetches, Serving: len(s.serving), BytesIn: s.bytesIn, BytesOut: s.bytesOut, Counts: counts})
+		ctx.Respond(syncTotals{Fetching: s.fetches, Serving: s.uploads(wire.NodeID{}), BytesIn: s.bytesIn, BytesOut: s.bytesOut, Counts: counts})
 	case *streamIn:
 		s.serve(ctx, m)
 	case *bundleFor:
@@ -290,6 +295,8 @@ func (s *syncer) Receive(ctx actor.Context) {
 		s.progress(ctx, m)
 	case *transferEnded:
 		s.ended(ctx, m)
+	case *reserveQuota:
+		s.reserve(m)
 	case *actor.Terminated:
 		// Transfer actors do not stop themselves: sync stops each when its
 		// transferEnded arrives. One that stops before that panicked: free
@@ -297,7 +304,7 @@ func (s *syncer) Receive(ctx actor.Context) {
 		if s.stopping {
 			return
 		}
-		if s.serving[m.Who.Id] {
+		if _, ok := s.serving[m.Who.Id]; ok {
 			delete(s.serving, m.Who.Id)
 			return
 		}
@@ -320,6 +327,49 @@ func (s *syncer) Receive(ctx actor.Context) {
 	case actor.SystemMessage, actor.AutoReceiveMessage:
 	default:
 		s.log.Debug("sync: unexpected message", "type", fmt.Sprintf("%T", m))
+	}
+}
+
+// checkParts keeps the .part files left from before that a resume can
+// use, counting them against the quota, and removes the others: those
+// with no transfer record, and those of refs the creator has signed new
+// ones since. Then the scheduler starts.
+func (s *syncer) checkParts(ctx actor.Context, parts map[wire.RepoID]int64) {
+	pending := len(parts)
+	var stale []wire.RepoID
+	done := func() {
+		root := s.cfg.Root
+		async(ctx, func() (any, error) {
+			for _, id := range stale {
+				_ = os.Remove(persist.PartPath(root, id))
+			}
+			return true, nil
+		}, func(any, error) {
+			for _, id := range stale {
+				ctx.Send(s.store, deleteTransfer{ID: id})
+			}
+			s.ready = true
+			s.reschedule(ctx)
+		})
+	}
+	if pending == 0 {
+		done()
+		return
+	}
+	for id, size := range parts {
+		ask(ctx, s.store, loadTransfer{ID: id}, func(res any, err error) {
+			t, _ := res.(persist.Transfer)
+			r := s.repos[id]
+			if r == nil || r.want.Local || len(t.BundleID) == 0 || string(t.RefsHash) != string(refsHashBytes(r.want.Refs)) {
+				stale = append(stale, id)
+				s.log.Info("sync: dropping a receive file of refs no longer wanted", "repo", id, "bytes", size)
+			} else {
+				r.partSize = size
+			}
+			if pending--; pending == 0 {
+				done()
+			}
+		})
 	}
 }
 
@@ -405,24 +455,51 @@ func (s *syncer) wanted(r *syncRepo) bool {
 }
 
 // quotaLeft is how many bytes a fetch of r may add to the mirrors: within
-// the total quota and within its creator's share.
+// the total quota and within its creator's share. What counts is the
+// mirrors on disk, the .part files kept for a resume, and the bytes the
+// other running fetches reserved (see reserve); r's own .part and
+// reservation are what its fetch is about to replace.
 func (s *syncer) quotaLeft(r *syncRepo) int64 {
 	var total, creator int64
 	for _, o := range s.repos {
 		if o.want.Local {
 			continue
 		}
-		total += o.size
+		used := o.size
+		if o != r {
+			used += max(o.partSize, o.reserved)
+		}
+		total += used
 		if o.want.Creator == r.want.Creator {
-			creator += o.size
+			creator += used
 		}
 	}
 	return max(0, min(s.cfg.MirrorQuota-total, s.cfg.MirrorQuotaPerCreator-creator))
 }
 
-// start picks a connected seeder that is not backing off and spawns a
-// fetching transfer actor; the peer of an interrupted transfer comes first,
-// since it may still hold that bundle.
+// reserve answers a fetch's request for quota: the quota is reserved when
+// the bundle's size is declared (or, of unknown size, as it grows), so
+// that fetches running at once cannot together pass it.
+func (s *syncer) reserve(m *reserveQuota) {
+	r := s.repos[m.Repo]
+	if r == nil || r.fetching == nil || !r.fetching.Equal(m.PID) {
+		m.Reply <- quotaGrant{}
+		return
+	}
+	left := s.quotaLeft(r)
+	if grant := min(m.Want, left); grant >= m.Need {
+		r.reserved = grant
+		m.Reply <- quotaGrant{Granted: grant, Left: left}
+		return
+	}
+	m.Reply <- quotaGrant{Left: left}
+}
+
+// start picks a connected seeder that is not backing off and not at its
+// cap of fetches, and spawns a fetching transfer actor. The peer of an
+// interrupted transfer comes first, since it may still hold that bundle;
+// else one of those that failed least often (so that after a seeder
+// stalls, the next try goes to one that has not), at random.
 func (s *syncer) start(ctx actor.Context, r *syncRepo) {
 	if s.quotaLeft(r) <= 0 {
 		r.refused = r.want.Seq
@@ -434,7 +511,7 @@ func (s *syncer) start(ctx actor.Context, r *syncRepo) {
 	var candidates []wire.NodeID
 	var nextTry time.Time
 	for _, id := range s.seeders(r) {
-		if s.peers[id] == nil {
+		if s.peers[id] == nil || s.perPeer[id] >= s.cfg.MaxFetchesPerPeer {
 			continue
 		}
 		if b := r.failures[id]; b != nil && now.Before(b.until) {
@@ -461,7 +538,14 @@ func (s *syncer) start(ctx actor.Context, r *syncRepo) {
 		if err == nil {
 			resume = res.(persist.Transfer)
 		}
-		peer := candidates[rand.N(len(candidates))]
+		// Other fetches may have started meanwhile.
+		candidates = slices.DeleteFunc(candidates, func(id wire.NodeID) bool {
+			return s.peers[id] == nil || s.perPeer[id] >= s.cfg.MaxFetchesPerPeer
+		})
+		if len(candidates) == 0 {
+			return // a fetch that ends reschedules
+		}
+		peer := s.leastFailed(r, candidates)
 		if slices.Contains(candidates, resume.Peer) {
 			peer = resume.Peer
 		}
@@ -471,8 +555,8 @@ func (s *syncer) start(ctx actor.Context, r *syncRepo) {
 		}
 		job := fetchJob{
 			want: r.want, wantSigned: r.wantSigned, mirror: r.mirror, resume: resume, peer: peer, peerPID: pid,
-			root: s.cfg.Root, maxBundle: s.cfg.MaxBundleSize, rate: s.download, quota: s.quotaLeft(r),
-			log: s.log.With("repo", id, "peer", peer),
+			root: s.cfg.Root, maxBundle: s.cfg.MaxBundleSize, rate: s.download,
+			timings: s.cfg.transferTimings(), log: s.log.With("repo", id, "peer", peer),
 		}
 		s.nextID++
 		name := fmt.Sprintf("fetch-%d", s.nextID)
@@ -480,11 +564,32 @@ func (s *syncer) start(ctx actor.Context, r *syncRepo) {
 			return &fetcher{job: job, store: s.store, log: job.log}
 		})
 		r.peer = peer
+		s.perPeer[peer]++
 		r.status, r.statusAt, r.rate = transferStatus{Repo: id, Peer: peer, Phase: PhaseReceiving}, time.Time{}, 0
 		s.fetches++
 		s.counts.FetchesStarted++
 		s.log.Info("sync: fetching", "repo", id, "peer", peer)
 	})
+}
+
+// leastFailed picks at random one of the candidates with the fewest
+// failed fetches of r.
+func (s *syncer) leastFailed(r *syncRepo, candidates []wire.NodeID) wire.NodeID {
+	var best []wire.NodeID
+	fewest := -1
+	for _, id := range candidates {
+		n := 0
+		if b := r.failures[id]; b != nil {
+			n = b.attempts
+		}
+		switch {
+		case fewest < 0 || n < fewest:
+			best, fewest = []wire.NodeID{id}, n
+		case n == fewest:
+			best = append(best, id)
+		}
+	}
+	return best[rand.N(len(best))]
 }
 
 func (s *syncer) progress(ctx actor.Context, m *transferStatus) {
@@ -538,7 +643,14 @@ func (s *syncer) ended(ctx actor.Context, m *transferEnded) {
 		return
 	}
 	r.fetching = nil
+	r.reserved = 0
+	if m.PartMeasured {
+		r.partSize = m.PartSize
+	}
 	s.fetches--
+	if s.perPeer[r.peer]--; s.perPeer[r.peer] <= 0 {
+		delete(s.perPeer, r.peer)
+	}
 	s.bytesIn += m.BytesIn
 	switch {
 	case m.Err == nil && m.Mirror != nil:
@@ -676,16 +788,40 @@ func (s *syncer) views() map[wire.RepoID]syncView {
 	return out
 }
 
-// serve spawns a serving transfer actor for an incoming request, or
-// refuses it when too many uploads run.
+// serveSlot is a serving transfer actor: for which peer, and whether it
+// only refuses (busy).
+type serveSlot struct {
+	peer    wire.NodeID
+	refused bool
+}
+
+// uploads counts the serving transfers that send a bundle: all of them,
+// or those for peer.
+func (s *syncer) uploads(peer wire.NodeID) int {
+	n := 0
+	for _, slot := range s.serving {
+		if !slot.refused && (peer.IsZero() || slot.peer == peer) {
+			n++
+		}
+	}
+	return n
+}
+
+// serve spawns a serving transfer actor for an incoming request; it
+// refuses the request (busy) when too many uploads run, or too many for
+// that peer: a peer that opens many streams and never reads them holds
+// at most MaxUploadsPerPeer slots, until their stall timeouts free them.
 func (s *syncer) serve(ctx actor.Context, m *streamIn) {
 	s.nextID++
 	name := fmt.Sprintf("serve-%d", s.nextID)
-	sv := &server{in: m, root: s.cfg.Root, store: s.store, rate: s.upload, log: s.log.With("peer", m.From)}
-	if len(s.serving) >= s.cfg.MaxUploads {
-		sv.busy = true
+	sv := &server{in: m, root: s.cfg.Root, store: s.store, rate: s.upload, timings: s.cfg.transferTimings(), log: s.log.With("peer", m.From)}
+	switch {
+	case s.uploads(wire.NodeID{}) >= s.cfg.MaxUploads:
+		sv.busy = "too many uploads at once"
+	case s.uploads(m.From) >= s.cfg.MaxUploadsPerPeer:
+		sv.busy = "too many uploads to your node at once"
 	}
 	pid := spawnChild(ctx, name, func() actor.Actor { return sv })
-	s.serving[pid.Id] = true
+	s.serving[pid.Id] = serveSlot{peer: m.From, refused: sv.busy != ""}
 	s.counts.ServesStarted++
 }

@@ -1,10 +1,15 @@
 package actors
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
+	"net"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/quic-go/quic-go"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/menode/menode/persist"
 	"github.com/menode/menode/wire"
@@ -41,6 +46,10 @@ type (
 		// mirror's bytes on disk after a fetch that succeeded.
 		OverQuota  bool
 		MirrorSize int64
+		// PartSize: bytes of the .part file the fetch left for a resume,
+		// when PartMeasured.
+		PartSize     int64
+		PartMeasured bool
 	}
 )
 
@@ -64,3 +73,80 @@ func refsHashBytes(refs map[string]string) []byte {
 
 // partPath is persist.PartPath, for the callers outside the transfer files.
 func partPath(root string, id wire.RepoID) string { return persist.PartPath(root, id) }
+
+// errStalled is wrapped when a transfer stream moves too little for too
+// long: a stall is the peer's fault.
+var errStalled = errors.New("transfer stalled")
+
+// transferTimings are the stall limits of a transfer stream (see Config).
+type transferTimings struct {
+	start, frame time.Duration
+	minRate      int64
+	window       time.Duration
+}
+
+func (c Config) transferTimings() transferTimings {
+	return transferTimings{start: c.TransferStartTimeout, frame: c.TransferFrameTimeout, minRate: c.TransferMinRate, window: c.TransferRateWindow}
+}
+
+// pace reads and writes the frames of one transfer stream within its
+// timings: each frame within a deadline, and the bytes moved while
+// waiting on the network at the minimum rate or better over every window
+// of such waiting. Time spent elsewhere (git, the disk, our own rate
+// limit) does not count against the peer.
+type pace struct {
+	t      transferTimings
+	waited time.Duration // network time in this window
+	bytes  int64         // frame bytes moved in it
+}
+
+// read reads the next frame, which must arrive whole within timeout.
+func (p *pace) read(s *quic.Stream, r *bufio.Reader, timeout time.Duration) (*wire.Frame, error) {
+	_ = s.SetReadDeadline(time.Now().Add(timeout))
+	begin := time.Now()
+	f, err := wire.ReadFrame(r)
+	if isTimeout(err) {
+		return nil, fmt.Errorf("%w: no whole frame from the peer within %v", errStalled, timeout)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return f, p.moved(int64(proto.Size(f)), time.Since(begin))
+}
+
+// write writes f, which the stream must take within the frame timeout.
+func (p *pace) write(s *quic.Stream, f *wire.Frame) error {
+	_ = s.SetWriteDeadline(time.Now().Add(p.t.frame))
+	begin := time.Now()
+	err := wire.WriteFrame(s, f)
+	if isTimeout(err) {
+		return fmt.Errorf("%w: the peer took no frame within %v", errStalled, p.t.frame)
+	}
+	if err != nil {
+		return err
+	}
+	return p.moved(int64(proto.Size(f)), time.Since(begin))
+}
+
+// moved counts n bytes that took d of waiting on the network.
+func (p *pace) moved(n int64, d time.Duration) error {
+	if p.t.minRate <= 0 || p.t.window <= 0 {
+		return nil
+	}
+	p.waited += d
+	p.bytes += n
+	if p.waited < p.t.window {
+		return nil
+	}
+	rate := float64(p.bytes) / p.waited.Seconds()
+	if rate < float64(p.t.minRate) {
+		return fmt.Errorf("%w: %.0f bytes per second over %v, under the minimum of %d", errStalled, rate, p.waited.Round(time.Millisecond), p.t.minRate)
+	}
+	p.waited, p.bytes = 0, 0
+	return nil
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}

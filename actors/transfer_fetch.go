@@ -47,7 +47,25 @@ type (
 		overQuota  bool  // the bundle would take the mirrors past their quota
 		mirrorSize int64 // on success: bytes of the mirror on disk
 		bytesIn    int64 // bundle bytes received over the network
+		// partSize: bytes of the .part file left (0: none), when measured.
+		partSize     int64
+		partMeasured bool
 	}
+)
+
+// Messages between a fetch and sync about the mirror quota.
+type (
+	// reserveQuota asks sync, through the fetcher, to reserve quota for
+	// the fetch that PID runs: Want bytes in all (its reservation so far
+	// included), at least Need. The answer goes to Reply (buffered).
+	reserveQuota struct {
+		Repo       wire.RepoID
+		PID        *actor.PID
+		Want, Need int64
+		Reply      chan quotaGrant
+	}
+	// quotaGrant: the bytes reserved now (0: refused) and the quota left.
+	quotaGrant struct{ Granted, Left int64 }
 )
 
 // fetchJob is what a fetching transfer needs to know.
@@ -62,8 +80,8 @@ type fetchJob struct {
 	peerPID    *actor.PID
 	root       string
 	maxBundle  int64
-	quota      int64         // bytes the mirror quota leaves for this bundle
 	rate       *rate.Limiter // receive rate (tests throttle with it); nil: unlimited
+	timings    transferTimings
 	log        *slog.Logger
 }
 
@@ -99,6 +117,9 @@ func (f *fetcher) Receive(ctx actor.Context) {
 			Repo: f.job.want.ID, BundleID: m.bundleID, RefsHash: refsHashBytes(f.job.want.Refs),
 			Peer: f.job.peer, Size: m.size, StartedAt: time.Now().UTC(),
 		}})
+	case *reserveQuota:
+		m.Repo, m.PID = f.job.want.ID, ctx.Self()
+		ctx.Send(ctx.Parent(), m)
 	case *fetchProgress:
 		ctx.Send(ctx.Parent(), &transferStatus{Repo: f.job.want.ID, Peer: f.job.peer, Bytes: m.bytes, Size: m.size, Phase: m.phase})
 	case *fetchResult:
@@ -128,7 +149,7 @@ func (f *fetcher) finish(ctx actor.Context, m *fetchResult) {
 	f.done = true
 	id := f.job.want.ID
 	end := &transferEnded{PID: ctx.Self(), Repo: id, Peer: f.job.peer, Err: m.err, Blame: m.blame, BytesIn: m.bytesIn,
-		OverQuota: m.overQuota, MirrorSize: m.mirrorSize}
+		OverQuota: m.overQuota, MirrorSize: m.mirrorSize, PartSize: m.partSize, PartMeasured: m.partMeasured}
 	if m.err != nil {
 		if !m.keep {
 			ctx.Send(f.store, deleteTransfer{ID: id})
@@ -159,6 +180,7 @@ type fetch struct {
 	r      *bufio.Reader
 	job    fetchJob
 	report func(any)
+	pace   pace
 
 	wantHash [32]byte
 	part     string // the .part file
@@ -172,6 +194,7 @@ type fetch struct {
 	hash     hash.Hash
 	out      *os.File
 	offset   int64 // bundle bytes held
+	reserved int64 // bytes of the mirror quota reserved for this fetch
 	bytesIn  int64 // bundle bytes received over the network
 }
 
@@ -179,7 +202,7 @@ type fetch struct {
 // file, check, apply to the mirror. report sends to the actor.
 func runFetch(ctx context.Context, s *quic.Stream, job fetchJob, report func(any)) *fetchResult {
 	f := &fetch{
-		ctx: ctx, s: s, r: bufio.NewReader(s), job: job, report: report,
+		ctx: ctx, s: s, r: bufio.NewReader(s), job: job, report: report, pace: pace{t: job.timings},
 		wantHash: wire.RefsHash(job.want.Refs), part: persist.PartPath(job.root, job.want.ID),
 	}
 	// Cancelling ctx (the actor stops, the peer went) aborts the stream.
@@ -198,6 +221,12 @@ func runFetch(ctx context.Context, s *quic.Stream, job fetchJob, report func(any
 	f.idx.abort()
 	f.in.Discard() // what a failed fetch received; after a success, what is left of the quarantine
 	res.bytesIn = f.bytesIn
+	defer func() {
+		res.partMeasured = true
+		if fi, err := os.Stat(f.part); err == nil {
+			res.partSize = fi.Size()
+		}
+	}()
 	if res.err == nil {
 		return res
 	}
@@ -233,6 +262,20 @@ func (f *fetch) bad(format string, args ...any) *fetchResult {
 	return &fetchResult{err: fmt.Errorf("%w: "+format, append([]any{errBadPeer}, args...)...), blame: true}
 }
 
+// readFailed is the outcome of a failed read from the seeder: a stall,
+// or a stream the seeder ended (cleanly) before Done, is its fault and
+// what it sent is thrown away; a cut (a reset stream, a lost connection)
+// keeps the .part for a resume.
+func (f *fetch) readFailed(what string, err error) *fetchResult {
+	switch {
+	case errors.Is(err, errStalled):
+		return &fetchResult{err: fmt.Errorf("%w: %s: %w", errBadPeer, what, err), blame: true}
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return f.bad("%s: the stream ended before Done", what)
+	}
+	return &fetchResult{err: fmt.Errorf("%s: %w", what, err), keep: true}
+}
+
 // request sends the request (resuming from the .part file when it holds
 // the start of the same bundle from the same seeder) and closes our side.
 func (f *fetch) request() *fetchResult {
@@ -252,8 +295,8 @@ func (f *fetch) request() *fetchResult {
 		f.req.ResumeBundleId, f.req.ResumeOffset = job.resume.BundleID, uint64(fi.Size())
 		job.log.Info("fetch: resuming", "resume_offset", fi.Size())
 	}
-	if err := wire.WriteFrame(f.s, &wire.Frame{Body: &wire.Frame_TransferRequest{TransferRequest: f.req}}); err != nil {
-		return &fetchResult{err: fmt.Errorf("send request: %w", err), keep: true}
+	if err := f.pace.write(f.s, &wire.Frame{Body: &wire.Frame_TransferRequest{TransferRequest: f.req}}); err != nil {
+		return &fetchResult{err: fmt.Errorf("send request: %w", err), keep: true, blame: errors.Is(err, errStalled)}
 	}
 	// The request is all we send: close our side now.
 	_ = f.s.Close()
@@ -264,9 +307,9 @@ func (f *fetch) request() *fetchResult {
 // and gets the mirror ready: git starts checking the pack.
 func (f *fetch) begin() *fetchResult {
 	job := f.job
-	frame, err := wire.ReadFrame(f.r)
+	frame, err := f.pace.read(f.s, f.r, job.timings.start)
 	if err != nil {
-		return &fetchResult{err: fmt.Errorf("read start: %w", err), keep: true}
+		return f.readFailed("read start", err)
 	}
 	if e := frame.GetTransferError(); e != nil {
 		return &fetchResult{err: &transferError{code: e.Code, msg: e.Message}, keep: true}
@@ -281,15 +324,17 @@ func (f *fetch) begin() *fetchResult {
 	if start.Size > uint64(job.maxBundle) {
 		return &fetchResult{err: fmt.Errorf("bundle of %d bytes is over the limit of %d", start.Size, job.maxBundle), tooLarge: true}
 	}
-	if start.Size > uint64(job.quota) {
-		return &fetchResult{err: quotaError(int64(start.Size), job.quota), tooLarge: true, overQuota: true}
+	if start.Size > 0 {
+		if res := f.reserve(int64(start.Size), int64(start.Size)); res != nil {
+			return res
+		}
 	}
 	f.start = start
 	f.report(&fetchStarted{bundleID: start.BundleId, size: int64(start.Size)})
 
-	frame, err = wire.ReadFrame(f.r)
+	frame, err = f.pace.read(f.s, f.r, job.timings.frame)
 	if err != nil {
-		return &fetchResult{err: fmt.Errorf("read announcement: %w", err), keep: true}
+		return f.readFailed("read announcement", err)
 	}
 	ta := frame.GetTransferAnnouncement()
 	if ta == nil {
@@ -349,15 +394,15 @@ func (f *fetch) receive() *fetchResult {
 	}
 	f.out = out
 	size := int64(start.Size)
-	limit := min(job.maxBundle, job.quota)
+	limit := job.maxBundle
 	if size > 0 {
 		limit = size
 	}
 	lastReport := time.Time{}
 	for {
-		frame, err := wire.ReadFrame(f.r)
+		frame, err := f.pace.read(f.s, f.r, job.timings.frame)
 		if err != nil {
-			return &fetchResult{err: fmt.Errorf("receive: %w", err), keep: true}
+			return f.readFailed("receive", err)
 		}
 		if e := frame.GetTransferError(); e != nil {
 			return &fetchResult{err: &transferError{code: e.Code, msg: e.Message}, keep: true}
@@ -373,11 +418,14 @@ func (f *fetch) receive() *fetchResult {
 		if chunk.Offset != uint64(f.offset) || n > wire.MaxChunkData || n == 0 {
 			return f.bad("chunk at %d of %d bytes, expected offset %d", chunk.Offset, n, f.offset)
 		}
-		if size == 0 && f.offset+n > job.quota && job.quota < job.maxBundle {
-			return &fetchResult{err: quotaError(f.offset+n, job.quota), tooLarge: true, overQuota: true}
-		}
 		if f.offset+n > limit {
 			return f.bad("bundle grows past %d bytes", limit)
+		}
+		if need := f.offset + n; need > f.reserved {
+			// Of unknown size: reserve as it grows, doubling.
+			if res := f.reserve(min(limit, max(need, 2*f.reserved, 1<<20)), need); res != nil {
+				return res
+			}
 		}
 		if job.rate != nil {
 			if err := job.rate.WaitN(f.ctx, int(n)); err != nil {
@@ -466,6 +514,23 @@ func (f *fetch) apply() *fetchResult {
 	return &fetchResult{mirrorSize: mirrorSize, mirror: persist.Mirror{
 		Refs: f.refs, Seq: f.ann.Seq, Signed: raw, DefaultBranch: body.DefaultBranch, SyncedAt: time.Now().UTC(),
 	}}
+}
+
+// reserve has sync reserve want bytes of the mirror quota for this fetch,
+// at least need; nil when it did.
+func (f *fetch) reserve(want, need int64) *fetchResult {
+	reply := make(chan quotaGrant, 1)
+	f.report(&reserveQuota{Want: want, Need: need, Reply: reply})
+	select {
+	case g := <-reply:
+		if g.Granted < need {
+			return &fetchResult{err: quotaError(need, g.Left), tooLarge: true, overQuota: true}
+		}
+		f.reserved = g.Granted
+		return nil
+	case <-f.ctx.Done():
+		return &fetchResult{err: f.ctx.Err(), keep: true}
+	}
 }
 
 // errOverQuota is wrapped when a bundle would take the mirrors past their quota.

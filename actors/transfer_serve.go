@@ -17,6 +17,7 @@ import (
 	"golang.org/x/time/rate"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/menode/menode/persist"
 	"github.com/menode/menode/wire"
 )
 
@@ -27,6 +28,8 @@ type (
 		bytesOut int64
 		err      error
 	}
+	// heldHaves: the requested haves the mirror holds.
+	heldHaves struct{ ids []string }
 )
 
 // server is a transfer actor that serves one bundle from a mirror: it
@@ -34,14 +37,15 @@ type (
 // bundle (built once into the cache, however many ask), and sends it from
 // a goroutine.
 type server struct {
-	in     *streamIn
-	root   string
-	store  *actor.PID
-	rate   *rate.Limiter // shared upload cap; nil: unlimited
-	busy   bool          // over the upload cap: refuse
-	log    *slog.Logger
-	cancel context.CancelFunc
-	done   bool
+	in      *streamIn
+	root    string
+	store   *actor.PID
+	rate    *rate.Limiter // shared upload cap; nil: unlimited
+	timings transferTimings
+	busy    string // over an upload cap: refuse, saying this
+	log     *slog.Logger
+	cancel  context.CancelFunc
+	done    bool
 }
 
 func (sv *server) Receive(ctx actor.Context) {
@@ -69,8 +73,8 @@ func (sv *server) Receive(ctx actor.Context) {
 // cache (sync builds it), and sends it from a goroutine.
 func (sv *server) start(ctx actor.Context, runCtx context.Context) {
 	req := sv.in.Request
-	if sv.busy {
-		sv.refuse(ctx, runCtx, wire.TransferErrorCode_TRANSFER_BUSY, "too many uploads at once")
+	if sv.busy != "" {
+		sv.refuse(ctx, runCtx, wire.TransferErrorCode_TRANSFER_BUSY, sv.busy)
 		return
 	}
 	id, err := wire.CheckTransferRequest(req)
@@ -101,32 +105,52 @@ func (sv *server) start(ctx actor.Context, runCtx context.Context) {
 		for i, h := range req.Haves {
 			haves[i] = hex.EncodeToString(h)
 		}
-		want := &bundleFor{Repo: id, Refs: mirror.Mirror.Refs, Haves: haves}
 		if req.KnownSeq != 0 && req.KnownSeq == mirror.Mirror.Seq {
 			signed = nil // the requester holds it: sendBundle leaves it out
 		}
-		ask(ctx, ctx.Parent(), want, func(res any, err error) {
+		// The bundle is keyed on the haves the mirror holds: only those
+		// change what git sends, so haves made up to miss the cache all
+		// name the same bundle.
+		repo := persist.GitRepo{Dir: persist.MirrorPath(sv.root, id)}
+		async(ctx, func() (any, error) {
+			held, err := repo.HaveObjects(runCtx, haves)
+			return &heldHaves{ids: held}, err
+		}, func(res any, err error) {
 			if err != nil {
-				sv.log.Warn("serve: bundle", "repo", id, "err", err)
-				sv.refuse(ctx, runCtx, wire.TransferErrorCode_TRANSFER_INTERNAL, "cannot build the bundle")
+				sv.log.Warn("serve: look up haves", "repo", id, "err", err)
+				sv.refuse(ctx, runCtx, wire.TransferErrorCode_TRANSFER_INTERNAL, "cannot read the mirror")
 				return
 			}
-			b := res.(*bundleReady)
-			self, root := ctx.Self(), ctx.ActorSystem().Root
-			in, limiter := sv.in, sv.rate
-			go func() {
-				n, err := sendBundle(runCtx, in.Stream, in.Reader, req, b, signed, limiter)
-				root.Send(self, &serveResult{bytesOut: n, err: err})
-			}()
+			sv.send(ctx, runCtx, &bundleFor{Repo: id, Refs: mirror.Mirror.Refs, Haves: res.(*heldHaves).ids}, signed)
 		})
+	})
+}
+
+// send gets the bundle from the cache (sync builds it) and sends it from
+// a goroutine.
+func (sv *server) send(ctx actor.Context, runCtx context.Context, want *bundleFor, signed *wire.SignedAnnouncement) {
+	id, req := want.Repo, sv.in.Request
+	ask(ctx, ctx.Parent(), want, func(res any, err error) {
+		if err != nil {
+			sv.log.Warn("serve: bundle", "repo", id, "err", err)
+			sv.refuse(ctx, runCtx, wire.TransferErrorCode_TRANSFER_INTERNAL, "cannot build the bundle")
+			return
+		}
+		b := res.(*bundleReady)
+		self, root := ctx.Self(), ctx.ActorSystem().Root
+		in, limiter, timings := sv.in, sv.rate, sv.timings
+		go func() {
+			n, err := sendBundle(runCtx, in.Stream, in.Reader, req, b, signed, limiter, timings)
+			root.Send(self, &serveResult{bytesOut: n, err: err})
+		}()
 	})
 }
 
 func (sv *server) refuse(ctx actor.Context, runCtx context.Context, code wire.TransferErrorCode, msg string) {
 	self, root := ctx.Self(), ctx.ActorSystem().Root
-	s := sv.in.Stream
+	s, timeout := sv.in.Stream, sv.timings.frame
 	go func() {
-		_ = s.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		_ = s.SetWriteDeadline(time.Now().Add(timeout))
 		err := wire.WriteFrame(s, &wire.Frame{Body: &wire.Frame_TransferError{TransferError: &wire.TransferError{Code: code, Message: msg}}})
 		_ = s.Close()
 		s.CancelRead(0)
@@ -154,7 +178,7 @@ func repoOf(req *wire.TransferRequest) wire.RepoID {
 // point and Done. A bundle still being built is sent as git writes it: its
 // size and hash then come only in Done, and it cannot be resumed into. It
 // blocks.
-func sendBundle(ctx context.Context, s *quic.Stream, r *bufio.Reader, req *wire.TransferRequest, b *bundleReady, signed *wire.SignedAnnouncement, limiter *rate.Limiter) (int64, error) {
+func sendBundle(ctx context.Context, s *quic.Stream, r *bufio.Reader, req *wire.TransferRequest, b *bundleReady, signed *wire.SignedAnnouncement, limiter *rate.Limiter, timings transferTimings) (int64, error) {
 	stop := context.AfterFunc(ctx, func() {
 		s.CancelWrite(quic.StreamErrorCode(wire.TransferErrorCode_TRANSFER_UNSPECIFIED))
 		s.CancelRead(quic.StreamErrorCode(wire.TransferErrorCode_TRANSFER_UNSPECIFIED))
@@ -176,7 +200,8 @@ func sendBundle(ctx context.Context, s *quic.Stream, r *bufio.Reader, req *wire.
 			start.Offset = req.ResumeOffset
 		}
 	}
-	write := func(f *wire.Frame) error { return wire.WriteFrame(s, f) }
+	p := pace{t: timings}
+	write := func(f *wire.Frame) error { return p.write(s, f) }
 	if err := write(&wire.Frame{Body: &wire.Frame_TransferStart{TransferStart: start}}); err != nil {
 		return 0, err
 	}
@@ -234,7 +259,7 @@ func sendBundle(ctx context.Context, s *quic.Stream, r *bufio.Reader, req *wire.
 	_ = s.Close()
 	// Wait (bounded) for the receiver to close its side, so the stream's
 	// credit returns to the connection, then release our read side.
-	_ = s.SetReadDeadline(time.Now().Add(30 * time.Second))
+	_ = s.SetReadDeadline(time.Now().Add(timings.frame))
 	_, _ = io.Copy(io.Discard, r)
 	s.CancelRead(0)
 	return sent, nil

@@ -4,6 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/menode/menode/wire"
 )
 
 // CleanTmp removes what fetches cut short by a crash left in TmpDir: every
@@ -22,4 +24,27 @@ func CleanTmp(root string) {
 			_ = os.RemoveAll(filepath.Join(TmpDir(root), name))
 		}
 	}
+}
+
+// PartFiles lists the .part files in TmpDir (PartPath) with their sizes.
+func PartFiles(root string) map[wire.RepoID]int64 {
+	out := map[wire.RepoID]int64{}
+	entries, err := os.ReadDir(TmpDir(root))
+	if err != nil {
+		return out
+	}
+	for _, e := range entries {
+		name, ok := strings.CutSuffix(e.Name(), ".part")
+		if !ok || !e.Type().IsRegular() {
+			continue
+		}
+		id, err := wire.ParseRepoID(name)
+		if err != nil {
+			continue
+		}
+		if fi, err := e.Info(); err == nil {
+			out[id] = fi.Size()
+		}
+	}
+	return out
 }
