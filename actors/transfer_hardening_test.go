@@ -1,6 +1,8 @@
 package actors
 
 import (
+	"bufio"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -12,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/quic-go/quic-go"
 
 	"github.com/menode/menode/persist"
 	"github.com/menode/menode/wire"
@@ -171,4 +175,256 @@ func (w *transferWorld) logLines(msg string, peer wire.NodeID) []string {
 
 func (w *transferWorld) countLog(msg string, peer wire.NodeID) int {
 	return len(w.logLines(msg, peer))
+}
+
+// TestTransferHardening_stalledSeederMovesOn: seeders that go silent
+// (after the request; after the Start frame; or that trickle a few bytes
+// at a time) are blamed for the stall and the fetch moves on, to an
+// honest seeder. With the default timings and four silent seeders, the
+// repository syncs from the honest one within 30 s of its announcement.
+func TestTransferHardening_stalledSeederMovesOn(t *testing.T) {
+	t.Parallel()
+	fx := newTransferFixture(t)
+	silent := func(s *quic.Stream, _ *wire.TransferRequest, _ *fakeSeeder) { <-s.Context().Done() }
+	afterStart := func(w *transferWorld, ann *wire.SignedAnnouncement) streamFunc {
+		return func(s *quic.Stream, req *wire.TransferRequest, _ *fakeSeeder) {
+			r, err := buildReply(w.baseSeed, []string{"refs/heads/main", "refs/tags/v1"}, nil, ann)
+			if err == nil {
+				_ = wire.WriteFrame(s, &wire.Frame{Body: &wire.Frame_TransferStart{TransferStart: r.start}})
+				_ = wire.WriteFrame(s, &wire.Frame{Body: &wire.Frame_TransferAnnouncement{TransferAnnouncement: &wire.TransferAnnouncement{Announcement: ann}}})
+			}
+			<-s.Context().Done()
+		}
+	}
+	trickle := func(w *transferWorld, ann *wire.SignedAnnouncement) streamFunc {
+		return func(s *quic.Stream, req *wire.TransferRequest, _ *fakeSeeder) {
+			r, err := buildReply(w.baseSeed, []string{"refs/heads/main", "refs/tags/v1"}, nil, ann)
+			if err != nil {
+				return
+			}
+			start := &wire.TransferStart{BundleId: r.start.BundleId} // of unknown size: it may go on for ever
+			_ = wire.WriteFrame(s, &wire.Frame{Body: &wire.Frame_TransferStart{TransferStart: start}})
+			_ = wire.WriteFrame(s, &wire.Frame{Body: &wire.Frame_TransferAnnouncement{TransferAnnouncement: &wire.TransferAnnouncement{Announcement: ann}}})
+			tick := time.NewTicker(20 * time.Millisecond) // a chunk of one byte every tick
+			defer tick.Stop()
+			for off := 0; off < len(r.data); off++ {
+				select {
+				case <-tick.C:
+				case <-s.Context().Done():
+					return
+				}
+				chunk := &wire.TransferChunk{Offset: uint64(off), Data: r.data[off : off+1]}
+				if wire.WriteFrame(s, &wire.Frame{Body: &wire.Frame_TransferChunk{TransferChunk: chunk}}) != nil {
+					return
+				}
+			}
+			<-s.Context().Done()
+		}
+	}
+	cases := []struct {
+		name   string
+		tweak  func(*Config)
+		within time.Duration
+		// honestLate: the honest seeder connects only once every stalled
+		// one has been tried and blamed, so that each stall is met.
+		honestLate bool
+		stalls     func(w *transferWorld, ann *wire.SignedAnnouncement) []streamFunc
+	}{
+		{
+			name: "four silent seeders, default timings", within: 30 * time.Second,
+			stalls: func(*transferWorld, *wire.SignedAnnouncement) []streamFunc {
+				return []streamFunc{silent, silent, silent, silent}
+			},
+		},
+		{
+			name: "silent after the start, and trickling",
+			tweak: func(c *Config) {
+				c.TransferStartTimeout, c.TransferFrameTimeout = 300*time.Millisecond, 300*time.Millisecond
+				c.TransferRateWindow, c.TransferMinRate = 300*time.Millisecond, 4<<10
+			},
+			within: 15 * time.Second, honestLate: true,
+			stalls: func(w *transferWorld, ann *wire.SignedAnnouncement) []streamFunc {
+				return []streamFunc{afterStart(w, ann), afterStart(w, ann), trickle(w, ann), trickle(w, ann)}
+			},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			w := newTransferWorldWith(t, fx, tc.tweak)
+			want := w.state(t, 1, w.base)
+			var stalled []*fakeSeeder
+			for _, answer := range tc.stalls(w, want.ann) {
+				s := startStreamSeeder(t, w, newSigner(t), answer)
+				s.announceInventory(t, w.id, want.refs)
+				stalled = append(stalled, s)
+			}
+			var h *fakeSeeder
+			connect := func() {
+				h = startFakeSeeder(t, w, newSigner(t), w.serve(t, want.refs, want.ann, nil))
+				h.announceInventory(t, w.id, want.refs)
+			}
+			if !tc.honestLate {
+				connect()
+			}
+			announced := time.Now()
+			stalled[0].gossip(t, want.ann)
+			if tc.honestLate {
+				eventually(t, tc.within, "every stalled seeder blamed", func() bool {
+					for _, s := range stalled {
+						if w.countLog("sync: fetch failed", s.id) == 0 {
+							return false
+						}
+					}
+					return true
+				})
+				connect()
+			}
+			waitSynced(t, w.victim, w.id, want.refs, tc.within)
+			took := time.Since(announced)
+			t.Logf("synced %v after the announcement", took.Round(time.Millisecond))
+			if took > tc.within {
+				t.Errorf("synced %v after the announcement, want within %v", took, tc.within)
+			}
+			w.waitLog(t, "sync: mirror updated", h.id)
+			for _, s := range stalled {
+				for _, line := range w.logLines("sync: fetch failed", s.id) {
+					if !strings.Contains(line, "level=WARN") || !strings.Contains(line, "stalled") {
+						t.Errorf("a stalled fetch not blamed as a stall: %s", line)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestTransferHardening_uploadSlotsPerPeer: a fetcher that opens 12
+// transfer streams and never reads them holds at most MaxUploadsPerPeer
+// (2) upload slots, the rest refused as busy, so an honest node still
+// gets the repository at once.
+func TestTransferHardening_uploadSlotsPerPeer(t *testing.T) {
+	t.Parallel()
+	src := filepath.Join(t.TempDir(), "src")
+	gitT(t, filepath.Dir(src), "init", "-q", "-b", "main", src)
+	blob := make([]byte, 4<<20) // over a stream's flow-control window: the sends block
+	_, _ = rand.NewChaCha8([32]byte{5}).Read(blob)
+	if err := os.WriteFile(filepath.Join(src, "big.bin"), blob, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	gitT(t, src, "add", ".")
+	gitT(t, src, "commit", "-q", "-m", "big")
+	victim, addr, _ := startSyncNode(t, "victim", nil)
+	res, err := victim.Request(&AddRepo{Path: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	view := res.(RepoView)
+	sum := wire.RefsHash(view.Refs)
+
+	key, id := newKey(t)
+	conn := dial(t, addr, key, victim.ID)
+	ctrl := openControlStream(t, conn)
+	sendHello(t, ctrl, id)
+	if _, err := readHello(bufio.NewReader(ctrl)); err != nil {
+		t.Fatal(err)
+	}
+	const streams = 12
+	for range streams {
+		s, err := conn.OpenStreamSync(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := &wire.TransferRequest{RepoId: view.ID.String(), RefsHash: sum[:]}
+		if err := wire.WriteFrame(s, &wire.Frame{Body: &wire.Frame_TransferRequest{TransferRequest: req}}); err != nil {
+			t.Fatal(err)
+		}
+		_ = s.Close() // and never read
+	}
+	eventually(t, 10*time.Second, "the victim answers every stream", func() bool {
+		return status(t, victim).Transfers.ServesStarted >= streams
+	})
+	if n := status(t, victim).Serving; n > 2 {
+		t.Errorf("the non-reading fetcher holds %d upload slots, want at most 2", n)
+	}
+
+	honest, _, _ := startSyncNode(t, "honest", nil, Bootstrap{ID: victim.ID, Addr: addr})
+	waitSynced(t, honest, view.ID, view.Refs, 15*time.Second)
+}
+
+// TestTransferHardening_cacheKeyedOnHeldHaves: requests with made-up
+// haves (objects the seeder does not hold) all name the same bundle as a
+// request without haves: it is built once, then served from the cache.
+func TestTransferHardening_cacheKeyedOnHeldHaves(t *testing.T) {
+	t.Parallel()
+	src := filepath.Join(t.TempDir(), "src")
+	gitT(t, filepath.Dir(src), "init", "-q", "-b", "main", src)
+	gitT(t, src, "commit", "-q", "--allow-empty", "-m", "one")
+	victim, addr, _ := startSyncNode(t, "victim", nil)
+	res, err := victim.Request(&AddRepo{Path: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	view := res.(RepoView)
+	sum := wire.RefsHash(view.Refs)
+	key, id := newKey(t)
+	conn := dial(t, addr, key, victim.ID)
+	ctrl := openControlStream(t, conn)
+	sendHello(t, ctrl, id)
+	if _, err := readHello(bufio.NewReader(ctrl)); err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(9, 10))
+	var ids []string
+	for i := range 4 {
+		req := &wire.TransferRequest{RepoId: view.ID.String(), RefsHash: sum[:]}
+		for range 50 * i { // none the first time
+			h := make([]byte, wire.ObjectIDSize)
+			for j := range h {
+				h[j] = byte(rng.Uint32())
+			}
+			req.Haves = append(req.Haves, h)
+		}
+		ids = append(ids, fetchBundleID(t, conn, req))
+	}
+	for i, got := range ids[1:] {
+		if got != ids[0] {
+			t.Errorf("request %d with %d made-up haves got bundle %s, the one without haves %s", i+1, 50*(i+1), got, ids[0])
+		}
+	}
+	if c := status(t, victim).Transfers; c.CacheMisses != 1 || c.CacheHits != 3 {
+		t.Errorf("cache misses %d and hits %d, want 1 and 3", c.CacheMisses, c.CacheHits)
+	}
+}
+
+// fetchBundleID sends req on a new stream, reads the answer to its end and
+// returns the bundle ID its Start named.
+func fetchBundleID(t *testing.T, conn *quic.Conn, req *wire.TransferRequest) string {
+	t.Helper()
+	s, err := conn.OpenStreamSync(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = s.SetDeadline(time.Now().Add(20 * time.Second))
+	if err := wire.WriteFrame(s, &wire.Frame{Body: &wire.Frame_TransferRequest{TransferRequest: req}}); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Close()
+	r := bufio.NewReader(s)
+	var id string
+	for {
+		f, err := wire.ReadFrame(r)
+		if err != nil {
+			t.Fatalf("read the answer: %v", err)
+		}
+		if st := f.GetTransferStart(); st != nil {
+			id = hex.EncodeToString(st.BundleId)
+		}
+		if e := f.GetTransferError(); e != nil {
+			t.Fatalf("the victim refused: %v %s", e.Code, e.Message)
+		}
+		if f.GetTransferDone() != nil {
+			s.CancelRead(0)
+			return id
+		}
+	}
 }

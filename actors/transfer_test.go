@@ -706,6 +706,18 @@ type fakeSeeder struct {
 
 func startFakeSeeder(t *testing.T, w *transferWorld, s signer, serve serveFunc) *fakeSeeder {
 	t.Helper()
+	return startStreamSeeder(t, w, s, func(st *quic.Stream, req *wire.TransferRequest, f *fakeSeeder) {
+		f.reply(st, req, serve)
+	})
+}
+
+// streamFunc answers one transfer stream, whose request has been read.
+type streamFunc func(s *quic.Stream, req *wire.TransferRequest, f *fakeSeeder)
+
+// startStreamSeeder is startFakeSeeder with a seeder that answers each
+// transfer stream with answer, which writes (or does not) as it likes.
+func startStreamSeeder(t *testing.T, w *transferWorld, s signer, answer streamFunc) *fakeSeeder {
+	t.Helper()
 	conn := dial(t, w.addr, s.key, w.victim.ID)
 	ctrl := openControlStream(t, conn)
 	sendHello(t, ctrl, s.id)
@@ -735,7 +747,7 @@ func startFakeSeeder(t *testing.T, w *transferWorld, s signer, serve serveFunc) 
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				f.handle(st, serve)
+				f.handle(st, answer)
 			}()
 		}
 	}()
@@ -755,11 +767,10 @@ func startFakeSeeder(t *testing.T, w *transferWorld, s signer, serve serveFunc) 
 	return f
 }
 
-// handle answers one transfer stream.
-func (f *fakeSeeder) handle(s *quic.Stream, serve serveFunc) {
+// handle reads the request of one transfer stream and has answer answer it.
+func (f *fakeSeeder) handle(s *quic.Stream, answer streamFunc) {
 	_ = s.SetDeadline(time.Now().Add(30 * time.Second))
-	r := bufio.NewReader(s)
-	frame, err := wire.ReadFrame(r)
+	frame, err := wire.ReadFrame(bufio.NewReader(s))
 	req := frame.GetTransferRequest()
 	f.mu.Lock()
 	f.asked++
@@ -772,6 +783,11 @@ func (f *fakeSeeder) handle(s *quic.Stream, serve serveFunc) {
 		s.CancelWrite(0)
 		return
 	}
+	answer(s, req, f)
+}
+
+// reply writes serve's answer to req and waits for the victim to stop reading.
+func (f *fakeSeeder) reply(s *quic.Stream, req *wire.TransferRequest, serve serveFunc) {
 	out, err := serve(req)
 	if err != nil {
 		f.mu.Lock()
@@ -795,7 +811,7 @@ func (f *fakeSeeder) handle(s *quic.Stream, serve serveFunc) {
 		f.mu.Unlock()
 	}
 	_ = s.Close()
-	_, _ = io.Copy(io.Discard, r) // until the victim's end of stream
+	_, _ = io.Copy(io.Discard, s) // until the victim's end of stream
 	s.CancelRead(0)
 }
 
