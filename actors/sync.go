@@ -348,6 +348,7 @@ func (s *syncer) checkParts(ctx actor.Context, parts map[wire.RepoID]int64) {
 			for _, id := range stale {
 				ctx.Send(s.store, deleteTransfer{ID: id})
 			}
+			s.log.Debug("sync: ready", "parts_kept", len(parts)-len(stale), "parts_dropped", len(stale))
 			s.ready = true
 			s.reschedule(ctx)
 		})

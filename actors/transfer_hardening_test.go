@@ -7,11 +7,13 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -426,5 +428,218 @@ func fetchBundleID(t *testing.T, conn *quic.Conn, req *wire.TransferRequest) str
 			s.CancelRead(0)
 			return id
 		}
+	}
+}
+
+// TestTransferHardening_quotaReserved: one creator announces four
+// repositories of 3 MiB at once, under a per-creator quota of 8 MiB, and
+// the seeder answers the four requests only once all have arrived. The
+// quota is reserved at each fetch's start for the size its Start
+// declares, so two fetches get it and two are refused for the quota: the
+// mirrors stay within it.
+func TestTransferHardening_quotaReserved(t *testing.T) {
+	t.Parallel()
+	const quota = 8 << 20
+	fx := newTransferFixture(t)
+	w := newTransferWorldWith(t, fx, func(c *Config) {
+		c.MirrorQuotaPerCreator, c.MaxFetches, c.MaxFetchesPerPeer = quota, 4, 4
+	})
+	type repo struct {
+		id    wire.RepoID
+		refs  map[string]string
+		serve serveFunc
+		ann   *wire.SignedAnnouncement
+	}
+	var repos []repo
+	byID := map[string]serveFunc{}
+	for i := range 4 {
+		dir := filepath.Join(t.TempDir(), "src")
+		gitT(t, filepath.Dir(dir), "init", "-q", "-b", "main", dir)
+		blob := make([]byte, 3<<20)
+		_, _ = rand.NewChaCha8([32]byte{byte(i), 1}).Read(blob)
+		if err := os.WriteFile(filepath.Join(dir, "blob.bin"), blob, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		gitT(t, dir, "add", ".")
+		gitT(t, dir, "commit", "-q", "-m", "blob")
+		root := gitT(t, dir, "rev-parse", "HEAD")
+		refs := map[string]string{"refs/heads/main": root}
+		ann := fx.creator.repo(t, root, 1, refs)
+		r := repo{id: fx.creator.repoID(t, root), refs: refs, ann: ann, serve: serveFrom(dir, refs, ann, nil)}
+		repos = append(repos, r)
+		byID[r.id.String()] = r.serve
+	}
+	// Answer only once all four requests are in (or after 10 s), so that
+	// the four fetches run at once.
+	arrived := make(chan struct{}, 4)
+	all := make(chan struct{})
+	go func() {
+		for range 4 {
+			select {
+			case <-arrived:
+			case <-time.After(10 * time.Second):
+			}
+		}
+		close(all)
+	}()
+	s := startFakeSeeder(t, w, newSigner(t), func(req *wire.TransferRequest) ([]byte, error) {
+		arrived <- struct{}{}
+		<-all
+		return byID[req.RepoId](req)
+	})
+	var entries []*wire.InventoryEntry
+	for _, r := range repos {
+		sum := wire.RefsHash(r.refs)
+		entries = append(entries, &wire.InventoryEntry{RepoId: r.id.String(), RefsHash: sum[:]})
+	}
+	s.seq++
+	s.gossip(t, s.sign(t, &wire.Announcement{Seq: s.seq, TimestampMs: time.Now().UnixMilli(),
+		Body: &wire.Announcement_Inventory{Inventory: &wire.InventoryAnnouncement{Repos: entries}}}))
+	for _, r := range repos {
+		s.gossip(t, r.ann)
+	}
+	synced, refused := 0, 0
+	eventually(t, 60*time.Second, "every repository synced or refused for the quota", func() bool {
+		synced, refused = 0, 0
+		for _, r := range repos {
+			v, ok := repoView(t, w.victim, r.id)
+			switch {
+			case ok && v.Status == StatusSynced:
+				synced++
+			case ok && strings.Contains(v.SyncError, "quota"):
+				refused++
+			}
+		}
+		return synced+refused == len(repos)
+	})
+	used, err := persist.DiskSize(filepath.Join(w.vroot, "repos"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d synced, %d refused, mirrors %d bytes", synced, refused, used)
+	if used > quota {
+		t.Errorf("the mirrors take %d bytes, over the creator's quota of %d (%d synced at once)", used, quota, synced)
+	}
+	if synced == 0 || refused == 0 {
+		t.Errorf("%d synced and %d refused, want some of each", synced, refused)
+	}
+}
+
+// TestTransferHardening_partEndedShortBlamed: a seeder that sends part
+// of a bundle and then ends the stream cleanly, without Done, is blamed,
+// and what it sent is not kept.
+func TestTransferHardening_partEndedShortBlamed(t *testing.T) {
+	t.Parallel()
+	w := newTransferWorld(t, newTransferFixture(t))
+	want := w.state(t, 1, w.base)
+	short := startStreamSeeder(t, w, newSigner(t), func(s *quic.Stream, req *wire.TransferRequest, _ *fakeSeeder) {
+		r, err := buildReply(w.baseSeed, []string{"refs/heads/main", "refs/tags/v1"}, nil, want.ann)
+		if err != nil {
+			return
+		}
+		start := &wire.TransferStart{BundleId: r.start.BundleId} // of unknown size
+		_ = wire.WriteFrame(s, &wire.Frame{Body: &wire.Frame_TransferStart{TransferStart: start}})
+		_ = wire.WriteFrame(s, &wire.Frame{Body: &wire.Frame_TransferAnnouncement{TransferAnnouncement: &wire.TransferAnnouncement{Announcement: want.ann}}})
+		chunk := &wire.TransferChunk{Offset: 0, Data: r.data[:len(r.data)/2]}
+		_ = wire.WriteFrame(s, &wire.Frame{Body: &wire.Frame_TransferChunk{TransferChunk: chunk}})
+		_ = s.Close() // a clean end, without Done
+		<-s.Context().Done()
+	})
+	short.gossip(t, want.ann)
+	short.announceInventory(t, w.id, want.refs)
+	line := w.waitLog(t, "sync: fetch failed", short.id)
+	if !strings.Contains(line, "level=WARN") || !strings.Contains(line, "ended before Done") {
+		t.Errorf("a stream ended before Done is not blamed: %s", line)
+	}
+	eventually(t, 10*time.Second, "no fetch in flight", func() bool { return status(t, w.victim).Fetching == 0 })
+	w.assertHolds(t, nil, nil) // no .part, no transfer record, no mirror
+}
+
+// TestTransferHardening_stalePartDroppedAtStart: a fetch cut in the
+// middle keeps its .part for a resume. When the node starts again, it
+// keeps that .part while its refs are still the ones wanted, and drops it
+// once the creator has signed new refs meanwhile.
+func TestTransferHardening_stalePartDroppedAtStart(t *testing.T) {
+	t.Parallel()
+	fx := newTransferFixture(t)
+	for _, moved := range []bool{false, true} {
+		name := "refs still wanted"
+		if moved {
+			name = "refs moved"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			root := t.TempDir()
+			var stop func()
+			start := func() *transferWorld {
+				logs := &syncBuffer{}
+				n, err := Start(Config{
+					Root: root, Addr: "127.0.0.1:0", Alias: "victim", SyncInterval: 200 * time.Millisecond,
+					SyncBackoff: 5 * time.Second, WatchInterval: 100 * time.Millisecond,
+					Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				stop = sync.OnceFunc(n.Stop) // Node.Stop twice panics
+				t.Cleanup(func() {
+					stop()
+					if t.Failed() {
+						t.Logf("log of the victim:\n%s", logs.String())
+					}
+				})
+				return &transferWorld{transferFixture: *fx, victim: n, addr: status(t, n).Listen[0], logs: logs, vroot: root}
+			}
+			w := start()
+			want := w.state(t, 1, w.base)
+			cut := startStreamSeeder(t, w, newSigner(t), func(s *quic.Stream, req *wire.TransferRequest, _ *fakeSeeder) {
+				r, err := buildReply(w.baseSeed, []string{"refs/heads/main", "refs/tags/v1"}, nil, want.ann)
+				if err != nil {
+					return
+				}
+				_ = wire.WriteFrame(s, &wire.Frame{Body: &wire.Frame_TransferStart{TransferStart: r.start}})
+				_ = wire.WriteFrame(s, &wire.Frame{Body: &wire.Frame_TransferAnnouncement{TransferAnnouncement: &wire.TransferAnnouncement{Announcement: want.ann}}})
+				chunk := &wire.TransferChunk{Offset: 0, Data: r.data[:len(r.data)/2]}
+				_ = wire.WriteFrame(s, &wire.Frame{Body: &wire.Frame_TransferChunk{TransferChunk: chunk}})
+				// Cut the stream once the chunk is on the victim's disk.
+				part := persist.PartPath(root, w.id)
+				for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+					if fi, err := os.Stat(part); err == nil && fi.Size() == int64(len(chunk.Data)) {
+						break
+					}
+				}
+				s.CancelWrite(0)
+				<-s.Context().Done()
+			})
+			cut.gossip(t, want.ann)
+			cut.announceInventory(t, w.id, want.refs)
+			w.waitLog(t, "sync: fetch failed", cut.id)
+			part := persist.PartPath(root, w.id)
+			if _, err := os.Stat(part); err != nil {
+				t.Fatalf("the cut fetch kept no .part: %v", err)
+			}
+			if moved {
+				next := copyRefs(w.base)
+				next["refs/heads/main"] = w.commit(t, "two.txt", "two\n")
+				cut.gossip(t, w.state(t, 2, next).ann)
+				eventually(t, 10*time.Second, "the victim knows the new refs", func() bool {
+					v, ok := repoView(t, w.victim, w.id)
+					return ok && sameRefs(v.Refs, next)
+				})
+			}
+			stop()
+
+			w = start()
+			eventually(t, 10*time.Second, "the restarted victim's sync is ready", func() bool {
+				return strings.Contains(w.logs.String(), `msg="sync: ready"`)
+			})
+			_, err := os.Stat(part)
+			if moved && !os.IsNotExist(err) {
+				t.Errorf("the .part of refs no longer wanted is still there (stat: %v)", err)
+			}
+			if !moved && err != nil {
+				t.Errorf("the .part a resume can use is gone: %v", err)
+			}
+		})
 	}
 }
