@@ -214,7 +214,7 @@ func (s *syncer) Receive(ctx actor.Context) {
 				cache.RemoveBuilds()
 				sizes := map[wire.RepoID]int64{}
 				for _, id := range ids {
-					sizes[id], _ = persist.DiskSize(persist.MirrorPath(root, id))
+					sizes[id], _ = persist.DiskUsage(persist.MirrorPath(root, id))
 				}
 				return &diskScan{mirrors: sizes, parts: persist.PartFiles(root)}, nil
 			}, func(res any, err error) {

@@ -510,7 +510,7 @@ func (f *fetch) apply() *fetchResult {
 	if err != nil {
 		return &fetchResult{err: err}
 	}
-	mirrorSize, _ := persist.DiskSize(mirror.Dir)
+	mirrorSize, _ := persist.DiskUsage(mirror.Dir) // blocks on disk: what the quota counts
 	return &fetchResult{mirrorSize: mirrorSize, mirror: persist.Mirror{
 		Refs: f.refs, Seq: f.ann.Seq, Signed: raw, DefaultBranch: body.DefaultBranch, SyncedAt: time.Now().UTC(),
 	}}

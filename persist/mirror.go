@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 
 	"github.com/menode/menode/wire"
 )
@@ -327,6 +328,39 @@ func DiskSize(dir string) (int64, error) {
 	})
 	if err != nil {
 		return 0, fmt.Errorf("disk size of %s: %w", QuotePath(dir), err)
+	}
+	return total, nil
+}
+
+// DiskUsage returns the bytes the regular files under dir take on disk:
+// their allocated blocks, which for many small files (loose refs, a
+// block each) is far more than their sizes (DiskSize); a file whose file
+// system does not say counts its size. The mirror quota counts this.
+func DiskUsage(dir string) (int64, error) {
+	var total int64
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil // removed while we walked
+			}
+			return err
+		}
+		if st, ok := info.Sys().(*syscall.Stat_t); ok {
+			total += st.Blocks * 512 // st_blocks is in 512-byte units
+		} else {
+			total += info.Size()
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("disk usage of %s: %w", QuotePath(dir), err)
 	}
 	return total, nil
 }
