@@ -303,7 +303,8 @@ func TestTransferHardening_stalledSeederMovesOn(t *testing.T) {
 // TestTransferHardening_uploadSlotsPerPeer: a fetcher that opens 12
 // transfer streams and never reads them holds at most MaxUploadsPerPeer
 // (2) upload slots, the rest refused as busy, so an honest node still
-// gets the repository at once.
+// gets the repository at once; and the two it holds are freed when the
+// stream has taken no frame for the frame timeout.
 func TestTransferHardening_uploadSlotsPerPeer(t *testing.T) {
 	t.Parallel()
 	src := filepath.Join(t.TempDir(), "src")
@@ -315,7 +316,7 @@ func TestTransferHardening_uploadSlotsPerPeer(t *testing.T) {
 	}
 	gitT(t, src, "add", ".")
 	gitT(t, src, "commit", "-q", "-m", "big")
-	victim, addr, _ := startSyncNode(t, "victim", nil)
+	victim, addr, _ := startSyncNode(t, "victim", func(c *Config) { c.TransferFrameTimeout = time.Second })
 	res, err := victim.Request(&AddRepo{Path: src})
 	if err != nil {
 		t.Fatal(err)
@@ -351,6 +352,11 @@ func TestTransferHardening_uploadSlotsPerPeer(t *testing.T) {
 
 	honest, _, _ := startSyncNode(t, "honest", nil, Bootstrap{ID: victim.ID, Addr: addr})
 	waitSynced(t, honest, view.ID, view.Refs, 15*time.Second)
+	// The fetcher's connection is still up, its streams unread.
+	eventually(t, 10*time.Second, "the stalled uploads end", func() bool { return status(t, victim).Serving == 0 })
+	if !connected(t, victim, id) {
+		t.Error("the victim dropped the fetcher's connection; a stall ends only its streams")
+	}
 }
 
 // TestTransferHardening_cacheKeyedOnHeldHaves: requests with made-up
