@@ -1,16 +1,12 @@
 package actors
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
-	"math/rand/v2"
-	"os"
 	"slices"
-	"sort"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -134,8 +130,10 @@ func (r *syncRepo) behind() bool {
 
 // syncer is the sync scheduler: it knows which repositories are behind and
 // which peers can serve them, starts fetching transfer actors (bounded, with
-// backoff per repository and peer), spawns a serving transfer actor for each
-// incoming request, and owns the bundle cache.
+// backoff per repository and peer: sync_schedule.go) within the mirror
+// quota (sync_quota.go), spawns a serving transfer actor for each incoming
+// request (sync_uploads.go), and decides when the bundle cache builds a
+// bundle (sync_bundles.go; the cache itself is persist.BundleCache).
 type syncer struct {
 	cfg    Config
 	store  *actor.PID
@@ -330,50 +328,6 @@ func (s *syncer) Receive(ctx actor.Context) {
 	}
 }
 
-// checkParts keeps the .part files left from before that a resume can
-// use, counting them against the quota, and removes the others: those
-// with no transfer record, and those of refs the creator has signed new
-// ones since. Then the scheduler starts.
-func (s *syncer) checkParts(ctx actor.Context, parts map[wire.RepoID]int64) {
-	pending := len(parts)
-	var stale []wire.RepoID
-	done := func() {
-		root := s.cfg.Root
-		async(ctx, func() (any, error) {
-			for _, id := range stale {
-				_ = os.Remove(persist.PartPath(root, id))
-			}
-			return true, nil
-		}, func(any, error) {
-			for _, id := range stale {
-				ctx.Send(s.store, deleteTransfer{ID: id})
-			}
-			s.log.Debug("sync: ready", "parts_kept", len(parts)-len(stale), "parts_dropped", len(stale))
-			s.ready = true
-			s.reschedule(ctx)
-		})
-	}
-	if pending == 0 {
-		done()
-		return
-	}
-	for id, size := range parts {
-		ask(ctx, s.store, loadTransfer{ID: id}, func(res any, err error) {
-			t, _ := res.(persist.Transfer)
-			r := s.repos[id]
-			if r == nil || r.want.Local || len(t.BundleID) == 0 || string(t.RefsHash) != string(refsHashBytes(r.want.Refs)) {
-				stale = append(stale, id)
-				s.log.Info("sync: dropping a receive file of refs no longer wanted", "repo", id, "bytes", size)
-			} else {
-				r.partSize = size
-			}
-			if pending--; pending == 0 {
-				done()
-			}
-		})
-	}
-}
-
 func (s *syncer) repo(id wire.RepoID) *syncRepo {
 	r := s.repos[id]
 	if r == nil {
@@ -382,215 +336,6 @@ func (s *syncer) repo(id wire.RepoID) *syncRepo {
 		s.repos[id] = r
 	}
 	return r
-}
-
-// seeders lists the nodes known to serve r's signed refs: its creator and
-// every node whose inventory lists them.
-func (s *syncer) seeders(r *syncRepo) []wire.NodeID {
-	want := wire.RefsHash(r.want.Refs)
-	var out []wire.NodeID
-	if !r.want.Creator.IsZero() {
-		out = append(out, r.want.Creator)
-	}
-	for origin, inv := range s.inventories {
-		if h, ok := inv[r.want.ID]; ok && h == want && origin != r.want.Creator {
-			out = append(out, origin)
-		}
-	}
-	sort.Slice(out[min(1, len(out)):], func(i, j int) bool { return out[i+1].Less(out[j+1]) })
-	return out
-}
-
-// schedule starts fetches for repositories that are behind, within the
-// concurrency cap.
-// reschedule runs schedule once for a burst of events (a flood of
-// announcements or connections), not once per event: it sends itself a
-// message that comes after what is already in the mailbox.
-func (s *syncer) reschedule(ctx actor.Context) {
-	if !s.pending {
-		s.pending = true
-		ctx.Send(ctx.Self(), &scheduleNow{})
-	}
-}
-
-func (s *syncer) schedule(ctx actor.Context) {
-	if !s.ready {
-		return
-	}
-	ids := make([]wire.RepoID, 0, len(s.repos))
-	for id, r := range s.repos {
-		if r.fetching == nil && r.behind() && s.wanted(r) && s.reachable(r) {
-			ids = append(ids, id)
-		}
-	}
-	slices.SortFunc(ids, func(a, b wire.RepoID) int { return bytes.Compare(a[:], b[:]) })
-	for _, id := range ids {
-		if s.fetches >= s.cfg.MaxFetches {
-			return
-		}
-		if r := s.repos[id]; s.wanted(r) && (r.refused == 0 || r.refused != r.want.Seq) {
-			s.start(ctx, r)
-		}
-	}
-}
-
-// reachable reports whether a seeder of r is connected (cheap: checked
-// before anything that walks every repository).
-func (s *syncer) reachable(r *syncRepo) bool {
-	if s.peers[r.want.Creator] != nil {
-		return true
-	}
-	want := wire.RefsHash(r.want.Refs)
-	for origin, inv := range s.inventories {
-		if s.peers[origin] != nil && inv[r.want.ID] == want {
-			return true
-		}
-	}
-	return false
-}
-
-// wanted reports whether the seeding policy has this node fetch r: not
-// removed, and followed (or cloned) unless it seeds everything.
-func (s *syncer) wanted(r *syncRepo) bool {
-	return !r.want.Removed && (s.cfg.Seed != SeedFollowed || r.want.Followed || len(r.want.Clones) > 0)
-}
-
-// quotaLeft is how many bytes a fetch of r may add to the mirrors: within
-// the total quota and within its creator's share. What counts is the
-// mirrors on disk, the .part files kept for a resume, and the bytes the
-// other running fetches reserved (see reserve); r's own .part and
-// reservation are what its fetch is about to replace.
-func (s *syncer) quotaLeft(r *syncRepo) int64 {
-	var total, creator int64
-	for _, o := range s.repos {
-		if o.want.Local {
-			continue
-		}
-		used := o.size
-		if o != r {
-			used += max(o.partSize, o.reserved)
-		}
-		total += used
-		if o.want.Creator == r.want.Creator {
-			creator += used
-		}
-	}
-	return max(0, min(s.cfg.MirrorQuota-total, s.cfg.MirrorQuotaPerCreator-creator))
-}
-
-// reserve answers a fetch's request for quota: the quota is reserved when
-// the bundle's size is declared (or, of unknown size, as it grows), so
-// that fetches running at once cannot together pass it.
-func (s *syncer) reserve(m *reserveQuota) {
-	r := s.repos[m.Repo]
-	if r == nil || r.fetching == nil || !r.fetching.Equal(m.PID) {
-		m.Reply <- quotaGrant{}
-		return
-	}
-	left := s.quotaLeft(r)
-	if grant := min(m.Want, left); grant >= m.Need {
-		r.reserved = grant
-		m.Reply <- quotaGrant{Granted: grant, Left: left}
-		return
-	}
-	m.Reply <- quotaGrant{Left: left}
-}
-
-// start picks a connected seeder that is not backing off and not at its
-// cap of fetches, and spawns a fetching transfer actor. The peer of an
-// interrupted transfer comes first, since it may still hold that bundle;
-// else one of those that failed least often (so that after a seeder
-// stalls, the next try goes to one that has not), at random.
-func (s *syncer) start(ctx actor.Context, r *syncRepo) {
-	if s.quotaLeft(r) <= 0 {
-		r.refused = r.want.Seq
-		r.lastError = "refused: the mirrors are at their quota; raise --mirror-quota or remove repositories"
-		s.log.Warn("sync: repository refused", "repo", r.want.ID, "creator", r.want.Creator, "err", r.lastError)
-		return
-	}
-	now := time.Now()
-	var candidates []wire.NodeID
-	var nextTry time.Time
-	for _, id := range s.seeders(r) {
-		if s.peers[id] == nil || s.perPeer[id] >= s.cfg.MaxFetchesPerPeer {
-			continue
-		}
-		if b := r.failures[id]; b != nil && now.Before(b.until) {
-			if nextTry.IsZero() || b.until.Before(nextTry) {
-				nextTry = b.until
-			}
-			continue
-		}
-		candidates = append(candidates, id)
-	}
-	if len(candidates) == 0 {
-		if !nextTry.IsZero() {
-			sendAfter(ctx, time.Until(nextTry)+10*time.Millisecond, &syncTick{})
-		}
-		s.notifyWaiters(ctx, r, &Progress{Repo: r.want.ID, Phase: PhaseWaiting, Message: "no seeder reachable yet"})
-		return
-	}
-	id := r.want.ID
-	ask(ctx, s.store, loadTransfer{ID: id}, func(res any, err error) {
-		if r.fetching != nil || !r.behind() || s.fetches >= s.cfg.MaxFetches {
-			return
-		}
-		var resume persist.Transfer
-		if err == nil {
-			resume = res.(persist.Transfer)
-		}
-		// Other fetches may have started meanwhile.
-		candidates = slices.DeleteFunc(candidates, func(id wire.NodeID) bool {
-			return s.peers[id] == nil || s.perPeer[id] >= s.cfg.MaxFetchesPerPeer
-		})
-		if len(candidates) == 0 {
-			return // a fetch that ends reschedules
-		}
-		peer := s.leastFailed(r, candidates)
-		if slices.Contains(candidates, resume.Peer) {
-			peer = resume.Peer
-		}
-		pid := s.peers[peer]
-		if pid == nil {
-			return
-		}
-		job := fetchJob{
-			want: r.want, wantSigned: r.wantSigned, mirror: r.mirror, resume: resume, peer: peer, peerPID: pid,
-			root: s.cfg.Root, maxBundle: s.cfg.MaxBundleSize, rate: s.download,
-			timings: s.cfg.transferTimings(), log: s.log.With("repo", id, "peer", peer),
-		}
-		s.nextID++
-		name := fmt.Sprintf("fetch-%d", s.nextID)
-		r.fetching = spawnChild(ctx, name, func() actor.Actor {
-			return &fetcher{job: job, store: s.store, log: job.log}
-		})
-		r.peer = peer
-		s.perPeer[peer]++
-		r.status, r.statusAt, r.rate = transferStatus{Repo: id, Peer: peer, Phase: PhaseReceiving}, time.Time{}, 0
-		s.fetches++
-		s.counts.FetchesStarted++
-		s.log.Info("sync: fetching", "repo", id, "peer", peer)
-	})
-}
-
-// leastFailed picks at random one of the candidates with the fewest
-// failed fetches of r.
-func (s *syncer) leastFailed(r *syncRepo, candidates []wire.NodeID) wire.NodeID {
-	var best []wire.NodeID
-	fewest := -1
-	for _, id := range candidates {
-		n := 0
-		if b := r.failures[id]; b != nil {
-			n = b.attempts
-		}
-		switch {
-		case fewest < 0 || n < fewest:
-			best, fewest = []wire.NodeID{id}, n
-		case n == fewest:
-			best = append(best, id)
-		}
-	}
-	return best[rand.N(len(best))]
 }
 
 func (s *syncer) progress(ctx actor.Context, m *transferStatus) {
@@ -620,98 +365,6 @@ func (s *syncer) notifyWaiters(ctx actor.Context, r *syncRepo, p *Progress) {
 			ctx.Send(w.progress, p)
 		}
 	}
-}
-
-// ended frees a transfer's slot and applies its outcome.
-func (s *syncer) ended(ctx actor.Context, m *transferEnded) {
-	if m.PID != nil {
-		ctx.Stop(m.PID)
-	}
-	if m.Serving {
-		delete(s.serving, m.PID.GetId())
-		s.bytesOut += m.Bytes
-		if m.Err != nil {
-			s.counts.ServesFailed++
-			s.log.Debug("sync: serving ended", "repo", m.Repo, "peer", m.Peer, "err", m.Err)
-		} else {
-			s.counts.ServesDone++
-			s.log.Info("sync: served", "repo", m.Repo, "peer", m.Peer, "bytes", m.Bytes)
-		}
-		return
-	}
-	r := s.repos[m.Repo]
-	if r == nil || r.fetching == nil || (m.PID != nil && !r.fetching.Equal(m.PID)) {
-		return
-	}
-	r.fetching = nil
-	r.reserved = 0
-	if m.PartMeasured {
-		r.partSize = m.PartSize
-	}
-	s.fetches--
-	if s.perPeer[r.peer]--; s.perPeer[r.peer] <= 0 {
-		delete(s.perPeer, r.peer)
-	}
-	s.bytesIn += m.BytesIn
-	switch {
-	case m.Err == nil && m.Mirror != nil:
-		s.counts.FetchesDone++
-		r.mirror, r.size, r.refused = *m.Mirror, m.MirrorSize, 0
-		delete(r.failures, m.Peer)
-		r.lastError = ""
-		s.log.Info("sync: mirror updated", "repo", m.Repo, "peer", m.Peer, "refs", len(r.mirror.Refs), "bytes", m.BytesIn)
-		ctx.Send(s.gossip, &mirrorUpdated{ID: m.Repo, Refs: r.mirror.Refs})
-		if !r.behind() {
-			for _, w := range r.waiters {
-				w.cancel()
-				if w.progress != nil {
-					ctx.Send(w.progress, &Progress{Repo: m.Repo, Phase: PhaseSynced, Peer: m.Peer})
-				}
-				w.reply(true)
-			}
-			r.waiters = nil
-		}
-	case m.OverQuota:
-		s.counts.FetchesFailed["over_quota"]++
-		// Not the seeder's fault, and no use asking again until the
-		// creator signs another state (or the node restarts).
-		r.refused = r.want.Seq
-		r.lastError = persist.OneLine(m.Err.Error())
-		s.log.Warn("sync: repository refused", "repo", m.Repo, "creator", r.want.Creator, "err", r.lastError)
-		for _, w := range r.waiters {
-			w.cancel()
-			w.reply(fmt.Errorf("%s: %s", m.Repo, r.lastError))
-		}
-		r.waiters = nil
-	default:
-		err := m.Err
-		if err == nil {
-			err = errors.New("transfer ended without a result")
-		}
-		r.lastError = persist.OneLine(err.Error())
-		if m.Blame {
-			s.counts.FetchesFailed["invalid"]++
-		} else {
-			s.counts.FetchesFailed["error"]++
-		}
-		b := r.failures[m.Peer]
-		if b == nil {
-			b = &backoff{}
-			r.failures[m.Peer] = b
-		}
-		b.attempts++
-		delay := s.cfg.SyncBackoff << min(b.attempts-1, 10)
-		if m.Blame {
-			delay *= 4
-		}
-		b.until = time.Now().Add(min(delay, s.cfg.SyncBackoffMax))
-		level := slog.LevelInfo
-		if m.Blame {
-			level = slog.LevelWarn
-		}
-		s.log.Log(context.Background(), level, "sync: fetch failed", "repo", m.Repo, "peer", m.Peer, "err", r.lastError, "retry_in", time.Until(b.until).Round(time.Millisecond))
-	}
-	s.reschedule(ctx)
 }
 
 // syncNow starts a sync and, with Wait, answers when it is done.
@@ -787,42 +440,4 @@ func (s *syncer) views() map[wire.RepoID]syncView {
 		out[id] = v
 	}
 	return out
-}
-
-// serveSlot is a serving transfer actor: for which peer, and whether it
-// only refuses (busy).
-type serveSlot struct {
-	peer    wire.NodeID
-	refused bool
-}
-
-// uploads counts the serving transfers that send a bundle: all of them,
-// or those for peer.
-func (s *syncer) uploads(peer wire.NodeID) int {
-	n := 0
-	for _, slot := range s.serving {
-		if !slot.refused && (peer.IsZero() || slot.peer == peer) {
-			n++
-		}
-	}
-	return n
-}
-
-// serve spawns a serving transfer actor for an incoming request; it
-// refuses the request (busy) when too many uploads run, or too many for
-// that peer: a peer that opens many streams and never reads them holds
-// at most MaxUploadsPerPeer slots, until their stall timeouts free them.
-func (s *syncer) serve(ctx actor.Context, m *streamIn) {
-	s.nextID++
-	name := fmt.Sprintf("serve-%d", s.nextID)
-	sv := &server{in: m, root: s.cfg.Root, store: s.store, rate: s.upload, timings: s.cfg.transferTimings(), log: s.log.With("peer", m.From)}
-	switch {
-	case s.uploads(wire.NodeID{}) >= s.cfg.MaxUploads:
-		sv.busy = "too many uploads at once"
-	case s.uploads(m.From) >= s.cfg.MaxUploadsPerPeer:
-		sv.busy = "too many uploads to your node at once"
-	}
-	pid := spawnChild(ctx, name, func() actor.Actor { return sv })
-	s.serving[pid.Id] = serveSlot{peer: m.From, refused: sv.busy != ""}
-	s.counts.ServesStarted++
 }
