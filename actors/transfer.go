@@ -71,7 +71,8 @@ func refsHashBytes(refs map[string]string) []byte {
 	return h[:]
 }
 
-// partPath is persist.PartPath, for the callers outside the transfer files.
+// partPath is persist.PartPath, kept for node_repos.go until it calls
+// persist.PartPath (and persist.CachedBundles) itself.
 func partPath(root string, id wire.RepoID) string { return persist.PartPath(root, id) }
 
 // errStalled is wrapped when a transfer stream moves too little for too

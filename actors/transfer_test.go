@@ -545,8 +545,8 @@ func (w *transferWorld) assertHolds(t *testing.T, st *signedState, absent []stri
 	if tr := res.(persist.Transfer); len(tr.BundleID) != 0 || !tr.Peer.IsZero() {
 		t.Errorf("a transfer record is left: %+v", tr)
 	}
-	if _, err := os.Stat(partPath(w.vroot, w.id)); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("receive file %s: %v, want it gone", partPath(w.vroot, w.id), err)
+	if _, err := os.Stat(persist.PartPath(w.vroot, w.id)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("receive file %s: %v, want it gone", persist.PartPath(w.vroot, w.id), err)
 	}
 
 	// The mirror's git refs and objects, when it exists.
