@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"errors"
 	"maps"
 	"slices"
 
@@ -44,6 +45,9 @@ type (
 	}
 )
 
+// errBuildsBusy: as many bundles are being built as uploads may run.
+var errBuildsBusy = errors.New("too many bundles being built at once")
+
 // bundleFor answers with a cached bundle, or with one being built.
 func (s *syncer) bundleFor(ctx actor.Context, m *bundleFor) {
 	reply := replier(ctx)
@@ -66,6 +70,13 @@ func (s *syncer) bundleFor(ctx actor.Context, m *bundleFor) {
 		if b := s.building[key]; b != nil { // another request started it meanwhile
 			s.counts.CacheHits++
 			reply(&bundleReady{ID: key, Path: b.Path, Build: b})
+			return
+		}
+		if len(s.building) >= s.cfg.MaxUploads {
+			// A build goes on after the request that started it has
+			// gone: without a cap, requests dropped at once would each
+			// leave a git process behind.
+			reply(errBuildsBusy)
 			return
 		}
 		reply(&bundleReady{ID: key, Path: cache.Path(m.Repo, key), Build: s.build(ctx, m, key)})

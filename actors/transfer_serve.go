@@ -131,6 +131,10 @@ func (sv *server) start(ctx actor.Context, runCtx context.Context) {
 func (sv *server) send(ctx actor.Context, runCtx context.Context, want *bundleFor, signed *wire.SignedAnnouncement) {
 	id, req := want.Repo, sv.in.Request
 	ask(ctx, ctx.Parent(), want, func(res any, err error) {
+		if errors.Is(err, errBuildsBusy) {
+			sv.refuse(ctx, runCtx, wire.TransferErrorCode_TRANSFER_BUSY, err.Error())
+			return
+		}
 		if err != nil {
 			sv.log.Warn("serve: bundle", "repo", id, "err", err)
 			sv.refuse(ctx, runCtx, wire.TransferErrorCode_TRANSFER_INTERNAL, "cannot build the bundle")
