@@ -215,37 +215,40 @@ func runFetch(ctx context.Context, s *quic.Stream, job fetchJob, report func(any
 	if f.out != nil {
 		// No fsync of the .part: git has the pack already (index-pack
 		// syncs what it keeps), and the .part matters only to a resume,
-		// which a torn file cannot mislead (see verify).
+		// which a torn file cannot mislead (see done).
 		f.out.Close()
 	}
 	f.idx.abort()
 	f.in.Discard() // what a failed fetch received; after a success, what is left of the quarantine
 	res.bytesIn = f.bytesIn
-	defer func() {
-		res.partMeasured = true
-		if fi, err := os.Stat(f.part); err == nil {
-			res.partSize = fi.Size()
-		}
-	}()
-	if res.err == nil {
-		return res
+	if res.err != nil {
+		f.failed(res)
 	}
+	res.partMeasured = true
+	if fi, err := os.Stat(f.part); err == nil {
+		res.partSize = fi.Size()
+	}
+	return res
+}
+
+// failed settles a failure: whose fault, whether the .part stays for a
+// resume (it goes unless the transfer was cut), and tells the server to
+// stop sending on this stream.
+func (f *fetch) failed(res *fetchResult) {
 	if errors.Is(res.err, wire.ErrBadFrame) || errors.Is(res.err, wire.ErrFrameTooLarge) {
 		res.blame, res.keep = true, false // not frames at all: the peer's fault
 	}
-	if ctx.Err() != nil {
+	if f.ctx.Err() != nil {
 		res.keep = true // cut, not wrong
 	}
-	// Tell the server to stop sending: this stream only.
 	code := wire.TransferErrorCode_TRANSFER_BAD_REQUEST
 	if res.tooLarge {
 		code = wire.TransferErrorCode_TRANSFER_TOO_LARGE
 	}
-	s.CancelRead(quic.StreamErrorCode(code))
+	f.s.CancelRead(quic.StreamErrorCode(code))
 	if !res.keep {
 		_ = os.Remove(f.part)
 	}
-	return res
 }
 
 func (f *fetch) run() *fetchResult {
