@@ -316,7 +316,10 @@ func TestTransferHardening_uploadSlotsPerPeer(t *testing.T) {
 	}
 	gitT(t, src, "add", ".")
 	gitT(t, src, "commit", "-q", "-m", "big")
-	victim, addr, _ := startSyncNode(t, "victim", func(c *Config) { c.TransferFrameTimeout = time.Second })
+	victim, addr, _ := startSyncNode(t, "victim", func(c *Config) {
+		c.TransferFrameTimeout = time.Second
+		c.WatchInterval = time.Hour // no watcher fetch into the mirror: its git outlives Stop (issue 20)
+	})
 	res, err := victim.Request(&AddRepo{Path: src})
 	if err != nil {
 		t.Fatal(err)
@@ -367,7 +370,8 @@ func TestTransferHardening_cacheKeyedOnHeldHaves(t *testing.T) {
 	src := filepath.Join(t.TempDir(), "src")
 	gitT(t, filepath.Dir(src), "init", "-q", "-b", "main", src)
 	gitT(t, src, "commit", "-q", "--allow-empty", "-m", "one")
-	victim, addr, _ := startSyncNode(t, "victim", nil)
+	// No watcher fetch into the mirror: its git outlives Stop (issue 20).
+	victim, addr, _ := startSyncNode(t, "victim", func(c *Config) { c.WatchInterval = time.Hour })
 	res, err := victim.Request(&AddRepo{Path: src})
 	if err != nil {
 		t.Fatal(err)
