@@ -60,7 +60,7 @@ func NewIncoming(ctx context.Context, root string, id wire.RepoID, defaultBranch
 	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
 		return nil, fmt.Errorf("quarantine %s: %w", QuotePath(dir), pathless(err))
 	}
-	if _, err := runGit(ctx, filepath.Dir(dir), "init", "--quiet", "--bare", dir); err != nil {
+	if _, err := runGit(ctx, filepath.Dir(dir), "init", "--quiet", "--bare", "--template=", dir); err != nil {
 		in.Discard()
 		return nil, fmt.Errorf("quarantine %s: %w", QuotePath(dir), err)
 	}

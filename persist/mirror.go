@@ -60,8 +60,10 @@ func InitMirror(ctx context.Context, dir, defaultBranch string) (GitRepo, error)
 			return GitRepo{}, fmt.Errorf("init mirror: %s exists and is not a bare git repository", QuotePath(abs))
 		}
 	}
-	// Run in the parent: abs may not exist yet.
-	if _, err := runGit(ctx, filepath.Dir(abs), "init", "--quiet", "--bare", abs); err != nil {
+	// Run in the parent: abs may not exist yet. No template: a mirror
+	// needs no sample hooks, exclude file or description, and each would
+	// take a block of the quota.
+	if _, err := runGit(ctx, filepath.Dir(abs), "init", "--quiet", "--bare", "--template=", abs); err != nil {
 		return GitRepo{}, fmt.Errorf("init mirror %s: %w", QuotePath(abs), err)
 	}
 	m, err := OpenGitRepo(ctx, abs)
