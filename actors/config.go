@@ -88,6 +88,26 @@ type Config struct {
 
 	// Timings of git work and transfers.
 	WorkTimeout time.Duration // one piece of git work run for an actor (default 10 min)
+	// A transfer stream that stalls fails, and the fetch is blamed on its
+	// seeder and goes to another. After its request, a fetch waits
+	// TransferStartTimeout for the seeder's Start frame (default 5 s: an
+	// honest server sends it before git has written anything); every
+	// later frame must arrive whole, and every frame a server writes must
+	// be taken by the stream, within TransferFrameTimeout (default 30 s:
+	// git may take that long to start the pack of a large bundle it is
+	// building, and a retry finds it cached); and the bytes moved while
+	// waiting on the network must average TransferMinRate bytes per
+	// second (default 4 KiB/s) over every TransferRateWindow of such
+	// waiting (default 30 s).
+	TransferStartTimeout time.Duration
+	TransferFrameTimeout time.Duration
+	TransferMinRate      int64
+	TransferRateWindow   time.Duration
+	// Per-peer caps, so that one peer cannot hold every transfer slot:
+	// serving transfers for one peer at once (default 2; more are refused
+	// as busy), and fetches from one seeder at once (default 2).
+	MaxUploadsPerPeer int
+	MaxFetchesPerPeer int
 }
 
 // limits are the limits in force, as status shows them.
@@ -132,6 +152,18 @@ func (c Config) withDefaults() Config {
 	def(&c.SeenFor, 5*time.Minute)
 	def(&c.BanFor, 10*time.Minute)
 	def(&c.WorkTimeout, 10*time.Minute)
+	def(&c.TransferStartTimeout, 5*time.Second)
+	def(&c.TransferFrameTimeout, 30*time.Second)
+	def(&c.TransferRateWindow, 30*time.Second)
+	if c.TransferMinRate <= 0 {
+		c.TransferMinRate = 4 << 10
+	}
+	if c.MaxUploadsPerPeer <= 0 {
+		c.MaxUploadsPerPeer = 2
+	}
+	if c.MaxFetchesPerPeer <= 0 {
+		c.MaxFetchesPerPeer = 2
+	}
 	if c.MaxPeers <= 0 {
 		c.MaxPeers = 8
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -233,6 +234,7 @@ type Node struct {
 	system *actor.ActorSystem
 	root   *actor.PID
 	done   chan struct{}
+	stop   sync.Once
 }
 
 // Done is closed when the node has stopped, by Stop or because one of its
@@ -342,9 +344,12 @@ func (n *Node) Request(cmd any) (any, error) {
 }
 
 // Stop stops every actor (children first) and waits for them.
+// Calling it again does nothing.
 func (n *Node) Stop() {
-	_ = n.system.Root.PoisonFuture(n.root).Wait()
-	n.system.Shutdown()
+	n.stop.Do(func() {
+		_ = n.system.Root.PoisonFuture(n.root).Wait()
+		n.system.Shutdown()
+	})
 }
 
 // node is the root actor: it owns the identity, spawns and supervises the

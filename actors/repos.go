@@ -583,8 +583,8 @@ func (r *repos) remove(ctx actor.Context, m *RemoveRepo) {
 		root := r.cfg.Root
 		work(ctx, r, func(context.Context) (RemoveResult, error) {
 			var freed int64
-			paths := []string{persist.MirrorPath(root, m.ID), partPath(root, m.ID)}
-			cached, _ := filepath.Glob(filepath.Join(root, "cache", m.ID.String()+"-*.bundle"))
+			paths := []string{persist.MirrorPath(root, m.ID), persist.PartPath(root, m.ID)}
+			cached, _ := persist.CachedBundles(root, m.ID)
 			for _, p := range append(paths, cached...) {
 				size, _ := persist.DiskSize(p)
 				if err := os.RemoveAll(p); err != nil {

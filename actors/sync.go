@@ -1,22 +1,12 @@
 package actors
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"maps"
-	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"slices"
-	"sort"
-	"strings"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -52,26 +42,6 @@ type (
 	syncStates struct{}
 	// syncCounters asks for transfer totals. Reply: syncTotals.
 	syncCounters struct{}
-	// bundleFor asks for a bundle of refs minus haves (a serving transfer
-	// asks its parent). Reply: *bundleReady.
-	bundleFor struct {
-		Repo  wire.RepoID
-		Refs  map[string]string
-		Haves []string
-	}
-	bundleReady struct {
-		ID   [32]byte
-		Path string // the cached bundle; an empty file means "nothing to send"
-		// Build is set while git still writes the bundle: it grows at
-		// Build.temp until Build.done closes (then it is at Path, or
-		// Build.err says why not), and is sent as it grows.
-		Build *bundleBuild
-	}
-	// bundleBuilt: a cache build finished.
-	bundleBuilt struct {
-		key [32]byte
-		err error
-	}
 	// syncTick: the sync interval's tick; also a retry after a backoff.
 	syncTick struct{}
 	// scheduleNow: run the scheduler (once per burst of events).
@@ -81,8 +51,8 @@ type (
 	repoChanged struct{ Repo persist.Repo }
 	// repoRemoved: repo remove: stop fetching it and forget its mirror.
 	repoRemoved struct{ ID wire.RepoID }
-	// mirrorSizes: the mirrors' sizes on disk, measured at start.
-	mirrorSizes struct{ sizes map[wire.RepoID]int64 }
+	// diskScan: the mirrors' and .part files' sizes on disk, measured at start.
+	diskScan struct{ mirrors, parts map[wire.RepoID]int64 }
 	// waitExpired: a waiting command's timeout.
 	waitExpired struct {
 		ID     wire.RepoID
@@ -135,6 +105,8 @@ type syncRepo struct {
 	waiters    []*syncWaiter
 	lastError  string
 	size       int64 // bytes of the mirror on disk
+	partSize   int64 // bytes of a .part file kept for a resume
+	reserved   int64 // bytes of the quota the running fetch reserved
 	statusAt   time.Time
 	rate       float64 // bytes per second of the running fetch, smoothed
 	refused    uint64  // the seq of the signed state refused for the mirror quota
@@ -158,8 +130,10 @@ func (r *syncRepo) behind() bool {
 
 // syncer is the sync scheduler: it knows which repositories are behind and
 // which peers can serve them, starts fetching transfer actors (bounded, with
-// backoff per repository and peer), spawns a serving transfer actor for each
-// incoming request, and owns the bundle cache.
+// backoff per repository and peer: sync_schedule.go) within the mirror
+// quota (sync_quota.go), spawns a serving transfer actor for each incoming
+// request (sync_uploads.go), and decides when the bundle cache builds a
+// bundle (sync_bundles.go; the cache itself is persist.BundleCache).
 type syncer struct {
 	cfg    Config
 	store  *actor.PID
@@ -170,8 +144,12 @@ type syncer struct {
 	peers       map[wire.NodeID]*actor.PID
 	inventories map[wire.NodeID]map[wire.RepoID][32]byte
 	fetches     int
-	serving     map[string]bool // serving transfer actors by PID id, until they end
-	building    map[[32]byte]*bundleBuild
+	perPeer     map[wire.NodeID]int  // running fetches per seeder
+	serving     map[string]serveSlot // serving transfer actors by PID id, until they end
+	cache       persist.BundleCache
+	building    map[persist.BundleKey]*persist.BundleBuild
+	runCtx      context.Context // git work started here; cancelled in *actor.Stopping
+	stopWork    context.CancelFunc
 	upload      *rate.Limiter
 	download    *rate.Limiter
 	cancelTick  cancelFunc
@@ -188,10 +166,12 @@ func newSyncer(cfg Config, store, gossip *actor.PID) *syncer {
 	s := &syncer{
 		cfg: cfg, store: store, gossip: gossip, log: cfg.Logger,
 		repos: map[wire.RepoID]*syncRepo{}, peers: map[wire.NodeID]*actor.PID{},
-		inventories: map[wire.NodeID]map[wire.RepoID][32]byte{}, building: map[[32]byte]*bundleBuild{},
-		serving: map[string]bool{}, counts: TransferCounts{FetchesFailed: map[string]int64{}},
+		inventories: map[wire.NodeID]map[wire.RepoID][32]byte{}, building: map[persist.BundleKey]*persist.BundleBuild{},
+		serving: map[string]serveSlot{}, perPeer: map[wire.NodeID]int{}, counts: TransferCounts{FetchesFailed: map[string]int64{}},
 	}
 	s.upload, s.download = byteRate(cfg.MaxUploadRate), byteRate(cfg.MaxDownloadRate)
+	s.cache = persist.NewBundleCache(cfg.Root, cfg.MaxCacheSize)
+	s.runCtx, s.stopWork = context.WithCancel(context.Background())
 	return s
 }
 
@@ -219,28 +199,31 @@ func (s *syncer) Receive(ctx actor.Context) {
 				r := s.repo(st.Repo.ID)
 				r.want, r.mirror = st.Repo, st.Mirror.Mirror
 			}
-			s.cleanTmp()
 			ids := make([]wire.RepoID, 0, len(s.repos))
 			for id, r := range s.repos {
 				if !r.want.Local && len(r.mirror.Refs) > 0 {
 					ids = append(ids, id)
 				}
 			}
-			root := s.cfg.Root
+			root, cache := s.cfg.Root, s.cache
 			async(ctx, func() (any, error) {
+				// Before any fetch or build runs: what a crash left.
+				persist.CleanTmp(root)
+				cache.RemoveBuilds()
 				sizes := map[wire.RepoID]int64{}
 				for _, id := range ids {
-					sizes[id], _ = persist.DiskSize(persist.MirrorPath(root, id))
+					sizes[id], _ = persist.DiskUsage(persist.MirrorPath(root, id))
 				}
-				return &mirrorSizes{sizes: sizes}, nil
+				return &diskScan{mirrors: sizes, parts: persist.PartFiles(root)}, nil
 			}, func(res any, err error) {
-				if m, ok := res.(*mirrorSizes); ok {
-					for id, n := range m.sizes {
-						s.repo(id).size = n
-					}
+				m, _ := res.(*diskScan)
+				if m == nil {
+					m = &diskScan{}
 				}
-				s.ready = true
-				s.reschedule(ctx)
+				for id, n := range m.mirrors {
+					s.repo(id).size = n
+				}
+				s.checkParts(ctx, m.parts)
 			})
 		})
 	case *repoAnnounced:
@@ -269,7 +252,7 @@ func (s *syncer) Receive(ctx actor.Context) {
 			if r.fetching != nil {
 				ctx.Stop(r.fetching) // its Terminated frees the slot
 			}
-			r.mirror, r.size, r.refused, r.lastError = persist.Mirror{}, 0, 0, ""
+			r.mirror, r.size, r.partSize, r.refused, r.lastError = persist.Mirror{}, 0, 0, 0, ""
 			r.want.Removed, r.want.Followed, r.want.Clones = true, false, nil
 			if r.want.Local {
 				delete(s.repos, m.ID)
@@ -299,17 +282,19 @@ func (s *syncer) Receive(ctx actor.Context) {
 	case *syncCounters:
 		counts := s.counts
 		counts.FetchesFailed = maps.Clone(s.counts.FetchesFailed)
-		ctx.Respond(syncTotals{Fetching: s.fetches, Serving: len(s.serving), BytesIn: s.bytesIn, BytesOut: s.bytesOut, Counts: counts})
+		ctx.Respond(syncTotals{Fetching: s.fetches, Serving: s.uploads(wire.NodeID{}), BytesIn: s.bytesIn, BytesOut: s.bytesOut, Counts: counts})
 	case *streamIn:
 		s.serve(ctx, m)
 	case *bundleFor:
 		s.bundleFor(ctx, m)
 	case *bundleBuilt:
-		s.built(ctx, m)
+		s.built(m)
 	case *transferStatus:
 		s.progress(ctx, m)
 	case *transferEnded:
 		s.ended(ctx, m)
+	case *reserveQuota:
+		s.reserve(m)
 	case *actor.Terminated:
 		// Transfer actors do not stop themselves: sync stops each when its
 		// transferEnded arrives. One that stops before that panicked: free
@@ -317,7 +302,7 @@ func (s *syncer) Receive(ctx actor.Context) {
 		if s.stopping {
 			return
 		}
-		if s.serving[m.Who.Id] {
+		if _, ok := s.serving[m.Who.Id]; ok {
 			delete(s.serving, m.Who.Id)
 			return
 		}
@@ -328,6 +313,7 @@ func (s *syncer) Receive(ctx actor.Context) {
 		}
 	case *actor.Stopping:
 		s.stopping = true
+		s.stopWork()
 		if s.cancelTick != nil {
 			s.cancelTick()
 		}
@@ -350,170 +336,6 @@ func (s *syncer) repo(id wire.RepoID) *syncRepo {
 		s.repos[id] = r
 	}
 	return r
-}
-
-// seeders lists the nodes known to serve r's signed refs: its creator and
-// every node whose inventory lists them.
-func (s *syncer) seeders(r *syncRepo) []wire.NodeID {
-	want := wire.RefsHash(r.want.Refs)
-	var out []wire.NodeID
-	if !r.want.Creator.IsZero() {
-		out = append(out, r.want.Creator)
-	}
-	for origin, inv := range s.inventories {
-		if h, ok := inv[r.want.ID]; ok && h == want && origin != r.want.Creator {
-			out = append(out, origin)
-		}
-	}
-	sort.Slice(out[min(1, len(out)):], func(i, j int) bool { return out[i+1].Less(out[j+1]) })
-	return out
-}
-
-// schedule starts fetches for repositories that are behind, within the
-// concurrency cap.
-// reschedule runs schedule once for a burst of events (a flood of
-// announcements or connections), not once per event: it sends itself a
-// message that comes after what is already in the mailbox.
-func (s *syncer) reschedule(ctx actor.Context) {
-	if !s.pending {
-		s.pending = true
-		ctx.Send(ctx.Self(), &scheduleNow{})
-	}
-}
-
-func (s *syncer) schedule(ctx actor.Context) {
-	if !s.ready {
-		return
-	}
-	ids := make([]wire.RepoID, 0, len(s.repos))
-	for id, r := range s.repos {
-		if r.fetching == nil && r.behind() && s.wanted(r) && s.reachable(r) {
-			ids = append(ids, id)
-		}
-	}
-	slices.SortFunc(ids, func(a, b wire.RepoID) int { return bytes.Compare(a[:], b[:]) })
-	for _, id := range ids {
-		if s.fetches >= s.cfg.MaxFetches {
-			return
-		}
-		if r := s.repos[id]; s.wanted(r) && (r.refused == 0 || r.refused != r.want.Seq) {
-			s.start(ctx, r)
-		}
-	}
-}
-
-// reachable reports whether a seeder of r is connected (cheap: checked
-// before anything that walks every repository).
-func (s *syncer) reachable(r *syncRepo) bool {
-	if s.peers[r.want.Creator] != nil {
-		return true
-	}
-	want := wire.RefsHash(r.want.Refs)
-	for origin, inv := range s.inventories {
-		if s.peers[origin] != nil && inv[r.want.ID] == want {
-			return true
-		}
-	}
-	return false
-}
-
-// wanted reports whether the seeding policy has this node fetch r: not
-// removed, and followed (or cloned) unless it seeds everything.
-func (s *syncer) wanted(r *syncRepo) bool {
-	return !r.want.Removed && (s.cfg.Seed != SeedFollowed || r.want.Followed || len(r.want.Clones) > 0)
-}
-
-// quotaLeft is how many bytes a fetch of r may add to the mirrors: within
-// the total quota and within its creator's share.
-func (s *syncer) quotaLeft(r *syncRepo) int64 {
-	var total, creator int64
-	for _, o := range s.repos {
-		if o.want.Local {
-			continue
-		}
-		total += o.size
-		if o.want.Creator == r.want.Creator {
-			creator += o.size
-		}
-	}
-	return max(0, min(s.cfg.MirrorQuota-total, s.cfg.MirrorQuotaPerCreator-creator))
-}
-
-// start picks a connected seeder that is not backing off and spawns a
-// fetching transfer actor; the peer of an interrupted transfer comes first,
-// since it may still hold that bundle.
-func (s *syncer) start(ctx actor.Context, r *syncRepo) {
-	if s.quotaLeft(r) <= 0 {
-		r.refused = r.want.Seq
-		r.lastError = "refused: the mirrors are at their quota; raise --mirror-quota or remove repositories"
-		s.log.Warn("sync: repository refused", "repo", r.want.ID, "creator", r.want.Creator, "err", r.lastError)
-		return
-	}
-	now := time.Now()
-	var candidates []wire.NodeID
-	var nextTry time.Time
-	for _, id := range s.seeders(r) {
-		if s.peers[id] == nil {
-			continue
-		}
-		if b := r.failures[id]; b != nil && now.Before(b.until) {
-			if nextTry.IsZero() || b.until.Before(nextTry) {
-				nextTry = b.until
-			}
-			continue
-		}
-		candidates = append(candidates, id)
-	}
-	if len(candidates) == 0 {
-		if !nextTry.IsZero() {
-			sendAfter(ctx, time.Until(nextTry)+10*time.Millisecond, &syncTick{})
-		}
-		s.notifyWaiters(ctx, r, &Progress{Repo: r.want.ID, Phase: PhaseWaiting, Message: "no seeder reachable yet"})
-		return
-	}
-	id := r.want.ID
-	ask(ctx, s.store, &loadTransfer{ID: id}, func(res any, err error) {
-		if r.fetching != nil || !r.behind() || s.fetches >= s.cfg.MaxFetches {
-			return
-		}
-		var resume persist.Transfer
-		if err == nil {
-			resume = res.(persist.Transfer)
-		}
-		peer := candidates[rand.N(len(candidates))]
-		if slices.Contains(candidates, resume.Peer) {
-			peer = resume.Peer
-		}
-		pid := s.peers[peer]
-		if pid == nil {
-			return
-		}
-		job := fetchJob{
-			want: r.want, wantSigned: r.wantSigned, mirror: r.mirror, resume: resume, peer: peer, peerPID: pid,
-			root: s.cfg.Root, maxBundle: s.cfg.MaxBundleSize, maxGitAlloc: s.cfg.MaxGitAlloc, rate: s.download, quota: s.quotaLeft(r),
-		}
-		s.nextID++
-		name := fmt.Sprintf("fetch-%d", s.nextID)
-		r.fetching = spawnChild(ctx, name, func() actor.Actor {
-			return &fetcher{job: job, store: s.store, log: s.log.With("repo", id, "peer", peer)}
-		})
-		r.peer = peer
-		r.status, r.statusAt, r.rate = transferStatus{Repo: id, Peer: peer, Phase: PhaseReceiving}, time.Time{}, 0
-		s.fetches++
-		s.counts.FetchesStarted++
-		s.log.Info("sync: fetching", "repo", id, "peer", peer, "resume_offset", resumeOffset(s.cfg.Root, id, resume))
-	})
-}
-
-func resumeOffset(root string, id wire.RepoID, t persist.Transfer) int64 {
-	if len(t.BundleID) == 0 {
-		return 0
-	}
-	fi, err := os.Stat(partPath(root, id))
-	if err != nil {
-		return 0
-	}
-	return fi.Size()
 }
 
 func (s *syncer) progress(ctx actor.Context, m *transferStatus) {
@@ -543,91 +365,6 @@ func (s *syncer) notifyWaiters(ctx actor.Context, r *syncRepo, p *Progress) {
 			ctx.Send(w.progress, p)
 		}
 	}
-}
-
-// ended frees a transfer's slot and applies its outcome.
-func (s *syncer) ended(ctx actor.Context, m *transferEnded) {
-	if m.PID != nil {
-		ctx.Stop(m.PID)
-	}
-	if m.Serving {
-		delete(s.serving, m.PID.GetId())
-		s.bytesOut += m.Bytes
-		if m.Err != nil {
-			s.counts.ServesFailed++
-			s.log.Debug("sync: serving ended", "repo", m.Repo, "peer", m.Peer, "err", m.Err)
-		} else {
-			s.counts.ServesDone++
-			s.log.Info("sync: served", "repo", m.Repo, "peer", m.Peer, "bytes", m.Bytes)
-		}
-		return
-	}
-	r := s.repos[m.Repo]
-	if r == nil || r.fetching == nil || (m.PID != nil && !r.fetching.Equal(m.PID)) {
-		return
-	}
-	r.fetching = nil
-	s.fetches--
-	s.bytesIn += m.BytesIn
-	switch {
-	case m.Err == nil && m.Mirror != nil:
-		s.counts.FetchesDone++
-		r.mirror, r.size, r.refused = *m.Mirror, m.MirrorSize, 0
-		delete(r.failures, m.Peer)
-		r.lastError = ""
-		s.log.Info("sync: mirror updated", "repo", m.Repo, "peer", m.Peer, "refs", len(r.mirror.Refs), "bytes", m.BytesIn)
-		ctx.Send(s.gossip, &mirrorUpdated{ID: m.Repo, Refs: r.mirror.Refs})
-		if !r.behind() {
-			for _, w := range r.waiters {
-				w.cancel()
-				if w.progress != nil {
-					ctx.Send(w.progress, &Progress{Repo: m.Repo, Phase: PhaseSynced, Peer: m.Peer})
-				}
-				w.reply(true)
-			}
-			r.waiters = nil
-		}
-	case m.OverQuota:
-		s.counts.FetchesFailed["over_quota"]++
-		// Not the seeder's fault, and no use asking again until the
-		// creator signs another state (or the node restarts).
-		r.refused = r.want.Seq
-		r.lastError = oneLine(m.Err.Error())
-		s.log.Warn("sync: repository refused", "repo", m.Repo, "creator", r.want.Creator, "err", r.lastError)
-		for _, w := range r.waiters {
-			w.cancel()
-			w.reply(fmt.Errorf("%s: %s", m.Repo, r.lastError))
-		}
-		r.waiters = nil
-	default:
-		err := m.Err
-		if err == nil {
-			err = errors.New("transfer ended without a result")
-		}
-		r.lastError = oneLine(err.Error())
-		if m.Blame {
-			s.counts.FetchesFailed["invalid"]++
-		} else {
-			s.counts.FetchesFailed["error"]++
-		}
-		b := r.failures[m.Peer]
-		if b == nil {
-			b = &backoff{}
-			r.failures[m.Peer] = b
-		}
-		b.attempts++
-		delay := s.cfg.SyncBackoff << min(b.attempts-1, 10)
-		if m.Blame {
-			delay *= 4
-		}
-		b.until = time.Now().Add(min(delay, s.cfg.SyncBackoffMax))
-		level := slog.LevelInfo
-		if m.Blame {
-			level = slog.LevelWarn
-		}
-		s.log.Log(context.Background(), level, "sync: fetch failed", "repo", m.Repo, "peer", m.Peer, "err", r.lastError, "retry_in", time.Until(b.until).Round(time.Millisecond))
-	}
-	s.reschedule(ctx)
 }
 
 // syncNow starts a sync and, with Wait, answers when it is done.
@@ -703,215 +440,4 @@ func (s *syncer) views() map[wire.RepoID]syncView {
 		out[id] = v
 	}
 	return out
-}
-
-// serve spawns a serving transfer actor for an incoming request, or
-// refuses it when too many uploads run.
-func (s *syncer) serve(ctx actor.Context, m *streamIn) {
-	s.nextID++
-	name := fmt.Sprintf("serve-%d", s.nextID)
-	sv := &server{in: m, root: s.cfg.Root, store: s.store, rate: s.upload, log: s.log.With("peer", m.From)}
-	if len(s.serving) >= s.cfg.MaxUploads {
-		sv.busy = true
-	}
-	pid := spawnChild(ctx, name, func() actor.Actor { return sv })
-	s.serving[pid.Id] = true
-	s.counts.ServesStarted++
-}
-
-// bundleBuild is a bundle git is writing. temp is fixed; err is set before
-// done is closed and read only after, so readers in other goroutines see it.
-type bundleBuild struct {
-	temp string
-	done chan struct{}
-	err  error
-}
-
-// bundleFor answers with a cached bundle, or with one being built (each
-// bundle is built once, however many transfers ask for it meanwhile).
-func (s *syncer) bundleFor(ctx actor.Context, m *bundleFor) {
-	key := bundleKey(m.Repo, m.Refs, m.Haves)
-	path := s.cachePath(m.Repo, key)
-	if _, err := os.Stat(path); err == nil {
-		now := time.Now()
-		_ = os.Chtimes(path, now, now) // recently used: evicted last
-		s.counts.CacheHits++
-		ctx.Respond(&bundleReady{ID: key, Path: path})
-		return
-	}
-	if b := s.building[key]; b != nil {
-		s.counts.CacheHits++ // built once for every transfer that asks meanwhile
-		ctx.Respond(&bundleReady{ID: key, Path: path, Build: b})
-		return
-	}
-	s.counts.CacheMisses++
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		ctx.Respond(err)
-		return
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "build-*.tmp")
-	if err != nil {
-		ctx.Respond(err)
-		return
-	}
-	b := &bundleBuild{temp: tmp.Name(), done: make(chan struct{})}
-	s.building[key] = b
-	mirror := persist.GitRepo{Dir: persist.MirrorPath(s.cfg.Root, m.Repo)}
-	names := make([]string, 0, len(m.Refs))
-	for name := range m.Refs {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	haves, refs := slices.Clone(m.Haves), maps.Clone(m.Refs)
-	self, root := ctx.Self(), ctx.ActorSystem().Root
-	go func() {
-		b.err = buildBundle(mirror, tmp, path, refs, names, haves)
-		close(b.done)
-		root.Send(self, &bundleBuilt{key: key, err: b.err})
-	}()
-	ctx.Respond(&bundleReady{ID: key, Path: path, Build: b})
-}
-
-func (s *syncer) built(ctx actor.Context, m *bundleBuilt) {
-	delete(s.building, m.key)
-	if m.err != nil {
-		s.log.Warn("sync: bundle build failed", "err", m.err)
-		return
-	}
-	root, limit := s.cfg.Root, s.cfg.MaxCacheSize
-	go evictCache(filepath.Join(root, "cache"), limit)
-}
-
-// cachePath names a cached bundle by repository (so repo remove can find
-// them) and bundle ID.
-func (s *syncer) cachePath(repo wire.RepoID, key [32]byte) string {
-	return cachePath(s.cfg.Root, repo, key)
-}
-
-func cachePath(root string, repo wire.RepoID, key [32]byte) string {
-	return filepath.Join(root, "cache", repo.String()+"-"+hex.EncodeToString(key[:])+".bundle")
-}
-
-// cleanTmp removes receive files no transfer record names (left by a
-// crash before the record was written).
-func (s *syncer) cleanTmp() {
-	entries, err := os.ReadDir(filepath.Join(s.cfg.Root, "tmp"))
-	if err != nil {
-		return
-	}
-	for _, e := range entries {
-		name := e.Name()
-		if strings.HasSuffix(name, ".tmp") {
-			_ = os.Remove(filepath.Join(s.cfg.Root, "tmp", name))
-		}
-	}
-}
-
-// bundleKey names a bundle: the same repository, refs and haves give the
-// same bytes (it is built once and cached), so it also names a resume point.
-func bundleKey(repo wire.RepoID, refs map[string]string, haves []string) [32]byte {
-	h := sha256.New()
-	h.Write([]byte("menode bundle v1\x00"))
-	h.Write(repo[:])
-	sum := wire.RefsHash(refs)
-	h.Write(sum[:])
-	sorted := slices.Clone(haves)
-	sort.Strings(sorted)
-	for _, have := range slices.Compact(sorted) {
-		h.Write([]byte(have + "\n"))
-	}
-	var key [32]byte
-	h.Sum(key[:0])
-	return key
-}
-
-// buildBundle has git write the bundle into tmp, then moves it to path
-// (readers that opened tmp keep reading it); an empty file when the
-// requester has everything. It blocks.
-func buildBundle(mirror persist.GitRepo, tmp *os.File, path string, refs map[string]string, names, haves []string) error {
-	defer os.Remove(tmp.Name()) // a no-op once renamed
-	ctx, cancel := context.WithTimeout(context.Background(), workTimeout)
-	defer cancel()
-	err := mirror.CreateBundle(ctx, tmp, names, haves)
-	empty := errors.Is(err, persist.ErrNothingToSend)
-	if empty {
-		err = tmp.Truncate(0)
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	if !empty {
-		// git bundles the refs as they are now: if the mirror moved on
-		// since it was recorded (the owner committed meanwhile), this is
-		// not the signed state. Never send it: the requester would
-		// rightly refuse it and blame us.
-		if err := checkHeads(tmp.Name(), refs); err != nil {
-			return err
-		}
-	}
-	return os.Rename(tmp.Name(), path)
-}
-
-// checkHeads checks that a bundle's heads are among refs, at the same objects.
-func checkHeads(path string, refs map[string]string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	h, err := persist.ReadBundleHeader(bufio.NewReader(f))
-	if err != nil {
-		return err
-	}
-	for name, id := range h.Heads {
-		if refs[name] != id {
-			return fmt.Errorf("the mirror's %s moved since it was recorded", name)
-		}
-	}
-	return nil
-}
-
-// evictCache removes the least recently used bundles until the cache is
-// within limit bytes. It blocks.
-func evictCache(dir string, limit int64) {
-	type entry struct {
-		path string
-		size int64
-		used time.Time
-	}
-	var all []entry
-	var total int64
-	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".bundle") {
-			return nil
-		}
-		if fi, err := d.Info(); err == nil {
-			all = append(all, entry{p, fi.Size(), fi.ModTime()})
-			total += fi.Size()
-		}
-		return nil
-	})
-	sort.Slice(all, func(i, j int) bool { return all[i].used.Before(all[j].used) })
-	for _, e := range all {
-		if total <= limit {
-			return
-		}
-		if os.Remove(e.path) == nil {
-			total -= e.size
-		}
-	}
-}
-
-// oneLine makes a local error message safe for a terminal and a log line
-// without cutting it (peer text in it was made safe where it entered).
-func oneLine(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, s)
 }

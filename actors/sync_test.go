@@ -179,7 +179,7 @@ func TestHardening_mirrorQuota(t *testing.T) {
 	if used > quota {
 		t.Errorf("mirrors take %d bytes, quota %d", used, quota)
 	}
-	if _, err := os.Stat(partPath(root, bigView.ID)); !os.IsNotExist(err) {
+	if _, err := os.Stat(persist.PartPath(root, bigView.ID)); !os.IsNotExist(err) {
 		t.Errorf("a half-received bundle is left: %v", err)
 	}
 	if !strings.Contains(logs.String(), "repository refused") {

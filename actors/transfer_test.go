@@ -339,6 +339,13 @@ type transferWorld struct {
 
 func newTransferWorld(t *testing.T, fx *transferFixture) *transferWorld {
 	t.Helper()
+	return newTransferWorldWith(t, fx, nil)
+}
+
+// newTransferWorldWith is newTransferWorld with tweak applied to the
+// victim's config last.
+func newTransferWorldWith(t *testing.T, fx *transferFixture, tweak func(*Config)) *transferWorld {
+	t.Helper()
 	w := &transferWorld{transferFixture: *fx}
 	w.src = filepath.Join(t.TempDir(), "src")
 	if err := os.CopyFS(w.src, os.DirFS(fx.src)); err != nil {
@@ -350,6 +357,9 @@ func newTransferWorld(t *testing.T, fx *transferFixture) *transferWorld {
 		// case checks what was recorded (a blamed one waits 4 times as
 		// long); an honest seeder is asked at once.
 		c.SyncBackoff = 5 * time.Second
+		if tweak != nil {
+			tweak(c)
+		}
 	})
 	w.vroot = status(t, w.victim).Root
 	return w
@@ -536,8 +546,8 @@ func (w *transferWorld) assertHolds(t *testing.T, st *signedState, absent []stri
 	if tr := res.(persist.Transfer); len(tr.BundleID) != 0 || !tr.Peer.IsZero() {
 		t.Errorf("a transfer record is left: %+v", tr)
 	}
-	if _, err := os.Stat(partPath(w.vroot, w.id)); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("receive file %s: %v, want it gone", partPath(w.vroot, w.id), err)
+	if _, err := os.Stat(persist.PartPath(w.vroot, w.id)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("receive file %s: %v, want it gone", persist.PartPath(w.vroot, w.id), err)
 	}
 
 	// The mirror's git refs and objects, when it exists.
@@ -685,6 +695,7 @@ func (r *transferReply) encode() ([]byte, error) {
 // with serve.
 type fakeSeeder struct {
 	signer
+	conn *quic.Conn
 	ctrl *quic.Stream
 	seq  uint64
 
@@ -696,6 +707,18 @@ type fakeSeeder struct {
 
 func startFakeSeeder(t *testing.T, w *transferWorld, s signer, serve serveFunc) *fakeSeeder {
 	t.Helper()
+	return startStreamSeeder(t, w, s, func(st *quic.Stream, req *wire.TransferRequest, f *fakeSeeder) {
+		f.reply(st, req, serve)
+	})
+}
+
+// streamFunc answers one transfer stream, whose request has been read.
+type streamFunc func(s *quic.Stream, req *wire.TransferRequest, f *fakeSeeder)
+
+// startStreamSeeder is startFakeSeeder with a seeder that answers each
+// transfer stream with answer, which writes (or does not) as it likes.
+func startStreamSeeder(t *testing.T, w *transferWorld, s signer, answer streamFunc) *fakeSeeder {
+	t.Helper()
 	conn := dial(t, w.addr, s.key, w.victim.ID)
 	ctrl := openControlStream(t, conn)
 	sendHello(t, ctrl, s.id)
@@ -703,7 +726,7 @@ func startFakeSeeder(t *testing.T, w *transferWorld, s signer, serve serveFunc) 
 	if _, err := readHello(r); err != nil {
 		t.Fatalf("read the victim's hello: %v", err)
 	}
-	f := &fakeSeeder{signer: s, ctrl: ctrl}
+	f := &fakeSeeder{signer: s, conn: conn, ctrl: ctrl}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(2)
@@ -725,7 +748,7 @@ func startFakeSeeder(t *testing.T, w *transferWorld, s signer, serve serveFunc) 
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				f.handle(st, serve)
+				f.handle(st, answer)
 			}()
 		}
 	}()
@@ -745,11 +768,10 @@ func startFakeSeeder(t *testing.T, w *transferWorld, s signer, serve serveFunc) 
 	return f
 }
 
-// handle answers one transfer stream.
-func (f *fakeSeeder) handle(s *quic.Stream, serve serveFunc) {
+// handle reads the request of one transfer stream and has answer answer it.
+func (f *fakeSeeder) handle(s *quic.Stream, answer streamFunc) {
 	_ = s.SetDeadline(time.Now().Add(30 * time.Second))
-	r := bufio.NewReader(s)
-	frame, err := wire.ReadFrame(r)
+	frame, err := wire.ReadFrame(bufio.NewReader(s))
 	req := frame.GetTransferRequest()
 	f.mu.Lock()
 	f.asked++
@@ -762,6 +784,11 @@ func (f *fakeSeeder) handle(s *quic.Stream, serve serveFunc) {
 		s.CancelWrite(0)
 		return
 	}
+	answer(s, req, f)
+}
+
+// reply writes serve's answer to req and waits for the victim to stop reading.
+func (f *fakeSeeder) reply(s *quic.Stream, req *wire.TransferRequest, serve serveFunc) {
 	out, err := serve(req)
 	if err != nil {
 		f.mu.Lock()
@@ -785,7 +812,7 @@ func (f *fakeSeeder) handle(s *quic.Stream, serve serveFunc) {
 		f.mu.Unlock()
 	}
 	_ = s.Close()
-	_, _ = io.Copy(io.Discard, r) // until the victim's end of stream
+	_, _ = io.Copy(io.Discard, s) // until the victim's end of stream
 	s.CancelRead(0)
 }
 

@@ -148,7 +148,7 @@ func ReadBundleHeader(r *bufio.Reader) (BundleHeader, error) {
 		case line[0] == '-':
 			// "-<id>" or "-<id> <comment>", the comment being the commit's subject.
 			id, _, _ := strings.Cut(line[1:], " ")
-			if !isObjectID(id) {
+			if !wire.IsObjectID(id) {
 				return BundleHeader{}, bad("prerequisite line %.60q", line)
 			}
 			if !seenPrereq[id] {
@@ -157,7 +157,7 @@ func ReadBundleHeader(r *bufio.Reader) (BundleHeader, error) {
 			}
 		default:
 			id, name, ok := strings.Cut(line, " ")
-			if !ok || !isObjectID(id) {
+			if !ok || !wire.IsObjectID(id) {
 				return BundleHeader{}, bad("ref line %.60q", line)
 			}
 			if err := wire.CheckRefName(name); err != nil {
@@ -274,9 +274,10 @@ func (m GitRepo) indexBundle(ctx context.Context, bundlePath string, signed map[
 // IndexBundleStream runs steps 1 to 3 of ApplyBundle on a bundle read from
 // r while it arrives (git index-pack reads the pack as it comes, so
 // receiving and checking overlap), and returns the name of the pack it
-// kept in the mirror. The caller still checks the bundle's hash once it
-// has all of it, removes the pack (RemovePack) if that fails, and sets the
-// refs with ApplyBundle(ctx, "", ...) if it holds.
+// kept in m. A fetch runs it in its quarantine (Incoming.Repo), never in
+// the mirror: the caller still checks the bundle's hash once it has all
+// of it and the signed refs' objects (Incoming.CheckRefs), and only then
+// moves the pack into the mirror (Incoming.Commit).
 func (m GitRepo) IndexBundleStream(ctx context.Context, r io.Reader, signed map[string]string, ignore []string) (string, error) {
 	if err := checkRefs(signed); err != nil {
 		return "", fmt.Errorf("apply bundle to %s: signed refs: %w", QuotePath(m.Dir), err)

@@ -199,12 +199,12 @@ func FuzzReadBundleHeader(f *testing.F) {
 			t.Fatalf("%d lines accepted", len(h.Prerequisites)+len(h.Heads))
 		}
 		for _, id := range h.Prerequisites {
-			if !isObjectID(id) {
+			if !wire.IsObjectID(id) {
 				t.Fatalf("prerequisite %q", id)
 			}
 		}
 		for name, id := range h.Heads {
-			if wire.CheckRefName(name) != nil || !isObjectID(id) {
+			if wire.CheckRefName(name) != nil || !wire.IsObjectID(id) {
 				t.Fatalf("head %q %q", name, id)
 			}
 		}

@@ -5,7 +5,15 @@
 //	                    records), announcements, transfers, meta
 //	repos/<did:repo>.git bare mirrors: of this node's repositories (MirrorFrom)
 //	                    and of others' (ApplyBundle)
+//	cache/<did:repo>-<key>.bundle  bundles this node serves, built once per
+//	                    (repository, refs, haves) and evicted least recently
+//	                    used first (BundleCache); build-*.tmp while git writes one
+//	tmp/<did:repo>.part the bundle a fetch is receiving, kept for a resume
+//	tmp/<did:repo>.incoming.git  the quarantine a fetch indexes its pack
+//	                    into; moved into the mirror only once every check passed
 //	menode.sock         the control socket while a node runs
+//
+// Every path under the root is built in paths.go, and nowhere else.
 //
 // It holds the identity key file, the bbolt store and the git operations,
 // which go through the git command: reading a repository's refs, mirrors,

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/menode/menode/wire"
 )
 
 // LogEntry is one commit as Log reads it.
@@ -25,7 +27,7 @@ const maxLogBytes = 1 << 20
 // repository's refs, or "--all").
 func (g GitRepo) Log(ctx context.Context, n int, start ...string) ([]LogEntry, error) {
 	for _, s := range start {
-		if s != "--all" && !isObjectID(s) {
+		if s != "--all" && !wire.IsObjectID(s) {
 			return nil, fmt.Errorf("log in %s: %q is not an object ID", QuotePath(g.Dir), s)
 		}
 	}
@@ -37,7 +39,7 @@ func (g GitRepo) Log(ctx context.Context, n int, start ...string) ([]LogEntry, e
 	entries := []LogEntry{}
 	for rec := range strings.SplitSeq(out.String(), "\x1e") {
 		f := strings.Split(strings.TrimLeft(rec, "\n"), "\x1f")
-		if len(f) != 4 || !isObjectID(f[0]) {
+		if len(f) != 4 || !wire.IsObjectID(f[0]) {
 			continue
 		}
 		date, _ := time.Parse(time.RFC3339, f[2])

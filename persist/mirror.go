@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 
 	"github.com/menode/menode/wire"
 )
@@ -54,8 +55,10 @@ func InitMirror(ctx context.Context, dir, defaultBranch string) (GitRepo, error)
 			return GitRepo{}, fmt.Errorf("init mirror: %s exists and is not a bare git repository", QuotePath(abs))
 		}
 	}
-	// Run in the parent: abs may not exist yet.
-	if _, err := runGit(ctx, filepath.Dir(abs), "init", "--quiet", "--bare", abs); err != nil {
+	// Run in the parent: abs may not exist yet. No template: a mirror
+	// needs no sample hooks, exclude file or description, and each would
+	// take a block of the quota.
+	if _, err := runGit(ctx, filepath.Dir(abs), "init", "--quiet", "--bare", "--template=", abs); err != nil {
 		return GitRepo{}, fmt.Errorf("init mirror %s: %w", QuotePath(abs), err)
 	}
 	m, err := OpenGitRepo(ctx, abs)
@@ -123,21 +126,6 @@ func (m GitRepo) MirrorFrom(ctx context.Context, src string) (map[string]string,
 	return refs, nil
 }
 
-// isObjectID reports whether s is a full SHA-1 object ID in lower-case hex,
-// the only form menode passes to git.
-func isObjectID(s string) bool {
-	if len(s) != 40 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
-}
-
 // HaveObjects returns the ids that m holds, in the order given, without
 // duplicates. Strings that are not full object IDs are never held. One git
 // process answers for all of them.
@@ -146,7 +134,7 @@ func (m GitRepo) HaveObjects(ctx context.Context, ids []string) ([]string, error
 	var asked []string
 	seen := make(map[string]bool, len(ids))
 	for _, id := range ids {
-		if !isObjectID(id) || seen[id] {
+		if !wire.IsObjectID(id) || seen[id] {
 			continue
 		}
 		seen[id] = true
@@ -182,7 +170,7 @@ func checkRefs(refs map[string]string) error {
 		if err := wire.CheckRefName(name); err != nil {
 			return err
 		}
-		if !isObjectID(id) {
+		if !wire.IsObjectID(id) {
 			return fmt.Errorf("ref %s: %q is not an object ID", name, id)
 		}
 	}
@@ -337,6 +325,39 @@ func DiskSize(dir string) (int64, error) {
 	})
 	if err != nil {
 		return 0, fmt.Errorf("disk size of %s: %w", QuotePath(dir), err)
+	}
+	return total, nil
+}
+
+// DiskUsage returns the bytes the regular files under dir take on disk:
+// their allocated blocks, which for many small files (loose refs, a
+// block each) is far more than their sizes (DiskSize); a file whose file
+// system does not say counts its size. The mirror quota counts this.
+func DiskUsage(dir string) (int64, error) {
+	var total int64
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil // removed while we walked
+			}
+			return err
+		}
+		if st, ok := info.Sys().(*syscall.Stat_t); ok {
+			total += st.Blocks * 512 // st_blocks is in 512-byte units
+		} else {
+			total += info.Size()
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("disk usage of %s: %w", QuotePath(dir), err)
 	}
 	return total, nil
 }

@@ -3,6 +3,7 @@ package persist
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -350,4 +351,26 @@ func TestDiskSize_behavior(t *testing.T) {
 			t.Errorf("err = %v, want ErrNotExist", err)
 		}
 	})
+}
+
+// TestDiskUsage_countsBlocks: a hundred 41-byte files (loose refs) take a
+// block each on disk, far more than their 4100 bytes, and DiskUsage says so.
+func TestDiskUsage_countsBlocks(t *testing.T) {
+	dir := t.TempDir()
+	for i := range 100 {
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("ref%d", i)), make([]byte, 41), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	size, err := DiskSize(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	used, err := DiskUsage(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if size != 4100 || used < 100*512 {
+		t.Errorf("DiskSize %d (want 4100), DiskUsage %d (want at least a 512-byte block per file)", size, used)
+	}
 }

@@ -26,6 +26,42 @@ func MirrorPath(root string, id wire.RepoID) string {
 	return filepath.Join(root, "repos", id.String()+".git")
 }
 
+// CacheDir is where the bundles this node serves are kept, built once per
+// (repository, refs, haves) and shared by every requester (BundleCache).
+func CacheDir(root string) string { return filepath.Join(root, "cache") }
+
+// CachedBundlePath is the cached bundle key of repository id. Its name
+// starts with the repository, so that CachedBundles finds it.
+func CachedBundlePath(root string, id wire.RepoID, key BundleKey) string {
+	return filepath.Join(CacheDir(root), id.String()+"-"+key.String()+".bundle")
+}
+
+// CachedBundles lists the cached bundles of repository id (what removing
+// the repository deletes). It reads the directory.
+func CachedBundles(root string, id wire.RepoID) ([]string, error) {
+	// A did:repo string holds only base58 letters and ':', none of them
+	// special to Glob.
+	return filepath.Glob(filepath.Join(CacheDir(root), id.String()+"-*.bundle"))
+}
+
+// TmpDir holds what a fetch receives before it is checked: the .part file
+// of each fetch and its incoming repository. Nothing in it is trusted; a
+// node cleans it at start (CleanTmp).
+func TmpDir(root string) string { return filepath.Join(root, "tmp") }
+
+// PartPath is the bundle being received for repository id, kept after a
+// cut transfer so that the next request can resume it.
+func PartPath(root string, id wire.RepoID) string {
+	return filepath.Join(TmpDir(root), id.String()+".part")
+}
+
+// IncomingPath is the quarantine repository a fetch of id indexes its pack
+// into (Incoming): nothing it receives reaches the mirror before every
+// check has passed.
+func IncomingPath(root string, id wire.RepoID) string {
+	return filepath.Join(TmpDir(root), id.String()+".incoming.git")
+}
+
 // EnsureRoot creates root (and its parents) with mode 0700 if it is missing.
 func EnsureRoot(root string) error {
 	if err := os.MkdirAll(root, 0o700); err != nil {

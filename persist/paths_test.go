@@ -22,6 +22,11 @@ func TestPaths_layout(t *testing.T) {
 		{"db", DBPath(root), "/srv/menode/megaengine.db"},
 		{"socket", SocketPath(root), "/srv/menode/menode.sock"},
 		{"mirror", MirrorPath(root, id), "/srv/menode/repos/" + id.String() + ".git"},
+		{"cache", CacheDir(root), "/srv/menode/cache"},
+		{"cached bundle", CachedBundlePath(root, id, BundleKey{0xab}), "/srv/menode/cache/" + id.String() + "-ab" + strings.Repeat("0", 62) + ".bundle"},
+		{"tmp", TmpDir(root), "/srv/menode/tmp"},
+		{"part", PartPath(root, id), "/srv/menode/tmp/" + id.String() + ".part"},
+		{"incoming", IncomingPath(root, id), "/srv/menode/tmp/" + id.String() + ".incoming.git"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

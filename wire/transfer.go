@@ -18,6 +18,21 @@ const (
 	ObjectIDSize = 20
 )
 
+// IsObjectID reports whether s is a full SHA-1 object ID in lower-case
+// hex, the only form menode passes to git or accepts in a ref.
+func IsObjectID(s string) bool {
+	if len(s) != 2*ObjectIDSize {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
 // ErrBadTransfer is wrapped when a transfer frame breaks a rule.
 var ErrBadTransfer = errors.New("invalid transfer frame")
 

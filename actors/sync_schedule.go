@@ -1,0 +1,282 @@
+package actors
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/menode/menode/persist"
+	"github.com/menode/menode/wire"
+)
+
+// Scheduling: which repository is behind, which seeder to ask, and what
+// a fetch's outcome means for the next try (backoff per repository and
+// seeder, longer when the seeder was at fault).
+
+// seeders lists the nodes known to serve r's signed refs: its creator and
+// every node whose inventory lists them.
+func (s *syncer) seeders(r *syncRepo) []wire.NodeID {
+	want := wire.RefsHash(r.want.Refs)
+	var out []wire.NodeID
+	if !r.want.Creator.IsZero() {
+		out = append(out, r.want.Creator)
+	}
+	for origin, inv := range s.inventories {
+		if h, ok := inv[r.want.ID]; ok && h == want && origin != r.want.Creator {
+			out = append(out, origin)
+		}
+	}
+	sort.Slice(out[min(1, len(out)):], func(i, j int) bool { return out[i+1].Less(out[j+1]) })
+	return out
+}
+
+// schedule starts fetches for repositories that are behind, within the
+// concurrency cap.
+// reschedule runs schedule once for a burst of events (a flood of
+// announcements or connections), not once per event: it sends itself a
+// message that comes after what is already in the mailbox.
+func (s *syncer) reschedule(ctx actor.Context) {
+	if !s.pending {
+		s.pending = true
+		ctx.Send(ctx.Self(), &scheduleNow{})
+	}
+}
+
+func (s *syncer) schedule(ctx actor.Context) {
+	if !s.ready {
+		return
+	}
+	ids := make([]wire.RepoID, 0, len(s.repos))
+	for id, r := range s.repos {
+		if r.fetching == nil && r.behind() && s.wanted(r) && s.reachable(r) {
+			ids = append(ids, id)
+		}
+	}
+	slices.SortFunc(ids, func(a, b wire.RepoID) int { return bytes.Compare(a[:], b[:]) })
+	for _, id := range ids {
+		if s.fetches >= s.cfg.MaxFetches {
+			return
+		}
+		if r := s.repos[id]; s.wanted(r) && (r.refused == 0 || r.refused != r.want.Seq) {
+			s.start(ctx, r)
+		}
+	}
+}
+
+// reachable reports whether a seeder of r is connected (cheap: checked
+// before anything that walks every repository).
+func (s *syncer) reachable(r *syncRepo) bool {
+	if s.peers[r.want.Creator] != nil {
+		return true
+	}
+	want := wire.RefsHash(r.want.Refs)
+	for origin, inv := range s.inventories {
+		if s.peers[origin] != nil && inv[r.want.ID] == want {
+			return true
+		}
+	}
+	return false
+}
+
+// wanted reports whether the seeding policy has this node fetch r: not
+// removed, and followed (or cloned) unless it seeds everything.
+func (s *syncer) wanted(r *syncRepo) bool {
+	return !r.want.Removed && (s.cfg.Seed != SeedFollowed || r.want.Followed || len(r.want.Clones) > 0)
+}
+
+// start picks a connected seeder that is not backing off and not at its
+// cap of fetches, and spawns a fetching transfer actor. The peer of an
+// interrupted transfer comes first, since it may still hold that bundle;
+// else one of those that failed least often (so that after a seeder
+// stalls, the next try goes to one that has not), at random.
+func (s *syncer) start(ctx actor.Context, r *syncRepo) {
+	if s.quotaLeft(r) <= 0 {
+		r.refused = r.want.Seq
+		r.lastError = "refused: the mirrors are at their quota; raise --mirror-quota or remove repositories"
+		s.log.Warn("sync: repository refused", "repo", r.want.ID, "creator", r.want.Creator, "err", r.lastError)
+		return
+	}
+	now := time.Now()
+	var candidates []wire.NodeID
+	var nextTry time.Time
+	for _, id := range s.seeders(r) {
+		if s.peers[id] == nil || s.perPeer[id] >= s.cfg.MaxFetchesPerPeer {
+			continue
+		}
+		if b := r.failures[id]; b != nil && now.Before(b.until) {
+			if nextTry.IsZero() || b.until.Before(nextTry) {
+				nextTry = b.until
+			}
+			continue
+		}
+		candidates = append(candidates, id)
+	}
+	if len(candidates) == 0 {
+		if !nextTry.IsZero() {
+			sendAfter(ctx, time.Until(nextTry)+10*time.Millisecond, &syncTick{})
+		}
+		s.notifyWaiters(ctx, r, &Progress{Repo: r.want.ID, Phase: PhaseWaiting, Message: "no seeder reachable yet"})
+		return
+	}
+	id := r.want.ID
+	ask(ctx, s.store, &loadTransfer{ID: id}, func(res any, err error) {
+		if r.fetching != nil || !r.behind() || s.fetches >= s.cfg.MaxFetches {
+			return
+		}
+		var resume persist.Transfer
+		if err == nil {
+			resume = res.(persist.Transfer)
+		}
+		// Other fetches may have started meanwhile.
+		candidates = slices.DeleteFunc(candidates, func(id wire.NodeID) bool {
+			return s.peers[id] == nil || s.perPeer[id] >= s.cfg.MaxFetchesPerPeer
+		})
+		if len(candidates) == 0 {
+			return // a fetch that ends reschedules
+		}
+		peer := s.leastFailed(r, candidates)
+		if slices.Contains(candidates, resume.Peer) {
+			peer = resume.Peer
+		}
+		pid := s.peers[peer]
+		if pid == nil {
+			return
+		}
+		job := fetchJob{
+			want: r.want, wantSigned: r.wantSigned, mirror: r.mirror, resume: resume, peer: peer, peerPID: pid,
+			root: s.cfg.Root, maxBundle: s.cfg.MaxBundleSize, rate: s.download,
+			timings: s.cfg.transferTimings(), log: s.log.With("repo", id, "peer", peer),
+		}
+		s.nextID++
+		name := fmt.Sprintf("fetch-%d", s.nextID)
+		r.fetching = spawnChild(ctx, name, func() actor.Actor {
+			return &fetcher{job: job, store: s.store, log: job.log}
+		})
+		r.peer = peer
+		s.perPeer[peer]++
+		r.status, r.statusAt, r.rate = transferStatus{Repo: id, Peer: peer, Phase: PhaseReceiving}, time.Time{}, 0
+		s.fetches++
+		s.counts.FetchesStarted++
+		s.log.Info("sync: fetching", "repo", id, "peer", peer)
+	})
+}
+
+// leastFailed picks at random one of the candidates with the fewest
+// failed fetches of r.
+func (s *syncer) leastFailed(r *syncRepo, candidates []wire.NodeID) wire.NodeID {
+	var best []wire.NodeID
+	fewest := -1
+	for _, id := range candidates {
+		n := 0
+		if b := r.failures[id]; b != nil {
+			n = b.attempts
+		}
+		switch {
+		case fewest < 0 || n < fewest:
+			best, fewest = []wire.NodeID{id}, n
+		case n == fewest:
+			best = append(best, id)
+		}
+	}
+	return best[rand.N(len(best))]
+}
+
+// ended frees a transfer's slot and applies its outcome.
+func (s *syncer) ended(ctx actor.Context, m *transferEnded) {
+	if m.PID != nil {
+		ctx.Stop(m.PID)
+	}
+	if m.Serving {
+		delete(s.serving, m.PID.GetId())
+		s.bytesOut += m.Bytes
+		if m.Err != nil {
+			s.counts.ServesFailed++
+			s.log.Debug("sync: serving ended", "repo", m.Repo, "peer", m.Peer, "err", m.Err)
+		} else {
+			s.counts.ServesDone++
+			s.log.Info("sync: served", "repo", m.Repo, "peer", m.Peer, "bytes", m.Bytes)
+		}
+		return
+	}
+	r := s.repos[m.Repo]
+	if r == nil || r.fetching == nil || (m.PID != nil && !r.fetching.Equal(m.PID)) {
+		return
+	}
+	r.fetching = nil
+	r.reserved = 0
+	if m.PartMeasured {
+		r.partSize = m.PartSize
+	}
+	s.fetches--
+	if s.perPeer[r.peer]--; s.perPeer[r.peer] <= 0 {
+		delete(s.perPeer, r.peer)
+	}
+	s.bytesIn += m.BytesIn
+	switch {
+	case m.Err == nil && m.Mirror != nil:
+		s.counts.FetchesDone++
+		r.mirror, r.size, r.refused = *m.Mirror, m.MirrorSize, 0
+		delete(r.failures, m.Peer)
+		r.lastError = ""
+		s.log.Info("sync: mirror updated", "repo", m.Repo, "peer", m.Peer, "refs", len(r.mirror.Refs), "bytes", m.BytesIn)
+		ctx.Send(s.gossip, &mirrorUpdated{ID: m.Repo, Refs: r.mirror.Refs})
+		if !r.behind() {
+			for _, w := range r.waiters {
+				w.cancel()
+				if w.progress != nil {
+					ctx.Send(w.progress, &Progress{Repo: m.Repo, Phase: PhaseSynced, Peer: m.Peer})
+				}
+				w.reply(true)
+			}
+			r.waiters = nil
+		}
+	case m.OverQuota:
+		s.counts.FetchesFailed["over_quota"]++
+		// Not the seeder's fault, and no use asking again until the
+		// creator signs another state (or the node restarts).
+		r.refused = r.want.Seq
+		r.lastError = persist.OneLine(m.Err.Error())
+		s.log.Warn("sync: repository refused", "repo", m.Repo, "creator", r.want.Creator, "err", r.lastError)
+		for _, w := range r.waiters {
+			w.cancel()
+			w.reply(fmt.Errorf("%s: %s", m.Repo, r.lastError))
+		}
+		r.waiters = nil
+	default:
+		err := m.Err
+		if err == nil {
+			err = errors.New("transfer ended without a result")
+		}
+		r.lastError = persist.OneLine(err.Error())
+		if m.Blame {
+			s.counts.FetchesFailed["invalid"]++
+		} else {
+			s.counts.FetchesFailed["error"]++
+		}
+		b := r.failures[m.Peer]
+		if b == nil {
+			b = &backoff{}
+			r.failures[m.Peer] = b
+		}
+		b.attempts++
+		delay := s.cfg.SyncBackoff << min(b.attempts-1, 10)
+		if m.Blame {
+			delay *= 4
+		}
+		b.until = time.Now().Add(min(delay, s.cfg.SyncBackoffMax))
+		level := slog.LevelInfo
+		if m.Blame {
+			level = slog.LevelWarn
+		}
+		s.log.Log(context.Background(), level, "sync: fetch failed", "repo", m.Repo, "peer", m.Peer, "err", r.lastError, "retry_in", time.Until(b.until).Round(time.Millisecond))
+	}
+	s.reschedule(ctx)
+}

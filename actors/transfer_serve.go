@@ -1,0 +1,296 @@
+package actors
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/quic-go/quic-go"
+	"golang.org/x/time/rate"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/menode/menode/persist"
+	"github.com/menode/menode/wire"
+)
+
+// Messages of a serving transfer actor.
+type (
+	// serveResult: the serve goroutine ended.
+	serveResult struct {
+		bytesOut int64
+		err      error
+	}
+	// heldHaves: the requested haves the mirror holds.
+	heldHaves struct{ ids []string }
+)
+
+// server is a transfer actor that serves one bundle from a mirror: it
+// checks the request against the mirror's record, asks sync for the
+// bundle (built once into the cache, however many ask), and sends it from
+// a goroutine.
+type server struct {
+	in      *streamIn
+	root    string
+	store   *actor.PID
+	rate    *rate.Limiter // shared upload cap; nil: unlimited
+	timings transferTimings
+	busy    string // over an upload cap: refuse, saying this
+	log     *slog.Logger
+	cancel  context.CancelFunc
+	done    bool
+}
+
+func (sv *server) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		ctx.Watch(sv.in.PeerPID)
+		runCtx, cancel := context.WithCancel(context.Background())
+		sv.cancel = cancel
+		sv.start(ctx, runCtx)
+	case *serveResult:
+		sv.finish(ctx, m)
+	case *actor.Terminated:
+		sv.cancel()
+	case *actor.Stopping:
+		if sv.cancel != nil {
+			sv.cancel()
+		}
+	case actor.SystemMessage, actor.AutoReceiveMessage:
+	default:
+		sv.log.Debug("serve: unexpected message", "type", fmt.Sprintf("%T", m))
+	}
+}
+
+// start checks the request against our mirror, gets the bundle from the
+// cache (sync builds it), and sends it from a goroutine.
+func (sv *server) start(ctx actor.Context, runCtx context.Context) {
+	req := sv.in.Request
+	if sv.busy != "" {
+		sv.refuse(ctx, runCtx, wire.TransferErrorCode_TRANSFER_BUSY, sv.busy)
+		return
+	}
+	id, err := wire.CheckTransferRequest(req)
+	if err != nil {
+		sv.refuse(ctx, runCtx, wire.TransferErrorCode_TRANSFER_BAD_REQUEST, err.Error())
+		return
+	}
+	ask(ctx, sv.store, &loadMirror{ID: id}, func(res any, err error) {
+		if err != nil {
+			sv.refuse(ctx, runCtx, wire.TransferErrorCode_TRANSFER_INTERNAL, "cannot read the mirror")
+			return
+		}
+		mirror, ok := res.(mirrorState)
+		if !ok || !mirror.OK || len(mirror.Mirror.Signed) == 0 {
+			sv.refuse(ctx, runCtx, wire.TransferErrorCode_TRANSFER_UNKNOWN_REPO, "this node does not hold "+id.String())
+			return
+		}
+		if string(refsHashBytes(mirror.Mirror.Refs)) != string(req.RefsHash) {
+			sv.refuse(ctx, runCtx, wire.TransferErrorCode_TRANSFER_NOT_AVAILABLE, "this node holds other refs of "+id.String())
+			return
+		}
+		signed := new(wire.SignedAnnouncement)
+		if err := proto.Unmarshal(mirror.Mirror.Signed, signed); err != nil {
+			sv.refuse(ctx, runCtx, wire.TransferErrorCode_TRANSFER_INTERNAL, "stored announcement unreadable")
+			return
+		}
+		haves := make([]string, len(req.Haves))
+		for i, h := range req.Haves {
+			haves[i] = hex.EncodeToString(h)
+		}
+		if req.KnownSeq != 0 && req.KnownSeq == mirror.Mirror.Seq {
+			signed = nil // the requester holds it: sendBundle leaves it out
+		}
+		// The bundle is keyed on the haves the mirror holds: only those
+		// change what git sends, so haves made up to miss the cache all
+		// name the same bundle.
+		repo := persist.GitRepo{Dir: persist.MirrorPath(sv.root, id)}
+		async(ctx, func() (any, error) {
+			held, err := repo.HaveObjects(runCtx, haves)
+			return &heldHaves{ids: held}, err
+		}, func(res any, err error) {
+			if err != nil {
+				sv.log.Warn("serve: look up haves", "repo", id, "err", err)
+				sv.refuse(ctx, runCtx, wire.TransferErrorCode_TRANSFER_INTERNAL, "cannot read the mirror")
+				return
+			}
+			sv.send(ctx, runCtx, &bundleFor{Repo: id, Refs: mirror.Mirror.Refs, Haves: res.(*heldHaves).ids}, signed)
+		})
+	})
+}
+
+// send gets the bundle from the cache (sync builds it) and sends it from
+// a goroutine.
+func (sv *server) send(ctx actor.Context, runCtx context.Context, want *bundleFor, signed *wire.SignedAnnouncement) {
+	id, req := want.Repo, sv.in.Request
+	ask(ctx, ctx.Parent(), want, func(res any, err error) {
+		if errors.Is(err, errBuildsBusy) {
+			sv.refuse(ctx, runCtx, wire.TransferErrorCode_TRANSFER_BUSY, err.Error())
+			return
+		}
+		if err != nil {
+			sv.log.Warn("serve: bundle", "repo", id, "err", err)
+			sv.refuse(ctx, runCtx, wire.TransferErrorCode_TRANSFER_INTERNAL, "cannot build the bundle")
+			return
+		}
+		b := res.(*bundleReady)
+		self, root := ctx.Self(), ctx.ActorSystem().Root
+		in, limiter, timings := sv.in, sv.rate, sv.timings
+		go func() {
+			n, err := sendBundle(runCtx, in.Stream, in.Reader, req, b, signed, limiter, timings)
+			root.Send(self, &serveResult{bytesOut: n, err: err})
+		}()
+	})
+}
+
+func (sv *server) refuse(ctx actor.Context, runCtx context.Context, code wire.TransferErrorCode, msg string) {
+	self, root := ctx.Self(), ctx.ActorSystem().Root
+	s, timeout := sv.in.Stream, sv.timings.frame
+	go func() {
+		_ = s.SetWriteDeadline(time.Now().Add(timeout))
+		err := wire.WriteFrame(s, &wire.Frame{Body: &wire.Frame_TransferError{TransferError: &wire.TransferError{Code: code, Message: msg}}})
+		_ = s.Close()
+		s.CancelRead(0)
+		if err == nil {
+			err = &transferError{code: code, msg: msg}
+		}
+		root.Send(self, &serveResult{err: err})
+	}()
+}
+
+func (sv *server) finish(ctx actor.Context, m *serveResult) {
+	if sv.done {
+		return
+	}
+	sv.done = true
+	ctx.Send(ctx.Parent(), &transferEnded{PID: ctx.Self(), Repo: repoOf(sv.in.Request), Peer: sv.in.From, Serving: true, Err: m.err, Bytes: m.bytesOut})
+}
+
+func repoOf(req *wire.TransferRequest) wire.RepoID {
+	id, _ := wire.ParseRepoID(req.GetRepoId())
+	return id
+}
+
+// sendBundle writes Start, the announcement, the chunks from the resume
+// point and Done. A bundle still being built is sent as git writes it: its
+// size and hash then come only in Done, and it cannot be resumed into. It
+// blocks.
+func sendBundle(ctx context.Context, s *quic.Stream, r *bufio.Reader, req *wire.TransferRequest, b *bundleReady, signed *wire.SignedAnnouncement, limiter *rate.Limiter, timings transferTimings) (int64, error) {
+	stop := context.AfterFunc(ctx, func() {
+		s.CancelWrite(quic.StreamErrorCode(wire.TransferErrorCode_TRANSFER_UNSPECIFIED))
+		s.CancelRead(quic.StreamErrorCode(wire.TransferErrorCode_TRANSFER_UNSPECIFIED))
+	})
+	defer stop()
+	f, building, err := openBundle(ctx, b)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	start := &wire.TransferStart{BundleId: b.ID[:]}
+	if !building {
+		fi, err := f.Stat()
+		if err != nil {
+			return 0, err
+		}
+		start.Size, start.Empty = uint64(fi.Size()), fi.Size() == 0
+		if string(req.ResumeBundleId) == string(b.ID[:]) && req.ResumeOffset <= start.Size && !start.Empty {
+			start.Offset = req.ResumeOffset
+		}
+	}
+	p := pace{t: timings}
+	write := func(f *wire.Frame) error { return p.write(s, f) }
+	if err := write(&wire.Frame{Body: &wire.Frame_TransferStart{TransferStart: start}}); err != nil {
+		return 0, err
+	}
+	if err := write(&wire.Frame{Body: &wire.Frame_TransferAnnouncement{TransferAnnouncement: &wire.TransferAnnouncement{Announcement: signed}}}); err != nil {
+		return 0, err
+	}
+	h := sha256.New()
+	if _, err := io.CopyN(h, f, int64(start.Offset)); err != nil {
+		return 0, err
+	}
+	pos, sent := int64(start.Offset), int64(0)
+	buf := make([]byte, wire.MaxChunkData)
+	for {
+		n, err := f.Read(buf)
+		if n > 0 {
+			if limiter != nil {
+				if err := limiter.WaitN(ctx, n); err != nil {
+					return sent, err
+				}
+			}
+			h.Write(buf[:n])
+			if err := write(&wire.Frame{Body: &wire.Frame_TransferChunk{TransferChunk: &wire.TransferChunk{Offset: uint64(pos), Data: buf[:n]}}}); err != nil {
+				return sent, err
+			}
+			pos += int64(n)
+			sent += int64(n)
+			continue
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			return sent, fmt.Errorf("read %s: %w", f.Name(), err)
+		}
+		if !building {
+			break
+		}
+		// At the end of what git wrote so far: wait for more, or its end.
+		select {
+		case <-b.Build.Done():
+			if b.Build.Err() != nil {
+				msg := "cannot build the bundle"
+				_ = write(&wire.Frame{Body: &wire.Frame_TransferError{TransferError: &wire.TransferError{Code: wire.TransferErrorCode_TRANSFER_INTERNAL, Message: msg}}})
+				return sent, fmt.Errorf("build bundle: %w", b.Build.Err())
+			}
+			building = false // read what is left, then stop
+		case <-time.After(20 * time.Millisecond):
+		case <-ctx.Done():
+			return sent, ctx.Err()
+		}
+	}
+	if start.Size != 0 && uint64(pos) != start.Size {
+		return sent, fmt.Errorf("bundle %s changed while sent", f.Name())
+	}
+	if err := write(&wire.Frame{Body: &wire.Frame_TransferDone{TransferDone: &wire.TransferDone{Size: uint64(pos), Sha256: h.Sum(nil)}}}); err != nil {
+		return sent, err
+	}
+	_ = s.Close()
+	// Wait (bounded) for the receiver to close its side, so the stream's
+	// credit returns to the connection, then release our read side.
+	_ = s.SetReadDeadline(time.Now().Add(timings.frame))
+	_, _ = io.Copy(io.Discard, r)
+	s.CancelRead(0)
+	return sent, nil
+}
+
+// openBundle opens the bundle b names: the file git is writing while it
+// builds (building is then true), else the cached file. It blocks until
+// git has made the file.
+func openBundle(ctx context.Context, b *bundleReady) (f *os.File, building bool, err error) {
+	if b.Build != nil {
+		select {
+		case <-b.Build.Created():
+		case <-ctx.Done():
+			return nil, false, ctx.Err()
+		}
+		select {
+		case <-b.Build.Done():
+			if err := b.Build.Err(); err != nil {
+				return nil, false, fmt.Errorf("build bundle: %w", err)
+			}
+		default:
+			if f, err := os.Open(b.Build.Temp()); err == nil {
+				return f, true, nil
+			}
+			// Renamed into the cache meanwhile: it is complete.
+		}
+	}
+	f, err = os.Open(b.Path)
+	return f, false, err
+}

@@ -1,0 +1,194 @@
+package persist
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/menode/menode/wire"
+)
+
+// Incoming is the quarantine of one fetch (IncomingPath): a bare
+// repository under TmpDir that git index-pack writes the received pack
+// into. When the mirror exists, Incoming's objects/info/alternates names
+// the mirror's objects, so that --fix-thin finds the bases a thin pack
+// needs and --strict the objects the new ones point to, while nothing is
+// written into the mirror. Commit moves the pack into the mirror only once
+// every check has passed, and then sets the refs; Discard removes the
+// quarantine. A failed fetch thus leaves the mirror exactly as it was, and
+// a fetch that would create the mirror creates nothing: the new mirror is
+// made in the quarantine and renamed into place by Commit.
+type Incoming struct {
+	// Repo is where to index the pack and look objects up: it sees the
+	// received objects and the mirror's.
+	Repo   GitRepo
+	dir    string // the quarantine
+	mirror string
+	fresh  bool // no mirror existed: Repo becomes it
+}
+
+// NewIncoming makes the quarantine of a fetch of repository id under root
+// (removing one a cut fetch left). HEAD of a new mirror points at
+// refs/heads/defaultBranch.
+func NewIncoming(ctx context.Context, root string, id wire.RepoID, defaultBranch string) (*Incoming, error) {
+	dir, mirror := IncomingPath(root, id), MirrorPath(root, id)
+	if err := os.RemoveAll(dir); err != nil {
+		return nil, fmt.Errorf("quarantine %s: %w", QuotePath(dir), pathless(err))
+	}
+	in := &Incoming{dir: dir, mirror: mirror}
+	_, err := os.Stat(mirror)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		in.fresh = true
+		in.Repo, err = InitMirror(ctx, dir, defaultBranch)
+		if err != nil {
+			in.Discard()
+			return nil, err
+		}
+		return in, nil
+	case err != nil:
+		return nil, fmt.Errorf("quarantine for %s: %w", QuotePath(mirror), pathless(err))
+	}
+	if _, err := OpenGitRepo(ctx, mirror); err != nil {
+		return nil, fmt.Errorf("quarantine for %s: %w", QuotePath(mirror), err)
+	}
+	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+		return nil, fmt.Errorf("quarantine %s: %w", QuotePath(dir), pathless(err))
+	}
+	if _, err := runGit(ctx, filepath.Dir(dir), "init", "--quiet", "--bare", "--template=", dir); err != nil {
+		in.Discard()
+		return nil, fmt.Errorf("quarantine %s: %w", QuotePath(dir), err)
+	}
+	in.Repo = GitRepo{Dir: dir}
+	alternates := filepath.Join(dir, "objects", "info", "alternates")
+	if err := os.WriteFile(alternates, []byte(filepath.Join(mirror, "objects")+"\n"), 0o600); err != nil {
+		in.Discard()
+		return nil, fmt.Errorf("quarantine %s: %w", QuotePath(dir), pathless(err))
+	}
+	return in, nil
+}
+
+// CheckRefs reports whether every object the signed refs name is held,
+// received or in the mirror already (ErrMissingObjects otherwise).
+func (in *Incoming) CheckRefs(ctx context.Context, refs map[string]string) error {
+	if err := checkRefs(refs); err != nil {
+		return fmt.Errorf("check refs in %s: %w", QuotePath(in.Repo.Dir), err)
+	}
+	ids := make([]string, 0, len(refs))
+	for _, id := range refs {
+		ids = append(ids, id)
+	}
+	held, err := in.Repo.HaveObjects(ctx, ids)
+	if err != nil {
+		return err
+	}
+	have := make(map[string]bool, len(held))
+	for _, id := range held {
+		have[id] = true
+	}
+	names := make([]string, 0, len(refs))
+	for name := range refs {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if !have[refs[name]] {
+			// Worded as SetRefs words it: this is its check, made before
+			// anything moves into the mirror.
+			return fmt.Errorf("set refs in %s: %s names %s, which the mirror does not hold: %w", QuotePath(in.mirror), name, refs[name], ErrMissingObjects)
+		}
+	}
+	return nil
+}
+
+// Commit moves what was received into the mirror and sets the mirror's
+// refs to exactly refs (SetRefs), then packs the refs (one file, not one
+// per ref). Call it only once every check has passed (CheckRefs among
+// them). Should setting the refs fail, the packs moved are taken out
+// again. It returns the mirror.
+func (in *Incoming) Commit(ctx context.Context, refs map[string]string, defaultBranch string) (GitRepo, error) {
+	mirror := GitRepo{Dir: in.mirror}
+	if in.fresh {
+		if err := in.Repo.SetRefs(ctx, refs, defaultBranch); err != nil {
+			return GitRepo{}, err
+		}
+		if err := packRefs(ctx, in.Repo); err != nil {
+			return GitRepo{}, err
+		}
+		if err := os.MkdirAll(filepath.Dir(in.mirror), 0o700); err != nil {
+			return GitRepo{}, fmt.Errorf("create %s: %w", QuotePath(in.mirror), pathless(err))
+		}
+		if err := os.Rename(in.Repo.Dir, in.mirror); err != nil {
+			return GitRepo{}, fmt.Errorf("move the new mirror into %s: %w", QuotePath(in.mirror), pathless(err))
+		}
+		in.Repo.Dir = in.mirror
+		return mirror, nil
+	}
+	moved, err := in.movePacks()
+	if err == nil {
+		err = mirror.SetRefs(ctx, refs, defaultBranch)
+	}
+	if err != nil {
+		for _, name := range moved {
+			mirror.RemovePack(name)
+		}
+		return GitRepo{}, err
+	}
+	_ = packRefs(ctx, mirror) // the refs are set; loose ones are only bigger
+	return mirror, nil
+}
+
+// movePacks moves the quarantine's packs into the mirror, each pack's
+// .idx last (git finds a pack by its index), and returns the names of the
+// packs the mirror did not hold before.
+func (in *Incoming) movePacks() ([]string, error) {
+	from := filepath.Join(in.Repo.Dir, "objects", "pack")
+	to := filepath.Join(in.mirror, "objects", "pack")
+	idxs, err := filepath.Glob(filepath.Join(from, "pack-*.idx"))
+	if err != nil || len(idxs) == 0 {
+		return nil, err
+	}
+	if err := os.MkdirAll(to, 0o700); err != nil {
+		return nil, fmt.Errorf("move packs into %s: %w", QuotePath(to), pathless(err))
+	}
+	var moved []string
+	for _, idx := range idxs {
+		name := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(idx), "pack-"), ".idx")
+		if _, err := os.Stat(filepath.Join(to, "pack-"+name+".idx")); err == nil {
+			continue // the mirror has this very pack
+		}
+		moved = append(moved, name)
+		for _, ext := range []string{".pack", ".rev", ".idx"} {
+			src := filepath.Join(from, "pack-"+name+ext)
+			if _, err := os.Stat(src); errors.Is(err, fs.ErrNotExist) && ext == ".rev" {
+				continue
+			}
+			if err := os.Rename(src, filepath.Join(to, "pack-"+name+ext)); err != nil {
+				return moved, fmt.Errorf("move pack into %s: %w", QuotePath(to), pathless(err))
+			}
+		}
+	}
+	return moved, nil
+}
+
+// Discard removes the quarantine and everything in it (after Commit, only
+// what was not moved).
+func (in *Incoming) Discard() {
+	if in != nil {
+		_ = os.RemoveAll(in.dir) // gone already when a new mirror was renamed into place
+	}
+}
+
+// packRefs packs m's refs into packed-refs: a mirror of a repository with
+// thousands of tags holds one file, not thousands of blocks on disk.
+func packRefs(ctx context.Context, m GitRepo) error {
+	if _, err := runGit(ctx, m.Dir, "pack-refs", "--all", "--prune"); err != nil {
+		return fmt.Errorf("pack refs in %s: %w", QuotePath(m.Dir), err)
+	}
+	return nil
+}
