@@ -243,7 +243,7 @@ func (s *syncer) ended(ctx actor.Context, m *transferEnded) {
 		// Not the seeder's fault, and no use asking again until the
 		// creator signs another state (or the node restarts).
 		r.refused = r.want.Seq
-		r.lastError = persist.OneLine(m.Err.Error())
+		r.lastError = wire.OneLine(m.Err.Error())
 		s.log.Warn("sync: repository refused", "repo", m.Repo, "creator", r.want.Creator, "err", r.lastError)
 		for _, w := range r.waiters {
 			w.cancel()
@@ -255,7 +255,7 @@ func (s *syncer) ended(ctx actor.Context, m *transferEnded) {
 		if err == nil {
 			err = errors.New("transfer ended without a result")
 		}
-		r.lastError = persist.OneLine(err.Error())
+		r.lastError = wire.OneLine(err.Error())
 		if m.Blame {
 			s.counts.FetchesFailed["invalid"]++
 		} else {

@@ -9,6 +9,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/menode/menode/persist"
+	"github.com/menode/menode/wire"
 )
 
 // crashKills is how many times TestCrash_killReceiver kills the receiving
@@ -171,7 +174,9 @@ func TestCrash_killReceiver(t *testing.T) {
 	if got, err := s.gitRefs(filepath.Join("n2", "repos", repo+".git"), "refs/heads", "refs/tags"); err != nil || diffRefs(want, got) != "" {
 		t.Errorf("the mirror vs the source: %v %s", err, diffRefs(want, got))
 	}
-	if _, err := os.Stat(filepath.Join(s.path("n2"), "tmp", repo+".part")); err == nil {
+	if id, err := wire.ParseRepoID(repo); err != nil {
+		t.Errorf("repo add printed %q: %v", repo, err)
+	} else if _, err := os.Stat(persist.PartPath(s.path("n2"), id)); err == nil {
 		t.Errorf("tmp/%s.part is left after the sync completed", repo)
 	}
 	t.Logf("after %d of %d kills the repository was recorded as synced and its mirror's refs were checked", synced, kills)

@@ -330,7 +330,7 @@ func checkRepo(r *RepoAnnouncement, origin NodeID) error {
 	if err != nil {
 		return err
 	}
-	if !isCommitID(r.RootCommit) {
+	if !IsObjectID(r.RootCommit) {
 		return fmt.Errorf("root commit %q is not 40 lowercase hex digits", r.RootCommit)
 	}
 	want, err := NewRepoID(r.RootCommit, origin)
@@ -355,7 +355,7 @@ func checkRepo(r *RepoAnnouncement, origin NodeID) error {
 			return fmt.Errorf("ref %q listed twice", ref.GetName())
 		}
 		seen[ref.GetName()] = true
-		if !isCommitID(ref.GetCommit()) {
+		if !IsObjectID(ref.GetCommit()) {
 			return fmt.Errorf("ref %q: commit %q is not 40 lowercase hex digits", ref.GetName(), ref.GetCommit())
 		}
 	}
@@ -428,19 +428,6 @@ func CheckRefName(name string) error {
 		}
 	}
 	return nil
-}
-
-func isCommitID(s string) bool {
-	if len(s) != 40 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
 }
 
 // SafeText makes text from the network safe to log or print: control and

@@ -3,7 +3,6 @@ package web
 import (
 	"context"
 	"log/slog"
-	"path/filepath"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -126,7 +125,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	emit("menode_transfer_bytes_total", float64(s.BytesSent), "sent")
 	emit("menode_bundle_cache_requests_total", float64(t.CacheHits), "hit")
 	emit("menode_bundle_cache_requests_total", float64(t.CacheMisses), "miss")
-	cache, _ := persist.DiskSize(filepath.Join(s.Root, "cache"))
+	cache, _ := persist.DiskSize(persist.CacheDir(s.Root))
 	emit("menode_bundle_cache_bytes", float64(cache))
 	if w := s.StoreWrites; len(w.Buckets) == len(actors.StoreWriteBuckets) {
 		buckets := map[float64]uint64{}

@@ -31,7 +31,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-	"unicode"
 
 	"github.com/menode/menode/actors"
 	"github.com/menode/menode/persist"
@@ -77,7 +76,7 @@ func main() {
 			err = uploadPack(mirror)
 		}
 	}
-	fmt.Fprintln(os.Stderr, "fatal: menode: "+oneLine(err.Error()))
+	fmt.Fprintln(os.Stderr, "fatal: menode: "+wire.OneLine(err.Error()))
 	os.Exit(128)
 }
 
@@ -324,23 +323,4 @@ func readLine(in io.Reader) (string, error) {
 func write(w io.Writer, s string) error {
 	_, err := io.WriteString(w, s)
 	return err
-}
-
-// oneLine makes s safe for a terminal and one line long: newlines become
-// "; ", other unprintable runes (escape sequences, bidi overrides) are
-// written as Go escapes.
-func oneLine(s string) string {
-	var b strings.Builder
-	for _, r := range strings.TrimSpace(s) {
-		switch {
-		case r == '\n':
-			b.WriteString("; ")
-		case unicode.IsPrint(r):
-			b.WriteRune(r)
-		default:
-			q := strconv.QuoteRune(r)
-			b.WriteString(q[1 : len(q)-1])
-		}
-	}
-	return b.String()
 }

@@ -162,13 +162,6 @@ func TestServerEnv_dropsTheClientsRepository(t *testing.T) {
 	}
 }
 
-func TestOneLine_safe(t *testing.T) {
-	got := oneLine("bad\x1b[2Jname\u202e\nsecond line\n")
-	if want := `bad\x1b[2Jname\u202e; second line`; got != want {
-		t.Errorf("oneLine = %q, want %q", got, want)
-	}
-}
-
 func TestProgressView_gitStyle(t *testing.T) {
 	repo := wire.RepoID{5}
 	const MiB = 1 << 20

@@ -50,7 +50,7 @@ func (v *progressView) show(p actors.Progress) {
 			v.finish("")
 			line := "Waiting for a node that serves " + wire.ShortDID(p.Repo.String())
 			if p.Message != "" {
-				line += ": " + oneLine(p.Message)
+				line += ": " + wire.OneLine(p.Message)
 			}
 			fmt.Fprintln(v.w, line)
 		}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/menode/menode/actors"
+	"github.com/menode/menode/wire"
 )
 
 type peersCmd struct {
@@ -33,7 +34,7 @@ func (c *peersCmd) Run(e *env) error {
 		if p.ID.IsZero() {
 			id = "(unknown)"
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%t\t%s\t%s\n", id, termText(p.Alias), termText(strings.Join(p.Addresses, ",")), p.Connected, p.Direction, since)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%t\t%s\t%s\n", id, wire.TermText(p.Alias), wire.TermText(strings.Join(p.Addresses, ",")), p.Connected, p.Direction, since)
 	}
 	return w.Flush()
 }

@@ -95,7 +95,7 @@ func progressLine(p actors.Progress, git string) string {
 		b.WriteString(p.Phase + " " + repo)
 	}
 	if p.Message != "" {
-		b.WriteString(": " + termText(p.Message))
+		b.WriteString(": " + wire.TermText(p.Message))
 	}
 	return b.String()
 }

@@ -150,7 +150,7 @@ func writeRepoList(out io.Writer, repos []actors.RepoView) error {
 			status += "*"
 			behind = true
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\n", r.ID, termText(r.Name), status, len(r.Refs), sizeText(r.Size), r.Creator)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\n", r.ID, wire.TermText(r.Name), status, len(r.Refs), sizeText(r.Size), r.Creator)
 	}
 	if err := w.Flush(); err != nil {
 		return err
@@ -197,8 +197,8 @@ func writeRepoShow(w io.Writer, v actors.RepoView) error {
 		}
 	}
 	field("id", v.ID)
-	field("name", termText(v.Name))
-	field("description", termText(v.Description))
+	field("name", wire.TermText(v.Name))
+	field("description", wire.TermText(v.Description))
 	field("creator", v.Creator)
 	field("local", v.Local)
 	if v.Path != "" {
@@ -218,9 +218,9 @@ func writeRepoShow(w io.Writer, v actors.RepoView) error {
 	list("clones", clones)
 	field("has updates", v.HasUpdates)
 	if v.SyncError != "" {
-		field("sync error", termText(v.SyncError))
+		field("sync error", wire.TermText(v.SyncError))
 	}
-	field("default branch", termText(v.DefaultBranch))
+	field("default branch", wire.TermText(v.DefaultBranch))
 	field("root commit", v.RootCommit)
 	fmt.Fprintln(w, "refs:")
 	writeRefs(w, v.Refs)
@@ -242,7 +242,7 @@ func writeRefs(w io.Writer, refs map[string]string) {
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		fmt.Fprintf(w, "  %s %s\n", termText(refs[name]), termText(name))
+		fmt.Fprintf(w, "  %s %s\n", wire.TermText(refs[name]), wire.TermText(name))
 	}
 }
 

@@ -32,7 +32,7 @@ func (c *statusCmd) Run(e *env) error {
 		state = "running"
 	}
 	fmt.Printf("id:        %s\nalias:     %s\nroot:      %s\nnode:      %s\nlisten:    %v\npeers:     %d\nrepos:     %d\n",
-		id, termText(s.Alias), persist.QuotePath(s.Root), state, termText(listenText(s.Listen)), s.Peers, s.Repos)
+		id, wire.TermText(s.Alias), persist.QuotePath(s.Root), state, wire.TermText(listenText(s.Listen)), s.Peers, s.Repos)
 	if s.Running {
 		fmt.Printf("transfers: %d fetching, %d serving; %s received, %s sent since start\n",
 			s.Fetching, s.Serving, wire.HumanBytes(s.BytesReceived), wire.HumanBytes(s.BytesSent))

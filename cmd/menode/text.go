@@ -4,9 +4,10 @@ import (
 	"bytes"
 	"fmt"
 	"strconv"
-	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/menode/menode/wire"
 )
 
 // What reaches the terminal. Names, aliases and messages come from the
@@ -14,33 +15,9 @@ import (
 // printed with a character that a terminal would take as a command (an
 // escape sequence) or that reorders or hides text (a bidi override).
 
-// termText is s with every character that is not printable (strconv.IsPrint:
-// controls, format characters such as bidi overrides, separators other than
-// the ASCII space) written as its Go escape (\x1b, \u202e), and every byte
-// that is not UTF-8 as \xNN. Printable text comes back unchanged.
-func termText(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); {
-		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && size == 1:
-			fmt.Fprintf(&b, `\x%02x`, s[i])
-		case strconv.IsPrint(r):
-			b.WriteString(s[i : i+size])
-		default:
-			q := strconv.QuoteRune(r)
-			b.WriteString(q[1 : len(q)-1])
-		}
-		i += size
-	}
-	return b.String()
-}
-
 // oneLine keeps an error on one line of stderr, whatever it wraps, with
-// anything unprintable in it escaped (termText).
-func oneLine(err error) string {
-	return termText(strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " "))
-}
+// anything unprintable in it escaped.
+func oneLine(err error) string { return wire.OneLine(err.Error()) }
 
 // escapeJSON rewrites every character of encoded JSON that is not printable
 // as a \u escape, which decodes to the same value: encoding/json escapes C0

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/menode/menode/actors"
+	"github.com/menode/menode/wire"
 )
 
 // unsafeText lists what must never reach a terminal raw.
@@ -27,8 +28,8 @@ func TestTermText_behavior(t *testing.T) {
 		{`back\slash "quote"`, `back\slash "quote"`},
 	}
 	for _, tt := range tests {
-		if got := termText(tt.in); got != tt.want {
-			t.Errorf("termText(%q) = %s, want %s", tt.in, got, tt.want)
+		if got := wire.TermText(tt.in); got != tt.want {
+			t.Errorf("wire.TermText(%q) = %s, want %s", tt.in, got, tt.want)
 		}
 	}
 }

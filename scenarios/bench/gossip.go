@@ -28,7 +28,7 @@ func (b *bench) gossipConvergence() error {
 		if err := b.gossipOnce(n); err != nil {
 			// The other sizes still run.
 			failed = fmt.Errorf("%d nodes: %w", n, err)
-			b.add(row{name: fmt.Sprintf("B1 with %d nodes failed", n), menode: oneLine(err.Error()), met: "error"})
+			b.add(row{name: fmt.Sprintf("B1 with %d nodes failed", n), menode: cell(err.Error()), met: "error"})
 			b.logf("B1: %v", failed)
 		}
 	}

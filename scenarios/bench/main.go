@@ -136,7 +136,7 @@ func (b *bench) run() int {
 		if err := s.run(); err != nil {
 			failed = true
 			if s.key != "B1" { // B1 adds a row per failed size itself
-				b.rows = append(b.rows, row{name: s.key + " failed", menode: oneLine(err.Error()), met: "error"})
+				b.rows = append(b.rows, row{name: s.key + " failed", menode: cell(err.Error()), met: "error"})
 			}
 			b.logf("%s: %v", s.key, err)
 		}
@@ -209,7 +209,7 @@ func dash(s string) string {
 	return s
 }
 
-func oneLine(s string) string {
+func cell(s string) string { // a table cell: one line, no |, at most 200 bytes
 	s = strings.ReplaceAll(s, "\n", " ")
 	s = strings.ReplaceAll(s, "|", "/")
 	if len(s) > 200 {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/menode/menode/actors"
 	"github.com/menode/menode/actors/actorstest"
+	"github.com/menode/menode/persist"
 	"github.com/menode/menode/wire"
 )
 
@@ -166,7 +167,7 @@ func (b *bench) daemonServingRSS(n int) (int64, error) {
 // largestBundle is the size of the largest bundle in root's cache.
 func largestBundle(root string) int64 {
 	var largest int64
-	entries, _ := os.ReadDir(filepath.Join(root, "cache"))
+	entries, _ := os.ReadDir(persist.CacheDir(root))
 	for _, e := range entries {
 		if fi, err := e.Info(); err == nil && strings.HasSuffix(e.Name(), ".bundle") && fi.Size() > largest {
 			largest = fi.Size()

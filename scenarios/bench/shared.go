@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/menode/menode/persist"
 	"github.com/menode/menode/wire"
 )
 
@@ -140,7 +141,7 @@ func (b *bench) ensureDaemon() (*gitDaemon, error) {
 // starts from zero.
 func (b *bench) restartCold(p *proc) error {
 	p.stop()
-	if err := os.RemoveAll(filepath.Join(p.root, "cache")); err != nil {
+	if err := os.RemoveAll(persist.CacheDir(p.root)); err != nil {
 		return err
 	}
 	return p.restart(b)
