@@ -190,12 +190,12 @@ func (s *syncer) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		s.cancelTick = sendEvery(ctx, s.cfg.SyncInterval, &syncTick{})
-		ask(ctx, s.store, &loadRepos{}, func(res any, err error) {
+		askFor(ctx, s.store, &loadRepos{}, func(states []repoState, err error) {
 			if err != nil {
 				s.log.Error("sync: load repositories", "err", err)
 				return
 			}
-			for _, st := range res.([]repoState) {
+			for _, st := range states {
 				r := s.repo(st.Repo.ID)
 				r.want, r.mirror = st.Repo, st.Mirror.Mirror
 			}
@@ -206,7 +206,7 @@ func (s *syncer) Receive(ctx actor.Context) {
 				}
 			}
 			root, cache := s.cfg.Root, s.cache
-			async(ctx, func() (any, error) {
+			asyncFor(ctx, s.cfg.WorkTimeout, func() (*diskScan, error) {
 				// Before any fetch or build runs: what a crash left.
 				persist.CleanTmp(root)
 				cache.RemoveBuilds()
@@ -215,8 +215,7 @@ func (s *syncer) Receive(ctx actor.Context) {
 					sizes[id], _ = persist.DiskUsage(persist.MirrorPath(root, id))
 				}
 				return &diskScan{mirrors: sizes, parts: persist.PartFiles(root)}, nil
-			}, func(res any, err error) {
-				m, _ := res.(*diskScan)
+			}, func(m *diskScan, _ error) {
 				if m == nil {
 					m = &diskScan{}
 				}

@@ -58,11 +58,11 @@ func (s *syncer) bundleFor(ctx actor.Context, m *bundleFor) {
 		return
 	}
 	cache := s.cache
-	async(ctx, func() (any, error) {
+	asyncFor(ctx, s.cfg.WorkTimeout, func() (*bundleCached, error) {
 		path, ok := cache.Lookup(m.Repo, key)
 		return &bundleCached{path: path, ok: ok}, nil
-	}, func(res any, err error) {
-		if c, _ := res.(*bundleCached); c != nil && c.ok {
+	}, func(c *bundleCached, _ error) {
+		if c != nil && c.ok {
 			s.counts.CacheHits++
 			reply(&bundleReady{ID: key, Path: c.path})
 			return

@@ -63,12 +63,12 @@ func (s *syncer) checkParts(ctx actor.Context, parts map[wire.RepoID]int64) {
 	var stale []wire.RepoID
 	done := func() {
 		root := s.cfg.Root
-		async(ctx, func() (any, error) {
+		asyncFor(ctx, s.cfg.WorkTimeout, func() (bool, error) {
 			for _, id := range stale {
 				_ = os.Remove(persist.PartPath(root, id))
 			}
 			return true, nil
-		}, func(any, error) {
+		}, func(bool, error) {
 			for _, id := range stale {
 				ctx.Send(s.store, &deleteTransfer{ID: id})
 			}
@@ -82,8 +82,7 @@ func (s *syncer) checkParts(ctx actor.Context, parts map[wire.RepoID]int64) {
 		return
 	}
 	for id, size := range parts {
-		ask(ctx, s.store, &loadTransfer{ID: id}, func(res any, err error) {
-			t, _ := res.(persist.Transfer)
+		askFor(ctx, s.store, &loadTransfer{ID: id}, func(t persist.Transfer, _ error) {
 			r := s.repos[id]
 			if r == nil || r.want.Local || len(t.BundleID) == 0 || string(t.RefsHash) != string(refsHashBytes(r.want.Refs)) {
 				stale = append(stale, id)

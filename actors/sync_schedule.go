@@ -127,13 +127,10 @@ func (s *syncer) start(ctx actor.Context, r *syncRepo) {
 		return
 	}
 	id := r.want.ID
-	ask(ctx, s.store, &loadTransfer{ID: id}, func(res any, err error) {
+	// No resume point (or none readable) is a zero Transfer: start afresh.
+	askFor(ctx, s.store, &loadTransfer{ID: id}, func(resume persist.Transfer, _ error) {
 		if r.fetching != nil || !r.behind() || s.fetches >= s.cfg.MaxFetches {
 			return
-		}
-		var resume persist.Transfer
-		if err == nil {
-			resume = res.(persist.Transfer)
 		}
 		// Other fetches may have started meanwhile.
 		candidates = slices.DeleteFunc(candidates, func(id wire.NodeID) bool {

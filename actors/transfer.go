@@ -80,10 +80,11 @@ type transferTimings struct {
 	start, frame time.Duration
 	minRate      int64
 	window       time.Duration
+	work         time.Duration // git work for one transfer (Config.WorkTimeout)
 }
 
 func (c Config) transferTimings() transferTimings {
-	return transferTimings{start: c.TransferStartTimeout, frame: c.TransferFrameTimeout, minRate: c.TransferMinRate, window: c.TransferRateWindow}
+	return transferTimings{start: c.TransferStartTimeout, frame: c.TransferFrameTimeout, minRate: c.TransferMinRate, window: c.TransferRateWindow, work: c.WorkTimeout}
 }
 
 // pace reads and writes the frames of one transfer stream within its

@@ -100,7 +100,7 @@ func (f *fetcher) Receive(ctx actor.Context) {
 		ctx.Watch(f.job.peerPID)
 		runCtx, cancel := context.WithCancel(context.Background())
 		f.cancel = cancel
-		ask(ctx, f.job.peerPID, &openStream{}, func(res any, err error) {
+		askFor(ctx, f.job.peerPID, &openStream{}, func(stream *quic.Stream, err error) {
 			if err != nil {
 				f.finish(ctx, &fetchResult{err: err, keep: true})
 				return
@@ -108,7 +108,7 @@ func (f *fetcher) Receive(ctx actor.Context) {
 			self, root := ctx.Self(), ctx.ActorSystem().Root
 			job := f.job
 			go func() {
-				res := runFetch(runCtx, res.(*quic.Stream), job, func(m any) { root.Send(self, m) })
+				res := runFetch(runCtx, stream, job, func(m any) { root.Send(self, m) })
 				root.Send(self, res)
 			}()
 		})
@@ -157,7 +157,7 @@ func (f *fetcher) finish(ctx actor.Context, m *fetchResult) {
 		ctx.Send(ctx.Parent(), end)
 		return
 	}
-	ask(ctx, f.store, &saveMirror{ID: id, Mirror: m.mirror}, func(_ any, err error) {
+	askFor(ctx, f.store, &saveMirror{ID: id, Mirror: m.mirror}, func(_ bool, err error) {
 		if err != nil {
 			end.Err = fmt.Errorf("record mirror: %w", err)
 		} else {

@@ -28,8 +28,6 @@ type (
 		bytesOut int64
 		err      error
 	}
-	// heldHaves: the requested haves the mirror holds.
-	heldHaves struct{ ids []string }
 )
 
 // server is a transfer actor that serves one bundle from a mirror: it
@@ -82,13 +80,12 @@ func (sv *server) start(ctx actor.Context, runCtx context.Context) {
 		sv.refuse(ctx, runCtx, wire.TransferErrorCode_TRANSFER_BAD_REQUEST, err.Error())
 		return
 	}
-	ask(ctx, sv.store, &loadMirror{ID: id}, func(res any, err error) {
+	askFor(ctx, sv.store, &loadMirror{ID: id}, func(mirror mirrorState, err error) {
 		if err != nil {
 			sv.refuse(ctx, runCtx, wire.TransferErrorCode_TRANSFER_INTERNAL, "cannot read the mirror")
 			return
 		}
-		mirror, ok := res.(mirrorState)
-		if !ok || !mirror.OK || len(mirror.Mirror.Signed) == 0 {
+		if !mirror.OK || len(mirror.Mirror.Signed) == 0 {
 			sv.refuse(ctx, runCtx, wire.TransferErrorCode_TRANSFER_UNKNOWN_REPO, "this node does not hold "+id.String())
 			return
 		}
@@ -112,16 +109,15 @@ func (sv *server) start(ctx actor.Context, runCtx context.Context) {
 		// change what git sends, so haves made up to miss the cache all
 		// name the same bundle.
 		repo := persist.GitRepo{Dir: persist.MirrorPath(sv.root, id)}
-		async(ctx, func() (any, error) {
-			held, err := repo.HaveObjects(runCtx, haves)
-			return &heldHaves{ids: held}, err
-		}, func(res any, err error) {
+		asyncFor(ctx, sv.timings.work, func() ([]string, error) {
+			return repo.HaveObjects(runCtx, haves)
+		}, func(held []string, err error) {
 			if err != nil {
 				sv.log.Warn("serve: look up haves", "repo", id, "err", err)
 				sv.refuse(ctx, runCtx, wire.TransferErrorCode_TRANSFER_INTERNAL, "cannot read the mirror")
 				return
 			}
-			sv.send(ctx, runCtx, &bundleFor{Repo: id, Refs: mirror.Mirror.Refs, Haves: res.(*heldHaves).ids}, signed)
+			sv.send(ctx, runCtx, &bundleFor{Repo: id, Refs: mirror.Mirror.Refs, Haves: held}, signed)
 		})
 	})
 }
@@ -130,7 +126,7 @@ func (sv *server) start(ctx actor.Context, runCtx context.Context) {
 // a goroutine.
 func (sv *server) send(ctx actor.Context, runCtx context.Context, want *bundleFor, signed *wire.SignedAnnouncement) {
 	id, req := want.Repo, sv.in.Request
-	ask(ctx, ctx.Parent(), want, func(res any, err error) {
+	askFor(ctx, ctx.Parent(), want, func(b *bundleReady, err error) {
 		if errors.Is(err, errBuildsBusy) {
 			sv.refuse(ctx, runCtx, wire.TransferErrorCode_TRANSFER_BUSY, err.Error())
 			return
@@ -140,7 +136,6 @@ func (sv *server) send(ctx actor.Context, runCtx context.Context, want *bundleFo
 			sv.refuse(ctx, runCtx, wire.TransferErrorCode_TRANSFER_INTERNAL, "cannot build the bundle")
 			return
 		}
-		b := res.(*bundleReady)
 		self, root := ctx.Self(), ctx.ActorSystem().Root
 		in, limiter, timings := sv.in, sv.rate, sv.timings
 		go func() {
