@@ -180,6 +180,7 @@ func TestTransport_provenAddressRedialed(t *testing.T) {
 	}
 	sendTransport(b, &banNode{ID: n.ID, For: 300 * time.Millisecond, Reason: "test: drop the link once"})
 	eventually(t, 10*time.Second, "n reconnected to b after the ban", func() bool {
-		return connected(t, n, b.ID) && connected(t, b, n.ID)
+		p, ok := findPeer(t, n, b.ID)
+		return status(t, n).Connections.Connects >= 2 && ok && p.Connected && p.Direction == "outbound"
 	})
 }
