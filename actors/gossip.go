@@ -118,12 +118,34 @@ const (
 
 const defaultTTL = 16 // hops a new announcement may travel
 
-// held is the latest accepted announcement for one (origin, kind, repo).
+// held is the latest accepted announcement for one (origin, kind, repo),
+// kept as its encoded bytes (what is sent, stored and budgeted) with the
+// few fields the index needs; it is decoded when its content is (signed,
+// body). A flood of 60,000 held announcements costs their bytes and a
+// small index, not two decoded copies of each (TestGossip_heldMemoryPerEntry).
 type held struct {
-	signed *wire.SignedAnnouncement
-	body   *wire.Announcement
+	raw    []byte // the encoded SignedAnnouncement
 	origin wire.NodeID
-	size   int // encoded size of signed: what the budgets count
+	seq    uint64
+	ts     int64    // timestamp_ms: the oldest go first when a budget is full
+	id     [32]byte // message ID (wire.AnnouncementID)
+}
+
+// size is what the budgets count: the encoded size.
+func (h *held) size() int { return len(h.raw) }
+
+// signed decodes the announcement; gossip encoded it, so it decodes.
+func (h *held) signed() *wire.SignedAnnouncement {
+	s := new(wire.SignedAnnouncement)
+	_ = proto.Unmarshal(h.raw, s)
+	return s
+}
+
+// body decodes the announcement's payload (verified when it arrived).
+func (h *held) body() *wire.Announcement {
+	a := new(wire.Announcement)
+	_ = proto.Unmarshal(h.signed().GetPayload(), a)
+	return a
 }
 
 // gossip verifies, deduplicates, stores and relays announcements along a
@@ -328,7 +350,7 @@ func (g *gossip) load(ctx actor.Context, m *gossipLoaded) {
 			continue
 		}
 		key := announcementKey(a, origin)
-		if h := g.latest[key]; h != nil && h.body.Seq >= a.Seq {
+		if h := g.latest[key]; h != nil && h.seq >= a.Seq {
 			continue // a newer one arrived while we loaded
 		}
 		if !g.hold(ctx, key, s, a, origin) {
@@ -360,7 +382,11 @@ func (g *gossip) load(ctx actor.Context, m *gossipLoaded) {
 // loses its oldest. Our own announcements are never evicted. It returns
 // false when there is no room.
 func (g *gossip) hold(ctx actor.Context, key string, s *wire.SignedAnnouncement, a *wire.Announcement, origin wire.NodeID) bool {
-	size := proto.Size(s)
+	raw, err := proto.Marshal(s)
+	if err != nil {
+		return false
+	}
+	size := len(raw)
 	old := g.latest[key]
 	if origin != g.id {
 		if size > g.budget.perOrigin {
@@ -381,11 +407,12 @@ func (g *gossip) hold(ctx actor.Context, key string, s *wire.SignedAnnouncement,
 		}
 	}
 	if old != nil {
-		g.budget.remove(old.origin, key, old.size)
-		delete(g.byID, wire.AnnouncementID(old.signed))
+		g.budget.remove(old.origin, key, old.size())
+		delete(g.byID, old.id)
 	}
-	g.latest[key] = &held{signed: s, body: a, origin: origin, size: size}
-	g.byID[wire.AnnouncementID(s)] = key
+	h := &held{raw: raw, origin: origin, seq: a.Seq, ts: a.TimestampMs, id: wire.AnnouncementID(s)}
+	g.latest[key] = h
+	g.byID[h.id] = key
 	g.set = nil
 	g.budget.add(origin, key, size)
 	return true
@@ -398,9 +425,9 @@ func (g *gossip) drop(key string) *held {
 		return nil
 	}
 	delete(g.latest, key)
-	delete(g.byID, wire.AnnouncementID(h.signed))
+	delete(g.byID, h.id)
 	g.set = nil
-	g.budget.remove(h.origin, key, h.size)
+	g.budget.remove(h.origin, key, h.size())
 	return h
 }
 

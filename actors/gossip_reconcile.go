@@ -66,7 +66,7 @@ func (g *gossip) reconcileSet() *wire.ReconcileSet {
 		for key, h := range g.latest {
 			slot := wire.SlotIDOf(key)
 			g.bySlot[slot] = key
-			items = append(items, wire.SlotItem{Slot: slot, Seq: h.body.Seq})
+			items = append(items, wire.SlotItem{Slot: slot, Seq: h.seq})
 		}
 		g.set = wire.NewReconcileSet(items)
 	}
