@@ -547,7 +547,7 @@ func (t *transport) retry(ctx actor.Context, d *dialTarget) {
 	if d.cancel != nil {
 		return
 	}
-	if d.discovered && d.attempt >= forgetAfter {
+	if d.discovered && d.attempt >= forgetAfter && !d.dialing { // a dial in flight reports to its target
 		t.log.Debug("forgetting an address that does not answer", "addr", d.addr, "attempts", d.attempt)
 		delete(t.targets, d.addr)
 		return
