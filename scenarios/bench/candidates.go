@@ -26,8 +26,9 @@ import (
 // a third party on loopback that runs no menode and counts every datagram
 // it receives. For 5 minutes (1 in a quick run) the hostile peer stays
 // connected; the row is the datagrams the third party received. Before
-// addresses learned from gossip were candidates (issue 21), the node sent
-// it 396 datagrams in 30 s.
+// addresses learned from gossip were candidates, at 91e257c, a quick run
+// counted 560 datagrams in its minute, at 8 of the 64 addresses (MaxPeers
+// of them dialed at once, then redialed with backoff).
 func (b *bench) candidateAddresses() error {
 	window := pick(b, 5*time.Minute, time.Minute)
 	third, err := newDatagramCounter(64)
@@ -54,7 +55,7 @@ func (b *bench) candidateAddresses() error {
 	grams, hit := third.counts()
 	b.logf("B8: %d datagrams at %d of the third party's 64 addresses in %v", grams, hit, time.Since(start).Round(time.Second))
 	r := row{name: fmt.Sprintf("B8 candidate addresses: datagrams a third party listed 64 times in NodeAnnouncements receives from the node in %v", window),
-		menode: fmt.Sprintf("%d (at %d addresses)", grams, hit), baseline: "396 in 30 s before (issue 21)", target: "≤ 20 in 5 min"}
+		menode: fmt.Sprintf("%d (at %d addresses)", grams, hit), baseline: "560 in 1 min (at 8 addresses) at 91e257c", target: "≤ 20 in 5 min"}
 	if window == 5*time.Minute {
 		r.met = yesNo(grams <= 20)
 	}
