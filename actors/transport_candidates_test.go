@@ -3,6 +3,7 @@ package actors
 import (
 	"crypto/ed25519"
 	"errors"
+	"fmt"
 	"net"
 	"slices"
 	"sync"
@@ -183,4 +184,91 @@ func TestTransport_provenAddressRedialed(t *testing.T) {
 		p, ok := findPeer(t, n, b.ID)
 		return status(t, n).Connections.Connects >= 2 && ok && p.Connected && p.Direction == "outbound"
 	})
+}
+
+// TestTransport_candidateBook: the candidate book's rules one at a time, on a
+// clock of its own.
+func TestTransport_candidateBook(t *testing.T) {
+	cfg := Config{CandidateDials: 3, CandidatePeriod: time.Minute, CandidateRetry: time.Hour, CandidateFailures: 2}
+	t0 := time.Unix(1_700_000_000, 0)
+	_, a := newKey(t)
+	_, b := newKey(t)
+	tests := []struct {
+		name string
+		run  func(bk *candidateBook) error
+	}{
+		{"one attempt per address per CandidateRetry", func(bk *candidateBook) error {
+			if ok, why := bk.admit("x:1", a, t0); !ok {
+				return fmt.Errorf("first attempt refused: %s", why)
+			}
+			bk.ended("x:1", a, wire.NodeID{}, false, t0.Add(time.Second))
+			_, c := newKey(t)
+			if ok, _ := bk.admit("x:1", c, t0.Add(59*time.Minute)); ok {
+				return errors.New("tried again within the hour (by another origin's announcement)")
+			}
+			if ok, why := bk.admit("x:1", c, t0.Add(61*time.Minute)); !ok {
+				return fmt.Errorf("not tried again after the hour: %s", why)
+			}
+			return nil
+		}},
+		{"one candidate of an origin at a time", func(bk *candidateBook) error {
+			bk.admit("x:1", a, t0)
+			if ok, why := bk.admit("x:2", a, t0); ok || why != candidateBusy {
+				return fmt.Errorf("second candidate in flight: %v %q", ok, why)
+			}
+			if ok, why := bk.admit("x:3", b, t0); !ok {
+				return fmt.Errorf("another origin's refused: %s", why)
+			}
+			return nil
+		}},
+		{"an origin whose candidates fail gets no more tried", func(bk *candidateBook) error {
+			for i, addr := range []string{"x:1", "x:2"} {
+				if ok, why := bk.admit(addr, a, t0); !ok {
+					return fmt.Errorf("candidate %d refused: %s", i, why)
+				}
+				bk.ended(addr, a, wire.NodeID{}, false, t0)
+			}
+			if ok, why := bk.admit("x:3", a, t0.Add(time.Minute)); ok || why != candidateFailing {
+				return fmt.Errorf("third candidate after two failures: %v %q", ok, why)
+			}
+			if ok, why := bk.admit("x:3", a, t0.Add(61*time.Minute)); !ok {
+				return fmt.Errorf("still refused an hour after the last failure: %s", why)
+			}
+			return nil
+		}},
+		{"a budget for all origins together", func(bk *candidateBook) error {
+			for i := range 3 {
+				_, o := newKey(t)
+				if ok, why := bk.admit(fmt.Sprintf("x:%d", i), o, t0); !ok {
+					return fmt.Errorf("dial %d of the burst refused: %s", i, why)
+				}
+			}
+			_, o := newKey(t)
+			if ok, why := bk.admit("x:9", o, t0); ok || why != candidateBudget {
+				return fmt.Errorf("a fourth in the same instant: %v %q", ok, why)
+			}
+			if ok, why := bk.admit("x:9", o, t0.Add(bk.refill())); !ok {
+				return fmt.Errorf("refused after a refill: %s", why)
+			}
+			return nil
+		}},
+		{"a proven address is no candidate", func(bk *candidateBook) error {
+			bk.admit("x:1", a, t0)
+			bk.ended("x:1", a, a, true, t0)
+			if !bk.isProven("x:1", a) {
+				return errors.New("not proven after a handshake with the key")
+			}
+			if bk.isProven("x:1", b) {
+				return errors.New("proven for another key")
+			}
+			return nil
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := tt.run(newCandidateBook(cfg, t0)); err != nil {
+				t.Error(err)
+			}
+		})
+	}
 }
