@@ -518,7 +518,7 @@ func (t *transport) onDialed(ctx actor.Context, m *dialed) {
 		proven := m.err == nil && (d.id.IsZero() || got == d.id)
 		t.candidates.ended(d.addr, d.id, got, proven, time.Now())
 		if !proven {
-			t.log.Info("candidate address did not answer as its node", "addr", m.addr, "origin", d.id, "err", m.err)
+			t.log.Debug("candidate address did not answer as its node", "addr", m.addr, "origin", d.id, "err", m.err)
 		}
 		defer t.fill(ctx) // the origin's next candidate, or another's
 	}
