@@ -124,7 +124,7 @@ const defaultTTL = 16 // hops a new announcement may travel
 // body). A flood of 60,000 held announcements costs their bytes and a
 // small index, not two decoded copies of each (TestGossip_heldMemoryPerEntry).
 type held struct {
-	raw    []byte // the encoded SignedAnnouncement
+	raw    []byte // the encoded SignedAnnouncement; never modified: the store and sync are handed these bytes
 	origin wire.NodeID
 	seq    uint64
 	ts     int64    // timestamp_ms: the oldest go first when a budget is full
