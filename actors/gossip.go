@@ -127,8 +127,7 @@ type held struct {
 	raw    []byte // the encoded SignedAnnouncement; never modified: the store and sync are handed these bytes
 	origin wire.NodeID
 	seq    uint64
-	ts     int64    // timestamp_ms: the oldest go first when a budget is full
-	id     [32]byte // message ID (wire.AnnouncementID)
+	ts     int64 // timestamp_ms: the oldest go first when a budget is full
 }
 
 // size is what the budgets count: the encoded size.
@@ -140,6 +139,10 @@ func (h *held) signed() *wire.SignedAnnouncement {
 	_ = proto.Unmarshal(h.raw, s)
 	return s
 }
+
+// id is the announcement's message ID (wire.AnnouncementID), worked out
+// again when needed rather than held: it is wanted when the slot changes.
+func (h *held) id() [32]byte { return wire.AnnouncementID(h.signed()) }
 
 // body decodes the announcement's payload (verified when it arrived).
 func (h *held) body() *wire.Announcement {
@@ -408,11 +411,10 @@ func (g *gossip) hold(ctx actor.Context, key string, s *wire.SignedAnnouncement,
 	}
 	if old != nil {
 		g.budget.remove(old.origin, key, old.size())
-		delete(g.byID, old.id)
+		delete(g.byID, old.id())
 	}
-	h := &held{raw: raw, origin: origin, seq: a.Seq, ts: a.TimestampMs, id: wire.AnnouncementID(s)}
-	g.latest[key] = h
-	g.byID[h.id] = key
+	g.latest[key] = &held{raw: raw, origin: origin, seq: a.Seq, ts: a.TimestampMs}
+	g.byID[wire.AnnouncementID(s)] = key
 	g.set = nil
 	g.budget.add(origin, key, size)
 	return true
@@ -425,7 +427,7 @@ func (g *gossip) drop(key string) *held {
 		return nil
 	}
 	delete(g.latest, key)
-	delete(g.byID, h.id)
+	delete(g.byID, h.id())
 	g.set = nil
 	g.budget.remove(h.origin, key, h.size())
 	return h
