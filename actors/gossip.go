@@ -171,9 +171,9 @@ type gossip struct {
 
 	peers     map[wire.NodeID]*gossipPeer
 	latest    map[string]*held
-	byID      map[[32]byte]string // message ID of each held announcement -> its key
-	set       *wire.ReconcileSet  // the held items for reconciliation; nil when latest changed
-	bySlot    map[wire.SlotID]string
+	byID      map[[32]byte]string      // message ID of each held announcement -> its key
+	set       *wire.ReconcileSet       // the held items for reconciliation; nil when latest changed
+	bySlot    []slotAt                 // the held slots' keys by slot ID, sorted; built with set
 	missing   map[[32]byte]*missingMsg // announced to us by IHave, not received yet
 	inventory map[wire.RepoID][32]byte // what our mirrors hold, for our InventoryAnnouncement
 	budget    heldBudget

@@ -109,7 +109,7 @@ func heldHeap(t testing.TB, raws [][]byte) (perEntry, encoded float64) {
 // encoded bytes plus a small index (decoding it when needed), not decoded:
 // with 60,000 held from 10 origins the live heap per announcement is at
 // most its encoded size plus heldIndexBound. Decoded, as before, it was
-// 1,553 B for an announcement of 322 B encoded; now 897 B.
+// 1,553 B for an announcement of 322 B encoded; now 839 B.
 func TestGossip_heldMemoryPerEntry(t *testing.T) {
 	const heldIndexBound = 700 // bytes per entry beyond its encoding: keys, maps, the reconciliation set
 	raws := heldFill(t, 10, 6000)
