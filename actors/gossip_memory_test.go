@@ -111,7 +111,7 @@ func heldHeap(t testing.TB, raws [][]byte) (perEntry, encoded float64) {
 // most its encoded size plus heldIndexBound. Decoded, as before, it was
 // 1,553 B for an announcement of 322 B encoded; now 839 B.
 func TestGossip_heldMemoryPerEntry(t *testing.T) {
-	const heldIndexBound = 700 // bytes per entry beyond its encoding: keys, maps, the reconciliation set
+	const heldIndexBound = 600 // bytes per entry beyond its encoding: keys, maps, the reconciliation set
 	raws := heldFill(t, 10, 6000)
 	perEntry, encoded := heldHeap(t, raws)
 	t.Logf("%d held: %.0f B of heap per announcement of %.0f B encoded", len(raws), perEntry, encoded)
