@@ -22,36 +22,6 @@ func replier(ctx actor.Context) func(any) {
 	}
 }
 
-// ask sends msg to pid and runs then in this actor once the reply (or a
-// timeout) arrives. A reply that is an error is passed as err.
-func ask(ctx actor.Context, pid *actor.PID, msg any, then func(res any, err error)) {
-	ctx.ReenterAfter(ctx.RequestFuture(pid, msg, askTimeout), unwrap(then))
-}
-
-// async runs blocking work in a goroutine and then, back in this actor, then.
-func async(ctx actor.Context, work func() (any, error), then func(res any, err error)) {
-	f := actor.NewFuture(ctx.ActorSystem(), workTimeout)
-	root, pid := ctx.ActorSystem().Root, f.PID()
-	go func() {
-		res, err := work()
-		if err != nil {
-			root.Send(pid, err)
-			return
-		}
-		root.Send(pid, res)
-	}()
-	ctx.ReenterAfter(f, unwrap(then))
-}
-
-func unwrap(then func(any, error)) func(any, error) {
-	return func(res any, err error) {
-		if e, ok := res.(error); ok && err == nil {
-			res, err = nil, e
-		}
-		then(res, err)
-	}
-}
-
 // spawnChild spawns a named child and watches it. Props carry the strategy
 // an actor applies to its own children: every actor here stops a child that
 // panics (see stopOnPanic) instead of restarting it with state that may be
@@ -86,12 +56,6 @@ func (h atLeast) WithAttrs(a []slog.Attr) slog.Handler {
 }
 
 func (h atLeast) WithGroup(g string) slog.Handler { return atLeast{h.Handler.WithGroup(g), h.min} }
-
-// askWithin is ask with its own timeout, for asks that wait on long work
-// (a sync the caller waits for).
-func askWithin(ctx actor.Context, pid *actor.PID, msg any, timeout time.Duration, then func(res any, err error)) {
-	ctx.ReenterAfter(ctx.RequestFuture(pid, msg, timeout), unwrap(then))
-}
 
 // askFor is ask with a typed reply: then gets the reply as a T, or the
 // error the other actor replied with, a timeout, or a reply of another
@@ -134,6 +98,9 @@ func typed[T any](asked any, res any, err error) (T, error) {
 	}
 	if e, ok := res.(error); ok {
 		return zero, e
+	}
+	if res == nil {
+		return zero, nil // "done", with nothing to say
 	}
 	v, ok := res.(T)
 	if !ok {

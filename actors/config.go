@@ -78,6 +78,18 @@ type Config struct {
 	DialBackoffMin time.Duration // first wait before redialing a node (default 500 ms), doubling
 	DialBackoffMax time.Duration // longest such wait (default 30 s)
 
+	// Candidate addresses: those learned from NodeAnnouncements, which
+	// anyone can fill with a third party's addresses. Until some node
+	// proves one (a dial there completed the handshake with the
+	// announced key, or an inbound connection with that key passed its
+	// address check) it is a candidate, dialed within these limits (see
+	// transport_candidates.go).
+	CandidateDials       int           // candidates dialed per CandidatePeriod, all origins together (default 10)
+	CandidatePeriod      time.Duration // the period of that budget (default 1 min)
+	CandidateRetry       time.Duration // one handshake attempt per candidate address per this at most (default 1 h)
+	CandidateFailures    int           // an origin with this many failed candidates gets no more tried for CandidateRetry (default 2)
+	CandidateDialTimeout time.Duration // one dial of a candidate (default 3 s; a silent address gets about 8 datagrams)
+
 	// Timings of a peer connection's streams.
 	StreamOpenTimeout   time.Duration // opening a stream to a peer (default 10 s)
 	StreamHeaderTimeout time.Duration // a stream a peer opens must say what it is for within this (default 10 s)
@@ -147,6 +159,9 @@ func (c Config) withDefaults() Config {
 	def(&c.DialTimeout, 10*time.Second)
 	def(&c.DialBackoffMin, 500*time.Millisecond)
 	def(&c.DialBackoffMax, 30*time.Second)
+	def(&c.CandidatePeriod, time.Minute)
+	def(&c.CandidateRetry, time.Hour)
+	def(&c.CandidateDialTimeout, 3*time.Second)
 	def(&c.StreamOpenTimeout, 10*time.Second)
 	def(&c.StreamHeaderTimeout, 10*time.Second)
 	def(&c.SeenFor, 5*time.Minute)
@@ -166,6 +181,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxPeers <= 0 {
 		c.MaxPeers = 8
+	}
+	if c.CandidateDials <= 0 {
+		c.CandidateDials = 10
+	}
+	if c.CandidateFailures <= 0 {
+		c.CandidateFailures = 2
 	}
 	if c.MaxFetches <= 0 {
 		c.MaxFetches = 4

@@ -118,12 +118,37 @@ const (
 
 const defaultTTL = 16 // hops a new announcement may travel
 
-// held is the latest accepted announcement for one (origin, kind, repo).
+// held is the latest accepted announcement for one (origin, kind, repo),
+// kept as its encoded bytes (what is sent, stored and budgeted) with the
+// few fields the index needs; it is decoded when its content is (signed,
+// body). A flood of 60,000 held announcements costs their bytes and a
+// small index, not two decoded copies of each (TestGossip_heldMemoryPerEntry).
 type held struct {
-	signed *wire.SignedAnnouncement
-	body   *wire.Announcement
+	raw    []byte // the encoded SignedAnnouncement; never modified: the store and sync are handed these bytes
 	origin wire.NodeID
-	size   int // encoded size of signed: what the budgets count
+	seq    uint64
+	ts     int64 // timestamp_ms: the oldest go first when a budget is full
+}
+
+// size is what the budgets count: the encoded size.
+func (h *held) size() int { return len(h.raw) }
+
+// signed decodes the announcement; gossip encoded it, so it decodes.
+func (h *held) signed() *wire.SignedAnnouncement {
+	s := new(wire.SignedAnnouncement)
+	_ = proto.Unmarshal(h.raw, s)
+	return s
+}
+
+// id is the announcement's message ID (wire.AnnouncementID), worked out
+// again when needed rather than held: it is wanted when the slot changes.
+func (h *held) id() [32]byte { return wire.AnnouncementID(h.signed()) }
+
+// body decodes the announcement's payload (verified when it arrived).
+func (h *held) body() *wire.Announcement {
+	a := new(wire.Announcement)
+	_ = proto.Unmarshal(h.signed().GetPayload(), a)
+	return a
 }
 
 // gossip verifies, deduplicates, stores and relays announcements along a
@@ -146,9 +171,9 @@ type gossip struct {
 
 	peers     map[wire.NodeID]*gossipPeer
 	latest    map[string]*held
-	byID      map[[32]byte]string // message ID of each held announcement -> its key
-	set       *wire.ReconcileSet  // the held items for reconciliation; nil when latest changed
-	bySlot    map[wire.SlotID]string
+	byID      map[[32]byte]string      // message ID of each held announcement -> its key
+	set       *wire.ReconcileSet       // the held items for reconciliation; nil when latest changed
+	bySlot    []slotAt                 // the held slots' keys by slot ID, sorted; built with set
 	missing   map[[32]byte]*missingMsg // announced to us by IHave, not received yet
 	inventory map[wire.RepoID][32]byte // what our mirrors hold, for our InventoryAnnouncement
 	budget    heldBudget
@@ -209,17 +234,15 @@ func newGossip(cfg Config, key ed25519.PrivateKey, id wire.NodeID, addrs []strin
 func (g *gossip) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
-		ask(ctx, g.store, &loadAnnouncements{}, func(raw any, err error) {
+		askFor(ctx, g.store, &loadAnnouncements{}, func(raw [][]byte, err error) {
 			if err != nil {
 				g.log.Error("load announcements", "err", err)
-				raw = [][]byte(nil)
 			}
-			ask(ctx, g.store, &loadRepos{}, func(res any, err error) {
-				var repos []repoState
-				if err == nil {
-					repos = res.([]repoState)
+			askFor(ctx, g.store, &loadRepos{}, func(repos []repoState, err error) {
+				if err != nil {
+					g.log.Error("load repositories", "err", err)
 				}
-				ctx.Send(ctx.Self(), &gossipLoaded{raw: raw.([][]byte), repos: repos})
+				ctx.Send(ctx.Self(), &gossipLoaded{raw: raw, repos: repos})
 			})
 		})
 	case *gossipSiblings:
@@ -328,7 +351,7 @@ func (g *gossip) load(ctx actor.Context, m *gossipLoaded) {
 			continue
 		}
 		key := announcementKey(a, origin)
-		if h := g.latest[key]; h != nil && h.body.Seq >= a.Seq {
+		if h := g.latest[key]; h != nil && h.seq >= a.Seq {
 			continue // a newer one arrived while we loaded
 		}
 		if !g.hold(ctx, key, s, a, origin) {
@@ -360,7 +383,11 @@ func (g *gossip) load(ctx actor.Context, m *gossipLoaded) {
 // loses its oldest. Our own announcements are never evicted. It returns
 // false when there is no room.
 func (g *gossip) hold(ctx actor.Context, key string, s *wire.SignedAnnouncement, a *wire.Announcement, origin wire.NodeID) bool {
-	size := proto.Size(s)
+	raw, err := proto.Marshal(s)
+	if err != nil {
+		return false
+	}
+	size := len(raw)
 	old := g.latest[key]
 	if origin != g.id {
 		if size > g.budget.perOrigin {
@@ -381,10 +408,10 @@ func (g *gossip) hold(ctx actor.Context, key string, s *wire.SignedAnnouncement,
 		}
 	}
 	if old != nil {
-		g.budget.remove(old.origin, key, old.size)
-		delete(g.byID, wire.AnnouncementID(old.signed))
+		g.budget.remove(old.origin, key, old.size())
+		delete(g.byID, old.id())
 	}
-	g.latest[key] = &held{signed: s, body: a, origin: origin, size: size}
+	g.latest[key] = &held{raw: raw, origin: origin, seq: a.Seq, ts: a.TimestampMs}
 	g.byID[wire.AnnouncementID(s)] = key
 	g.set = nil
 	g.budget.add(origin, key, size)
@@ -398,9 +425,9 @@ func (g *gossip) drop(key string) *held {
 		return nil
 	}
 	delete(g.latest, key)
-	delete(g.byID, wire.AnnouncementID(h.signed))
+	delete(g.byID, h.id())
 	g.set = nil
-	g.budget.remove(h.origin, key, h.size)
+	g.budget.remove(h.origin, key, h.size())
 	return h
 }
 

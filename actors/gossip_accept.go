@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/menode/menode/persist"
 	"github.com/menode/menode/wire"
@@ -60,7 +59,7 @@ func (g *gossip) receive(ctx actor.Context, m *gossipIn) {
 	}
 	key := announcementKey(a, origin)
 	h := g.latest[key]
-	if h != nil && a.Seq <= h.body.Seq {
+	if h != nil && a.Seq <= h.seq {
 		g.dropped[dropStale]++
 		return // stale: we hold this one or a newer one
 	}
@@ -83,10 +82,7 @@ func (g *gossip) accept(ctx actor.Context, key string, s *wire.SignedAnnouncemen
 	if !g.hold(ctx, key, s, a, origin) {
 		return false
 	}
-	raw, err := proto.Marshal(s)
-	if err != nil {
-		return false
-	}
+	raw := g.latest[key].raw
 	ctx.Send(g.store, &saveAnnouncement{Key: key, Seq: a.Seq, Signed: raw})
 	switch b := a.Body.(type) {
 	case *wire.Announcement_Node:

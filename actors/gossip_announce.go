@@ -41,18 +41,14 @@ func (g *gossip) announceRepo(ctx actor.Context, r persist.Repo) {
 	key := slotKey(kindRepo, g.id, r.ID.String())
 	g.announce(ctx, key, &wire.Announcement{Body: &wire.Announcement_Repo{Repo: body}})
 	h := g.latest[key]
-	if h == nil || !maps.Equal(wire.RefsToMap(h.body.GetRepo().GetRefs()), r.Refs) {
+	if h == nil || !maps.Equal(wire.RefsToMap(h.body().GetRepo().GetRefs()), r.Refs) {
 		return // not signed (the log says why)
 	}
 	// Our mirror holds exactly these refs (the watcher fetched them into
 	// it first): record the signed announcement that proves it, and list
 	// the repository in our inventory.
-	raw, err := proto.Marshal(h.signed)
-	if err != nil {
-		return
-	}
 	ctx.Send(g.store, &saveMirror{ID: r.ID, Mirror: persist.Mirror{
-		Refs: r.Refs, Seq: h.body.Seq, Signed: raw, DefaultBranch: r.DefaultBranch, SyncedAt: g.now().UTC(),
+		Refs: r.Refs, Seq: h.seq, Signed: h.raw, DefaultBranch: r.DefaultBranch, SyncedAt: g.now().UTC(),
 	}})
 	g.inventory[r.ID] = wire.RefsHash(r.Refs)
 }
@@ -82,13 +78,13 @@ func (g *gossip) announceInventory(ctx actor.Context) {
 func (g *gossip) announce(ctx actor.Context, key string, a *wire.Announcement) {
 	prev := g.latest[key]
 	a.Origin = g.id.String() // before comparing: the held one has it
-	if prev != nil && sameBody(prev.body, a) {
+	if prev != nil && sameBody(prev.body(), a) {
 		return
 	}
 	now := g.now()
 	a.TimestampMs, a.Seq = now.UnixMilli(), uint64(now.UnixMilli())
-	if prev != nil && prev.body.Seq >= a.Seq {
-		a.Seq = prev.body.Seq + 1
+	if prev != nil && prev.seq >= a.Seq {
+		a.Seq = prev.seq + 1
 	}
 	s, err := wire.SignAnnouncement(g.key, a)
 	if err != nil {

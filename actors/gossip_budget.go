@@ -56,7 +56,7 @@ func oldSize(h *held) int {
 	if h == nil {
 		return 0
 	}
-	return h.size
+	return h.size()
 }
 
 // evictOldest drops origin's oldest held announcement other than keep.
@@ -64,8 +64,8 @@ func (g *gossip) evictOldest(ctx actor.Context, origin wire.NodeID, keep string)
 	var victim string
 	var oldest int64
 	for key := range g.budget.keys[origin] {
-		if h := g.latest[key]; key != keep && h != nil && (victim == "" || h.body.TimestampMs < oldest) {
-			victim, oldest = key, h.body.TimestampMs
+		if h := g.latest[key]; key != keep && h != nil && (victim == "" || h.ts < oldest) {
+			victim, oldest = key, h.ts
 		}
 	}
 	if victim == "" {
@@ -74,7 +74,7 @@ func (g *gossip) evictOldest(ctx actor.Context, origin wire.NodeID, keep string)
 	h := g.drop(victim)
 	g.dropped[dropEvicted]++
 	ctx.Send(g.store, &deleteAnnouncement{Key: victim})
-	if r := h.body.GetRepo(); r != nil {
+	if r := h.body().GetRepo(); r != nil {
 		if id, err := wire.ParseRepoID(r.RepoId); err == nil {
 			ctx.Send(g.store, &forgetRepo{ID: id})
 		}
@@ -103,7 +103,7 @@ func (g *gossip) push(ctx actor.Context, p *gossipPeer, keys []string, ttl uint3
 			}
 			return 1
 		}
-		return cmp.Compare(b.body.TimestampMs, a.body.TimestampMs)
+		return cmp.Compare(b.ts, a.ts)
 	})
 	// The budget refills at catchUp bytes a minute, up to catchUp.
 	now := g.now()
@@ -111,12 +111,12 @@ func (g *gossip) push(ctx actor.Context, p *gossipPeer, keys []string, ttl uint3
 	p.at = now
 	frames := make([]*wire.Frame, 0, len(all))
 	for _, h := range all {
-		if float64(h.size) > p.credit {
+		if float64(h.size()) > p.credit {
 			g.dropped[dropCatchUp]++
 			continue
 		}
-		p.credit -= float64(h.size)
-		frames = append(frames, gossipFrame(h.signed, ttl))
+		p.credit -= float64(h.size())
+		frames = append(frames, gossipFrame(h.signed(), ttl))
 	}
 	if len(frames) > 0 {
 		ctx.Send(p.pid, &sendFrames{Frames: frames})

@@ -5,6 +5,9 @@
 package actors
 
 import (
+	"bytes"
+	"slices"
+
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/menode/menode/wire"
@@ -47,7 +50,7 @@ func (g *gossip) reconcile(ctx actor.Context, from wire.NodeID, p *gossipPeer, i
 	}
 	keys := make([]string, 0, len(rep.Send))
 	for _, slot := range rep.Send {
-		if key, ok := g.bySlot[slot]; ok {
+		if key, ok := g.keyOfSlot(slot); ok {
 			keys = append(keys, key)
 		}
 	}
@@ -62,15 +65,34 @@ func (g *gossip) reconcile(ctx actor.Context, from wire.NodeID, p *gossipPeer, i
 func (g *gossip) reconcileSet() *wire.ReconcileSet {
 	if g.set == nil {
 		items := make([]wire.SlotItem, 0, len(g.latest))
-		g.bySlot = make(map[wire.SlotID]string, len(g.latest))
+		g.bySlot = make([]slotAt, 0, len(g.latest))
 		for key, h := range g.latest {
 			slot := wire.SlotIDOf(key)
-			g.bySlot[slot] = key
-			items = append(items, wire.SlotItem{Slot: slot, Seq: h.body.Seq})
+			g.bySlot = append(g.bySlot, slotAt{slot: slot, key: key})
+			items = append(items, wire.SlotItem{Slot: slot, Seq: h.seq})
 		}
+		slices.SortFunc(g.bySlot, func(a, b slotAt) int { return bytes.Compare(a.slot[:], b.slot[:]) })
 		g.set = wire.NewReconcileSet(items)
 	}
 	return g.set
+}
+
+// slotAt is the slot key of a held announcement by its slot ID. The
+// held set's are a slice sorted by slot ID, built with the reconciliation
+// set: half the size of a map of them.
+type slotAt struct {
+	slot wire.SlotID
+	key  string
+}
+
+// keyOfSlot is the key of the held slot with this ID, as of the last
+// reconcileSet.
+func (g *gossip) keyOfSlot(slot wire.SlotID) (string, bool) {
+	i, ok := slices.BinarySearchFunc(g.bySlot, slot, func(e slotAt, s wire.SlotID) int { return bytes.Compare(e.slot[:], s[:]) })
+	if !ok {
+		return "", false
+	}
+	return g.bySlot[i].key, true
 }
 
 func reconcileFrame(m *wire.Reconcile) *wire.Frame {

@@ -303,7 +303,7 @@ func (r *repos) ensureSynced(ctx actor.Context, st repoState, wait bool, timeout
 		timeout = DefaultSyncTimeout
 	}
 	msg := &syncNow{ID: st.Repo.ID, Wait: wait, Timeout: timeout, Progress: progress}
-	ctx.ReenterAfter(ctx.RequestFuture(r.sync, msg, timeout+askTimeout), unwrap(func(_ any, err error) { then(true, err) }))
+	askForWithin(ctx, r.sync, msg, timeout+askTimeout, func(_ any, err error) { then(true, err) })
 }
 
 // clone makes a working clone from the mirror, syncing first if needed.

@@ -170,6 +170,8 @@ type transport struct {
 	banned     map[wire.NodeID]time.Time  // refused until then
 	nextPeer   int
 	probing    int              // address checks in flight
+	candidates *candidateBook   // addresses learned from gossip, not proven yet
+	fillTimer  cancelFunc       // a candidateFill on its way
 	counts     ConnectionCounts // for status and metrics
 	stopAccept context.CancelFunc
 	runCtx     context.Context // cancelled when the transport stops
@@ -203,7 +205,10 @@ type dialTarget struct {
 	attempt int
 	dialing bool
 	cancel  cancelFunc
-	lastErr string
+	// candidate: the dial in flight is of an unproven address (see
+	// transport_candidates.go), with its own timeout and outcome counted.
+	candidate bool
+	lastErr   string
 	// discovered targets (learned by gossip) are dialed only to fill
 	// MaxPeers outbound slots; bootstrap and former peers always are.
 	discovered bool
@@ -291,6 +296,7 @@ func (t *transport) Receive(ctx actor.Context) {
 		t.byID = map[wire.NodeID]*actor.PID{}
 		t.targets = map[string]*dialTarget{}
 		t.banned = map[wire.NodeID]time.Time{}
+		t.candidates = newCandidateBook(t.cfg, time.Now())
 		acceptCtx, cancel := context.WithCancel(context.Background())
 		t.stopAccept, t.runCtx = cancel, acceptCtx // also ends dials in flight
 		self, root := ctx.Self(), ctx.ActorSystem().Root
@@ -335,6 +341,9 @@ func (t *transport) Receive(ctx actor.Context) {
 		}
 	case *dialed:
 		t.onDialed(ctx, m)
+	case *candidateFill:
+		t.fillTimer = nil
+		t.fill(ctx)
 	case *peerUp:
 		t.onPeerUp(ctx, m)
 	case *probed:
@@ -357,6 +366,9 @@ func (t *transport) Receive(ctx actor.Context) {
 			if d.cancel != nil {
 				d.cancel()
 			}
+		}
+		if t.fillTimer != nil {
+			t.fillTimer()
 		}
 		_ = t.ln.Close()
 	case actor.SystemMessage, actor.AutoReceiveMessage:
@@ -462,12 +474,24 @@ func (t *transport) dial(ctx actor.Context, d *dialTarget) {
 		t.log.Debug("not dialing: outbound slots full", "addr", d.addr, "max_peers", t.maxPeers)
 		return
 	}
+	timeout := t.cfg.DialTimeout
+	if d.discovered && !t.candidates.isProven(d.addr, d.id) {
+		ok, why := t.candidates.admit(d.addr, d.id, time.Now())
+		if !ok {
+			t.log.Debug("not dialing a candidate address", "addr", d.addr, "origin", d.id, "why", why)
+			if why == candidateBudget && t.fillTimer == nil {
+				t.fillTimer = sendAfter(ctx, t.candidates.refill(), &candidateFill{})
+			}
+			return
+		}
+		d.candidate, timeout = true, t.cfg.CandidateDialTimeout
+	}
 	tlsConf := wire.ClientConfigWith(t.cert, d.id)
 	d.dialing = true
 	self, root := ctx.Self(), ctx.ActorSystem().Root
 	addr, stop := d.addr, t.runCtx
 	go func() {
-		dctx, cancel := context.WithTimeout(stop, t.cfg.DialTimeout)
+		dctx, cancel := context.WithTimeout(stop, timeout)
 		defer cancel()
 		// A bootstrap address may name a host: resolve it here, never in
 		// Receive.
@@ -491,6 +515,19 @@ func (t *transport) onDialed(ctx actor.Context, m *dialed) {
 		return
 	}
 	d.dialing = false
+	if d.candidate {
+		d.candidate = false
+		var got wire.NodeID
+		if m.err == nil {
+			got, _ = wire.PeerID(m.conn.ConnectionState().TLS)
+		}
+		proven := m.err == nil && (d.id.IsZero() || got == d.id)
+		t.candidates.ended(d.addr, d.id, got, proven, time.Now())
+		if !proven {
+			t.log.Debug("candidate address did not answer as its node", "addr", m.addr, "origin", d.id, "err", m.err)
+		}
+		defer t.fill(ctx) // the origin's next candidate, or another's
+	}
 	if m.err != nil {
 		d.lastErr = m.err.Error()
 		if errors.Is(m.err, wire.ErrIdentityMismatch) {
@@ -507,6 +544,7 @@ func (t *transport) onDialed(ctx actor.Context, m *dialed) {
 		t.retry(ctx, d)
 		return
 	}
+	t.candidates.prove(m.addr, id)
 	t.spawnPeer(ctx, m.conn, true, id, m.addr)
 }
 
@@ -515,7 +553,7 @@ func (t *transport) retry(ctx actor.Context, d *dialTarget) {
 	if d.cancel != nil {
 		return
 	}
-	if d.discovered && d.attempt >= forgetAfter {
+	if d.discovered && d.attempt >= forgetAfter && !d.dialing { // a dial in flight reports to its target
 		t.log.Debug("forgetting an address that does not answer", "addr", d.addr, "attempts", d.attempt)
 		delete(t.targets, d.addr)
 		return
@@ -645,6 +683,7 @@ func (t *transport) onProbed(ctx actor.Context, m *probed) {
 		return
 	}
 	l.proven = true
+	t.candidates.prove(m.addr, m.id)
 	if len(t.targets) >= maxTargets {
 		return
 	}

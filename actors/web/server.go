@@ -414,7 +414,7 @@ func (h *handler) commits(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, err)
 		return
 	}
-	writeJSON(w, CommitList{Commits: cs})
+	writeJSON(w, cs)
 }
 
 func (h *handler) fail(w http.ResponseWriter, err error) {

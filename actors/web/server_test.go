@@ -250,6 +250,15 @@ func TestServer_repoIDs(t *testing.T) {
 	n := startNode(t, dir, "n0", nil, nil)
 	id := addRepo(t, n, filepath.Join(dir, "work"), "hello\n", 0)
 	waitStatus(t, n, id, actors.StatusLocal, 10*time.Second)
+	// "local" comes with the repository; its mirror, which the commits
+	// come from, is recorded after it: wait for what is asserted.
+	err := actorstest.Poll(10*time.Second, 50*time.Millisecond, "the mirror of the new repository is ready", func() (bool, error) {
+		_, body := get(t, n, "/api/repos/"+id.String()+"/commits", "")
+		return strings.Contains(body, `"mirror_ready": true`), nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		path string
 		want int
@@ -266,6 +275,36 @@ func TestServer_repoIDs(t *testing.T) {
 		if code != tc.want || !strings.Contains(body, tc.has) {
 			t.Errorf("GET %s: %d %q, want %d with %q", tc.path, code, body, tc.want, tc.has)
 		}
+	}
+}
+
+// TestServer_commitsMirrorNotReady: a repository whose mirror holds no
+// refs yet (just added here, or only known from gossip) has no commits to
+// show, and the reply says the mirror is not ready rather than that there
+// are no commits; once the mirror holds the refs, it is ready.
+func TestServer_commitsMirrorNotReady(t *testing.T) {
+	dir := t.TempDir()
+	n := startNode(t, dir, "n0", nil, nil)
+	id := addRepo(t, n, filepath.Join(dir, "work"), "hello\n", 0)
+	s, err := actorstest.Status(n.Node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := n.Request(&actors.ShowRepo{ID: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := res.(actors.RepoView)
+	notYet := v
+	notYet.MirrorRefs = map[string]string{}
+	list, err := recentCommits(t.Context(), s.Root, notYet, maxCommits)
+	if err != nil || list.MirrorReady || len(list.Commits) != 0 {
+		t.Errorf("no mirror refs yet: %+v, %v; want no commits and not ready", list, err)
+	}
+	v.MirrorRefs = v.Refs // as the mirror holds them once recorded
+	list, err = recentCommits(t.Context(), s.Root, v, maxCommits)
+	if err != nil || !list.MirrorReady || len(list.Commits) != 1 || list.Commits[0].Subject != "first" {
+		t.Errorf("mirror at the refs: %+v, %v; want the one commit and ready", list, err)
 	}
 }
 

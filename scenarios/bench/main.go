@@ -122,6 +122,7 @@ func (b *bench) run() int {
 		{"B5", b.resume},
 		{"B6", b.fanOut},
 		{"B7", b.steadyState},
+		{"B8", b.candidateAddresses},
 	}
 	failed := false
 	for _, s := range steps {

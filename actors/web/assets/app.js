@@ -220,6 +220,7 @@ async function refreshRepo() {
       el("td", { text: c.subject }),
       el("td", { text: c.author }),
       el("td", { text: new Date(c.date).toLocaleString() }))));
+    if (!log.mirror_ready) document.querySelector("#commits tbody").append(el("tr", { class: "empty" }, el("td", { colspan: "4", text: "mirror not ready" })));
     setState(true, "updated " + new Date().toLocaleTimeString());
   } catch (e) {
     setState(false, "not updated: " + e.message);
