@@ -1,19 +1,47 @@
 // Package actors is the running node: a tree of protoactor-go actors that
-// exchange typed messages. One file per actor (gossip's concerns have files
-// of their own beside gossip.go); an actor's file starts with the messages
-// that actor receives.
+// exchange typed messages. Each actor has a file named for it, which starts
+// with the messages it receives; an actor with several concerns has a file
+// per concern beside it, named actor_concern.go. They are files of one
+// package, not sub-packages, on purpose: the actors share the message
+// types and the small helpers of ask.go, and sub-packages would export
+// every message only so that its sender can name it.
 //
-//	node (root)       owns config and identity; routes CLI commands       node.go, node_repos.go
-//	 ├─ store         the only code that touches bbolt                     store.go
-//	 ├─ gossip        verify, dedup, store; push along a tree; reconcile   gossip.go, gossip_*.go
-//	 ├─ sync          scheduler: which repo is behind, which seeder to ask; sync.go
-//	 │   │            bundle cache; spawns and stops transfer actors
-//	 │   └─ fetch-N / serve-N  one per bundle transfer (receiving/serving)  transfer.go
-//	 ├─ transport     the one quic.Transport (UDP socket); dials, redials  transport.go
-//	 │   └─ peer-…    one per QUIC connection: Hello, frames, streams      peer.go
-//	 ├─ watcher       owned repos: fetch a changed one into its mirror,    watcher.go
-//	 │                then ask gossip to announce the mirror's refs
-//	 └─ control       HTTP+JSON API on the unix socket $ROOT/menode.sock   control.go
+//	node (root)   owns config and identity; spawns and supervises, routes  node.go
+//	 │            each command to the actor that serves it
+//	 ├─ store     every write to bbolt, and the reads actors ask for       store.go
+//	 ├─ repos     the repository commands: add, list, show, sync, clone,   repos.go
+//	 │            pull, follow, remove, record a clone made by git
+//	 ├─ status    status --json: the latest figures of every owner, within status.go
+//	 │            StatusWait however busy they are; peers when offline
+//	 ├─ gossip    the actor, what it holds, its queue to its siblings      gossip.go
+//	 │            verify, dedup, strike and ban                            gossip_accept.go
+//	 │            byte budgets, evictions, catch-up within budget          gossip_budget.go
+//	 │            the push tree: relay, IHave, graft, prune                gossip_tree.go
+//	 │            reconciliation (catch-up and anti-entropy)               gossip_reconcile.go
+//	 │            our own announcements: node, repositories, inventory     gossip_announce.go
+//	 │            the seen window                                          gossip_seen.go
+//	 ├─ sync      the actor and its state                                  sync.go
+//	 │   │        which repository is behind, which seeder, backoff        sync_schedule.go
+//	 │   │        mirror quotas, kept .part files                          sync_quota.go
+//	 │   │        bundles for serving transfers (persist.BundleCache)      sync_bundles.go
+//	 │   │        upload slots, per peer and in all                        sync_uploads.go
+//	 │   └─ fetch-N / serve-N  one per bundle transfer                     transfer.go
+//	 │            fetching, phase by phase                                 transfer_fetch.go
+//	 │            serving                                                  transfer_serve.go
+//	 │            git's pack check while the bundle arrives                transfer_index.go
+//	 ├─ transport the one quic.Transport (UDP socket); dials, redials,     transport.go
+//	 │   │        the inbound cap and address checks
+//	 │   │        addresses learned from gossip, tried within a budget     transport_candidates.go
+//	 │   └─ peer-…  one per QUIC connection: Hello, frames, streams        peer.go
+//	 ├─ watcher   owned repos: fetch a changed one into its mirror, then   watcher.go
+//	 │            ask gossip to announce it; woken by inotify              watcher_notify.go
+//	 └─ control   HTTP+JSON API on the unix socket $ROOT/menode.sock       control.go
+//
+// Also here: config.go (Config: every setting and timing, with its
+// default), ask.go (askFor, asyncFor, spawnChild), timer.go (timers that
+// send a message), client.go (the CLI's side of the control socket, or
+// the same actors in process when no node runs), export.go (read-outs for
+// tests and benchmarks).
 //
 // Where a message goes: a frame read by a peer actor that carries gossip goes
 // to gossip; gossip sends frames back through peer actors (sendFrame) and asks
@@ -28,18 +56,25 @@
 // which spawns a serving transfer actor; a fetching transfer actor asks its
 // peer actor for a new stream (openStream). Transfer actors report to sync
 // (transferStatus, transferEnded) and watch their peer actor: when the
-// connection goes, so does the transfer. Everything persistent goes to
-// store.
+// connection goes, so does the transfer. Every write goes to store; the
+// listing a user waits for (repo list) and the repository count of status
+// read the store themselves on a read transaction of their own, so a flood
+// of gossip's writes queued at the store never delays them.
 //
 // Commands from the CLI are the exported message types in node.go and
-// transport.go (ListPeers). Long commands (SyncRepo, CloneRepo, PullRepo)
-// carry a Progress PID that receives *Progress events while they run. They reach the node either over the control
-// socket (a node is running) or from an in-process actor system with only
-// the store and no network (none is): see client.go.
+// transport.go (ListPeers); node forwards them to repos, status or the
+// transport. Long commands (SyncRepo, CloneRepo, PullRepo) carry a Progress
+// PID that receives *Progress events while they run. They reach the node
+// either over the control socket (a node is running) or from an in-process
+// actor system with only the store, repos and status and no network (none
+// is): see client.go.
 //
-// Rules every actor here follows: never block in Receive (git, network and
-// file work run in goroutines that report back with a message); ask other
-// actors with RequestFuture + ReenterAfter (ask.go), never Future.Result;
+// Rules every actor here follows: a message an actor receives is a pointer,
+// and every Receive has a default case that logs an unexpected type (replies
+// to asks are values, checked by askFor); never block in Receive (git,
+// network and file work run in goroutines that report back with a
+// message, under a context the actor cancels when it stops); ask other
+// actors with askFor (RequestFuture + ReenterAfter), never Future.Result;
 // cancel timers in *actor.Stopping. A panicking child is stopped, not
 // restarted. This package may import wire and persist, never cmd.
 package actors

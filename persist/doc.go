@@ -1,8 +1,9 @@
 // Package persist is what lives on disk under the node's root directory:
 //
 //	identity.key        the node's Ed25519 key (PKCS#8 PEM, mode 0600)
-//	megaengine.db       the bbolt store: buckets nodes, repos, refs (mirror
-//	                    records), announcements, transfers, meta
+//	megaengine.db       the bbolt store: buckets nodes, repos, repoorder (the
+//	                    listing's index, repoindex.go), refs (mirror records),
+//	                    announcements, transfers, meta
 //	repos/<did:repo>.git bare mirrors: of this node's repositories (MirrorFrom)
 //	                    and of others' (ApplyBundle)
 //	cache/<did:repo>-<key>.bundle  bundles this node serves, built once per
