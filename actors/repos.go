@@ -54,14 +54,7 @@ func (r *repos) Receive(ctx actor.Context) {
 	case *ListRepos:
 		r.list(ctx, m)
 	case *ShowRepo:
-		reply := replier(ctx)
-		askFor(ctx, r.store, &loadRepo{ID: m.ID}, func(st repoState, err error) {
-			if err != nil {
-				reply(unknownRepo(m.ID, err))
-				return
-			}
-			r.replyView(ctx, st, reply)
-		})
+		r.replyLoaded(ctx, m.ID, replier(ctx))
 	case *SyncRepo:
 		r.requestSync(ctx, m)
 	case *CloneRepo:
@@ -83,13 +76,7 @@ func (r *repos) Receive(ctx actor.Context) {
 				reply(unknownRepo(m.ID, err))
 				return
 			}
-			askFor(ctx, r.store, &loadRepo{ID: m.ID}, func(st repoState, err error) {
-				if err != nil {
-					reply(unknownRepo(m.ID, err))
-					return
-				}
-				r.replyView(ctx, st, reply)
-			})
+			r.replyLoaded(ctx, m.ID, reply)
 		})
 	case actor.SystemMessage, actor.AutoReceiveMessage:
 	default:
@@ -142,6 +129,17 @@ func (r *repos) list(ctx actor.Context, m *ListRepos) {
 			}
 			reply(RepoList{Repos: vs, Total: page.Total, Offset: q.Offset})
 		})
+	})
+}
+
+// replyLoaded reads repository id from the store and replies with its view.
+func (r *repos) replyLoaded(ctx actor.Context, id wire.RepoID, reply func(any)) {
+	askFor(ctx, r.store, &loadRepo{ID: id}, func(st repoState, err error) {
+		if err != nil {
+			reply(unknownRepo(id, err))
+			return
+		}
+		r.replyView(ctx, st, reply)
 	})
 }
 
@@ -275,13 +273,7 @@ func (r *repos) requestSync(ctx actor.Context, m *SyncRepo) {
 				r.replyView(ctx, st, reply)
 				return
 			}
-			askFor(ctx, r.store, &loadRepo{ID: m.ID}, func(st repoState, err error) {
-				if err != nil {
-					reply(unknownRepo(m.ID, err))
-					return
-				}
-				r.replyView(ctx, st, reply)
-			})
+			r.replyLoaded(ctx, m.ID, reply)
 		})
 	})
 }

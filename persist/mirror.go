@@ -305,28 +305,11 @@ func (m GitRepo) MaybeRepack(ctx context.Context, maxPacks int) error {
 // DiskSize returns the bytes in the regular files under dir (their sizes,
 // not the blocks they take).
 func DiskSize(dir string) (int64, error) {
-	var total int64
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if !d.Type().IsRegular() {
-			return nil
-		}
-		info, err := d.Info()
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil // removed while we walked
-			}
-			return err
-		}
-		total += info.Size()
-		return nil
-	})
+	n, err := sumFiles(dir, fs.FileInfo.Size)
 	if err != nil {
 		return 0, fmt.Errorf("disk size of %s: %w", QuotePath(dir), err)
 	}
-	return total, nil
+	return n, nil
 }
 
 // DiskUsage returns the bytes the regular files under dir take on disk:
@@ -334,6 +317,21 @@ func DiskSize(dir string) (int64, error) {
 // block each) is far more than their sizes (DiskSize); a file whose file
 // system does not say counts its size. The mirror quota counts this.
 func DiskUsage(dir string) (int64, error) {
+	n, err := sumFiles(dir, func(info fs.FileInfo) int64 {
+		if st, ok := info.Sys().(*syscall.Stat_t); ok {
+			return st.Blocks * 512 // st_blocks is in 512-byte units
+		}
+		return info.Size()
+	})
+	if err != nil {
+		return 0, fmt.Errorf("disk usage of %s: %w", QuotePath(dir), err)
+	}
+	return n, nil
+}
+
+// sumFiles adds up size of every regular file under dir; a file removed
+// while it walks counts nothing.
+func sumFiles(dir string, size func(fs.FileInfo) int64) (int64, error) {
 	var total int64
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -349,15 +347,8 @@ func DiskUsage(dir string) (int64, error) {
 			}
 			return err
 		}
-		if st, ok := info.Sys().(*syscall.Stat_t); ok {
-			total += st.Blocks * 512 // st_blocks is in 512-byte units
-		} else {
-			total += info.Size()
-		}
+		total += size(info)
 		return nil
 	})
-	if err != nil {
-		return 0, fmt.Errorf("disk usage of %s: %w", QuotePath(dir), err)
-	}
-	return total, nil
+	return total, err
 }
