@@ -50,6 +50,7 @@ func run(args []string) int {
 		kong.Description("A peer-to-peer network for Git repositories."),
 		kong.Vars{"version": actors.Version},
 		kong.Exit(func(code int) { os.Exit(code) }),
+		durationMapper,
 	)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "menode: %s\n", oneLine(err))
