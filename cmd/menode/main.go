@@ -12,18 +12,17 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/alecthomas/kong"
-	"github.com/lmittmann/tint"
 
 	"github.com/menode/menode/actors"
 )
 
 type cli struct {
-	Root     string           `env:"MEGAENGINE_ROOT" help:"Node state directory (default ~/.megaengine)."`
-	LogLevel string           `enum:"auto,debug,info,warn,error" default:"auto" help:"Log level: auto, debug, info, warn or error (auto: info for run, warn otherwise)."`
-	Version  kong.VersionFlag `help:"Print the version and exit."`
+	Root      string           `env:"MEGAENGINE_ROOT" help:"Node state directory (default ~/.megaengine)."`
+	LogLevel  string           `enum:"auto,debug,info,warn,error" default:"auto" help:"Log level: auto, debug, info, warn or error (auto: info for run, warn otherwise)."`
+	LogFormat string           `enum:"auto,text,json" default:"auto" help:"Log format: auto (tint on a terminal, else text), text (key=value) or json."`
+	Version   kong.VersionFlag `help:"Print the version and exit."`
 
 	Auth   authCmd   `cmd:"" help:"Manage this node's identity."`
 	Repo   repoCmd   `cmd:"" help:"Add, list, show, sync, clone and pull repositories."`
@@ -31,12 +30,16 @@ type cli struct {
 	Node   nodeCmd   `cmd:"" help:"Node commands (node start is run)."`
 	Status statusCmd `cmd:"" help:"Show this node: ID, addresses, peers."`
 	Peers  peersCmd  `cmd:"" help:"Known nodes and live connections."`
+	Config configCmd `cmd:"" help:"The node's settings: flags, environment and ROOT/config.toml."`
 }
 
 // env is what every command gets: the parsed globals and the logger.
 type env struct {
-	root string
-	log  *slog.Logger
+	root     string
+	log      *slog.Logger
+	level    *slog.LevelVar // SIGHUP sets it (reload.go)
+	args     []string       // the command line, parsed again on SIGHUP
+	settings *settings      // where each setting came from (config.go)
 }
 
 func main() {
@@ -45,12 +48,14 @@ func main() {
 
 func run(args []string) int {
 	var c cli
+	s := newSettings()
 	parser, err := kong.New(&c,
 		kong.Name("menode"),
 		kong.Description("A peer-to-peer network for Git repositories."),
 		kong.Vars{"version": actors.Version},
 		kong.Exit(func(code int) { os.Exit(code) }),
 		durationMapper,
+		kong.Resolvers(s),
 	)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "menode: %s\n", oneLine(err))
@@ -61,19 +66,14 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "menode: %s\n", oneLine(err))
 		return 2
 	}
-	level := c.LogLevel
-	if level == "auto" {
-		level = "warn"
-		if cmd := kctx.Command(); cmd == "run" || cmd == "node start" {
-			level = "info"
-		}
-	}
+	level := new(slog.LevelVar)
+	level.Set(parseLevel(c.LogLevel, nodeCommand(kctx.Command())))
 	root, err := rootDir(c.Root)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "menode: %s\n", oneLine(err))
 		return 2
 	}
-	e := &env{root: root, log: newLogger(level)}
+	e := &env{root: root, log: newLogger(level, c.LogFormat), level: level, args: args, settings: s}
 	slog.SetDefault(e.log)
 	if err := kctx.Run(e); err != nil {
 		var u usageError
@@ -105,15 +105,3 @@ func rootDir(root string) (string, error) {
 
 // usageError marks a command line that parsed but makes no sense (exit 2).
 type usageError struct{ error }
-
-func newLogger(level string) *slog.Logger {
-	var l slog.Level
-	_ = l.UnmarshalText([]byte(level))
-	fi, err := os.Stderr.Stat()
-	tty := err == nil && fi.Mode()&os.ModeCharDevice != 0
-	return slog.New(tint.NewTextHandler(os.Stderr, &tint.Options{
-		Level:      l,
-		TimeFormat: time.TimeOnly,
-		NoColor:    !tty,
-	}))
-}
