@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // TestMain lets the tests run this binary as menode: with MENODE_TEST_MAIN=1
@@ -30,6 +31,7 @@ func menodeCmd(t *testing.T, env []string, args ...string) *exec.Cmd {
 	cmd := exec.Command(self, args...)
 	cmd.Env = append(append(os.Environ(), "MENODE_TEST_MAIN=1", "MENODE_HTTP_ADDR="), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.WaitDelay = 5 * time.Second // a child left holding stderr does not hang the test
 	return cmd
 }
 

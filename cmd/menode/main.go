@@ -24,13 +24,14 @@ type cli struct {
 	LogFormat string           `enum:"auto,text,json" default:"auto" help:"Log format: auto (tint on a terminal, else text), text (key=value) or json."`
 	Version   kong.VersionFlag `help:"Print the version and exit."`
 
-	Auth   authCmd   `cmd:"" help:"Manage this node's identity."`
-	Repo   repoCmd   `cmd:"" help:"Add, list, show, sync, clone and pull repositories."`
-	Run    runCmd    `cmd:"" help:"Run a node in the foreground until SIGINT or SIGTERM."`
-	Node   nodeCmd   `cmd:"" help:"Node commands (node start is run)."`
-	Status statusCmd `cmd:"" help:"Show this node: ID, addresses, peers."`
-	Peers  peersCmd  `cmd:"" help:"Known nodes and live connections."`
-	Config configCmd `cmd:"" help:"The node's settings: flags, environment and ROOT/config.toml."`
+	Auth    authCmd    `cmd:"" help:"Manage this node's identity."`
+	Repo    repoCmd    `cmd:"" help:"Add, list, show, sync, clone and pull repositories."`
+	Run     runCmd     `cmd:"" help:"Run a node in the foreground until SIGINT or SIGTERM."`
+	Node    nodeCmd    `cmd:"" help:"Node commands (node start is run)."`
+	Status  statusCmd  `cmd:"" help:"Show this node: ID, addresses, peers."`
+	Peers   peersCmd   `cmd:"" help:"Known nodes and live connections."`
+	Config  configCmd  `cmd:"" help:"The node's settings: flags, environment and ROOT/config.toml."`
+	Service serviceCmd `cmd:"" help:"Run the node as a systemd service: install, status, uninstall."`
 }
 
 // env is what every command gets: the parsed globals and the logger.

@@ -1,15 +1,12 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"os"
-	"os/signal"
 	"runtime/debug"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/menode/menode/actors"
@@ -136,18 +133,7 @@ func (c *runCmd) Run(e *env) error {
 		page.Serve(n) // stops with the node
 	}
 	e.log.Info("node running", "id", n.ID, "alias", c.Alias, "addr", c.Addr, "root", e.root, "socket", persist.SocketPath(e.root))
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	select {
-	case s := <-sig:
-		e.log.Info("stopping", "signal", s.String())
-		n.Stop()
-		e.log.Info("stopped")
-		return nil
-	case <-n.Done():
-		n.Stop()
-		return errors.New("the node stopped because one of its parts failed; see the log above")
-	}
+	return c.serve(e, n) // reload.go
 }
 
 // parseBootstrap reads DID@HOST:PORT.
