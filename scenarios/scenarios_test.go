@@ -51,6 +51,11 @@ var binDir string
 // first on PATH (with -race when the tests run with -race, so the daemons
 // are checked too).
 func TestMain(m *testing.M) {
+	if dir := os.Getenv("MENODE_SCENARIO_BIN"); dir != "" {
+		// A harness started by TestHarness_killed: its parent built them.
+		binDir = dir
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "menode-scenarios-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -74,14 +79,21 @@ func TestMain(m *testing.M) {
 }
 
 func TestScenarios(t *testing.T) {
-	testscript.Run(t, testscript.Params{
-		Dir:                 ".",
+	testscript.Run(t, scriptParams("."))
+}
+
+// scriptParams runs the scripts in dir with the scenarios' environment and
+// commands.
+func scriptParams(dir string) testscript.Params {
+	return testscript.Params{
+		Dir:                 dir,
 		RequireExplicitExec: true,
 		Setup: func(env *testscript.Env) error {
 			env.Setenv("PATH", binDir+string(os.PathListSeparator)+os.Getenv("PATH"))
 			env.Setenv("HOME", filepath.Join(env.WorkDir, "home"))
 			env.Setenv("MEGAENGINE_ROOT", filepath.Join(env.WorkDir, "root"))
 			env.Setenv("MENODE_HTTP_ADDR", "127.0.0.1:0") // the status page: no fixed port
+			env.Setenv("MENODE_DIE_WITH_PARENT", "1")     // a killed test binary leaves no node (cmd/menode/deathsig_linux.go)
 			// git: never read this machine's config; fixed author.
 			env.Setenv("GIT_CONFIG_GLOBAL", os.DevNull)
 			env.Setenv("GIT_CONFIG_NOSYSTEM", "1")
@@ -101,7 +113,7 @@ func TestScenarios(t *testing.T) {
 			"cmpclone":   cmdCmpClone,
 			"jsonunder":  cmdJSONUnder,
 		},
-	})
+	}
 }
 
 func cmdFreeport(ts *testscript.TestScript, neg bool, args []string) {

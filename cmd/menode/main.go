@@ -44,6 +44,7 @@ type env struct {
 }
 
 func main() {
+	dieWithParent() // deathsig_linux.go
 	os.Exit(run(os.Args[1:]))
 }
 

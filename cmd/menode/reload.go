@@ -87,7 +87,7 @@ func nodeSettings(args []string) (parsedSettings, error) {
 	case "run":
 		out.run = &c.Run
 	case "node start":
-		out.run = &c.Node.Start
+		out.run = &c.Node.Start.runCmd
 	default:
 		return parsedSettings{}, fmt.Errorf("%s does not run a node", kctx.Command())
 	}

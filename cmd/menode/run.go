@@ -46,7 +46,8 @@ type runCmd struct {
 const httpTries = 9
 
 type nodeCmd struct {
-	Start runCmd `cmd:"" help:"Same as run."`
+	Start nodeStartCmd `cmd:"" help:"Same as run (MegaEngine's name), and takes MegaEngine's --cert-path."`
+	ID    authShowCmd  `cmd:"" name:"id" help:"Same as auth show: print this node's did:key (MegaEngine's name)."`
 }
 
 func (c *runCmd) Run(e *env) error {
