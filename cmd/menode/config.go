@@ -67,6 +67,19 @@ type source struct {
 
 func newSettings() *settings { return &settings{sources: map[string]source{}} }
 
+// settingOptions are the parser's options for reading settings: durations
+// with bare seconds, MegaEngine's short flags, and s as the resolver.
+func settingOptions(s *settings) kong.Option {
+	return kong.OptionFunc(func(k *kong.Kong) error {
+		for _, o := range []kong.Option{durationMapper, megaEngineShorts, kong.Resolvers(s)} {
+			if err := o.Apply(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 // nodeCommand reports whether cmd runs the node.
 func nodeCommand(cmd string) bool { return cmd == "run" || cmd == "node start" }
 

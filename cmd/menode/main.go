@@ -56,8 +56,7 @@ func run(args []string) int {
 		kong.Description("A peer-to-peer network for Git repositories."),
 		kong.Vars{"version": actors.Version},
 		kong.Exit(func(code int) { os.Exit(code) }),
-		durationMapper,
-		kong.Resolvers(s),
+		settingOptions(s), // config.go
 	)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "menode: %s\n", oneLine(err))

@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/alecthomas/kong"
+
 	"github.com/menode/menode/actors"
 	"github.com/menode/menode/persist"
 	"github.com/menode/menode/wire"
@@ -13,6 +15,24 @@ import (
 // MegaEngine's spellings, where menode's differ: node start (run) with its
 // --cert-path, node id (auth show), and repo pull --repo-id from any
 // directory. They are aliases, not a second set of commands.
+
+// megaEngineShorts gives node start MegaEngine's short flags: -a for
+// --addr, as -c is --cert-path.
+var megaEngineShorts = kong.PostBuild(func(k *kong.Kong) error {
+	for _, n := range k.Model.Children {
+		if n.Name != "node" {
+			continue
+		}
+		for _, start := range n.Children {
+			for _, f := range start.Flags {
+				if start.Name == "start" && f.Name == "addr" {
+					f.Short = 'a'
+				}
+			}
+		}
+	}
+	return nil
+})
 
 // nodeStartCmd is run under MegaEngine's name, with its flags.
 type nodeStartCmd struct {

@@ -74,7 +74,7 @@ type parsedSettings struct {
 func nodeSettings(args []string) (parsedSettings, error) {
 	var c cli
 	s := newSettings()
-	p, err := kong.New(&c, kong.Name("menode"), kong.Vars{"version": actors.Version}, durationMapper, kong.Resolvers(s), kong.Exit(func(int) {}))
+	p, err := kong.New(&c, kong.Name("menode"), kong.Vars{"version": actors.Version}, kong.Exit(func(int) {}), settingOptions(s))
 	if err != nil {
 		return parsedSettings{}, err
 	}
