@@ -118,3 +118,18 @@ func TestConfigFile_badInput(t *testing.T) {
 		})
 	}
 }
+
+func TestSyncTimeout_environment(t *testing.T) {
+	root := t.TempDir()
+	const id = "did:repo:zW1oR46SygnmiM1r6Agb5uMFZAg6P91Y47VB5u5ZEwtTjRp"
+	// MegaEngine's bare seconds are a duration: the command goes on to say
+	// no node runs.
+	_, errOut, code := runMenode(t, []string{"MENODE_SYNC_TIMEOUT=60"}, "--root", root, "repo", "sync", "--repo-id", id, "--wait")
+	if code != 1 || !strings.Contains(errOut, "no node is running") {
+		t.Errorf("MENODE_SYNC_TIMEOUT=60: exit %d, %q; want the no-node error", code, errOut)
+	}
+	_, errOut, code = runMenode(t, []string{"MENODE_SYNC_TIMEOUT=soon"}, "--root", root, "repo", "sync", "--repo-id", id, "--wait")
+	if code == 0 || !regexp.MustCompile(`\Amenode: MENODE_SYNC_TIMEOUT="soon": [^\n]*\n\z`).MatchString(errOut) {
+		t.Errorf("MENODE_SYNC_TIMEOUT=soon: exit %d, %q; want one line naming it", code, errOut)
+	}
+}
