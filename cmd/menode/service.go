@@ -121,16 +121,15 @@ func unitText(exe, root string, user bool, writable []string) string {
 			quoted[i] = unitQuote(w)
 		}
 	}
-	target := "multi-user.target"
+	// A user's systemd has no network-online.target of its own.
+	target, network := "multi-user.target", "Wants=network-online.target\nAfter=network-online.target\n"
 	if user {
-		target = "default.target"
+		target, network = "default.target", ""
 	}
 	return fmt.Sprintf(`# Written by menode service install.
 [Unit]
 Description=menode node (%s)
-Wants=network-online.target
-After=network-online.target
-
+%s
 [Service]
 Type=notify
 NotifyAccess=main
@@ -153,7 +152,7 @@ LockPersonality=yes
 
 [Install]
 WantedBy=%s
-`, strings.ReplaceAll(root, "%", "%%"), unitQuote(exe), unitQuote(root), strings.Join(quoted, " "), target)
+`, strings.ReplaceAll(root, "%", "%%"), network, unitQuote(exe), unitQuote(root), strings.Join(quoted, " "), target)
 }
 
 // unitQuote writes s as one word of a unit file: in double quotes when it
