@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -131,5 +132,37 @@ func TestSyncTimeout_environment(t *testing.T) {
 	_, errOut, code = runMenode(t, []string{"MENODE_SYNC_TIMEOUT=soon"}, "--root", root, "repo", "sync", "--repo-id", id, "--wait")
 	if code == 0 || !regexp.MustCompile(`\Amenode: MENODE_SYNC_TIMEOUT="soon": [^\n]*\n\z`).MatchString(errOut) {
 		t.Errorf("MENODE_SYNC_TIMEOUT=soon: exit %d, %q; want one line naming it", code, errOut)
+	}
+}
+
+// TestConfigFile_everyRunFlag writes every setting config show lists, at
+// its default, into the file: each is then taken from the file.
+func TestConfigFile_everyRunFlag(t *testing.T) {
+	root := t.TempDir()
+	defaults := configShow(t, root, nil)
+	var file strings.Builder
+	for name, s := range defaults {
+		switch {
+		case name == "root":
+			continue
+		case name == "announce-addr" || name == "bootstrap-node":
+			fmt.Fprintf(&file, "%s = []\n", name)
+		default:
+			fmt.Fprintf(&file, "%s = %q\n", name, s.Value)
+		}
+	}
+	writeConfig(t, root, file.String())
+	got := configShow(t, root, nil)
+	if len(got) < 25 {
+		t.Fatalf("config show lists %d settings; run alone has more flags than that", len(got))
+	}
+	for name, s := range got {
+		want := fromFile
+		if name == "http-addr" {
+			want = fromEnv // menodeCmd sets MENODE_HTTP_ADDR, which wins
+		}
+		if name != "root" && (s.Kind != want || s.Value != defaults[name].Value) {
+			t.Errorf("%s = %q from %s; want %q from the %s", name, s.Value, s.Kind, defaults[name].Value, want)
+		}
 	}
 }
