@@ -19,25 +19,28 @@ import (
 )
 
 type cli struct {
-	Root      string           `env:"MEGAENGINE_ROOT" help:"Node state directory (default ~/.megaengine)."`
-	LogLevel  string           `enum:"auto,debug,info,warn,error" default:"auto" help:"Log level: auto, debug, info, warn or error (auto: info for run, warn otherwise)."`
-	LogFormat string           `enum:"auto,text,json" default:"auto" help:"Log format: auto (tint on a terminal, else text), text (key=value) or json."`
-	Version   kong.VersionFlag `help:"Print the version and exit."`
+	Root     string           `env:"MEGAENGINE_ROOT" help:"Node state directory (default ~/.megaengine)."`
+	LogLevel string           `enum:"auto,debug,info,warn,error" default:"auto" help:"Log level: auto, debug, info, warn or error (auto: info for run, warn otherwise)."`
+	Version  kong.VersionFlag `help:"Print the version and exit."`
 
-	Auth    authCmd    `cmd:"" help:"Manage this node's identity."`
-	Repo    repoCmd    `cmd:"" help:"Add, list, show, sync, clone and pull repositories."`
-	Run     runCmd     `cmd:"" help:"Run a node in the foreground until SIGINT or SIGTERM."`
-	Node    nodeCmd    `cmd:"" help:"Node commands (node start is run)."`
-	Status  statusCmd  `cmd:"" help:"Show this node: ID, addresses, peers."`
-	Peers   peersCmd   `cmd:"" help:"Known nodes and live connections."`
+	LogFormat string `enum:"auto,text,json" default:"auto" help:"Log format: auto (tint on a terminal, else text), text (key=value) or json."` // logging.go
+
+	Auth   authCmd   `cmd:"" help:"Manage this node's identity."`
+	Repo   repoCmd   `cmd:"" help:"Add, list, show, sync, clone and pull repositories."`
+	Run    runCmd    `cmd:"" help:"Run a node in the foreground until SIGINT or SIGTERM."`
+	Node   nodeCmd   `cmd:"" help:"Node commands (node start is run)."`
+	Status statusCmd `cmd:"" help:"Show this node: ID, addresses, peers."`
+	Peers  peersCmd  `cmd:"" help:"Known nodes and live connections."`
+
 	Config  configCmd  `cmd:"" help:"The node's settings: flags, environment and ROOT/config.toml."`
 	Service serviceCmd `cmd:"" help:"Run the node as a systemd service: install, status, uninstall."`
 }
 
 // env is what every command gets: the parsed globals and the logger.
 type env struct {
-	root     string
-	log      *slog.Logger
+	root string
+	log  *slog.Logger
+
 	level    *slog.LevelVar // SIGHUP sets it (reload.go)
 	args     []string       // the command line, parsed again on SIGHUP
 	settings *settings      // where each setting came from (config.go)
