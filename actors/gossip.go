@@ -323,6 +323,8 @@ func (g *gossip) Receive(ctx actor.Context) {
 			p := g.peers[ids[rand.IntN(len(ids))]]
 			ctx.Send(p.pid, &sendFrame{Frame: reconcileFrame(g.reconcileSet().Start())})
 		}
+	case *setInterval:
+		g.setInterval(ctx, m.d)
 	case *actor.Stopping:
 		if g.cancel != nil {
 			g.cancel()

@@ -395,6 +395,8 @@ func (n *node) Receive(ctx actor.Context) {
 		ctx.Forward(n.repos)
 	case *GetStatus:
 		ctx.Forward(n.status)
+	case *SetIntervals:
+		n.setIntervals(ctx, m)
 	case *ListPeers:
 		if n.transport != nil {
 			ctx.Forward(n.transport)

@@ -310,6 +310,8 @@ func (s *syncer) Receive(ctx actor.Context) {
 				s.ended(ctx, &transferEnded{Repo: r.want.ID, Peer: r.peer, Err: errors.New("transfer failed")})
 			}
 		}
+	case *setInterval:
+		s.setInterval(ctx, m.d)
 	case *actor.Stopping:
 		s.stopping = true
 		s.stopWork()

@@ -143,6 +143,8 @@ func (w *watcher) Receive(ctx actor.Context) {
 				ctx.Send(w.gossip, &announceRepos{Repos: []persist.Repo{stored}})
 			})
 		}
+	case *setInterval:
+		w.setInterval(ctx, m.d)
 	case *actor.Stopping:
 		if w.cancel != nil {
 			w.cancel()

@@ -31,6 +31,7 @@ func scenarioEnv(workDir string) []string {
 		"GIT_CONFIG_GLOBAL=" + os.DevNull,
 		"GIT_CONFIG_NOSYSTEM=1",
 		"MENODE_HTTP_ADDR=127.0.0.1:0", // no fixed port for the status page
+		"MENODE_DIE_WITH_PARENT=1",     // nodes the scripts start die with the test binary
 	}
 	for _, k := range []string{"GIT_AUTHOR", "GIT_COMMITTER"} {
 		env = append(env, k+"_NAME=Scenario", k+"_EMAIL=scenario@example.invalid")
@@ -196,6 +197,7 @@ func (s *sandbox) start(logName string, argv ...string) *daemon {
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir, cmd.Env, cmd.Stderr = s.dir, s.env, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // dies with the test binary
 	if err := cmd.Start(); err != nil {
 		log.Close()
 		s.t.Fatal(err)

@@ -66,6 +66,11 @@ var (
 // first on PATH (with -race when the tests run with -race, so the daemons
 // are checked too).
 func TestMain(m *testing.M) {
+	if dir := os.Getenv("MENODE_SCENARIO_BIN"); dir != "" {
+		// A harness started by TestHarness_killed: its parent built them.
+		binDir = dir
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "menode-scenarios-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -100,8 +105,14 @@ func TestMain(m *testing.M) {
 }
 
 func TestScenarios(t *testing.T) {
-	testscript.Run(t, testscript.Params{
-		Dir:                 ".",
+	testscript.Run(t, scriptParams("."))
+}
+
+// scriptParams runs the scripts in dir with the scenarios' environment and
+// commands.
+func scriptParams(dir string) testscript.Params {
+	return testscript.Params{
+		Dir:                 dir,
 		RequireExplicitExec: true,
 		Setup: func(env *testscript.Env) error {
 			env.Setenv("PATH", binDir+string(os.PathListSeparator)+os.Getenv("PATH"))
@@ -112,6 +123,7 @@ func TestScenarios(t *testing.T) {
 			for i := 0; i+1 < len(goEnv); i += 2 {
 				env.Setenv(goEnv[i], goEnv[i+1])
 			}
+			env.Setenv("MENODE_DIE_WITH_PARENT", "1") // a killed test binary leaves no node (cmd/menode/deathsig_linux.go)
 			// git: never read this machine's config; fixed author.
 			env.Setenv("GIT_CONFIG_GLOBAL", os.DevNull)
 			env.Setenv("GIT_CONFIG_NOSYSTEM", "1")
@@ -133,7 +145,7 @@ func TestScenarios(t *testing.T) {
 			"jsonvar":    cmdJSONVar,
 			"httpget":    cmdHTTPGet,
 		},
-	})
+	}
 }
 
 func cmdFreeport(ts *testscript.TestScript, neg bool, args []string) {

@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/menode/menode/actors"
+	"github.com/menode/menode/cmd/internal/duration"
 	"github.com/menode/menode/persist"
 	"github.com/menode/menode/wire"
 )
@@ -110,8 +111,8 @@ func newHelper(args []string, getenv func(string) string) (*helper, error) {
 	}
 	timeout := actors.DefaultSyncTimeout
 	if s := getenv("MENODE_SYNC_TIMEOUT"); s != "" {
-		if timeout, err = time.ParseDuration(s); err != nil || timeout <= 0 {
-			return nil, fmt.Errorf("MENODE_SYNC_TIMEOUT=%q is not a positive duration such as 5m or 30s", s)
+		if timeout, err = duration.Parse(s); err != nil || timeout <= 0 {
+			return nil, fmt.Errorf("MENODE_SYNC_TIMEOUT=%q is not a positive duration such as 5m, 30s or 60 (seconds)", s)
 		}
 	}
 	fi, err := os.Stderr.Stat()

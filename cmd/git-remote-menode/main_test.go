@@ -75,6 +75,10 @@ func TestNewHelper_timeout(t *testing.T) {
 	if h, err = newHelper([]string{"origin", id.String()}, env("30s")); err != nil || h.timeout != 30*time.Second {
 		t.Fatalf("MENODE_SYNC_TIMEOUT=30s: %+v, %v", h, err)
 	}
+	// MegaEngine writes its timeouts in seconds, without a unit.
+	if h, err = newHelper([]string{"origin", id.String()}, env("60")); err != nil || h.timeout != time.Minute {
+		t.Fatalf("MENODE_SYNC_TIMEOUT=60: %+v, %v; want a minute", h, err)
+	}
 	for _, bad := range []string{"soon", "-1s", "0"} {
 		if _, err := newHelper([]string{"origin", id.String()}, env(bad)); err == nil || !strings.Contains(err.Error(), "MENODE_SYNC_TIMEOUT") {
 			t.Errorf("MENODE_SYNC_TIMEOUT=%s: %v, want an error naming it", bad, err)

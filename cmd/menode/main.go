@@ -14,10 +14,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/alecthomas/kong"
-	"github.com/lmittmann/tint"
 
 	"github.com/menode/menode/actors"
 )
@@ -27,27 +25,38 @@ type cli struct {
 	LogLevel string           `enum:"auto,debug,info,warn,error" default:"auto" help:"Log level: auto, debug, info, warn or error (auto: info for run, warn otherwise)."`
 	Version  kong.VersionFlag `help:"Print the version and exit."`
 
+	LogFormat string `enum:"auto,text,json" default:"auto" help:"Log format: auto (tint on a terminal, else text), text (key=value) or json."` // logging.go
+
 	Auth   authCmd   `cmd:"" help:"Manage this node's identity."`
 	Repo   repoCmd   `cmd:"" help:"Add, list, show, sync, clone and pull repositories."`
 	Run    runCmd    `cmd:"" help:"Run a node in the foreground until SIGINT or SIGTERM."`
 	Node   nodeCmd   `cmd:"" help:"Node commands (node start is run)."`
 	Status statusCmd `cmd:"" help:"Show this node: ID, addresses, peers."`
 	Peers  peersCmd  `cmd:"" help:"Known nodes and live connections."`
+
+	Config  configCmd  `cmd:"" help:"The node's settings: flags, environment and ROOT/config.toml."`
+	Service serviceCmd `cmd:"" help:"Run the node as a systemd service: install, status, uninstall."`
 }
 
 // env is what every command gets: the parsed globals and the logger.
 type env struct {
 	root string
 	log  *slog.Logger
+
+	level    *slog.LevelVar // SIGHUP sets it (reload.go)
+	args     []string       // the command line, parsed again on SIGHUP
+	settings *settings      // where each setting came from (config.go)
 }
 
 func main() {
+	dieWithParent() // deathsig_linux.go
 	os.Exit(run(os.Args[1:]))
 }
 
 func run(args []string) int {
 	var c cli
-	parser, err := newParser(&c, kong.Exit(func(code int) { os.Exit(code) }))
+	s := newSettings()
+	parser, err := newParser(&c, kong.Exit(func(code int) { os.Exit(code) }), settingOptions(s)) // settings: config.go
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "menode: %s\n", oneLine(err))
 		return 2
@@ -57,18 +66,13 @@ func run(args []string) int {
 		return report(withHelp(err), wantsJSON(args), 2)
 	}
 	asJSON := jsonFlag(kctx)
-	level := c.LogLevel
-	if level == "auto" {
-		level = "warn"
-		if cmd := kctx.Command(); cmd == "run" || cmd == "node start" {
-			level = "info"
-		}
-	}
+	level := new(slog.LevelVar)
+	level.Set(parseLevel(c.LogLevel, nodeCommand(kctx.Command())))
 	root, err := rootDir(c.Root)
 	if err != nil {
 		return report(err, asJSON, 2)
 	}
-	e := &env{root: root, log: newLogger(level)}
+	e := &env{root: root, log: newLogger(level, c.LogFormat), level: level, args: args, settings: s}
 	slog.SetDefault(e.log)
 	if err := kctx.Run(e); err != nil {
 		if errors.As(err, new(usageError)) {
@@ -175,15 +179,3 @@ func rootDir(root string) (string, error) {
 
 // usageError marks a command line that parsed but makes no sense (exit 2).
 type usageError struct{ error }
-
-func newLogger(level string) *slog.Logger {
-	var l slog.Level
-	_ = l.UnmarshalText([]byte(level))
-	fi, err := os.Stderr.Stat()
-	tty := err == nil && fi.Mode()&os.ModeCharDevice != 0
-	return slog.New(tint.NewTextHandler(os.Stderr, &tint.Options{
-		Level:      l,
-		TimeFormat: time.TimeOnly,
-		NoColor:    !tty,
-	}))
-}

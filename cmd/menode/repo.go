@@ -357,6 +357,9 @@ func (c *repoPullCmd) Run(e *env) error {
 			return err
 		}
 	}
+	if c.RepoID != "" && c.Path == "" && c.Timeout > 0 {
+		return c.pullRecorded(e, id) // megaengine.go: from any directory
+	}
 	if c.Timeout <= 0 {
 		return usageError{fmt.Errorf("--timeout must be positive")}
 	}

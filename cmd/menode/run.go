@@ -6,11 +6,9 @@ import (
 	"io/fs"
 	"net"
 	"os"
-	"os/signal"
 	"runtime/debug"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/menode/menode/actors"
@@ -50,7 +48,8 @@ type runCmd struct {
 const httpTries = 9
 
 type nodeCmd struct {
-	Start runCmd `cmd:"" help:"Same as run."`
+	Start nodeStartCmd `cmd:"" help:"Same as run (MegaEngine's name), and takes MegaEngine's --cert-path."`
+	ID    authShowCmd  `cmd:"" name:"id" help:"Same as auth show: print this node's did:key (MegaEngine's name)."`
 }
 
 func (c *runCmd) Run(e *env) error {
@@ -139,18 +138,7 @@ func (c *runCmd) Run(e *env) error {
 		page.Serve(n) // stops with the node
 	}
 	e.log.Info("node running", "id", n.ID, "alias", c.Alias, "addr", c.Addr, "root", e.root, "socket", persist.SocketPath(e.root))
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	select {
-	case s := <-sig:
-		e.log.Info("stopping", "signal", s.String())
-		n.Stop()
-		e.log.Info("stopped")
-		return nil
-	case <-n.Done():
-		n.Stop()
-		return errors.New("the node stopped because one of its parts failed; see the log above")
-	}
+	return c.serve(e, n) // reload.go
 }
 
 // freshRoot returns what removes the store, and root itself when empty,
