@@ -70,8 +70,8 @@ const (
 	attackMaxRSS    = 300 << 20
 	raceRSSFactor   = 4
 	attackLearnTime = 10 * time.Second // from repo add on the honest node to repo list on the victim
-	// The slowest answer to `repo list` or `status` while the node is
-	// under the attack (the CLI's own start included).
+	// The p99 of the answers to `repo list` and `status` while the node
+	// is under the attack (the CLI's own start included).
 	attackAnswerTime = time.Second
 	// With -race every signature check is many times slower, and the
 	// small flood of make test shares two cores with the daemons: there
@@ -246,12 +246,12 @@ func TestHardening_attack(t *testing.T) {
 	}
 	for _, cmd := range answers.stop() {
 		cmd.once(s, "victim") // and after it
-		t.Logf("victim answered %d times %q: slowest %s, median %s", len(cmd.took), cmd.name, cmd.max(), cmd.median())
+		t.Logf("victim answered %d times %q: median %s, p99 %s, slowest %s", len(cmd.took), cmd.name, cmd.quantile(0.5), cmd.quantile(0.99), cmd.quantile(1))
 		if len(cmd.took) == 0 {
 			t.Errorf("%q was never answered during the attack", cmd.name)
 		}
-		if cmd.max() > answerLimit {
-			t.Errorf("%q took %s under the attack, limit %s", cmd.name, cmd.max(), answerLimit)
+		if p99 := cmd.quantile(0.99); p99 > answerLimit {
+			t.Errorf("%q took %s (p99) under the attack, limit %s", cmd.name, p99, answerLimit)
 		}
 	}
 
@@ -284,20 +284,16 @@ type answerTimes struct {
 	took []time.Duration
 }
 
-func (a *answerTimes) max() time.Duration {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return slices.Max(append([]time.Duration{0}, a.took...))
-}
-
-func (a *answerTimes) median() time.Duration {
+// quantile is the q-quantile (0 to 1) of the times recorded, 0 when none
+// is: the p99 of a handful of answers is the slowest.
+func (a *answerTimes) quantile(q float64) time.Duration {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if len(a.took) == 0 {
 		return 0
 	}
 	sorted := slices.Sorted(slices.Values(a.took))
-	return sorted[len(sorted)/2]
+	return sorted[min(len(sorted)-1, int(q*float64(len(sorted))))]
 }
 
 func probeAnswers(s *sandbox, root string) *answerProbe {
