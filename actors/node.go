@@ -214,6 +214,7 @@ type Status struct {
 	Connections ConnectionCounts `json:"connections"`
 	StoreWrites StoreWrites      `json:"store_writes"`
 	HTTP        string           `json:"http,omitempty"`
+	Goroutines  int              `json:"goroutines"` // of the process that answered (the node's, when one runs)
 	Version     string           `json:"version"`
 	Started     time.Time        `json:"started"`
 }

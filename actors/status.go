@@ -8,6 +8,7 @@ package actors
 import (
 	"fmt"
 	"log/slog"
+	"runtime"
 	"slices"
 	"time"
 
@@ -165,7 +166,7 @@ func (s *reporter) status() Status {
 	st := Status{ID: s.id, Alias: s.cfg.Alias, Root: s.cfg.Root, Running: !s.cfg.Offline, Listen: []string{}, Limits: s.cfg.limits(),
 		Gossip: GossipStats{Dropped: map[string]int64{}, Accepted: map[string]int64{}}, Transfers: TransferCounts{FetchesFailed: map[string]int64{}},
 		Connections: ConnectionCounts{Disconnects: map[string]int64{}},
-		HTTP:        s.cfg.HTTPURL, Version: Version, Started: s.started.UTC(), Repos: s.repos}
+		HTTP:        s.cfg.HTTPURL, Version: Version, Started: s.started.UTC(), Repos: s.repos, Goroutines: runtime.NumGoroutine()}
 	if l := s.link; l != nil {
 		st.Listen, st.Peers, st.Connections = l.Listen, l.Peers, l.Connections
 	}
