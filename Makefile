@@ -49,6 +49,7 @@ demo: build
 TESTFLAGS ?=
 test:
 	$(GO) vet $(PKGS)
+	$(GO) vet -tags soak ./scenarios
 	$(GO) test -race -p 1 -timeout 12m $(TESTFLAGS) $(PKGS)
 	$(GO) test -count=1 -timeout 5m $(TESTFLAGS) -run '^TestCluster' ./actors
 
