@@ -42,7 +42,6 @@ type reporter struct {
 	repos   int
 
 	waiting []*statusWait // status requests not answered yet
-	round   int           // counts asking rounds, for their timers
 }
 
 // statusWait is one status request waiting for answers.
