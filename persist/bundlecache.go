@@ -13,6 +13,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/menode/menode/wire"
@@ -91,6 +92,23 @@ type BundleBuild struct {
 	created chan struct{}
 	done    chan struct{}
 	err     error
+
+	mu       sync.Mutex
+	progress GitProgress // git's last progress line
+}
+
+// Progress is git's last progress line while it builds the bundle (zero
+// before the first).
+func (b *BundleBuild) Progress() GitProgress {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.progress
+}
+
+func (b *BundleBuild) setProgress(p GitProgress) {
+	b.mu.Lock()
+	b.progress = p
+	b.mu.Unlock()
 }
 
 // Created is closed once Temp exists (or the build failed before that).
@@ -112,7 +130,7 @@ func (b *BundleBuild) Err() error { return b.err }
 // empty file. A bundle whose heads differ from refs (the mirror moved
 // since it was recorded) is not kept. Call it once; it blocks.
 func (b *BundleBuild) Run(ctx context.Context, mirror GitRepo, refs map[string]string, haves []string) error {
-	b.err = b.run(ctx, mirror, refs, haves)
+	b.err = b.run(WithGitProgress(ctx, b.setProgress), mirror, refs, haves)
 	select {
 	case <-b.created:
 	default:
