@@ -213,24 +213,34 @@ func sendBundle(ctx context.Context, s *quic.Stream, r *bufio.Reader, req *wire.
 	}
 	pos, sent := int64(start.Offset), int64(0)
 	// While git builds the bundle, a requester that asked for them gets
-	// its progress (PROTOCOL.md, "Progress"): before the first chunk, then
-	// at most every progressEvery when it changed.
+	// its progress (PROTOCOL.md, "Progress"): before the first chunk, the
+	// end of each step git goes past, and within a step at most every
+	// progressEvery when it changed.
 	var shown persist.GitProgress
 	var shownAt time.Time
-	progress := func(force bool) error {
-		if !req.Progress || !building {
-			return nil
-		}
-		gp := b.Build.Progress()
-		if !force && (gp == shown || time.Since(shownAt) < progressEvery) {
-			return nil
-		}
-		shown, shownAt = gp, time.Now()
+	steps := 0 // of the ended steps, those sent
+	progressFrame := func(gp persist.GitProgress) error {
 		tp := &wire.TransferProgress{Phase: gp.Title, Done: uint64(max(gp.Done, 0)), Total: uint64(max(gp.Total, 0)), Bytes: uint64(pos)}
 		if tp.Phase == "" {
 			tp.Phase = "Enumerating objects" // git has not said anything yet
 		}
 		return write(&wire.Frame{Body: &wire.Frame_TransferProgress{TransferProgress: tp}})
+	}
+	progress := func(force bool) error {
+		if !req.Progress || !building {
+			return nil
+		}
+		gp, ended := b.Build.Progress()
+		for ; steps < len(ended); steps++ {
+			if err := progressFrame(ended[steps]); err != nil {
+				return err
+			}
+		}
+		if !force && (gp == shown || time.Since(shownAt) < progressEvery) {
+			return nil
+		}
+		shown, shownAt = gp, time.Now()
+		return progressFrame(gp)
 	}
 	if err := progress(true); err != nil {
 		return sent, err

@@ -94,21 +94,30 @@ type BundleBuild struct {
 	err     error
 
 	mu       sync.Mutex
-	progress GitProgress // git's last progress line
+	progress GitProgress   // git's last progress line
+	ended    []GitProgress // the last line of each step git has ended
 }
 
+// maxBuildSteps bounds the steps kept (git's pack-objects has four).
+const maxBuildSteps = 8
+
 // Progress is git's last progress line while it builds the bundle (zero
-// before the first).
-func (b *BundleBuild) Progress() GitProgress {
+// before the first), and the last line of each step it went past, in
+// order: a step that takes less than a reader's polling interval is seen
+// too.
+func (b *BundleBuild) Progress() (now GitProgress, ended []GitProgress) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.progress
+	return b.progress, slices.Clone(b.ended)
 }
 
 func (b *BundleBuild) setProgress(p GitProgress) {
 	b.mu.Lock()
+	defer b.mu.Unlock()
+	if prev := b.progress; prev.Title != "" && prev.Title != p.Title && len(b.ended) < maxBuildSteps {
+		b.ended = append(b.ended, prev)
+	}
 	b.progress = p
-	b.mu.Unlock()
 }
 
 // Created is closed once Temp exists (or the build failed before that).
