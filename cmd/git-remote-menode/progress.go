@@ -44,6 +44,9 @@ func (v *progressView) show(p actors.Progress) {
 	if changed && v.phase == actors.PhaseReceiving {
 		v.endReceiving(p)
 	}
+	if changed && v.phase == actors.PhaseBuilding {
+		v.finish(", done.")
+	}
 	switch p.Phase {
 	case actors.PhaseWaiting:
 		if changed {
@@ -78,7 +81,7 @@ func (v *progressView) show(p actors.Progress) {
 		if changed {
 			v.finish("")
 		}
-		if v.on && (changed || now.Sub(v.last) >= redrawEvery/4) {
+		if v.on && (changed || now.Sub(v.last) >= redrawEvery) {
 			v.draw(line)
 			v.last = now
 		}
