@@ -235,6 +235,7 @@ func sendBundle(ctx context.Context, s *quic.Stream, r *bufio.Reader, req *wire.
 			if err := progressFrame(ended[steps]); err != nil {
 				return err
 			}
+			force = true // and the step git is in now, at once
 		}
 		if !force && (gp == shown || time.Since(shownAt) < progressEvery) {
 			return nil
