@@ -261,6 +261,10 @@ func sameRefs(a, b map[string]string) bool {
 // statusText is a repository's status, with how much has arrived while it
 // syncs: "syncing 31%".
 func statusText(v actors.RepoView) string {
+	if v.Status == actors.StatusSyncing && v.Phase != "" && v.Phase != actors.PhaseReceiving {
+		// The seeder building, or this node checking what arrived.
+		return fmt.Sprintf("%s (%s %d%%)", v.Status, v.Phase, int(v.PhasePercent))
+	}
 	if v.Status == actors.StatusSyncing && v.Percent > 0 {
 		return fmt.Sprintf("%s %d%%", v.Status, int(v.Percent))
 	}
