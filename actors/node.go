@@ -168,7 +168,7 @@ const (
 	PhaseReceiving = "receiving" // bundle bytes arriving
 	PhaseIndexing  = "indexing"  // git index-pack checking the received pack (objects, deltas)
 	PhaseApplying  = "applying"  // checking the signed refs' objects, moving the pack in, setting the refs
-	PhaseVerifying = "verifying" // the bundle arrived whole: indexing and applying follow (older nodes stop here)
+	PhaseVerifying = "verifying" // what nodes before indexing and applying reported after receiving; still shown by the CLIs
 	PhaseSynced    = "synced"    // the mirror holds the signed refs
 	PhaseCloning   = "cloning"   // git clone / pull from the mirror
 )
