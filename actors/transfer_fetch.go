@@ -413,6 +413,7 @@ func (f *fetch) receive() *fetchResult {
 		limit = size
 	}
 	lastReport := time.Time{}
+	progressFrames := 0
 	for {
 		frame, err := f.pace.read(f.s, f.r, job.timings.frame)
 		if err != nil {
@@ -425,9 +426,24 @@ func (f *fetch) receive() *fetchResult {
 			return f.done(done)
 		}
 		if tp := frame.GetTransferProgress(); tp != nil {
+			// Informational, from the peer: bounded in number (else they
+			// could keep the stream alive with no bundle) and in what is
+			// reported of them.
+			if progressFrames++; progressFrames > maxProgressFrames {
+				return f.bad("more than %d progress frames", maxProgressFrames)
+			}
+			const most = 1 << 53 // numbers shown, never trusted
+			tp.Done, tp.Total, tp.Bytes, tp.Size = min(tp.Done, most), min(tp.Total, most), min(tp.Bytes, most), min(tp.Size, most)
+			tp.Phase = wire.OneLine(tp.Phase)
+			if len(tp.Phase) > maxStepName {
+				tp.Phase = tp.Phase[:maxStepName]
+			}
+			stepChanged := f.built == nil || f.built.Phase != tp.Phase
 			f.built = tp
-			f.reportReceiving(size)
-			lastReport = time.Now()
+			if stepChanged || time.Since(lastReport) > 100*time.Millisecond {
+				f.reportReceiving(size)
+				lastReport = time.Now()
+			}
 			continue
 		}
 		chunk := frame.GetTransferChunk()
@@ -475,7 +491,7 @@ func (f *fetch) receive() *fetchResult {
 func (f *fetch) reportReceiving(size int64) {
 	b := f.built
 	if b != nil && b.Phase != builtPhase && b.Phase != writingPhase {
-		p := &fetchProgress{bytes: f.offset, size: size, phase: PhaseBuilding, step: wire.OneLine(b.Phase),
+		p := &fetchProgress{bytes: f.offset, size: size, phase: PhaseBuilding, step: b.Phase,
 			objects: int64(b.Done), total: int64(b.Total)}
 		if b.Total > 0 {
 			p.percent = min(100, 100*float64(b.Done)/float64(b.Total))
@@ -509,6 +525,14 @@ func (f *fetch) reportReceiving(size int64) {
 const (
 	writingPhase = "Writing objects"
 	builtPhase   = "built"
+)
+
+// Limits on the TransferProgress frames of one transfer: how many (an
+// honest seeder sends about four a second while it builds: over an hour
+// and a half of building), and the length of the step name kept.
+const (
+	maxProgressFrames = 20000
+	maxStepName       = 64
 )
 
 // done checks the Done frame against what arrived; nil when it matches.
