@@ -175,8 +175,9 @@ func repoOf(req *wire.TransferRequest) wire.RepoID {
 
 // sendBundle writes Start, the announcement, the chunks from the resume
 // point and Done. A bundle still being built is sent as git writes it: its
-// size and hash then come only in Done, and it cannot be resumed into. It
-// blocks.
+// size and hash then come only in Done, and it cannot be resumed into;
+// meanwhile a requester that asked for it gets git's progress in
+// TransferProgress frames. It blocks.
 func sendBundle(ctx context.Context, s *quic.Stream, r *bufio.Reader, req *wire.TransferRequest, b *bundleReady, signed *wire.SignedAnnouncement, limiter *rate.Limiter, timings transferTimings) (int64, error) {
 	stop := context.AfterFunc(ctx, func() {
 		s.CancelWrite(quic.StreamErrorCode(wire.TransferErrorCode_TRANSFER_UNSPECIFIED))
