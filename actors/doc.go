@@ -63,8 +63,11 @@
 //
 // Commands from the CLI are the exported message types in node.go and
 // transport.go (ListPeers); node forwards them to repos, status or the
-// transport. Long commands (SyncRepo, CloneRepo, PullRepo) carry a Progress
-// PID that receives *Progress events while they run. They reach the node
+// transport. Long commands (AddRepo, SyncRepo, CloneRepo, PullRepo) carry a
+// Progress PID that receives *Progress events while they run, phase by phase
+// (the Phase* constants): git's own progress is parsed in the goroutine that
+// runs git (persist.WithGitProgress) and sent from there, and a seeder's git
+// building a bundle reaches the fetcher as TransferProgress frames. They reach the node
 // either over the control socket (a node is running) or from an in-process
 // actor system with only the store, repos and status and no network (none
 // is): see client.go.

@@ -20,10 +20,13 @@ import (
 
 // AddRepo registers a local git repository as owned by this node.
 // Path must be absolute. Reply: RepoView.
+// Progress, when set, receives *Progress events meanwhile (hashing,
+// mirroring).
 type AddRepo struct {
-	Path        string `json:"path"`
-	Name        string `json:"name"`
-	Description string `json:"description"`
+	Path        string     `json:"path"`
+	Name        string     `json:"name"`
+	Description string     `json:"description"`
+	Progress    *actor.PID `json:"-"`
 }
 
 // ListRepos asks for a page of the repositories the node knows: those
@@ -132,23 +135,40 @@ const (
 	SeedFollowed = "followed" // fetch only followed and cloned ones
 )
 
-// Progress is an event a long command (SyncRepo with Wait, CloneRepo,
-// PullRepo) streams while it runs.
+// Progress is an event a long command (AddRepo, SyncRepo with Wait,
+// CloneRepo, PullRepo) streams while it runs. Every phase but waiting,
+// synced and cloning has a Percent: of the phase, or of git's step within
+// it (Step) when git does the work.
 type Progress struct {
-	Repo    wire.RepoID `json:"repo"`
-	Phase   string      `json:"phase"` // one of the Phase* constants
-	Peer    wire.NodeID `json:"peer,omitzero"`
-	Bytes   int64       `json:"bytes"` // bundle bytes held so far
-	Size    int64       `json:"size"`  // total bundle size; 0 when not known yet
-	Rate    float64     `json:"rate"`  // bytes per second, recent
-	Message string      `json:"message,omitempty"`
+	Repo      wire.RepoID `json:"repo,omitzero"` // zero while repo add has not derived the ID yet
+	Phase     string      `json:"phase"`         // one of the Phase* constants
+	Peer      wire.NodeID `json:"peer,omitzero"`
+	PeerAlias string      `json:"peer_alias,omitempty"` // the peer's alias, when it gave one
+	Percent   float64     `json:"percent"`              // 0 to 100
+	Step      string      `json:"step,omitempty"`       // git's own step: "Compressing objects", "Resolving deltas"
+	Objects   int64       `json:"objects,omitempty"`    // objects done of ObjectsTotal, in git's step
+	// ObjectsTotal is 0 when git gives a count only.
+	ObjectsTotal int64   `json:"objects_total,omitempty"`
+	Bytes        int64   `json:"bytes"`                 // bundle bytes held so far
+	Size         int64   `json:"size"`                  // total bundle size; 0 when not known yet
+	Estimated    bool    `json:"estimated,omitempty"`   // Size is estimated from the seeder's git progress
+	Rate         float64 `json:"rate"`                  // bytes per second, recent
+	ETA          float64 `json:"eta_seconds,omitempty"` // seconds left at Rate, receiving with a (known or estimated) Size
+	Message      string  `json:"message,omitempty"`
 }
 
-// Progress phases.
+// Progress phases, in the order a first sync goes through them (repo add
+// hashes and mirrors; a sync waits, the seeder builds, then receiving,
+// indexing, applying, synced; clone and pull end with cloning).
 const (
+	PhaseHashing   = "hashing"   // repo add: reading the working repository's refs
+	PhaseMirroring = "mirroring" // repo add: git fetching the working repository into the mirror
 	PhaseWaiting   = "waiting"   // no seeder reachable yet
+	PhaseBuilding  = "building"  // the seeder's git builds the bundle (counting, compressing objects)
 	PhaseReceiving = "receiving" // bundle bytes arriving
-	PhaseVerifying = "verifying" // checking and applying the bundle
+	PhaseIndexing  = "indexing"  // git index-pack checking the received pack (objects, deltas)
+	PhaseApplying  = "applying"  // checking the signed refs' objects, moving the pack in, setting the refs
+	PhaseVerifying = "verifying" // what nodes before indexing and applying reported after receiving; still shown by the CLIs
 	PhaseSynced    = "synced"    // the mirror holds the signed refs
 	PhaseCloning   = "cloning"   // git clone / pull from the mirror
 )
@@ -170,15 +190,18 @@ type RepoView struct {
 	RootCommit    string            `json:"root_commit"`
 	Seq           uint64            `json:"seq"`
 	UpdatedAt     time.Time         `json:"updated_at"`
-	Percent       float64           `json:"percent,omitempty"`    // of the bundle received, while syncing with a known size
-	Received      int64             `json:"received,omitempty"`   // bundle bytes held, while syncing
-	SyncError     string            `json:"sync_error,omitempty"` // why the last fetch failed (refused for the quota, say)
-	MirrorRefs    map[string]string `json:"mirror_refs"`          // the refs the local mirror holds
-	Followed      bool              `json:"followed"`             // repo follow (or repo clone)
-	Seeders       []wire.NodeID     `json:"seeders"`              // nodes known to serve the signed refs
-	Size          int64             `json:"size"`                 // bytes of the mirror on disk
-	Clones        []string          `json:"clones"`               // working clones made by repo clone
-	HasUpdates    bool              `json:"has_updates"`          // a recorded clone is behind the mirror
+	Percent       float64           `json:"percent,omitempty"`       // of the bundle received, while syncing with a known size
+	Phase         string            `json:"phase,omitempty"`         // while syncing: one of the Phase* constants
+	PhasePercent  float64           `json:"phase_percent,omitempty"` // while syncing: how far that phase is
+	Step          string            `json:"step,omitempty"`          // while syncing: git's step within the phase
+	Received      int64             `json:"received,omitempty"`      // bundle bytes held, while syncing
+	SyncError     string            `json:"sync_error,omitempty"`    // why the last fetch failed (refused for the quota, say)
+	MirrorRefs    map[string]string `json:"mirror_refs"`             // the refs the local mirror holds
+	Followed      bool              `json:"followed"`                // repo follow (or repo clone)
+	Seeders       []wire.NodeID     `json:"seeders"`                 // nodes known to serve the signed refs
+	Size          int64             `json:"size"`                    // bytes of the mirror on disk
+	Clones        []string          `json:"clones"`                  // working clones made by repo clone
+	HasUpdates    bool              `json:"has_updates"`             // a recorded clone is behind the mirror
 }
 
 // RepoList is the reply to ListRepos: the page, and how many repositories

@@ -167,7 +167,13 @@ func (r *repos) add(ctx actor.Context, m *AddRepo) {
 		return
 	}
 	root, creator := r.cfg.Root, r.id
-	work(ctx, r, func(wctx context.Context) (persist.Repo, error) { return inspectRepo(wctx, root, m, creator) },
+	// git's progress is read in the goroutine that runs it and sent from there.
+	progress := func(*Progress) {}
+	if m.Progress != nil {
+		pid, sys := m.Progress, ctx.ActorSystem().Root
+		progress = func(p *Progress) { sys.Send(pid, p) }
+	}
+	work(ctx, r, func(wctx context.Context) (persist.Repo, error) { return inspectRepo(wctx, root, m, creator, progress) },
 		func(repo persist.Repo, err error) {
 			if err != nil {
 				reply(err)
@@ -189,8 +195,10 @@ func (r *repos) add(ctx actor.Context, m *AddRepo) {
 }
 
 // inspectRepo runs git on the working repository and fetches it into the
-// node's mirror, whose refs are the ones announced; it blocks.
-func inspectRepo(ctx context.Context, root string, m *AddRepo, creator wire.NodeID) (persist.Repo, error) {
+// node's mirror, whose refs are the ones announced, telling progress how
+// far it is (hashing, then mirroring with git's own progress); it blocks.
+func inspectRepo(ctx context.Context, root string, m *AddRepo, creator wire.NodeID, progress func(*Progress)) (persist.Repo, error) {
+	hashing := func(pct float64, step string) { progress(&Progress{Phase: PhaseHashing, Percent: pct, Step: step}) }
 	g, err := persist.OpenGitRepo(ctx, m.Path)
 	if err != nil {
 		return persist.Repo{}, err
@@ -198,6 +206,8 @@ func inspectRepo(ctx context.Context, root string, m *AddRepo, creator wire.Node
 	if err := g.CheckComplete(ctx); err != nil {
 		return persist.Repo{}, err
 	}
+	// From here on the path is a repository: say how far we are.
+	hashing(10, "finding the root commit")
 	rootCommit, err := g.RootCommit(ctx)
 	if err != nil {
 		return persist.Repo{}, err
@@ -218,6 +228,7 @@ func inspectRepo(ctx context.Context, root string, m *AddRepo, creator wire.Node
 	if err := wire.CheckRepoMeta(name, m.Description, branch); err != nil {
 		return persist.Repo{}, err
 	}
+	hashing(60, "reading the branches and tags")
 	refs, err := g.Refs(ctx)
 	if err != nil {
 		return persist.Repo{}, err
@@ -225,13 +236,25 @@ func inspectRepo(ctx context.Context, root string, m *AddRepo, creator wire.Node
 	if err := checkAnnounceable(id, rootCommit, name, m.Description, branch, refs); err != nil {
 		return persist.Repo{}, err
 	}
+	progress(&Progress{Repo: id, Phase: PhaseHashing, Percent: 100, Message: fmt.Sprintf("%d branches and tags", len(refs))})
 	mirror, err := persist.InitMirror(ctx, persist.MirrorPath(root, id), branch)
 	if err != nil {
 		return persist.Repo{}, err
 	}
-	if refs, err = mirror.MirrorFrom(ctx, g.Dir); err != nil {
+	progress(&Progress{Repo: id, Phase: PhaseMirroring})
+	var last persist.GitProgress
+	mctx := persist.WithGitProgress(ctx, func(gp persist.GitProgress) {
+		// A line per percent at most: git prints one per object counted.
+		if gp.Title == last.Title && int(gp.Percent) == int(last.Percent) {
+			return
+		}
+		last = gp
+		progress(&Progress{Repo: id, Phase: PhaseMirroring, Percent: max(gp.Percent, 0), Step: gp.Title, Objects: gp.Done, ObjectsTotal: gp.Total})
+	})
+	if refs, err = mirror.MirrorFrom(mctx, g.Dir); err != nil {
 		return persist.Repo{}, err
 	}
+	progress(&Progress{Repo: id, Phase: PhaseMirroring, Percent: 100, Step: last.Title, Objects: last.Total, ObjectsTotal: last.Total})
 	now := time.Now().UTC()
 	return persist.Repo{
 		ID: id, Name: name, Description: m.Description, Creator: creator,
@@ -485,6 +508,7 @@ func (r *repos) views(ctx actor.Context, states []repoState, then func([]RepoVie
 					v.Seeders, v.SyncError = sv.Seeders, sv.LastError
 					if sv.Syncing {
 						v.Status, v.Received = StatusSyncing, sv.Bytes
+						v.Phase, v.PhasePercent, v.Step = sv.Phase, sv.Percent, sv.Step
 						if sv.Size > 0 {
 							v.Percent = float64(sv.Bytes) * 100 / float64(sv.Size)
 						}

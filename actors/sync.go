@@ -64,6 +64,8 @@ type (
 type syncView struct {
 	Syncing     bool
 	Bytes, Size int64
+	Phase, Step string  // of the running fetch
+	Percent     float64 // of its phase
 	Seeders     []wire.NodeID
 	LastError   string // why the last fetch failed, until one succeeds
 }
@@ -142,6 +144,7 @@ type syncer struct {
 
 	repos       map[wire.RepoID]*syncRepo
 	peers       map[wire.NodeID]*actor.PID
+	aliases     map[wire.NodeID]string // of connected peers that gave one (shown in progress)
 	inventories map[wire.NodeID]map[wire.RepoID][32]byte
 	fetches     int
 	perPeer     map[wire.NodeID]int  // running fetches per seeder
@@ -262,10 +265,19 @@ func (s *syncer) Receive(ctx actor.Context) {
 		s.reschedule(ctx)
 	case *peerConnected:
 		s.peers[m.ID] = m.PID
+		if s.aliases == nil {
+			s.aliases = map[wire.NodeID]string{}
+		}
+		if a := wire.OneLine(m.Hello.GetAlias()); a != "" {
+			s.aliases[m.ID] = a
+		} else {
+			delete(s.aliases, m.ID)
+		}
 		s.reschedule(ctx)
 	case *peerDisconnected:
 		if s.peers[m.ID] == m.PID {
 			delete(s.peers, m.ID)
+			delete(s.aliases, m.ID)
 		}
 	case *syncTick:
 		s.reschedule(ctx)
@@ -356,8 +368,20 @@ func (s *syncer) progress(ctx actor.Context, m *transferStatus) {
 		}
 	}
 	r.status, r.statusAt = *m, now
-	p := &Progress{Repo: m.Repo, Phase: m.Phase, Peer: m.Peer, Bytes: m.Bytes, Size: m.Size, Rate: r.rate}
-	s.notifyWaiters(ctx, r, p)
+	s.notifyWaiters(ctx, r, s.progressOf(r))
+}
+
+// progressOf is the running fetch of r as a Progress event: with the
+// seeder's alias, and the time left when bytes arrive at a known rate
+// towards a known (or estimated) size.
+func (s *syncer) progressOf(r *syncRepo) *Progress {
+	m := r.status
+	p := &Progress{Repo: m.Repo, Phase: m.Phase, Peer: m.Peer, PeerAlias: s.aliases[m.Peer], Bytes: m.Bytes, Size: m.Size,
+		Estimated: m.Estimated, Rate: r.rate, Percent: m.Percent, Step: m.Step, Objects: m.Objects, ObjectsTotal: m.ObjectsTotal}
+	if m.Phase == PhaseReceiving && m.Size > m.Bytes && r.rate > 0 {
+		p.ETA = float64(m.Size-m.Bytes) / r.rate
+	}
+	return p
 }
 
 func (s *syncer) notifyWaiters(ctx actor.Context, r *syncRepo, p *Progress) {
@@ -402,8 +426,7 @@ func (s *syncer) syncNow(ctx actor.Context, m *syncNow) {
 	r.waiters = append(r.waiters, w)
 	s.reschedule(ctx)
 	if r.fetching != nil && w.progress != nil {
-		st := r.status
-		ctx.Send(w.progress, &Progress{Repo: m.ID, Phase: st.Phase, Peer: st.Peer, Bytes: st.Bytes, Size: st.Size})
+		ctx.Send(w.progress, s.progressOf(r))
 	}
 }
 
@@ -437,6 +460,7 @@ func (s *syncer) views() map[wire.RepoID]syncView {
 		v := syncView{Seeders: s.seeders(r), LastError: r.lastError}
 		if r.fetching != nil {
 			v.Syncing, v.Bytes, v.Size = true, r.status.Bytes, r.status.Size
+			v.Phase, v.Percent, v.Step = r.status.Phase, r.status.Percent, r.status.Step
 		}
 		out[id] = v
 	}

@@ -26,10 +26,15 @@ import (
 type (
 	// transferStatus reports a fetch's progress.
 	transferStatus struct {
-		Repo        wire.RepoID
-		Peer        wire.NodeID
-		Bytes, Size int64
-		Phase       string
+		Repo         wire.RepoID
+		Peer         wire.NodeID
+		Bytes, Size  int64
+		Estimated    bool // Size is estimated
+		Phase        string
+		Percent      float64 // of the phase (or of git's step within it)
+		Step         string  // git's step
+		Objects      int64
+		ObjectsTotal int64
 	}
 	// transferEnded reports how a transfer ended.
 	transferEnded struct {

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -30,10 +31,16 @@ type (
 		bundleID []byte
 		size     int64
 	}
-	// fetchProgress: bytes of the bundle held so far.
+	// fetchProgress: bytes of the bundle held so far, and how far the
+	// phase is (git's step within it, its objects).
 	fetchProgress struct {
 		bytes, size int64
+		estimated   bool // size is estimated from the seeder's git progress
 		phase       string
+		percent     float64
+		step        string
+		objects     int64
+		total       int64
 	}
 	// fetchResult: the fetch goroutine ended.
 	fetchResult struct {
@@ -121,7 +128,8 @@ func (f *fetcher) Receive(ctx actor.Context) {
 		m.Repo, m.PID = f.job.want.ID, ctx.Self()
 		ctx.Send(ctx.Parent(), m)
 	case *fetchProgress:
-		ctx.Send(ctx.Parent(), &transferStatus{Repo: f.job.want.ID, Peer: f.job.peer, Bytes: m.bytes, Size: m.size, Phase: m.phase})
+		ctx.Send(ctx.Parent(), &transferStatus{Repo: f.job.want.ID, Peer: f.job.peer, Bytes: m.bytes, Size: m.size, Phase: m.phase,
+			Estimated: m.estimated, Percent: m.percent, Step: m.step, Objects: m.objects, ObjectsTotal: m.total})
 	case *fetchResult:
 		f.finish(ctx, m)
 	case *actor.Terminated:
@@ -196,6 +204,9 @@ type fetch struct {
 	offset   int64 // bundle bytes held
 	reserved int64 // bytes of the mirror quota reserved for this fetch
 	bytesIn  int64 // bundle bytes received over the network
+	// built is the seeder's last TransferProgress (nil: none came, the
+	// bundle was cached or the seeder predates them).
+	built *wire.TransferProgress
 }
 
 // runFetch runs one fetch over stream: request, receive into the .part
@@ -286,7 +297,7 @@ func (f *fetch) request() *fetchResult {
 	if err := os.MkdirAll(filepath.Dir(f.part), 0o700); err != nil {
 		return &fetchResult{err: err}
 	}
-	f.req = &wire.TransferRequest{RepoId: job.want.ID.String(), RefsHash: f.wantHash[:], Haves: haves(job.mirror.Refs)}
+	f.req = &wire.TransferRequest{RepoId: job.want.ID.String(), RefsHash: f.wantHash[:], Haves: haves(job.mirror.Refs), Progress: true}
 	if len(job.wantSigned) > 0 {
 		f.req.KnownSeq = job.want.Seq // the server leaves out the announcement we hold
 	}
@@ -402,6 +413,7 @@ func (f *fetch) receive() *fetchResult {
 		limit = size
 	}
 	lastReport := time.Time{}
+	progressFrames := 0
 	for {
 		frame, err := f.pace.read(f.s, f.r, job.timings.frame)
 		if err != nil {
@@ -412,6 +424,27 @@ func (f *fetch) receive() *fetchResult {
 		}
 		if done := frame.GetTransferDone(); done != nil {
 			return f.done(done)
+		}
+		if tp := frame.GetTransferProgress(); tp != nil {
+			// Informational, from the peer: bounded in number (else they
+			// could keep the stream alive with no bundle) and in what is
+			// reported of them.
+			if progressFrames++; progressFrames > maxProgressFrames {
+				return f.bad("more than %d progress frames", maxProgressFrames)
+			}
+			const most = 1 << 53 // numbers shown, never trusted
+			tp.Done, tp.Total, tp.Bytes, tp.Size = min(tp.Done, most), min(tp.Total, most), min(tp.Bytes, most), min(tp.Size, most)
+			tp.Phase = wire.OneLine(tp.Phase)
+			if len(tp.Phase) > maxStepName {
+				tp.Phase = tp.Phase[:maxStepName]
+			}
+			stepChanged := f.built == nil || f.built.Phase != tp.Phase
+			f.built = tp
+			if stepChanged || time.Since(lastReport) > 100*time.Millisecond {
+				f.reportReceiving(size)
+				lastReport = time.Now()
+			}
+			continue
 		}
 		chunk := frame.GetTransferChunk()
 		if chunk == nil || start.Empty {
@@ -446,10 +479,61 @@ func (f *fetch) receive() *fetchResult {
 		f.bytesIn += n
 		if time.Since(lastReport) > 250*time.Millisecond {
 			lastReport = time.Now()
-			f.report(&fetchProgress{bytes: f.offset, size: size, phase: PhaseReceiving})
+			f.reportReceiving(size)
 		}
 	}
 }
+
+// reportReceiving reports the transfer as it stands: the seeder's git
+// still building the bundle (counting, compressing: only the header has
+// come), or bytes arriving, with a percentage of the size the start gave,
+// else the size the seeder's progress gives or lets estimate.
+func (f *fetch) reportReceiving(size int64) {
+	b := f.built
+	if b != nil && b.Phase != builtPhase && b.Phase != writingPhase {
+		p := &fetchProgress{bytes: f.offset, size: size, phase: PhaseBuilding, step: b.Phase,
+			objects: int64(b.Done), total: int64(b.Total)}
+		if b.Total > 0 {
+			p.percent = min(100, 100*float64(b.Done)/float64(b.Total))
+		}
+		f.report(p)
+		return
+	}
+	p := &fetchProgress{bytes: f.offset, size: size, phase: PhaseReceiving}
+	if size == 0 && b != nil {
+		switch {
+		case b.Size > 0:
+			p.size = int64(b.Size)
+		case b.Done > 0 && b.Total >= b.Done:
+			// git writes objects in order; their sizes vary, so this is a guess.
+			p.size, p.estimated = max(int64(float64(b.Bytes)*float64(b.Total)/float64(b.Done)), f.offset), true
+		}
+		if b.Phase == writingPhase {
+			p.step, p.objects, p.total = writingPhase, int64(b.Done), int64(b.Total)
+		}
+	}
+	if p.size > 0 {
+		p.percent = min(100, 100*float64(f.offset)/float64(p.size))
+		if p.estimated {
+			p.percent = min(p.percent, 99) // 100 only once Done says so
+		}
+	}
+	f.report(p)
+}
+
+// The seeder's git steps that TransferProgress names.
+const (
+	writingPhase = "Writing objects"
+	builtPhase   = "built"
+)
+
+// Limits on the TransferProgress frames of one transfer: how many (an
+// honest seeder sends about four a second while it builds: over an hour
+// and a half of building), and the length of the step name kept.
+const (
+	maxProgressFrames = 20000
+	maxStepName       = 64
+)
 
 // done checks the Done frame against what arrived; nil when it matches.
 func (f *fetch) done(done *wire.TransferDone) *fetchResult {
@@ -476,17 +560,42 @@ func (f *fetch) done(done *wire.TransferDone) *fetchResult {
 	return nil
 }
 
-// verify waits for git's verdict on the whole pack.
+// verify waits for git's verdict on the whole pack, reporting its
+// progress (the objects it still reads, the deltas it resolves).
 func (f *fetch) verify() *fetchResult {
 	f.s.CancelRead(0) // both directions are done
-	f.report(&fetchProgress{bytes: f.offset, size: f.offset, phase: PhaseVerifying})
+	f.report(&fetchProgress{bytes: f.offset, size: f.offset, phase: PhaseReceiving, percent: 100})
 	if f.idx == nil {
 		return nil
 	}
 	if f.offset == 0 {
 		return f.bad("an empty bundle in a transfer that said it had objects")
 	}
-	return f.idx.finish()
+	bytes := f.offset
+	var mu sync.Mutex
+	var last persist.GitProgress
+	shown := false
+	report := func(gp persist.GitProgress) {
+		mu.Lock()
+		defer mu.Unlock()
+		// A line per percent at most: git prints one per object counted.
+		if shown && gp.Title == last.Title && int(gp.Percent) == int(last.Percent) {
+			return
+		}
+		last, shown = gp, true
+		f.report(&fetchProgress{bytes: bytes, size: bytes, phase: PhaseIndexing, percent: max(gp.Percent, 0),
+			step: gp.Title, objects: gp.Done, total: gp.Total})
+	}
+	f.report(&fetchProgress{bytes: bytes, size: bytes, phase: PhaseIndexing})
+	f.idx.reportFrom(report)
+	if res := f.idx.finish(); res != nil {
+		return res
+	}
+	mu.Lock()
+	done := last
+	mu.Unlock()
+	f.report(&fetchProgress{bytes: bytes, size: bytes, phase: PhaseIndexing, percent: 100, step: done.Title, objects: done.Total, total: done.Total})
+	return nil
 }
 
 // apply checks that every signed ref's object arrived or was in the
@@ -494,6 +603,10 @@ func (f *fetch) verify() *fetchResult {
 // its refs to the signed refs; it says what the mirror holds.
 func (f *fetch) apply() *fetchResult {
 	body := f.ann.GetRepo()
+	applying := func(pct float64, step string) {
+		f.report(&fetchProgress{bytes: f.offset, size: f.offset, phase: PhaseApplying, percent: pct, step: step})
+	}
+	applying(0, "checking the signed refs' objects")
 	if err := f.in.CheckRefs(f.ctx, f.refs); err != nil {
 		r := &fetchResult{err: fmt.Errorf("apply bundle: %w", err)}
 		if errors.Is(err, persist.ErrMissingObjects) {
@@ -501,14 +614,17 @@ func (f *fetch) apply() *fetchResult {
 		}
 		return r
 	}
+	applying(34, "moving the pack in, setting the refs")
 	mirror, err := f.in.Commit(f.ctx, f.refs, body.DefaultBranch)
 	if err != nil {
 		return &fetchResult{err: fmt.Errorf("apply bundle: %w", err)}
 	}
 	_ = os.Remove(f.part)
+	applying(67, "repacking when the mirror holds many packs")
 	if err := mirror.MaybeRepack(f.ctx, 16); err != nil {
 		f.job.log.Debug("repack", "err", err)
 	}
+	applying(100, "")
 	raw, err := proto.Marshal(f.signed)
 	if err != nil {
 		return &fetchResult{err: err}

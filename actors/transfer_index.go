@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/menode/menode/persist"
 )
@@ -19,6 +20,10 @@ type indexer struct {
 	pw   *io.PipeWriter
 	done chan struct{}
 	err  error // git's verdict, once done
+
+	mu   sync.Mutex
+	last persist.GitProgress       // git's last progress line
+	live func(persist.GitProgress) // set by reportFrom
 }
 
 // errPackEnded: git has read the whole pack; bytes after it are not a bundle's.
@@ -29,7 +34,7 @@ func startIndexer(ctx context.Context, into persist.GitRepo, refs map[string]str
 	ix := &indexer{pw: pw, done: make(chan struct{})}
 	go func() {
 		defer close(ix.done)
-		_, ix.err = into.IndexBundleStream(ctx, pr, refs, persist.DefaultFsckIgnore)
+		_, ix.err = into.IndexBundleStream(persist.WithGitProgress(ctx, ix.progress), pr, refs, persist.DefaultFsckIgnore)
 		if ix.err != nil {
 			pr.CloseWithError(ix.err)
 		} else {
@@ -37,6 +42,34 @@ func startIndexer(ctx context.Context, into persist.GitRepo, refs map[string]str
 		}
 	}()
 	return ix
+}
+
+// progress takes a line of git's progress, in the goroutine that reads
+// its stderr.
+func (ix *indexer) progress(p persist.GitProgress) {
+	ix.mu.Lock()
+	ix.last = p
+	live := ix.live
+	ix.mu.Unlock()
+	if live != nil {
+		live(p)
+	}
+}
+
+// reportFrom hands fn git's last progress line, and from now on each
+// new one (while the transfer runs, git's progress is only kept: the
+// transfer's own is what is shown). fn must not block.
+func (ix *indexer) reportFrom(fn func(persist.GitProgress)) {
+	if ix == nil {
+		return
+	}
+	ix.mu.Lock()
+	ix.live = fn
+	last := ix.last
+	ix.mu.Unlock()
+	if last.Title != "" {
+		fn(last)
+	}
 }
 
 // Write hands git the next bytes of the bundle; it fails once git is done.

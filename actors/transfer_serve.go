@@ -175,8 +175,9 @@ func repoOf(req *wire.TransferRequest) wire.RepoID {
 
 // sendBundle writes Start, the announcement, the chunks from the resume
 // point and Done. A bundle still being built is sent as git writes it: its
-// size and hash then come only in Done, and it cannot be resumed into. It
-// blocks.
+// size and hash then come only in Done, and it cannot be resumed into;
+// meanwhile a requester that asked for it gets git's progress in
+// TransferProgress frames. It blocks.
 func sendBundle(ctx context.Context, s *quic.Stream, r *bufio.Reader, req *wire.TransferRequest, b *bundleReady, signed *wire.SignedAnnouncement, limiter *rate.Limiter, timings transferTimings) (int64, error) {
 	stop := context.AfterFunc(ctx, func() {
 		s.CancelWrite(quic.StreamErrorCode(wire.TransferErrorCode_TRANSFER_UNSPECIFIED))
@@ -212,8 +213,45 @@ func sendBundle(ctx context.Context, s *quic.Stream, r *bufio.Reader, req *wire.
 		return 0, err
 	}
 	pos, sent := int64(start.Offset), int64(0)
+	// While git builds the bundle, a requester that asked for them gets
+	// its progress (PROTOCOL.md, "Progress"): before the first chunk, the
+	// end of each step git goes past, and within a step at most every
+	// progressEvery when it changed.
+	var shown persist.GitProgress
+	var shownAt time.Time
+	steps := 0 // of the ended steps, those sent
+	progressFrame := func(gp persist.GitProgress) error {
+		tp := &wire.TransferProgress{Phase: gp.Title, Done: uint64(max(gp.Done, 0)), Total: uint64(max(gp.Total, 0)), Bytes: uint64(pos)}
+		if tp.Phase == "" {
+			tp.Phase = "Enumerating objects" // git has not said anything yet
+		}
+		return write(&wire.Frame{Body: &wire.Frame_TransferProgress{TransferProgress: tp}})
+	}
+	progress := func(force bool) error {
+		if !req.Progress || !building {
+			return nil
+		}
+		gp, ended := b.Build.Progress()
+		for ; steps < len(ended); steps++ {
+			if err := progressFrame(ended[steps]); err != nil {
+				return err
+			}
+			force = true // and the step git is in now, at once
+		}
+		if !force && (gp == shown || time.Since(shownAt) < progressEvery) {
+			return nil
+		}
+		shown, shownAt = gp, time.Now()
+		return progressFrame(gp)
+	}
+	if err := progress(true); err != nil {
+		return sent, err
+	}
 	buf := make([]byte, wire.MaxChunkData)
 	for {
+		if err := progress(false); err != nil {
+			return sent, err
+		}
 		n, err := f.Read(buf)
 		if n > 0 {
 			if limiter != nil {
@@ -243,6 +281,12 @@ func sendBundle(ctx context.Context, s *quic.Stream, r *bufio.Reader, req *wire.
 				_ = write(&wire.Frame{Body: &wire.Frame_TransferError{TransferError: &wire.TransferError{Code: wire.TransferErrorCode_TRANSFER_INTERNAL, Message: msg}}})
 				return sent, fmt.Errorf("build bundle: %w", b.Build.Err())
 			}
+			if fi, err := os.Stat(b.Path); err == nil && req.Progress {
+				tp := &wire.TransferProgress{Phase: builtPhase, Bytes: uint64(fi.Size()), Size: uint64(fi.Size())}
+				if err := write(&wire.Frame{Body: &wire.Frame_TransferProgress{TransferProgress: tp}}); err != nil {
+					return sent, err
+				}
+			}
 			building = false // read what is left, then stop
 		case <-time.After(20 * time.Millisecond):
 		case <-ctx.Done():
@@ -263,6 +307,9 @@ func sendBundle(ctx context.Context, s *quic.Stream, r *bufio.Reader, req *wire.
 	s.CancelRead(0)
 	return sent, nil
 }
+
+// progressEvery is how often, at most, a server sends TransferProgress.
+const progressEvery = 250 * time.Millisecond
 
 // openBundle opens the bundle b names: the file git is writing while it
 // builds (building is then true), else the cached file. It blocks until

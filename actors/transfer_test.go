@@ -60,6 +60,16 @@ func TestTransfer_rejectsBadSeeders(t *testing.T) {
 			},
 		},
 		{
+			name: "progress frames without end",
+			setup: func(t *testing.T, w *transferWorld, bad signer) badSeederCase {
+				want := w.state(t, 1, w.base)
+				return badSeederCase{
+					want: want, warn: true, errHas: "progress frames", absent: []string{w.root, w.c1},
+					bad: w.serve(t, w.base, want.ann, func(r *transferReply) { r.progress = maxProgressFrames + 1 }),
+				}
+			},
+		},
+		{
 			name: "a chunk altered in transit",
 			setup: func(t *testing.T, w *transferWorld, bad signer) badSeederCase {
 				want := w.state(t, 1, w.base)
@@ -645,6 +655,7 @@ type transferReply struct {
 	start    *wire.TransferStart
 	ann      *wire.SignedAnnouncement
 	leaveOut bool // an announcement frame without the announcement
+	progress int  // TransferProgress frames before the chunks
 	data     []byte
 	done     *wire.TransferDone
 }
@@ -680,6 +691,9 @@ func (r *transferReply) encode() ([]byte, error) {
 			r.ann = nil
 		}
 		frames = append(frames, &wire.Frame{Body: &wire.Frame_TransferAnnouncement{TransferAnnouncement: &wire.TransferAnnouncement{Announcement: r.ann}}})
+	}
+	for i := range r.progress {
+		frames = append(frames, &wire.Frame{Body: &wire.Frame_TransferProgress{TransferProgress: &wire.TransferProgress{Phase: "Compressing objects", Done: uint64(i), Total: uint64(r.progress)}}})
 	}
 	for off := 0; off < len(r.data); off += wire.MaxChunkData {
 		chunk := r.data[off:min(off+wire.MaxChunkData, len(r.data))]

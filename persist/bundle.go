@@ -79,7 +79,13 @@ func (m GitRepo) CreateBundle(ctx context.Context, w io.Writer, refNames []strin
 	for _, id := range held {
 		in.WriteString("^" + id + "\n")
 	}
-	err = runGitIO(ctx, m.Dir, strings.NewReader(in.String()), w, "bundle", "create", "-q", "-", "--stdin")
+	quiet := "-q"
+	if gitProgressOf(ctx) != nil {
+		// --progress says nothing of writing objects when the bundle
+		// goes to a pipe; --all-progress does.
+		quiet = "--all-progress"
+	}
+	err = runGitIO(ctx, m.Dir, strings.NewReader(in.String()), w, "bundle", "create", quiet, "-", "--stdin")
 	var ge *gitError
 	if errors.As(err, &ge) && strings.Contains(ge.line, "Refusing to create empty bundle") {
 		return fmt.Errorf("bundle of %s: %w", QuotePath(m.Dir), ErrNothingToSend)
@@ -357,7 +363,11 @@ func (m GitRepo) indexFrom(ctx context.Context, in io.Reader, what string, signe
 		pw.Close()
 	}()
 	var out bytes.Buffer
-	err = runPeerGitIO(ctx, m.Dir, m.MaxGitAlloc, pr, &out, "index-pack", strict, "--fix-thin", "--stdin")
+	args := []string{"index-pack", strict, "--fix-thin", "--stdin"}
+	if gitProgressOf(ctx) != nil {
+		args = append(args, "-v") // receiving objects, resolving deltas
+	}
+	err = runPeerGitIO(ctx, m.Dir, m.MaxGitAlloc, pr, &out, args...)
 	pr.Close()
 	if err != nil {
 		removeNewFiles(packDir, before)

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/menode/menode/wire"
@@ -91,6 +92,32 @@ type BundleBuild struct {
 	created chan struct{}
 	done    chan struct{}
 	err     error
+
+	mu       sync.Mutex
+	progress GitProgress   // git's last progress line
+	ended    []GitProgress // the last line of each step git has ended
+}
+
+// maxBuildSteps bounds the steps kept (git's pack-objects has four).
+const maxBuildSteps = 8
+
+// Progress is git's last progress line while it builds the bundle (zero
+// before the first), and the last line of each step it went past, in
+// order: a step that takes less than a reader's polling interval is seen
+// too.
+func (b *BundleBuild) Progress() (now GitProgress, ended []GitProgress) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.progress, slices.Clone(b.ended)
+}
+
+func (b *BundleBuild) setProgress(p GitProgress) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if prev := b.progress; prev.Title != "" && prev.Title != p.Title && len(b.ended) < maxBuildSteps {
+		b.ended = append(b.ended, prev)
+	}
+	b.progress = p
 }
 
 // Created is closed once Temp exists (or the build failed before that).
@@ -112,7 +139,7 @@ func (b *BundleBuild) Err() error { return b.err }
 // empty file. A bundle whose heads differ from refs (the mirror moved
 // since it was recorded) is not kept. Call it once; it blocks.
 func (b *BundleBuild) Run(ctx context.Context, mirror GitRepo, refs map[string]string, haves []string) error {
-	b.err = b.run(ctx, mirror, refs, haves)
+	b.err = b.run(WithGitProgress(ctx, b.setProgress), mirror, refs, haves)
 	select {
 	case <-b.created:
 	default:

@@ -186,10 +186,18 @@ func execGit(ctx context.Context, dir string, config, env []string, stdin io.Rea
 	cmd.Stdout = stdout
 	stderr := &cappedBuffer{max: maxStderr}
 	cmd.Stderr = stderr
+	var progress *progressWriter
+	if fn := gitProgressOf(ctx); fn != nil {
+		progress = &progressWriter{fn: fn, out: stderr}
+		cmd.Stderr = progress
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = gitWaitDelay
 	err := cmd.Run()
+	if progress != nil {
+		progress.Close() // Run has waited for the goroutine that writes to it
+	}
 	if observe, ok := ctx.Value(gitObserverKey{}).(func([]string, *os.ProcessState)); ok {
 		observe(args, cmd.ProcessState)
 	}

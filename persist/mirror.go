@@ -111,7 +111,12 @@ func (m GitRepo) MirrorFrom(ctx context.Context, src string) (map[string]string,
 		return nil, fmt.Errorf("mirror %s: %w", QuotePath(src), err)
 	}
 	// abs starts with "/", so git cannot take it for an option.
-	_, err = runGit(ctx, m.Dir, "fetch", "--quiet", "--prune", "--no-tags", "--no-write-fetch-head",
+	// With a progress function on ctx, git's own progress goes to it.
+	quiet := "--quiet"
+	if gitProgressOf(ctx) != nil {
+		quiet = "--progress"
+	}
+	_, err = runGit(ctx, m.Dir, "fetch", quiet, "--prune", "--no-tags", "--no-write-fetch-head",
 		abs, "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
 	if err != nil {
 		return nil, fmt.Errorf("mirror %s into %s: %w", QuotePath(abs), QuotePath(m.Dir), err)

@@ -242,6 +242,7 @@ type Frame struct {
 	//	*Frame_TransferChunk
 	//	*Frame_TransferDone
 	//	*Frame_TransferError
+	//	*Frame_TransferProgress
 	Body          isFrame_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -401,6 +402,15 @@ func (x *Frame) GetTransferError() *TransferError {
 	return nil
 }
 
+func (x *Frame) GetTransferProgress() *TransferProgress {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_TransferProgress); ok {
+			return x.TransferProgress
+		}
+	}
+	return nil
+}
+
 type isFrame_Body interface {
 	isFrame_Body()
 }
@@ -461,6 +471,11 @@ type Frame_TransferError struct {
 	TransferError *TransferError `protobuf:"bytes,15,opt,name=transfer_error,json=transferError,proto3,oneof"`
 }
 
+type Frame_TransferProgress struct {
+	// Only to a requester that set TransferRequest.progress.
+	TransferProgress *TransferProgress `protobuf:"bytes,16,opt,name=transfer_progress,json=transferProgress,proto3,oneof"`
+}
+
 func (*Frame_Hello) isFrame_Body() {}
 
 func (*Frame_Gossip) isFrame_Body() {}
@@ -486,6 +501,8 @@ func (*Frame_TransferChunk) isFrame_Body() {}
 func (*Frame_TransferDone) isFrame_Body() {}
 
 func (*Frame_TransferError) isFrame_Body() {}
+
+func (*Frame_TransferProgress) isFrame_Body() {}
 
 // Hello is the first frame each side sends on the control stream: the dialer
 // at once, the listener in reply. did must equal the key of the sender's TLS
@@ -1550,7 +1567,11 @@ type TransferRequest struct {
 	// The seq of the creator's announcement of these refs that the requester
 	// holds already (0: none). When the server would send that very
 	// announcement, its TransferAnnouncement leaves it out.
-	KnownSeq      uint64 `protobuf:"varint,6,opt,name=known_seq,json=knownSeq,proto3" json:"known_seq,omitempty"`
+	KnownSeq uint64 `protobuf:"varint,6,opt,name=known_seq,json=knownSeq,proto3" json:"known_seq,omitempty"`
+	// The requester takes TransferProgress frames among the chunks. Without
+	// it the server sends none (an older receiver would take one for a
+	// protocol error).
+	Progress      bool `protobuf:"varint,7,opt,name=progress,proto3" json:"progress,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1625,6 +1646,13 @@ func (x *TransferRequest) GetKnownSeq() uint64 {
 		return x.KnownSeq
 	}
 	return 0
+}
+
+func (x *TransferRequest) GetProgress() bool {
+	if x != nil {
+		return x.Progress
+	}
+	return false
 }
 
 // TransferStart is the server's first frame on a transfer stream.
@@ -1913,11 +1941,98 @@ func (x *TransferError) GetMessage() string {
 	return ""
 }
 
+// TransferProgress is sent by the server, only when the request set
+// progress, between TransferAnnouncement and TransferDone (before, among or
+// after chunks) while git builds the bundle being sent: git's own progress,
+// so that the requester can show a percentage while nothing else arrives.
+// Informational only: a receiver checks nothing against it.
+type TransferProgress struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// git's step, as git names it: "Enumerating objects", "Counting objects",
+	// "Compressing objects", "Writing objects"; "built" once the bundle is
+	// whole.
+	Phase string `protobuf:"bytes,1,opt,name=phase,proto3" json:"phase,omitempty"`
+	// Objects done of total (total 0: git gave a count only).
+	Done  uint64 `protobuf:"varint,2,opt,name=done,proto3" json:"done,omitempty"`
+	Total uint64 `protobuf:"varint,3,opt,name=total,proto3" json:"total,omitempty"`
+	// Bundle bytes git has written so far.
+	Bytes uint64 `protobuf:"varint,4,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	// The bundle's whole size once it is built (0 until then).
+	Size          uint64 `protobuf:"varint,5,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferProgress) Reset() {
+	*x = TransferProgress{}
+	mi := &file_wire_megaengine_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferProgress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferProgress) ProtoMessage() {}
+
+func (x *TransferProgress) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_megaengine_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferProgress.ProtoReflect.Descriptor instead.
+func (*TransferProgress) Descriptor() ([]byte, []int) {
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *TransferProgress) GetPhase() string {
+	if x != nil {
+		return x.Phase
+	}
+	return ""
+}
+
+func (x *TransferProgress) GetDone() uint64 {
+	if x != nil {
+		return x.Done
+	}
+	return 0
+}
+
+func (x *TransferProgress) GetTotal() uint64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+func (x *TransferProgress) GetBytes() uint64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+func (x *TransferProgress) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
 var File_wire_megaengine_proto protoreflect.FileDescriptor
 
 const file_wire_megaengine_proto_rawDesc = "" +
 	"\n" +
-	"\x15wire/megaengine.proto\x12\rmegaengine.v1\"\xa2\x06\n" +
+	"\x15wire/megaengine.proto\x12\rmegaengine.v1\"\xf2\x06\n" +
 	"\x05Frame\x12,\n" +
 	"\x05hello\x18\x01 \x01(\v2\x14.megaengine.v1.HelloH\x00R\x05hello\x12/\n" +
 	"\x06gossip\x18\x02 \x01(\v2\x15.megaengine.v1.GossipH\x00R\x06gossip\x12,\n" +
@@ -1932,7 +2047,8 @@ const file_wire_megaengine_proto_rawDesc = "" +
 	"\x15transfer_announcement\x18\f \x01(\v2#.megaengine.v1.TransferAnnouncementH\x00R\x14transferAnnouncement\x12E\n" +
 	"\x0etransfer_chunk\x18\r \x01(\v2\x1c.megaengine.v1.TransferChunkH\x00R\rtransferChunk\x12B\n" +
 	"\rtransfer_done\x18\x0e \x01(\v2\x1b.megaengine.v1.TransferDoneH\x00R\ftransferDone\x12E\n" +
-	"\x0etransfer_error\x18\x0f \x01(\v2\x1c.megaengine.v1.TransferErrorH\x00R\rtransferErrorB\x06\n" +
+	"\x0etransfer_error\x18\x0f \x01(\v2\x1c.megaengine.v1.TransferErrorH\x00R\rtransferError\x12N\n" +
+	"\x11transfer_progress\x18\x10 \x01(\v2\x1f.megaengine.v1.TransferProgressH\x00R\x10transferProgressB\x06\n" +
 	"\x04body\"\xbe\x01\n" +
 	"\x05Hello\x12\x1a\n" +
 	"\bprotocol\x18\x01 \x01(\rR\bprotocol\x12\x10\n" +
@@ -1997,14 +2113,15 @@ const file_wire_megaengine_proto_rawDesc = "" +
 	"\x05repos\x18\x01 \x03(\v2\x1d.megaengine.v1.InventoryEntryR\x05repos\"F\n" +
 	"\x0eInventoryEntry\x12\x17\n" +
 	"\arepo_id\x18\x01 \x01(\tR\x06repoId\x12\x1b\n" +
-	"\trefs_hash\x18\x02 \x01(\fR\brefsHash\"\xc9\x01\n" +
+	"\trefs_hash\x18\x02 \x01(\fR\brefsHash\"\xe5\x01\n" +
 	"\x0fTransferRequest\x12\x17\n" +
 	"\arepo_id\x18\x01 \x01(\tR\x06repoId\x12\x1b\n" +
 	"\trefs_hash\x18\x02 \x01(\fR\brefsHash\x12\x14\n" +
 	"\x05haves\x18\x03 \x03(\fR\x05haves\x12(\n" +
 	"\x10resume_bundle_id\x18\x04 \x01(\fR\x0eresumeBundleId\x12#\n" +
 	"\rresume_offset\x18\x05 \x01(\x04R\fresumeOffset\x12\x1b\n" +
-	"\tknown_seq\x18\x06 \x01(\x04R\bknownSeq\"n\n" +
+	"\tknown_seq\x18\x06 \x01(\x04R\bknownSeq\x12\x1a\n" +
+	"\bprogress\x18\a \x01(\bR\bprogress\"n\n" +
 	"\rTransferStart\x12\x1b\n" +
 	"\tbundle_id\x18\x01 \x01(\fR\bbundleId\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x04R\x06offset\x12\x12\n" +
@@ -2020,7 +2137,13 @@ const file_wire_megaengine_proto_rawDesc = "" +
 	"\x06sha256\x18\x02 \x01(\fR\x06sha256\"_\n" +
 	"\rTransferError\x124\n" +
 	"\x04code\x18\x01 \x01(\x0e2 .megaengine.v1.TransferErrorCodeR\x04code\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage*\xe0\x01\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"|\n" +
+	"\x10TransferProgress\x12\x14\n" +
+	"\x05phase\x18\x01 \x01(\tR\x05phase\x12\x12\n" +
+	"\x04done\x18\x02 \x01(\x04R\x04done\x12\x14\n" +
+	"\x05total\x18\x03 \x01(\x04R\x05total\x12\x14\n" +
+	"\x05bytes\x18\x04 \x01(\x04R\x05bytes\x12\x12\n" +
+	"\x04size\x18\x05 \x01(\x04R\x04size*\xe0\x01\n" +
 	"\tErrorCode\x12\x15\n" +
 	"\x11ERROR_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eERROR_PROTOCOL\x10\x01\x12\x12\n" +
@@ -2057,7 +2180,7 @@ func file_wire_megaengine_proto_rawDescGZIP() []byte {
 }
 
 var file_wire_megaengine_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_wire_megaengine_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_wire_megaengine_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_wire_megaengine_proto_goTypes = []any{
 	(ErrorCode)(0),                // 0: megaengine.v1.ErrorCode
 	(ReconcileMode)(0),            // 1: megaengine.v1.ReconcileMode
@@ -2085,6 +2208,7 @@ var file_wire_megaengine_proto_goTypes = []any{
 	(*TransferChunk)(nil),         // 23: megaengine.v1.TransferChunk
 	(*TransferDone)(nil),          // 24: megaengine.v1.TransferDone
 	(*TransferError)(nil),         // 25: megaengine.v1.TransferError
+	(*TransferProgress)(nil),      // 26: megaengine.v1.TransferProgress
 }
 var file_wire_megaengine_proto_depIdxs = []int32{
 	4,  // 0: megaengine.v1.Frame.hello:type_name -> megaengine.v1.Hello
@@ -2100,23 +2224,24 @@ var file_wire_megaengine_proto_depIdxs = []int32{
 	23, // 10: megaengine.v1.Frame.transfer_chunk:type_name -> megaengine.v1.TransferChunk
 	24, // 11: megaengine.v1.Frame.transfer_done:type_name -> megaengine.v1.TransferDone
 	25, // 12: megaengine.v1.Frame.transfer_error:type_name -> megaengine.v1.TransferError
-	0,  // 13: megaengine.v1.Error.code:type_name -> megaengine.v1.ErrorCode
-	13, // 14: megaengine.v1.Gossip.announcement:type_name -> megaengine.v1.SignedAnnouncement
-	11, // 15: megaengine.v1.Reconcile.ranges:type_name -> megaengine.v1.ReconcileRange
-	1,  // 16: megaengine.v1.ReconcileRange.mode:type_name -> megaengine.v1.ReconcileMode
-	12, // 17: megaengine.v1.ReconcileRange.items:type_name -> megaengine.v1.ReconcileItem
-	15, // 18: megaengine.v1.Announcement.node:type_name -> megaengine.v1.NodeAnnouncement
-	16, // 19: megaengine.v1.Announcement.repo:type_name -> megaengine.v1.RepoAnnouncement
-	18, // 20: megaengine.v1.Announcement.inventory:type_name -> megaengine.v1.InventoryAnnouncement
-	17, // 21: megaengine.v1.RepoAnnouncement.refs:type_name -> megaengine.v1.Ref
-	19, // 22: megaengine.v1.InventoryAnnouncement.repos:type_name -> megaengine.v1.InventoryEntry
-	13, // 23: megaengine.v1.TransferAnnouncement.announcement:type_name -> megaengine.v1.SignedAnnouncement
-	2,  // 24: megaengine.v1.TransferError.code:type_name -> megaengine.v1.TransferErrorCode
-	25, // [25:25] is the sub-list for method output_type
-	25, // [25:25] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	26, // 13: megaengine.v1.Frame.transfer_progress:type_name -> megaengine.v1.TransferProgress
+	0,  // 14: megaengine.v1.Error.code:type_name -> megaengine.v1.ErrorCode
+	13, // 15: megaengine.v1.Gossip.announcement:type_name -> megaengine.v1.SignedAnnouncement
+	11, // 16: megaengine.v1.Reconcile.ranges:type_name -> megaengine.v1.ReconcileRange
+	1,  // 17: megaengine.v1.ReconcileRange.mode:type_name -> megaengine.v1.ReconcileMode
+	12, // 18: megaengine.v1.ReconcileRange.items:type_name -> megaengine.v1.ReconcileItem
+	15, // 19: megaengine.v1.Announcement.node:type_name -> megaengine.v1.NodeAnnouncement
+	16, // 20: megaengine.v1.Announcement.repo:type_name -> megaengine.v1.RepoAnnouncement
+	18, // 21: megaengine.v1.Announcement.inventory:type_name -> megaengine.v1.InventoryAnnouncement
+	17, // 22: megaengine.v1.RepoAnnouncement.refs:type_name -> megaengine.v1.Ref
+	19, // 23: megaengine.v1.InventoryAnnouncement.repos:type_name -> megaengine.v1.InventoryEntry
+	13, // 24: megaengine.v1.TransferAnnouncement.announcement:type_name -> megaengine.v1.SignedAnnouncement
+	2,  // 25: megaengine.v1.TransferError.code:type_name -> megaengine.v1.TransferErrorCode
+	26, // [26:26] is the sub-list for method output_type
+	26, // [26:26] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_wire_megaengine_proto_init() }
@@ -2138,6 +2263,7 @@ func file_wire_megaengine_proto_init() {
 		(*Frame_TransferChunk)(nil),
 		(*Frame_TransferDone)(nil),
 		(*Frame_TransferError)(nil),
+		(*Frame_TransferProgress)(nil),
 	}
 	file_wire_megaengine_proto_msgTypes[11].OneofWrappers = []any{
 		(*Announcement_Node)(nil),
@@ -2150,7 +2276,7 @@ func file_wire_megaengine_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wire_megaengine_proto_rawDesc), len(file_wire_megaengine_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   23,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

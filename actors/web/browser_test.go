@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -199,6 +201,17 @@ func TestPage_inBrowser(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Logf("progress bar moved from %.1f%% (width %s) to %.1f%% (width %s)", first, firstWidth, later, laterWidth)
+		// The bar names its phase, with the percentage, as the CLI does.
+		var phase, label string
+		if err := evaluate(ctx, fmt.Sprintf(`(() => { const e = %s; return e ? e.dataset.phase : "" })()`, bar), &phase); err != nil {
+			t.Fatal(err)
+		}
+		if err := evaluate(ctx, fmt.Sprintf(`(() => { const e = %s; return e ? e.querySelector('.label .phase').textContent : "" })()`, bar), &label); err != nil {
+			t.Fatal(err)
+		}
+		if phase != actors.PhaseReceiving || !strings.HasPrefix(label, "receiving") || !regexp.MustCompile(`\d+\.\d%$`).MatchString(label) {
+			t.Errorf("the transfer shows phase %q, label %q; want receiving with a percentage", phase, label)
+		}
 		screenshot(t, ctx, t.TempDir(), true)
 		waitFor(t, ctx, 30*time.Second, "the large repository is synced",
 			fmt.Sprintf(`!!document.querySelector('#repos tr[data-repo=%q][data-status="synced"]') && !%s`, big, bar))

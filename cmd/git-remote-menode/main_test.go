@@ -222,3 +222,34 @@ func TestProgressView_gitStyle(t *testing.T) {
 		t.Errorf("progress off wrote %q", w.String())
 	}
 }
+
+// TestProgressView_phases: the seeder building the bundle gets a line of
+// its own, git-style; indexing and applying are the one "Verifying
+// bundle" line.
+func TestProgressView_phases(t *testing.T) {
+	repo := wire.RepoID{5}
+	events := []actors.Progress{
+		{Repo: repo, Phase: actors.PhaseBuilding, Percent: 0, Step: "Enumerating objects"},
+		{Repo: repo, Phase: actors.PhaseBuilding, Percent: 100, Step: "Compressing objects"},
+		{Repo: repo, Phase: actors.PhaseReceiving, Bytes: 10, Size: 10, Percent: 100},
+		{Repo: repo, Phase: actors.PhaseIndexing, Bytes: 10, Size: 10, Percent: 50, Step: "Resolving deltas"},
+		{Repo: repo, Phase: actors.PhaseApplying, Bytes: 10, Size: 10, Percent: 34},
+		{Repo: repo, Phase: actors.PhaseSynced},
+	}
+	now := time.Unix(1000, 0)
+	var w strings.Builder
+	v := &progressView{w: &w, on: true, now: func() time.Time { return now }}
+	for _, p := range events {
+		now = now.Add(2 * time.Second)
+		v.show(p)
+	}
+	v.done()
+	want := "\rSeeder building bundle: 0% (Enumerating objects)" +
+		"\rSeeder building bundle: 100% (Compressing objects), done.\n" +
+		"\rReceiving bundle: 100% (10 B)" +
+		"\rReceiving bundle: 100% (10 B | 5 B/s), done.\n" +
+		"\rVerifying bundle... done.\n"
+	if w.String() != want {
+		t.Errorf("progress:\n%q\nwant\n%q", w.String(), want)
+	}
+}

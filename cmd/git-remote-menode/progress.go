@@ -44,6 +44,9 @@ func (v *progressView) show(p actors.Progress) {
 	if changed && v.phase == actors.PhaseReceiving {
 		v.endReceiving(p)
 	}
+	if changed && v.phase == actors.PhaseBuilding {
+		v.finish(", done.")
+	}
 	switch p.Phase {
 	case actors.PhaseWaiting:
 		if changed {
@@ -68,17 +71,37 @@ func (v *progressView) show(p actors.Progress) {
 			v.draw(receivingLine(p))
 			v.last, v.percent = now, pct
 		}
-	case actors.PhaseVerifying:
+	case actors.PhaseBuilding:
+		// The seeder's git counts and compresses before it sends.
+		line := "Seeder building bundle: " + fmt.Sprintf("%d%%", int(p.Percent))
+		if p.Step != "" {
+			line += " (" + wire.OneLine(p.Step) + ")"
+		}
+		now := v.now()
 		if changed {
+			v.finish("")
+		}
+		if v.on && (changed || now.Sub(v.last) >= redrawEvery) {
+			v.draw(line)
+			v.last = now
+		}
+	case actors.PhaseIndexing, actors.PhaseApplying, actors.PhaseVerifying:
+		if !checking(v.phase) {
 			v.finish("")
 			v.draw("Verifying bundle...")
 		}
 	case actors.PhaseSynced:
-		if v.phase == actors.PhaseVerifying {
+		if checking(v.phase) {
 			v.finish(" done.")
 		}
 	}
 	v.phase = p.Phase
+}
+
+// checking reports whether phase is one of those after the bundle
+// arrived, shown as one "Verifying bundle..." line.
+func checking(phase string) bool {
+	return phase == actors.PhaseIndexing || phase == actors.PhaseApplying || phase == actors.PhaseVerifying
 }
 
 // endReceiving closes the receiving line when next, an event of another

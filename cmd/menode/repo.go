@@ -100,7 +100,7 @@ func (c *repoAddCmd) Run(e *env) error {
 	}
 	path = workTreeOfGitDir(path)
 	var v actors.RepoView
-	if err := call(e, actors.AddRepo{Path: path, Name: c.Name, Description: c.Description}, &v); err != nil {
+	if err := callWithProgress(e, actors.AddRepo{Path: path, Name: c.Name, Description: c.Description}, &v, "adding", c.JSON, addQuiet); err != nil {
 		return err
 	}
 	if c.JSON {
@@ -261,6 +261,10 @@ func sameRefs(a, b map[string]string) bool {
 // statusText is a repository's status, with how much has arrived while it
 // syncs: "syncing 31%".
 func statusText(v actors.RepoView) string {
+	if v.Status == actors.StatusSyncing && v.Phase != "" && v.Phase != actors.PhaseReceiving {
+		// The seeder building, or this node checking what arrived.
+		return fmt.Sprintf("%s (%s %d%%)", v.Status, v.Phase, int(v.PhasePercent))
+	}
 	if v.Status == actors.StatusSyncing && v.Percent > 0 {
 		return fmt.Sprintf("%s %d%%", v.Status, int(v.Percent))
 	}
@@ -296,7 +300,7 @@ func (c *repoSyncCmd) Run(e *env) error {
 	var v actors.RepoView
 	cmd := actors.SyncRepo{ID: id, Wait: c.Wait, Timeout: c.Timeout}
 	if c.Wait {
-		err = callWithProgress(e, cmd, &v, "syncing")
+		err = callWithProgress(e, cmd, &v, "syncing", c.JSON, 0)
 	} else {
 		err = call(e, cmd, &v)
 	}
@@ -330,7 +334,7 @@ func (c *repoCloneCmd) Run(e *env) error {
 		return err
 	}
 	var res actors.CloneResult
-	if err := callWithProgress(e, actors.CloneRepo{ID: id, Output: out, Timeout: c.Timeout}, &res, "cloning"); err != nil {
+	if err := callWithProgress(e, actors.CloneRepo{ID: id, Output: out, Timeout: c.Timeout}, &res, "cloning", c.JSON, 0); err != nil {
 		return err
 	}
 	if c.JSON {
@@ -383,7 +387,7 @@ func (c *repoPullCmd) Run(e *env) error {
 	case c.Rebase:
 		mode = persist.PullRebase
 	}
-	if err := callWithProgress(e, actors.PullRepo{ID: id, Path: path, Timeout: c.Timeout, Mode: mode}, &res, "pulling"); err != nil {
+	if err := callWithProgress(e, actors.PullRepo{ID: id, Path: path, Timeout: c.Timeout, Mode: mode}, &res, "pulling", c.JSON, 0); err != nil {
 		return err
 	}
 	if c.JSON {
@@ -453,14 +457,18 @@ func call(e *env, cmd, reply any) error {
 }
 
 // callWithProgress is call for a long command: its progress is drawn on
-// stderr while it runs; git names what PhaseCloning is doing.
-func callWithProgress(e *env, cmd, reply any, git string) error {
+// stderr while it runs (as JSON lines with asJSON; in text, nothing for
+// its first quiet); git names what PhaseCloning is doing.
+func callWithProgress(e *env, cmd, reply any, git string, asJSON bool, quiet time.Duration) error {
 	c, err := actors.Connect(e.root, e.log)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	view := newProgressView(os.Stderr, git)
+	view := newProgressView(os.Stderr, git, asJSON)
+	if quiet > 0 {
+		view.quietUntil = view.now().Add(quiet)
+	}
 	defer view.done()
 	return c.CallWithProgress(cmd, reply, view.show)
 }

@@ -24,11 +24,13 @@ func TestWriteRepoList_columns(t *testing.T) {
 			{ID: repo, Name: "a", Status: actors.StatusSyncing, Percent: 31.7, Creator: node, Refs: map[string]string{"refs/heads/main": "x"}},
 			{ID: repo, Name: "b", Status: actors.StatusSynced, Size: 3 << 20, Creator: node},
 			{ID: repo, Name: "c", Status: actors.StatusLocal, Creator: node},
+			{ID: repo, Name: "d", Status: actors.StatusSyncing, Phase: actors.PhaseIndexing, PhasePercent: 80.5, Percent: 100, Creator: node},
 		}, []string{
 			"ID NAME STATUS REFS SIZE CREATOR",
 			repo.String() + " a syncing 31% 1 - " + node.String(),
 			repo.String() + " b synced 0 3.0 MiB " + node.String(),
 			repo.String() + " c local 0 - " + node.String(),
+			repo.String() + " d syncing (indexing 80%) 0 - " + node.String(),
 		}},
 		{"a clone behind gets a star and a footnote", []actors.RepoView{
 			{ID: repo, Name: "a", Status: actors.StatusSynced, Size: 2048, HasUpdates: true, Creator: node},

@@ -69,7 +69,8 @@ function cloneCell(r) {
 
 function badge(r) {
   let text = r.status;
-  if (r.status === "syncing" && r.percent) text += " " + Math.floor(r.percent) + "%";
+  if (r.status === "syncing" && r.phase && r.phase !== "receiving") text += " · " + r.phase + " " + Math.floor(r.phase_percent || 0) + "%";
+  else if (r.status === "syncing" && r.percent) text += " " + Math.floor(r.percent) + "%";
   return el("span", { class: "badge " + r.status, text: text });
 }
 
@@ -132,13 +133,22 @@ function renderRepos(repos) {
   const box = document.getElementById("transfers");
   const running = repos.filter(r => r.status === "syncing");
   box.replaceChildren(...running.map(r => {
-    const known = r.percent > 0;
+    // The phase the node reports (building on the seeder, receiving,
+    // indexing, applying), each with its percentage: of the bundle while
+    // receiving, of git's step otherwise.
+    const phase = r.phase || "receiving";
+    const pct = phase === "receiving" ? (r.percent || 0) : (r.phase_percent || 0);
+    const known = pct > 0;
     const f = el("div", { class: "fill" });
-    f.style.width = (known ? Math.min(100, r.percent) : 100) + "%";
-    return el("div", { class: "transfer", "data-repo": r.id, "data-percent": known ? r.percent.toFixed(2) : "", "data-received": r.received || 0 },
+    f.style.width = (known ? Math.min(100, pct) : 100) + "%";
+    let detail = phase;
+    if (r.step) detail += " · " + r.step;
+    if (phase === "receiving" || phase === "building") detail += " · " + bytes(r.received || 0);
+    detail += known ? " · " + pct.toFixed(1) + "%" : (phase === "receiving" ? " · size not known yet" : "");
+    return el("div", { class: "transfer", "data-repo": r.id, "data-phase": phase, "data-percent": known ? pct.toFixed(2) : "", "data-received": r.received || 0 },
       el("div", { class: "label" },
         el("span", { text: r.name || short(r.id) }),
-        el("span", { text: bytes(r.received || 0) + (known ? " · " + r.percent.toFixed(1) + "%" : " · size not known yet") })),
+        el("span", { class: "phase", text: detail })),
       el("div", { class: "bar" + (known ? "" : " unknown") }, f));
   }));
   if (!running.length) box.append(el("p", { class: "empty", text: "No transfer running." }));
