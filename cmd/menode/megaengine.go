@@ -71,7 +71,7 @@ func (c *repoPullCmd) pullRecorded(e *env, id wire.RepoID) error {
 	var results []actors.PullResult
 	for _, p := range clones {
 		var res actors.PullResult
-		if err := callWithProgress(e, actors.PullRepo{ID: id, Path: p, Timeout: c.Timeout}, &res, "pulling"); err != nil {
+		if err := callWithProgress(e, actors.PullRepo{ID: id, Path: p, Timeout: c.Timeout}, &res, "pulling", c.JSON, 0); err != nil {
 			return fmt.Errorf("%s: %w", persist.QuotePath(p), err)
 		}
 		results = append(results, res)
