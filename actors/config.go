@@ -2,6 +2,7 @@ package actors
 
 import (
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/menode/menode/wire"
@@ -77,7 +78,22 @@ type Config struct {
 
 	// Timings of git work and transfers.
 	WorkTimeout time.Duration // one piece of git work run for an actor (default 10 min)
+
+	// Connectivity (reach.go, lan.go, punch.go).
+	DialBackTimeout time.Duration // a dial-back asked for by a peer (reachability check) gives up after this (default 5 s)
+	// LAN discovery: signed beacons on the local link. Off unless set
+	// (menode run turns it on; in-process tests must not broadcast).
+	LANDiscovery bool
+	LANInterval  time.Duration // send a beacon this often (default 30 s)
+	LANMaxAge    time.Duration // a beacon older (or further in the future) than this is ignored (default 2 min)
+	LANAddr      string        // UDP address beacons are heard on and sent from (default 0.0.0.0:21029)
+	LANTargets   []string      // where beacons go; default: the broadcast address of every IPv4 interface, at LANAddr's port
 }
+
+// LANPort is the UDP port LAN beacons are sent to and heard on (lan.go):
+// fixed, since a node must know where to listen before it knows anyone;
+// not Syncthing's 21027, so that neither parses the other's packets.
+const LANPort = 21029
 
 // limits are the limits in force, as status shows them.
 func (c Config) limits() map[string]int64 {
@@ -120,6 +136,12 @@ func (c Config) withDefaults() Config {
 	def(&c.SeenFor, 5*time.Minute)
 	def(&c.BanFor, 10*time.Minute)
 	def(&c.WorkTimeout, 10*time.Minute)
+	def(&c.DialBackTimeout, 5*time.Second)
+	def(&c.LANInterval, 30*time.Second)
+	def(&c.LANMaxAge, 2*time.Minute)
+	if c.LANAddr == "" {
+		c.LANAddr = "0.0.0.0:" + strconv.Itoa(LANPort)
+	}
 	if c.MaxPeers <= 0 {
 		c.MaxPeers = 8
 	}

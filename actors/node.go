@@ -195,6 +195,11 @@ type Status struct {
 	HTTP        string           `json:"http,omitempty"`
 	Version     string           `json:"version"`
 	Started     time.Time        `json:"started"`
+	// Connectivity: public, behind_nat or unknown, and the addresses
+	// peers confirmed by dialing us back (the ones we announce).
+	Reachability   string   `json:"reachability"`
+	ConfirmedAddrs []string `json:"confirmed_addrs"`
+	ObservedAddrs  []string `json:"observed_addrs"`
 }
 
 // Repository status values shown by RepoView.Status.
@@ -388,9 +393,11 @@ func (n *node) spawn(ctx actor.Context) {
 	n.store = spawnChild(ctx, "store", func() actor.Actor { return newStore(n.db, n.log) })
 	if n.built != nil {
 		n.gossip = spawnChild(ctx, "gossip", func() actor.Actor {
-			return newGossip(n.cfg, n.key, n.id, n.built.local.ListenAddrs, n.store)
+			// No addresses until reach confirms them by dial-back.
+			return newGossip(n.cfg, n.key, n.id, nil, n.store)
 		})
 		n.sync = spawnChild(ctx, "sync", func() actor.Actor { return newSyncer(n.cfg, n.store, n.gossip) })
+		n.spawnConnectivity(ctx)
 		n.built.store, n.built.gossip, n.built.sync = n.store, n.gossip, n.sync
 		n.transport = spawnChild(ctx, "transport", func() actor.Actor { return n.built })
 		ctx.Send(n.gossip, &gossipSiblings{Transport: n.transport, Sync: n.sync})
@@ -414,7 +421,11 @@ func (n *node) spawn(ctx actor.Context) {
 		return &repos{cfg: n.cfg, key: n.key, id: n.id, log: n.log, store: n.store, gossip: n.gossip, sync: n.sync, watcher: n.watcher}
 	})
 	n.status = spawnChild(ctx, "status", func() actor.Actor {
-		return &reporter{cfg: n.cfg, id: n.id, started: n.started, log: n.log, store: n.store, transport: n.transport, sync: n.sync, gossip: n.gossip}
+		r := &reporter{cfg: n.cfg, id: n.id, started: n.started, log: n.log, store: n.store, transport: n.transport, sync: n.sync, gossip: n.gossip}
+		if n.built != nil {
+			r.connectivity = n.built.connectivity
+		}
+		return r
 	})
 	if n.controlLn != nil {
 		spawnChild(ctx, "control", func() actor.Actor { return newControl(n.controlLn, ctx.Self(), n.log) })

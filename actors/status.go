@@ -25,6 +25,7 @@ type reporter struct {
 	store   *actor.PID
 
 	transport, sync, gossip *actor.PID
+	connectivity            connectivityPIDs
 }
 
 func (s *reporter) Receive(ctx actor.Context) {
@@ -58,7 +59,8 @@ func (s *reporter) report(ctx actor.Context) {
 	st := Status{ID: s.id, Alias: s.cfg.Alias, Root: s.cfg.Root, Running: !s.cfg.Offline, Listen: []string{}, Limits: s.cfg.limits(),
 		Gossip: GossipStats{Dropped: map[string]int64{}, Accepted: map[string]int64{}}, Transfers: TransferCounts{FetchesFailed: map[string]int64{}},
 		Connections: ConnectionCounts{Disconnects: map[string]int64{}},
-		HTTP:        s.cfg.HTTPURL, Version: Version, Started: s.started.UTC()}
+		HTTP:        s.cfg.HTTPURL, Version: Version, Started: s.started.UTC(),
+		Reachability: ReachUnknown, ConfirmedAddrs: []string{}, ObservedAddrs: []string{}}
 	withRepos := func() {
 		askFor(ctx, s.store, countRepos{}, func(n int, err error) {
 			if err != nil {
@@ -93,7 +95,7 @@ func (s *reporter) report(ctx actor.Context) {
 				if err == nil {
 					st.Gossip = g
 				}
-				withRepos()
+				s.connectivityReport(ctx, &st, withRepos)
 			})
 		})
 	})

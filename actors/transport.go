@@ -159,6 +159,10 @@ type transport struct {
 	sync      *actor.PID // told of peers up and down, as gossip is; handed incoming transfer streams
 	log       *slog.Logger
 
+	// connectivity (reach, lan, punch) follows peers up and down and
+	// takes their connectivity frames.
+	connectivity connectivityPIDs
+
 	udp        *net.UDPConn
 	tr         *quic.Transport
 	ln         *quic.Listener
@@ -530,7 +534,11 @@ func (t *transport) retry(ctx actor.Context, d *dialTarget) {
 func (t *transport) spawnPeer(ctx actor.Context, conn *quic.Conn, outbound bool, id wire.NodeID, target string) {
 	t.nextPeer++
 	name := fmt.Sprintf("peer-%s-%d", id, t.nextPeer)
-	pid := spawnChild(ctx, name, func() actor.Actor { return newPeer(conn, outbound, id, t.local, t.gossip, t.sync, t.cfg, t.log) })
+	pid := spawnChild(ctx, name, func() actor.Actor {
+		p := newPeer(conn, outbound, id, t.local, t.gossip, t.sync, t.cfg, t.log)
+		p.connectivity = t.connectivity
+		return p
+	})
 	ip := ""
 	if ua, ok := conn.RemoteAddr().(*net.UDPAddr); ok {
 		ip = ua.IP.String()
@@ -884,7 +892,7 @@ func (t *transport) onPeerGone(ctx actor.Context, pid *actor.PID) {
 // notify tells gossip and sync of a peer up or down: the transport owns
 // the set of connections, they follow its events.
 func (t *transport) notify(ctx actor.Context, msg any) {
-	for _, pid := range []*actor.PID{t.gossip, t.sync} {
+	for _, pid := range append([]*actor.PID{t.gossip, t.sync}, t.connectivity.all()...) {
 		if pid != nil {
 			ctx.Send(pid, msg)
 		}

@@ -242,6 +242,8 @@ type Frame struct {
 	//	*Frame_TransferChunk
 	//	*Frame_TransferDone
 	//	*Frame_TransferError
+	//	*Frame_DialBack
+	//	*Frame_DialBackResult
 	Body          isFrame_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -401,6 +403,24 @@ func (x *Frame) GetTransferError() *TransferError {
 	return nil
 }
 
+func (x *Frame) GetDialBack() *DialBack {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_DialBack); ok {
+			return x.DialBack
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetDialBackResult() *DialBackResult {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_DialBackResult); ok {
+			return x.DialBackResult
+		}
+	}
+	return nil
+}
+
 type isFrame_Body interface {
 	isFrame_Body()
 }
@@ -461,6 +481,15 @@ type Frame_TransferError struct {
 	TransferError *TransferError `protobuf:"bytes,15,opt,name=transfer_error,json=transferError,proto3,oneof"`
 }
 
+type Frame_DialBack struct {
+	// Reachability (PROTOCOL.md, "Connectivity"), control stream only.
+	DialBack *DialBack `protobuf:"bytes,20,opt,name=dial_back,json=dialBack,proto3,oneof"`
+}
+
+type Frame_DialBackResult struct {
+	DialBackResult *DialBackResult `protobuf:"bytes,21,opt,name=dial_back_result,json=dialBackResult,proto3,oneof"`
+}
+
 func (*Frame_Hello) isFrame_Body() {}
 
 func (*Frame_Gossip) isFrame_Body() {}
@@ -487,6 +516,10 @@ func (*Frame_TransferDone) isFrame_Body() {}
 
 func (*Frame_TransferError) isFrame_Body() {}
 
+func (*Frame_DialBack) isFrame_Body() {}
+
+func (*Frame_DialBackResult) isFrame_Body() {}
+
 // Hello is the first frame each side sends on the control stream: the dialer
 // at once, the listener in reply. did must equal the key of the sender's TLS
 // certificate and protocol must equal the receiver's protocol version.
@@ -507,7 +540,11 @@ type Hello struct {
 	// 16 random bytes the sender draws once per process start. Two connections
 	// from one node with different sessions mean the node restarted, so the
 	// older connection is stale; with the same session they are crossed dials.
-	Session       []byte `protobuf:"bytes,7,opt,name=session,proto3" json:"session,omitempty"`
+	Session []byte `protobuf:"bytes,7,opt,name=session,proto3" json:"session,omitempty"`
+	// The UDP address (host:port, numeric IP) the sender sees the receiver's
+	// packets come from: how the receiver learns the address a NAT gives it.
+	// Informational; empty when unknown.
+	ObservedAddr  string `protobuf:"bytes,8,opt,name=observed_addr,json=observedAddr,proto3" json:"observed_addr,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -591,6 +628,127 @@ func (x *Hello) GetSession() []byte {
 	return nil
 }
 
+func (x *Hello) GetObservedAddr() string {
+	if x != nil {
+		return x.ObservedAddr
+	}
+	return ""
+}
+
+// DialBack asks the receiver to dial the sender at addr (a QUIC handshake
+// that must present the sender's key) and to answer with DialBackResult.
+// The receiver dials only an address whose IP is the one the sender's
+// packets come from, and from a socket other than its own, so that a NAT
+// which lets through only replies to the sender's own traffic fails the
+// check.
+type DialBack struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// host:port with a numeric IP.
+	Addr          string `protobuf:"bytes,1,opt,name=addr,proto3" json:"addr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DialBack) Reset() {
+	*x = DialBack{}
+	mi := &file_wire_megaengine_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DialBack) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DialBack) ProtoMessage() {}
+
+func (x *DialBack) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_megaengine_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DialBack.ProtoReflect.Descriptor instead.
+func (*DialBack) Descriptor() ([]byte, []int) {
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *DialBack) GetAddr() string {
+	if x != nil {
+		return x.Addr
+	}
+	return ""
+}
+
+// DialBackResult answers a DialBack: ok when the handshake with the
+// sender's key completed at addr.
+type DialBackResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Addr  string                 `protobuf:"bytes,1,opt,name=addr,proto3" json:"addr,omitempty"`
+	Ok    bool                   `protobuf:"varint,2,opt,name=ok,proto3" json:"ok,omitempty"`
+	// Why not, for people; never parsed.
+	Error         string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DialBackResult) Reset() {
+	*x = DialBackResult{}
+	mi := &file_wire_megaengine_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DialBackResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DialBackResult) ProtoMessage() {}
+
+func (x *DialBackResult) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_megaengine_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DialBackResult.ProtoReflect.Descriptor instead.
+func (*DialBackResult) Descriptor() ([]byte, []int) {
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *DialBackResult) GetAddr() string {
+	if x != nil {
+		return x.Addr
+	}
+	return ""
+}
+
+func (x *DialBackResult) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *DialBackResult) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 // Error tells the peer why the sender is about to close the stream or
 // connection.
 type Error struct {
@@ -604,7 +762,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_wire_megaengine_proto_msgTypes[2]
+	mi := &file_wire_megaengine_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -616,7 +774,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[2]
+	mi := &file_wire_megaengine_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -629,7 +787,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{2}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Error) GetCode() ErrorCode {
@@ -658,7 +816,7 @@ type Gossip struct {
 
 func (x *Gossip) Reset() {
 	*x = Gossip{}
-	mi := &file_wire_megaengine_proto_msgTypes[3]
+	mi := &file_wire_megaengine_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -670,7 +828,7 @@ func (x *Gossip) String() string {
 func (*Gossip) ProtoMessage() {}
 
 func (x *Gossip) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[3]
+	mi := &file_wire_megaengine_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -683,7 +841,7 @@ func (x *Gossip) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Gossip.ProtoReflect.Descriptor instead.
 func (*Gossip) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{3}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Gossip) GetAnnouncement() *SignedAnnouncement {
@@ -712,7 +870,7 @@ type IHave struct {
 
 func (x *IHave) Reset() {
 	*x = IHave{}
-	mi := &file_wire_megaengine_proto_msgTypes[4]
+	mi := &file_wire_megaengine_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -724,7 +882,7 @@ func (x *IHave) String() string {
 func (*IHave) ProtoMessage() {}
 
 func (x *IHave) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[4]
+	mi := &file_wire_megaengine_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -737,7 +895,7 @@ func (x *IHave) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IHave.ProtoReflect.Descriptor instead.
 func (*IHave) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{4}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *IHave) GetIds() [][]byte {
@@ -759,7 +917,7 @@ type Graft struct {
 
 func (x *Graft) Reset() {
 	*x = Graft{}
-	mi := &file_wire_megaengine_proto_msgTypes[5]
+	mi := &file_wire_megaengine_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -771,7 +929,7 @@ func (x *Graft) String() string {
 func (*Graft) ProtoMessage() {}
 
 func (x *Graft) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[5]
+	mi := &file_wire_megaengine_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -784,7 +942,7 @@ func (x *Graft) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Graft.ProtoReflect.Descriptor instead.
 func (*Graft) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{5}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Graft) GetIds() [][]byte {
@@ -804,7 +962,7 @@ type Prune struct {
 
 func (x *Prune) Reset() {
 	*x = Prune{}
-	mi := &file_wire_megaengine_proto_msgTypes[6]
+	mi := &file_wire_megaengine_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -816,7 +974,7 @@ func (x *Prune) String() string {
 func (*Prune) ProtoMessage() {}
 
 func (x *Prune) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[6]
+	mi := &file_wire_megaengine_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -829,7 +987,7 @@ func (x *Prune) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Prune.ProtoReflect.Descriptor instead.
 func (*Prune) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{6}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{8}
 }
 
 // Reconcile is one step of range-based set reconciliation over the
@@ -851,7 +1009,7 @@ type Reconcile struct {
 
 func (x *Reconcile) Reset() {
 	*x = Reconcile{}
-	mi := &file_wire_megaengine_proto_msgTypes[7]
+	mi := &file_wire_megaengine_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -863,7 +1021,7 @@ func (x *Reconcile) String() string {
 func (*Reconcile) ProtoMessage() {}
 
 func (x *Reconcile) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[7]
+	mi := &file_wire_megaengine_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -876,7 +1034,7 @@ func (x *Reconcile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reconcile.ProtoReflect.Descriptor instead.
 func (*Reconcile) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{7}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Reconcile) GetRanges() []*ReconcileRange {
@@ -911,7 +1069,7 @@ type ReconcileRange struct {
 
 func (x *ReconcileRange) Reset() {
 	*x = ReconcileRange{}
-	mi := &file_wire_megaengine_proto_msgTypes[8]
+	mi := &file_wire_megaengine_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -923,7 +1081,7 @@ func (x *ReconcileRange) String() string {
 func (*ReconcileRange) ProtoMessage() {}
 
 func (x *ReconcileRange) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[8]
+	mi := &file_wire_megaengine_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -936,7 +1094,7 @@ func (x *ReconcileRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileRange.ProtoReflect.Descriptor instead.
 func (*ReconcileRange) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{8}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ReconcileRange) GetUpper() []byte {
@@ -985,7 +1143,7 @@ type ReconcileItem struct {
 
 func (x *ReconcileItem) Reset() {
 	*x = ReconcileItem{}
-	mi := &file_wire_megaengine_proto_msgTypes[9]
+	mi := &file_wire_megaengine_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -997,7 +1155,7 @@ func (x *ReconcileItem) String() string {
 func (*ReconcileItem) ProtoMessage() {}
 
 func (x *ReconcileItem) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[9]
+	mi := &file_wire_megaengine_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1010,7 +1168,7 @@ func (x *ReconcileItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileItem.ProtoReflect.Descriptor instead.
 func (*ReconcileItem) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{9}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ReconcileItem) GetSlot() []byte {
@@ -1041,7 +1199,7 @@ type SignedAnnouncement struct {
 
 func (x *SignedAnnouncement) Reset() {
 	*x = SignedAnnouncement{}
-	mi := &file_wire_megaengine_proto_msgTypes[10]
+	mi := &file_wire_megaengine_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1053,7 +1211,7 @@ func (x *SignedAnnouncement) String() string {
 func (*SignedAnnouncement) ProtoMessage() {}
 
 func (x *SignedAnnouncement) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[10]
+	mi := &file_wire_megaengine_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1066,7 +1224,7 @@ func (x *SignedAnnouncement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignedAnnouncement.ProtoReflect.Descriptor instead.
 func (*SignedAnnouncement) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{10}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SignedAnnouncement) GetPayload() []byte {
@@ -1106,7 +1264,7 @@ type Announcement struct {
 
 func (x *Announcement) Reset() {
 	*x = Announcement{}
-	mi := &file_wire_megaengine_proto_msgTypes[11]
+	mi := &file_wire_megaengine_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1118,7 +1276,7 @@ func (x *Announcement) String() string {
 func (*Announcement) ProtoMessage() {}
 
 func (x *Announcement) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[11]
+	mi := &file_wire_megaengine_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1131,7 +1289,7 @@ func (x *Announcement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Announcement.ProtoReflect.Descriptor instead.
 func (*Announcement) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{11}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Announcement) GetOrigin() string {
@@ -1226,7 +1384,7 @@ type NodeAnnouncement struct {
 
 func (x *NodeAnnouncement) Reset() {
 	*x = NodeAnnouncement{}
-	mi := &file_wire_megaengine_proto_msgTypes[12]
+	mi := &file_wire_megaengine_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1238,7 +1396,7 @@ func (x *NodeAnnouncement) String() string {
 func (*NodeAnnouncement) ProtoMessage() {}
 
 func (x *NodeAnnouncement) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[12]
+	mi := &file_wire_megaengine_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1251,7 +1409,7 @@ func (x *NodeAnnouncement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeAnnouncement.ProtoReflect.Descriptor instead.
 func (*NodeAnnouncement) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{12}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *NodeAnnouncement) GetAlias() string {
@@ -1305,7 +1463,7 @@ type RepoAnnouncement struct {
 
 func (x *RepoAnnouncement) Reset() {
 	*x = RepoAnnouncement{}
-	mi := &file_wire_megaengine_proto_msgTypes[13]
+	mi := &file_wire_megaengine_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1317,7 +1475,7 @@ func (x *RepoAnnouncement) String() string {
 func (*RepoAnnouncement) ProtoMessage() {}
 
 func (x *RepoAnnouncement) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[13]
+	mi := &file_wire_megaengine_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1330,7 +1488,7 @@ func (x *RepoAnnouncement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepoAnnouncement.ProtoReflect.Descriptor instead.
 func (*RepoAnnouncement) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{13}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RepoAnnouncement) GetRepoId() string {
@@ -1388,7 +1546,7 @@ type Ref struct {
 
 func (x *Ref) Reset() {
 	*x = Ref{}
-	mi := &file_wire_megaengine_proto_msgTypes[14]
+	mi := &file_wire_megaengine_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1400,7 +1558,7 @@ func (x *Ref) String() string {
 func (*Ref) ProtoMessage() {}
 
 func (x *Ref) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[14]
+	mi := &file_wire_megaengine_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1413,7 +1571,7 @@ func (x *Ref) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ref.ProtoReflect.Descriptor instead.
 func (*Ref) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{14}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Ref) GetName() string {
@@ -1441,7 +1599,7 @@ type InventoryAnnouncement struct {
 
 func (x *InventoryAnnouncement) Reset() {
 	*x = InventoryAnnouncement{}
-	mi := &file_wire_megaengine_proto_msgTypes[15]
+	mi := &file_wire_megaengine_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1453,7 +1611,7 @@ func (x *InventoryAnnouncement) String() string {
 func (*InventoryAnnouncement) ProtoMessage() {}
 
 func (x *InventoryAnnouncement) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[15]
+	mi := &file_wire_megaengine_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1466,7 +1624,7 @@ func (x *InventoryAnnouncement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InventoryAnnouncement.ProtoReflect.Descriptor instead.
 func (*InventoryAnnouncement) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{15}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *InventoryAnnouncement) GetRepos() []*InventoryEntry {
@@ -1488,7 +1646,7 @@ type InventoryEntry struct {
 
 func (x *InventoryEntry) Reset() {
 	*x = InventoryEntry{}
-	mi := &file_wire_megaengine_proto_msgTypes[16]
+	mi := &file_wire_megaengine_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1500,7 +1658,7 @@ func (x *InventoryEntry) String() string {
 func (*InventoryEntry) ProtoMessage() {}
 
 func (x *InventoryEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[16]
+	mi := &file_wire_megaengine_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1513,7 +1671,7 @@ func (x *InventoryEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InventoryEntry.ProtoReflect.Descriptor instead.
 func (*InventoryEntry) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{16}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *InventoryEntry) GetRepoId() string {
@@ -1557,7 +1715,7 @@ type TransferRequest struct {
 
 func (x *TransferRequest) Reset() {
 	*x = TransferRequest{}
-	mi := &file_wire_megaengine_proto_msgTypes[17]
+	mi := &file_wire_megaengine_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1569,7 +1727,7 @@ func (x *TransferRequest) String() string {
 func (*TransferRequest) ProtoMessage() {}
 
 func (x *TransferRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[17]
+	mi := &file_wire_megaengine_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1582,7 +1740,7 @@ func (x *TransferRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferRequest.ProtoReflect.Descriptor instead.
 func (*TransferRequest) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{17}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *TransferRequest) GetRepoId() string {
@@ -1647,7 +1805,7 @@ type TransferStart struct {
 
 func (x *TransferStart) Reset() {
 	*x = TransferStart{}
-	mi := &file_wire_megaengine_proto_msgTypes[18]
+	mi := &file_wire_megaengine_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1659,7 +1817,7 @@ func (x *TransferStart) String() string {
 func (*TransferStart) ProtoMessage() {}
 
 func (x *TransferStart) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[18]
+	mi := &file_wire_megaengine_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1672,7 +1830,7 @@ func (x *TransferStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferStart.ProtoReflect.Descriptor instead.
 func (*TransferStart) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{18}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *TransferStart) GetBundleId() []byte {
@@ -1716,7 +1874,7 @@ type TransferAnnouncement struct {
 
 func (x *TransferAnnouncement) Reset() {
 	*x = TransferAnnouncement{}
-	mi := &file_wire_megaengine_proto_msgTypes[19]
+	mi := &file_wire_megaengine_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1728,7 +1886,7 @@ func (x *TransferAnnouncement) String() string {
 func (*TransferAnnouncement) ProtoMessage() {}
 
 func (x *TransferAnnouncement) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[19]
+	mi := &file_wire_megaengine_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1741,7 +1899,7 @@ func (x *TransferAnnouncement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferAnnouncement.ProtoReflect.Descriptor instead.
 func (*TransferAnnouncement) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{19}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *TransferAnnouncement) GetAnnouncement() *SignedAnnouncement {
@@ -1763,7 +1921,7 @@ type TransferChunk struct {
 
 func (x *TransferChunk) Reset() {
 	*x = TransferChunk{}
-	mi := &file_wire_megaengine_proto_msgTypes[20]
+	mi := &file_wire_megaengine_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1775,7 +1933,7 @@ func (x *TransferChunk) String() string {
 func (*TransferChunk) ProtoMessage() {}
 
 func (x *TransferChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[20]
+	mi := &file_wire_megaengine_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1788,7 +1946,7 @@ func (x *TransferChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferChunk.ProtoReflect.Descriptor instead.
 func (*TransferChunk) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{20}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *TransferChunk) GetOffset() uint64 {
@@ -1817,7 +1975,7 @@ type TransferDone struct {
 
 func (x *TransferDone) Reset() {
 	*x = TransferDone{}
-	mi := &file_wire_megaengine_proto_msgTypes[21]
+	mi := &file_wire_megaengine_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1829,7 +1987,7 @@ func (x *TransferDone) String() string {
 func (*TransferDone) ProtoMessage() {}
 
 func (x *TransferDone) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[21]
+	mi := &file_wire_megaengine_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1842,7 +2000,7 @@ func (x *TransferDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferDone.ProtoReflect.Descriptor instead.
 func (*TransferDone) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{21}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *TransferDone) GetSize() uint64 {
@@ -1871,7 +2029,7 @@ type TransferError struct {
 
 func (x *TransferError) Reset() {
 	*x = TransferError{}
-	mi := &file_wire_megaengine_proto_msgTypes[22]
+	mi := &file_wire_megaengine_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1883,7 +2041,7 @@ func (x *TransferError) String() string {
 func (*TransferError) ProtoMessage() {}
 
 func (x *TransferError) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[22]
+	mi := &file_wire_megaengine_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1896,7 +2054,7 @@ func (x *TransferError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferError.ProtoReflect.Descriptor instead.
 func (*TransferError) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{22}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *TransferError) GetCode() TransferErrorCode {
@@ -1917,7 +2075,7 @@ var File_wire_megaengine_proto protoreflect.FileDescriptor
 
 const file_wire_megaengine_proto_rawDesc = "" +
 	"\n" +
-	"\x15wire/megaengine.proto\x12\rmegaengine.v1\"\xa2\x06\n" +
+	"\x15wire/megaengine.proto\x12\rmegaengine.v1\"\xa5\a\n" +
 	"\x05Frame\x12,\n" +
 	"\x05hello\x18\x01 \x01(\v2\x14.megaengine.v1.HelloH\x00R\x05hello\x12/\n" +
 	"\x06gossip\x18\x02 \x01(\v2\x15.megaengine.v1.GossipH\x00R\x06gossip\x12,\n" +
@@ -1932,8 +2090,10 @@ const file_wire_megaengine_proto_rawDesc = "" +
 	"\x15transfer_announcement\x18\f \x01(\v2#.megaengine.v1.TransferAnnouncementH\x00R\x14transferAnnouncement\x12E\n" +
 	"\x0etransfer_chunk\x18\r \x01(\v2\x1c.megaengine.v1.TransferChunkH\x00R\rtransferChunk\x12B\n" +
 	"\rtransfer_done\x18\x0e \x01(\v2\x1b.megaengine.v1.TransferDoneH\x00R\ftransferDone\x12E\n" +
-	"\x0etransfer_error\x18\x0f \x01(\v2\x1c.megaengine.v1.TransferErrorH\x00R\rtransferErrorB\x06\n" +
-	"\x04body\"\xbe\x01\n" +
+	"\x0etransfer_error\x18\x0f \x01(\v2\x1c.megaengine.v1.TransferErrorH\x00R\rtransferError\x126\n" +
+	"\tdial_back\x18\x14 \x01(\v2\x17.megaengine.v1.DialBackH\x00R\bdialBack\x12I\n" +
+	"\x10dial_back_result\x18\x15 \x01(\v2\x1d.megaengine.v1.DialBackResultH\x00R\x0edialBackResultB\x06\n" +
+	"\x04body\"\xe3\x01\n" +
 	"\x05Hello\x12\x1a\n" +
 	"\bprotocol\x18\x01 \x01(\rR\bprotocol\x12\x10\n" +
 	"\x03did\x18\x02 \x01(\tR\x03did\x12\x14\n" +
@@ -1941,7 +2101,14 @@ const file_wire_megaengine_proto_rawDesc = "" +
 	"\aversion\x18\x04 \x01(\tR\aversion\x12!\n" +
 	"\flisten_addrs\x18\x05 \x03(\tR\vlistenAddrs\x12\x1a\n" +
 	"\bfeatures\x18\x06 \x03(\tR\bfeatures\x12\x18\n" +
-	"\asession\x18\a \x01(\fR\asession\"O\n" +
+	"\asession\x18\a \x01(\fR\asession\x12#\n" +
+	"\robserved_addr\x18\b \x01(\tR\fobservedAddr\"\x1e\n" +
+	"\bDialBack\x12\x12\n" +
+	"\x04addr\x18\x01 \x01(\tR\x04addr\"J\n" +
+	"\x0eDialBackResult\x12\x12\n" +
+	"\x04addr\x18\x01 \x01(\tR\x04addr\x12\x0e\n" +
+	"\x02ok\x18\x02 \x01(\bR\x02ok\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\"O\n" +
 	"\x05Error\x12,\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x18.megaengine.v1.ErrorCodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"a\n" +
@@ -2057,66 +2224,70 @@ func file_wire_megaengine_proto_rawDescGZIP() []byte {
 }
 
 var file_wire_megaengine_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_wire_megaengine_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_wire_megaengine_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_wire_megaengine_proto_goTypes = []any{
 	(ErrorCode)(0),                // 0: megaengine.v1.ErrorCode
 	(ReconcileMode)(0),            // 1: megaengine.v1.ReconcileMode
 	(TransferErrorCode)(0),        // 2: megaengine.v1.TransferErrorCode
 	(*Frame)(nil),                 // 3: megaengine.v1.Frame
 	(*Hello)(nil),                 // 4: megaengine.v1.Hello
-	(*Error)(nil),                 // 5: megaengine.v1.Error
-	(*Gossip)(nil),                // 6: megaengine.v1.Gossip
-	(*IHave)(nil),                 // 7: megaengine.v1.IHave
-	(*Graft)(nil),                 // 8: megaengine.v1.Graft
-	(*Prune)(nil),                 // 9: megaengine.v1.Prune
-	(*Reconcile)(nil),             // 10: megaengine.v1.Reconcile
-	(*ReconcileRange)(nil),        // 11: megaengine.v1.ReconcileRange
-	(*ReconcileItem)(nil),         // 12: megaengine.v1.ReconcileItem
-	(*SignedAnnouncement)(nil),    // 13: megaengine.v1.SignedAnnouncement
-	(*Announcement)(nil),          // 14: megaengine.v1.Announcement
-	(*NodeAnnouncement)(nil),      // 15: megaengine.v1.NodeAnnouncement
-	(*RepoAnnouncement)(nil),      // 16: megaengine.v1.RepoAnnouncement
-	(*Ref)(nil),                   // 17: megaengine.v1.Ref
-	(*InventoryAnnouncement)(nil), // 18: megaengine.v1.InventoryAnnouncement
-	(*InventoryEntry)(nil),        // 19: megaengine.v1.InventoryEntry
-	(*TransferRequest)(nil),       // 20: megaengine.v1.TransferRequest
-	(*TransferStart)(nil),         // 21: megaengine.v1.TransferStart
-	(*TransferAnnouncement)(nil),  // 22: megaengine.v1.TransferAnnouncement
-	(*TransferChunk)(nil),         // 23: megaengine.v1.TransferChunk
-	(*TransferDone)(nil),          // 24: megaengine.v1.TransferDone
-	(*TransferError)(nil),         // 25: megaengine.v1.TransferError
+	(*DialBack)(nil),              // 5: megaengine.v1.DialBack
+	(*DialBackResult)(nil),        // 6: megaengine.v1.DialBackResult
+	(*Error)(nil),                 // 7: megaengine.v1.Error
+	(*Gossip)(nil),                // 8: megaengine.v1.Gossip
+	(*IHave)(nil),                 // 9: megaengine.v1.IHave
+	(*Graft)(nil),                 // 10: megaengine.v1.Graft
+	(*Prune)(nil),                 // 11: megaengine.v1.Prune
+	(*Reconcile)(nil),             // 12: megaengine.v1.Reconcile
+	(*ReconcileRange)(nil),        // 13: megaengine.v1.ReconcileRange
+	(*ReconcileItem)(nil),         // 14: megaengine.v1.ReconcileItem
+	(*SignedAnnouncement)(nil),    // 15: megaengine.v1.SignedAnnouncement
+	(*Announcement)(nil),          // 16: megaengine.v1.Announcement
+	(*NodeAnnouncement)(nil),      // 17: megaengine.v1.NodeAnnouncement
+	(*RepoAnnouncement)(nil),      // 18: megaengine.v1.RepoAnnouncement
+	(*Ref)(nil),                   // 19: megaengine.v1.Ref
+	(*InventoryAnnouncement)(nil), // 20: megaengine.v1.InventoryAnnouncement
+	(*InventoryEntry)(nil),        // 21: megaengine.v1.InventoryEntry
+	(*TransferRequest)(nil),       // 22: megaengine.v1.TransferRequest
+	(*TransferStart)(nil),         // 23: megaengine.v1.TransferStart
+	(*TransferAnnouncement)(nil),  // 24: megaengine.v1.TransferAnnouncement
+	(*TransferChunk)(nil),         // 25: megaengine.v1.TransferChunk
+	(*TransferDone)(nil),          // 26: megaengine.v1.TransferDone
+	(*TransferError)(nil),         // 27: megaengine.v1.TransferError
 }
 var file_wire_megaengine_proto_depIdxs = []int32{
 	4,  // 0: megaengine.v1.Frame.hello:type_name -> megaengine.v1.Hello
-	6,  // 1: megaengine.v1.Frame.gossip:type_name -> megaengine.v1.Gossip
-	5,  // 2: megaengine.v1.Frame.error:type_name -> megaengine.v1.Error
-	7,  // 3: megaengine.v1.Frame.ihave:type_name -> megaengine.v1.IHave
-	8,  // 4: megaengine.v1.Frame.graft:type_name -> megaengine.v1.Graft
-	9,  // 5: megaengine.v1.Frame.prune:type_name -> megaengine.v1.Prune
-	10, // 6: megaengine.v1.Frame.reconcile:type_name -> megaengine.v1.Reconcile
-	20, // 7: megaengine.v1.Frame.transfer_request:type_name -> megaengine.v1.TransferRequest
-	21, // 8: megaengine.v1.Frame.transfer_start:type_name -> megaengine.v1.TransferStart
-	22, // 9: megaengine.v1.Frame.transfer_announcement:type_name -> megaengine.v1.TransferAnnouncement
-	23, // 10: megaengine.v1.Frame.transfer_chunk:type_name -> megaengine.v1.TransferChunk
-	24, // 11: megaengine.v1.Frame.transfer_done:type_name -> megaengine.v1.TransferDone
-	25, // 12: megaengine.v1.Frame.transfer_error:type_name -> megaengine.v1.TransferError
-	0,  // 13: megaengine.v1.Error.code:type_name -> megaengine.v1.ErrorCode
-	13, // 14: megaengine.v1.Gossip.announcement:type_name -> megaengine.v1.SignedAnnouncement
-	11, // 15: megaengine.v1.Reconcile.ranges:type_name -> megaengine.v1.ReconcileRange
-	1,  // 16: megaengine.v1.ReconcileRange.mode:type_name -> megaengine.v1.ReconcileMode
-	12, // 17: megaengine.v1.ReconcileRange.items:type_name -> megaengine.v1.ReconcileItem
-	15, // 18: megaengine.v1.Announcement.node:type_name -> megaengine.v1.NodeAnnouncement
-	16, // 19: megaengine.v1.Announcement.repo:type_name -> megaengine.v1.RepoAnnouncement
-	18, // 20: megaengine.v1.Announcement.inventory:type_name -> megaengine.v1.InventoryAnnouncement
-	17, // 21: megaengine.v1.RepoAnnouncement.refs:type_name -> megaengine.v1.Ref
-	19, // 22: megaengine.v1.InventoryAnnouncement.repos:type_name -> megaengine.v1.InventoryEntry
-	13, // 23: megaengine.v1.TransferAnnouncement.announcement:type_name -> megaengine.v1.SignedAnnouncement
-	2,  // 24: megaengine.v1.TransferError.code:type_name -> megaengine.v1.TransferErrorCode
-	25, // [25:25] is the sub-list for method output_type
-	25, // [25:25] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	8,  // 1: megaengine.v1.Frame.gossip:type_name -> megaengine.v1.Gossip
+	7,  // 2: megaengine.v1.Frame.error:type_name -> megaengine.v1.Error
+	9,  // 3: megaengine.v1.Frame.ihave:type_name -> megaengine.v1.IHave
+	10, // 4: megaengine.v1.Frame.graft:type_name -> megaengine.v1.Graft
+	11, // 5: megaengine.v1.Frame.prune:type_name -> megaengine.v1.Prune
+	12, // 6: megaengine.v1.Frame.reconcile:type_name -> megaengine.v1.Reconcile
+	22, // 7: megaengine.v1.Frame.transfer_request:type_name -> megaengine.v1.TransferRequest
+	23, // 8: megaengine.v1.Frame.transfer_start:type_name -> megaengine.v1.TransferStart
+	24, // 9: megaengine.v1.Frame.transfer_announcement:type_name -> megaengine.v1.TransferAnnouncement
+	25, // 10: megaengine.v1.Frame.transfer_chunk:type_name -> megaengine.v1.TransferChunk
+	26, // 11: megaengine.v1.Frame.transfer_done:type_name -> megaengine.v1.TransferDone
+	27, // 12: megaengine.v1.Frame.transfer_error:type_name -> megaengine.v1.TransferError
+	5,  // 13: megaengine.v1.Frame.dial_back:type_name -> megaengine.v1.DialBack
+	6,  // 14: megaengine.v1.Frame.dial_back_result:type_name -> megaengine.v1.DialBackResult
+	0,  // 15: megaengine.v1.Error.code:type_name -> megaengine.v1.ErrorCode
+	15, // 16: megaengine.v1.Gossip.announcement:type_name -> megaengine.v1.SignedAnnouncement
+	13, // 17: megaengine.v1.Reconcile.ranges:type_name -> megaengine.v1.ReconcileRange
+	1,  // 18: megaengine.v1.ReconcileRange.mode:type_name -> megaengine.v1.ReconcileMode
+	14, // 19: megaengine.v1.ReconcileRange.items:type_name -> megaengine.v1.ReconcileItem
+	17, // 20: megaengine.v1.Announcement.node:type_name -> megaengine.v1.NodeAnnouncement
+	18, // 21: megaengine.v1.Announcement.repo:type_name -> megaengine.v1.RepoAnnouncement
+	20, // 22: megaengine.v1.Announcement.inventory:type_name -> megaengine.v1.InventoryAnnouncement
+	19, // 23: megaengine.v1.RepoAnnouncement.refs:type_name -> megaengine.v1.Ref
+	21, // 24: megaengine.v1.InventoryAnnouncement.repos:type_name -> megaengine.v1.InventoryEntry
+	15, // 25: megaengine.v1.TransferAnnouncement.announcement:type_name -> megaengine.v1.SignedAnnouncement
+	2,  // 26: megaengine.v1.TransferError.code:type_name -> megaengine.v1.TransferErrorCode
+	27, // [27:27] is the sub-list for method output_type
+	27, // [27:27] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_wire_megaengine_proto_init() }
@@ -2138,8 +2309,10 @@ func file_wire_megaengine_proto_init() {
 		(*Frame_TransferChunk)(nil),
 		(*Frame_TransferDone)(nil),
 		(*Frame_TransferError)(nil),
+		(*Frame_DialBack)(nil),
+		(*Frame_DialBackResult)(nil),
 	}
-	file_wire_megaengine_proto_msgTypes[11].OneofWrappers = []any{
+	file_wire_megaengine_proto_msgTypes[13].OneofWrappers = []any{
 		(*Announcement_Node)(nil),
 		(*Announcement_Repo)(nil),
 		(*Announcement_Inventory)(nil),
@@ -2150,7 +2323,7 @@ func file_wire_megaengine_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wire_megaengine_proto_rawDesc), len(file_wire_megaengine_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   23,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
