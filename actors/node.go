@@ -197,9 +197,10 @@ type Status struct {
 	Started     time.Time        `json:"started"`
 	// Connectivity: public, behind_nat or unknown, and the addresses
 	// peers confirmed by dialing us back (the ones we announce).
-	Reachability   string   `json:"reachability"`
-	ConfirmedAddrs []string `json:"confirmed_addrs"`
-	ObservedAddrs  []string `json:"observed_addrs"`
+	Reachability   string    `json:"reachability"`
+	ConfirmedAddrs []string  `json:"confirmed_addrs"`
+	ObservedAddrs  []string  `json:"observed_addrs"`
+	LAN            LANCounts `json:"lan_discovery"`
 }
 
 // Repository status values shown by RepoView.Status.
@@ -401,6 +402,7 @@ func (n *node) spawn(ctx actor.Context) {
 		n.built.store, n.built.gossip, n.built.sync = n.store, n.gossip, n.sync
 		n.transport = spawnChild(ctx, "transport", func() actor.Actor { return n.built })
 		ctx.Send(n.gossip, &gossipSiblings{Transport: n.transport, Sync: n.sync})
+		n.connectivityTransport(ctx)
 		n.watcher = spawnChild(ctx, "watcher", func() actor.Actor {
 			return &watcher{root: n.cfg.Root, interval: n.cfg.WatchInterval, store: n.store, gossip: n.gossip, log: n.log}
 		})

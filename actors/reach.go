@@ -349,6 +349,30 @@ func (n *node) spawnConnectivity(ctx actor.Context) {
 	}
 	n.built.connectivity.reach = spawnChild(ctx, "reach", func() actor.Actor { return r })
 	n.built.local.Features = append(n.built.local.Features, featureDialBack)
+
+	bound := n.built.udp.LocalAddr().(*net.UDPAddr)
+	switch {
+	case !n.cfg.LANDiscovery:
+	case bound.IP.IsLoopback() && len(n.cfg.LANTargets) == 0:
+		n.log.Info("LAN discovery off: the node listens on loopback only", "addr", bound)
+	default:
+		conn, err := listenBeacons(n.cfg.LANAddr)
+		if err != nil {
+			n.log.Warn("LAN discovery off", "err", err)
+			break
+		}
+		l := &lan{cfg: n.cfg, key: n.key, id: n.id, port: uint16(bound.Port), conn: conn, log: n.log}
+		n.built.connectivity.lan = spawnChild(ctx, "lan", func() actor.Actor { return l })
+	}
+}
+
+// connectivityTransport tells the connectivity actors where the transport is.
+func (n *node) connectivityTransport(ctx actor.Context) {
+	for _, pid := range n.built.connectivity.all() {
+		if pid != nil {
+			ctx.Send(pid, &connectivitySiblings{Transport: n.transport})
+		}
+	}
 }
 
 // connectivityReport fills in what the connectivity actors know, then
@@ -362,6 +386,15 @@ func (s *reporter) connectivityReport(ctx actor.Context, st *Status, next func()
 		if err == nil {
 			st.Reachability, st.ConfirmedAddrs, st.ObservedAddrs = r.State, r.Confirmed, r.Observed
 		}
-		next()
+		if s.connectivity.lan == nil {
+			next()
+			return
+		}
+		askFor(ctx, s.connectivity.lan, lanState{}, func(c LANCounts, err error) {
+			if err == nil {
+				st.LAN = c
+			}
+			next()
+		})
 	})
 }

@@ -60,7 +60,7 @@ func (s *reporter) report(ctx actor.Context) {
 		Gossip: GossipStats{Dropped: map[string]int64{}, Accepted: map[string]int64{}}, Transfers: TransferCounts{FetchesFailed: map[string]int64{}},
 		Connections: ConnectionCounts{Disconnects: map[string]int64{}},
 		HTTP:        s.cfg.HTTPURL, Version: Version, Started: s.started.UTC(),
-		Reachability: ReachUnknown, ConfirmedAddrs: []string{}, ObservedAddrs: []string{}}
+		Reachability: ReachUnknown, ConfirmedAddrs: []string{}, ObservedAddrs: []string{}, LAN: LANCounts{Ignored: map[string]int64{}}}
 	withRepos := func() {
 		askFor(ctx, s.store, countRepos{}, func(n int, err error) {
 			if err != nil {

@@ -82,6 +82,7 @@ func TestScenarios(t *testing.T) {
 			env.Setenv("HOME", filepath.Join(env.WorkDir, "home"))
 			env.Setenv("MEGAENGINE_ROOT", filepath.Join(env.WorkDir, "root"))
 			env.Setenv("MENODE_HTTP_ADDR", "127.0.0.1:0") // the status page: no fixed port
+			env.Setenv("MENODE_LAN_DISCOVERY", "false")   // no beacons onto this machine's networks
 			// git: never read this machine's config; fixed author.
 			env.Setenv("GIT_CONFIG_GLOBAL", os.DevNull)
 			env.Setenv("GIT_CONFIG_NOSYSTEM", "1")

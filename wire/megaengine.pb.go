@@ -2071,6 +2071,134 @@ func (x *TransferError) GetMessage() string {
 	return ""
 }
 
+// LanBeacon is a UDP datagram (not a Frame) sent on the local link to
+// port 21029 (PROTOCOL.md, "LAN discovery"): an encoded LanBeaconBody and
+// the node's Ed25519 signature over "megaengine/lan-beacon/v1\x00" followed
+// by the payload bytes. At most 512 bytes in all.
+type LanBeacon struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Payload       []byte                 `protobuf:"bytes,1,opt,name=payload,proto3" json:"payload,omitempty"`
+	Signature     []byte                 `protobuf:"bytes,2,opt,name=signature,proto3" json:"signature,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LanBeacon) Reset() {
+	*x = LanBeacon{}
+	mi := &file_wire_megaengine_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LanBeacon) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LanBeacon) ProtoMessage() {}
+
+func (x *LanBeacon) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_megaengine_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LanBeacon.ProtoReflect.Descriptor instead.
+func (*LanBeacon) Descriptor() ([]byte, []int) {
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *LanBeacon) GetPayload() []byte {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+func (x *LanBeacon) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+type LanBeaconBody struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// did:key of the sender; its key signs the beacon.
+	Did string `protobuf:"bytes,1,opt,name=did,proto3" json:"did,omitempty"`
+	// UDP port of the sender's QUIC socket, on the IP the beacon came from.
+	Port uint32 `protobuf:"varint,2,opt,name=port,proto3" json:"port,omitempty"`
+	// The protocol version the sender speaks (Hello.protocol).
+	Protocol uint32 `protobuf:"varint,3,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	// Unix milliseconds at signing.
+	TimestampMs   int64 `protobuf:"varint,4,opt,name=timestamp_ms,json=timestampMs,proto3" json:"timestamp_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LanBeaconBody) Reset() {
+	*x = LanBeaconBody{}
+	mi := &file_wire_megaengine_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LanBeaconBody) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LanBeaconBody) ProtoMessage() {}
+
+func (x *LanBeaconBody) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_megaengine_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LanBeaconBody.ProtoReflect.Descriptor instead.
+func (*LanBeaconBody) Descriptor() ([]byte, []int) {
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *LanBeaconBody) GetDid() string {
+	if x != nil {
+		return x.Did
+	}
+	return ""
+}
+
+func (x *LanBeaconBody) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *LanBeaconBody) GetProtocol() uint32 {
+	if x != nil {
+		return x.Protocol
+	}
+	return 0
+}
+
+func (x *LanBeaconBody) GetTimestampMs() int64 {
+	if x != nil {
+		return x.TimestampMs
+	}
+	return 0
+}
+
 var File_wire_megaengine_proto protoreflect.FileDescriptor
 
 const file_wire_megaengine_proto_rawDesc = "" +
@@ -2187,7 +2315,15 @@ const file_wire_megaengine_proto_rawDesc = "" +
 	"\x06sha256\x18\x02 \x01(\fR\x06sha256\"_\n" +
 	"\rTransferError\x124\n" +
 	"\x04code\x18\x01 \x01(\x0e2 .megaengine.v1.TransferErrorCodeR\x04code\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage*\xe0\x01\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"C\n" +
+	"\tLanBeacon\x12\x18\n" +
+	"\apayload\x18\x01 \x01(\fR\apayload\x12\x1c\n" +
+	"\tsignature\x18\x02 \x01(\fR\tsignature\"t\n" +
+	"\rLanBeaconBody\x12\x10\n" +
+	"\x03did\x18\x01 \x01(\tR\x03did\x12\x12\n" +
+	"\x04port\x18\x02 \x01(\rR\x04port\x12\x1a\n" +
+	"\bprotocol\x18\x03 \x01(\rR\bprotocol\x12!\n" +
+	"\ftimestamp_ms\x18\x04 \x01(\x03R\vtimestampMs*\xe0\x01\n" +
 	"\tErrorCode\x12\x15\n" +
 	"\x11ERROR_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eERROR_PROTOCOL\x10\x01\x12\x12\n" +
@@ -2224,7 +2360,7 @@ func file_wire_megaengine_proto_rawDescGZIP() []byte {
 }
 
 var file_wire_megaengine_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_wire_megaengine_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_wire_megaengine_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_wire_megaengine_proto_goTypes = []any{
 	(ErrorCode)(0),                // 0: megaengine.v1.ErrorCode
 	(ReconcileMode)(0),            // 1: megaengine.v1.ReconcileMode
@@ -2254,6 +2390,8 @@ var file_wire_megaengine_proto_goTypes = []any{
 	(*TransferChunk)(nil),         // 25: megaengine.v1.TransferChunk
 	(*TransferDone)(nil),          // 26: megaengine.v1.TransferDone
 	(*TransferError)(nil),         // 27: megaengine.v1.TransferError
+	(*LanBeacon)(nil),             // 28: megaengine.v1.LanBeacon
+	(*LanBeaconBody)(nil),         // 29: megaengine.v1.LanBeaconBody
 }
 var file_wire_megaengine_proto_depIdxs = []int32{
 	4,  // 0: megaengine.v1.Frame.hello:type_name -> megaengine.v1.Hello
@@ -2323,7 +2461,7 @@ func file_wire_megaengine_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wire_megaengine_proto_rawDesc), len(file_wire_megaengine_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   25,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

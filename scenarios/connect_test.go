@@ -1,0 +1,281 @@
+package scenarios
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/menode/menode/wire"
+)
+
+// nsLab is a set of network namespaces a connectivity test makes and
+// wires up itself (bridges, NATs); they are removed when the test ends.
+// Nothing in them has a link to the machine's own networks.
+type nsLab struct {
+	t   *testing.T
+	run string
+}
+
+func newNSLab(t *testing.T, needs ...string) *nsLab {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("the connectivity scenarios make network namespaces: they must run as root (CI does)")
+	}
+	for _, tool := range append([]string{"ip"}, needs...) {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("the connectivity scenarios need %s: apt-get install -y iproute2 nftables", tool)
+		}
+	}
+	removeStaleNetns(t)
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return &nsLab{t: t, run: fmt.Sprintf("%s%d-%s-", netnsPrefix, os.Getpid(), hex.EncodeToString(b[:]))}
+}
+
+// add makes namespace i with its loopback up.
+func (l *nsLab) add(i int) string {
+	l.t.Helper()
+	ns := fmt.Sprintf("%s%d", l.run, i)
+	l.ip("netns", "add", ns)
+	l.t.Cleanup(func() {
+		if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
+			l.t.Errorf("ip netns del %s: %v: %s", ns, err, out)
+		}
+	})
+	l.ip("-n", ns, "link", "set", "lo", "up")
+	return ns
+}
+
+func (l *nsLab) ip(args ...string) {
+	l.t.Helper()
+	l.cmd("ip", args...)
+}
+
+func (l *nsLab) cmd(name string, args ...string) {
+	l.t.Helper()
+	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+		l.t.Fatalf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
+	}
+}
+
+// veth joins namespace a (device da, address addrA) and b (device db,
+// address addrB, may be empty); both ends up.
+func (l *nsLab) veth(a, da, addrA, b, db, addrB string) {
+	l.t.Helper()
+	l.ip("-n", a, "link", "add", da, "type", "veth", "peer", "name", db, "netns", b)
+	for _, e := range [][3]string{{a, da, addrA}, {b, db, addrB}} {
+		if e[2] != "" {
+			l.ip("-n", e[0], "addr", "add", e[2], "dev", e[1])
+		}
+		l.ip("-n", e[0], "link", "set", e[1], "up")
+	}
+}
+
+// udpIn opens a UDP socket inside namespace ns (a socket stays in the
+// namespace it was made in) bound to laddr.
+func udpIn(t *testing.T, ns, laddr string) *net.UDPConn {
+	t.Helper()
+	type res struct {
+		c   *net.UDPConn
+		err error
+	}
+	ch := make(chan res)
+	go func() {
+		// Never unlocked: the thread ends with this goroutine, so no other
+		// goroutine ever runs in the namespace.
+		runtime.LockOSThread()
+		f, err := os.Open(filepath.Join("/var/run/netns", ns))
+		if err != nil {
+			ch <- res{err: err}
+			return
+		}
+		defer f.Close()
+		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			ch <- res{err: fmt.Errorf("setns %s: %v", ns, err)}
+			return
+		}
+		ua, err := net.ResolveUDPAddr("udp4", laddr)
+		if err != nil {
+			ch <- res{err: err}
+			return
+		}
+		c, err := net.ListenUDP("udp4", ua)
+		ch <- res{c, err}
+	}()
+	r := <-ch
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	t.Cleanup(func() { r.c.Close() })
+	return r.c
+}
+
+// peerJSON is the part of `peers --json` these tests check.
+type peerJSON struct {
+	ID        string   `json:"id"`
+	Connected bool     `json:"connected"`
+	Direction string   `json:"direction"`
+	Via       string   `json:"via"`
+	Addresses []string `json:"addresses"`
+}
+
+func (s *sandbox) peers(root string) ([]peerJSON, string, error) {
+	out, err := s.menode(root, "peers", "--json")
+	if err != nil {
+		return nil, out, err
+	}
+	var v []peerJSON
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		return nil, out, fmt.Errorf("peers --json: %w", err)
+	}
+	return v, out, nil
+}
+
+// connectedTo reports whether root's node has a live connection to id.
+func (s *sandbox) connectedTo(root, id string) (peerJSON, bool, string) {
+	ps, out, err := s.peers(root)
+	if err != nil {
+		return peerJSON{}, false, err.Error()
+	}
+	for _, p := range ps {
+		if p.ID == id && p.Connected {
+			return p, true, out
+		}
+	}
+	return peerJSON{}, false, out
+}
+
+// connectStatus is the part of `status --json` these tests check.
+type connectStatus struct {
+	Reachability   string   `json:"reachability"`
+	ConfirmedAddrs []string `json:"confirmed_addrs"`
+	LAN            struct {
+		Enabled bool             `json:"enabled"`
+		Proven  int64            `json:"proven"`
+		Ignored map[string]int64 `json:"ignored"`
+	} `json:"lan_discovery"`
+}
+
+func (s *sandbox) connectStatus(root string) (connectStatus, string, error) {
+	var v connectStatus
+	out, err := s.menode(root, "status", "--json")
+	if err != nil {
+		return v, out, err
+	}
+	return v, out, json.Unmarshal([]byte(out), &v)
+}
+
+// cloneAndCheck has root clone repo and checks the clone's HEAD is want.
+func (s *sandbox) cloneAndCheck(t *testing.T, root, repo, want string) {
+	t.Helper()
+	out := s.path(root + "-clone")
+	if _, err := s.menode(root, "repo", "clone", "--repo-id", repo, "--output", out); err != nil {
+		t.Fatalf("%s: repo clone: %v", root, err)
+	}
+	if got := s.must("git", "-C", out, "rev-parse", "HEAD"); got != want {
+		t.Fatalf("%s's clone is at %s, want %s", root, got, want)
+	}
+}
+
+// TestConnect_lanDiscovery: three namespaces on one bridge. Two nodes with
+// no bootstrap find each other by beacon within 5 s and sync a
+// repository; the third namespace sends a forged, an old and an
+// unprovable beacon, which make no connection and are counted.
+func TestConnect_lanDiscovery(t *testing.T) {
+	s := newSandbox(t)
+	lab := newNSLab(t)
+	br := lab.add(0)
+	lab.ip("-n", br, "link", "add", "br0", "type", "bridge")
+	lab.ip("-n", br, "link", "set", "br0", "up")
+	ns := make([]string, 4)
+	for i := 1; i <= 3; i++ {
+		ns[i] = lab.add(i)
+		lab.veth(br, fmt.Sprintf("p%d", i), "", ns[i], "eth0", fmt.Sprintf("10.215.0.%d/24", i))
+		lab.ip("-n", br, "link", "set", fmt.Sprintf("p%d", i), "master", "br0")
+	}
+
+	s.must("git", "init", "-q", "-b", "main", "src")
+	s.must("git", "-C", s.path("src"), "commit", "-q", "--allow-empty", "-m", "one")
+	head := s.must("git", "-C", s.path("src"), "rev-parse", "HEAD")
+
+	menode := filepath.Join(binDir, "menode")
+	ids := make([]string, 3)
+	nodes := make([]*daemon, 3)
+	for i := 1; i <= 2; i++ {
+		root := fmt.Sprintf("n%d", i)
+		ids[i] = s.must(menode, "--root", s.path(root), "auth", "init")
+		nodes[i] = s.start(root+".log", "ip", "netns", "exec", ns[i], menode, "--root", s.path(root), "run",
+			"--alias", root, "--addr", "0.0.0.0:9000", "--lan-discovery=true",
+			"--watch-interval", "200ms", "--sync-interval", "1s")
+		defer nodes[i].checkNoRace(t)
+	}
+	for i := 1; i <= 2; i++ {
+		s.waitRunning(nodes[i], fmt.Sprintf("n%d", i))
+	}
+	running := time.Now()
+	poll(t, 5*time.Second, "the two nodes find each other by beacon", func() (bool, string) {
+		if _, ok, why := s.connectedTo("n1", ids[2]); !ok {
+			return false, why
+		}
+		_, ok, why := s.connectedTo("n2", ids[1])
+		return ok, why
+	})
+	t.Logf("connected %s after both ran", time.Since(running).Round(time.Millisecond))
+
+	repo := s.must(menode, "--root", s.path("n1"), "repo", "add", "--path", s.path("src"))
+	s.cloneAndCheck(t, "n2", repo, head)
+
+	// Hostile beacons from the third namespace, to node 1's beacon port.
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kid := wire.NodeIDFromKey(key.Public().(ed25519.PublicKey)).String()
+	unprovable, err := wire.SignBeacon(key, 9000, time.Now()) // nothing listens at 10.215.0.3:9000
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, _ := wire.SignBeacon(key, 9000, time.Now().Add(-time.Hour))
+	forged := append([]byte(nil), unprovable...)
+	forged[len(forged)-1] ^= 1
+	c := udpIn(t, ns[3], "10.215.0.3:0")
+	to := &net.UDPAddr{IP: net.IPv4(10, 215, 0, 1), Port: 21029}
+	for _, b := range [][]byte{forged, old, unprovable} {
+		if _, err := c.WriteToUDP(b, to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The unprovable one is counted once its dial gives up (DialTimeout, 10 s).
+	poll(t, 20*time.Second, "node1 counts the hostile beacons", func() (bool, string) {
+		st, out, err := s.connectStatus("n1")
+		if err != nil {
+			return false, err.Error()
+		}
+		ig := st.LAN.Ignored
+		return ig["bad_signature"] >= 1 && ig["stale"] >= 1 && ig["unproven"] >= 1, out
+	})
+	if _, ok, _ := s.connectedTo("n1", kid); ok {
+		t.Errorf("node1 connected to the node of an unprovable beacon")
+	}
+	st, _, err := s.connectStatus("n2")
+	if err != nil || !st.LAN.Enabled {
+		t.Errorf("node2's status: LAN discovery not enabled (%v)", err)
+	}
+	for i := 1; i <= 2; i++ {
+		if nodes[i].exited() {
+			t.Errorf("node%d exited (%v):\n%s", i, nodes[i].err, nodes[i].logTail())
+		}
+	}
+}
