@@ -88,6 +88,11 @@ type Config struct {
 	LANMaxAge    time.Duration // a beacon older (or further in the future) than this is ignored (default 2 min)
 	LANAddr      string        // UDP address beacons are heard on and sent from (default 0.0.0.0:21029)
 	LANTargets   []string      // where beacons go; default: the broadcast address of every IPv4 interface, at LANAddr's port
+	// Hole punching through a common peer.
+	PunchInterval time.Duration // look for nodes to punch to this often (default 5 s)
+	PunchTimeout  time.Duration // an attempt gives up after this (default 10 s)
+	PunchBackoff  time.Duration // first wait before punching to the same node again (default 10 s), doubling to 10 min
+	PunchMaxAge   time.Duration // a punch request older (or further in the future) than this is refused (default 1 min)
 }
 
 // LANPort is the UDP port LAN beacons are sent to and heard on (lan.go):
@@ -139,6 +144,10 @@ func (c Config) withDefaults() Config {
 	def(&c.DialBackTimeout, 5*time.Second)
 	def(&c.LANInterval, 30*time.Second)
 	def(&c.LANMaxAge, 2*time.Minute)
+	def(&c.PunchInterval, 5*time.Second)
+	def(&c.PunchTimeout, 10*time.Second)
+	def(&c.PunchBackoff, 10*time.Second)
+	def(&c.PunchMaxAge, time.Minute)
 	if c.LANAddr == "" {
 		c.LANAddr = "0.0.0.0:" + strconv.Itoa(LANPort)
 	}

@@ -197,10 +197,11 @@ type Status struct {
 	Started     time.Time        `json:"started"`
 	// Connectivity: public, behind_nat or unknown, and the addresses
 	// peers confirmed by dialing us back (the ones we announce).
-	Reachability   string    `json:"reachability"`
-	ConfirmedAddrs []string  `json:"confirmed_addrs"`
-	ObservedAddrs  []string  `json:"observed_addrs"`
-	LAN            LANCounts `json:"lan_discovery"`
+	Reachability   string      `json:"reachability"`
+	ConfirmedAddrs []string    `json:"confirmed_addrs"`
+	ObservedAddrs  []string    `json:"observed_addrs"`
+	LAN            LANCounts   `json:"lan_discovery"`
+	Punches        PunchCounts `json:"punches"`
 }
 
 // Repository status values shown by RepoView.Status.

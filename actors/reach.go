@@ -327,6 +327,8 @@ func (p *peer) toConnectivity(ctx actor.Context, f *wire.Frame) bool {
 	switch f.Body.(type) {
 	case *wire.Frame_DialBack, *wire.Frame_DialBackResult:
 		to = p.connectivity.reach
+	case *wire.Frame_PunchRequest:
+		to = p.connectivity.punch
 	default:
 		return false
 	}
@@ -348,7 +350,9 @@ func (n *node) spawnConnectivity(ctx actor.Context) {
 		return
 	}
 	n.built.connectivity.reach = spawnChild(ctx, "reach", func() actor.Actor { return r })
-	n.built.local.Features = append(n.built.local.Features, featureDialBack)
+	n.built.local.Features = append(n.built.local.Features, featureDialBack, featurePunch)
+	pu := newPuncher(n.cfg, n.key, n.id, n.built.local.ListenAddrs, n.store)
+	n.built.connectivity.punch = spawnChild(ctx, "punch", func() actor.Actor { return pu })
 
 	bound := n.built.udp.LocalAddr().(*net.UDPAddr)
 	switch {
@@ -387,14 +391,28 @@ func (s *reporter) connectivityReport(ctx actor.Context, st *Status, next func()
 			st.Reachability, st.ConfirmedAddrs, st.ObservedAddrs = r.State, r.Confirmed, r.Observed
 		}
 		if s.connectivity.lan == nil {
-			next()
+			s.punchReport(ctx, st, next)
 			return
 		}
 		askFor(ctx, s.connectivity.lan, lanState{}, func(c LANCounts, err error) {
 			if err == nil {
 				st.LAN = c
 			}
-			next()
+			s.punchReport(ctx, st, next)
 		})
+	})
+}
+
+// punchReport fills in the hole punching counters, then calls next.
+func (s *reporter) punchReport(ctx actor.Context, st *Status, next func()) {
+	if s.connectivity.punch == nil {
+		next()
+		return
+	}
+	askFor(ctx, s.connectivity.punch, punchState{}, func(c PunchCounts, err error) {
+		if err == nil {
+			st.Punches = c
+		}
+		next()
 	})
 }

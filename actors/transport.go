@@ -42,6 +42,9 @@ type PeerView struct {
 	// (outbound, or an inbound peer whose address check passed).
 	Verified  bool   `json:"verified"`
 	LastError string `json:"last_error,omitempty"`
+	// Via: "punched" for a connection made by hole punching; empty for a
+	// plain dial.
+	Via string `json:"via,omitempty"`
 	// Of a live connection (QUIC's own figures): smoothed round-trip time,
 	// and UDP payload bytes sent and received on it.
 	RTT       time.Duration `json:"rtt,omitempty"`
@@ -197,6 +200,7 @@ type link struct {
 	proven bool
 	useful bool       // it sent something gossip took (see peerUseful)
 	conn   *quic.Conn // read only for its statistics
+	via    string     // how it was made when not by a plain dial: ViaPunched (punch.go)
 }
 
 // dialTarget is an address we want a connection to, with its backoff state.
@@ -343,6 +347,8 @@ func (t *transport) Receive(ctx actor.Context) {
 		t.onPeerUp(ctx, m)
 	case *probed:
 		t.onProbed(ctx, m)
+	case *markPeer:
+		t.onMarkPeer(m)
 	case *peerUseful:
 		if l := t.peers[t.byID[m.ID]]; l != nil {
 			l.useful = true
@@ -918,7 +924,7 @@ func (t *transport) view() []PeerView {
 			dir = "outbound"
 		}
 		since := l.since
-		v := PeerView{ID: id, Alias: l.alias, Addresses: l.addrs, Connected: true, Direction: dir, Since: &since, Verified: l.proven}
+		v := PeerView{ID: id, Alias: l.alias, Addresses: l.addrs, Connected: true, Direction: dir, Since: &since, Verified: l.proven, Via: l.via}
 		if l.conn != nil {
 			st := l.conn.ConnectionStats()
 			v.RTT, v.BytesSent, v.BytesRecv = st.SmoothedRTT, st.BytesSent, st.BytesReceived

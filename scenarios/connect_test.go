@@ -181,6 +181,10 @@ func (s *sandbox) connectStatus(root string) (connectStatus, string, error) {
 func (s *sandbox) cloneAndCheck(t *testing.T, root, repo, want string) {
 	t.Helper()
 	out := s.path(root + "-clone")
+	poll(t, 30*time.Second, root+" learns of the repository", func() (bool, string) {
+		_, err := s.repoShow(root, repo)
+		return err == nil, fmt.Sprint(err)
+	})
 	if _, err := s.menode(root, "repo", "clone", "--repo-id", repo, "--output", out); err != nil {
 		t.Fatalf("%s: repo clone: %v", root, err)
 	}
@@ -277,5 +281,144 @@ func TestConnect_lanDiscovery(t *testing.T) {
 		if nodes[i].exited() {
 			t.Errorf("node%d exited (%v):\n%s", i, nodes[i].err, nodes[i].logTail())
 		}
+	}
+}
+
+// natRules masquerade what leaves the outside interface (Linux keeps the
+// source port when it can: endpoint-independent mapping) and let in from
+// outside only replies to flows started inside (address- and
+// port-restricted filtering), as a home router does. Unsolicited packets
+// are dropped rather than answered, so they leave no conntrack entry that
+// would change a later mapping.
+const natRules = `
+table ip menode_nat {
+	chain nat_out { type nat hook postrouting priority 100; oifname "eth0" masquerade; }
+	chain filter_fwd { type filter hook forward priority 0; policy drop; ct state established,related accept; iifname "in0" accept; }
+	chain filter_in { type filter hook input priority 0; policy accept; iifname "eth0" ct state established,related accept; iifname "eth0" drop; }
+}
+`
+
+// ifaceBytes reads an interface's received and sent byte counters inside ns.
+func ifaceBytes(t *testing.T, ns, dev string) (rx, tx int64) {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "exec", ns, "cat",
+		"/sys/class/net/"+dev+"/statistics/rx_bytes", "/sys/class/net/"+dev+"/statistics/tx_bytes").Output()
+	if err != nil {
+		t.Fatalf("read counters of %s in %s: %v", dev, ns, err)
+	}
+	f := strings.Fields(string(out))
+	if len(f) != 2 {
+		t.Fatalf("counters of %s: %q", dev, out)
+	}
+	fmt.Sscan(f[0], &rx)
+	fmt.Sscan(f[1], &tx)
+	return rx, tx
+}
+
+// TestConnect_punch: a public node P and two nodes A and B, each in a home
+// namespace behind its own NAT namespace, bootstrapped only to P. Neither
+// can dial the other; they punch through their NATs with P passing the
+// requests. A adds a repository, B clones it over the punched connection:
+// the bundle crosses between the two NATs, not through P.
+func TestConnect_punch(t *testing.T) {
+	s := newSandbox(t)
+	lab := newNSLab(t, "nft")
+	// 1: the "internet" (a bridge), 2: P, 3/4: the NATs of A and B, 5/6: A's and B's homes.
+	inet := lab.add(1)
+	lab.ip("-n", inet, "link", "add", "br0", "type", "bridge")
+	lab.ip("-n", inet, "link", "set", "br0", "up")
+	pub := lab.add(2)
+	lab.veth(inet, "toP", "", pub, "eth0", "10.216.0.1/24")
+	lab.ip("-n", inet, "link", "set", "toP", "master", "br0")
+	nats, homes := make([]string, 2), make([]string, 2)
+	for i := range 2 {
+		nats[i], homes[i] = lab.add(3+i), lab.add(5+i)
+		lab.veth(inet, fmt.Sprintf("toN%d", i), "", nats[i], "eth0", fmt.Sprintf("10.216.0.%d/24", 2+i))
+		lab.ip("-n", inet, "link", "set", fmt.Sprintf("toN%d", i), "master", "br0")
+		lab.veth(nats[i], "in0", fmt.Sprintf("10.%d.0.1/24", 1+i), homes[i], "eth0", fmt.Sprintf("10.%d.0.2/24", 1+i))
+		lab.ip("-n", homes[i], "route", "add", "default", "via", fmt.Sprintf("10.%d.0.1", 1+i))
+		lab.cmd("ip", "netns", "exec", nats[i], "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
+		rules := filepath.Join(t.TempDir(), "nat.nft")
+		if err := os.WriteFile(rules, []byte(natRules), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		lab.cmd("ip", "netns", "exec", nats[i], "nft", "-f", rules)
+		nat := nats[i]
+		t.Cleanup(func() { _ = exec.Command("ip", "netns", "exec", nat, "nft", "delete", "table", "ip", "menode_nat").Run() })
+	}
+
+	// A repository with a few MiB that cannot be compressed away.
+	s.must("git", "init", "-q", "-b", "main", "src")
+	blob := make([]byte, 3<<20)
+	_, _ = rand.Read(blob)
+	if err := os.WriteFile(s.path("src/blob"), blob, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.must("git", "-C", s.path("src"), "add", "blob")
+	s.must("git", "-C", s.path("src"), "commit", "-q", "-m", "one")
+	head := s.must("git", "-C", s.path("src"), "rev-parse", "HEAD")
+
+	menode := filepath.Join(binDir, "menode")
+	run := func(root, ns, addr string, extra ...string) *daemon {
+		args := append([]string{"ip", "netns", "exec", ns, menode, "--root", s.path(root), "run", "--alias", root,
+			"--addr", addr, "--lan-discovery=false", "--watch-interval", "200ms", "--sync-interval", "1s"}, extra...)
+		return s.start(root+".log", args...)
+	}
+	idP := s.must(menode, "--root", s.path("p"), "auth", "init")
+	idA := s.must(menode, "--root", s.path("a"), "auth", "init")
+	idB := s.must(menode, "--root", s.path("b"), "auth", "init")
+	boot := "--bootstrap-node=" + idP + "@10.216.0.1:9000"
+	nodes := map[string]*daemon{
+		// P keeps no copy (it would fetch one from A): whatever of the
+		// bundle passes P's interface was relayed.
+		"p": run("p", pub, "10.216.0.1:9000", "--seed", "followed"),
+		"a": run("a", homes[0], "10.1.0.2:9000", boot),
+		"b": run("b", homes[1], "10.2.0.2:9000", boot),
+	}
+	for root, d := range nodes {
+		defer d.checkNoRace(t)
+		s.waitRunning(d, root)
+	}
+	poll(t, 20*time.Second, "P public, A and B behind NAT", func() (bool, string) {
+		var why []string
+		for root, want := range map[string]string{"p": "public", "a": "behind_nat", "b": "behind_nat"} {
+			st, _, err := s.connectStatus(root)
+			if err != nil || st.Reachability != want {
+				why = append(why, fmt.Sprintf("%s: %q %v (%v)", root, st.Reachability, st.ConfirmedAddrs, err))
+			}
+		}
+		return len(why) == 0, strings.Join(why, "; ")
+	})
+
+	poll(t, 60*time.Second, "B connects to A by hole punching", func() (bool, string) {
+		for root, d := range nodes {
+			if d.exited() {
+				t.Fatalf("%s exited (%v):\n%s", root, d.err, d.logTail())
+			}
+		}
+		p, ok, why := s.connectedTo("b", idA)
+		return ok && p.Via == "punched", why
+	})
+	pRx, pTx := ifaceBytes(t, pub, "eth0")
+	aRx, aTx := ifaceBytes(t, nats[0], "eth0")
+	bRx, bTx := ifaceBytes(t, nats[1], "eth0")
+	repo := s.must(menode, "--root", s.path("a"), "repo", "add", "--path", s.path("src"))
+	s.cloneAndCheck(t, "b", repo, head)
+	pRx2, pTx2 := ifaceBytes(t, pub, "eth0")
+	aRx2, aTx2 := ifaceBytes(t, nats[0], "eth0")
+	bRx2, bTx2 := ifaceBytes(t, nats[1], "eth0")
+	t.Logf("from repo add to clone: P rx %d tx %d; A's NAT rx %d tx %d; B's NAT rx %d tx %d",
+		pRx2-pRx, pTx2-pTx, aRx2-aRx, aTx2-aTx, bRx2-bRx, bTx2-bTx)
+	if sent := aTx2 - aTx; sent < int64(len(blob)) {
+		t.Errorf("A's NAT sent %d bytes during the clone, less than the %d-byte blob", sent, len(blob))
+	}
+	if got := bRx2 - bRx; got < int64(len(blob)) {
+		t.Errorf("B's NAT received %d bytes during the clone, less than the %d-byte blob", got, len(blob))
+	}
+	if through := pRx2 - pRx + pTx2 - pTx; through > int64(len(blob))/4 {
+		t.Errorf("%d bytes went through P during the clone: the bundle did not go directly", through)
+	}
+	if p, ok, why := s.connectedTo("a", idB); !ok || p.Via != "punched" {
+		t.Errorf("A does not show a punched connection to B: %s", why)
 	}
 }

@@ -244,6 +244,7 @@ type Frame struct {
 	//	*Frame_TransferError
 	//	*Frame_DialBack
 	//	*Frame_DialBackResult
+	//	*Frame_PunchRequest
 	Body          isFrame_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -421,6 +422,15 @@ func (x *Frame) GetDialBackResult() *DialBackResult {
 	return nil
 }
 
+func (x *Frame) GetPunchRequest() *PunchRequest {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_PunchRequest); ok {
+			return x.PunchRequest
+		}
+	}
+	return nil
+}
+
 type isFrame_Body interface {
 	isFrame_Body()
 }
@@ -490,6 +500,11 @@ type Frame_DialBackResult struct {
 	DialBackResult *DialBackResult `protobuf:"bytes,21,opt,name=dial_back_result,json=dialBackResult,proto3,oneof"`
 }
 
+type Frame_PunchRequest struct {
+	// Hole punching through a common peer (PROTOCOL.md, "Hole punching").
+	PunchRequest *PunchRequest `protobuf:"bytes,22,opt,name=punch_request,json=punchRequest,proto3,oneof"`
+}
+
 func (*Frame_Hello) isFrame_Body() {}
 
 func (*Frame_Gossip) isFrame_Body() {}
@@ -519,6 +534,8 @@ func (*Frame_TransferError) isFrame_Body() {}
 func (*Frame_DialBack) isFrame_Body() {}
 
 func (*Frame_DialBackResult) isFrame_Body() {}
+
+func (*Frame_PunchRequest) isFrame_Body() {}
 
 // Hello is the first frame each side sends on the control stream: the dialer
 // at once, the listener in reply. did must equal the key of the sender's TLS
@@ -2199,11 +2216,170 @@ func (x *LanBeaconBody) GetTimestampMs() int64 {
 	return 0
 }
 
+// PunchRequest asks a node behind a NAT to dial the signer while the
+// signer dials it, through a peer connected to both: the signer sends it
+// to that peer, which passes it on once to the node `to` names, adding
+// the address it sees the signer at. payload is an encoded PunchBody,
+// signature the signer's Ed25519 signature over "megaengine/punch/v1\x00"
+// followed by the payload bytes.
+type PunchRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Payload   []byte                 `protobuf:"bytes,1,opt,name=payload,proto3" json:"payload,omitempty"`
+	Signature []byte                 `protobuf:"bytes,2,opt,name=signature,proto3" json:"signature,omitempty"`
+	// Set by the relaying peer, outside the signature: the UDP address it
+	// sees the signer's packets come from. Empty from the signer; a request
+	// that arrives with it set is never passed on again.
+	ObservedAddr  string `protobuf:"bytes,3,opt,name=observed_addr,json=observedAddr,proto3" json:"observed_addr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PunchRequest) Reset() {
+	*x = PunchRequest{}
+	mi := &file_wire_megaengine_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PunchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PunchRequest) ProtoMessage() {}
+
+func (x *PunchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_megaengine_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PunchRequest.ProtoReflect.Descriptor instead.
+func (*PunchRequest) Descriptor() ([]byte, []int) {
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *PunchRequest) GetPayload() []byte {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+func (x *PunchRequest) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+func (x *PunchRequest) GetObservedAddr() string {
+	if x != nil {
+		return x.ObservedAddr
+	}
+	return ""
+}
+
+type PunchBody struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// did:key of the signer.
+	From string `protobuf:"bytes,1,opt,name=from,proto3" json:"from,omitempty"`
+	// did:key of the node asked to punch.
+	To string `protobuf:"bytes,2,opt,name=to,proto3" json:"to,omitempty"`
+	// At most 4 host:port addresses (numeric IPs) the signer listens at.
+	Addrs []string `protobuf:"bytes,3,rep,name=addrs,proto3" json:"addrs,omitempty"`
+	// Unix milliseconds at signing: at most 1 minute from the receiver's clock.
+	TimestampMs int64 `protobuf:"varint,4,opt,name=timestamp_ms,json=timestampMs,proto3" json:"timestamp_ms,omitempty"`
+	// 16 random bytes naming the attempt; a reply carries the request's.
+	Nonce []byte `protobuf:"bytes,5,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	// False for the request, true for the answer of the node asked.
+	Reply         bool `protobuf:"varint,6,opt,name=reply,proto3" json:"reply,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PunchBody) Reset() {
+	*x = PunchBody{}
+	mi := &file_wire_megaengine_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PunchBody) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PunchBody) ProtoMessage() {}
+
+func (x *PunchBody) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_megaengine_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PunchBody.ProtoReflect.Descriptor instead.
+func (*PunchBody) Descriptor() ([]byte, []int) {
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *PunchBody) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *PunchBody) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+func (x *PunchBody) GetAddrs() []string {
+	if x != nil {
+		return x.Addrs
+	}
+	return nil
+}
+
+func (x *PunchBody) GetTimestampMs() int64 {
+	if x != nil {
+		return x.TimestampMs
+	}
+	return 0
+}
+
+func (x *PunchBody) GetNonce() []byte {
+	if x != nil {
+		return x.Nonce
+	}
+	return nil
+}
+
+func (x *PunchBody) GetReply() bool {
+	if x != nil {
+		return x.Reply
+	}
+	return false
+}
+
 var File_wire_megaengine_proto protoreflect.FileDescriptor
 
 const file_wire_megaengine_proto_rawDesc = "" +
 	"\n" +
-	"\x15wire/megaengine.proto\x12\rmegaengine.v1\"\xa5\a\n" +
+	"\x15wire/megaengine.proto\x12\rmegaengine.v1\"\xe9\a\n" +
 	"\x05Frame\x12,\n" +
 	"\x05hello\x18\x01 \x01(\v2\x14.megaengine.v1.HelloH\x00R\x05hello\x12/\n" +
 	"\x06gossip\x18\x02 \x01(\v2\x15.megaengine.v1.GossipH\x00R\x06gossip\x12,\n" +
@@ -2220,7 +2396,8 @@ const file_wire_megaengine_proto_rawDesc = "" +
 	"\rtransfer_done\x18\x0e \x01(\v2\x1b.megaengine.v1.TransferDoneH\x00R\ftransferDone\x12E\n" +
 	"\x0etransfer_error\x18\x0f \x01(\v2\x1c.megaengine.v1.TransferErrorH\x00R\rtransferError\x126\n" +
 	"\tdial_back\x18\x14 \x01(\v2\x17.megaengine.v1.DialBackH\x00R\bdialBack\x12I\n" +
-	"\x10dial_back_result\x18\x15 \x01(\v2\x1d.megaengine.v1.DialBackResultH\x00R\x0edialBackResultB\x06\n" +
+	"\x10dial_back_result\x18\x15 \x01(\v2\x1d.megaengine.v1.DialBackResultH\x00R\x0edialBackResult\x12B\n" +
+	"\rpunch_request\x18\x16 \x01(\v2\x1b.megaengine.v1.PunchRequestH\x00R\fpunchRequestB\x06\n" +
 	"\x04body\"\xe3\x01\n" +
 	"\x05Hello\x12\x1a\n" +
 	"\bprotocol\x18\x01 \x01(\rR\bprotocol\x12\x10\n" +
@@ -2323,7 +2500,18 @@ const file_wire_megaengine_proto_rawDesc = "" +
 	"\x03did\x18\x01 \x01(\tR\x03did\x12\x12\n" +
 	"\x04port\x18\x02 \x01(\rR\x04port\x12\x1a\n" +
 	"\bprotocol\x18\x03 \x01(\rR\bprotocol\x12!\n" +
-	"\ftimestamp_ms\x18\x04 \x01(\x03R\vtimestampMs*\xe0\x01\n" +
+	"\ftimestamp_ms\x18\x04 \x01(\x03R\vtimestampMs\"k\n" +
+	"\fPunchRequest\x12\x18\n" +
+	"\apayload\x18\x01 \x01(\fR\apayload\x12\x1c\n" +
+	"\tsignature\x18\x02 \x01(\fR\tsignature\x12#\n" +
+	"\robserved_addr\x18\x03 \x01(\tR\fobservedAddr\"\x94\x01\n" +
+	"\tPunchBody\x12\x12\n" +
+	"\x04from\x18\x01 \x01(\tR\x04from\x12\x0e\n" +
+	"\x02to\x18\x02 \x01(\tR\x02to\x12\x14\n" +
+	"\x05addrs\x18\x03 \x03(\tR\x05addrs\x12!\n" +
+	"\ftimestamp_ms\x18\x04 \x01(\x03R\vtimestampMs\x12\x14\n" +
+	"\x05nonce\x18\x05 \x01(\fR\x05nonce\x12\x14\n" +
+	"\x05reply\x18\x06 \x01(\bR\x05reply*\xe0\x01\n" +
 	"\tErrorCode\x12\x15\n" +
 	"\x11ERROR_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eERROR_PROTOCOL\x10\x01\x12\x12\n" +
@@ -2360,7 +2548,7 @@ func file_wire_megaengine_proto_rawDescGZIP() []byte {
 }
 
 var file_wire_megaengine_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_wire_megaengine_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_wire_megaengine_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_wire_megaengine_proto_goTypes = []any{
 	(ErrorCode)(0),                // 0: megaengine.v1.ErrorCode
 	(ReconcileMode)(0),            // 1: megaengine.v1.ReconcileMode
@@ -2392,6 +2580,8 @@ var file_wire_megaengine_proto_goTypes = []any{
 	(*TransferError)(nil),         // 27: megaengine.v1.TransferError
 	(*LanBeacon)(nil),             // 28: megaengine.v1.LanBeacon
 	(*LanBeaconBody)(nil),         // 29: megaengine.v1.LanBeaconBody
+	(*PunchRequest)(nil),          // 30: megaengine.v1.PunchRequest
+	(*PunchBody)(nil),             // 31: megaengine.v1.PunchBody
 }
 var file_wire_megaengine_proto_depIdxs = []int32{
 	4,  // 0: megaengine.v1.Frame.hello:type_name -> megaengine.v1.Hello
@@ -2409,23 +2599,24 @@ var file_wire_megaengine_proto_depIdxs = []int32{
 	27, // 12: megaengine.v1.Frame.transfer_error:type_name -> megaengine.v1.TransferError
 	5,  // 13: megaengine.v1.Frame.dial_back:type_name -> megaengine.v1.DialBack
 	6,  // 14: megaengine.v1.Frame.dial_back_result:type_name -> megaengine.v1.DialBackResult
-	0,  // 15: megaengine.v1.Error.code:type_name -> megaengine.v1.ErrorCode
-	15, // 16: megaengine.v1.Gossip.announcement:type_name -> megaengine.v1.SignedAnnouncement
-	13, // 17: megaengine.v1.Reconcile.ranges:type_name -> megaengine.v1.ReconcileRange
-	1,  // 18: megaengine.v1.ReconcileRange.mode:type_name -> megaengine.v1.ReconcileMode
-	14, // 19: megaengine.v1.ReconcileRange.items:type_name -> megaengine.v1.ReconcileItem
-	17, // 20: megaengine.v1.Announcement.node:type_name -> megaengine.v1.NodeAnnouncement
-	18, // 21: megaengine.v1.Announcement.repo:type_name -> megaengine.v1.RepoAnnouncement
-	20, // 22: megaengine.v1.Announcement.inventory:type_name -> megaengine.v1.InventoryAnnouncement
-	19, // 23: megaengine.v1.RepoAnnouncement.refs:type_name -> megaengine.v1.Ref
-	21, // 24: megaengine.v1.InventoryAnnouncement.repos:type_name -> megaengine.v1.InventoryEntry
-	15, // 25: megaengine.v1.TransferAnnouncement.announcement:type_name -> megaengine.v1.SignedAnnouncement
-	2,  // 26: megaengine.v1.TransferError.code:type_name -> megaengine.v1.TransferErrorCode
-	27, // [27:27] is the sub-list for method output_type
-	27, // [27:27] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	30, // 15: megaengine.v1.Frame.punch_request:type_name -> megaengine.v1.PunchRequest
+	0,  // 16: megaengine.v1.Error.code:type_name -> megaengine.v1.ErrorCode
+	15, // 17: megaengine.v1.Gossip.announcement:type_name -> megaengine.v1.SignedAnnouncement
+	13, // 18: megaengine.v1.Reconcile.ranges:type_name -> megaengine.v1.ReconcileRange
+	1,  // 19: megaengine.v1.ReconcileRange.mode:type_name -> megaengine.v1.ReconcileMode
+	14, // 20: megaengine.v1.ReconcileRange.items:type_name -> megaengine.v1.ReconcileItem
+	17, // 21: megaengine.v1.Announcement.node:type_name -> megaengine.v1.NodeAnnouncement
+	18, // 22: megaengine.v1.Announcement.repo:type_name -> megaengine.v1.RepoAnnouncement
+	20, // 23: megaengine.v1.Announcement.inventory:type_name -> megaengine.v1.InventoryAnnouncement
+	19, // 24: megaengine.v1.RepoAnnouncement.refs:type_name -> megaengine.v1.Ref
+	21, // 25: megaengine.v1.InventoryAnnouncement.repos:type_name -> megaengine.v1.InventoryEntry
+	15, // 26: megaengine.v1.TransferAnnouncement.announcement:type_name -> megaengine.v1.SignedAnnouncement
+	2,  // 27: megaengine.v1.TransferError.code:type_name -> megaengine.v1.TransferErrorCode
+	28, // [28:28] is the sub-list for method output_type
+	28, // [28:28] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_wire_megaengine_proto_init() }
@@ -2449,6 +2640,7 @@ func file_wire_megaengine_proto_init() {
 		(*Frame_TransferError)(nil),
 		(*Frame_DialBack)(nil),
 		(*Frame_DialBackResult)(nil),
+		(*Frame_PunchRequest)(nil),
 	}
 	file_wire_megaengine_proto_msgTypes[13].OneofWrappers = []any{
 		(*Announcement_Node)(nil),
@@ -2461,7 +2653,7 @@ func file_wire_megaengine_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wire_megaengine_proto_rawDesc), len(file_wire_megaengine_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   27,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
