@@ -344,7 +344,9 @@ func TestConnect_punch(t *testing.T) {
 		}
 		lab.cmd("ip", "netns", "exec", nats[i], "nft", "-f", rules)
 		nat := nats[i]
-		t.Cleanup(func() { _ = exec.Command("ip", "netns", "exec", nat, "nft", "delete", "table", "ip", "menode_nat").Run() })
+		t.Cleanup(func() {
+			_ = exec.Command("ip", "netns", "exec", nat, "nft", "delete", "table", "ip", "menode_nat").Run()
+		})
 	}
 
 	// A repository with a few MiB that cannot be compressed away.
