@@ -22,6 +22,7 @@ import (
 	crand "crypto/rand"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"slices"
 	"time"
 
@@ -42,6 +43,13 @@ type (
 	// punchState asks for the counters. Reply: PunchCounts.
 	punchState struct{}
 )
+
+// dropTarget asks the transport to stop dialing addr unless node is
+// connected there.
+type dropTarget struct {
+	ID   wire.NodeID
+	Addr string
+}
 
 // markPeer asks the transport to note how a live connection was made.
 type markPeer struct {
@@ -78,6 +86,7 @@ type punchAttempt struct {
 	next    time.Time // no new attempt of ours before this
 	active  bool
 	punched time.Time // when it last ended in a connection
+	dialed  []string  // addresses the transport was asked to dial for it
 }
 
 type puncher struct {
@@ -138,11 +147,23 @@ func (p *puncher) Receive(ctx actor.Context) {
 	case *punchTick:
 		p.plan(ctx)
 	case *punchEnded:
-		if a := p.attempts[m.id]; a != nil && a.active && a.nonce == m.nonce {
+		a := p.attempts[m.id]
+		if a == nil || a.nonce != m.nonce {
+			return
+		}
+		if a.active {
 			a.active = false
 			p.counts.Failed++
 			p.log.Info("hole punching gave up", "node", m.id, "after", p.cfg.PunchTimeout)
 		}
+		if !p.live[m.id] {
+			// One dial per address and attempt: the transport does not
+			// keep redialing what a punch request named.
+			for _, addr := range a.dialed {
+				ctx.Send(p.transport, &dropTarget{ID: m.id, Addr: addr})
+			}
+		}
+		a.dialed = nil
 	case *connectFrame:
 		releaseCredit(m.credit)
 		if r := m.Frame.GetPunchRequest(); r != nil {
@@ -343,21 +364,53 @@ func (p *puncher) pass(ctx actor.Context, m *connectFrame, r *wire.PunchRequest,
 
 // dial asks the transport to dial node at each address at once.
 func (p *puncher) dial(ctx actor.Context, node wire.NodeID, addrs []string) {
-	for _, a := range addrs {
-		ctx.Send(p.transport, &dialNode{ID: node, Addr: a, Discovered: true})
+	a := p.attempts[node]
+	for _, addr := range addrs {
+		ctx.Send(p.transport, &dialNode{ID: node, Addr: addr, Discovered: true})
+		if a != nil && !slices.Contains(a.dialed, addr) {
+			a.dialed = append(a.dialed, addr)
+		}
 	}
 }
 
 // punchAddrs are the addresses to dial: where the relay sees the node
-// first (its NAT's mapping), then those it signed, at most MaxPunchAddrs.
+// (its NAT's mapping), then those it signed on that same IP (another
+// port of its NAT), at most MaxPunchAddrs. Addresses on other IPs are
+// the signer's word alone: dialing them would let anyone aim our packets
+// at a third party.
 func punchAddrs(observed string, signed []string) []string {
-	var out []string
-	for _, a := range append([]string{observed}, signed...) {
-		if wire.CheckDialAddr(a) == nil && !slices.Contains(out, a) && len(out) < wire.MaxPunchAddrs {
+	obs, err := netip.ParseAddrPort(observed)
+	if err != nil || wire.CheckDialAddr(observed) != nil {
+		return nil
+	}
+	out := []string{observed}
+	for _, a := range signed {
+		ap, err := netip.ParseAddrPort(a)
+		if err == nil && ap.Addr().Unmap() == obs.Addr().Unmap() && !slices.Contains(out, a) && len(out) < wire.MaxPunchAddrs {
 			out = append(out, a)
 		}
 	}
 	return out
+}
+
+// onDropTarget forgets a dial target a punch asked for, unless its node
+// is connected at that address.
+func (t *transport) onDropTarget(m *dropTarget) {
+	d := t.targets[m.Addr]
+	if d == nil || d.id != m.ID || !d.discovered {
+		return // another node's target now, or one we keep for good
+	}
+	if pid := t.byID[m.ID]; pid != nil && t.peers[pid].target == m.Addr {
+		return
+	}
+	if d.dialing {
+		d.attempt = forgetAfter // forgotten when this dial fails (retry)
+		return
+	}
+	if d.cancel != nil {
+		d.cancel()
+	}
+	delete(t.targets, m.Addr)
 }
 
 // onMarkPeer notes on a live connection how it was made (PeerView.Via).

@@ -169,6 +169,7 @@ func (r *reach) Receive(ctx actor.Context) {
 		ctx.Send(m.pid, &sendFrame{Frame: &wire.Frame{Body: &wire.Frame_DialBackResult{DialBackResult: res}}})
 	case reachState:
 		ctx.Respond(r.view())
+	case *connectivitySiblings:
 	case *actor.Stopping:
 		if r.cancel != nil {
 			r.cancel()
@@ -269,7 +270,12 @@ func (r *reach) serve(ctx actor.Context, m *connectFrame, addr string) {
 	}
 	p := r.peers[m.From]
 	if p == nil || p.pid != m.PID {
-		return // not connected (yet): it asks again on its next connection
+		// Its frame came before the transport's peerConnected (they race
+		// to us): serve it under a budget of its own.
+		p = &reachPeer{pid: m.PID, tokens: dialBackBurst, at: time.Now()}
+		if len(r.peers) < maxTargets {
+			r.peers[m.From] = p
+		}
 	}
 	now := time.Now()
 	p.tokens = min(dialBackBurst, p.tokens+now.Sub(p.at).Seconds()*dialBackRate)

@@ -349,6 +349,8 @@ func (t *transport) Receive(ctx actor.Context) {
 		t.onProbed(ctx, m)
 	case *markPeer:
 		t.onMarkPeer(m)
+	case *dropTarget:
+		t.onDropTarget(m)
 	case *peerUseful:
 		if l := t.peers[t.byID[m.ID]]; l != nil {
 			l.useful = true
