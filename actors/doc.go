@@ -13,6 +13,10 @@
 //	 │   └─ peer-…    one per QUIC connection: Hello, frames, streams      peer.go
 //	 ├─ watcher       owned repos: fetch a changed one into its mirror,    watcher.go
 //	 │                then ask gossip to announce the mirror's refs
+//	 ├─ reach         which of our addresses peers can dial (dial-back);   reach.go
+//	 │                the confirmed ones go to gossip for our announcement
+//	 ├─ lan           signed beacons on the local link; dials their senders lan.go
+//	 ├─ punch         hole punching through a peer connected to both        punch.go
 //	 └─ control       HTTP+JSON API on the unix socket $ROOT/menode.sock   control.go
 //
 // Where a message goes: a frame read by a peer actor that carries gossip goes
