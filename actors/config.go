@@ -93,6 +93,9 @@ type Config struct {
 	PunchTimeout  time.Duration // an attempt gives up after this (default 10 s)
 	PunchBackoff  time.Duration // first wait before punching to the same node again (default 10 s), doubling to 10 min
 	PunchMaxAge   time.Duration // a punch request older (or further in the future) than this is refused (default 1 min)
+	// Relaying for others (relay.go): off unless set.
+	Relay               bool
+	RelayBytesPerClient int64 // bytes relayed for one client at most (default 1 GiB)
 }
 
 // LANPort is the UDP port LAN beacons are sent to and heard on (lan.go):
@@ -148,6 +151,9 @@ func (c Config) withDefaults() Config {
 	def(&c.PunchTimeout, 10*time.Second)
 	def(&c.PunchBackoff, 10*time.Second)
 	def(&c.PunchMaxAge, time.Minute)
+	if c.RelayBytesPerClient <= 0 {
+		c.RelayBytesPerClient = 1 << 30
+	}
 	if c.LANAddr == "" {
 		c.LANAddr = "0.0.0.0:" + strconv.Itoa(LANPort)
 	}

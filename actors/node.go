@@ -202,6 +202,7 @@ type Status struct {
 	ObservedAddrs  []string    `json:"observed_addrs"`
 	LAN            LANCounts   `json:"lan_discovery"`
 	Punches        PunchCounts `json:"punches"`
+	Relay          RelayCounts `json:"relay"`
 }
 
 // Repository status values shown by RepoView.Status.

@@ -161,6 +161,8 @@ func (p *peer) Receive(ctx actor.Context) {
 		}
 		m.From, m.PeerPID = p.id, ctx.Self()
 		ctx.Send(p.sync, m)
+	case *relayStreamIn:
+		p.toRelay(ctx, m)
 	case *openStream:
 		reply := replier(ctx)
 		if p.hello == nil {
@@ -217,6 +219,11 @@ func (p *peer) acceptLoop(ctx context.Context, report func(any)) {
 			_ = s.SetReadDeadline(time.Now().Add(p.streamHeaderTimeout))
 			r := bufio.NewReader(s)
 			f, err := wire.ReadFrame(r)
+			if rr := f.GetRelayRequest(); err == nil && rr != nil {
+				_ = s.SetReadDeadline(time.Time{})
+				report(&relayStreamIn{Stream: s, Request: rr, Reader: r})
+				return
+			}
 			req := f.GetTransferRequest()
 			if err != nil || req == nil {
 				s.CancelRead(quic.StreamErrorCode(wire.TransferErrorCode_TRANSFER_BAD_REQUEST))

@@ -96,6 +96,7 @@ type puncher struct {
 	listen    []string
 	store     *actor.PID
 	transport *actor.PID
+	relayPID  *actor.PID // asked to reach a node when punching gives up
 	log       *slog.Logger
 
 	peers    map[wire.NodeID]*actor.PID // connected peers that speak punch
@@ -155,6 +156,9 @@ func (p *puncher) Receive(ctx actor.Context) {
 			a.active = false
 			p.counts.Failed++
 			p.log.Info("hole punching gave up", "node", m.id, "after", p.cfg.PunchTimeout)
+			if a.ours && p.relayPID != nil && !p.live[m.id] {
+				ctx.Send(p.relayPID, &relayTo{ID: m.id})
+			}
 		}
 		if !p.live[m.id] {
 			// One dial per address and attempt: the transport does not

@@ -68,9 +68,9 @@ type Reachability struct {
 
 // connectivityPIDs are the actors that take connectivity frames from
 // peer actors and follow peers up and down; nil ones are not running.
-type connectivityPIDs struct{ reach, lan, punch *actor.PID }
+type connectivityPIDs struct{ reach, lan, punch, relay *actor.PID }
 
-func (c connectivityPIDs) all() []*actor.PID { return []*actor.PID{c.reach, c.lan, c.punch} }
+func (c connectivityPIDs) all() []*actor.PID { return []*actor.PID{c.reach, c.lan, c.punch, c.relay} }
 
 const (
 	maxCandidates  = wire.MaxAddresses // addresses we ask peers to check, at most
@@ -357,7 +357,14 @@ func (n *node) spawnConnectivity(ctx actor.Context) {
 	}
 	n.built.connectivity.reach = spawnChild(ctx, "reach", func() actor.Actor { return r })
 	n.built.local.Features = append(n.built.local.Features, featureDialBack, featurePunch)
+	if n.cfg.Relay {
+		n.built.local.Features = append(n.built.local.Features, featureRelay)
+	}
 	pu := newPuncher(n.cfg, n.key, n.id, n.built.local.ListenAddrs, n.store)
+	if rl, err := newRelay(n.cfg, n.key, n.id); err == nil {
+		n.built.connectivity.relay = spawnChild(ctx, "relay", func() actor.Actor { return rl })
+		pu.relayPID = n.built.connectivity.relay
+	}
 	n.built.connectivity.punch = spawnChild(ctx, "punch", func() actor.Actor { return pu })
 
 	bound := n.built.udp.LocalAddr().(*net.UDPAddr)
@@ -419,6 +426,15 @@ func (s *reporter) punchReport(ctx actor.Context, st *Status, next func()) {
 		if err == nil {
 			st.Punches = c
 		}
-		next()
+		if s.connectivity.relay == nil {
+			next()
+			return
+		}
+		askFor(ctx, s.connectivity.relay, relayState{}, func(c RelayCounts, err error) {
+			if err == nil {
+				st.Relay = c
+			}
+			next()
+		})
 	})
 }

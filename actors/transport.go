@@ -351,6 +351,8 @@ func (t *transport) Receive(ctx actor.Context) {
 		t.onMarkPeer(m)
 	case *dropTarget:
 		t.onDropTarget(m)
+	case *adoptConn:
+		t.adopt(ctx, m)
 	case *peerUseful:
 		if l := t.peers[t.byID[m.ID]]; l != nil {
 			l.useful = true

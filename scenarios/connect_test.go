@@ -315,15 +315,18 @@ func ifaceBytes(t *testing.T, ns, dev string) (rx, tx int64) {
 	return rx, tx
 }
 
-// TestConnect_punch: a public node P and two nodes A and B, each in a home
-// namespace behind its own NAT namespace, bootstrapped only to P. Neither
-// can dial the other; they punch through their NATs with P passing the
-// requests. A adds a repository, B clones it over the punched connection:
-// the bundle crosses between the two NATs, not through P.
-func TestConnect_punch(t *testing.T) {
-	s := newSandbox(t)
+// natTopology is the NAT scenarios' network: 1 the "internet" (a bridge),
+// 2 the public node's namespace, 3 and 4 the NATs of A and B (B's NAT
+// symmetric when asked), 5 and 6 A's and B's homes.
+type natTopology struct {
+	pub   string
+	nats  []string
+	homes []string
+}
+
+func newNATTopology(t *testing.T, symmetricB bool) natTopology {
+	t.Helper()
 	lab := newNSLab(t, "nft")
-	// 1: the "internet" (a bridge), 2: P, 3/4: the NATs of A and B, 5/6: A's and B's homes.
 	inet := lab.add(1)
 	lab.ip("-n", inet, "link", "add", "br0", "type", "bridge")
 	lab.ip("-n", inet, "link", "set", "br0", "up")
@@ -338,16 +341,33 @@ func TestConnect_punch(t *testing.T) {
 		lab.veth(nats[i], "in0", fmt.Sprintf("10.%d.0.1/24", 1+i), homes[i], "eth0", fmt.Sprintf("10.%d.0.2/24", 1+i))
 		lab.ip("-n", homes[i], "route", "add", "default", "via", fmt.Sprintf("10.%d.0.1", 1+i))
 		lab.cmd("ip", "netns", "exec", nats[i], "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
-		rules := filepath.Join(t.TempDir(), "nat.nft")
-		if err := os.WriteFile(rules, []byte(natRules), 0o600); err != nil {
+		rules := natRules
+		if symmetricB && i == 1 {
+			// A new, random source port for every flow: a symmetric NAT.
+			rules = strings.Replace(rules, "masquerade;", "masquerade random,fully-random;", 1)
+		}
+		file := filepath.Join(t.TempDir(), "nat.nft")
+		if err := os.WriteFile(file, []byte(rules), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		lab.cmd("ip", "netns", "exec", nats[i], "nft", "-f", rules)
+		lab.cmd("ip", "netns", "exec", nats[i], "nft", "-f", file)
 		nat := nats[i]
 		t.Cleanup(func() {
 			_ = exec.Command("ip", "netns", "exec", nat, "nft", "delete", "table", "ip", "menode_nat").Run()
 		})
 	}
+	return natTopology{pub: pub, nats: nats, homes: homes}
+}
+
+// TestConnect_punch: a public node P and two nodes A and B, each in a home
+// namespace behind its own NAT namespace, bootstrapped only to P. Neither
+// can dial the other; they punch through their NATs with P passing the
+// requests. A adds a repository, B clones it over the punched connection:
+// the bundle crosses between the two NATs, not through P.
+func TestConnect_punch(t *testing.T) {
+	s := newSandbox(t)
+	topo := newNATTopology(t, false)
+	pub, nats, homes := topo.pub, topo.nats, topo.homes
 
 	// A repository with a few MiB that cannot be compressed away.
 	s.must("git", "init", "-q", "-b", "main", "src")
@@ -364,7 +384,13 @@ func TestConnect_punch(t *testing.T) {
 	run := func(root, ns, addr string, extra ...string) *daemon {
 		args := append([]string{"ip", "netns", "exec", ns, menode, "--root", s.path(root), "run", "--alias", root,
 			"--addr", addr, "--lan-discovery=false", "--watch-interval", "200ms", "--sync-interval", "1s"}, extra...)
-		return s.start(root+".log", args...)
+		d := s.start(root+".log", args...)
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("log of %s:\n%s", root, d.logTail())
+			}
+		})
+		return d
 	}
 	idP := s.must(menode, "--root", s.path("p"), "auth", "init")
 	idA := s.must(menode, "--root", s.path("a"), "auth", "init")
@@ -422,5 +448,93 @@ func TestConnect_punch(t *testing.T) {
 	}
 	if p, ok, why := s.connectedTo("a", idB); !ok || p.Via != "punched" {
 		t.Errorf("A does not show a punched connection to B: %s", why)
+	}
+}
+
+// TestConnect_relay: as TestConnect_punch, but B's NAT is symmetric, so
+// punching gives up; B reaches A through P, which runs with --relay. The
+// sync completes over the relayed connection, and P's relay counters
+// show the bundle's bytes.
+func TestConnect_relay(t *testing.T) {
+	s := newSandbox(t)
+	topo := newNATTopology(t, true)
+
+	s.must("git", "init", "-q", "-b", "main", "src")
+	blob := make([]byte, 1<<20)
+	_, _ = rand.Read(blob)
+	if err := os.WriteFile(s.path("src/blob"), blob, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.must("git", "-C", s.path("src"), "add", "blob")
+	s.must("git", "-C", s.path("src"), "commit", "-q", "-m", "one")
+	head := s.must("git", "-C", s.path("src"), "rev-parse", "HEAD")
+
+	menode := filepath.Join(binDir, "menode")
+	run := func(root, ns, addr string, extra ...string) *daemon {
+		args := append([]string{"ip", "netns", "exec", ns, menode, "--root", s.path(root), "run", "--alias", root,
+			"--addr", addr, "--lan-discovery=false", "--watch-interval", "200ms", "--sync-interval", "1s"}, extra...)
+		d := s.start(root+".log", args...)
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("log of %s:\n%s", root, d.logTail())
+			}
+		})
+		return d
+	}
+	idP := s.must(menode, "--root", s.path("p"), "auth", "init")
+	idA := s.must(menode, "--root", s.path("a"), "auth", "init")
+	s.must(menode, "--root", s.path("b"), "auth", "init")
+	boot := "--bootstrap-node=" + idP + "@10.216.0.1:9000"
+	nodes := map[string]*daemon{
+		"p": run("p", topo.pub, "10.216.0.1:9000", "--seed", "followed", "--relay"),
+		"a": run("a", topo.homes[0], "10.1.0.2:9000", boot),
+		"b": run("b", topo.homes[1], "10.2.0.2:9000", boot),
+	}
+	for root, d := range nodes {
+		defer d.checkNoRace(t)
+		s.waitRunning(d, root)
+	}
+	poll(t, 60*time.Second, "B reaches A through the relay", func() (bool, string) {
+		for root, d := range nodes {
+			if d.exited() {
+				t.Fatalf("%s exited (%v):\n%s", root, d.err, d.logTail())
+			}
+		}
+		p, ok, why := s.connectedTo("b", idA)
+		return ok && p.Via == "relayed", why
+	})
+	var st struct {
+		Punches struct {
+			Failed int64 `json:"failed"`
+		} `json:"punches"`
+		Relay struct {
+			Enabled bool  `json:"enabled"`
+			Bytes   int64 `json:"bytes"`
+			Relayed int64 `json:"relayed"`
+		} `json:"relay"`
+	}
+	status := func(root string) {
+		t.Helper()
+		out, err := s.menode(root, "status", "--json")
+		if err == nil {
+			err = json.Unmarshal([]byte(out), &st)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	status("b")
+	failedB := st.Punches.Failed
+	status("a")
+	if failedB+st.Punches.Failed < 1 {
+		t.Errorf("no punch attempt gave up before the relay was used")
+	}
+	status("p")
+	before := st.Relay.Bytes
+	repo := s.must(menode, "--root", s.path("a"), "repo", "add", "--path", s.path("src"))
+	s.cloneAndCheck(t, "b", repo, head)
+	status("p")
+	if !st.Relay.Enabled || st.Relay.Relayed < 1 || st.Relay.Bytes-before < int64(len(blob)) {
+		t.Errorf("P's relay counters: %+v; want at least %d bytes relayed during the clone (from %d)", st.Relay, len(blob), before)
 	}
 }

@@ -245,6 +245,7 @@ type Frame struct {
 	//	*Frame_DialBack
 	//	*Frame_DialBackResult
 	//	*Frame_PunchRequest
+	//	*Frame_RelayRequest
 	Body          isFrame_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -431,6 +432,15 @@ func (x *Frame) GetPunchRequest() *PunchRequest {
 	return nil
 }
 
+func (x *Frame) GetRelayRequest() *RelayRequest {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_RelayRequest); ok {
+			return x.RelayRequest
+		}
+	}
+	return nil
+}
+
 type isFrame_Body interface {
 	isFrame_Body()
 }
@@ -505,6 +515,11 @@ type Frame_PunchRequest struct {
 	PunchRequest *PunchRequest `protobuf:"bytes,22,opt,name=punch_request,json=punchRequest,proto3,oneof"`
 }
 
+type Frame_RelayRequest struct {
+	// Relaying (PROTOCOL.md, "Relay"): the first frame of a relay stream.
+	RelayRequest *RelayRequest `protobuf:"bytes,23,opt,name=relay_request,json=relayRequest,proto3,oneof"`
+}
+
 func (*Frame_Hello) isFrame_Body() {}
 
 func (*Frame_Gossip) isFrame_Body() {}
@@ -536,6 +551,8 @@ func (*Frame_DialBack) isFrame_Body() {}
 func (*Frame_DialBackResult) isFrame_Body() {}
 
 func (*Frame_PunchRequest) isFrame_Body() {}
+
+func (*Frame_RelayRequest) isFrame_Body() {}
 
 // Hello is the first frame each side sends on the control stream: the dialer
 // at once, the listener in reply. did must equal the key of the sender's TLS
@@ -2375,11 +2392,69 @@ func (x *PunchBody) GetReply() bool {
 	return false
 }
 
+// RelayRequest is the first frame of a relay stream (a stream other than
+// the control stream). From a client to a relay it names the node to
+// reach (to); from the relay to that node it names the client (from).
+// After it, the stream carries the client's and the node's own QUIC
+// packets, each as uvarint(length) followed by the packet (at most 1500
+// bytes): the relay passes opaque, end-to-end encrypted bytes.
+type RelayRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	To            string                 `protobuf:"bytes,1,opt,name=to,proto3" json:"to,omitempty"`
+	From          string                 `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RelayRequest) Reset() {
+	*x = RelayRequest{}
+	mi := &file_wire_megaengine_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RelayRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RelayRequest) ProtoMessage() {}
+
+func (x *RelayRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_megaengine_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RelayRequest.ProtoReflect.Descriptor instead.
+func (*RelayRequest) Descriptor() ([]byte, []int) {
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *RelayRequest) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+func (x *RelayRequest) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
 var File_wire_megaengine_proto protoreflect.FileDescriptor
 
 const file_wire_megaengine_proto_rawDesc = "" +
 	"\n" +
-	"\x15wire/megaengine.proto\x12\rmegaengine.v1\"\xe9\a\n" +
+	"\x15wire/megaengine.proto\x12\rmegaengine.v1\"\xad\b\n" +
 	"\x05Frame\x12,\n" +
 	"\x05hello\x18\x01 \x01(\v2\x14.megaengine.v1.HelloH\x00R\x05hello\x12/\n" +
 	"\x06gossip\x18\x02 \x01(\v2\x15.megaengine.v1.GossipH\x00R\x06gossip\x12,\n" +
@@ -2397,7 +2472,8 @@ const file_wire_megaengine_proto_rawDesc = "" +
 	"\x0etransfer_error\x18\x0f \x01(\v2\x1c.megaengine.v1.TransferErrorH\x00R\rtransferError\x126\n" +
 	"\tdial_back\x18\x14 \x01(\v2\x17.megaengine.v1.DialBackH\x00R\bdialBack\x12I\n" +
 	"\x10dial_back_result\x18\x15 \x01(\v2\x1d.megaengine.v1.DialBackResultH\x00R\x0edialBackResult\x12B\n" +
-	"\rpunch_request\x18\x16 \x01(\v2\x1b.megaengine.v1.PunchRequestH\x00R\fpunchRequestB\x06\n" +
+	"\rpunch_request\x18\x16 \x01(\v2\x1b.megaengine.v1.PunchRequestH\x00R\fpunchRequest\x12B\n" +
+	"\rrelay_request\x18\x17 \x01(\v2\x1b.megaengine.v1.RelayRequestH\x00R\frelayRequestB\x06\n" +
 	"\x04body\"\xe3\x01\n" +
 	"\x05Hello\x12\x1a\n" +
 	"\bprotocol\x18\x01 \x01(\rR\bprotocol\x12\x10\n" +
@@ -2511,7 +2587,10 @@ const file_wire_megaengine_proto_rawDesc = "" +
 	"\x05addrs\x18\x03 \x03(\tR\x05addrs\x12!\n" +
 	"\ftimestamp_ms\x18\x04 \x01(\x03R\vtimestampMs\x12\x14\n" +
 	"\x05nonce\x18\x05 \x01(\fR\x05nonce\x12\x14\n" +
-	"\x05reply\x18\x06 \x01(\bR\x05reply*\xe0\x01\n" +
+	"\x05reply\x18\x06 \x01(\bR\x05reply\"2\n" +
+	"\fRelayRequest\x12\x0e\n" +
+	"\x02to\x18\x01 \x01(\tR\x02to\x12\x12\n" +
+	"\x04from\x18\x02 \x01(\tR\x04from*\xe0\x01\n" +
 	"\tErrorCode\x12\x15\n" +
 	"\x11ERROR_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eERROR_PROTOCOL\x10\x01\x12\x12\n" +
@@ -2548,7 +2627,7 @@ func file_wire_megaengine_proto_rawDescGZIP() []byte {
 }
 
 var file_wire_megaengine_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_wire_megaengine_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_wire_megaengine_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_wire_megaengine_proto_goTypes = []any{
 	(ErrorCode)(0),                // 0: megaengine.v1.ErrorCode
 	(ReconcileMode)(0),            // 1: megaengine.v1.ReconcileMode
@@ -2582,6 +2661,7 @@ var file_wire_megaengine_proto_goTypes = []any{
 	(*LanBeaconBody)(nil),         // 29: megaengine.v1.LanBeaconBody
 	(*PunchRequest)(nil),          // 30: megaengine.v1.PunchRequest
 	(*PunchBody)(nil),             // 31: megaengine.v1.PunchBody
+	(*RelayRequest)(nil),          // 32: megaengine.v1.RelayRequest
 }
 var file_wire_megaengine_proto_depIdxs = []int32{
 	4,  // 0: megaengine.v1.Frame.hello:type_name -> megaengine.v1.Hello
@@ -2600,23 +2680,24 @@ var file_wire_megaengine_proto_depIdxs = []int32{
 	5,  // 13: megaengine.v1.Frame.dial_back:type_name -> megaengine.v1.DialBack
 	6,  // 14: megaengine.v1.Frame.dial_back_result:type_name -> megaengine.v1.DialBackResult
 	30, // 15: megaengine.v1.Frame.punch_request:type_name -> megaengine.v1.PunchRequest
-	0,  // 16: megaengine.v1.Error.code:type_name -> megaengine.v1.ErrorCode
-	15, // 17: megaengine.v1.Gossip.announcement:type_name -> megaengine.v1.SignedAnnouncement
-	13, // 18: megaengine.v1.Reconcile.ranges:type_name -> megaengine.v1.ReconcileRange
-	1,  // 19: megaengine.v1.ReconcileRange.mode:type_name -> megaengine.v1.ReconcileMode
-	14, // 20: megaengine.v1.ReconcileRange.items:type_name -> megaengine.v1.ReconcileItem
-	17, // 21: megaengine.v1.Announcement.node:type_name -> megaengine.v1.NodeAnnouncement
-	18, // 22: megaengine.v1.Announcement.repo:type_name -> megaengine.v1.RepoAnnouncement
-	20, // 23: megaengine.v1.Announcement.inventory:type_name -> megaengine.v1.InventoryAnnouncement
-	19, // 24: megaengine.v1.RepoAnnouncement.refs:type_name -> megaengine.v1.Ref
-	21, // 25: megaengine.v1.InventoryAnnouncement.repos:type_name -> megaengine.v1.InventoryEntry
-	15, // 26: megaengine.v1.TransferAnnouncement.announcement:type_name -> megaengine.v1.SignedAnnouncement
-	2,  // 27: megaengine.v1.TransferError.code:type_name -> megaengine.v1.TransferErrorCode
-	28, // [28:28] is the sub-list for method output_type
-	28, // [28:28] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	32, // 16: megaengine.v1.Frame.relay_request:type_name -> megaengine.v1.RelayRequest
+	0,  // 17: megaengine.v1.Error.code:type_name -> megaengine.v1.ErrorCode
+	15, // 18: megaengine.v1.Gossip.announcement:type_name -> megaengine.v1.SignedAnnouncement
+	13, // 19: megaengine.v1.Reconcile.ranges:type_name -> megaengine.v1.ReconcileRange
+	1,  // 20: megaengine.v1.ReconcileRange.mode:type_name -> megaengine.v1.ReconcileMode
+	14, // 21: megaengine.v1.ReconcileRange.items:type_name -> megaengine.v1.ReconcileItem
+	17, // 22: megaengine.v1.Announcement.node:type_name -> megaengine.v1.NodeAnnouncement
+	18, // 23: megaengine.v1.Announcement.repo:type_name -> megaengine.v1.RepoAnnouncement
+	20, // 24: megaengine.v1.Announcement.inventory:type_name -> megaengine.v1.InventoryAnnouncement
+	19, // 25: megaengine.v1.RepoAnnouncement.refs:type_name -> megaengine.v1.Ref
+	21, // 26: megaengine.v1.InventoryAnnouncement.repos:type_name -> megaengine.v1.InventoryEntry
+	15, // 27: megaengine.v1.TransferAnnouncement.announcement:type_name -> megaengine.v1.SignedAnnouncement
+	2,  // 28: megaengine.v1.TransferError.code:type_name -> megaengine.v1.TransferErrorCode
+	29, // [29:29] is the sub-list for method output_type
+	29, // [29:29] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_wire_megaengine_proto_init() }
@@ -2641,6 +2722,7 @@ func file_wire_megaengine_proto_init() {
 		(*Frame_DialBack)(nil),
 		(*Frame_DialBackResult)(nil),
 		(*Frame_PunchRequest)(nil),
+		(*Frame_RelayRequest)(nil),
 	}
 	file_wire_megaengine_proto_msgTypes[13].OneofWrappers = []any{
 		(*Announcement_Node)(nil),
@@ -2653,7 +2735,7 @@ func file_wire_megaengine_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wire_megaengine_proto_rawDesc), len(file_wire_megaengine_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   29,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
