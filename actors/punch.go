@@ -156,7 +156,7 @@ func (p *puncher) Receive(ctx actor.Context) {
 			a.active = false
 			p.counts.Failed++
 			p.log.Info("hole punching gave up", "node", m.id, "after", p.cfg.PunchTimeout)
-			if a.ours && p.relayPID != nil && !p.live[m.id] {
+			if p.relayPID != nil && !p.live[m.id] { // ours or answered: when both began at once, both answered
 				ctx.Send(p.relayPID, &relayTo{ID: m.id})
 			}
 		}
@@ -419,7 +419,9 @@ func (t *transport) onDropTarget(m *dropTarget) {
 
 // onMarkPeer notes on a live connection how it was made (PeerView.Via).
 func (t *transport) onMarkPeer(m *markPeer) {
-	if l := t.peers[t.byID[m.ID]]; l != nil {
+	// A relayed connection stays marked so, even when a punch was under
+	// way as it came up.
+	if l := t.peers[t.byID[m.ID]]; l != nil && l.via == "" {
 		l.via = m.Via
 	}
 }
