@@ -17,6 +17,7 @@
 //	 │                the confirmed ones go to gossip for our announcement
 //	 ├─ lan           signed beacons on the local link; dials their senders lan.go
 //	 ├─ punch         hole punching through a peer connected to both        punch.go
+//	 ├─ relay         relayed connections when punching fails; relaying    relay.go
 //	 └─ control       HTTP+JSON API on the unix socket $ROOT/menode.sock   control.go
 //
 // Where a message goes: a frame read by a peer actor that carries gossip goes
