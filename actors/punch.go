@@ -186,7 +186,7 @@ func (p *puncher) Receive(ctx actor.Context) {
 }
 
 // plan looks for nodes to punch to: known, not connected, and either
-// without an address or with dials that fail.
+// without an address or with dials that all fail.
 func (p *puncher) plan(ctx actor.Context) {
 	if len(p.peers) == 0 || p.active() >= maxPunchActive {
 		return
@@ -199,10 +199,16 @@ func (p *puncher) plan(ctx actor.Context) {
 			if err != nil {
 				return
 			}
-			dialable := map[wire.NodeID]bool{}
+			// Dialable: connected, or a target without a failure yet.
+			// Failing: every target of the node has failed.
+			dialable, failing := map[wire.NodeID]bool{}, map[wire.NodeID]bool{}
 			for _, v := range list.Peers {
-				if !v.ID.IsZero() && v.LastError == "" {
-					dialable[v.ID] = true // connected, or being dialed without a failure yet
+				switch {
+				case v.ID.IsZero():
+				case v.LastError == "":
+					dialable[v.ID] = true
+				default:
+					failing[v.ID] = true
 				}
 			}
 			now := time.Now()
@@ -211,7 +217,10 @@ func (p *puncher) plan(ctx actor.Context) {
 					return
 				}
 				a := p.attempts[n.ID]
-				if n.ID == p.id || p.live[n.ID] || dialable[n.ID] || a != nil && (a.active || now.Before(a.next)) {
+				// A node with addresses and no failed dial is the
+				// transport's to dial (it may be waiting for an outbound slot).
+				cannotDial := len(n.Addresses) == 0 || failing[n.ID]
+				if n.ID == p.id || p.live[n.ID] || dialable[n.ID] || !cannotDial || a != nil && (a.active || now.Before(a.next)) {
 					continue
 				}
 				p.start(ctx, n.ID)
