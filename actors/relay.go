@@ -47,12 +47,9 @@ type (
 	// relayTo asks the relay actor to reach node through a relay (punch
 	// gave up).
 	relayTo struct{ ID wire.NodeID }
-	// relayEnded: a stream pair we relayed closed, with the bytes it carried.
-	relayEnded struct {
-		client wire.NodeID
-		bytes  int64
-	}
-	relayDone struct {
+	// relayEnded: a stream pair we relayed closed.
+	relayEnded struct{ client wire.NodeID }
+	relayDone  struct {
 		id  wire.NodeID
 		err error
 	}
