@@ -396,8 +396,9 @@ func (n *node) spawn(ctx actor.Context) {
 	n.store = spawnChild(ctx, "store", func() actor.Actor { return newStore(n.db, n.log) })
 	if n.built != nil {
 		n.gossip = spawnChild(ctx, "gossip", func() actor.Actor {
-			// No addresses until reach confirms them by dial-back.
-			return newGossip(n.cfg, n.key, n.id, nil, n.store)
+			// The listen addresses until reach says which ones peers
+			// confirmed by dial-back (ownAddrs).
+			return newGossip(n.cfg, n.key, n.id, n.built.local.ListenAddrs, n.store)
 		})
 		n.sync = spawnChild(ctx, "sync", func() actor.Actor { return newSyncer(n.cfg, n.store, n.gossip) })
 		n.spawnConnectivity(ctx)

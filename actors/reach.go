@@ -41,6 +41,8 @@ type (
 	}
 	// reachState asks for what the actor knows. Reply: Reachability.
 	reachState struct{}
+	// reachVerdictDue: time to announce whatever is confirmed by now.
+	reachVerdictDue struct{}
 	// dialBackDone: a dial-back we did for a peer ended.
 	dialBackDone struct {
 		pid  *actor.PID
@@ -87,6 +89,7 @@ type candidate struct {
 	confirmed bool
 	observed  bool // a peer saw us there (else: an address we listen at)
 	failures  int
+	answers   int
 	asked     map[wire.NodeID]bool
 }
 
@@ -109,6 +112,7 @@ type reach struct {
 	peers     map[wire.NodeID]*reachPeer
 	serving   int
 	announced []string
+	verdict   cancelFunc
 	runCtx    context.Context
 	cancel    context.CancelFunc
 }
@@ -126,7 +130,9 @@ func newReach(cfg Config, key ed25519.PrivateKey, id wire.NodeID, listen []strin
 		}
 	}
 	for _, a := range listen {
-		r.add(a, false)
+		if r.add(a, false) {
+			r.announced = append(r.announced, a) // what gossip starts with
+		}
 	}
 	return r, nil
 }
@@ -135,6 +141,11 @@ func (r *reach) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		r.runCtx, r.cancel = context.WithCancel(context.Background())
+		// Unconfirmed listen addresses leave the announcement once the
+		// dial-backs had their time, whatever the answers.
+		r.verdict = sendAfter(ctx, 2*r.cfg.DialBackTimeout, &reachVerdictDue{})
+	case *reachVerdictDue:
+		r.publish(ctx)
 	case *peerConnected:
 		if !slices.Contains(m.Hello.GetFeatures(), featureDialBack) {
 			return // it would not understand DialBack
@@ -173,6 +184,9 @@ func (r *reach) Receive(ctx actor.Context) {
 	case *actor.Stopping:
 		if r.cancel != nil {
 			r.cancel()
+		}
+		if r.verdict != nil {
+			r.verdict()
 		}
 	case actor.SystemMessage, actor.AutoReceiveMessage:
 	default:
@@ -215,9 +229,13 @@ func (r *reach) result(ctx actor.Context, from wire.NodeID, res *wire.DialBackRe
 	if c == nil || !c.asked[from] || c.confirmed {
 		return
 	}
+	c.answers++
 	if !res.GetOk() {
 		c.failures++
 		r.log.Debug("dial-back failed", "peer", from, "addr", res.GetAddr(), "err", wire.SafeText(res.GetError()))
+		if r.pending() == 0 {
+			r.publish(ctx) // every answer is in, and no: behind NAT
+		}
 		return
 	}
 	c.confirmed = true
@@ -225,7 +243,19 @@ func (r *reach) result(ctx actor.Context, from wire.NodeID, res *wire.DialBackRe
 	r.publish(ctx)
 }
 
-// publish tells gossip the confirmed addresses when they changed.
+// pending counts dial-backs asked for and not answered.
+func (r *reach) pending() int {
+	n := 0
+	for _, c := range r.cands {
+		if !c.confirmed {
+			n += len(c.asked) - c.answers
+		}
+	}
+	return n
+}
+
+// publish tells gossip the confirmed addresses when they differ from
+// what it announces (at first: the listen addresses, unconfirmed).
 func (r *reach) publish(ctx actor.Context) {
 	v := r.view()
 	if slices.Equal(v.Confirmed, r.announced) {
