@@ -2,6 +2,7 @@ package actors
 
 import (
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/menode/menode/persist"
@@ -120,7 +121,30 @@ type Config struct {
 	// as busy), and fetches from one seeder at once (default 2).
 	MaxUploadsPerPeer int
 	MaxFetchesPerPeer int
+
+	// Connectivity (reach.go, lan.go, punch.go).
+	DialBackTimeout time.Duration // a dial-back asked for by a peer (reachability check) gives up after this (default 5 s)
+	// LAN discovery: signed beacons on the local link. Off unless set
+	// (menode run turns it on; in-process tests must not broadcast).
+	LANDiscovery bool
+	LANInterval  time.Duration // send a beacon this often (default 30 s)
+	LANMaxAge    time.Duration // a beacon older (or further in the future) than this is ignored (default 2 min)
+	LANAddr      string        // UDP address beacons are heard on and sent from (default 0.0.0.0:21029)
+	LANTargets   []string      // where beacons go; default: the broadcast address of every IPv4 interface, at LANAddr's port
+	// Hole punching through a common peer.
+	PunchInterval time.Duration // look for nodes to punch to this often (default 5 s)
+	PunchTimeout  time.Duration // an attempt gives up after this (default 10 s)
+	PunchBackoff  time.Duration // first wait before punching to the same node again (default 10 s), doubling to 10 min
+	PunchMaxAge   time.Duration // a punch request older (or further in the future) than this is refused (default 1 min)
+	// Relaying for others (relay.go): off unless set.
+	Relay               bool
+	RelayBytesPerClient int64 // bytes relayed for one client at most (default 1 GiB)
 }
+
+// LANPort is the UDP port LAN beacons are sent to and heard on (lan.go):
+// fixed, since a node must know where to listen before it knows anyone;
+// not Syncthing's 21027, so that neither parses the other's packets.
+const LANPort = 21029
 
 // limits are the limits in force, as status shows them.
 func (c Config) limits() map[string]int64 {
@@ -178,6 +202,19 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxFetchesPerPeer <= 0 {
 		c.MaxFetchesPerPeer = 2
+	}
+	def(&c.DialBackTimeout, 5*time.Second)
+	def(&c.LANInterval, 30*time.Second)
+	def(&c.LANMaxAge, 2*time.Minute)
+	def(&c.PunchInterval, 5*time.Second)
+	def(&c.PunchTimeout, 10*time.Second)
+	def(&c.PunchBackoff, 10*time.Second)
+	def(&c.PunchMaxAge, time.Minute)
+	if c.RelayBytesPerClient <= 0 {
+		c.RelayBytesPerClient = 1 << 30
+	}
+	if c.LANAddr == "" {
+		c.LANAddr = "0.0.0.0:" + strconv.Itoa(LANPort)
 	}
 	if c.MaxPeers <= 0 {
 		c.MaxPeers = 8

@@ -35,6 +35,11 @@
 //	 │   └─ peer-…  one per QUIC connection: Hello, frames, streams        peer.go
 //	 ├─ watcher   owned repos: fetch a changed one into its mirror, then   watcher.go
 //	 │            ask gossip to announce it; woken by inotify              watcher_notify.go
+//	 ├─ reach     which of our addresses peers can dial (dial-back); the   reach.go
+//	 │            confirmed ones go to gossip for our announcement
+//	 ├─ lan       signed beacons on the local link; dials their senders    lan.go
+//	 ├─ punch     hole punching through a peer connected to both           punch.go
+//	 ├─ relay     relayed connections when punching fails; relaying        relay.go
 //	 └─ control   HTTP+JSON API on the unix socket $ROOT/menode.sock       control.go
 //
 // Also here: config.go (Config: every setting and timing, with its

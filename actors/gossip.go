@@ -257,6 +257,11 @@ func (g *gossip) Receive(ctx actor.Context) {
 		g.unsent = nil
 	case *gossipLoaded:
 		g.load(ctx, m)
+	case *ownAddrs: // from reach: the addresses confirmed by dial-back
+		g.addrs = m.Addrs
+		if g.ready {
+			g.announceNode(ctx)
+		}
 	case *peerConnected:
 		// Its first frames may have come before this (the peer actor and
 		// the transport race to us): the peer they made is the one.

@@ -240,6 +240,14 @@ type Status struct {
 	Goroutines  int              `json:"goroutines"` // of the process that answered (the node's, when one runs)
 	Version     string           `json:"version"`
 	Started     time.Time        `json:"started"`
+	// Connectivity: public, behind_nat or unknown, and the addresses
+	// peers confirmed by dialing us back (the ones we announce).
+	Reachability   string      `json:"reachability"`
+	ConfirmedAddrs []string    `json:"confirmed_addrs"`
+	ObservedAddrs  []string    `json:"observed_addrs"`
+	LAN            LANCounts   `json:"lan_discovery"`
+	Punches        PunchCounts `json:"punches"`
+	Relay          RelayCounts `json:"relay"`
 }
 
 // Repository status values shown by RepoView.Status.
@@ -439,12 +447,16 @@ func (n *node) spawn(ctx actor.Context) {
 	n.store = spawnChild(ctx, "store", func() actor.Actor { return newStore(n.db, n.log) })
 	if n.built != nil {
 		n.gossip = spawnChild(ctx, "gossip", func() actor.Actor {
+			// The listen addresses until reach says which ones peers
+			// confirmed by dial-back (ownAddrs).
 			return newGossip(n.cfg, n.key, n.id, n.built.local.ListenAddrs, n.store)
 		})
 		n.sync = spawnChild(ctx, "sync", func() actor.Actor { return newSyncer(n.cfg, n.store, n.gossip) })
+		n.spawnConnectivity(ctx)
 		n.built.store, n.built.gossip, n.built.sync = n.store, n.gossip, n.sync
 		n.transport = spawnChild(ctx, "transport", func() actor.Actor { return n.built })
 		ctx.Send(n.gossip, &gossipSiblings{Transport: n.transport, Sync: n.sync})
+		n.connectivityTransport(ctx)
 		n.watcher = spawnChild(ctx, "watcher", func() actor.Actor {
 			return &watcher{root: n.cfg.Root, interval: n.cfg.WatchInterval, store: n.store, gossip: n.gossip, log: n.log}
 		})
@@ -465,7 +477,11 @@ func (n *node) spawn(ctx actor.Context) {
 		return &repos{cfg: n.cfg, key: n.key, id: n.id, log: n.log, store: n.store, db: n.db, gossip: n.gossip, sync: n.sync, watcher: n.watcher}
 	})
 	n.status = spawnChild(ctx, "status", func() actor.Actor {
-		return &reporter{cfg: n.cfg, id: n.id, started: n.started, log: n.log, store: n.store, db: n.db, transport: n.transport, sync: n.sync, gossip: n.gossip}
+		r := &reporter{cfg: n.cfg, id: n.id, started: n.started, log: n.log, store: n.store, db: n.db, transport: n.transport, sync: n.sync, gossip: n.gossip}
+		if n.built != nil {
+			r.connectivity = n.built.connectivity
+		}
+		return r
 	})
 	if n.controlLn != nil {
 		spawnChild(ctx, "control", func() actor.Actor { return newControl(n.controlLn, ctx.Self(), n.log) })

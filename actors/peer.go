@@ -13,6 +13,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/quic-go/quic-go"
 	"golang.org/x/time/rate"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/menode/menode/wire"
 )
@@ -101,6 +102,8 @@ type peer struct {
 	local    *wire.Hello
 	gossip   *actor.PID // receives gossip frames; nil until gossip runs
 	sync     *actor.PID // receives incoming transfer streams; nil offline
+	// connectivity takes DialBack and punch frames (reach.go, punch.go).
+	connectivity connectivityPIDs
 
 	handshakeTimeout, streamOpenTimeout, streamHeaderTimeout time.Duration
 	log                                                      *slog.Logger
@@ -158,6 +161,8 @@ func (p *peer) Receive(ctx actor.Context) {
 		}
 		m.From, m.PeerPID = p.id, ctx.Self()
 		ctx.Send(p.sync, m)
+	case *relayStreamIn:
+		p.toRelay(ctx, m)
 	case *openStream:
 		reply := replier(ctx)
 		if p.hello == nil {
@@ -214,6 +219,11 @@ func (p *peer) acceptLoop(ctx context.Context, report func(any)) {
 			_ = s.SetReadDeadline(time.Now().Add(p.streamHeaderTimeout))
 			r := bufio.NewReader(s)
 			f, err := wire.ReadFrame(r)
+			if rr := f.GetRelayRequest(); err == nil && rr != nil {
+				_ = s.SetReadDeadline(time.Time{})
+				report(&relayStreamIn{Stream: s, Request: rr, Reader: r})
+				return
+			}
 			req := f.GetTransferRequest()
 			if err != nil || req == nil {
 				s.CancelRead(quic.StreamErrorCode(wire.TransferErrorCode_TRANSFER_BAD_REQUEST))
@@ -228,6 +238,9 @@ func (p *peer) acceptLoop(ctx context.Context, report func(any)) {
 }
 
 func (p *peer) handle(ctx actor.Context, f *wire.Frame) {
+	if p.toConnectivity(ctx, f) {
+		return
+	}
 	if p.gossip != nil {
 		// Gossip gives the credit back once it has handled the frame.
 		switch b := f.Body.(type) {
@@ -285,10 +298,13 @@ func (p *peer) handshake(ctx context.Context) (*helloDone, *connFailed) {
 		stream *quic.Stream
 		err    error
 	)
+	// Each Hello says where we see the other side (reach.go).
+	local := proto.Clone(p.local).(*wire.Hello)
+	local.ObservedAddr = p.conn.RemoteAddr().String()
 	if p.outbound {
 		stream, err = p.conn.OpenStreamSync(ctx)
 		if err == nil {
-			err = wire.WriteFrame(stream, &wire.Frame{Body: &wire.Frame_Hello{Hello: p.local}})
+			err = wire.WriteFrame(stream, &wire.Frame{Body: &wire.Frame_Hello{Hello: local}})
 		}
 	} else {
 		stream, err = p.conn.AcceptStream(ctx)
@@ -313,7 +329,7 @@ func (p *peer) handshake(ctx context.Context) (*helloDone, *connFailed) {
 		return nil, &connFailed{code: code, reason: "handshake: " + err.Error()}
 	}
 	if !p.outbound {
-		if err := wire.WriteFrame(stream, &wire.Frame{Body: &wire.Frame_Hello{Hello: p.local}}); err != nil {
+		if err := wire.WriteFrame(stream, &wire.Frame{Body: &wire.Frame_Hello{Hello: local}}); err != nil {
 			return nil, connError("handshake", err)
 		}
 	}

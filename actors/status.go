@@ -41,6 +41,13 @@ type reporter struct {
 	writes  *StoreWrites
 	repos   int
 
+	reach *Reachability
+	lan   *LANCounts
+	punch *PunchCounts
+	relay *RelayCounts
+
+	connectivity connectivityPIDs
+
 	waiting []*statusWait // status requests not answered yet
 }
 
@@ -74,6 +81,18 @@ func (s *reporter) Receive(ctx actor.Context) {
 		s.answered(ctx)
 	case StoreWrites:
 		s.writes = &m
+		s.answered(ctx)
+	case Reachability:
+		s.reach = &m
+		s.answered(ctx)
+	case LANCounts:
+		s.lan = &m
+		s.answered(ctx)
+	case PunchCounts:
+		s.punch = &m
+		s.answered(ctx)
+	case RelayCounts:
+		s.relay = &m
 		s.answered(ctx)
 	case *reposCounted:
 		s.repos = m.n
@@ -116,7 +135,8 @@ func (s *reporter) ask(ctx actor.Context) {
 	owners := []struct {
 		pid *actor.PID
 		msg any
-	}{{s.transport, &linkState{}}, {s.sync, &syncCounters{}}, {s.gossip, &gossipStats{}}, {s.store, &storeStats{}}}
+	}{{s.transport, &linkState{}}, {s.sync, &syncCounters{}}, {s.gossip, &gossipStats{}}, {s.store, &storeStats{}},
+		{s.connectivity.reach, &reachState{}}, {s.connectivity.lan, &lanState{}}, {s.connectivity.punch, &punchState{}}, {s.connectivity.relay, &relayState{}}}
 	for _, o := range owners {
 		if o.pid != nil {
 			ctx.Request(o.pid, o.msg)
@@ -137,7 +157,9 @@ func (s *reporter) ask(ctx actor.Context) {
 	// on: the first status waits for them (a node just started answers at
 	// once).
 	wait := s.cfg.StatusWait
-	if (s.transport != nil && s.link == nil) || (s.sync != nil && s.totals == nil) || (s.gossip != nil && s.gossipS == nil) || s.writes == nil {
+	c := s.connectivity
+	if (s.transport != nil && s.link == nil) || (s.sync != nil && s.totals == nil) || (s.gossip != nil && s.gossipS == nil) || s.writes == nil ||
+		(c.reach != nil && s.reach == nil) || (c.lan != nil && s.lan == nil) || (c.punch != nil && s.punch == nil) || (c.relay != nil && s.relay == nil) {
 		wait = askTimeout
 	}
 	w.cancel = sendAfter(ctx, wait, &statusDue{w: w})
@@ -165,7 +187,8 @@ func (s *reporter) status() Status {
 	st := Status{ID: s.id, Alias: s.cfg.Alias, Root: s.cfg.Root, Running: !s.cfg.Offline, Listen: []string{}, Limits: s.cfg.limits(),
 		Gossip: GossipStats{Dropped: map[string]int64{}, Accepted: map[string]int64{}}, Transfers: TransferCounts{FetchesFailed: map[string]int64{}},
 		Connections: ConnectionCounts{Disconnects: map[string]int64{}},
-		HTTP:        s.cfg.HTTPURL, Version: Version, Started: s.started.UTC(), Repos: s.repos, Goroutines: runtime.NumGoroutine()}
+		HTTP:        s.cfg.HTTPURL, Version: Version, Started: s.started.UTC(), Repos: s.repos, Goroutines: runtime.NumGoroutine(),
+		Reachability: ReachUnknown, ConfirmedAddrs: []string{}, ObservedAddrs: []string{}, LAN: LANCounts{Ignored: map[string]int64{}}}
 	if l := s.link; l != nil {
 		st.Listen, st.Peers, st.Connections = l.Listen, l.Peers, l.Connections
 	}
@@ -178,6 +201,19 @@ func (s *reporter) status() Status {
 	}
 	if w := s.writes; w != nil {
 		st.StoreWrites = *w
+	}
+
+	if r := s.reach; r != nil {
+		st.Reachability, st.ConfirmedAddrs, st.ObservedAddrs = r.State, r.Confirmed, r.Observed
+	}
+	if l := s.lan; l != nil {
+		st.LAN = *l
+	}
+	if p := s.punch; p != nil {
+		st.Punches = *p
+	}
+	if r := s.relay; r != nil {
+		st.Relay = *r
 	}
 	return st
 }

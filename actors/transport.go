@@ -42,6 +42,9 @@ type PeerView struct {
 	// (outbound, or an inbound peer whose address check passed).
 	Verified  bool   `json:"verified"`
 	LastError string `json:"last_error,omitempty"`
+	// Via: "punched" for a connection made by hole punching; empty for a
+	// plain dial.
+	Via string `json:"via,omitempty"`
 	// Of a live connection (QUIC's own figures): smoothed round-trip time,
 	// and UDP payload bytes sent and received on it.
 	RTT       time.Duration `json:"rtt,omitempty"`
@@ -159,6 +162,10 @@ type transport struct {
 	sync      *actor.PID // told of peers up and down, as gossip is; handed incoming transfer streams
 	log       *slog.Logger
 
+	// connectivity (reach, lan, punch) follows peers up and down and
+	// takes their connectivity frames.
+	connectivity connectivityPIDs
+
 	udp        *net.UDPConn
 	tr         *quic.Transport
 	ln         *quic.Listener
@@ -195,6 +202,7 @@ type link struct {
 	proven bool
 	useful bool       // it sent something gossip took (see peerUseful)
 	conn   *quic.Conn // read only for its statistics
+	via    string     // how it was made when not by a plain dial: ViaPunched (punch.go)
 }
 
 // dialTarget is an address we want a connection to, with its backoff state.
@@ -348,6 +356,12 @@ func (t *transport) Receive(ctx actor.Context) {
 		t.onPeerUp(ctx, m)
 	case *probed:
 		t.onProbed(ctx, m)
+	case *markPeer:
+		t.onMarkPeer(m)
+	case *dropTarget:
+		t.onDropTarget(m)
+	case *adoptConn:
+		t.adopt(ctx, m)
 	case *peerUseful:
 		if l := t.peers[t.byID[m.ID]]; l != nil {
 			l.useful = true
@@ -568,7 +582,11 @@ func (t *transport) retry(ctx actor.Context, d *dialTarget) {
 func (t *transport) spawnPeer(ctx actor.Context, conn *quic.Conn, outbound bool, id wire.NodeID, target string) {
 	t.nextPeer++
 	name := fmt.Sprintf("peer-%s-%d", id, t.nextPeer)
-	pid := spawnChild(ctx, name, func() actor.Actor { return newPeer(conn, outbound, id, t.local, t.gossip, t.sync, t.cfg, t.log) })
+	pid := spawnChild(ctx, name, func() actor.Actor {
+		p := newPeer(conn, outbound, id, t.local, t.gossip, t.sync, t.cfg, t.log)
+		p.connectivity = t.connectivity
+		return p
+	})
 	ip := ""
 	if ua, ok := conn.RemoteAddr().(*net.UDPAddr); ok {
 		ip = ua.IP.String()
@@ -923,7 +941,7 @@ func (t *transport) onPeerGone(ctx actor.Context, pid *actor.PID) {
 // notify tells gossip and sync of a peer up or down: the transport owns
 // the set of connections, they follow its events.
 func (t *transport) notify(ctx actor.Context, msg any) {
-	for _, pid := range []*actor.PID{t.gossip, t.sync} {
+	for _, pid := range append([]*actor.PID{t.gossip, t.sync}, t.connectivity.all()...) {
 		if pid != nil {
 			ctx.Send(pid, msg)
 		}
@@ -949,7 +967,7 @@ func (t *transport) view() []PeerView {
 			dir = "outbound"
 		}
 		since := l.since
-		v := PeerView{ID: id, Alias: l.alias, Addresses: l.addrs, Connected: true, Direction: dir, Since: &since, Verified: l.proven}
+		v := PeerView{ID: id, Alias: l.alias, Addresses: l.addrs, Connected: true, Direction: dir, Since: &since, Verified: l.proven, Via: l.via}
 		if l.conn != nil {
 			st := l.conn.ConnectionStats()
 			v.RTT, v.BytesSent, v.BytesRecv = st.SmoothedRTT, st.BytesSent, st.BytesReceived

@@ -123,7 +123,8 @@ func scriptParams(dir string) testscript.Params {
 			for i := 0; i+1 < len(goEnv); i += 2 {
 				env.Setenv(goEnv[i], goEnv[i+1])
 			}
-			env.Setenv("MENODE_DIE_WITH_PARENT", "1") // a killed test binary leaves no node (cmd/menode/deathsig_linux.go)
+			env.Setenv("MENODE_DIE_WITH_PARENT", "1")   // a killed test binary leaves no node (cmd/menode/deathsig_linux.go)
+			env.Setenv("MENODE_LAN_DISCOVERY", "false") // no beacons onto this machine's networks
 			// git: never read this machine's config; fixed author.
 			env.Setenv("GIT_CONFIG_GLOBAL", os.DevNull)
 			env.Setenv("GIT_CONFIG_NOSYSTEM", "1")

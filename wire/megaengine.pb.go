@@ -243,6 +243,10 @@ type Frame struct {
 	//	*Frame_TransferDone
 	//	*Frame_TransferError
 	//	*Frame_TransferProgress
+	//	*Frame_DialBack
+	//	*Frame_DialBackResult
+	//	*Frame_PunchRequest
+	//	*Frame_RelayRequest
 	Body          isFrame_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -411,6 +415,42 @@ func (x *Frame) GetTransferProgress() *TransferProgress {
 	return nil
 }
 
+func (x *Frame) GetDialBack() *DialBack {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_DialBack); ok {
+			return x.DialBack
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetDialBackResult() *DialBackResult {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_DialBackResult); ok {
+			return x.DialBackResult
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetPunchRequest() *PunchRequest {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_PunchRequest); ok {
+			return x.PunchRequest
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetRelayRequest() *RelayRequest {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_RelayRequest); ok {
+			return x.RelayRequest
+		}
+	}
+	return nil
+}
+
 type isFrame_Body interface {
 	isFrame_Body()
 }
@@ -476,6 +516,25 @@ type Frame_TransferProgress struct {
 	TransferProgress *TransferProgress `protobuf:"bytes,16,opt,name=transfer_progress,json=transferProgress,proto3,oneof"`
 }
 
+type Frame_DialBack struct {
+	// Reachability (PROTOCOL.md, "Connectivity"), control stream only.
+	DialBack *DialBack `protobuf:"bytes,20,opt,name=dial_back,json=dialBack,proto3,oneof"`
+}
+
+type Frame_DialBackResult struct {
+	DialBackResult *DialBackResult `protobuf:"bytes,21,opt,name=dial_back_result,json=dialBackResult,proto3,oneof"`
+}
+
+type Frame_PunchRequest struct {
+	// Hole punching through a common peer (PROTOCOL.md, "Hole punching").
+	PunchRequest *PunchRequest `protobuf:"bytes,22,opt,name=punch_request,json=punchRequest,proto3,oneof"`
+}
+
+type Frame_RelayRequest struct {
+	// Relaying (PROTOCOL.md, "Relay"): the first frame of a relay stream.
+	RelayRequest *RelayRequest `protobuf:"bytes,23,opt,name=relay_request,json=relayRequest,proto3,oneof"`
+}
+
 func (*Frame_Hello) isFrame_Body() {}
 
 func (*Frame_Gossip) isFrame_Body() {}
@@ -504,6 +563,14 @@ func (*Frame_TransferError) isFrame_Body() {}
 
 func (*Frame_TransferProgress) isFrame_Body() {}
 
+func (*Frame_DialBack) isFrame_Body() {}
+
+func (*Frame_DialBackResult) isFrame_Body() {}
+
+func (*Frame_PunchRequest) isFrame_Body() {}
+
+func (*Frame_RelayRequest) isFrame_Body() {}
+
 // Hello is the first frame each side sends on the control stream: the dialer
 // at once, the listener in reply. did must equal the key of the sender's TLS
 // certificate and protocol must equal the receiver's protocol version.
@@ -524,7 +591,11 @@ type Hello struct {
 	// 16 random bytes the sender draws once per process start. Two connections
 	// from one node with different sessions mean the node restarted, so the
 	// older connection is stale; with the same session they are crossed dials.
-	Session       []byte `protobuf:"bytes,7,opt,name=session,proto3" json:"session,omitempty"`
+	Session []byte `protobuf:"bytes,7,opt,name=session,proto3" json:"session,omitempty"`
+	// The UDP address (host:port, numeric IP) the sender sees the receiver's
+	// packets come from: how the receiver learns the address a NAT gives it.
+	// Informational; empty when unknown.
+	ObservedAddr  string `protobuf:"bytes,8,opt,name=observed_addr,json=observedAddr,proto3" json:"observed_addr,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -608,6 +679,127 @@ func (x *Hello) GetSession() []byte {
 	return nil
 }
 
+func (x *Hello) GetObservedAddr() string {
+	if x != nil {
+		return x.ObservedAddr
+	}
+	return ""
+}
+
+// DialBack asks the receiver to dial the sender at addr (a QUIC handshake
+// that must present the sender's key) and to answer with DialBackResult.
+// The receiver dials only an address whose IP is the one the sender's
+// packets come from, and from a socket other than its own, so that a NAT
+// which lets through only replies to the sender's own traffic fails the
+// check.
+type DialBack struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// host:port with a numeric IP.
+	Addr          string `protobuf:"bytes,1,opt,name=addr,proto3" json:"addr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DialBack) Reset() {
+	*x = DialBack{}
+	mi := &file_wire_megaengine_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DialBack) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DialBack) ProtoMessage() {}
+
+func (x *DialBack) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_megaengine_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DialBack.ProtoReflect.Descriptor instead.
+func (*DialBack) Descriptor() ([]byte, []int) {
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *DialBack) GetAddr() string {
+	if x != nil {
+		return x.Addr
+	}
+	return ""
+}
+
+// DialBackResult answers a DialBack: ok when the handshake with the
+// sender's key completed at addr.
+type DialBackResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Addr  string                 `protobuf:"bytes,1,opt,name=addr,proto3" json:"addr,omitempty"`
+	Ok    bool                   `protobuf:"varint,2,opt,name=ok,proto3" json:"ok,omitempty"`
+	// Why not, for people; never parsed.
+	Error         string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DialBackResult) Reset() {
+	*x = DialBackResult{}
+	mi := &file_wire_megaengine_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DialBackResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DialBackResult) ProtoMessage() {}
+
+func (x *DialBackResult) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_megaengine_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DialBackResult.ProtoReflect.Descriptor instead.
+func (*DialBackResult) Descriptor() ([]byte, []int) {
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *DialBackResult) GetAddr() string {
+	if x != nil {
+		return x.Addr
+	}
+	return ""
+}
+
+func (x *DialBackResult) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *DialBackResult) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 // Error tells the peer why the sender is about to close the stream or
 // connection.
 type Error struct {
@@ -621,7 +813,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_wire_megaengine_proto_msgTypes[2]
+	mi := &file_wire_megaengine_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -633,7 +825,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[2]
+	mi := &file_wire_megaengine_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -646,7 +838,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{2}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Error) GetCode() ErrorCode {
@@ -675,7 +867,7 @@ type Gossip struct {
 
 func (x *Gossip) Reset() {
 	*x = Gossip{}
-	mi := &file_wire_megaengine_proto_msgTypes[3]
+	mi := &file_wire_megaengine_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -687,7 +879,7 @@ func (x *Gossip) String() string {
 func (*Gossip) ProtoMessage() {}
 
 func (x *Gossip) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[3]
+	mi := &file_wire_megaengine_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -700,7 +892,7 @@ func (x *Gossip) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Gossip.ProtoReflect.Descriptor instead.
 func (*Gossip) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{3}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Gossip) GetAnnouncement() *SignedAnnouncement {
@@ -729,7 +921,7 @@ type IHave struct {
 
 func (x *IHave) Reset() {
 	*x = IHave{}
-	mi := &file_wire_megaengine_proto_msgTypes[4]
+	mi := &file_wire_megaengine_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -741,7 +933,7 @@ func (x *IHave) String() string {
 func (*IHave) ProtoMessage() {}
 
 func (x *IHave) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[4]
+	mi := &file_wire_megaengine_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -754,7 +946,7 @@ func (x *IHave) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IHave.ProtoReflect.Descriptor instead.
 func (*IHave) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{4}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *IHave) GetIds() [][]byte {
@@ -776,7 +968,7 @@ type Graft struct {
 
 func (x *Graft) Reset() {
 	*x = Graft{}
-	mi := &file_wire_megaengine_proto_msgTypes[5]
+	mi := &file_wire_megaengine_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -788,7 +980,7 @@ func (x *Graft) String() string {
 func (*Graft) ProtoMessage() {}
 
 func (x *Graft) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[5]
+	mi := &file_wire_megaengine_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -801,7 +993,7 @@ func (x *Graft) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Graft.ProtoReflect.Descriptor instead.
 func (*Graft) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{5}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Graft) GetIds() [][]byte {
@@ -821,7 +1013,7 @@ type Prune struct {
 
 func (x *Prune) Reset() {
 	*x = Prune{}
-	mi := &file_wire_megaengine_proto_msgTypes[6]
+	mi := &file_wire_megaengine_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -833,7 +1025,7 @@ func (x *Prune) String() string {
 func (*Prune) ProtoMessage() {}
 
 func (x *Prune) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[6]
+	mi := &file_wire_megaengine_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -846,7 +1038,7 @@ func (x *Prune) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Prune.ProtoReflect.Descriptor instead.
 func (*Prune) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{6}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{8}
 }
 
 // Reconcile is one step of range-based set reconciliation over the
@@ -868,7 +1060,7 @@ type Reconcile struct {
 
 func (x *Reconcile) Reset() {
 	*x = Reconcile{}
-	mi := &file_wire_megaengine_proto_msgTypes[7]
+	mi := &file_wire_megaengine_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -880,7 +1072,7 @@ func (x *Reconcile) String() string {
 func (*Reconcile) ProtoMessage() {}
 
 func (x *Reconcile) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[7]
+	mi := &file_wire_megaengine_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -893,7 +1085,7 @@ func (x *Reconcile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reconcile.ProtoReflect.Descriptor instead.
 func (*Reconcile) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{7}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Reconcile) GetRanges() []*ReconcileRange {
@@ -928,7 +1120,7 @@ type ReconcileRange struct {
 
 func (x *ReconcileRange) Reset() {
 	*x = ReconcileRange{}
-	mi := &file_wire_megaengine_proto_msgTypes[8]
+	mi := &file_wire_megaengine_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -940,7 +1132,7 @@ func (x *ReconcileRange) String() string {
 func (*ReconcileRange) ProtoMessage() {}
 
 func (x *ReconcileRange) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[8]
+	mi := &file_wire_megaengine_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -953,7 +1145,7 @@ func (x *ReconcileRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileRange.ProtoReflect.Descriptor instead.
 func (*ReconcileRange) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{8}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ReconcileRange) GetUpper() []byte {
@@ -1002,7 +1194,7 @@ type ReconcileItem struct {
 
 func (x *ReconcileItem) Reset() {
 	*x = ReconcileItem{}
-	mi := &file_wire_megaengine_proto_msgTypes[9]
+	mi := &file_wire_megaengine_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1014,7 +1206,7 @@ func (x *ReconcileItem) String() string {
 func (*ReconcileItem) ProtoMessage() {}
 
 func (x *ReconcileItem) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[9]
+	mi := &file_wire_megaengine_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1027,7 +1219,7 @@ func (x *ReconcileItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileItem.ProtoReflect.Descriptor instead.
 func (*ReconcileItem) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{9}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ReconcileItem) GetSlot() []byte {
@@ -1058,7 +1250,7 @@ type SignedAnnouncement struct {
 
 func (x *SignedAnnouncement) Reset() {
 	*x = SignedAnnouncement{}
-	mi := &file_wire_megaengine_proto_msgTypes[10]
+	mi := &file_wire_megaengine_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1070,7 +1262,7 @@ func (x *SignedAnnouncement) String() string {
 func (*SignedAnnouncement) ProtoMessage() {}
 
 func (x *SignedAnnouncement) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[10]
+	mi := &file_wire_megaengine_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1083,7 +1275,7 @@ func (x *SignedAnnouncement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignedAnnouncement.ProtoReflect.Descriptor instead.
 func (*SignedAnnouncement) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{10}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SignedAnnouncement) GetPayload() []byte {
@@ -1123,7 +1315,7 @@ type Announcement struct {
 
 func (x *Announcement) Reset() {
 	*x = Announcement{}
-	mi := &file_wire_megaengine_proto_msgTypes[11]
+	mi := &file_wire_megaengine_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1135,7 +1327,7 @@ func (x *Announcement) String() string {
 func (*Announcement) ProtoMessage() {}
 
 func (x *Announcement) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[11]
+	mi := &file_wire_megaengine_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1148,7 +1340,7 @@ func (x *Announcement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Announcement.ProtoReflect.Descriptor instead.
 func (*Announcement) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{11}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Announcement) GetOrigin() string {
@@ -1243,7 +1435,7 @@ type NodeAnnouncement struct {
 
 func (x *NodeAnnouncement) Reset() {
 	*x = NodeAnnouncement{}
-	mi := &file_wire_megaengine_proto_msgTypes[12]
+	mi := &file_wire_megaengine_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1255,7 +1447,7 @@ func (x *NodeAnnouncement) String() string {
 func (*NodeAnnouncement) ProtoMessage() {}
 
 func (x *NodeAnnouncement) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[12]
+	mi := &file_wire_megaengine_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1268,7 +1460,7 @@ func (x *NodeAnnouncement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeAnnouncement.ProtoReflect.Descriptor instead.
 func (*NodeAnnouncement) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{12}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *NodeAnnouncement) GetAlias() string {
@@ -1322,7 +1514,7 @@ type RepoAnnouncement struct {
 
 func (x *RepoAnnouncement) Reset() {
 	*x = RepoAnnouncement{}
-	mi := &file_wire_megaengine_proto_msgTypes[13]
+	mi := &file_wire_megaengine_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1334,7 +1526,7 @@ func (x *RepoAnnouncement) String() string {
 func (*RepoAnnouncement) ProtoMessage() {}
 
 func (x *RepoAnnouncement) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[13]
+	mi := &file_wire_megaengine_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1347,7 +1539,7 @@ func (x *RepoAnnouncement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepoAnnouncement.ProtoReflect.Descriptor instead.
 func (*RepoAnnouncement) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{13}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RepoAnnouncement) GetRepoId() string {
@@ -1405,7 +1597,7 @@ type Ref struct {
 
 func (x *Ref) Reset() {
 	*x = Ref{}
-	mi := &file_wire_megaengine_proto_msgTypes[14]
+	mi := &file_wire_megaengine_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1417,7 +1609,7 @@ func (x *Ref) String() string {
 func (*Ref) ProtoMessage() {}
 
 func (x *Ref) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[14]
+	mi := &file_wire_megaengine_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1430,7 +1622,7 @@ func (x *Ref) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ref.ProtoReflect.Descriptor instead.
 func (*Ref) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{14}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Ref) GetName() string {
@@ -1458,7 +1650,7 @@ type InventoryAnnouncement struct {
 
 func (x *InventoryAnnouncement) Reset() {
 	*x = InventoryAnnouncement{}
-	mi := &file_wire_megaengine_proto_msgTypes[15]
+	mi := &file_wire_megaengine_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1470,7 +1662,7 @@ func (x *InventoryAnnouncement) String() string {
 func (*InventoryAnnouncement) ProtoMessage() {}
 
 func (x *InventoryAnnouncement) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[15]
+	mi := &file_wire_megaengine_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1483,7 +1675,7 @@ func (x *InventoryAnnouncement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InventoryAnnouncement.ProtoReflect.Descriptor instead.
 func (*InventoryAnnouncement) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{15}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *InventoryAnnouncement) GetRepos() []*InventoryEntry {
@@ -1505,7 +1697,7 @@ type InventoryEntry struct {
 
 func (x *InventoryEntry) Reset() {
 	*x = InventoryEntry{}
-	mi := &file_wire_megaengine_proto_msgTypes[16]
+	mi := &file_wire_megaengine_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1517,7 +1709,7 @@ func (x *InventoryEntry) String() string {
 func (*InventoryEntry) ProtoMessage() {}
 
 func (x *InventoryEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[16]
+	mi := &file_wire_megaengine_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1530,7 +1722,7 @@ func (x *InventoryEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InventoryEntry.ProtoReflect.Descriptor instead.
 func (*InventoryEntry) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{16}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *InventoryEntry) GetRepoId() string {
@@ -1578,7 +1770,7 @@ type TransferRequest struct {
 
 func (x *TransferRequest) Reset() {
 	*x = TransferRequest{}
-	mi := &file_wire_megaengine_proto_msgTypes[17]
+	mi := &file_wire_megaengine_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1590,7 +1782,7 @@ func (x *TransferRequest) String() string {
 func (*TransferRequest) ProtoMessage() {}
 
 func (x *TransferRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[17]
+	mi := &file_wire_megaengine_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1603,7 +1795,7 @@ func (x *TransferRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferRequest.ProtoReflect.Descriptor instead.
 func (*TransferRequest) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{17}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *TransferRequest) GetRepoId() string {
@@ -1675,7 +1867,7 @@ type TransferStart struct {
 
 func (x *TransferStart) Reset() {
 	*x = TransferStart{}
-	mi := &file_wire_megaengine_proto_msgTypes[18]
+	mi := &file_wire_megaengine_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1687,7 +1879,7 @@ func (x *TransferStart) String() string {
 func (*TransferStart) ProtoMessage() {}
 
 func (x *TransferStart) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[18]
+	mi := &file_wire_megaengine_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1700,7 +1892,7 @@ func (x *TransferStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferStart.ProtoReflect.Descriptor instead.
 func (*TransferStart) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{18}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *TransferStart) GetBundleId() []byte {
@@ -1744,7 +1936,7 @@ type TransferAnnouncement struct {
 
 func (x *TransferAnnouncement) Reset() {
 	*x = TransferAnnouncement{}
-	mi := &file_wire_megaengine_proto_msgTypes[19]
+	mi := &file_wire_megaengine_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1756,7 +1948,7 @@ func (x *TransferAnnouncement) String() string {
 func (*TransferAnnouncement) ProtoMessage() {}
 
 func (x *TransferAnnouncement) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[19]
+	mi := &file_wire_megaengine_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1769,7 +1961,7 @@ func (x *TransferAnnouncement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferAnnouncement.ProtoReflect.Descriptor instead.
 func (*TransferAnnouncement) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{19}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *TransferAnnouncement) GetAnnouncement() *SignedAnnouncement {
@@ -1791,7 +1983,7 @@ type TransferChunk struct {
 
 func (x *TransferChunk) Reset() {
 	*x = TransferChunk{}
-	mi := &file_wire_megaengine_proto_msgTypes[20]
+	mi := &file_wire_megaengine_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1803,7 +1995,7 @@ func (x *TransferChunk) String() string {
 func (*TransferChunk) ProtoMessage() {}
 
 func (x *TransferChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[20]
+	mi := &file_wire_megaengine_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1816,7 +2008,7 @@ func (x *TransferChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferChunk.ProtoReflect.Descriptor instead.
 func (*TransferChunk) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{20}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *TransferChunk) GetOffset() uint64 {
@@ -1845,7 +2037,7 @@ type TransferDone struct {
 
 func (x *TransferDone) Reset() {
 	*x = TransferDone{}
-	mi := &file_wire_megaengine_proto_msgTypes[21]
+	mi := &file_wire_megaengine_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1857,7 +2049,7 @@ func (x *TransferDone) String() string {
 func (*TransferDone) ProtoMessage() {}
 
 func (x *TransferDone) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[21]
+	mi := &file_wire_megaengine_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1870,7 +2062,7 @@ func (x *TransferDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferDone.ProtoReflect.Descriptor instead.
 func (*TransferDone) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{21}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *TransferDone) GetSize() uint64 {
@@ -1899,7 +2091,7 @@ type TransferError struct {
 
 func (x *TransferError) Reset() {
 	*x = TransferError{}
-	mi := &file_wire_megaengine_proto_msgTypes[22]
+	mi := &file_wire_megaengine_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1911,7 +2103,7 @@ func (x *TransferError) String() string {
 func (*TransferError) ProtoMessage() {}
 
 func (x *TransferError) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[22]
+	mi := &file_wire_megaengine_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1924,7 +2116,7 @@ func (x *TransferError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferError.ProtoReflect.Descriptor instead.
 func (*TransferError) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{22}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *TransferError) GetCode() TransferErrorCode {
@@ -1965,7 +2157,7 @@ type TransferProgress struct {
 
 func (x *TransferProgress) Reset() {
 	*x = TransferProgress{}
-	mi := &file_wire_megaengine_proto_msgTypes[23]
+	mi := &file_wire_megaengine_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1977,7 +2169,7 @@ func (x *TransferProgress) String() string {
 func (*TransferProgress) ProtoMessage() {}
 
 func (x *TransferProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[23]
+	mi := &file_wire_megaengine_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1990,7 +2182,7 @@ func (x *TransferProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferProgress.ProtoReflect.Descriptor instead.
 func (*TransferProgress) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{23}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *TransferProgress) GetPhase() string {
@@ -2028,11 +2220,356 @@ func (x *TransferProgress) GetSize() uint64 {
 	return 0
 }
 
+// LanBeacon is a UDP datagram (not a Frame) sent on the local link to
+// port 21029 (PROTOCOL.md, "LAN discovery"): an encoded LanBeaconBody and
+// the node's Ed25519 signature over "megaengine/lan-beacon/v1\x00" followed
+// by the payload bytes. At most 512 bytes in all.
+type LanBeacon struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Payload       []byte                 `protobuf:"bytes,1,opt,name=payload,proto3" json:"payload,omitempty"`
+	Signature     []byte                 `protobuf:"bytes,2,opt,name=signature,proto3" json:"signature,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LanBeacon) Reset() {
+	*x = LanBeacon{}
+	mi := &file_wire_megaengine_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LanBeacon) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LanBeacon) ProtoMessage() {}
+
+func (x *LanBeacon) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_megaengine_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LanBeacon.ProtoReflect.Descriptor instead.
+func (*LanBeacon) Descriptor() ([]byte, []int) {
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *LanBeacon) GetPayload() []byte {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+func (x *LanBeacon) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+type LanBeaconBody struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// did:key of the sender; its key signs the beacon.
+	Did string `protobuf:"bytes,1,opt,name=did,proto3" json:"did,omitempty"`
+	// UDP port of the sender's QUIC socket, on the IP the beacon came from.
+	Port uint32 `protobuf:"varint,2,opt,name=port,proto3" json:"port,omitempty"`
+	// The protocol version the sender speaks (Hello.protocol).
+	Protocol uint32 `protobuf:"varint,3,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	// Unix milliseconds at signing.
+	TimestampMs   int64 `protobuf:"varint,4,opt,name=timestamp_ms,json=timestampMs,proto3" json:"timestamp_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LanBeaconBody) Reset() {
+	*x = LanBeaconBody{}
+	mi := &file_wire_megaengine_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LanBeaconBody) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LanBeaconBody) ProtoMessage() {}
+
+func (x *LanBeaconBody) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_megaengine_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LanBeaconBody.ProtoReflect.Descriptor instead.
+func (*LanBeaconBody) Descriptor() ([]byte, []int) {
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *LanBeaconBody) GetDid() string {
+	if x != nil {
+		return x.Did
+	}
+	return ""
+}
+
+func (x *LanBeaconBody) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *LanBeaconBody) GetProtocol() uint32 {
+	if x != nil {
+		return x.Protocol
+	}
+	return 0
+}
+
+func (x *LanBeaconBody) GetTimestampMs() int64 {
+	if x != nil {
+		return x.TimestampMs
+	}
+	return 0
+}
+
+// PunchRequest asks a node behind a NAT to dial the signer while the
+// signer dials it, through a peer connected to both: the signer sends it
+// to that peer, which passes it on once to the node `to` names, adding
+// the address it sees the signer at. payload is an encoded PunchBody,
+// signature the signer's Ed25519 signature over "megaengine/punch/v1\x00"
+// followed by the payload bytes.
+type PunchRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Payload   []byte                 `protobuf:"bytes,1,opt,name=payload,proto3" json:"payload,omitempty"`
+	Signature []byte                 `protobuf:"bytes,2,opt,name=signature,proto3" json:"signature,omitempty"`
+	// Set by the relaying peer, outside the signature: the UDP address it
+	// sees the signer's packets come from. Empty from the signer; a request
+	// that arrives with it set is never passed on again.
+	ObservedAddr  string `protobuf:"bytes,3,opt,name=observed_addr,json=observedAddr,proto3" json:"observed_addr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PunchRequest) Reset() {
+	*x = PunchRequest{}
+	mi := &file_wire_megaengine_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PunchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PunchRequest) ProtoMessage() {}
+
+func (x *PunchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_megaengine_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PunchRequest.ProtoReflect.Descriptor instead.
+func (*PunchRequest) Descriptor() ([]byte, []int) {
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *PunchRequest) GetPayload() []byte {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+func (x *PunchRequest) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+func (x *PunchRequest) GetObservedAddr() string {
+	if x != nil {
+		return x.ObservedAddr
+	}
+	return ""
+}
+
+type PunchBody struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// did:key of the signer.
+	From string `protobuf:"bytes,1,opt,name=from,proto3" json:"from,omitempty"`
+	// did:key of the node asked to punch.
+	To string `protobuf:"bytes,2,opt,name=to,proto3" json:"to,omitempty"`
+	// At most 4 host:port addresses (numeric IPs) the signer listens at.
+	Addrs []string `protobuf:"bytes,3,rep,name=addrs,proto3" json:"addrs,omitempty"`
+	// Unix milliseconds at signing: at most 1 minute from the receiver's clock.
+	TimestampMs int64 `protobuf:"varint,4,opt,name=timestamp_ms,json=timestampMs,proto3" json:"timestamp_ms,omitempty"`
+	// 16 random bytes naming the attempt; a reply carries the request's.
+	Nonce []byte `protobuf:"bytes,5,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	// False for the request, true for the answer of the node asked.
+	Reply         bool `protobuf:"varint,6,opt,name=reply,proto3" json:"reply,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PunchBody) Reset() {
+	*x = PunchBody{}
+	mi := &file_wire_megaengine_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PunchBody) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PunchBody) ProtoMessage() {}
+
+func (x *PunchBody) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_megaengine_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PunchBody.ProtoReflect.Descriptor instead.
+func (*PunchBody) Descriptor() ([]byte, []int) {
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *PunchBody) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *PunchBody) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+func (x *PunchBody) GetAddrs() []string {
+	if x != nil {
+		return x.Addrs
+	}
+	return nil
+}
+
+func (x *PunchBody) GetTimestampMs() int64 {
+	if x != nil {
+		return x.TimestampMs
+	}
+	return 0
+}
+
+func (x *PunchBody) GetNonce() []byte {
+	if x != nil {
+		return x.Nonce
+	}
+	return nil
+}
+
+func (x *PunchBody) GetReply() bool {
+	if x != nil {
+		return x.Reply
+	}
+	return false
+}
+
+// RelayRequest is the first frame of a relay stream (a stream other than
+// the control stream). From a client to a relay it names the node to
+// reach (to); from the relay to that node it names the client (from).
+// After it, the stream carries the client's and the node's own QUIC
+// packets, each as uvarint(length) followed by the packet (at most 1500
+// bytes): the relay passes opaque, end-to-end encrypted bytes.
+type RelayRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	To            string                 `protobuf:"bytes,1,opt,name=to,proto3" json:"to,omitempty"`
+	From          string                 `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RelayRequest) Reset() {
+	*x = RelayRequest{}
+	mi := &file_wire_megaengine_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RelayRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RelayRequest) ProtoMessage() {}
+
+func (x *RelayRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_megaengine_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RelayRequest.ProtoReflect.Descriptor instead.
+func (*RelayRequest) Descriptor() ([]byte, []int) {
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *RelayRequest) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+func (x *RelayRequest) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
 var File_wire_megaengine_proto protoreflect.FileDescriptor
 
 const file_wire_megaengine_proto_rawDesc = "" +
 	"\n" +
-	"\x15wire/megaengine.proto\x12\rmegaengine.v1\"\xf2\x06\n" +
+	"\x15wire/megaengine.proto\x12\rmegaengine.v1\"\xfd\b\n" +
 	"\x05Frame\x12,\n" +
 	"\x05hello\x18\x01 \x01(\v2\x14.megaengine.v1.HelloH\x00R\x05hello\x12/\n" +
 	"\x06gossip\x18\x02 \x01(\v2\x15.megaengine.v1.GossipH\x00R\x06gossip\x12,\n" +
@@ -2048,8 +2585,12 @@ const file_wire_megaengine_proto_rawDesc = "" +
 	"\x0etransfer_chunk\x18\r \x01(\v2\x1c.megaengine.v1.TransferChunkH\x00R\rtransferChunk\x12B\n" +
 	"\rtransfer_done\x18\x0e \x01(\v2\x1b.megaengine.v1.TransferDoneH\x00R\ftransferDone\x12E\n" +
 	"\x0etransfer_error\x18\x0f \x01(\v2\x1c.megaengine.v1.TransferErrorH\x00R\rtransferError\x12N\n" +
-	"\x11transfer_progress\x18\x10 \x01(\v2\x1f.megaengine.v1.TransferProgressH\x00R\x10transferProgressB\x06\n" +
-	"\x04body\"\xbe\x01\n" +
+	"\x11transfer_progress\x18\x10 \x01(\v2\x1f.megaengine.v1.TransferProgressH\x00R\x10transferProgress\x126\n" +
+	"\tdial_back\x18\x14 \x01(\v2\x17.megaengine.v1.DialBackH\x00R\bdialBack\x12I\n" +
+	"\x10dial_back_result\x18\x15 \x01(\v2\x1d.megaengine.v1.DialBackResultH\x00R\x0edialBackResult\x12B\n" +
+	"\rpunch_request\x18\x16 \x01(\v2\x1b.megaengine.v1.PunchRequestH\x00R\fpunchRequest\x12B\n" +
+	"\rrelay_request\x18\x17 \x01(\v2\x1b.megaengine.v1.RelayRequestH\x00R\frelayRequestB\x06\n" +
+	"\x04body\"\xe3\x01\n" +
 	"\x05Hello\x12\x1a\n" +
 	"\bprotocol\x18\x01 \x01(\rR\bprotocol\x12\x10\n" +
 	"\x03did\x18\x02 \x01(\tR\x03did\x12\x14\n" +
@@ -2057,7 +2598,14 @@ const file_wire_megaengine_proto_rawDesc = "" +
 	"\aversion\x18\x04 \x01(\tR\aversion\x12!\n" +
 	"\flisten_addrs\x18\x05 \x03(\tR\vlistenAddrs\x12\x1a\n" +
 	"\bfeatures\x18\x06 \x03(\tR\bfeatures\x12\x18\n" +
-	"\asession\x18\a \x01(\fR\asession\"O\n" +
+	"\asession\x18\a \x01(\fR\asession\x12#\n" +
+	"\robserved_addr\x18\b \x01(\tR\fobservedAddr\"\x1e\n" +
+	"\bDialBack\x12\x12\n" +
+	"\x04addr\x18\x01 \x01(\tR\x04addr\"J\n" +
+	"\x0eDialBackResult\x12\x12\n" +
+	"\x04addr\x18\x01 \x01(\tR\x04addr\x12\x0e\n" +
+	"\x02ok\x18\x02 \x01(\bR\x02ok\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\"O\n" +
 	"\x05Error\x12,\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x18.megaengine.v1.ErrorCodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"a\n" +
@@ -2143,7 +2691,29 @@ const file_wire_megaengine_proto_rawDesc = "" +
 	"\x04done\x18\x02 \x01(\x04R\x04done\x12\x14\n" +
 	"\x05total\x18\x03 \x01(\x04R\x05total\x12\x14\n" +
 	"\x05bytes\x18\x04 \x01(\x04R\x05bytes\x12\x12\n" +
-	"\x04size\x18\x05 \x01(\x04R\x04size*\xe0\x01\n" +
+	"\x04size\x18\x05 \x01(\x04R\x04size\"C\n" +
+	"\tLanBeacon\x12\x18\n" +
+	"\apayload\x18\x01 \x01(\fR\apayload\x12\x1c\n" +
+	"\tsignature\x18\x02 \x01(\fR\tsignature\"t\n" +
+	"\rLanBeaconBody\x12\x10\n" +
+	"\x03did\x18\x01 \x01(\tR\x03did\x12\x12\n" +
+	"\x04port\x18\x02 \x01(\rR\x04port\x12\x1a\n" +
+	"\bprotocol\x18\x03 \x01(\rR\bprotocol\x12!\n" +
+	"\ftimestamp_ms\x18\x04 \x01(\x03R\vtimestampMs\"k\n" +
+	"\fPunchRequest\x12\x18\n" +
+	"\apayload\x18\x01 \x01(\fR\apayload\x12\x1c\n" +
+	"\tsignature\x18\x02 \x01(\fR\tsignature\x12#\n" +
+	"\robserved_addr\x18\x03 \x01(\tR\fobservedAddr\"\x94\x01\n" +
+	"\tPunchBody\x12\x12\n" +
+	"\x04from\x18\x01 \x01(\tR\x04from\x12\x0e\n" +
+	"\x02to\x18\x02 \x01(\tR\x02to\x12\x14\n" +
+	"\x05addrs\x18\x03 \x03(\tR\x05addrs\x12!\n" +
+	"\ftimestamp_ms\x18\x04 \x01(\x03R\vtimestampMs\x12\x14\n" +
+	"\x05nonce\x18\x05 \x01(\fR\x05nonce\x12\x14\n" +
+	"\x05reply\x18\x06 \x01(\bR\x05reply\"2\n" +
+	"\fRelayRequest\x12\x0e\n" +
+	"\x02to\x18\x01 \x01(\tR\x02to\x12\x12\n" +
+	"\x04from\x18\x02 \x01(\tR\x04from*\xe0\x01\n" +
 	"\tErrorCode\x12\x15\n" +
 	"\x11ERROR_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eERROR_PROTOCOL\x10\x01\x12\x12\n" +
@@ -2180,68 +2750,79 @@ func file_wire_megaengine_proto_rawDescGZIP() []byte {
 }
 
 var file_wire_megaengine_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_wire_megaengine_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_wire_megaengine_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_wire_megaengine_proto_goTypes = []any{
 	(ErrorCode)(0),                // 0: megaengine.v1.ErrorCode
 	(ReconcileMode)(0),            // 1: megaengine.v1.ReconcileMode
 	(TransferErrorCode)(0),        // 2: megaengine.v1.TransferErrorCode
 	(*Frame)(nil),                 // 3: megaengine.v1.Frame
 	(*Hello)(nil),                 // 4: megaengine.v1.Hello
-	(*Error)(nil),                 // 5: megaengine.v1.Error
-	(*Gossip)(nil),                // 6: megaengine.v1.Gossip
-	(*IHave)(nil),                 // 7: megaengine.v1.IHave
-	(*Graft)(nil),                 // 8: megaengine.v1.Graft
-	(*Prune)(nil),                 // 9: megaengine.v1.Prune
-	(*Reconcile)(nil),             // 10: megaengine.v1.Reconcile
-	(*ReconcileRange)(nil),        // 11: megaengine.v1.ReconcileRange
-	(*ReconcileItem)(nil),         // 12: megaengine.v1.ReconcileItem
-	(*SignedAnnouncement)(nil),    // 13: megaengine.v1.SignedAnnouncement
-	(*Announcement)(nil),          // 14: megaengine.v1.Announcement
-	(*NodeAnnouncement)(nil),      // 15: megaengine.v1.NodeAnnouncement
-	(*RepoAnnouncement)(nil),      // 16: megaengine.v1.RepoAnnouncement
-	(*Ref)(nil),                   // 17: megaengine.v1.Ref
-	(*InventoryAnnouncement)(nil), // 18: megaengine.v1.InventoryAnnouncement
-	(*InventoryEntry)(nil),        // 19: megaengine.v1.InventoryEntry
-	(*TransferRequest)(nil),       // 20: megaengine.v1.TransferRequest
-	(*TransferStart)(nil),         // 21: megaengine.v1.TransferStart
-	(*TransferAnnouncement)(nil),  // 22: megaengine.v1.TransferAnnouncement
-	(*TransferChunk)(nil),         // 23: megaengine.v1.TransferChunk
-	(*TransferDone)(nil),          // 24: megaengine.v1.TransferDone
-	(*TransferError)(nil),         // 25: megaengine.v1.TransferError
-	(*TransferProgress)(nil),      // 26: megaengine.v1.TransferProgress
+	(*DialBack)(nil),              // 5: megaengine.v1.DialBack
+	(*DialBackResult)(nil),        // 6: megaengine.v1.DialBackResult
+	(*Error)(nil),                 // 7: megaengine.v1.Error
+	(*Gossip)(nil),                // 8: megaengine.v1.Gossip
+	(*IHave)(nil),                 // 9: megaengine.v1.IHave
+	(*Graft)(nil),                 // 10: megaengine.v1.Graft
+	(*Prune)(nil),                 // 11: megaengine.v1.Prune
+	(*Reconcile)(nil),             // 12: megaengine.v1.Reconcile
+	(*ReconcileRange)(nil),        // 13: megaengine.v1.ReconcileRange
+	(*ReconcileItem)(nil),         // 14: megaengine.v1.ReconcileItem
+	(*SignedAnnouncement)(nil),    // 15: megaengine.v1.SignedAnnouncement
+	(*Announcement)(nil),          // 16: megaengine.v1.Announcement
+	(*NodeAnnouncement)(nil),      // 17: megaengine.v1.NodeAnnouncement
+	(*RepoAnnouncement)(nil),      // 18: megaengine.v1.RepoAnnouncement
+	(*Ref)(nil),                   // 19: megaengine.v1.Ref
+	(*InventoryAnnouncement)(nil), // 20: megaengine.v1.InventoryAnnouncement
+	(*InventoryEntry)(nil),        // 21: megaengine.v1.InventoryEntry
+	(*TransferRequest)(nil),       // 22: megaengine.v1.TransferRequest
+	(*TransferStart)(nil),         // 23: megaengine.v1.TransferStart
+	(*TransferAnnouncement)(nil),  // 24: megaengine.v1.TransferAnnouncement
+	(*TransferChunk)(nil),         // 25: megaengine.v1.TransferChunk
+	(*TransferDone)(nil),          // 26: megaengine.v1.TransferDone
+	(*TransferError)(nil),         // 27: megaengine.v1.TransferError
+	(*TransferProgress)(nil),      // 28: megaengine.v1.TransferProgress
+	(*LanBeacon)(nil),             // 29: megaengine.v1.LanBeacon
+	(*LanBeaconBody)(nil),         // 30: megaengine.v1.LanBeaconBody
+	(*PunchRequest)(nil),          // 31: megaengine.v1.PunchRequest
+	(*PunchBody)(nil),             // 32: megaengine.v1.PunchBody
+	(*RelayRequest)(nil),          // 33: megaengine.v1.RelayRequest
 }
 var file_wire_megaengine_proto_depIdxs = []int32{
 	4,  // 0: megaengine.v1.Frame.hello:type_name -> megaengine.v1.Hello
-	6,  // 1: megaengine.v1.Frame.gossip:type_name -> megaengine.v1.Gossip
-	5,  // 2: megaengine.v1.Frame.error:type_name -> megaengine.v1.Error
-	7,  // 3: megaengine.v1.Frame.ihave:type_name -> megaengine.v1.IHave
-	8,  // 4: megaengine.v1.Frame.graft:type_name -> megaengine.v1.Graft
-	9,  // 5: megaengine.v1.Frame.prune:type_name -> megaengine.v1.Prune
-	10, // 6: megaengine.v1.Frame.reconcile:type_name -> megaengine.v1.Reconcile
-	20, // 7: megaengine.v1.Frame.transfer_request:type_name -> megaengine.v1.TransferRequest
-	21, // 8: megaengine.v1.Frame.transfer_start:type_name -> megaengine.v1.TransferStart
-	22, // 9: megaengine.v1.Frame.transfer_announcement:type_name -> megaengine.v1.TransferAnnouncement
-	23, // 10: megaengine.v1.Frame.transfer_chunk:type_name -> megaengine.v1.TransferChunk
-	24, // 11: megaengine.v1.Frame.transfer_done:type_name -> megaengine.v1.TransferDone
-	25, // 12: megaengine.v1.Frame.transfer_error:type_name -> megaengine.v1.TransferError
-	26, // 13: megaengine.v1.Frame.transfer_progress:type_name -> megaengine.v1.TransferProgress
-	0,  // 14: megaengine.v1.Error.code:type_name -> megaengine.v1.ErrorCode
-	13, // 15: megaengine.v1.Gossip.announcement:type_name -> megaengine.v1.SignedAnnouncement
-	11, // 16: megaengine.v1.Reconcile.ranges:type_name -> megaengine.v1.ReconcileRange
-	1,  // 17: megaengine.v1.ReconcileRange.mode:type_name -> megaengine.v1.ReconcileMode
-	12, // 18: megaengine.v1.ReconcileRange.items:type_name -> megaengine.v1.ReconcileItem
-	15, // 19: megaengine.v1.Announcement.node:type_name -> megaengine.v1.NodeAnnouncement
-	16, // 20: megaengine.v1.Announcement.repo:type_name -> megaengine.v1.RepoAnnouncement
-	18, // 21: megaengine.v1.Announcement.inventory:type_name -> megaengine.v1.InventoryAnnouncement
-	17, // 22: megaengine.v1.RepoAnnouncement.refs:type_name -> megaengine.v1.Ref
-	19, // 23: megaengine.v1.InventoryAnnouncement.repos:type_name -> megaengine.v1.InventoryEntry
-	13, // 24: megaengine.v1.TransferAnnouncement.announcement:type_name -> megaengine.v1.SignedAnnouncement
-	2,  // 25: megaengine.v1.TransferError.code:type_name -> megaengine.v1.TransferErrorCode
-	26, // [26:26] is the sub-list for method output_type
-	26, // [26:26] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	8,  // 1: megaengine.v1.Frame.gossip:type_name -> megaengine.v1.Gossip
+	7,  // 2: megaengine.v1.Frame.error:type_name -> megaengine.v1.Error
+	9,  // 3: megaengine.v1.Frame.ihave:type_name -> megaengine.v1.IHave
+	10, // 4: megaengine.v1.Frame.graft:type_name -> megaengine.v1.Graft
+	11, // 5: megaengine.v1.Frame.prune:type_name -> megaengine.v1.Prune
+	12, // 6: megaengine.v1.Frame.reconcile:type_name -> megaengine.v1.Reconcile
+	22, // 7: megaengine.v1.Frame.transfer_request:type_name -> megaengine.v1.TransferRequest
+	23, // 8: megaengine.v1.Frame.transfer_start:type_name -> megaengine.v1.TransferStart
+	24, // 9: megaengine.v1.Frame.transfer_announcement:type_name -> megaengine.v1.TransferAnnouncement
+	25, // 10: megaengine.v1.Frame.transfer_chunk:type_name -> megaengine.v1.TransferChunk
+	26, // 11: megaengine.v1.Frame.transfer_done:type_name -> megaengine.v1.TransferDone
+	27, // 12: megaengine.v1.Frame.transfer_error:type_name -> megaengine.v1.TransferError
+	28, // 13: megaengine.v1.Frame.transfer_progress:type_name -> megaengine.v1.TransferProgress
+	5,  // 14: megaengine.v1.Frame.dial_back:type_name -> megaengine.v1.DialBack
+	6,  // 15: megaengine.v1.Frame.dial_back_result:type_name -> megaengine.v1.DialBackResult
+	31, // 16: megaengine.v1.Frame.punch_request:type_name -> megaengine.v1.PunchRequest
+	33, // 17: megaengine.v1.Frame.relay_request:type_name -> megaengine.v1.RelayRequest
+	0,  // 18: megaengine.v1.Error.code:type_name -> megaengine.v1.ErrorCode
+	15, // 19: megaengine.v1.Gossip.announcement:type_name -> megaengine.v1.SignedAnnouncement
+	13, // 20: megaengine.v1.Reconcile.ranges:type_name -> megaengine.v1.ReconcileRange
+	1,  // 21: megaengine.v1.ReconcileRange.mode:type_name -> megaengine.v1.ReconcileMode
+	14, // 22: megaengine.v1.ReconcileRange.items:type_name -> megaengine.v1.ReconcileItem
+	17, // 23: megaengine.v1.Announcement.node:type_name -> megaengine.v1.NodeAnnouncement
+	18, // 24: megaengine.v1.Announcement.repo:type_name -> megaengine.v1.RepoAnnouncement
+	20, // 25: megaengine.v1.Announcement.inventory:type_name -> megaengine.v1.InventoryAnnouncement
+	19, // 26: megaengine.v1.RepoAnnouncement.refs:type_name -> megaengine.v1.Ref
+	21, // 27: megaengine.v1.InventoryAnnouncement.repos:type_name -> megaengine.v1.InventoryEntry
+	15, // 28: megaengine.v1.TransferAnnouncement.announcement:type_name -> megaengine.v1.SignedAnnouncement
+	2,  // 29: megaengine.v1.TransferError.code:type_name -> megaengine.v1.TransferErrorCode
+	30, // [30:30] is the sub-list for method output_type
+	30, // [30:30] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_wire_megaengine_proto_init() }
@@ -2264,8 +2845,12 @@ func file_wire_megaengine_proto_init() {
 		(*Frame_TransferDone)(nil),
 		(*Frame_TransferError)(nil),
 		(*Frame_TransferProgress)(nil),
+		(*Frame_DialBack)(nil),
+		(*Frame_DialBackResult)(nil),
+		(*Frame_PunchRequest)(nil),
+		(*Frame_RelayRequest)(nil),
 	}
-	file_wire_megaengine_proto_msgTypes[11].OneofWrappers = []any{
+	file_wire_megaengine_proto_msgTypes[13].OneofWrappers = []any{
 		(*Announcement_Node)(nil),
 		(*Announcement_Repo)(nil),
 		(*Announcement_Inventory)(nil),
@@ -2276,7 +2861,7 @@ func file_wire_megaengine_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wire_megaengine_proto_rawDesc), len(file_wire_megaengine_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   24,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -40,6 +40,8 @@ type runCmd struct {
 	DialPrivate    bool          `help:"Dial loopback, private and link-local addresses other nodes announce even when this node is not on such a network."`
 	HTTPAddr       string        `name:"http-addr" default:"127.0.0.1:8470" env:"MENODE_HTTP_ADDR" help:"TCP address of the status page and /metrics (loopback unless --http-allow-remote; \"\" turns it off). When the default port is taken, the next few are tried."`
 	HTTPRemote     bool          `name:"http-allow-remote" help:"Allow --http-addr on an address other than loopback; the page then serves read-only data without local paths."`
+	LANDiscovery   bool          `name:"lan-discovery" default:"true" env:"MENODE_LAN_DISCOVERY" help:"Send a signed beacon on the local link every 30s and dial the nodes whose beacons are heard (UDP port 21029); --lan-discovery=false turns it off."`
+	Relay          bool          `help:"Relay for nodes that hole punching cannot connect (symmetric NATs): opaque, end-to-end encrypted bytes between two nodes both connected to this one, at most 1GiB per client."`
 	MemoryLimit    byteSize      `name:"memory-limit" default:"192MiB" help:"Soft limit of the Go heap: garbage is collected more often as it nears the limit (0: none; GOMEMLIMIT, when set, wins)."`
 }
 
@@ -125,7 +127,7 @@ func (c *runCmd) Run(e *env) error {
 		MaxUploadRate: int64(c.MaxUploadRate), MaxBundleSize: int64(c.MaxBundleSize), MaxGitAlloc: int64(c.MaxGitAlloc), MaxCacheSize: int64(c.CacheSize),
 		MaxInbound: c.MaxInbound, MaxInboundPerIP: c.MaxInboundIP, DialPrivate: c.DialPrivate,
 		MirrorQuota: int64(c.MirrorQuota), MirrorQuotaPerCreator: int64(c.CreatorQuota), Seed: c.Seed,
-		HTTPURL: httpURL,
+		HTTPURL: httpURL, LANDiscovery: c.LANDiscovery, Relay: c.Relay,
 	})
 	if err != nil {
 		if page != nil {

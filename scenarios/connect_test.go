@@ -1,0 +1,540 @@
+package scenarios
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/menode/menode/wire"
+)
+
+// nsLab is a set of network namespaces a connectivity test makes and
+// wires up itself (bridges, NATs); they are removed when the test ends.
+// Nothing in them has a link to the machine's own networks.
+type nsLab struct {
+	t   *testing.T
+	run string
+}
+
+func newNSLab(t *testing.T, needs ...string) *nsLab {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("the connectivity scenarios make network namespaces: they must run as root (CI does)")
+	}
+	for _, tool := range append([]string{"ip"}, needs...) {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("the connectivity scenarios need %s: apt-get install -y iproute2 nftables", tool)
+		}
+	}
+	removeStaleNetns(t)
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return &nsLab{t: t, run: fmt.Sprintf("%s%d-%s-", netnsPrefix, os.Getpid(), hex.EncodeToString(b[:]))}
+}
+
+// add makes namespace i with its loopback up.
+func (l *nsLab) add(i int) string {
+	l.t.Helper()
+	ns := fmt.Sprintf("%s%d", l.run, i)
+	l.ip("netns", "add", ns)
+	l.t.Cleanup(func() {
+		if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
+			l.t.Errorf("ip netns del %s: %v: %s", ns, err, out)
+		}
+	})
+	l.ip("-n", ns, "link", "set", "lo", "up")
+	return ns
+}
+
+func (l *nsLab) ip(args ...string) {
+	l.t.Helper()
+	l.cmd("ip", args...)
+}
+
+func (l *nsLab) cmd(name string, args ...string) {
+	l.t.Helper()
+	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+		l.t.Fatalf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
+	}
+}
+
+// veth joins namespace a (device da, address addrA) and b (device db,
+// address addrB, may be empty); both ends up.
+func (l *nsLab) veth(a, da, addrA, b, db, addrB string) {
+	l.t.Helper()
+	l.ip("-n", a, "link", "add", da, "type", "veth", "peer", "name", db, "netns", b)
+	for _, e := range [][3]string{{a, da, addrA}, {b, db, addrB}} {
+		if e[2] != "" {
+			l.ip("-n", e[0], "addr", "add", e[2], "dev", e[1])
+		}
+		l.ip("-n", e[0], "link", "set", e[1], "up")
+	}
+}
+
+// udpIn opens a UDP socket inside namespace ns (a socket stays in the
+// namespace it was made in) bound to laddr.
+func udpIn(t *testing.T, ns, laddr string) *net.UDPConn {
+	t.Helper()
+	type res struct {
+		c   *net.UDPConn
+		err error
+	}
+	ch := make(chan res)
+	go func() {
+		// Never unlocked: the thread ends with this goroutine, so no other
+		// goroutine ever runs in the namespace.
+		runtime.LockOSThread()
+		f, err := os.Open(filepath.Join("/var/run/netns", ns))
+		if err != nil {
+			ch <- res{err: err}
+			return
+		}
+		defer f.Close()
+		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			ch <- res{err: fmt.Errorf("setns %s: %v", ns, err)}
+			return
+		}
+		ua, err := net.ResolveUDPAddr("udp4", laddr)
+		if err != nil {
+			ch <- res{err: err}
+			return
+		}
+		c, err := net.ListenUDP("udp4", ua)
+		ch <- res{c, err}
+	}()
+	r := <-ch
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	t.Cleanup(func() { r.c.Close() })
+	return r.c
+}
+
+// peerJSON is the part of `peers --json` these tests check.
+type peerJSON struct {
+	ID        string   `json:"id"`
+	Connected bool     `json:"connected"`
+	Direction string   `json:"direction"`
+	Via       string   `json:"via"`
+	Addresses []string `json:"addresses"`
+}
+
+func (s *sandbox) peers(root string) ([]peerJSON, string, error) {
+	out, err := s.menode(root, "peers", "--json")
+	if err != nil {
+		return nil, out, err
+	}
+	var v []peerJSON
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		return nil, out, fmt.Errorf("peers --json: %w", err)
+	}
+	return v, out, nil
+}
+
+// connectedTo reports whether root's node has a live connection to id.
+func (s *sandbox) connectedTo(root, id string) (peerJSON, bool, string) {
+	ps, out, err := s.peers(root)
+	if err != nil {
+		return peerJSON{}, false, err.Error()
+	}
+	for _, p := range ps {
+		if p.ID == id && p.Connected {
+			return p, true, out
+		}
+	}
+	return peerJSON{}, false, out
+}
+
+// connectStatus is the part of `status --json` these tests check.
+type connectStatus struct {
+	Reachability   string   `json:"reachability"`
+	ConfirmedAddrs []string `json:"confirmed_addrs"`
+	LAN            struct {
+		Enabled bool             `json:"enabled"`
+		Proven  int64            `json:"proven"`
+		Ignored map[string]int64 `json:"ignored"`
+	} `json:"lan_discovery"`
+}
+
+func (s *sandbox) connectStatus(root string) (connectStatus, string, error) {
+	var v connectStatus
+	out, err := s.menode(root, "status", "--json")
+	if err != nil {
+		return v, out, err
+	}
+	return v, out, json.Unmarshal([]byte(out), &v)
+}
+
+// cloneAndCheck has root clone repo and checks the clone's HEAD is want.
+func (s *sandbox) cloneAndCheck(t *testing.T, root, repo, want string) {
+	t.Helper()
+	out := s.path(root + "-clone")
+	poll(t, 30*time.Second, root+" learns of the repository", func() (bool, string) {
+		_, err := s.repoShow(root, repo)
+		return err == nil, fmt.Sprint(err)
+	})
+	if _, err := s.menode(root, "repo", "clone", "--repo-id", repo, "--output", out); err != nil {
+		t.Fatalf("%s: repo clone: %v", root, err)
+	}
+	if got := s.must("git", "-C", out, "rev-parse", "HEAD"); got != want {
+		t.Fatalf("%s's clone is at %s, want %s", root, got, want)
+	}
+}
+
+// TestConnect_lanDiscovery: three namespaces on one bridge. Two nodes with
+// no bootstrap find each other by beacon within 5 s and sync a
+// repository; the third namespace sends a forged, an old and an
+// unprovable beacon, which make no connection and are counted.
+func TestConnect_lanDiscovery(t *testing.T) {
+	s := newSandbox(t)
+	lab := newNSLab(t)
+	br := lab.add(0)
+	lab.ip("-n", br, "link", "add", "br0", "type", "bridge")
+	lab.ip("-n", br, "link", "set", "br0", "up")
+	ns := make([]string, 4)
+	for i := 1; i <= 3; i++ {
+		ns[i] = lab.add(i)
+		lab.veth(br, fmt.Sprintf("p%d", i), "", ns[i], "eth0", fmt.Sprintf("10.215.0.%d/24", i))
+		lab.ip("-n", br, "link", "set", fmt.Sprintf("p%d", i), "master", "br0")
+	}
+
+	s.must("git", "init", "-q", "-b", "main", "src")
+	s.must("git", "-C", s.path("src"), "commit", "-q", "--allow-empty", "-m", "one")
+	head := s.must("git", "-C", s.path("src"), "rev-parse", "HEAD")
+
+	menode := filepath.Join(binDir, "menode")
+	ids := make([]string, 3)
+	nodes := make([]*daemon, 3)
+	for i := 1; i <= 2; i++ {
+		root := fmt.Sprintf("n%d", i)
+		ids[i] = s.must(menode, "--root", s.path(root), "auth", "init")
+		nodes[i] = s.start(root+".log", "ip", "netns", "exec", ns[i], menode, "--root", s.path(root), "run",
+			"--alias", root, "--addr", "0.0.0.0:9000", "--lan-discovery=true",
+			"--watch-interval", "200ms", "--sync-interval", "1s")
+		defer nodes[i].checkNoRace(t)
+	}
+	for i := 1; i <= 2; i++ {
+		s.waitRunning(nodes[i], fmt.Sprintf("n%d", i))
+	}
+	running := time.Now()
+	poll(t, 5*time.Second, "the two nodes find each other by beacon", func() (bool, string) {
+		if _, ok, why := s.connectedTo("n1", ids[2]); !ok {
+			return false, why
+		}
+		_, ok, why := s.connectedTo("n2", ids[1])
+		return ok, why
+	})
+	t.Logf("connected %s after both ran", time.Since(running).Round(time.Millisecond))
+
+	repo := s.must(menode, "--root", s.path("n1"), "repo", "add", "--path", s.path("src"))
+	s.cloneAndCheck(t, "n2", repo, head)
+
+	// Hostile beacons from the third namespace, to node 1's beacon port.
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kid := wire.NodeIDFromKey(key.Public().(ed25519.PublicKey)).String()
+	unprovable, err := wire.SignBeacon(key, 9000, time.Now()) // nothing listens at 10.215.0.3:9000
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, _ := wire.SignBeacon(key, 9000, time.Now().Add(-time.Hour))
+	forged := append([]byte(nil), unprovable...)
+	forged[len(forged)-1] ^= 1
+	c := udpIn(t, ns[3], "10.215.0.3:0")
+	to := &net.UDPAddr{IP: net.IPv4(10, 215, 0, 1), Port: 21029}
+	for _, b := range [][]byte{forged, old, unprovable} {
+		if _, err := c.WriteToUDP(b, to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The unprovable one is counted once its dial gives up (DialTimeout, 10 s).
+	poll(t, 20*time.Second, "node1 counts the hostile beacons", func() (bool, string) {
+		st, out, err := s.connectStatus("n1")
+		if err != nil {
+			return false, err.Error()
+		}
+		ig := st.LAN.Ignored
+		return ig["bad_signature"] >= 1 && ig["stale"] >= 1 && ig["unproven"] >= 1, out
+	})
+	if _, ok, _ := s.connectedTo("n1", kid); ok {
+		t.Errorf("node1 connected to the node of an unprovable beacon")
+	}
+	st, _, err := s.connectStatus("n2")
+	if err != nil || !st.LAN.Enabled {
+		t.Errorf("node2's status: LAN discovery not enabled (%v)", err)
+	}
+	for i := 1; i <= 2; i++ {
+		if nodes[i].exited() {
+			t.Errorf("node%d exited (%v):\n%s", i, nodes[i].err, nodes[i].logTail())
+		}
+	}
+}
+
+// natRules masquerade what leaves the outside interface (Linux keeps the
+// source port when it can: endpoint-independent mapping) and let in from
+// outside only replies to flows started inside (address- and
+// port-restricted filtering), as a home router does. Unsolicited packets
+// are dropped rather than answered, so they leave no conntrack entry that
+// would change a later mapping.
+const natRules = `
+table ip menode_nat {
+	chain nat_out { type nat hook postrouting priority 100; oifname "eth0" masquerade; }
+	chain filter_fwd { type filter hook forward priority 0; policy drop; ct state established,related accept; iifname "in0" accept; }
+	chain filter_in { type filter hook input priority 0; policy accept; iifname "eth0" ct state established,related accept; iifname "eth0" drop; }
+}
+`
+
+// ifaceBytes reads an interface's received and sent byte counters inside ns.
+func ifaceBytes(t *testing.T, ns, dev string) (rx, tx int64) {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "exec", ns, "cat",
+		"/sys/class/net/"+dev+"/statistics/rx_bytes", "/sys/class/net/"+dev+"/statistics/tx_bytes").Output()
+	if err != nil {
+		t.Fatalf("read counters of %s in %s: %v", dev, ns, err)
+	}
+	f := strings.Fields(string(out))
+	if len(f) != 2 {
+		t.Fatalf("counters of %s: %q", dev, out)
+	}
+	fmt.Sscan(f[0], &rx)
+	fmt.Sscan(f[1], &tx)
+	return rx, tx
+}
+
+// natTopology is the NAT scenarios' network: 1 the "internet" (a bridge),
+// 2 the public node's namespace, 3 and 4 the NATs of A and B (B's NAT
+// symmetric when asked), 5 and 6 A's and B's homes.
+type natTopology struct {
+	pub   string
+	nats  []string
+	homes []string
+}
+
+func newNATTopology(t *testing.T, symmetricB bool) natTopology {
+	t.Helper()
+	lab := newNSLab(t, "nft")
+	inet := lab.add(1)
+	lab.ip("-n", inet, "link", "add", "br0", "type", "bridge")
+	lab.ip("-n", inet, "link", "set", "br0", "up")
+	pub := lab.add(2)
+	lab.veth(inet, "toP", "", pub, "eth0", "10.216.0.1/24")
+	lab.ip("-n", inet, "link", "set", "toP", "master", "br0")
+	nats, homes := make([]string, 2), make([]string, 2)
+	for i := range 2 {
+		nats[i], homes[i] = lab.add(3+i), lab.add(5+i)
+		lab.veth(inet, fmt.Sprintf("toN%d", i), "", nats[i], "eth0", fmt.Sprintf("10.216.0.%d/24", 2+i))
+		lab.ip("-n", inet, "link", "set", fmt.Sprintf("toN%d", i), "master", "br0")
+		lab.veth(nats[i], "in0", fmt.Sprintf("10.%d.0.1/24", 1+i), homes[i], "eth0", fmt.Sprintf("10.%d.0.2/24", 1+i))
+		lab.ip("-n", homes[i], "route", "add", "default", "via", fmt.Sprintf("10.%d.0.1", 1+i))
+		lab.cmd("ip", "netns", "exec", nats[i], "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
+		rules := natRules
+		if symmetricB && i == 1 {
+			// A new, random source port for every flow: a symmetric NAT.
+			rules = strings.Replace(rules, "masquerade;", "masquerade random,fully-random;", 1)
+		}
+		file := filepath.Join(t.TempDir(), "nat.nft")
+		if err := os.WriteFile(file, []byte(rules), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		lab.cmd("ip", "netns", "exec", nats[i], "nft", "-f", file)
+		nat := nats[i]
+		t.Cleanup(func() {
+			_ = exec.Command("ip", "netns", "exec", nat, "nft", "delete", "table", "ip", "menode_nat").Run()
+		})
+	}
+	return natTopology{pub: pub, nats: nats, homes: homes}
+}
+
+// TestConnect_punch: a public node P and two nodes A and B, each in a home
+// namespace behind its own NAT namespace, bootstrapped only to P. Neither
+// can dial the other; they punch through their NATs with P passing the
+// requests. A adds a repository, B clones it over the punched connection:
+// the bundle crosses between the two NATs, not through P.
+func TestConnect_punch(t *testing.T) {
+	s := newSandbox(t)
+	topo := newNATTopology(t, false)
+	pub, nats, homes := topo.pub, topo.nats, topo.homes
+
+	// A repository with a few MiB that cannot be compressed away.
+	s.must("git", "init", "-q", "-b", "main", "src")
+	blob := make([]byte, 3<<20)
+	_, _ = rand.Read(blob)
+	if err := os.WriteFile(s.path("src/blob"), blob, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.must("git", "-C", s.path("src"), "add", "blob")
+	s.must("git", "-C", s.path("src"), "commit", "-q", "-m", "one")
+	head := s.must("git", "-C", s.path("src"), "rev-parse", "HEAD")
+
+	menode := filepath.Join(binDir, "menode")
+	run := func(root, ns, addr string, extra ...string) *daemon {
+		args := append([]string{"ip", "netns", "exec", ns, menode, "--root", s.path(root), "run", "--alias", root,
+			"--addr", addr, "--lan-discovery=false", "--watch-interval", "200ms", "--sync-interval", "1s"}, extra...)
+		d := s.start(root+".log", args...)
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("log of %s:\n%s", root, d.logTail())
+			}
+		})
+		return d
+	}
+	idP := s.must(menode, "--root", s.path("p"), "auth", "init")
+	idA := s.must(menode, "--root", s.path("a"), "auth", "init")
+	idB := s.must(menode, "--root", s.path("b"), "auth", "init")
+	boot := "--bootstrap-node=" + idP + "@10.216.0.1:9000"
+	nodes := map[string]*daemon{
+		// P keeps no copy (it would fetch one from A): whatever of the
+		// bundle passes P's interface was relayed.
+		"p": run("p", pub, "10.216.0.1:9000", "--seed", "followed"),
+		"a": run("a", homes[0], "10.1.0.2:9000", boot),
+		"b": run("b", homes[1], "10.2.0.2:9000", boot),
+	}
+	for root, d := range nodes {
+		defer d.checkNoRace(t)
+		s.waitRunning(d, root)
+	}
+	poll(t, 20*time.Second, "P public, A and B behind NAT", func() (bool, string) {
+		var why []string
+		for root, want := range map[string]string{"p": "public", "a": "behind_nat", "b": "behind_nat"} {
+			st, _, err := s.connectStatus(root)
+			if err != nil || st.Reachability != want {
+				why = append(why, fmt.Sprintf("%s: %q %v (%v)", root, st.Reachability, st.ConfirmedAddrs, err))
+			}
+		}
+		return len(why) == 0, strings.Join(why, "; ")
+	})
+
+	poll(t, 60*time.Second, "B connects to A by hole punching", func() (bool, string) {
+		for root, d := range nodes {
+			if d.exited() {
+				t.Fatalf("%s exited (%v):\n%s", root, d.err, d.logTail())
+			}
+		}
+		p, ok, why := s.connectedTo("b", idA)
+		return ok && p.Via == "punched", why
+	})
+	pRx, pTx := ifaceBytes(t, pub, "eth0")
+	aRx, aTx := ifaceBytes(t, nats[0], "eth0")
+	bRx, bTx := ifaceBytes(t, nats[1], "eth0")
+	repo := s.must(menode, "--root", s.path("a"), "repo", "add", "--path", s.path("src"))
+	s.cloneAndCheck(t, "b", repo, head)
+	pRx2, pTx2 := ifaceBytes(t, pub, "eth0")
+	aRx2, aTx2 := ifaceBytes(t, nats[0], "eth0")
+	bRx2, bTx2 := ifaceBytes(t, nats[1], "eth0")
+	t.Logf("from repo add to clone: P rx %d tx %d; A's NAT rx %d tx %d; B's NAT rx %d tx %d",
+		pRx2-pRx, pTx2-pTx, aRx2-aRx, aTx2-aTx, bRx2-bRx, bTx2-bTx)
+	if sent := aTx2 - aTx; sent < int64(len(blob)) {
+		t.Errorf("A's NAT sent %d bytes during the clone, less than the %d-byte blob", sent, len(blob))
+	}
+	if got := bRx2 - bRx; got < int64(len(blob)) {
+		t.Errorf("B's NAT received %d bytes during the clone, less than the %d-byte blob", got, len(blob))
+	}
+	if through := pRx2 - pRx + pTx2 - pTx; through > int64(len(blob))/4 {
+		t.Errorf("%d bytes went through P during the clone: the bundle did not go directly", through)
+	}
+	if p, ok, why := s.connectedTo("a", idB); !ok || p.Via != "punched" {
+		t.Errorf("A does not show a punched connection to B: %s", why)
+	}
+}
+
+// TestConnect_relay: as TestConnect_punch, but B's NAT is symmetric, so
+// punching gives up; B reaches A through P, which runs with --relay. The
+// sync completes over the relayed connection, and P's relay counters
+// show the bundle's bytes.
+func TestConnect_relay(t *testing.T) {
+	s := newSandbox(t)
+	topo := newNATTopology(t, true)
+
+	s.must("git", "init", "-q", "-b", "main", "src")
+	blob := make([]byte, 1<<20)
+	_, _ = rand.Read(blob)
+	if err := os.WriteFile(s.path("src/blob"), blob, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.must("git", "-C", s.path("src"), "add", "blob")
+	s.must("git", "-C", s.path("src"), "commit", "-q", "-m", "one")
+	head := s.must("git", "-C", s.path("src"), "rev-parse", "HEAD")
+
+	menode := filepath.Join(binDir, "menode")
+	run := func(root, ns, addr string, extra ...string) *daemon {
+		args := append([]string{"ip", "netns", "exec", ns, menode, "--root", s.path(root), "run", "--alias", root,
+			"--addr", addr, "--lan-discovery=false", "--watch-interval", "200ms", "--sync-interval", "1s"}, extra...)
+		d := s.start(root+".log", args...)
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("log of %s:\n%s", root, d.logTail())
+			}
+		})
+		return d
+	}
+	idP := s.must(menode, "--root", s.path("p"), "auth", "init")
+	idA := s.must(menode, "--root", s.path("a"), "auth", "init")
+	s.must(menode, "--root", s.path("b"), "auth", "init")
+	boot := "--bootstrap-node=" + idP + "@10.216.0.1:9000"
+	nodes := map[string]*daemon{
+		"p": run("p", topo.pub, "10.216.0.1:9000", "--seed", "followed", "--relay"),
+		"a": run("a", topo.homes[0], "10.1.0.2:9000", boot),
+		"b": run("b", topo.homes[1], "10.2.0.2:9000", boot),
+	}
+	for root, d := range nodes {
+		defer d.checkNoRace(t)
+		s.waitRunning(d, root)
+	}
+	poll(t, 60*time.Second, "B reaches A through the relay", func() (bool, string) {
+		for root, d := range nodes {
+			if d.exited() {
+				t.Fatalf("%s exited (%v):\n%s", root, d.err, d.logTail())
+			}
+		}
+		p, ok, why := s.connectedTo("b", idA)
+		return ok && p.Via == "relayed", why
+	})
+	var st struct {
+		Punches struct {
+			Failed int64 `json:"failed"`
+		} `json:"punches"`
+		Relay struct {
+			Enabled bool  `json:"enabled"`
+			Bytes   int64 `json:"bytes"`
+			Relayed int64 `json:"relayed"`
+		} `json:"relay"`
+	}
+	status := func(root string) {
+		t.Helper()
+		out, err := s.menode(root, "status", "--json")
+		if err == nil {
+			err = json.Unmarshal([]byte(out), &st)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	status("b")
+	failedB := st.Punches.Failed
+	status("a")
+	if failedB+st.Punches.Failed < 1 {
+		t.Errorf("no punch attempt gave up before the relay was used")
+	}
+	status("p")
+	before := st.Relay.Bytes
+	repo := s.must(menode, "--root", s.path("a"), "repo", "add", "--path", s.path("src"))
+	s.cloneAndCheck(t, "b", repo, head)
+	status("p")
+	if !st.Relay.Enabled || st.Relay.Relayed < 1 || st.Relay.Bytes-before < int64(len(blob)) {
+		t.Errorf("P's relay counters: %+v; want at least %d bytes relayed during the clone (from %d)", st.Relay, len(blob), before)
+	}
+}
