@@ -97,6 +97,7 @@ type relay struct {
 	open     map[wire.NodeID]int           // stream pairs per client
 	budget   map[wire.NodeID]*atomic.Int64 // bytes each client may still have relayed
 	counts   RelayCounts
+	bytes    int64 // relayed, both ways: added to by the pipes (atomic), read into counts.Bytes
 	reaching map[wire.NodeID]bool
 	runCtx   context.Context
 	cancel   context.CancelFunc
@@ -146,7 +147,7 @@ func (r *relay) Receive(ctx actor.Context) {
 		r.counts.Relaying--
 	case *relayState:
 		c := r.counts
-		c.Bytes = atomic.LoadInt64(&r.counts.Bytes)
+		c.Bytes = atomic.LoadInt64(&r.bytes)
 		ctx.Respond(c)
 	case *actor.Stopping:
 		r.cancel()
@@ -208,11 +209,11 @@ func (r *relay) serve(ctx actor.Context, m *relayStreamIn) {
 			wg.Add(2)
 			go func() {
 				defer wg.Done()
-				pipe(out, m.Reader, budget, &r.counts.Bytes)
+				pipe(out, m.Reader, budget, &r.bytes)
 				resetStream(in)
 				resetStream(out)
 			}()
-			go func() { defer wg.Done(); pipe(in, out, budget, &r.counts.Bytes); resetStream(in); resetStream(out) }()
+			go func() { defer wg.Done(); pipe(in, out, budget, &r.bytes); resetStream(in); resetStream(out) }()
 			wg.Wait()
 		}()
 	})

@@ -87,8 +87,15 @@ func TestSoak(t *testing.T) {
 		}
 	})
 	// Hostile peers, each cycling: a burst of idle connections, then a
-	// small Sybil fill, then quiet.
+	// small Sybil fill (the same one every cycle: held once, then dropped
+	// as seen or stale; fresh keys every cycle would be growth within the
+	// budgets, not a leak), then quiet.
 	for h := range hostile {
+		fill := sybilFrames(t, attackSize{fresh: 50, keys: 2, perKey: 50})
+		var share []byte
+		for _, f := range fill {
+			share = append(share, f...)
+		}
 		load.Go(func() {
 			for cycle := 0; ; cycle++ {
 				select {
@@ -98,11 +105,6 @@ func TestSoak(t *testing.T) {
 				}
 				a := newAttack(t, victimID, victimAddr, 2)
 				a.flood(0, 40)
-				fill := sybilFrames(t, attackSize{fresh: 50, keys: 2, perKey: 50})
-				var share []byte
-				for _, f := range fill {
-					share = append(share, f...)
-				}
 				confirmed := make(chan struct{})
 				go func() {
 					select {
