@@ -93,19 +93,35 @@ func udpIn(t *testing.T, ns, laddr string) *net.UDPConn {
 	}
 	ch := make(chan res)
 	go func() {
-		// Never unlocked: the thread ends with this goroutine, so no other
-		// goroutine ever runs in the namespace.
+		// The thread goes back to this process's namespace before it is
+		// unlocked. It must not end with the goroutine instead: a process
+		// this test binary started from that thread would get its
+		// parent-death signal (Pdeathsig follows the thread, not the
+		// process) and die in the middle of the test.
 		runtime.LockOSThread()
+		home, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			ch <- res{err: err}
+			return
+		}
+		defer home.Close()
 		f, err := os.Open(filepath.Join("/var/run/netns", ns))
 		if err != nil {
+			runtime.UnlockOSThread()
 			ch <- res{err: err}
 			return
 		}
 		defer f.Close()
 		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
 			ch <- res{err: fmt.Errorf("setns %s: %v", ns, err)}
 			return
 		}
+		defer func() {
+			if unix.Setns(int(home.Fd()), unix.CLONE_NEWNET) == nil {
+				runtime.UnlockOSThread()
+			} // else the thread stays locked and ends with the goroutine
+		}()
 		ua, err := net.ResolveUDPAddr("udp4", laddr)
 		if err != nil {
 			ch <- res{err: err}
@@ -224,6 +240,12 @@ func TestConnect_lanDiscovery(t *testing.T) {
 			"--alias", root, "--addr", "0.0.0.0:9000", "--lan-discovery=true",
 			"--watch-interval", "200ms", "--sync-interval", "1s")
 		defer nodes[i].checkNoRace(t)
+		d := nodes[i]
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("%s's log:\n%s", root, d.logTail())
+			}
+		})
 	}
 	for i := 1; i <= 2; i++ {
 		s.waitRunning(nodes[i], fmt.Sprintf("n%d", i))
