@@ -48,7 +48,9 @@ type gossipRepair struct {
 }
 
 // announceRepos asks gossip to announce this node's repositories whose
-// stored announcement no longer matches them (new repo, new refs).
+// stored announcement no longer matches them (new repo, new refs). Asked
+// (repo add), it replies true once the mirror's record is on its way to
+// the store.
 type announceRepos struct{ Repos []persist.Repo }
 
 // mirrorUpdated tells gossip that our mirror of a repository now holds
@@ -306,6 +308,11 @@ func (g *gossip) Receive(ctx actor.Context) {
 			g.announceRepo(ctx, r)
 		}
 		g.announceInventory(ctx)
+		if ctx.Sender() != nil {
+			// repo add waits: the mirror's record went to the store
+			// before this reply, so whatever the reply leads to finds it.
+			ctx.Respond(true)
+		}
 	case *mirrorUpdated:
 		g.inventory[m.ID] = wire.RefsHash(m.Refs)
 		g.announceInventory(ctx)

@@ -185,11 +185,20 @@ func (r *repos) add(ctx actor.Context, m *AddRepo) {
 					return
 				}
 				r.log.Info("repository added", "id", st.Repo.ID, "name", st.Repo.Name, "path", st.Repo.Path)
-				if r.gossip != nil {
-					ctx.Send(r.gossip, &announceRepos{Repos: []persist.Repo{st.Repo}})
-					ctx.Send(r.watcher, &watchRepo{Repo: st.Repo})
+				if r.gossip == nil {
+					reply(st.view())
+					return
 				}
-				reply(st.view())
+				ctx.Send(r.watcher, &watchRepo{Repo: st.Repo})
+				// Reply once gossip has signed the announcement and sent the
+				// mirror's record to the store: a repository reported added
+				// is one this node serves at once.
+				askFor(ctx, r.gossip, &announceRepos{Repos: []persist.Repo{st.Repo}}, func(_ bool, err error) {
+					if err != nil {
+						r.log.Warn("announce the added repository", "repo", st.Repo.ID, "err", err)
+					}
+					reply(st.view())
+				})
 			})
 		})
 }
