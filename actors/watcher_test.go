@@ -22,12 +22,7 @@ import (
 // TestWatcher_readChange: an unchanged repository costs no git at all (with
 // git taken off PATH the poll still succeeds), and a commit is noticed.
 func TestWatcher_readChange(t *testing.T) {
-	t.Setenv("GIT_CONFIG_GLOBAL", os.DevNull)
-	t.Setenv("GIT_CONFIG_NOSYSTEM", "1")
-	for _, k := range []string{"GIT_AUTHOR", "GIT_COMMITTER"} {
-		t.Setenv(k+"_NAME", "t")
-		t.Setenv(k+"_EMAIL", "t@example.invalid")
-	}
+	gitIdentity(t)
 	dir := filepath.Join(t.TempDir(), "work")
 	git := func(args ...string) string {
 		t.Helper()
@@ -85,12 +80,7 @@ func TestWatcher_readChange(t *testing.T) {
 // reads the store once at start and then touches only the repositories
 // this node created.
 func TestHardening2_watcherReadsOnlyOwnRepos(t *testing.T) {
-	t.Setenv("GIT_CONFIG_GLOBAL", os.DevNull)
-	t.Setenv("GIT_CONFIG_NOSYSTEM", "1")
-	for _, k := range []string{"GIT_AUTHOR", "GIT_COMMITTER"} {
-		t.Setenv(k+"_NAME", "t")
-		t.Setenv(k+"_EMAIL", "t@example.invalid")
-	}
+	gitIdentity(t)
 	repo := func(name string, id byte) persist.Repo {
 		dir := filepath.Join(t.TempDir(), name)
 		for _, args := range [][]string{{"init", "-q", "-b", "main", dir}, {"-C", dir, "commit", "-q", "--allow-empty", "-m", "one"}} {
@@ -155,12 +145,7 @@ func TestHardening2_watcherReadsOnlyOwnRepos(t *testing.T) {
 // A commit in a watched repository is noticed at once, through inotify,
 // not at the next poll: here the poll interval is an hour.
 func TestWatcher_commitNoticedAtOnce(t *testing.T) {
-	t.Setenv("GIT_CONFIG_GLOBAL", os.DevNull)
-	t.Setenv("GIT_CONFIG_NOSYSTEM", "1")
-	for _, k := range []string{"GIT_AUTHOR", "GIT_COMMITTER"} {
-		t.Setenv(k+"_NAME", "t")
-		t.Setenv(k+"_EMAIL", "t@example.invalid")
-	}
+	gitIdentity(t)
 	dir := filepath.Join(t.TempDir(), "work")
 	git := func(args ...string) string {
 		t.Helper()
@@ -210,5 +195,16 @@ func TestWatcher_commitNoticedAtOnce(t *testing.T) {
 			defer mu.Unlock()
 			return heads[head]
 		})
+	}
+}
+
+// gitIdentity has git ignore this machine's config and commit as a fixed
+// author, for the rest of the test.
+func gitIdentity(t *testing.T) {
+	t.Setenv("GIT_CONFIG_GLOBAL", os.DevNull)
+	t.Setenv("GIT_CONFIG_NOSYSTEM", "1")
+	for _, k := range []string{"GIT_AUTHOR", "GIT_COMMITTER"} {
+		t.Setenv(k+"_NAME", "t")
+		t.Setenv(k+"_EMAIL", "t@example.invalid")
 	}
 }

@@ -392,28 +392,11 @@ func TestConnect_punch(t *testing.T) {
 	pub, nats, homes := topo.pub, topo.nats, topo.homes
 
 	// A repository with a few MiB that cannot be compressed away.
-	s.must("git", "init", "-q", "-b", "main", "src")
-	blob := make([]byte, 3<<20)
-	_, _ = rand.Read(blob)
-	if err := os.WriteFile(s.path("src/blob"), blob, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s.must("git", "-C", s.path("src"), "add", "blob")
-	s.must("git", "-C", s.path("src"), "commit", "-q", "-m", "one")
-	head := s.must("git", "-C", s.path("src"), "rev-parse", "HEAD")
+	const blobSize = 3 << 20
+	head := s.blobRepo(t, "src", blobSize)
 
 	menode := filepath.Join(binDir, "menode")
-	run := func(root, ns, addr string, extra ...string) *daemon {
-		args := append([]string{"ip", "netns", "exec", ns, menode, "--root", s.path(root), "run", "--alias", root,
-			"--addr", addr, "--lan-discovery=false", "--watch-interval", "200ms", "--sync-interval", "1s"}, extra...)
-		d := s.start(root+".log", args...)
-		t.Cleanup(func() {
-			if t.Failed() {
-				t.Logf("log of %s:\n%s", root, d.logTail())
-			}
-		})
-		return d
-	}
+	run := func(root, ns, addr string, extra ...string) *daemon { return s.runIn(t, root, ns, addr, extra...) }
 	idP := s.must(menode, "--root", s.path("p"), "auth", "init")
 	idA := s.must(menode, "--root", s.path("a"), "auth", "init")
 	idB := s.must(menode, "--root", s.path("b"), "auth", "init")
@@ -459,13 +442,13 @@ func TestConnect_punch(t *testing.T) {
 	bRx2, bTx2 := ifaceBytes(t, nats[1], "eth0")
 	t.Logf("from repo add to clone: P rx %d tx %d; A's NAT rx %d tx %d; B's NAT rx %d tx %d",
 		pRx2-pRx, pTx2-pTx, aRx2-aRx, aTx2-aTx, bRx2-bRx, bTx2-bTx)
-	if sent := aTx2 - aTx; sent < int64(len(blob)) {
-		t.Errorf("A's NAT sent %d bytes during the clone, less than the %d-byte blob", sent, len(blob))
+	if sent := aTx2 - aTx; sent < blobSize {
+		t.Errorf("A's NAT sent %d bytes during the clone, less than the %d-byte blob", sent, blobSize)
 	}
-	if got := bRx2 - bRx; got < int64(len(blob)) {
-		t.Errorf("B's NAT received %d bytes during the clone, less than the %d-byte blob", got, len(blob))
+	if got := bRx2 - bRx; got < blobSize {
+		t.Errorf("B's NAT received %d bytes during the clone, less than the %d-byte blob", got, blobSize)
 	}
-	if through := pRx2 - pRx + pTx2 - pTx; through > int64(len(blob))/4 {
+	if through := pRx2 - pRx + pTx2 - pTx; through > blobSize/4 {
 		t.Errorf("%d bytes went through P during the clone: the bundle did not go directly", through)
 	}
 	if p, ok, why := s.connectedTo("a", idB); !ok || p.Via != "punched" {
@@ -481,28 +464,11 @@ func TestConnect_relay(t *testing.T) {
 	s := newSandbox(t)
 	topo := newNATTopology(t, true)
 
-	s.must("git", "init", "-q", "-b", "main", "src")
-	blob := make([]byte, 1<<20)
-	_, _ = rand.Read(blob)
-	if err := os.WriteFile(s.path("src/blob"), blob, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s.must("git", "-C", s.path("src"), "add", "blob")
-	s.must("git", "-C", s.path("src"), "commit", "-q", "-m", "one")
-	head := s.must("git", "-C", s.path("src"), "rev-parse", "HEAD")
+	const blobSize = 1 << 20
+	head := s.blobRepo(t, "src", blobSize)
 
 	menode := filepath.Join(binDir, "menode")
-	run := func(root, ns, addr string, extra ...string) *daemon {
-		args := append([]string{"ip", "netns", "exec", ns, menode, "--root", s.path(root), "run", "--alias", root,
-			"--addr", addr, "--lan-discovery=false", "--watch-interval", "200ms", "--sync-interval", "1s"}, extra...)
-		d := s.start(root+".log", args...)
-		t.Cleanup(func() {
-			if t.Failed() {
-				t.Logf("log of %s:\n%s", root, d.logTail())
-			}
-		})
-		return d
-	}
+	run := func(root, ns, addr string, extra ...string) *daemon { return s.runIn(t, root, ns, addr, extra...) }
 	idP := s.must(menode, "--root", s.path("p"), "auth", "init")
 	idA := s.must(menode, "--root", s.path("a"), "auth", "init")
 	s.must(menode, "--root", s.path("b"), "auth", "init")
@@ -556,7 +522,37 @@ func TestConnect_relay(t *testing.T) {
 	repo := s.must(menode, "--root", s.path("a"), "repo", "add", "--path", s.path("src"))
 	s.cloneAndCheck(t, "b", repo, head)
 	status("p")
-	if !st.Relay.Enabled || st.Relay.Relayed < 1 || st.Relay.Bytes-before < int64(len(blob)) {
-		t.Errorf("P's relay counters: %+v; want at least %d bytes relayed during the clone (from %d)", st.Relay, len(blob), before)
+	if !st.Relay.Enabled || st.Relay.Relayed < 1 || st.Relay.Bytes-before < blobSize {
+		t.Errorf("P's relay counters: %+v; want at least %d bytes relayed during the clone (from %d)", st.Relay, blobSize, before)
 	}
+}
+
+// runIn starts a node of root inside namespace ns, listening on addr, with
+// LAN discovery off and short intervals; its log is shown if the test fails.
+func (s *sandbox) runIn(t *testing.T, root, ns, addr string, extra ...string) *daemon {
+	t.Helper()
+	args := append([]string{"ip", "netns", "exec", ns, filepath.Join(binDir, "menode"), "--root", s.path(root), "run", "--alias", root,
+		"--addr", addr, "--lan-discovery=false", "--watch-interval", "200ms", "--sync-interval", "1s"}, extra...)
+	d := s.start(root+".log", args...)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("log of %s:\n%s", root, d.logTail())
+		}
+	})
+	return d
+}
+
+// blobRepo makes a repository at name with one commit of size random
+// bytes (that compress to nothing less) and returns its head.
+func (s *sandbox) blobRepo(t *testing.T, name string, size int) string {
+	t.Helper()
+	s.must("git", "init", "-q", "-b", "main", name)
+	blob := make([]byte, size)
+	_, _ = rand.Read(blob)
+	if err := os.WriteFile(s.path(name+"/blob"), blob, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.must("git", "-C", s.path(name), "add", "blob")
+	s.must("git", "-C", s.path(name), "commit", "-q", "-m", "one")
+	return s.must("git", "-C", s.path(name), "rev-parse", "HEAD")
 }
