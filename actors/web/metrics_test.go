@@ -68,6 +68,15 @@ func value(families map[string]*dto.MetricFamily, name string, labels ...string)
 	return 0, false
 }
 
+// storeWrites is how many store writes the scrape's histogram counted.
+func storeWrites(families map[string]*dto.MetricFamily) uint64 {
+	f := families["menode_store_write_duration_seconds"]
+	if f == nil || len(f.GetMetric()) == 0 {
+		return 0
+	}
+	return f.GetMetric()[0].GetHistogram().GetSampleCount()
+}
+
 type want struct {
 	name   string
 	labels []string
@@ -90,7 +99,13 @@ func check(t *testing.T, node string, families map[string]*dto.MetricFamily, wan
 
 func TestMetrics_namesAndHelp(t *testing.T) {
 	n := startNode(t, t.TempDir(), "n0", nil, nil)
+	// The node stores its own announcement just after it starts: scrape
+	// until that write is counted, so the histogram below has a sample.
 	families := scrape(t, n)
+	for deadline := time.Now().Add(10 * time.Second); storeWrites(families) == 0 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+		families = scrape(t, n)
+	}
 	for _, m := range Metrics {
 		f := families[m.Name]
 		if f == nil {
