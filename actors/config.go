@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"context"
 	"log/slog"
 	"strconv"
 	"time"
@@ -14,6 +15,10 @@ import (
 // memberlist's DefaultLANConfig), so a test sets 50 ms where a node waits
 // 10 s. Sections follow the actors that read them.
 type Config struct {
+	// gitRunning counts the git commands the node's actors run; set by
+	// Start, waited on by Node.Stop (persist.GitRunning says why).
+	gitRunning *persist.GitRunning
+
 	Root           string
 	Alias          string
 	Addr           string        // UDP address to listen and dial from, e.g. 0.0.0.0:9000
@@ -265,4 +270,11 @@ func (c Config) withDefaults() Config {
 		c.MaxCatchUpBytes = 8 << 20
 	}
 	return c
+}
+
+// workContext is the context an actor runs its blocking work (git above
+// all) under: cancelled by the actor when it stops, and counted in the
+// node's gitRunning so Node.Stop returns only once that git has ended.
+func (c Config) workContext() (context.Context, context.CancelFunc) {
+	return context.WithCancel(persist.WithGitRunning(context.Background(), c.gitRunning))
 }

@@ -267,6 +267,7 @@ type Node struct {
 	root   *actor.PID
 	done   chan struct{}
 	stop   sync.Once
+	git    *persist.GitRunning
 }
 
 // Done is closed when the node has stopped, by Stop or because one of its
@@ -275,6 +276,7 @@ func (n *Node) Done() <-chan struct{} { return n.done }
 
 const (
 	startWait   = 5 * time.Second  // how long a start waits for a store held by a short-lived command
+	stopGitWait = 10 * time.Second // how long Stop waits for killed git to end (exec's WaitDelay is 5 s)
 	askTimeout  = 30 * time.Second // one actor asking another
 	workTimeout = 10 * time.Minute // git work done in a goroutine
 	callTimeout = 10 * time.Minute // a CLI command, end to end
@@ -285,6 +287,7 @@ const (
 // here, synchronously, before any actor runs.
 func Start(cfg Config) (*Node, error) {
 	cfg = cfg.withDefaults()
+	cfg.gitRunning = new(persist.GitRunning)
 	// What is opened is closed again, in reverse, if a later step fails.
 	var undo []func()
 	fail := func(err error) (*Node, error) {
@@ -344,7 +347,7 @@ func Start(cfg Config) (*Node, error) {
 	if err != nil {
 		return fail(fmt.Errorf("spawn node: %w", err))
 	}
-	return &Node{ID: n.id, system: system, root: root, done: n.done}, nil
+	return &Node{ID: n.id, system: system, root: root, done: n.done, git: cfg.gitRunning}, nil
 }
 
 func loadKey(cfg Config) (ed25519.PrivateKey, error) {
@@ -375,12 +378,14 @@ func (n *Node) Request(cmd any) (any, error) {
 	return res, nil
 }
 
-// Stop stops every actor (children first) and waits for them.
-// Calling it again does nothing.
+// Stop stops every actor (children first) and waits for them, and for
+// the git commands they ran to be gone (at most stopGitWait: each was
+// killed when its actor stopped). Calling it again does nothing.
 func (n *Node) Stop() {
 	n.stop.Do(func() {
 		_ = n.system.Root.PoisonFuture(n.root).Wait()
 		n.system.Shutdown()
+		n.git.Wait(stopGitWait)
 	})
 }
 
@@ -458,7 +463,7 @@ func (n *node) spawn(ctx actor.Context) {
 		ctx.Send(n.gossip, &gossipSiblings{Transport: n.transport, Sync: n.sync})
 		n.connectivityTransport(ctx)
 		n.watcher = spawnChild(ctx, "watcher", func() actor.Actor {
-			return &watcher{root: n.cfg.Root, interval: n.cfg.WatchInterval, store: n.store, gossip: n.gossip, log: n.log}
+			return &watcher{root: n.cfg.Root, running: n.cfg.gitRunning, interval: n.cfg.WatchInterval, store: n.store, gossip: n.gossip, log: n.log}
 		})
 		// Nodes known from earlier runs are dialed again.
 		askFor(ctx, n.store, &loadNodes{}, func(nodes []persist.Node, err error) {

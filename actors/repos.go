@@ -46,7 +46,7 @@ type repos struct {
 func (r *repos) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
-		r.runCtx, r.cancel = context.WithCancel(context.Background())
+		r.runCtx, r.cancel = r.cfg.workContext()
 	case *actor.Stopping:
 		r.cancel()
 	case *AddRepo:

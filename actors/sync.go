@@ -174,7 +174,7 @@ func newSyncer(cfg Config, store, gossip *actor.PID) *syncer {
 	}
 	s.upload, s.download = byteRate(cfg.MaxUploadRate), byteRate(cfg.MaxDownloadRate)
 	s.cache = persist.NewBundleCache(cfg.Root, cfg.MaxCacheSize)
-	s.runCtx, s.stopWork = context.WithCancel(context.Background())
+	s.runCtx, s.stopWork = cfg.workContext()
 	return s
 }
 

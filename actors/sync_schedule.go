@@ -150,7 +150,7 @@ func (s *syncer) start(ctx actor.Context, r *syncRepo) {
 		job := fetchJob{
 			want: r.want, wantSigned: r.wantSigned, mirror: r.mirror, resume: resume, peer: peer, peerPID: pid,
 			root: s.cfg.Root, maxBundle: s.cfg.MaxBundleSize, rate: s.download,
-			timings: s.cfg.transferTimings(), log: s.log.With("repo", id, "peer", peer),
+			timings: s.cfg.transferTimings(), work: s.cfg.workContext, log: s.log.With("repo", id, "peer", peer),
 		}
 		s.nextID++
 		name := fmt.Sprintf("fetch-%d", s.nextID)

@@ -89,6 +89,7 @@ type fetchJob struct {
 	maxBundle  int64
 	rate       *rate.Limiter // receive rate (tests throttle with it); nil: unlimited
 	timings    transferTimings
+	work       func() (context.Context, context.CancelFunc) // Config.workContext
 	log        *slog.Logger
 }
 
@@ -105,7 +106,7 @@ func (f *fetcher) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		ctx.Watch(f.job.peerPID)
-		runCtx, cancel := context.WithCancel(context.Background())
+		runCtx, cancel := f.job.work()
 		f.cancel = cancel
 		askFor(ctx, f.job.peerPID, &openStream{}, func(stream *quic.Stream, err error) {
 			if err != nil {

@@ -40,7 +40,8 @@ type server struct {
 	store   *actor.PID
 	rate    *rate.Limiter // shared upload cap; nil: unlimited
 	timings transferTimings
-	busy    string // over an upload cap: refuse, saying this
+	work    func() (context.Context, context.CancelFunc) // Config.workContext
+	busy    string                                       // over an upload cap: refuse, saying this
 	log     *slog.Logger
 	cancel  context.CancelFunc
 	done    bool
@@ -50,7 +51,7 @@ func (sv *server) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		ctx.Watch(sv.in.PeerPID)
-		runCtx, cancel := context.WithCancel(context.Background())
+		runCtx, cancel := sv.work()
 		sv.cancel = cancel
 		sv.start(ctx, runCtx)
 	case *serveResult:

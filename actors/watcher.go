@@ -39,6 +39,7 @@ type (
 // while one runs are skipped.
 type watcher struct {
 	root     string
+	running  *persist.GitRunning // the node's count of running git (Config.gitRunning)
 	interval time.Duration
 	store    *actor.PID
 	gossip   *actor.PID
@@ -69,7 +70,7 @@ func (w *watcher) Receive(ctx actor.Context) {
 		// The owned repositories are read once; repo add tells us of new
 		// ones. A tick touches only those, never what gossip learned.
 		w.own = map[wire.RepoID]persist.Repo{}
-		w.runCtx, w.stop = context.WithCancel(context.Background())
+		w.runCtx, w.stop = context.WithCancel(persist.WithGitRunning(context.Background(), w.running))
 		self, root := ctx.Self(), ctx.ActorSystem().Root
 		if n, err := newRefsNotifier(func() { root.Send(self, &watchTick{}) }); err == nil {
 			w.notify = n

@@ -177,6 +177,10 @@ func peerDataLimits(maxAlloc int64) (config, env []string) {
 
 // execGit runs `git -C dir config... args...` with env added to gitEnv's.
 func execGit(ctx context.Context, dir string, config, env []string, stdin io.Reader, stdout io.Writer, args []string) error {
+	if r := gitRunningOf(ctx); r != nil {
+		r.add()
+		defer r.done()
+	}
 	full := append(append([]string{"-C", dir}, config...), args...)
 	cmd := exec.CommandContext(ctx, "git", full...)
 	// exec keeps the last of duplicate variables: env wins over the

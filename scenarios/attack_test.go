@@ -75,8 +75,11 @@ const (
 	attackAnswerTime = time.Second
 	// With -race every signature check is many times slower, and the
 	// small flood of make test shares two cores with the daemons: there
-	// the limit is raceTimeFactor times attackLearnTime.
-	raceTimeFactor = 2
+	// the limits are raceTimeFactor times attackLearnTime and
+	// attackAnswerTime. 3, not 2: beside other work on the machine (CI
+	// beside three builds) the race build's p99 reached 2.1 s with a
+	// median of 0.44 s; the full flood without -race (make stress) keeps 1 s.
+	raceTimeFactor = 3
 	// How long the test waits for what should take attackLearnTime
 	// (or less) before it gives up: it goes on measuring past a broken
 	// bound, so that one run reports every figure.
