@@ -144,6 +144,15 @@ type Config struct {
 	// Relaying for others (relay.go): off unless set.
 	Relay               bool
 	RelayBytesPerClient int64 // bytes relayed for one client at most (default 1 GiB)
+
+	// Port mapping (portmap.go): ask the router (NAT-PMP, UPnP IGD) to
+	// forward the QUIC port. Off unless set (menode run turns it on;
+	// in-process tests must not talk to the machine's router).
+	PortMapping          bool
+	PortMapLease         time.Duration // lease asked for, renewed at half its life (default 1 h)
+	PortMapTimeout       time.Duration // one search for a router, or one call to it, gives up after this (default 3 s)
+	PortMapRetry         time.Duration // look for a router again this long after none answered or a renewal failed (default 5 min)
+	PortMapRemoveTimeout time.Duration // on stop, wait this long at most for the router to delete the mapping (default 2 s)
 }
 
 // LANPort is the UDP port LAN beacons are sent to and heard on (lan.go):
@@ -215,6 +224,10 @@ func (c Config) withDefaults() Config {
 	def(&c.PunchTimeout, 10*time.Second)
 	def(&c.PunchBackoff, 10*time.Second)
 	def(&c.PunchMaxAge, time.Minute)
+	def(&c.PortMapLease, time.Hour)
+	def(&c.PortMapTimeout, 3*time.Second)
+	def(&c.PortMapRetry, 5*time.Minute)
+	def(&c.PortMapRemoveTimeout, 2*time.Second)
 	if c.RelayBytesPerClient <= 0 {
 		c.RelayBytesPerClient = 1 << 30
 	}

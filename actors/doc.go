@@ -40,6 +40,9 @@
 //	 ├─ lan       signed beacons on the local link; dials their senders    lan.go
 //	 ├─ punch     hole punching through a peer connected to both           punch.go
 //	 ├─ relay     relayed connections when punching fails; relaying        relay.go
+//	 ├─ portmap   asks the router (NAT-PMP, UPnP IGD) to forward the QUIC  portmap.go
+//	 │            port, renews the lease, deletes it on stop; the mapped
+//	 │            address goes to reach as a candidate
 //	 └─ control   HTTP+JSON API on the unix socket $ROOT/menode.sock       control.go
 //
 // Also here: config.go (Config: every setting and timing, with its

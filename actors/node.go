@@ -248,6 +248,10 @@ type Status struct {
 	LAN            LANCounts   `json:"lan_discovery"`
 	Punches        PunchCounts `json:"punches"`
 	Relay          RelayCounts `json:"relay"`
+	// The router's mapping of our QUIC port (NAT-PMP or UPnP IGD), null
+	// when there is none; its external address is announced only once
+	// confirmed (ConfirmedAddrs).
+	PortMapping *PortMapping `json:"port_mapping"`
 }
 
 // Repository status values shown by RepoView.Status.

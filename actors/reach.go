@@ -70,9 +70,11 @@ type Reachability struct {
 
 // connectivityPIDs are the actors that take connectivity frames from
 // peer actors and follow peers up and down; nil ones are not running.
-type connectivityPIDs struct{ reach, lan, punch, relay *actor.PID }
+type connectivityPIDs struct{ reach, lan, punch, relay, portmap *actor.PID }
 
-func (c connectivityPIDs) all() []*actor.PID { return []*actor.PID{c.reach, c.lan, c.punch, c.relay} }
+func (c connectivityPIDs) all() []*actor.PID {
+	return []*actor.PID{c.reach, c.lan, c.punch, c.relay, c.portmap}
+}
 
 const (
 	maxAskAddrs    = wire.MaxAddresses // addresses we ask peers to check, at most
@@ -178,6 +180,8 @@ func (r *reach) Receive(ctx actor.Context) {
 			res.Error = wire.SafeText(m.err.Error())
 		}
 		ctx.Send(m.pid, &sendFrame{Frame: &wire.Frame{Body: &wire.Frame_DialBackResult{DialBackResult: res}}})
+	case *mappedAddr:
+		r.addMapped(ctx, m.Addr)
 	case *reachState:
 		ctx.Respond(r.view())
 	case *connectivitySiblings:
@@ -203,6 +207,22 @@ func (r *reach) add(addr string, observed bool) bool {
 	r.cands[addr] = &candidate{observed: observed, asked: map[wire.NodeID]bool{}}
 	r.order = append(r.order, addr)
 	return true
+}
+
+// addMapped makes an address a router mapped to us (portmap.go) a
+// candidate, and asks peers to dial it back even when it is one already:
+// it is often the address peers saw us at, which failed its dial-back
+// before the router forwarded the port.
+func (r *reach) addMapped(ctx actor.Context, addr string) {
+	if c := r.cands[addr]; c != nil {
+		if !c.confirmed {
+			c.asked, c.answers = map[wire.NodeID]bool{}, 0
+		}
+	} else if !r.add(addr, false) {
+		r.log.Debug("mapped address not a candidate", "addr", addr)
+		return
+	}
+	r.askAll(ctx)
 }
 
 // askAll asks connected peers to dial back every unconfirmed candidate,
@@ -398,6 +418,14 @@ func (n *node) spawnConnectivity(ctx actor.Context) {
 	n.built.connectivity.punch = spawnChild(ctx, "punch", func() actor.Actor { return pu })
 
 	bound := n.built.udp.LocalAddr().(*net.UDPAddr)
+	switch {
+	case !n.cfg.PortMapping:
+	case bound.IP.IsLoopback():
+		n.log.Info("port mapping off: the node listens on loopback only", "addr", bound)
+	default:
+		pm := newPortMap(n.cfg, uint16(bound.Port), n.built.connectivity.reach)
+		n.built.connectivity.portmap = spawnChild(ctx, "portmap", func() actor.Actor { return pm })
+	}
 	switch {
 	case !n.cfg.LANDiscovery:
 	case bound.IP.IsLoopback() && len(n.cfg.LANTargets) == 0:

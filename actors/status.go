@@ -45,6 +45,7 @@ type reporter struct {
 	lan   *LANCounts
 	punch *PunchCounts
 	relay *RelayCounts
+	pmap  *PortMapping
 
 	connectivity connectivityPIDs
 
@@ -94,6 +95,9 @@ func (s *reporter) Receive(ctx actor.Context) {
 	case RelayCounts:
 		s.relay = &m
 		s.answered(ctx)
+	case PortMapping:
+		s.pmap = &m
+		s.answered(ctx)
 	case *reposCounted:
 		s.repos = m.n
 		s.answered(ctx)
@@ -136,7 +140,8 @@ func (s *reporter) ask(ctx actor.Context) {
 		pid *actor.PID
 		msg any
 	}{{s.transport, &linkState{}}, {s.sync, &syncCounters{}}, {s.gossip, &gossipStats{}}, {s.store, &storeStats{}},
-		{s.connectivity.reach, &reachState{}}, {s.connectivity.lan, &lanState{}}, {s.connectivity.punch, &punchState{}}, {s.connectivity.relay, &relayState{}}}
+		{s.connectivity.reach, &reachState{}}, {s.connectivity.lan, &lanState{}}, {s.connectivity.punch, &punchState{}}, {s.connectivity.relay, &relayState{}},
+		{s.connectivity.portmap, &portMapState{}}}
 	for _, o := range owners {
 		if o.pid != nil {
 			ctx.Request(o.pid, o.msg)
@@ -159,7 +164,8 @@ func (s *reporter) ask(ctx actor.Context) {
 	wait := s.cfg.StatusWait
 	c := s.connectivity
 	if (s.transport != nil && s.link == nil) || (s.sync != nil && s.totals == nil) || (s.gossip != nil && s.gossipS == nil) || s.writes == nil ||
-		(c.reach != nil && s.reach == nil) || (c.lan != nil && s.lan == nil) || (c.punch != nil && s.punch == nil) || (c.relay != nil && s.relay == nil) {
+		(c.reach != nil && s.reach == nil) || (c.lan != nil && s.lan == nil) || (c.punch != nil && s.punch == nil) || (c.relay != nil && s.relay == nil) ||
+		(c.portmap != nil && s.pmap == nil) {
 		wait = askTimeout
 	}
 	w.cancel = sendAfter(ctx, wait, &statusDue{w: w})
@@ -214,6 +220,9 @@ func (s *reporter) status() Status {
 	}
 	if r := s.relay; r != nil {
 		st.Relay = *r
+	}
+	if p := s.pmap; p != nil && p.Protocol != "" {
+		st.PortMapping = p
 	}
 	return st
 }

@@ -33,6 +33,7 @@ func scenarioEnv(workDir string) []string {
 		"MENODE_HTTP_ADDR=127.0.0.1:0", // no fixed port for the status page
 		"MENODE_DIE_WITH_PARENT=1",     // nodes the scripts start die with the test binary
 		"MENODE_LAN_DISCOVERY=false",   // no beacons onto this machine's networks
+		"MENODE_PORT_MAPPING=false",    // no NAT-PMP or UPnP to this machine's router
 	}
 	for _, k := range []string{"GIT_AUTHOR", "GIT_COMMITTER"} {
 		env = append(env, k+"_NAME=Scenario", k+"_EMAIL=scenario@example.invalid")

@@ -125,6 +125,7 @@ func scriptParams(dir string) testscript.Params {
 			}
 			env.Setenv("MENODE_DIE_WITH_PARENT", "1")   // a killed test binary leaves no node (cmd/menode/deathsig_linux.go)
 			env.Setenv("MENODE_LAN_DISCOVERY", "false") // no beacons onto this machine's networks
+			env.Setenv("MENODE_PORT_MAPPING", "false")  // no NAT-PMP or UPnP to this machine's router
 			// git: never read this machine's config; fixed author.
 			env.Setenv("GIT_CONFIG_GLOBAL", os.DevNull)
 			env.Setenv("GIT_CONFIG_NOSYSTEM", "1")

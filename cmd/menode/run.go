@@ -41,6 +41,7 @@ type runCmd struct {
 	HTTPAddr       string        `name:"http-addr" default:"127.0.0.1:8470" env:"MENODE_HTTP_ADDR" help:"TCP address of the status page and /metrics (loopback unless --http-allow-remote; \"\" turns it off). When the default port is taken, the next few are tried."`
 	HTTPRemote     bool          `name:"http-allow-remote" help:"Allow --http-addr on an address other than loopback; the page then serves read-only data without local paths."`
 	LANDiscovery   bool          `name:"lan-discovery" default:"true" env:"MENODE_LAN_DISCOVERY" help:"Send a signed beacon on the local link every 30s and dial the nodes whose beacons are heard (UDP port 21029); --lan-discovery=false turns it off."`
+	PortMapping    bool          `name:"port-mapping" default:"true" env:"MENODE_PORT_MAPPING" help:"Ask the router to forward the QUIC port (NAT-PMP, else UPnP IGD), renew the lease and delete it on stop; the external address is announced only once a peer dials it back. --port-mapping=false turns it off."`
 	Relay          bool          `help:"Relay for nodes that hole punching cannot connect (symmetric NATs): opaque, end-to-end encrypted bytes between two nodes both connected to this one, at most 1GiB per client."`
 	MemoryLimit    byteSize      `name:"memory-limit" default:"192MiB" help:"Soft limit of the Go heap: garbage is collected more often as it nears the limit (0: none; GOMEMLIMIT, when set, wins)."`
 }
@@ -128,6 +129,7 @@ func (c *runCmd) Run(e *env) error {
 		MaxInbound: c.MaxInbound, MaxInboundPerIP: c.MaxInboundIP, DialPrivate: c.DialPrivate,
 		MirrorQuota: int64(c.MirrorQuota), MirrorQuotaPerCreator: int64(c.CreatorQuota), Seed: c.Seed,
 		HTTPURL: httpURL, LANDiscovery: c.LANDiscovery, Relay: c.Relay,
+		PortMapping: c.PortMapping,
 	})
 	if err != nil {
 		if page != nil {

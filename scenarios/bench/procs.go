@@ -67,7 +67,7 @@ func (p *proc) start(b *bench) error {
 	}
 	defer logf.Close()
 	p.cmd = exec.Command(b.bin, append([]string{"--root", p.root, "--log-level", "info", "run", "--alias", p.name}, p.args...)...)
-	p.cmd.Env = append(gitEnv(), "MENODE_HTTP_ADDR=127.0.0.1:0", "MENODE_LAN_DISCOVERY=false") // dozens of nodes: no fixed port, no beacons
+	p.cmd.Env = append(gitEnv(), "MENODE_HTTP_ADDR=127.0.0.1:0", "MENODE_LAN_DISCOVERY=false", "MENODE_PORT_MAPPING=false") // dozens of nodes: no fixed port, no beacons
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
 	if err := p.cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", p.name, err)

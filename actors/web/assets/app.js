@@ -93,6 +93,9 @@ function renderNode(st) {
   fill("alias", st.alias || "");
   fill("node-id", st.id);
   fill("node-addrs", (st.listen || []).join(", ") || "none");
+  const pm = st.port_mapping;
+  fill("node-portmap", pm ? pm.external_addr + " (" + pm.protocol + "), lease until " +
+    new Date(pm.lease_expires_at).toLocaleTimeString() + ((st.confirmed_addrs || []).includes(pm.external_addr) ? ", confirmed" : ", not confirmed yet") : "none");
   fill("node-uptime", ago(st.started));
   fill("node-version", st.version);
   const t = st.transfers || {};
