@@ -3,8 +3,11 @@ package actors
 import (
 	"crypto/rand"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/proto"
 
 	"github.com/menode/menode/wire"
 )
@@ -104,4 +107,62 @@ func TestPunch_answersAndDials(t *testing.T) {
 		st := status(t, n).Punches
 		return st.Answered == 1 && st.Refused == 2
 	})
+}
+
+// TestPunch_noAmplification: a punch request that names addresses of
+// another host (not where the relay sees its signer) has the node dial
+// only the signer's observed address: the other host gets no packet,
+// well under QUIC's 3x-what-the-requester-sent rule.
+func TestPunch_noAmplification(t *testing.T) {
+	n, addr, _ := startNode(t, "target")
+	relay := connectFake(t, n, addr, addr)
+	signer := &fakePeerConn{}
+	signer.key, signer.id = newKey(t)
+	listen, froms, ids := listenAs(t, signer.key)
+
+	victim, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { victim.Close() })
+	var got atomic.Int64
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			k, _, err := victim.ReadFromUDP(buf)
+			if err != nil {
+				return
+			}
+			got.Add(int64(k))
+		}
+	}()
+
+	req := signedPunch(t, signer, n.ID, false, nil, victim.LocalAddr().String(), "127.0.0.3:9")
+	req.ObservedAddr = listen
+	fr := punchFrame(req)
+	sent := proto.Size(fr)
+	relay.send(t, fr)
+	select {
+	case from := <-froms:
+		if from != addr {
+			t.Errorf("the punch dial came from %s, want %s", from, addr)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the node did not dial the signer's observed address")
+	}
+	// The dials to every address of a request start together: by the
+	// time the one to the signer has sent its certificate, a round trip
+	// later, one to the victim would have sent its first Initial.
+	select {
+	case <-ids:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the punch dial presented no certificate")
+	}
+	if a := status(t, n).Punches.Answered; a != 1 {
+		t.Errorf("answered %d punch requests, want 1", a)
+	}
+	// 3x would be QUIC's bound; the node sends nothing there at all.
+	if b := got.Load(); b > 0 {
+		t.Errorf("the address named in the request got %d bytes (3x what the requester sent is %d)", b, 3*sent)
+	}
 }

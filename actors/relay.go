@@ -30,6 +30,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/quic-go/quic-go"
+	"golang.org/x/time/rate"
 
 	"github.com/menode/menode/wire"
 )
@@ -83,6 +84,11 @@ const (
 	maxRelayDatagram   = 1500
 	maxRelaysPerClient = 8   // stream pairs one client may have open through us
 	maxRelays          = 128 // stream pairs open through us in all
+	// New stream pairs one client may start per second, in bursts of
+	// maxRelaysPerClient: one that closes its pairs and opens new ones
+	// again and again would otherwise have us open a stream on the
+	// target (which starts a QUIC server there) for each.
+	relayOpenRate = 1.0
 )
 
 type relay struct {
@@ -96,6 +102,7 @@ type relay struct {
 	relays   []wire.NodeID                 // connected peers that relay
 	open     map[wire.NodeID]int           // stream pairs per client
 	budget   map[wire.NodeID]*atomic.Int64 // bytes each client may still have relayed
+	starts   map[wire.NodeID]*rate.Limiter // new stream pairs each client may start
 	counts   RelayCounts
 	bytes    int64 // relayed, both ways: added to by the pipes (atomic), read into counts.Bytes
 	reaching map[wire.NodeID]bool
@@ -109,7 +116,7 @@ func newRelay(cfg Config, key ed25519.PrivateKey, id wire.NodeID) (*relay, error
 		return nil, err
 	}
 	return &relay{cfg: cfg, id: id, cert: cert, log: cfg.Logger, peers: map[wire.NodeID]*actor.PID{},
-		open: map[wire.NodeID]int{}, budget: map[wire.NodeID]*atomic.Int64{}, reaching: map[wire.NodeID]bool{},
+		open: map[wire.NodeID]int{}, budget: map[wire.NodeID]*atomic.Int64{}, starts: map[wire.NodeID]*rate.Limiter{}, reaching: map[wire.NodeID]bool{},
 		counts: RelayCounts{Enabled: cfg.Relay}}, nil
 }
 
@@ -175,14 +182,22 @@ func (r *relay) serve(ctx actor.Context, m *relayStreamIn) {
 			r.budget[m.From] = budget
 		}
 	}
+	starts := r.starts[m.From]
+	if starts == nil {
+		starts = rate.NewLimiter(relayOpenRate, maxRelaysPerClient)
+		if len(r.starts) < maxTargets {
+			r.starts[m.From] = starts
+		}
+	}
 	switch {
 	case !r.cfg.Relay || err != nil || target == nil || to == m.From:
 		r.counts.Refused++
 		resetStream(m.Stream)
 		return
-	case r.open[m.From] >= maxRelaysPerClient || r.counts.Relaying >= maxRelays || budget.Load() <= 0:
+	case r.open[m.From] >= maxRelaysPerClient || r.counts.Relaying >= maxRelays || budget.Load() <= 0 || !starts.Allow():
 		r.counts.Refused++
-		r.log.Info("relay quota reached", "client", m.From, "open", r.open[m.From], "bytes_left", budget.Load())
+		// Debug: a hostile client would otherwise fill the log.
+		r.log.Debug("relay quota reached", "client", m.From, "open", r.open[m.From], "bytes_left", budget.Load())
 		resetStream(m.Stream)
 		return
 	}

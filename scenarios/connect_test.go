@@ -1,6 +1,7 @@
 package scenarios
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
@@ -12,6 +13,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -83,15 +86,10 @@ func (l *nsLab) veth(a, da, addrA, b, db, addrB string) {
 	}
 }
 
-// udpIn opens a UDP socket inside namespace ns (a socket stays in the
-// namespace it was made in) bound to laddr.
-func udpIn(t *testing.T, ns, laddr string) *net.UDPConn {
-	t.Helper()
-	type res struct {
-		c   *net.UDPConn
-		err error
-	}
-	ch := make(chan res)
+// inNetns runs fn on an OS thread inside namespace ns (a socket stays in
+// the namespace it was made in).
+func inNetns(ns string, fn func() error) error {
+	ch := make(chan error)
 	go func() {
 		// The thread goes back to this process's namespace before it is
 		// unlocked. It must not end with the goroutine instead: a process
@@ -101,20 +99,20 @@ func udpIn(t *testing.T, ns, laddr string) *net.UDPConn {
 		runtime.LockOSThread()
 		home, err := os.Open("/proc/thread-self/ns/net")
 		if err != nil {
-			ch <- res{err: err}
+			ch <- err
 			return
 		}
 		defer home.Close()
 		f, err := os.Open(filepath.Join("/var/run/netns", ns))
 		if err != nil {
 			runtime.UnlockOSThread()
-			ch <- res{err: err}
+			ch <- err
 			return
 		}
 		defer f.Close()
 		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
 			runtime.UnlockOSThread()
-			ch <- res{err: fmt.Errorf("setns %s: %v", ns, err)}
+			ch <- fmt.Errorf("setns %s: %v", ns, err)
 			return
 		}
 		defer func() {
@@ -122,20 +120,124 @@ func udpIn(t *testing.T, ns, laddr string) *net.UDPConn {
 				runtime.UnlockOSThread()
 			} // else the thread stays locked and ends with the goroutine
 		}()
+		ch <- fn()
+	}()
+	return <-ch
+}
+
+// udpIn opens a UDP socket inside namespace ns bound to laddr.
+func udpIn(t *testing.T, ns, laddr string) *net.UDPConn {
+	t.Helper()
+	var c *net.UDPConn
+	err := inNetns(ns, func() error {
 		ua, err := net.ResolveUDPAddr("udp4", laddr)
 		if err != nil {
-			ch <- res{err: err}
-			return
+			return err
 		}
-		c, err := net.ListenUDP("udp4", ua)
-		ch <- res{c, err}
-	}()
-	r := <-ch
-	if r.err != nil {
-		t.Fatal(r.err)
+		c, err = net.ListenUDP("udp4", ua)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Cleanup(func() { r.c.Close() })
-	return r.c
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// udpCapture keeps the UDP payloads of every IPv4 packet an interface
+// sends or receives, read from an AF_PACKET socket (as tcpdump does).
+type udpCapture struct {
+	fd   int
+	stop atomic.Bool
+	done chan struct{}
+	mu   sync.Mutex
+	data [][]byte
+	size int64
+}
+
+const maxCapture = 64 << 20
+
+// captureUDP starts capturing on dev inside namespace ns until the test ends.
+func captureUDP(t *testing.T, ns, dev string) *udpCapture {
+	t.Helper()
+	c := &udpCapture{done: make(chan struct{})}
+	err := inNetns(ns, func() error {
+		ifi, err := net.InterfaceByName(dev)
+		if err != nil {
+			return err
+		}
+		proto := int(htons(unix.ETH_P_ALL))
+		c.fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, proto)
+		if err != nil {
+			return fmt.Errorf("packet socket: %w", err)
+		}
+		_ = unix.SetsockoptInt(c.fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 64<<20)
+		tv := unix.NsecToTimeval(int64(100 * time.Millisecond))
+		if err := unix.SetsockoptTimeval(c.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+			return err
+		}
+		return unix.Bind(c.fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifi.Index})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go c.loop()
+	t.Cleanup(c.close)
+	return c
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+func (c *udpCapture) loop() {
+	defer close(c.done)
+	buf := make([]byte, 1<<16)
+	for !c.stop.Load() {
+		n, _, err := unix.Recvfrom(c.fd, buf, 0)
+		if err != nil || n < 14+20+8 {
+			continue
+		}
+		p := buf[:n]
+		if p[12] != 0x08 || p[13] != 0x00 { // not IPv4
+			continue
+		}
+		ip := p[14:]
+		ihl := int(ip[0]&0x0f) * 4
+		if ip[9] != 17 || len(ip) < ihl+8 { // not UDP
+			continue
+		}
+		payload := ip[ihl+8:]
+		c.mu.Lock()
+		if c.size < maxCapture {
+			c.data = append(c.data, append([]byte(nil), payload...))
+			c.size += int64(len(payload))
+		}
+		c.mu.Unlock()
+	}
+}
+
+func (c *udpCapture) close() {
+	if c.stop.Swap(true) {
+		return
+	}
+	<-c.done
+	unix.Close(c.fd)
+}
+
+// payloads stops the capture and returns what it kept: the bytes in all
+// and, for each needle, how many of the packets hold it.
+func (c *udpCapture) payloads(needles ...[]byte) (size int64, holding []int) {
+	c.close()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	holding = make([]int, len(needles))
+	for _, p := range c.data {
+		for i, n := range needles {
+			if bytes.Contains(p, n) {
+				holding[i]++
+			}
+		}
+	}
+	return c.size, holding
 }
 
 // peerJSON is the part of `peers --json` these tests check.
@@ -459,13 +561,28 @@ func TestConnect_punch(t *testing.T) {
 // TestConnect_relay: as TestConnect_punch, but B's NAT is symmetric, so
 // punching gives up; B reaches A through P, which runs with --relay. The
 // sync completes over the relayed connection, and P's relay counters
-// show the bundle's bytes.
+// show the bundle's bytes. The repository holds a unique string that git
+// stores uncompressed: it is in the pack B receives (the control), and in
+// none of the UDP packets P's interface carried while it relayed.
 func TestConnect_relay(t *testing.T) {
 	s := newSandbox(t)
 	topo := newNATTopology(t, true)
 
 	const blobSize = 1 << 20
-	head := s.blobRepo(t, "src", blobSize)
+	s.blobRepo(t, "src", blobSize)
+	var nonce [16]byte
+	_, _ = rand.Read(nonce[:])
+	secret := []byte("menode-relay-privacy-" + hex.EncodeToString(nonce[:]))
+	// A's git (its mirror of src serves the bundle) stores objects and
+	// packs uncompressed.
+	rawGit := []string{"GIT_CONFIG_COUNT=2", "GIT_CONFIG_KEY_0=core.compression", "GIT_CONFIG_VALUE_0=0",
+		"GIT_CONFIG_KEY_1=pack.compression", "GIT_CONFIG_VALUE_1=0"}
+	if err := os.WriteFile(s.path("src/secret.txt"), secret, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.must("git", "-C", s.path("src"), "add", "secret.txt")
+	s.must("git", "-C", s.path("src"), "commit", "-q", "-m", "two")
+	head := s.must("git", "-C", s.path("src"), "rev-parse", "HEAD")
 
 	menode := filepath.Join(binDir, "menode")
 	run := func(root, ns, addr string, extra ...string) *daemon { return s.runIn(t, root, ns, addr, extra...) }
@@ -475,7 +592,7 @@ func TestConnect_relay(t *testing.T) {
 	boot := "--bootstrap-node=" + idP + "@10.216.0.1:9000"
 	nodes := map[string]*daemon{
 		"p": run("p", topo.pub, "10.216.0.1:9000", "--seed", "followed", "--relay"),
-		"a": run("a", topo.homes[0], "10.1.0.2:9000", boot),
+		"a": s.runInEnv(t, "a", topo.homes[0], "10.1.0.2:9000", rawGit, boot),
 		"b": run("b", topo.homes[1], "10.2.0.2:9000", boot),
 	}
 	for root, d := range nodes {
@@ -519,11 +636,50 @@ func TestConnect_relay(t *testing.T) {
 	}
 	status("p")
 	before := st.Relay.Bytes
+	capture := captureUDP(t, topo.pub, "eth0")
 	repo := s.must(menode, "--root", s.path("a"), "repo", "add", "--path", s.path("src"))
 	s.cloneAndCheck(t, "b", repo, head)
 	status("p")
 	if !st.Relay.Enabled || st.Relay.Relayed < 1 || st.Relay.Bytes-before < blobSize {
 		t.Errorf("P's relay counters: %+v; want at least %d bytes relayed during the clone (from %d)", st.Relay, blobSize, before)
+	}
+
+	// The control: git kept the string raw in the pack B received, so a
+	// relay that could read the relayed stream would see it too.
+	packs, _ := filepath.Glob(filepath.Join(s.path("b"), "repos", repo+".git", "objects", "pack", "*.pack"))
+	inPack := false
+	for _, f := range packs {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		inPack = inPack || bytes.Contains(b, secret)
+	}
+	if !inPack {
+		t.Fatalf("the string is in none of B's packs %v: the check below would prove nothing", packs)
+	}
+	// And the capture sees a string P's interface does carry in the clear.
+	canary := []byte("menode-capture-canary-" + hex.EncodeToString(nonce[:]))
+	if _, err := udpIn(t, topo.pub, "10.216.0.1:0").WriteToUDP(canary, &net.UDPAddr{IP: net.IPv4(10, 216, 0, 2), Port: 9}); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, 5*time.Second, "the capture sees the canary", func() (bool, string) {
+		capture.mu.Lock()
+		defer capture.mu.Unlock()
+		for _, p := range capture.data {
+			if bytes.Contains(p, canary) {
+				return true, ""
+			}
+		}
+		return false, "no canary yet"
+	})
+	size, holding := capture.payloads(secret)
+	t.Logf("P's interface carried %d bytes of UDP payload during the clone", size)
+	if size < 2*blobSize { // in from A and out to B
+		t.Errorf("captured %d bytes on P's interface, want at least %d: the capture missed the relayed bundle", size, 2*blobSize)
+	}
+	if holding[0] > 0 {
+		t.Errorf("%d UDP packets through P carry the repository's string in the clear", holding[0])
 	}
 }
 
@@ -531,8 +687,15 @@ func TestConnect_relay(t *testing.T) {
 // LAN discovery off and short intervals; its log is shown if the test fails.
 func (s *sandbox) runIn(t *testing.T, root, ns, addr string, extra ...string) *daemon {
 	t.Helper()
-	args := append([]string{"ip", "netns", "exec", ns, filepath.Join(binDir, "menode"), "--root", s.path(root), "run", "--alias", root,
-		"--addr", addr, "--lan-discovery=false", "--watch-interval", "200ms", "--sync-interval", "1s"}, extra...)
+	return s.runInEnv(t, root, ns, addr, nil, extra...)
+}
+
+// runInEnv is runIn with env (NAME=value) added to the node's environment.
+func (s *sandbox) runInEnv(t *testing.T, root, ns, addr string, env []string, extra ...string) *daemon {
+	t.Helper()
+	args := append(append([]string{"ip", "netns", "exec", ns, "env"}, env...), filepath.Join(binDir, "menode"), "--root", s.path(root), "run", "--alias", root,
+		"--addr", addr, "--lan-discovery=false", "--watch-interval", "200ms", "--sync-interval", "1s")
+	args = append(args, extra...)
 	d := s.start(root+".log", args...)
 	t.Cleanup(func() {
 		if t.Failed() {
