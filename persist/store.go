@@ -188,6 +188,9 @@ func openStore(root string, mayCompact bool) (*Store, error) {
 	if err == nil {
 		err = s.update(ensureRepoIndex)
 	}
+	if err == nil {
+		err = s.update(countNodes)
+	}
 	if err != nil {
 		s.Close()
 		return nil, err
@@ -508,7 +511,16 @@ func (s *Store) DeleteTransfer(id wire.RepoID) error {
 	})
 }
 
-// PutNode stores n under its ID, replacing any earlier record.
+// MaxNodes is how many node records the store keeps. Every peer that
+// completes a handshake is recorded, and keys cost nothing: without a
+// bound, a peer cycling through fresh keys grows the store (and the node's
+// memory, which maps it) for ever. Past MaxNodes, PutNode forgets the
+// least useful records (see trimNodes) down to 7/8 of it, so that it
+// trims once per MaxNodes/8 new nodes rather than on every one.
+const MaxNodes = 4096
+
+// PutNode stores n under its ID, replacing any earlier record; past
+// MaxNodes records it trims (see MaxNodes).
 func (s *Store) PutNode(n Node) error {
 	if n.ID.IsZero() {
 		return errors.New("put node: node has no ID")
@@ -519,8 +531,75 @@ func (s *Store) PutNode(n Node) error {
 		return fmt.Errorf("encode node %s: %w", n.ID, err)
 	}
 	return s.update(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketNodes).Put(n.ID[:], val)
+		b := tx.Bucket(bucketNodes)
+		known := b.Get(n.ID[:]) != nil
+		if err := b.Put(n.ID[:], val); err != nil {
+			return err
+		}
+		if known {
+			return nil
+		}
+		if count := b.Sequence() + 1; count <= MaxNodes {
+			return b.SetSequence(count)
+		}
+		left, err := trimNodes(b, n.ID, MaxNodes*7/8)
+		if err != nil {
+			return err
+		}
+		return b.SetSequence(uint64(left))
 	})
+}
+
+// countNodes sets the nodes bucket's sequence, which PutNode keeps as the
+// number of records, to that number (a store from before MaxNodes has 0).
+func countNodes(tx *bbolt.Tx) error {
+	b := tx.Bucket(bucketNodes)
+	count := uint64(b.Stats().KeyN)
+	if b.Sequence() == count {
+		return nil
+	}
+	return b.SetSequence(count)
+}
+
+// trimNodes deletes node records until keep are left, never keeping's own,
+// and returns how many are: first it deletes those with no address to dial
+// (nothing to redial at start), then the least recently seen. A record that
+// does not decode goes first.
+func trimNodes(b *bbolt.Bucket, keeping wire.NodeID, keep int) (int, error) {
+	type rec struct {
+		key  []byte
+		dial bool
+		seen time.Time
+	}
+	var recs []rec
+	err := b.ForEach(func(k, v []byte) error {
+		if bytes.Equal(k, keeping[:]) {
+			return nil
+		}
+		var n Node
+		r := rec{key: bytes.Clone(k)}
+		if json.Unmarshal(v, &n) == nil {
+			r.dial, r.seen = len(n.Addresses) > 0, n.LastSeen
+		}
+		recs = append(recs, r)
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	sort.Slice(recs, func(i, j int) bool {
+		if recs[i].dial != recs[j].dial {
+			return !recs[i].dial
+		}
+		return recs[i].seen.Before(recs[j].seen)
+	})
+	drop := max(0, len(recs)+1-keep)
+	for _, r := range recs[:drop] {
+		if err := b.Delete(r.key); err != nil {
+			return 0, err
+		}
+	}
+	return len(recs) + 1 - drop, nil
 }
 
 // Node returns one stored node; ok is false when it is unknown.

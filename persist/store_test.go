@@ -315,6 +315,60 @@ func TestStore_nodes(t *testing.T) {
 	}
 }
 
+// A peer cycling through fresh keys (each completes a handshake and is
+// recorded) must not grow the nodes bucket, nor the file, without bound;
+// what is forgotten first is what cannot be redialled, then the least
+// recently seen.
+func TestStore_nodesBounded(t *testing.T) {
+	s := openTestStore(t, t.TempDir())
+	start := time.Date(2025, 5, 6, 7, 8, 9, 0, time.UTC)
+	honest := Node{ID: testNodeID(1), Addresses: []string{"127.0.0.1:9000"}, LastSeen: start}
+	if err := s.PutNode(honest); err != nil {
+		t.Fatal(err)
+	}
+	fresh := func(i int) Node {
+		var id wire.NodeID
+		binary.BigEndian.PutUint32(id[1:], uint32(i))
+		id[0] = 0xee
+		return Node{ID: id, Alias: "sybil", LastSeen: start.Add(time.Duration(i) * time.Second)}
+	}
+	var size int64
+	for batch := range 6 * MaxNodes / 256 { // as the store actor does: many writes a commit
+		var err error
+		s.Group(func(g *Store) {
+			for i := batch * 256; i < (batch+1)*256 && err == nil; i++ {
+				err = g.PutNode(fresh(i))
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if batch == 2*MaxNodes/256 {
+			size = fileSize(s.path)
+		}
+	}
+	nodes, err := s.Nodes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(nodes) > MaxNodes {
+		t.Errorf("%d node records after %d fresh keys, want at most %d", len(nodes), 6*MaxNodes, MaxNodes)
+	}
+	if _, ok, _ := s.Node(honest.ID); !ok {
+		t.Error("the one dialable node was forgotten before nodes with no address")
+	}
+	last := fresh(6*MaxNodes - 1)
+	if _, ok, _ := s.Node(last.ID); !ok {
+		t.Error("the node just put was forgotten")
+	}
+	if _, ok, _ := s.Node(fresh(0).ID); ok {
+		t.Error("the least recently seen undialable node was kept")
+	}
+	if now := fileSize(s.path); now > size {
+		t.Errorf("store grew from %d to %d bytes over the last %d fresh keys", size, now, 4*MaxNodes)
+	}
+}
+
 func TestStore_announcements(t *testing.T) {
 	top := t
 	root := t.TempDir()
