@@ -197,6 +197,21 @@ func (c *Cluster) Connected() ([]map[int]bool, error) {
 	return out, nil
 }
 
+// WaitQuiet waits until no running node has logged a line for quiet: the
+// handshakes, dial-backs and discovery dials of a cluster's start are over,
+// so what a test measures next is not sharing the CPU with them.
+func (c *Cluster) WaitQuiet(quiet, timeout time.Duration) error {
+	return Poll(timeout, 50*time.Millisecond, fmt.Sprintf("no node logs for %v", quiet), func() (bool, error) {
+		var last time.Time
+		for i, l := range c.Logs {
+			if at := l.Last(); !c.stopped[i] && at.After(last) {
+				last = at
+			}
+		}
+		return time.Since(last) >= quiet, nil
+	})
+}
+
 // WaitConnected waits until every edge of the topology is a live
 // connection, and then until the live connections (which discovery may
 // add to) stop changing; it returns them.

@@ -46,6 +46,16 @@ func (l *Log) String() string {
 	return b.String()
 }
 
+// Last is when the newest line was written (zero for none).
+func (l *Log) Last() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.lines) == 0 {
+		return time.Time{}
+	}
+	return l.lines[len(l.lines)-1].At
+}
+
 // First returns the first line that contains every one of parts.
 func (l *Log) First(parts ...string) (Line, bool) {
 	l.mu.Lock()
