@@ -7,8 +7,10 @@ package actors
 import (
 	"cmp"
 	"slices"
+	"strings"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/menode/menode/wire"
 )
@@ -71,13 +73,12 @@ func (g *gossip) evictOldest(ctx actor.Context, origin wire.NodeID, keep string)
 	if victim == "" {
 		return false
 	}
-	h := g.drop(victim)
+	g.drop(victim)
 	g.dropped[dropEvicted]++
 	ctx.Send(g.store, &deleteAnnouncement{Key: victim})
-	if r := h.body().GetRepo(); r != nil {
-		if id, err := wire.ParseRepoID(r.RepoId); err == nil {
-			ctx.Send(g.store, &forgetRepo{ID: id})
-		}
+	if id, ok := repoOfKey(victim); ok {
+		ctx.Send(g.store, &forgetRepo{ID: id})
+		g.toSync(ctx, &repoForgotten{ID: id})
 	}
 	g.log.Debug("announcement evicted to stay within budget", "key", victim, "origin", origin)
 	return true
@@ -109,16 +110,61 @@ func (g *gossip) push(ctx actor.Context, p *gossipPeer, keys []string, ttl uint3
 	now := g.now()
 	p.credit = min(float64(g.catchUp), p.credit+now.Sub(p.at).Minutes()*float64(g.catchUp))
 	p.at = now
-	frames := make([]*wire.Frame, 0, len(all))
+	// What is held in memory goes as it is; the rest is read from the
+	// store (loadHeld), and the frames go in order once it answers.
+	raws := make([][]byte, 0, len(all))
+	var stored []heldAt
 	for _, h := range all {
 		if float64(h.size()) > p.credit {
 			g.dropped[dropCatchUp]++
 			continue
 		}
 		p.credit -= float64(h.size())
-		frames = append(frames, gossipFrame(h.signed(), ttl))
+		if h.raw == nil {
+			stored = append(stored, heldAt{Key: g.byID[h.msgID], Seq: h.seq, at: len(raws)})
+		}
+		raws = append(raws, h.raw)
 	}
-	if len(frames) > 0 {
-		ctx.Send(p.pid, &sendFrames{Frames: frames})
+	send := func() {
+		frames := make([]*wire.Frame, 0, len(raws))
+		for _, raw := range raws {
+			s := new(wire.SignedAnnouncement)
+			if raw != nil && proto.Unmarshal(raw, s) == nil {
+				frames = append(frames, gossipFrame(s, ttl))
+			}
+		}
+		if len(frames) > 0 {
+			ctx.Send(p.pid, &sendFrames{Frames: frames})
+		}
 	}
+	if len(stored) == 0 {
+		send()
+		return
+	}
+	askFor(ctx, g.store, &loadHeld{Slots: stored}, func(got [][]byte, err error) {
+		if err != nil {
+			g.log.Debug("gossip: read held announcements", "err", err)
+		}
+		for i, raw := range got {
+			if i < len(stored) {
+				raws[stored[i].at] = raw // nil: replaced or evicted meanwhile
+			}
+		}
+		send()
+	})
+}
+
+// repoOfKey is the repository of a repository announcement's slot key
+// (see slotKey).
+func repoOfKey(key string) (wire.RepoID, bool) {
+	rest, ok := strings.CutPrefix(key, kindRepo+"/")
+	if !ok {
+		return wire.RepoID{}, false
+	}
+	i := strings.LastIndexByte(rest, '/')
+	if i < 0 {
+		return wire.RepoID{}, false
+	}
+	id, err := wire.ParseRepoID(rest[i+1:])
+	return id, err == nil
 }

@@ -19,12 +19,12 @@ import (
 // Messages of the sync actor.
 type (
 	// repoAnnounced: gossip accepted a creator's announcement of a
-	// repository; Signed is it, encoded (read only: gossip holds the same
-	// bytes).
-	repoAnnounced struct {
-		Repo   persist.Repo
-		Signed []byte
-	}
+	// repository (and sent the store its record and the announcement
+	// first, which a fetch reads when it starts).
+	repoAnnounced struct{ Repo persist.Repo }
+	// repoForgotten: gossip evicted the announcement of a learned
+	// repository and the store forgot it, unless we mirror it.
+	repoForgotten struct{ ID wire.RepoID }
 	// inventorySeen: gossip accepted a node's inventory (repo -> RefsHash).
 	inventorySeen struct {
 		Origin wire.NodeID
@@ -38,8 +38,9 @@ type (
 		Timeout  time.Duration
 		Progress *actor.PID
 	}
-	// syncStates asks what sync knows of every repository. Reply: map[wire.RepoID]syncView.
-	syncStates struct{}
+	// syncStates asks what sync knows of the repositories IDs (of every
+	// one when IDs is nil). Reply: map[wire.RepoID]syncView.
+	syncStates struct{ IDs []wire.RepoID }
 	// syncCounters asks for transfer totals. Reply: syncTotals.
 	syncCounters struct{}
 	// syncTick: the sync interval's tick; also a retry after a backoff.
@@ -93,26 +94,41 @@ type TransferCounts struct {
 	CacheMisses    int64            `json:"cache_misses"`
 }
 
-// syncRepo is what sync tracks per repository.
+// syncRepo is what sync tracks per repository, in memory for every one it
+// knows: the repository in short (the records stay in the store and are
+// read when a fetch starts), so that 100,000 learned repositories cost a
+// few hundred bytes each (TestSync_memoryPerRepo).
 type syncRepo struct {
-	want persist.Repo // the creator-signed state
-	// wantSigned is want's announcement, encoded, when gossip handed it
-	// over (not after a restart, when want comes from the store).
-	wantSigned []byte
-	mirror     persist.Mirror
-	fetching   *actor.PID
-	peer       wire.NodeID
-	status     transferStatus
-	failures   map[wire.NodeID]*backoff
-	waiters    []*syncWaiter
-	lastError  string
-	size       int64 // bytes of the mirror on disk
-	partSize   int64 // bytes of a .part file kept for a resume
-	reserved   int64 // bytes of the quota the running fetch reserved
-	statusAt   time.Time
-	rate       float64 // bytes per second of the running fetch, smoothed
-	refused    uint64  // the seq of the signed state refused for the mirror quota
+	repoSummary
+	fetch     *syncFetch               // the running fetch; nil when none
+	failures  map[wire.NodeID]*backoff // nil until a fetch fails
+	waiters   []*syncWaiter
+	lastError string
+	size      int64  // bytes of the mirror on disk
+	partSize  int64  // bytes of a .part file kept for a resume
+	refused   uint64 // the seq of the signed state refused for the mirror quota
 }
+
+// syncFetch is a running fetch of a repository.
+type syncFetch struct {
+	pid      *actor.PID
+	peer     wire.NodeID
+	status   transferStatus
+	statusAt time.Time
+	rate     float64 // bytes per second, smoothed
+	reserved int64   // bytes of the quota it reserved
+}
+
+// reserved is what r's running fetch reserved of the quota.
+func (r *syncRepo) reserved() int64 {
+	if r.fetch == nil {
+		return 0
+	}
+	return r.fetch.reserved
+}
+
+// fetching reports whether pid is r's running fetch.
+func (r *syncRepo) fetching(pid *actor.PID) bool { return r.fetch != nil && r.fetch.pid.Equal(pid) }
 
 type backoff struct {
 	attempts int
@@ -127,7 +143,7 @@ type syncWaiter struct {
 
 // behind reports whether the mirror lacks the signed refs.
 func (r *syncRepo) behind() bool {
-	return !r.want.Local && len(r.want.Refs) > 0 && wire.RefsHash(r.mirror.Refs) != wire.RefsHash(r.want.Refs)
+	return !r.Local && r.HasRefs && r.Mirror != r.Refs
 }
 
 // syncer is the sync scheduler: it knows which repositories are behind and
@@ -193,18 +209,17 @@ func (s *syncer) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		s.cancelTick = sendEvery(ctx, s.cfg.SyncInterval, &syncTick{})
-		askFor(ctx, s.store, &loadRepos{}, func(states []repoState, err error) {
+		askFor(ctx, s.store, &loadRepoSummaries{}, func(sums []repoSummary, err error) {
 			if err != nil {
 				s.log.Error("sync: load repositories", "err", err)
 				return
 			}
-			for _, st := range states {
-				r := s.repo(st.Repo.ID)
-				r.want, r.mirror = st.Repo, st.Mirror.Mirror
+			for _, sum := range sums {
+				s.repo(sum.ID).repoSummary = sum
 			}
-			ids := make([]wire.RepoID, 0, len(s.repos))
+			var ids []wire.RepoID
 			for id, r := range s.repos {
-				if !r.want.Local && len(r.mirror.Refs) > 0 {
+				if !r.Local && r.Mirrored {
 					ids = append(ids, id)
 				}
 			}
@@ -230,33 +245,32 @@ func (s *syncer) Receive(ctx actor.Context) {
 		})
 	case *repoAnnounced:
 		r := s.repo(m.Repo.ID)
-		if m.Repo.Seq > r.want.Seq || len(r.want.Refs) == 0 {
+		if m.Repo.Seq > r.Seq || !r.HasRefs {
 			// Gossip knows the creator's state; the local flags are ours.
-			followed, removed, clones := r.want.Followed, r.want.Removed, r.want.Clones
-			r.want, r.wantSigned = m.Repo, m.Signed
-			r.want.Followed, r.want.Removed, r.want.Clones = followed, removed, clones
+			r.Creator, r.Seq, r.Refs, r.HasRefs = m.Repo.Creator, m.Repo.Seq, wire.RefsHash(m.Repo.Refs), len(m.Repo.Refs) > 0
 		}
 		s.reschedule(ctx)
+	case *repoForgotten:
+		if r := s.repos[m.ID]; r != nil && r.fetch == nil && !r.Local && !r.Mirrored && !r.Followed && !r.Cloned && len(r.waiters) == 0 {
+			delete(s.repos, m.ID)
+		}
 	case *repoChanged:
 		r := s.repo(m.Repo.ID)
-		if m.Repo.Seq >= r.want.Seq {
-			if m.Repo.Seq > r.want.Seq {
-				r.wantSigned = nil // of the older state
-			}
-			r.want = m.Repo
+		if m.Repo.Seq >= r.Seq {
+			r.setRepo(m.Repo)
 		} else {
-			r.want.Followed, r.want.Removed, r.want.Clones = m.Repo.Followed, m.Repo.Removed, m.Repo.Clones
+			r.setFlags(m.Repo)
 		}
 		r.refused = 0
 		s.reschedule(ctx)
 	case *repoRemoved:
 		if r := s.repos[m.ID]; r != nil {
-			if r.fetching != nil {
-				ctx.Stop(r.fetching) // its Terminated frees the slot
+			if r.fetch != nil {
+				ctx.Stop(r.fetch.pid) // its Terminated frees the slot
 			}
-			r.mirror, r.size, r.partSize, r.refused, r.lastError = persist.Mirror{}, 0, 0, 0, ""
-			r.want.Removed, r.want.Followed, r.want.Clones = true, false, nil
-			if r.want.Local {
+			r.Mirror, r.Mirrored, r.size, r.partSize, r.refused, r.lastError = noRefs, false, 0, 0, 0, ""
+			r.Removed, r.Followed, r.Cloned = true, false, false
+			if r.Local {
 				delete(s.repos, m.ID)
 			}
 		}
@@ -280,6 +294,7 @@ func (s *syncer) Receive(ctx actor.Context) {
 			delete(s.aliases, m.ID)
 		}
 	case *syncTick:
+		s.forgetFailures(time.Now())
 		s.reschedule(ctx)
 	case *scheduleNow:
 		s.pending = false
@@ -289,7 +304,7 @@ func (s *syncer) Receive(ctx actor.Context) {
 	case *waitExpired:
 		s.expire(m)
 	case *syncStates:
-		ctx.Respond(s.views())
+		ctx.Respond(s.views(m.IDs))
 	case *syncCounters:
 		counts := s.counts
 		counts.FetchesFailed = maps.Clone(s.counts.FetchesFailed)
@@ -318,8 +333,8 @@ func (s *syncer) Receive(ctx actor.Context) {
 			return
 		}
 		for _, r := range s.repos {
-			if r.fetching != nil && r.fetching.Equal(m.Who) {
-				s.ended(ctx, &transferEnded{Repo: r.want.ID, Peer: r.peer, Err: errors.New("transfer failed")})
+			if r.fetching(m.Who) {
+				s.ended(ctx, &transferEnded{Repo: r.ID, Peer: r.fetch.peer, Err: errors.New("transfer failed")})
 			}
 		}
 	case *setInterval:
@@ -341,11 +356,27 @@ func (s *syncer) Receive(ctx actor.Context) {
 	}
 }
 
+// forgetFailures forgets the failed fetches from a seeder whose backoff
+// ended over SyncBackoffMax ago: what sync keeps per repository and
+// seeder is bounded by the seeders that failed lately, not by every key
+// that ever served a bad bundle.
+func (s *syncer) forgetFailures(now time.Time) {
+	for _, r := range s.repos {
+		for id, b := range r.failures {
+			if now.Sub(b.until) > s.cfg.SyncBackoffMax {
+				delete(r.failures, id)
+			}
+		}
+		if len(r.failures) == 0 {
+			r.failures = nil
+		}
+	}
+}
+
 func (s *syncer) repo(id wire.RepoID) *syncRepo {
 	r := s.repos[id]
 	if r == nil {
-		r = &syncRepo{failures: map[wire.NodeID]*backoff{}}
-		r.want.ID = id
+		r = &syncRepo{repoSummary: repoSummary{ID: id, Mirror: noRefs}}
 		s.repos[id] = r
 	}
 	return r
@@ -353,21 +384,21 @@ func (s *syncer) repo(id wire.RepoID) *syncRepo {
 
 func (s *syncer) progress(ctx actor.Context, m *transferStatus) {
 	r := s.repos[m.Repo]
-	if r == nil {
+	if r == nil || r.fetch == nil {
 		return
 	}
-	now := time.Now()
-	if prev := r.status; prev.Peer == m.Peer && m.Bytes > prev.Bytes && !r.statusAt.IsZero() {
-		if dt := now.Sub(r.statusAt).Seconds(); dt > 0 {
+	f, now := r.fetch, time.Now()
+	if prev := f.status; prev.Peer == m.Peer && m.Bytes > prev.Bytes && !f.statusAt.IsZero() {
+		if dt := now.Sub(f.statusAt).Seconds(); dt > 0 {
 			inst := float64(m.Bytes-prev.Bytes) / dt
-			if r.rate == 0 {
-				r.rate = inst
+			if f.rate == 0 {
+				f.rate = inst
 			} else {
-				r.rate = 0.7*r.rate + 0.3*inst // smoothed: chunks arrive in bursts
+				f.rate = 0.7*f.rate + 0.3*inst // smoothed: chunks arrive in bursts
 			}
 		}
 	}
-	r.status, r.statusAt = *m, now
+	f.status, f.statusAt = *m, now
 	s.notifyWaiters(ctx, r, s.progressOf(r))
 }
 
@@ -375,11 +406,11 @@ func (s *syncer) progress(ctx actor.Context, m *transferStatus) {
 // seeder's alias, and the time left when bytes arrive at a known rate
 // towards a known (or estimated) size.
 func (s *syncer) progressOf(r *syncRepo) *Progress {
-	m := r.status
+	m, rate := r.fetch.status, r.fetch.rate
 	p := &Progress{Repo: m.Repo, Phase: m.Phase, Peer: m.Peer, PeerAlias: s.aliases[m.Peer], Bytes: m.Bytes, Size: m.Size,
-		Estimated: m.Estimated, Rate: r.rate, Percent: m.Percent, Step: m.Step, Objects: m.Objects, ObjectsTotal: m.ObjectsTotal}
-	if m.Phase == PhaseReceiving && m.Size > m.Bytes && r.rate > 0 {
-		p.ETA = float64(m.Size-m.Bytes) / r.rate
+		Estimated: m.Estimated, Rate: rate, Percent: m.Percent, Step: m.Step, Objects: m.Objects, ObjectsTotal: m.ObjectsTotal}
+	if m.Phase == PhaseReceiving && m.Size > m.Bytes && rate > 0 {
+		p.ETA = float64(m.Size-m.Bytes) / rate
 	}
 	return p
 }
@@ -396,7 +427,7 @@ func (s *syncer) notifyWaiters(ctx actor.Context, r *syncRepo, p *Progress) {
 func (s *syncer) syncNow(ctx actor.Context, m *syncNow) {
 	reply := replier(ctx)
 	r := s.repos[m.ID]
-	if r == nil || len(r.want.Refs) == 0 {
+	if r == nil || !r.HasRefs {
 		reply(fmt.Errorf("unknown repository %s; `menode repo list` shows the known ones", m.ID))
 		return
 	}
@@ -425,7 +456,7 @@ func (s *syncer) syncNow(ctx actor.Context, m *syncNow) {
 	w.cancel = sendAfter(ctx, timeout, &waitExpired{ID: m.ID, waiter: w})
 	r.waiters = append(r.waiters, w)
 	s.reschedule(ctx)
-	if r.fetching != nil && w.progress != nil {
+	if r.fetch != nil && w.progress != nil {
 		ctx.Send(w.progress, s.progressOf(r))
 	}
 }
@@ -454,13 +485,21 @@ func (s *syncer) expire(m *waitExpired) {
 	m.waiter.reply(fmt.Errorf("%s was not synced in time (%s); check that its creator or a seeder is online (menode peers)", m.ID, why))
 }
 
-func (s *syncer) views() map[wire.RepoID]syncView {
-	out := make(map[wire.RepoID]syncView, len(s.repos))
-	for id, r := range s.repos {
+// views is what sync knows of the repositories ids (nil: of every one).
+func (s *syncer) views(ids []wire.RepoID) map[wire.RepoID]syncView {
+	if ids == nil {
+		ids = slices.Collect(maps.Keys(s.repos))
+	}
+	out := make(map[wire.RepoID]syncView, len(ids))
+	for _, id := range ids {
+		r := s.repos[id]
+		if r == nil {
+			continue
+		}
 		v := syncView{Seeders: s.seeders(r), LastError: r.lastError}
-		if r.fetching != nil {
-			v.Syncing, v.Bytes, v.Size = true, r.status.Bytes, r.status.Size
-			v.Phase, v.Percent, v.Step = r.status.Phase, r.status.Percent, r.status.Step
+		if f := r.fetch; f != nil {
+			v.Syncing, v.Bytes, v.Size = true, f.status.Bytes, f.status.Size
+			v.Phase, v.Percent, v.Step = f.status.Phase, f.status.Percent, f.status.Step
 		}
 		out[id] = v
 	}

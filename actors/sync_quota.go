@@ -21,15 +21,15 @@ import (
 func (s *syncer) quotaLeft(r *syncRepo) int64 {
 	var total, creator int64
 	for _, o := range s.repos {
-		if o.want.Local {
+		if o.Local {
 			continue
 		}
 		used := o.size
 		if o != r {
-			used += max(o.partSize, o.reserved)
+			used += max(o.partSize, o.reserved())
 		}
 		total += used
-		if o.want.Creator == r.want.Creator {
+		if o.Creator == r.Creator {
 			creator += used
 		}
 	}
@@ -41,13 +41,13 @@ func (s *syncer) quotaLeft(r *syncRepo) int64 {
 // that fetches running at once cannot together pass it.
 func (s *syncer) reserve(m *reserveQuota) {
 	r := s.repos[m.Repo]
-	if r == nil || r.fetching == nil || !r.fetching.Equal(m.PID) {
+	if r == nil || !r.fetching(m.PID) {
 		m.Reply <- quotaGrant{}
 		return
 	}
 	left := s.quotaLeft(r)
 	if grant := min(m.Want, left); grant >= m.Need {
-		r.reserved = grant
+		r.fetch.reserved = grant
 		m.Reply <- quotaGrant{Granted: grant, Left: left}
 		return
 	}
@@ -84,7 +84,7 @@ func (s *syncer) checkParts(ctx actor.Context, parts map[wire.RepoID]int64) {
 	for id, size := range parts {
 		askFor(ctx, s.store, &loadTransfer{ID: id}, func(t persist.Transfer, _ error) {
 			r := s.repos[id]
-			if r == nil || r.want.Local || len(t.BundleID) == 0 || string(t.RefsHash) != string(refsHashBytes(r.want.Refs)) {
+			if r == nil || r.Local || len(t.BundleID) == 0 || string(t.RefsHash) != string(r.Refs[:]) {
 				stale = append(stale, id)
 				s.log.Info("sync: dropping a receive file of refs no longer wanted", "repo", id, "bytes", size)
 			} else {

@@ -13,7 +13,6 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
-	"github.com/menode/menode/persist"
 	"github.com/menode/menode/wire"
 )
 
@@ -24,13 +23,12 @@ import (
 // seeders lists the nodes known to serve r's signed refs: its creator and
 // every node whose inventory lists them.
 func (s *syncer) seeders(r *syncRepo) []wire.NodeID {
-	want := wire.RefsHash(r.want.Refs)
 	var out []wire.NodeID
-	if !r.want.Creator.IsZero() {
-		out = append(out, r.want.Creator)
+	if !r.Creator.IsZero() {
+		out = append(out, r.Creator)
 	}
 	for origin, inv := range s.inventories {
-		if h, ok := inv[r.want.ID]; ok && h == want && origin != r.want.Creator {
+		if h, ok := inv[r.ID]; ok && h == r.Refs && origin != r.Creator {
 			out = append(out, origin)
 		}
 	}
@@ -56,7 +54,7 @@ func (s *syncer) schedule(ctx actor.Context) {
 	}
 	ids := make([]wire.RepoID, 0, len(s.repos))
 	for id, r := range s.repos {
-		if r.fetching == nil && r.behind() && s.wanted(r) && s.reachable(r) {
+		if r.fetch == nil && r.behind() && s.wanted(r) && s.reachable(r) {
 			ids = append(ids, id)
 		}
 	}
@@ -65,7 +63,7 @@ func (s *syncer) schedule(ctx actor.Context) {
 		if s.fetches >= s.cfg.MaxFetches {
 			return
 		}
-		if r := s.repos[id]; s.wanted(r) && (r.refused == 0 || r.refused != r.want.Seq) {
+		if r := s.repos[id]; s.wanted(r) && (r.refused == 0 || r.refused != r.Seq) {
 			s.start(ctx, r)
 		}
 	}
@@ -74,12 +72,11 @@ func (s *syncer) schedule(ctx actor.Context) {
 // reachable reports whether a seeder of r is connected (cheap: checked
 // before anything that walks every repository).
 func (s *syncer) reachable(r *syncRepo) bool {
-	if s.peers[r.want.Creator] != nil {
+	if s.peers[r.Creator] != nil {
 		return true
 	}
-	want := wire.RefsHash(r.want.Refs)
 	for origin, inv := range s.inventories {
-		if s.peers[origin] != nil && inv[r.want.ID] == want {
+		if s.peers[origin] != nil && inv[r.ID] == r.Refs {
 			return true
 		}
 	}
@@ -89,7 +86,7 @@ func (s *syncer) reachable(r *syncRepo) bool {
 // wanted reports whether the seeding policy has this node fetch r: not
 // removed, and followed (or cloned) unless it seeds everything.
 func (s *syncer) wanted(r *syncRepo) bool {
-	return !r.want.Removed && (s.cfg.Seed != SeedFollowed || r.want.Followed || len(r.want.Clones) > 0)
+	return !r.Removed && (s.cfg.Seed != SeedFollowed || r.Followed || r.Cloned)
 }
 
 // start picks a connected seeder that is not backing off and not at its
@@ -99,9 +96,9 @@ func (s *syncer) wanted(r *syncRepo) bool {
 // stalls, the next try goes to one that has not), at random.
 func (s *syncer) start(ctx actor.Context, r *syncRepo) {
 	if s.quotaLeft(r) <= 0 {
-		r.refused = r.want.Seq
+		r.refused = r.Seq
 		r.lastError = "refused: the mirrors are at their quota; raise --mirror-quota or remove repositories"
-		s.log.Warn("sync: repository refused", "repo", r.want.ID, "creator", r.want.Creator, "err", r.lastError)
+		s.log.Warn("sync: repository refused", "repo", r.ID, "creator", r.Creator, "err", r.lastError)
 		return
 	}
 	now := time.Now()
@@ -123,15 +120,22 @@ func (s *syncer) start(ctx actor.Context, r *syncRepo) {
 		if !nextTry.IsZero() {
 			sendAfter(ctx, time.Until(nextTry)+10*time.Millisecond, &syncTick{})
 		}
-		s.notifyWaiters(ctx, r, &Progress{Repo: r.want.ID, Phase: PhaseWaiting, Message: "no seeder reachable yet"})
+		s.notifyWaiters(ctx, r, &Progress{Repo: r.ID, Phase: PhaseWaiting, Message: "no seeder reachable yet"})
 		return
 	}
-	id := r.want.ID
+	id := r.ID
+	// What the fetch starts from is read now (sync keeps it in short).
 	// No resume point (or none readable) is a zero Transfer: start afresh.
-	askFor(ctx, s.store, &loadTransfer{ID: id}, func(resume persist.Transfer, _ error) {
-		if r.fetching != nil || !r.behind() || s.fetches >= s.cfg.MaxFetches {
+	askFor(ctx, s.store, &loadFetch{ID: id}, func(st fetchState, err error) {
+		if r.fetch != nil || !r.behind() || s.fetches >= s.cfg.MaxFetches || s.repos[id] != r {
 			return
 		}
+		if err != nil || wire.RefsHash(st.Repo.Refs) != r.Refs {
+			// Not recorded yet, or replaced meanwhile: the next tick tries again.
+			s.log.Debug("sync: the stored record is not of the state to fetch", "repo", id, "err", err)
+			return
+		}
+		resume := st.Transfer
 		// Other fetches may have started meanwhile.
 		candidates = slices.DeleteFunc(candidates, func(id wire.NodeID) bool {
 			return s.peers[id] == nil || s.perPeer[id] >= s.cfg.MaxFetchesPerPeer
@@ -148,18 +152,19 @@ func (s *syncer) start(ctx actor.Context, r *syncRepo) {
 			return
 		}
 		job := fetchJob{
-			want: r.want, wantSigned: r.wantSigned, mirror: r.mirror, resume: resume, peer: peer, peerPID: pid,
+			want: st.Repo, wantSigned: st.Signed, mirror: st.Mirror, resume: resume, peer: peer, peerPID: pid,
 			root: s.cfg.Root, maxBundle: s.cfg.MaxBundleSize, rate: s.download,
 			timings: s.cfg.transferTimings(), work: s.cfg.workContext, log: s.log.With("repo", id, "peer", peer),
 		}
 		s.nextID++
 		name := fmt.Sprintf("fetch-%d", s.nextID)
-		r.fetching = spawnChild(ctx, name, func() actor.Actor {
-			return &fetcher{job: job, store: s.store, log: job.log}
-		})
-		r.peer = peer
+		r.fetch = &syncFetch{
+			pid: spawnChild(ctx, name, func() actor.Actor {
+				return &fetcher{job: job, store: s.store, log: job.log}
+			}),
+			peer: peer, status: transferStatus{Repo: id, Peer: peer, Phase: PhaseReceiving},
+		}
 		s.perPeer[peer]++
-		r.status, r.statusAt, r.rate = transferStatus{Repo: id, Peer: peer, Phase: PhaseReceiving}, time.Time{}, 0
 		s.fetches++
 		s.counts.FetchesStarted++
 		s.log.Info("sync: fetching", "repo", id, "peer", peer)
@@ -204,27 +209,30 @@ func (s *syncer) ended(ctx actor.Context, m *transferEnded) {
 		return
 	}
 	r := s.repos[m.Repo]
-	if r == nil || r.fetching == nil || (m.PID != nil && !r.fetching.Equal(m.PID)) {
+	if r == nil || r.fetch == nil || (m.PID != nil && !r.fetching(m.PID)) {
 		return
 	}
-	r.fetching = nil
-	r.reserved = 0
+	peer := r.fetch.peer
+	r.fetch = nil
 	if m.PartMeasured {
 		r.partSize = m.PartSize
 	}
 	s.fetches--
-	if s.perPeer[r.peer]--; s.perPeer[r.peer] <= 0 {
-		delete(s.perPeer, r.peer)
+	if s.perPeer[peer]--; s.perPeer[peer] <= 0 {
+		delete(s.perPeer, peer)
 	}
 	s.bytesIn += m.BytesIn
 	switch {
 	case m.Err == nil && m.Mirror != nil:
 		s.counts.FetchesDone++
-		r.mirror, r.size, r.refused = *m.Mirror, m.MirrorSize, 0
+		r.Mirror, r.Mirrored, r.size, r.refused = wire.RefsHash(m.Mirror.Refs), len(m.Mirror.Refs) > 0, m.MirrorSize, 0
 		delete(r.failures, m.Peer)
+		if len(r.failures) == 0 {
+			r.failures = nil
+		}
 		r.lastError = ""
-		s.log.Info("sync: mirror updated", "repo", m.Repo, "peer", m.Peer, "refs", len(r.mirror.Refs), "bytes", m.BytesIn)
-		ctx.Send(s.gossip, &mirrorUpdated{ID: m.Repo, Refs: r.mirror.Refs})
+		s.log.Info("sync: mirror updated", "repo", m.Repo, "peer", m.Peer, "refs", len(m.Mirror.Refs), "bytes", m.BytesIn)
+		ctx.Send(s.gossip, &mirrorUpdated{ID: m.Repo, Refs: m.Mirror.Refs})
 		if !r.behind() {
 			for _, w := range r.waiters {
 				w.cancel()
@@ -239,9 +247,9 @@ func (s *syncer) ended(ctx actor.Context, m *transferEnded) {
 		s.counts.FetchesFailed["over_quota"]++
 		// Not the seeder's fault, and no use asking again until the
 		// creator signs another state (or the node restarts).
-		r.refused = r.want.Seq
+		r.refused = r.Seq
 		r.lastError = wire.OneLine(m.Err.Error())
-		s.log.Warn("sync: repository refused", "repo", m.Repo, "creator", r.want.Creator, "err", r.lastError)
+		s.log.Warn("sync: repository refused", "repo", m.Repo, "creator", r.Creator, "err", r.lastError)
 		for _, w := range r.waiters {
 			w.cancel()
 			w.reply(fmt.Errorf("%s: %s", m.Repo, r.lastError))
@@ -260,6 +268,9 @@ func (s *syncer) ended(ctx actor.Context, m *transferEnded) {
 		}
 		b := r.failures[m.Peer]
 		if b == nil {
+			if r.failures == nil {
+				r.failures = map[wire.NodeID]*backoff{}
+			}
 			b = &backoff{}
 			r.failures[m.Peer] = b
 		}
