@@ -183,6 +183,9 @@ func TestGossip_behavior(t *testing.T) {
 		h.deliver(a, seq5b, 5) // same seq, different payload
 		h.deliver(a, seq6, 5)
 		h.waitFrame(b, seq6)
+		// The store's copy and the relay go to different actors: the
+		// relay may come first.
+		eventually(t, 5*time.Second, "seq 6 stored", func() bool { return len(h.learned()) >= 2 && len(h.saved(seq6)) > 0 })
 
 		if n := len(b.framesOf(seq5)); n != 1 {
 			t.Errorf("B got seq 5 %d times, want 1", n)

@@ -94,10 +94,13 @@ type TransferCounts struct {
 	CacheMisses    int64            `json:"cache_misses"`
 }
 
-// syncRepo is what sync tracks per repository, in memory for every one it
-// knows: the repository in short (the records stay in the store and are
-// read when a fetch starts), so that 100,000 learned repositories cost a
-// few hundred bytes each (TestSync_memoryPerRepo).
+// syncRepo is what sync tracks per repository it has to do with (ours,
+// followed, mirrored, fetched, failed or removed): the repository in short
+// (the records stay in the store and are read when a fetch starts) and
+// what its fetches did. A repository sync knows only from gossip is a
+// learnedRepo, smaller still, until it has to do with it; so that a node
+// that learned 100,000 repositories keeps a couple of hundred bytes for
+// each (TestNode_learnedRepoMemory).
 type syncRepo struct {
 	repoSummary
 	fetch     *syncFetch               // the running fetch; nil when none
@@ -107,6 +110,14 @@ type syncRepo struct {
 	size      int64  // bytes of the mirror on disk
 	partSize  int64  // bytes of a .part file kept for a resume
 	refused   uint64 // the seq of the signed state refused for the mirror quota
+}
+
+// learnedRepo is a repository sync knows only as its creator announced
+// it: not created here, not followed, not mirrored, no fetch started.
+type learnedRepo struct {
+	creator wire.NodeID
+	seq     uint64
+	refs    [32]byte // wire.RefsHash of the signed refs (never of none)
 }
 
 // syncFetch is a running fetch of a repository.
@@ -159,6 +170,7 @@ type syncer struct {
 	log    *slog.Logger
 
 	repos       map[wire.RepoID]*syncRepo
+	learned     map[wire.RepoID]learnedRepo // known from gossip only (see learnedRepo)
 	peers       map[wire.NodeID]*actor.PID
 	aliases     map[wire.NodeID]string // of connected peers that gave one (shown in progress)
 	inventories map[wire.NodeID]map[wire.RepoID][32]byte
@@ -184,7 +196,7 @@ type syncer struct {
 func newSyncer(cfg Config, store, gossip *actor.PID) *syncer {
 	s := &syncer{
 		cfg: cfg, store: store, gossip: gossip, log: cfg.Logger,
-		repos: map[wire.RepoID]*syncRepo{}, peers: map[wire.NodeID]*actor.PID{},
+		repos: map[wire.RepoID]*syncRepo{}, learned: map[wire.RepoID]learnedRepo{}, peers: map[wire.NodeID]*actor.PID{},
 		inventories: map[wire.NodeID]map[wire.RepoID][32]byte{}, building: map[persist.BundleKey]*persist.BundleBuild{},
 		serving: map[string]serveSlot{}, perPeer: map[wire.NodeID]int{}, counts: TransferCounts{FetchesFailed: map[string]int64{}},
 	}
@@ -215,6 +227,10 @@ func (s *syncer) Receive(ctx actor.Context) {
 				return
 			}
 			for _, sum := range sums {
+				if sum.HasRefs && !sum.Local && !sum.Mirrored && !sum.Followed && !sum.Removed && !sum.Cloned {
+					s.learned[sum.ID] = learnedRepo{creator: sum.Creator, seq: sum.Seq, refs: sum.Refs}
+					continue
+				}
 				s.repo(sum.ID).repoSummary = sum
 			}
 			var ids []wire.RepoID
@@ -244,13 +260,10 @@ func (s *syncer) Receive(ctx actor.Context) {
 			})
 		})
 	case *repoAnnounced:
-		r := s.repo(m.Repo.ID)
-		if m.Repo.Seq > r.Seq || !r.HasRefs {
-			// Gossip knows the creator's state; the local flags are ours.
-			r.Creator, r.Seq, r.Refs, r.HasRefs = m.Repo.Creator, m.Repo.Seq, wire.RefsHash(m.Repo.Refs), len(m.Repo.Refs) > 0
-		}
+		s.announced(m.Repo)
 		s.reschedule(ctx)
 	case *repoForgotten:
+		delete(s.learned, m.ID)
 		if r := s.repos[m.ID]; r != nil && r.fetch == nil && !r.Local && !r.Mirrored && !r.Followed && !r.Cloned && len(r.waiters) == 0 {
 			delete(s.repos, m.ID)
 		}
@@ -264,7 +277,7 @@ func (s *syncer) Receive(ctx actor.Context) {
 		r.refused = 0
 		s.reschedule(ctx)
 	case *repoRemoved:
-		if r := s.repos[m.ID]; r != nil {
+		if r := s.known(m.ID); r != nil {
 			if r.fetch != nil {
 				ctx.Stop(r.fetch.pid) // its Terminated frees the slot
 			}
@@ -373,13 +386,43 @@ func (s *syncer) forgetFailures(now time.Time) {
 	}
 }
 
+// repo is what sync tracks of id, made when it knew nothing of it (or
+// only that it was learned).
 func (s *syncer) repo(id wire.RepoID) *syncRepo {
 	r := s.repos[id]
 	if r == nil {
 		r = &syncRepo{repoSummary: repoSummary{ID: id, Mirror: noRefs}}
+		if l, ok := s.learned[id]; ok {
+			r.Creator, r.Seq, r.Refs, r.HasRefs = l.creator, l.seq, l.refs, true
+			delete(s.learned, id)
+		}
 		s.repos[id] = r
 	}
 	return r
+}
+
+// known is what sync tracks of id, or nil when it knows nothing of it.
+func (s *syncer) known(id wire.RepoID) *syncRepo {
+	if _, ok := s.learned[id]; ok || s.repos[id] != nil {
+		return s.repo(id)
+	}
+	return nil
+}
+
+// announced takes in a creator's announcement of a repository: its
+// signed state (the local flags are ours).
+func (s *syncer) announced(repo persist.Repo) {
+	hash := wire.RefsHash(repo.Refs)
+	if r := s.repos[repo.ID]; r != nil || len(repo.Refs) == 0 {
+		r = s.repo(repo.ID)
+		if repo.Seq > r.Seq || !r.HasRefs {
+			r.Creator, r.Seq, r.Refs, r.HasRefs = repo.Creator, repo.Seq, hash, len(repo.Refs) > 0
+		}
+		return
+	}
+	if l, ok := s.learned[repo.ID]; !ok || repo.Seq > l.seq {
+		s.learned[repo.ID] = learnedRepo{creator: repo.Creator, seq: repo.Seq, refs: hash}
+	}
 }
 
 func (s *syncer) progress(ctx actor.Context, m *transferStatus) {
@@ -426,7 +469,7 @@ func (s *syncer) notifyWaiters(ctx actor.Context, r *syncRepo, p *Progress) {
 // syncNow starts a sync and, with Wait, answers when it is done.
 func (s *syncer) syncNow(ctx actor.Context, m *syncNow) {
 	reply := replier(ctx)
-	r := s.repos[m.ID]
+	r := s.known(m.ID)
 	if r == nil || !r.HasRefs {
 		reply(fmt.Errorf("unknown repository %s; `menode repo list` shows the known ones", m.ID))
 		return
@@ -489,11 +532,15 @@ func (s *syncer) expire(m *waitExpired) {
 func (s *syncer) views(ids []wire.RepoID) map[wire.RepoID]syncView {
 	if ids == nil {
 		ids = slices.Collect(maps.Keys(s.repos))
+		ids = slices.AppendSeq(ids, maps.Keys(s.learned))
 	}
 	out := make(map[wire.RepoID]syncView, len(ids))
 	for _, id := range ids {
 		r := s.repos[id]
 		if r == nil {
+			if l, ok := s.learned[id]; ok {
+				out[id] = syncView{Seeders: s.seedersOf(id, l.creator, l.refs)}
+			}
 			continue
 		}
 		v := syncView{Seeders: s.seeders(r), LastError: r.lastError}

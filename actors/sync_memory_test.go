@@ -138,5 +138,5 @@ func learnedNodeHeap(t *testing.T, origins, perOrigin int) float64 {
 }
 
 func TestNode_learnedRepoMemory(t *testing.T) {
-	learnedNodeHeap(t, 10, 2000)
+	learnedNodeHeap(t, 50, 2000)
 }

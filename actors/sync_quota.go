@@ -83,7 +83,7 @@ func (s *syncer) checkParts(ctx actor.Context, parts map[wire.RepoID]int64) {
 	}
 	for id, size := range parts {
 		askFor(ctx, s.store, &loadTransfer{ID: id}, func(t persist.Transfer, _ error) {
-			r := s.repos[id]
+			r := s.known(id)
 			if r == nil || r.Local || len(t.BundleID) == 0 || string(t.RefsHash) != string(r.Refs[:]) {
 				stale = append(stale, id)
 				s.log.Info("sync: dropping a receive file of refs no longer wanted", "repo", id, "bytes", size)

@@ -22,13 +22,17 @@ import (
 
 // seeders lists the nodes known to serve r's signed refs: its creator and
 // every node whose inventory lists them.
-func (s *syncer) seeders(r *syncRepo) []wire.NodeID {
+func (s *syncer) seeders(r *syncRepo) []wire.NodeID { return s.seedersOf(r.ID, r.Creator, r.Refs) }
+
+// seedersOf lists the seeders of repository id, by creator, at refs (a
+// RefsHash).
+func (s *syncer) seedersOf(id wire.RepoID, creator wire.NodeID, refs [32]byte) []wire.NodeID {
 	var out []wire.NodeID
-	if !r.Creator.IsZero() {
-		out = append(out, r.Creator)
+	if !creator.IsZero() {
+		out = append(out, creator)
 	}
 	for origin, inv := range s.inventories {
-		if h, ok := inv[r.ID]; ok && h == r.Refs && origin != r.Creator {
+		if h, ok := inv[id]; ok && h == refs && origin != creator {
 			out = append(out, origin)
 		}
 	}
@@ -52,10 +56,17 @@ func (s *syncer) schedule(ctx actor.Context) {
 	if !s.ready {
 		return
 	}
-	ids := make([]wire.RepoID, 0, len(s.repos))
+	var ids []wire.RepoID
 	for id, r := range s.repos {
 		if r.fetch == nil && r.behind() && s.wanted(r) && s.reachable(r) {
 			ids = append(ids, id)
+		}
+	}
+	if s.cfg.Seed != SeedFollowed { // learned ones are not followed: fetched only when seeding all
+		for id, l := range s.learned {
+			if s.reachableOf(id, l.creator, l.refs) {
+				ids = append(ids, id)
+			}
 		}
 	}
 	slices.SortFunc(ids, func(a, b wire.RepoID) int { return bytes.Compare(a[:], b[:]) })
@@ -63,7 +74,7 @@ func (s *syncer) schedule(ctx actor.Context) {
 		if s.fetches >= s.cfg.MaxFetches {
 			return
 		}
-		if r := s.repos[id]; s.wanted(r) && (r.refused == 0 || r.refused != r.Seq) {
+		if r := s.repo(id); s.wanted(r) && (r.refused == 0 || r.refused != r.Seq) {
 			s.start(ctx, r)
 		}
 	}
@@ -71,12 +82,15 @@ func (s *syncer) schedule(ctx actor.Context) {
 
 // reachable reports whether a seeder of r is connected (cheap: checked
 // before anything that walks every repository).
-func (s *syncer) reachable(r *syncRepo) bool {
-	if s.peers[r.Creator] != nil {
+func (s *syncer) reachable(r *syncRepo) bool { return s.reachableOf(r.ID, r.Creator, r.Refs) }
+
+// reachableOf is reachable of repository id, by creator, at refs.
+func (s *syncer) reachableOf(id wire.RepoID, creator wire.NodeID, refs [32]byte) bool {
+	if s.peers[creator] != nil {
 		return true
 	}
 	for origin, inv := range s.inventories {
-		if s.peers[origin] != nil && inv[r.ID] == r.Refs {
+		if s.peers[origin] != nil && inv[id] == refs {
 			return true
 		}
 	}

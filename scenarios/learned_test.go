@@ -27,27 +27,29 @@ const (
 	// creators; in make test (-race) 5,000 from 10, whose bound is
 	// raceRSSFactor times this.
 	learnedMaxRSS = 100 << 20
-	// How long the node idles before its RSS is read: past its start's
-	// loads, and past the runtime's first scavenging of what they left.
-	learnedIdle = 2 * time.Minute
 )
 
 // learnedScale is how many repositories TestMemory_learnedRepos fills
-// the store with: creators x repositories each.
-func learnedScale() (creators, each int) {
+// the store with (creators x repositories each), and how long the node
+// idles, once they are loaded, before its RSS is read: in make stress
+// two minutes, past the runtime's own scavenging of what the loads left.
+func learnedScale() (creators, each int, idle time.Duration) {
 	if os.Getenv("MENODE_STRESS") == "1" {
-		return 50, 2000
+		return 50, 2000, 2 * time.Minute
 	}
-	return 10, 500
+	return 10, 500, 15 * time.Second
 }
 
 // TestMemory_learnedRepos: a node whose store holds the repositories (and
 // their creators' signed announcements) it learned from gossip, as many
 // as learnedScale says, starts (default limits, --memory-limit
-// included), loads them, and idles: its resident set after learnedIdle is
-// under learnedMaxRSS (its peak is logged).
+// included), loads them, and idles: its resident set after the idle is
+// under learnedMaxRSS (its peak is logged). make stress runs it at full
+// size:
+//
+//	MENODE_STRESS=1 go test -count=1 -v -run TestMemory_learnedRepos ./scenarios
 func TestMemory_learnedRepos(t *testing.T) {
-	creators, each := learnedScale()
+	creators, each, learnedIdle := learnedScale()
 	n := creators * each
 	s := newSandbox(t)
 	menode := filepath.Join(binDir, "menode")
