@@ -184,7 +184,7 @@ func TestSoak(t *testing.T) {
 	t.Logf("slopes over the last two thirds (of the minutes' floors): %s", strings.Join(rows, ", "))
 	var mins []string
 	for _, f := range floors {
-		mins = append(mins, fmt.Sprintf("%.0f:%d/%d/%d/%d", f.at.Minutes(), f.rss>>20, f.goroutines, f.files, f.db>>10))
+		mins = append(mins, fmt.Sprintf("%d:%d/%d/%d/%d", int(f.at/time.Minute), f.rss>>20, f.goroutines, f.files, f.db>>10))
 	}
 	t.Logf("each minute's floor (minute:RSS MiB/goroutines/open files/store KiB): %s", strings.Join(mins, " "))
 }
