@@ -245,7 +245,7 @@ func newGossip(cfg Config, key ed25519.PrivateKey, id wire.NodeID, addrs []strin
 		byID: map[[32]byte]string{}, missing: map[[32]byte]*missingMsg{},
 		timers: map[int]cancelFunc{}, early: map[*actor.PID]*gossipPeer{},
 		graftTimeout: cfg.GraftTimeout, ihaveDelay: cfg.IHaveDelay, banFor: cfg.BanFor,
-		budget:  heldBudget{total: cfg.MaxHeldBytes, perOrigin: cfg.MaxHeldBytesPerOrigin, used: map[wire.NodeID]int{}, keys: map[wire.NodeID]map[string]bool{}},
+		budget:  heldBudget{total: cfg.MaxHeldBytes, perOrigin: cfg.MaxHeldBytesPerOrigin, used: map[wire.NodeID]int{}, keys: map[wire.NodeID][]string{}},
 		dropped: map[string]int64{}, counted: GossipStats{Accepted: map[string]int64{}}, catchUp: cfg.MaxCatchUpBytes,
 		seen: newSeenWindow(cfg.SeenFor, seenMax), strikes: map[wire.NodeID]int{}, struckOff: map[wire.NodeID]time.Time{}, now: time.Now,
 	}
@@ -320,6 +320,9 @@ func (g *gossip) Receive(ctx actor.Context) {
 	case *gossipIn:
 		g.receive(ctx, m)
 		releaseCredit(m.credit)
+		if len(g.inMemory) >= maxInMemory {
+			g.dropStored() // a flood: let go of the bytes the store has, now
+		}
 	case *gossipRepair:
 		g.repair(ctx, m)
 		releaseCredit(m.credit)
@@ -509,8 +512,12 @@ func (g *gossip) dropStored() {
 }
 
 // releaseAfter is how many announcements' bytes let go of at once make
-// gossip return memory to the system (see dropStored).
-const releaseAfter = 10_000
+// gossip return memory to the system (see dropStored); maxInMemory, how
+// many new ones keep their bytes before the next gossip interval.
+const (
+	releaseAfter = 10_000
+	maxInMemory  = 1024
+)
 
 // forgetStrikes forgets the strikes of peers gone for longer than a ban
 // lasts (a peer that comes back within it keeps them), so that what

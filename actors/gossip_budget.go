@@ -15,31 +15,38 @@ import (
 	"github.com/menode/menode/wire"
 )
 
-// heldBudget counts the bytes of held announcements, per origin and in total.
+// heldBudget counts the bytes of held announcements, per origin and in
+// total, and lists each origin's slot keys: a slice, not a set, as most
+// origins hold one or two (30,000 Sybil keys with a map each took 12 MB;
+// the few that hold many are walked whole to evict anyway).
 type heldBudget struct {
 	total, perOrigin int
 	sum              int
 	used             map[wire.NodeID]int
-	keys             map[wire.NodeID]map[string]bool
+	keys             map[wire.NodeID][]string
 }
 
+// add counts a new slot of origin (hold removes the old one first).
 func (b *heldBudget) add(origin wire.NodeID, key string, size int) {
 	b.sum += size
 	b.used[origin] += size
-	if b.keys[origin] == nil {
-		b.keys[origin] = map[string]bool{}
-	}
-	b.keys[origin][key] = true
+	b.keys[origin] = append(b.keys[origin], key)
 }
 
 func (b *heldBudget) remove(origin wire.NodeID, key string, size int) {
 	b.sum -= size
 	b.used[origin] -= size
-	delete(b.keys[origin], key)
-	if len(b.keys[origin]) == 0 {
+	keys := b.keys[origin]
+	if i := slices.Index(keys, key); i >= 0 {
+		keys[i] = keys[len(keys)-1]
+		keys = keys[:len(keys)-1]
+	}
+	if len(keys) == 0 {
 		delete(b.keys, origin)
 		delete(b.used, origin)
+		return
 	}
+	b.keys[origin] = keys
 }
 
 // largest is the origin holding the most bytes, never self.
@@ -65,7 +72,7 @@ func oldSize(h *held) int {
 func (g *gossip) evictOldest(ctx actor.Context, origin wire.NodeID, keep string) bool {
 	var victim string
 	var oldest int64
-	for key := range g.budget.keys[origin] {
+	for _, key := range g.budget.keys[origin] {
 		if h := g.latest[key]; key != keep && h != nil && (victim == "" || h.ts < oldest) {
 			victim, oldest = key, h.ts
 		}
