@@ -139,7 +139,9 @@ const defaultTTL = 16 // hops a new announcement may travel
 // memory; the others are read back from the store when a peer is sent
 // them (push), so that 100,000 held announcements cost a small index
 // each, not their bytes too (TestGossip_heldMemoryPerEntry). They are
-// decoded when their content is needed (signed, body).
+// decoded when their content is needed (signed, body): of our own
+// announcements at any time, of others' only while raw is not nil (else
+// read them with loadHeld, as push does).
 type held struct {
 	raw    []byte // the encoded SignedAnnouncement, or nil (in the store only); never modified: the store and sync are handed these bytes
 	origin wire.NodeID
