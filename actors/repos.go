@@ -65,6 +65,8 @@ func (r *repos) Receive(ctx actor.Context) {
 		r.follow(ctx, m)
 	case *RemoveRepo:
 		r.remove(ctx, m)
+	case *PublishRefs:
+		r.publish(ctx, m)
 	case *RecordClone:
 		reply := replier(ctx)
 		if !filepath.IsAbs(m.Path) {
@@ -166,6 +168,10 @@ func (r *repos) add(ctx actor.Context, m *AddRepo) {
 		reply(fmt.Errorf("repository path %q is not absolute", m.Path))
 		return
 	}
+	if err := persist.RefPatterns(m.Publish).Check(); err != nil {
+		reply(err)
+		return
+	}
 	root, creator := r.cfg.Root, r.id
 	// git's progress is read in the goroutine that runs it and sent from there.
 	progress := func(*Progress) {}
@@ -242,6 +248,14 @@ func inspectRepo(ctx context.Context, root string, m *AddRepo, creator wire.Node
 	if err != nil {
 		return persist.Repo{}, err
 	}
+	publish := persist.RefPatterns(m.Publish)
+	if publish.IsDefault() {
+		publish = nil
+	}
+	if refs, err = publishedRefs(refs, publish); err != nil {
+		return persist.Repo{}, err
+	}
+	branch = publish.PublishedBranch(branch, refs)
 	if err := checkAnnounceable(id, rootCommit, name, m.Description, branch, refs); err != nil {
 		return persist.Repo{}, err
 	}
@@ -260,7 +274,7 @@ func inspectRepo(ctx context.Context, root string, m *AddRepo, creator wire.Node
 		last = gp
 		progress(&Progress{Repo: id, Phase: PhaseMirroring, Percent: max(gp.Percent, 0), Step: gp.Title, Objects: gp.Done, ObjectsTotal: gp.Total})
 	})
-	if refs, err = mirror.MirrorFrom(mctx, g.Dir); err != nil {
+	if refs, branch, err = mirror.MirrorPublished(mctx, g.Dir, publish, branch); err != nil {
 		return persist.Repo{}, err
 	}
 	progress(&Progress{Repo: id, Phase: PhaseMirroring, Percent: 100, Step: last.Title, Objects: last.Total, ObjectsTotal: last.Total})
@@ -268,7 +282,7 @@ func inspectRepo(ctx context.Context, root string, m *AddRepo, creator wire.Node
 	return persist.Repo{
 		ID: id, Name: name, Description: m.Description, Creator: creator,
 		RootCommit: rootCommit, DefaultBranch: branch, Refs: refs, Local: true,
-		Path: g.Dir, AddedAt: now, UpdatedAt: now,
+		Path: g.Dir, AddedAt: now, UpdatedAt: now, Publish: publish,
 	}, nil
 }
 
@@ -636,6 +650,7 @@ func (r repoState) view() RepoView {
 		Refs: r.Repo.Refs, DefaultBranch: r.Repo.DefaultBranch,
 		RootCommit: r.Repo.RootCommit, Seq: r.Repo.Seq, UpdatedAt: r.Repo.UpdatedAt,
 		MirrorRefs: r.Mirror.Mirror.Refs, Seeders: []wire.NodeID{}, Clones: r.Repo.Clones,
+		Published: published(r.Repo),
 	}
 	if v.Refs == nil {
 		v.Refs = map[string]string{}
