@@ -44,7 +44,11 @@ func publishCmd(e *env, repoID, pattern string, publish, asJSON bool) error {
 	if asJSON {
 		return printJSON(v)
 	}
-	fmt.Printf("published: %s (%d refs)\n", strings.Join(v.Published, ", "), len(v.Refs))
+	refs := "refs"
+	if len(v.Refs) == 1 {
+		refs = "ref"
+	}
+	fmt.Printf("published: %s (%d %s)\n", strings.Join(v.Published, ", "), len(v.Refs), refs)
 	return nil
 }
 
