@@ -70,6 +70,9 @@ func TestEncryptIdentity_roundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkNoKeyIn(t, data, key)
+	if block, _ := pem.Decode(data); block == nil || block.Bytes[len(exportMagic)] != exportLogN {
+		t.Errorf("the export does not use scrypt N=2^%d", exportLogN)
+	}
 	got, err := DecryptIdentity(data, pass)
 	if err != nil {
 		t.Fatal(err)
@@ -77,7 +80,7 @@ func TestEncryptIdentity_roundTrip(t *testing.T) {
 	if !got.Equal(key) {
 		t.Error("DecryptIdentity gave another key")
 	}
-	again, err := EncryptIdentity(key, pass)
+	again, err := encryptIdentity(key, pass, exportMinLogN)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +96,8 @@ func TestEncryptIdentity_roundTrip(t *testing.T) {
 func TestDecryptIdentity_refusals(t *testing.T) {
 	key := testKey(t)
 	pass := []byte("s3cret")
-	data, err := EncryptIdentity(key, pass)
+	// A cheap scrypt: each case runs it (under -race, seconds at the default).
+	data, err := encryptIdentity(key, pass, exportMinLogN)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,6 +124,7 @@ func TestDecryptIdentity_refusals(t *testing.T) {
 		{"a changed salt byte", reencode(func(b *pem.Block) { b.Bytes[len(exportMagic)+3] ^= 1 }), "s3cret", true, ""},
 		{"another DID in the header", reencode(func(b *pem.Block) { b.Headers[exportDIDHead] = nodeIDOf(other) }), "s3cret", false, "the file was changed"},
 		{"huge scrypt N", reencode(func(b *pem.Block) { b.Bytes[len(exportMagic)] = 40 }), "s3cret", false, "does not accept"},
+		{"tiny scrypt N", reencode(func(b *pem.Block) { b.Bytes[len(exportMagic)] = 4 }), "s3cret", false, "does not accept"},
 		{"other scrypt r", reencode(func(b *pem.Block) { b.Bytes[len(exportMagic)+1] = 1 }), "s3cret", false, "does not accept"},
 		{"cut short", reencode(func(b *pem.Block) { b.Bytes = b.Bytes[:40] }), "s3cret", false, "cut short"},
 		{"unknown version", reencode(func(b *pem.Block) { b.Bytes[len(exportMagic)-2] = '9' }), "s3cret", false, "unknown version"},
