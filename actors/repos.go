@@ -179,7 +179,8 @@ func (r *repos) add(ctx actor.Context, m *AddRepo) {
 		pid, sys := m.Progress, ctx.ActorSystem().Root
 		progress = func(p *Progress) { sys.Send(pid, p) }
 	}
-	work(ctx, r, func(wctx context.Context) (persist.Repo, error) { return inspectRepo(wctx, root, m, creator, progress) },
+	db := r.db
+	work(ctx, r, func(wctx context.Context) (persist.Repo, error) { return inspectRepo(wctx, root, db, m, creator, progress) },
 		func(repo persist.Repo, err error) {
 			if err != nil {
 				reply(err)
@@ -212,7 +213,7 @@ func (r *repos) add(ctx actor.Context, m *AddRepo) {
 // inspectRepo runs git on the working repository and fetches it into the
 // node's mirror, whose refs are the ones announced, telling progress how
 // far it is (hashing, then mirroring with git's own progress); it blocks.
-func inspectRepo(ctx context.Context, root string, m *AddRepo, creator wire.NodeID, progress func(*Progress)) (persist.Repo, error) {
+func inspectRepo(ctx context.Context, root string, db *persist.Store, m *AddRepo, creator wire.NodeID, progress func(*Progress)) (persist.Repo, error) {
 	hashing := func(pct float64, step string) { progress(&Progress{Phase: PhaseHashing, Percent: pct, Step: step}) }
 	g, err := persist.OpenGitRepo(ctx, m.Path)
 	if err != nil {
@@ -260,6 +261,11 @@ func inspectRepo(ctx context.Context, root string, m *AddRepo, creator wire.Node
 		return persist.Repo{}, err
 	}
 	progress(&Progress{Repo: id, Phase: PhaseHashing, Percent: 100, Message: fmt.Sprintf("%d branches and tags", len(refs))})
+	// Refused before its mirror is touched: fetching into the mirror of a
+	// repository already added would bring in refs it does not publish.
+	if old, err := db.Repo(id); err == nil {
+		return persist.Repo{}, fmt.Errorf("repository %s is already added (path %s)", id, old.Path)
+	}
 	mirror, err := persist.InitMirror(ctx, persist.MirrorPath(root, id), branch)
 	if err != nil {
 		return persist.Repo{}, err
