@@ -180,7 +180,9 @@ func (r *repos) add(ctx actor.Context, m *AddRepo) {
 		progress = func(p *Progress) { sys.Send(pid, p) }
 	}
 	db := r.db
-	work(ctx, r, func(wctx context.Context) (persist.Repo, error) { return inspectRepo(wctx, root, db, m, creator, progress) },
+	work(ctx, r, func(wctx context.Context) (persist.Repo, error) {
+		return inspectRepo(wctx, root, db, m, creator, progress)
+	},
 		func(repo persist.Repo, err error) {
 			if err != nil {
 				reply(err)
