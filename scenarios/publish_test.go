@@ -103,6 +103,11 @@ func TestPublish_privateBranchStaysPrivate(t *testing.T) {
 		t.Errorf("C's view: default branch %q, published %q; want main and none (only the creator knows its patterns)", view.DefaultBranch, view.Published)
 	}
 
+	// Only the creator chooses.
+	if _, err := s.menode("c", "repo", "publish", "refs/heads/private", "--repo-id", repo); err == nil || !strings.Contains(err.Error(), "only the creator's node chooses which refs are published") {
+		t.Errorf("repo publish on C: %v, want a refusal", err)
+	}
+
 	// What C holds, and what A serves.
 	if found := s.scanSecrets(t, s.path("c"), needles); len(found) > 0 {
 		t.Errorf("C's root holds what only the private branch has:\n%s", strings.Join(found, "\n"))
