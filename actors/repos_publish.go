@@ -34,15 +34,15 @@ type PublishRefs struct {
 func init() { commands["PublishRefs"] = reflect.TypeOf(PublishRefs{}) }
 
 // setPublished adds a pattern to a local repository's patterns or removes
-// it, in the store, checked against the record. Reply: repoState, with
-// Changed false when the patterns were already so.
+// it, in the store, checked against the record. Reply: publishedSet.
 type setPublished struct {
 	ID      wire.RepoID
 	Pattern string
 	Publish bool
 }
 
-// publishedSet is the store's reply to setPublished.
+// publishedSet is the store's reply to setPublished: the repository as it
+// is now, and whether its patterns changed (false: they were already so).
 type publishedSet struct {
 	State   repoState
 	Changed bool
@@ -109,9 +109,12 @@ func (s *store) setPublished(m *setPublished) (publishedSet, error) {
 		return publishedSet{}, fmt.Errorf("%s was %w (its creator is %s): only the creator's node chooses which refs are published", m.ID, ErrNotCreator, repo.Creator)
 	}
 	next, changed, err := changePatterns(repo.Publish, m.Pattern, m.Publish, repo.Refs)
-	if err != nil || !changed {
-		st, serr := s.state(m.ID)
-		return publishedSet{State: st}, errors.Join(err, serr)
+	if err != nil {
+		return publishedSet{}, err
+	}
+	if !changed {
+		st, err := s.state(m.ID)
+		return publishedSet{State: st}, err
 	}
 	repo.Publish = next
 	if err := s.db.PutRepo(repo); err != nil {
