@@ -35,6 +35,8 @@
 //	 │   └─ peer-…  one per QUIC connection: Hello, frames, streams        peer.go
 //	 ├─ watcher   owned repos: fetch a changed one into its mirror, then   watcher.go
 //	 │            ask gossip to announce it; woken by inotify              watcher_notify.go
+//	 │            repo publish / unpublish: read again, drop what is no    watcher_publish.go
+//	 │            longer published (the command itself: repos_publish.go)
 //	 ├─ reach     which of our addresses peers can dial (dial-back); the   reach.go
 //	 │            confirmed ones go to gossip for our announcement
 //	 ├─ lan       signed beacons on the local link; dials their senders    lan.go

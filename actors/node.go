@@ -26,6 +26,7 @@ type AddRepo struct {
 	Path        string     `json:"path"`
 	Name        string     `json:"name"`
 	Description string     `json:"description"`
+	Publish     []string   `json:"publish,omitempty"` // ref patterns published (persist.RefPatterns); none: every branch and tag
 	Progress    *actor.PID `json:"-"`
 }
 
@@ -202,6 +203,7 @@ type RepoView struct {
 	Size          int64             `json:"size"`                    // bytes of the mirror on disk
 	Clones        []string          `json:"clones"`                  // working clones made by repo clone
 	HasUpdates    bool              `json:"has_updates"`             // a recorded clone is behind the mirror
+	Published     []string          `json:"published,omitempty"`     // created here: the ref patterns published
 }
 
 // RepoList is the reply to ListRepos: the page, and how many repositories
@@ -433,6 +435,8 @@ func (n *node) Receive(ctx actor.Context) {
 	case *actor.Stopping:
 		n.isStopping = true
 	case *AddRepo, *ListRepos, *ShowRepo, *SyncRepo, *CloneRepo, *PullRepo, *FollowRepo, *RemoveRepo, *RecordClone:
+		ctx.Forward(n.repos)
+	case *PublishRefs:
 		ctx.Forward(n.repos)
 	case *GetStatus:
 		ctx.Forward(n.status)

@@ -217,6 +217,8 @@ func (s *store) Receive(ctx actor.Context) {
 			return
 		}
 		ctx.Respond(result(s.state(r.ID)))
+	case *setPublished:
+		ctx.Respond(result(s.setPublished(m)))
 	case *updateRepo:
 		if err := s.updateRepo(m.Repo); err != nil {
 			ctx.Respond(err)
@@ -467,7 +469,7 @@ func (w *StoreWrites) observe(began time.Time) {
 // own (the others are queued and committed by flush).
 func isStoreWrite(m any) bool {
 	switch m.(type) {
-	case *insertRepo, *setFollowed, *deleteRepo, *saveMirror, *addClone, *updateRepo:
+	case *insertRepo, *setFollowed, *deleteRepo, *saveMirror, *addClone, *updateRepo, *setPublished:
 		return true
 	}
 	return false

@@ -80,6 +80,7 @@ type Repo struct {
 	Clones        []string          `json:"clones,omitempty"`   // absolute paths of the clones `repo clone` made
 	Followed      bool              `json:"followed,omitempty"` // fetched also with --seed followed (repo follow, repo clone)
 	Removed       bool              `json:"removed,omitempty"`  // repo remove: not fetched again until followed
+	Publish       RefPatterns       `json:"publish,omitempty"`  // local repos: the refs published (none: every branch and tag)
 	AddedAt       time.Time         `json:"added_at"`
 	UpdatedAt     time.Time         `json:"updated_at"`
 }

@@ -12,6 +12,9 @@ import (
 type authCmd struct {
 	Init authInitCmd `cmd:"" help:"Create this node's identity key; prints its did:key."`
 	Show authShowCmd `cmd:"" help:"Print this node's did:key."`
+
+	Export authExportCmd `cmd:"" help:"Write this node's key to a file, encrypted with a passphrase (a backup; auth import restores it)."`
+	Import authImportCmd `cmd:"" help:"Make a key written by auth export this root's identity."`
 }
 
 type authInitCmd struct {
