@@ -24,6 +24,7 @@ type proc struct {
 	name   string
 	root   string
 	args   []string // after `run`
+	ns     string   // the network namespace it runs in (B9), else the harness's
 	addr   string   // the UDP address it listens on
 	id     wire.NodeID
 	cmd    *exec.Cmd
@@ -66,7 +67,11 @@ func (p *proc) start(b *bench) error {
 		return err
 	}
 	defer logf.Close()
-	p.cmd = exec.Command(b.bin, append([]string{"--root", p.root, "--log-level", "info", "run", "--alias", p.name}, p.args...)...)
+	argv := append([]string{b.bin, "--root", p.root, "--log-level", "info", "run", "--alias", p.name}, p.args...)
+	if p.ns != "" {
+		argv = append([]string{"ip", "netns", "exec", p.ns}, argv...) // ip execs the node: same PID
+	}
+	p.cmd = exec.Command(argv[0], argv[1:]...)
 	p.cmd.Env = append(gitEnv(), "MENODE_HTTP_ADDR=127.0.0.1:0", "MENODE_LAN_DISCOVERY=false", "MENODE_PORT_MAPPING=false") // dozens of nodes: no fixed port, no beacons
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
 	if err := p.cmd.Start(); err != nil {
