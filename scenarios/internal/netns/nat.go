@@ -80,7 +80,9 @@ func (l *Lab) NATTopology(symmetricB bool) (NATTopology, error) {
 			func() error {
 				return Veth(nat, "in0", fmt.Sprintf("10.%d.0.1/24", 1+i), home, "eth0", fmt.Sprintf("10.%d.0.2/24", 1+i))
 			},
-			func() error { return Cmd("ip", "-n", home, "route", "add", "default", "via", fmt.Sprintf("10.%d.0.1", 1+i)) },
+			func() error {
+				return Cmd("ip", "-n", home, "route", "add", "default", "via", fmt.Sprintf("10.%d.0.1", 1+i))
+			},
 			func() error { return Cmd("ip", "netns", "exec", nat, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1") },
 			func() error { return nft(nat, rules) },
 		} {
