@@ -35,7 +35,7 @@ import (
 
 // Messages of the punch actor.
 type (
-	punchTick  struct{}
+	punchTick  struct{ soon bool } // soon: the one after PunchSoon
 	punchEnded struct {
 		id    wire.NodeID
 		nonce string
@@ -107,6 +107,7 @@ type puncher struct {
 	relay    map[wire.NodeID]*rate.Limiter
 	counts   PunchCounts
 	timers   []cancelFunc
+	soon     bool // a punchTick after PunchSoon is on its way
 }
 
 func newPuncher(cfg Config, key ed25519.PrivateKey, id wire.NodeID, listen []string, store *actor.PID) *puncher {
@@ -128,6 +129,11 @@ func (p *puncher) Receive(ctx actor.Context) {
 		p.live[m.ID] = true
 		if slices.Contains(m.Hello.GetFeatures(), featurePunch) {
 			p.peers[m.ID] = m.PID
+			if !p.soon && p.transport != nil && m.Via != ViaRelayed {
+				p.soon = true
+				p.timers = append(p.timers, sendAfter(ctx, p.cfg.PunchSoon, &punchTick{soon: true}))
+				p.trimTimers()
+			}
 		}
 		a := p.attempts[m.ID]
 		if m.Via == ViaRelayed {
@@ -155,6 +161,9 @@ func (p *puncher) Receive(ctx actor.Context) {
 		delete(p.relayed, m.ID)
 		delete(p.relay, m.ID)
 	case *punchTick:
+		if m.soon {
+			p.soon = false
+		}
 		p.plan(ctx)
 	case *punchEnded:
 		a := p.attempts[m.id]

@@ -22,18 +22,19 @@ import (
 // namespaces. It needs root and nft, and adds a "skipped" row without them.
 //
 //   - Time until a direct connection: P, A and B start on fresh roots,
-//     B last; from B's start until `peers` on B shows a connection to A
+//     B once A is connected to P and knows it is behind a NAT; from B's start until `peers` on B shows a connection to A
 //     that is not relayed (made by punching through both NATs), against
 //     the time until B is connected to P (a plain dial to a public node).
 //     Median of 10 tries (5 in a quick run).
-//   - Throughput: A holds a repository of one incompressible blob; a fresh
-//     B syncs it, directly (both NATs endpoint-independent) and then,
-//     with B's NAT made symmetric and B on another port (new flows), through
-//     the relay P. Bundle bytes B received over the time from its fetch
-//     starting (status shows it fetching) until its mirror is synced.
+//   - Throughput: A holds a repository of one incompressible blob (128
+//     MiB, 32 in a quick run); a fresh B syncs it, directly (both NATs
+//     endpoint-independent) or, with B's NAT made symmetric, through the
+//     relay P, in turn, 5 times each (3 in a quick run), fresh nodes every
+//     time. Bundle bytes B received over the time from its fetch starting
+//     (status shows it fetching) until its mirror is synced; the medians.
 //   - The relay's CPU (/proc/PID/stat of P, user+system) over the relayed
-//     sync, per GiB its relay counters copied, against A's own CPU (Go,
-//     without git) per GiB of bundle it sent in the direct sync.
+//     syncs, per GiB its relay counters copied, against A's own CPU (Go,
+//     without git) per GiB of bundle it sent in the direct syncs.
 func (b *bench) connectivity() error {
 	lab, err := netns.New("menode-bench-", b.logf, "nft")
 	if err != nil {
@@ -55,7 +56,7 @@ func (b *bench) connectivity() error {
 	if err := c.timeToDirect(pick(b, 10, 5)); err != nil {
 		return err
 	}
-	return c.throughput(pick(b, int64(128<<20), int64(32<<20)))
+	return c.throughput(pick(b, int64(128<<20), int64(32<<20)), pick(b, 5, 3))
 }
 
 type connectBench struct {
@@ -97,9 +98,19 @@ func (c *connectBench) trio() (p, a *proc, boot string, err error) {
 	if err != nil {
 		return nil, nil, "", err
 	}
-	_, err = c.b.waitFor(30*time.Second, "A connects to P", func() (bool, error) {
+	// A has run a while, as it would have: connected to P, and its
+	// reachability settled, so its NodeAnnouncement lists no address. Until
+	// then it lists its listen address, which B would dial first (a
+	// candidate dial, 3 s), and it settles at the latest 2 x
+	// DialBackTimeout (10 s) after A starts.
+	aStart := time.Now()
+	_, err = c.b.waitFor(30*time.Second, "A connects to P and knows it is behind a NAT", func() (bool, error) {
 		v, err := peerTo(a, p.id)
-		return v != nil, err
+		if err != nil || v == nil {
+			return false, err
+		}
+		st, err := a.status()
+		return err == nil && st.Reachability == actors.ReachBehindNAT && time.Since(aStart) > 10*time.Second, err
 	})
 	return p, a, boot, err
 }
@@ -164,45 +175,68 @@ func (c *connectBench) timeToDirect(tries int) error {
 	return nil
 }
 
-func (c *connectBench) throughput(size int64) error {
-	p, a, boot, err := c.trio()
-	if err != nil {
-		return err
-	}
+func (c *connectBench) throughput(size int64, rounds int) error {
 	src := filepath.Join(c.dir, "src")
 	if err := c.b.blobRepo(src, size); err != nil {
 		return err
 	}
-	v, err := a.addRepo(src)
-	if err != nil {
-		return err
+	var direct, relayed []syncRun
+	port := 9000
+	for i := range 2 * rounds {
+		// Direct and relayed in turn, so that the machine's load drifts
+		// over both alike. Every run has fresh nodes (a node that knows
+		// many unreachable ones spends its punch attempts on them), and B
+		// a port it has not used, so that none of its flows is one its NAT
+		// mapped before.
+		relay := i%2 == 1
+		if err := netns.SetNATMapping(c.topo.NATs[1], relay); err != nil {
+			return err
+		}
+		port++
+		r, err := c.syncOnce(src, fmt.Sprintf("10.2.0.2:%d", port), relay)
+		c.stopAll()
+		if err != nil {
+			return fmt.Errorf("sync %d (relayed %v): %w", i+1, relay, err)
+		}
+		c.b.logf("B9: sync %d, relayed %v: %s in %v (P copied %s)", i+1, relay, bytesStr(r.bytes), r.took.Round(time.Millisecond), bytesStr(r.relayBytes))
+		if relay {
+			relayed = append(relayed, r)
+		} else {
+			direct = append(direct, r)
+		}
 	}
-	// Direct: a fresh B, both NATs endpoint-independent.
-	direct, err := c.syncOnce(p, a, v.ID, "10.2.0.2:9000", boot, false)
-	if err != nil {
-		return fmt.Errorf("direct sync: %w", err)
+	rate := func(rs []syncRun) (float64, []string) {
+		var all []float64
+		var each []string
+		for _, r := range rs {
+			v := float64(r.bytes) / r.took.Seconds() / (1 << 20)
+			all = append(all, v)
+			each = append(each, fmt.Sprintf("%.1f", v))
+		}
+		slices.Sort(all)
+		return all[len(all)/2], each
 	}
-	// Relayed: B's NAT symmetric, and B on another port so that none of
-	// its flows is one the NAT mapped before.
-	if err := netns.SetNATMapping(c.topo.NATs[1], true); err != nil {
-		return err
+	rd, eachD := rate(direct)
+	rr, eachR := rate(relayed)
+	c.b.add(row{name: fmt.Sprintf("B9 sync throughput of a %s repository over the same links: relayed through P vs direct (punched), median of %d each", bytesStr(size), rounds),
+		menode: fmt.Sprintf("%.1f MiB/s", rr), baseline: fmt.Sprintf("%.1f MiB/s", rd), ratio: ratio(rr, rd)})
+	c.b.note("B9 syncs, MiB/s: direct %v, relayed %v (bundle bytes from B's fetch starting until its mirror is synced)", eachD, eachR)
+	var relayCPU, senderCPU time.Duration
+	var relayBytes, senderBytes int64
+	for _, r := range relayed {
+		relayCPU, relayBytes = relayCPU+r.relayCPU, relayBytes+r.relayBytes
 	}
-	relayed, err := c.syncOnce(p, a, v.ID, "10.2.0.2:9001", boot, true)
-	if err != nil {
-		return fmt.Errorf("relayed sync: %w", err)
+	for _, r := range direct {
+		senderCPU, senderBytes = senderCPU+r.senderCPU, senderBytes+r.senderSent
 	}
-	mbps := func(r syncRun) float64 { return float64(r.bytes) / r.took.Seconds() / (1 << 20) }
-	c.b.add(row{name: fmt.Sprintf("B9 sync throughput of a %s repository over the same links: relayed through P vs direct (punched)", bytesStr(size)),
-		menode: fmt.Sprintf("%.1f MiB/s", mbps(relayed)), baseline: fmt.Sprintf("%.1f MiB/s", mbps(direct)), ratio: ratio(mbps(relayed), mbps(direct))})
-	c.b.note("B9 syncs: direct %s in %v, relayed %s in %v (P copied %s)", bytesStr(direct.bytes), direct.took.Round(time.Millisecond),
-		bytesStr(relayed.bytes), relayed.took.Round(time.Millisecond), bytesStr(relayed.relayBytes))
+	if relayBytes == 0 || senderBytes == 0 {
+		return fmt.Errorf("nothing counted: relay %d bytes, sender %d bytes", relayBytes, senderBytes)
+	}
 	gib := func(cpu time.Duration, n int64) float64 { return cpu.Seconds() / (float64(n) / (1 << 30)) }
-	if relayed.relayBytes == 0 || direct.senderSent == 0 {
-		return fmt.Errorf("nothing counted: relay %d bytes, sender %d bytes", relayed.relayBytes, direct.senderSent)
-	}
-	relayCPU, senderCPU := gib(relayed.relayCPU, relayed.relayBytes), gib(direct.senderCPU, direct.senderSent)
+	rc, sc := gib(relayCPU, relayBytes), gib(senderCPU, senderBytes)
 	c.b.add(row{name: "B9 the relay's CPU (user+system) per GiB relayed vs the sending node's own CPU (Go, without git) per GiB it sent directly",
-		menode: fmt.Sprintf("%.1f s", relayCPU), baseline: fmt.Sprintf("%.1f s", senderCPU), ratio: ratio(relayCPU, senderCPU)})
+		menode: fmt.Sprintf("%.1f s", rc), baseline: fmt.Sprintf("%.1f s", sc), ratio: ratio(rc, sc)})
+	c.b.note("B9 CPU: the relay %.1f s for %s relayed; the sender %.1f s for %s sent directly", relayCPU.Seconds(), bytesStr(relayBytes), senderCPU.Seconds(), bytesStr(senderBytes))
 	return nil
 }
 
@@ -212,22 +246,30 @@ type syncRun struct {
 	took, senderCPU, relayCPU     time.Duration
 }
 
-// syncOnce starts a fresh B at addr, waits until it is connected to A
-// (relayed or not, as want), then measures its sync of id.
-func (c *connectBench) syncOnce(p, a *proc, id wire.RepoID, addr, boot string, wantRelayed bool) (syncRun, error) {
+// syncOnce starts P and A, has A add the repository at src, starts B at
+// addr, waits until B is connected to A (relayed or not, as wanted),
+// then measures B's sync of the repository.
+func (c *connectBench) syncOnce(src, addr string, wantRelayed bool) (syncRun, error) {
 	var r syncRun
+	p, a, boot, err := c.trio()
+	if err != nil {
+		return r, err
+	}
+	v, err := a.addRepo(src)
+	if err != nil {
+		return r, err
+	}
 	bn, err := c.node("b", c.topo.Homes[1], addr, boot)
 	if err != nil {
 		return r, err
 	}
-	defer bn.stop()
 	_, err = c.b.waitFor(2*time.Minute, "B connects to A", func() (bool, error) {
-		v, err := peerTo(bn, a.id)
-		if err != nil || v == nil {
+		pv, err := peerTo(bn, a.id)
+		if err != nil || pv == nil {
 			return false, err
 		}
-		if (v.Via == actors.ViaRelayed) != wantRelayed {
-			return false, fmt.Errorf("B's connection to A is via %q", v.Via)
+		if (pv.Via == actors.ViaRelayed) != wantRelayed {
+			return false, fmt.Errorf("B's connection to A is via %q", pv.Via)
 		}
 		return true, nil
 	})
@@ -256,7 +298,7 @@ func (c *connectBench) syncOnce(p, a *proc, id wire.RepoID, addr, boot string, w
 				aCPU, _, _ = a.cpuSplit()
 			}
 		}
-		return bn.synced(id, "")
+		return bn.synced(v.ID, "")
 	})
 	if err != nil {
 		return r, err

@@ -101,7 +101,13 @@ func (p *proc) start(b *bench) error {
 		p.kill()
 		return fmt.Errorf("%s: %w", p.name, err)
 	}
+	// The status of a node just started may come before its transport's
+	// answer (a loaded machine): ask again for a while.
 	s, err := p.status()
+	for began := time.Now(); err == nil && len(s.Listen) == 0 && time.Since(began) < 10*time.Second; {
+		time.Sleep(50 * time.Millisecond)
+		s, err = p.status()
+	}
 	if err != nil || len(s.Listen) == 0 {
 		p.kill()
 		return fmt.Errorf("%s: no listen address (%v)", p.name, err)
