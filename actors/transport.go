@@ -42,8 +42,9 @@ type PeerView struct {
 	// (outbound, or an inbound peer whose address check passed).
 	Verified  bool   `json:"verified"`
 	LastError string `json:"last_error,omitempty"`
-	// Via: "punched" for a connection made by hole punching; empty for a
-	// plain dial.
+	// Via: "punched" for a connection made by hole punching, "relayed"
+	// for one through a relay (replaced by a direct one when a later
+	// punch succeeds); empty for a plain dial.
 	Via string `json:"via,omitempty"`
 	// Of a live connection (QUIC's own figures): smoothed round-trip time,
 	// and UDP payload bytes sent and received on it.
@@ -209,7 +210,7 @@ type link struct {
 	proven bool
 	useful bool       // it sent something gossip took (see peerUseful)
 	conn   *quic.Conn // read only for its statistics
-	via    string     // how it was made when not by a plain dial: ViaPunched (punch.go)
+	via    string     // how it was made when not by a plain dial: ViaPunched (punch.go), ViaRelayed (relay.go)
 }
 
 // dialTarget is an address we want a connection to, with its backoff state.
