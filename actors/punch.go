@@ -15,7 +15,11 @@ package actors
 // retransmits its Initial packets until one gets through or the dial
 // times out; an attempt gives up after PunchTimeout and is retried with
 // backoff. The connection is the usual one, mutual TLS bound to both DIDs;
-// the transport marks it "punched" in PeerView.
+// the transport marks it "punched" in PeerView. Besides every
+// PunchInterval it looks PunchSoon after its first peer that passes
+// requests connects. A node reached only through a relay is punched to
+// again, with the same backoff: when a punch succeeds, the transport keeps
+// the direct connection and closes the relayed one (onPeerUp).
 
 import (
 	"crypto/ed25519"
@@ -129,7 +133,9 @@ func (p *puncher) Receive(ctx actor.Context) {
 		p.live[m.ID] = true
 		if slices.Contains(m.Hello.GetFeatures(), featurePunch) {
 			p.peers[m.ID] = m.PID
-			if !p.soon && p.transport != nil && m.Via != ViaRelayed {
+			// The first such peer (at start, or after there was none):
+			// look soon, not a whole PunchInterval later.
+			if len(p.peers) == 1 && !p.soon && p.transport != nil && m.Via != ViaRelayed {
 				p.soon = true
 				p.timers = append(p.timers, sendAfter(ctx, p.cfg.PunchSoon, &punchTick{soon: true}))
 				p.trimTimers()
