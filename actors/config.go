@@ -138,6 +138,7 @@ type Config struct {
 	LANTargets   []string      // where beacons go; default: the broadcast address of every IPv4 interface, at LANAddr's port
 	// Hole punching through a common peer.
 	PunchInterval time.Duration // look for nodes to punch to this often (default 5 s)
+	PunchSoon     time.Duration // and this long after the first peer that passes punch requests connects (default 1 s; gossip's catch-up has come by then)
 	PunchTimeout  time.Duration // an attempt gives up after this (default 10 s)
 	PunchBackoff  time.Duration // first wait before punching to the same node again (default 10 s), doubling to 10 min
 	PunchMaxAge   time.Duration // a punch request older (or further in the future) than this is refused (default 1 min)
@@ -221,6 +222,7 @@ func (c Config) withDefaults() Config {
 	def(&c.LANInterval, 30*time.Second)
 	def(&c.LANMaxAge, 2*time.Minute)
 	def(&c.PunchInterval, 5*time.Second)
+	def(&c.PunchSoon, time.Second)
 	def(&c.PunchTimeout, 10*time.Second)
 	def(&c.PunchBackoff, 10*time.Second)
 	def(&c.PunchMaxAge, time.Minute)
