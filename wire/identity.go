@@ -185,7 +185,9 @@ func VerifyProposal(doc *RepoIdentity) (Identity, int, error) {
 }
 
 func verifyIdentity(doc *RepoIdentity, proposal bool) (Identity, error) {
-	bad := func(err error) (Identity, error) { return Identity{}, fmt.Errorf("identity document: %w: %w", err, ErrBadAnnouncement) }
+	bad := func(err error) (Identity, error) {
+		return Identity{}, fmt.Errorf("identity document: %w: %w", err, ErrBadAnnouncement)
+	}
 	repo, err := ParseRepoID(doc.GetRepoId())
 	if err != nil {
 		return bad(err)

@@ -175,4 +175,3 @@ func TestIdentity_compare(t *testing.T) {
 		t.Fatal("Extends")
 	}
 }
-
