@@ -50,7 +50,15 @@ func (r *repos) Receive(ctx actor.Context) {
 	case *actor.Stopping:
 		r.cancel()
 	case *AddRepo:
+		if m.RepoID != (wire.RepoID{}) {
+			r.addAsDelegate(ctx, m)
+			break
+		}
 		r.add(ctx, m)
+	case *ChangeDelegates:
+		r.changeDelegates(ctx, m)
+	case *SignIdentity:
+		r.signIdentityCmd(ctx, m)
 	case *ListRepos:
 		r.list(ctx, m)
 	case *ShowRepo:
@@ -515,6 +523,7 @@ func (r *repos) views(ctx actor.Context, states []repoState, then func([]RepoVie
 				v := st.view()
 				if sv, ok := syncs[st.Repo.ID]; ok {
 					v.Seeders, v.SyncError = sv.Seeders, sv.LastError
+					v.Delegates = delegatesOf(st.Repo, sv)
 					if sv.Syncing {
 						v.Status, v.Received = StatusSyncing, sv.Bytes
 						v.Phase, v.PhasePercent, v.Step = sv.Phase, sv.Percent, sv.Step

@@ -29,6 +29,8 @@ type repoCmd struct {
 	Follow   repoFollowCmd   `cmd:"" help:"Follow a repository: with run --seed followed, only followed (and cloned) repositories are fetched."`
 	Unfollow repoUnfollowCmd `cmd:"" help:"Stop following a repository (its mirror stays until repo remove)."`
 	Remove   repoRemoveCmd   `cmd:"" help:"Delete a repository's mirror and cached bundles; it is not fetched again until followed."`
+
+	Delegate repoDelegateCmd `cmd:"" help:"Change who may publish a repository's refs (its delegates and threshold); see delegate.go."`
 }
 
 type repoFollowCmd struct {
@@ -91,6 +93,7 @@ type repoAddCmd struct {
 	Name        string `help:"Name shown to others (default: the directory name)."`
 	Description string `help:"One-line description."`
 	JSON        bool   `name:"json" help:"Print the repository as JSON."`
+	RepoID      string `name:"repo-id" help:"Add the path as this node's own copy of a repository another created (same root commit), whose delegate this node is: its refs are announced as this delegate's."`
 }
 
 func (c *repoAddCmd) Run(e *env) error {
@@ -100,7 +103,13 @@ func (c *repoAddCmd) Run(e *env) error {
 	}
 	path = workTreeOfGitDir(path)
 	var v actors.RepoView
-	if err := callWithProgress(e, actors.AddRepo{Path: path, Name: c.Name, Description: c.Description}, &v, "adding", c.JSON, addQuiet); err != nil {
+	add := actors.AddRepo{Path: path, Name: c.Name, Description: c.Description}
+	if c.RepoID != "" {
+		if add.RepoID, err = parseRepoID(c.RepoID); err != nil {
+			return err
+		}
+	}
+	if err := callWithProgress(e, add, &v, "adding", c.JSON, addQuiet); err != nil {
 		return err
 	}
 	if c.JSON {
@@ -222,6 +231,7 @@ func writeRepoShow(w io.Writer, v actors.RepoView) error {
 	}
 	field("default branch", wire.TermText(v.DefaultBranch))
 	field("root commit", v.RootCommit)
+	writeDelegates(w, v.Delegates)
 	fmt.Fprintln(w, "refs:")
 	writeRefs(w, v.Refs)
 	if !v.Local && !sameRefs(v.MirrorRefs, v.Refs) {
