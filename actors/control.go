@@ -39,7 +39,7 @@ func init() {
 	for _, c := range []any{
 		AddRepo{}, ListRepos{}, ShowRepo{}, GetStatus{}, ListPeers{},
 		SyncRepo{}, CloneRepo{}, PullRepo{}, FollowRepo{}, RemoveRepo{}, RecordClone{},
-		ChangeDelegates{}, SignIdentity{},
+		ChangeDelegates{}, SignIdentity{}, RotateKey{},
 	} {
 		t := reflect.TypeOf(c)
 		commands[t.Name()] = t

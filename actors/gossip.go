@@ -313,6 +313,8 @@ func (g *gossip) Receive(ctx actor.Context) {
 		g.changeIdentity(ctx, m)
 	case *signIdentity:
 		g.signIdentity(ctx, m)
+	case *RotateKey:
+		g.rotateKey(ctx, m)
 	case *countCopies:
 		ctx.Respond(g.seen.copies(m.ID))
 	case *announceRepos:

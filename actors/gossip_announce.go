@@ -29,6 +29,12 @@ func (g *gossip) announceRepo(ctx actor.Context, r persist.Repo) {
 		return
 	}
 	creator := ""
+	if id, ok := g.identityOf(r.ID); ok && !id.IsDelegate(g.id) {
+		// Rotated away or removed: peers would refuse (and count against
+		// us) what we signed.
+		g.log.Warn("not announcing a repository whose identity document no longer names this node as a delegate", "repo", r.ID, "version", id.Version)
+		return
+	}
 	if r.Creator != g.id {
 		// Another's repository, of which we are a delegate (repo add
 		// --repo-id): our refs name its creator.

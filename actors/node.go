@@ -441,6 +441,12 @@ func (n *node) Receive(ctx actor.Context) {
 		ctx.Forward(n.repos)
 	case *GetStatus:
 		ctx.Forward(n.status)
+	case *RotateKey:
+		if n.gossip == nil {
+			ctx.Respond(NotRunningError(n.cfg.Root))
+			break
+		}
+		ctx.Forward(n.gossip)
 	case *SetIntervals:
 		n.setIntervals(ctx, m)
 	case *ListPeers:

@@ -10,7 +10,6 @@ import (
 	"github.com/menode/menode/wire"
 )
 
-
 // canonicalRepo: a mirror holding base <- ahead, and base <- other (a
 // branch off base that ahead does not contain).
 func canonicalRepo(t *testing.T) (m GitRepo, base, ahead, other string) {
