@@ -145,6 +145,9 @@ type syncWaiter struct {
 
 // behind reports whether the mirror lacks the signed refs.
 func (r *syncRepo) behind() bool {
+	if r.parent == nil && r.identity != nil && !r.identity.IsDelegate(r.want.Creator) {
+		return false // the creator is no longer a delegate: its refs are not wanted
+	}
 	return !r.want.Local && len(r.want.Refs) > 0 && wire.RefsHash(r.mirror.Refs) != wire.RefsHash(r.want.Refs)
 }
 
@@ -426,11 +429,11 @@ func (s *syncer) notifyWaiters(ctx actor.Context, r *syncRepo, p *Progress) {
 func (s *syncer) syncNow(ctx actor.Context, m *syncNow) {
 	reply := replier(ctx)
 	r := s.repos[m.ID]
-	if r == nil || len(r.want.Refs) == 0 {
+	if r == nil || (len(r.want.Refs) == 0 && len(r.delegates) == 0) {
 		reply(fmt.Errorf("unknown repository %s; `menode repo list` shows the known ones", m.ID))
 		return
 	}
-	if !r.behind() {
+	if !s.repoBehind(r) {
 		reply(true)
 		return
 	}

@@ -216,8 +216,43 @@ func (s *syncer) refreshCanonical(ctx actor.Context, r *syncRepo) {
 		if r.canonicalDue {
 			s.refreshCanonical(ctx, r)
 		}
+		s.releaseWaiters(ctx, r, wire.NodeID{})
 		s.reschedule(ctx)
 	})
+}
+
+// repoBehind reports whether r (a repository's syncRepo) lacks signed
+// refs it wants: the creator's (while it is a delegate), or another
+// delegate's; or the canonical refs are still to be written.
+func (s *syncer) repoBehind(r *syncRepo) bool {
+	if r.behind() || r.canonicalRunning || r.canonicalDue {
+		return true
+	}
+	for _, dr := range r.delegates {
+		if dr.behind() {
+			return true
+		}
+	}
+	return false
+}
+
+// releaseWaiters answers the commands waiting for r's repository (repo
+// sync --wait, clone) once it holds every signed state it wants.
+func (s *syncer) releaseWaiters(ctx actor.Context, r *syncRepo, peer wire.NodeID) {
+	if r.parent != nil {
+		r = r.parent
+	}
+	if s.repoBehind(r) {
+		return
+	}
+	for _, w := range r.waiters {
+		w.cancel()
+		if w.progress != nil {
+			ctx.Send(w.progress, &Progress{Repo: r.want.ID, Phase: PhaseSynced, Peer: peer})
+		}
+		w.reply(true)
+	}
+	r.waiters = nil
 }
 
 // delegatesView is what views shows of r's delegates.

@@ -237,16 +237,7 @@ func (s *syncer) ended(ctx actor.Context, m *transferEnded) {
 			ctx.Send(s.gossip, &mirrorUpdated{ID: m.Repo, Refs: r.mirror.Refs})
 		}
 		s.refreshCanonical(ctx, r)
-		if !r.behind() {
-			for _, w := range r.waiters {
-				w.cancel()
-				if w.progress != nil {
-					ctx.Send(w.progress, &Progress{Repo: m.Repo, Phase: PhaseSynced, Peer: m.Peer})
-				}
-				w.reply(true)
-			}
-			r.waiters = nil
-		}
+		s.releaseWaiters(ctx, r, m.Peer)
 	case m.OverQuota:
 		s.counts.FetchesFailed["over_quota"]++
 		// Not the seeder's fault, and no use asking again until the
