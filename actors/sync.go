@@ -222,6 +222,7 @@ func (s *syncer) Receive(ctx actor.Context) {
 			for _, st := range states {
 				r := s.repo(st.Repo.ID)
 				r.want, r.mirror = st.Repo, st.Mirror.Mirror
+				s.loadDelegates(r) // gossip's identityChanged may have come first
 			}
 			ids := make([]wire.RepoID, 0, len(s.repos))
 			for id, r := range s.repos {

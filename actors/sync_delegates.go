@@ -59,6 +59,16 @@ func (s *syncer) delegateRepo(r *syncRepo, d wire.NodeID) *syncRepo {
 	return dr
 }
 
+// loadDelegates gives r's delegates' syncRepos what the mirror's record
+// holds of their refs, when they were made before it was read.
+func (s *syncer) loadDelegates(r *syncRepo) {
+	for d, dr := range r.delegates {
+		if held, ok := r.mirror.Delegates[d]; ok && dr.mirror.Seq == 0 {
+			dr.mirror = persist.Mirror{Refs: held.Refs, Seq: held.Seq, Signed: held.Signed, SyncedAt: held.SyncedAt}
+		}
+	}
+}
+
 // identityChanged takes in the document gossip keeps: the refs of keys it
 // no longer names are forgotten, and the canonical refs written again.
 func (s *syncer) identityChanged(ctx actor.Context, m *identityChanged) {
@@ -91,6 +101,12 @@ func (s *syncer) delegateAnnounced(ctx actor.Context, m *delegateAnnounced) {
 	r := s.repo(m.Repo.ID)
 	if r.identity == nil || !r.identity.IsDelegate(m.Delegate) {
 		return
+	}
+	if r.want.DefaultBranch == "" {
+		// Known only from delegates' refs (the creator's are not taken:
+		// it is no longer a delegate): what they say of the repository.
+		r.want.Name, r.want.Description, r.want.DefaultBranch = m.Repo.Name, m.Repo.Description, m.Repo.DefaultBranch
+		r.want.Creator, r.want.RootCommit = m.Repo.Creator, m.Repo.RootCommit
 	}
 	dr := s.delegateRepo(r, m.Delegate)
 	if m.Repo.Seq > dr.want.Seq {
