@@ -13,7 +13,7 @@ type authCmd struct {
 	Init authInitCmd `cmd:"" help:"Create this node's identity key; prints its did:key."`
 	Show authShowCmd `cmd:"" help:"Print this node's did:key."`
 
-	Rotate authRotateCmd `cmd:"" help:"Give the node a new key: the old key signs the new one into every repository it is a delegate of (see rotate.go); prints the new did:key."`
+	Rotate authRotateCmd `cmd:"" help:"Give the node a new key: the old key signs the new one into every repository it is a delegate of; restart the node to use it; prints the new did:key."`
 }
 
 type authInitCmd struct {

@@ -30,7 +30,7 @@ type repoCmd struct {
 	Unfollow repoUnfollowCmd `cmd:"" help:"Stop following a repository (its mirror stays until repo remove)."`
 	Remove   repoRemoveCmd   `cmd:"" help:"Delete a repository's mirror and cached bundles; it is not fetched again until followed."`
 
-	Delegate repoDelegateCmd `cmd:"" help:"Change who may publish a repository's refs (its delegates and threshold); see delegate.go."`
+	Delegate repoDelegateCmd `cmd:"" help:"Change who may publish a repository's refs: its delegates and the threshold of their signatures a change needs."`
 }
 
 type repoFollowCmd struct {
