@@ -232,7 +232,11 @@ func (s *syncer) ended(ctx actor.Context, m *transferEnded) {
 		r.mirror, r.size, r.refused = *m.Mirror, m.MirrorSize, 0
 		delete(r.failures, m.Peer)
 		r.lastError = ""
-		s.log.Info("sync: mirror updated", "repo", m.Repo, "delegate", r.delegate, "peer", m.Peer, "refs", len(r.mirror.Refs), "bytes", m.BytesIn)
+		args := []any{"repo", m.Repo, "peer", m.Peer, "refs", len(r.mirror.Refs), "bytes", m.BytesIn}
+		if !r.delegate.IsZero() {
+			args = append(args, "delegate", r.delegate) // another delegate's refs (sync_delegates.go)
+		}
+		s.log.Info("sync: mirror updated", args...)
 		if m.Delegate.IsZero() {
 			ctx.Send(s.gossip, &mirrorUpdated{ID: m.Repo, Refs: r.mirror.Refs})
 		}
