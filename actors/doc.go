@@ -11,6 +11,7 @@
 //	 ├─ store     every write to bbolt, and the reads actors ask for       store.go
 //	 ├─ repos     the repository commands: add, list, show, sync, clone,   repos.go
 //	 │            pull, follow, remove, record a clone made by git
+//	 │            repo delegate, repo add --repo-id, delegates in show     repos_delegates.go
 //	 ├─ status    status --json: the latest figures of every owner, within status.go
 //	 │            StatusWait however busy they are; peers when offline
 //	 ├─ gossip    the actor, what it holds, its queue to its siblings      gossip.go
@@ -19,12 +20,15 @@
 //	 │            the push tree: relay, IHave, graft, prune                gossip_tree.go
 //	 │            reconciliation (catch-up and anti-entropy)               gossip_reconcile.go
 //	 │            our own announcements: node, repositories, inventory     gossip_announce.go
+//	 │            identity documents kept, forks, delegates' refs, the     gossip_identity.go
+//	 │            delegate commands; key rotation                          gossip_rotate.go
 //	 │            the seen window                                          gossip_seen.go
 //	 ├─ sync      the actor and its state                                  sync.go
 //	 │   │        which repository is behind, which seeder, backoff        sync_schedule.go
 //	 │   │        mirror quotas, kept .part files                          sync_quota.go
 //	 │   │        bundles for serving transfers (persist.BundleCache)      sync_bundles.go
 //	 │   │        upload slots, per peer and in all                        sync_uploads.go
+//	 │   │        other delegates' refs, each fetched apart; canonical     sync_delegates.go
 //	 │   └─ fetch-N / serve-N  one per bundle transfer                     transfer.go
 //	 │            fetching, phase by phase                                 transfer_fetch.go
 //	 │            serving                                                  transfer_serve.go
@@ -57,7 +61,9 @@
 // to gossip; gossip sends frames back through peer actors (sendFrame) and asks
 // the transport to dial nodes it learned of (dialNode) or to ban one that
 // misbehaves (banNode). Gossip tells sync of every repository announcement
-// and inventory it accepts (repoAnnounced, inventorySeen). Node spawns gossip
+// and inventory it accepts (repoAnnounced, inventorySeen), of the identity
+// document it keeps for a repository (identityChanged) and of refs other
+// delegates signed (delegateAnnounced). Node spawns gossip
 // before sync and the transport, then tells it where they are
 // (gossipSiblings). Sync tells gossip what its mirrors now hold
 // (mirrorUpdated), which becomes our inventory. The transport tells gossip

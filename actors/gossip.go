@@ -105,6 +105,9 @@ type GossipStats struct {
 	Relayed    int64            `json:"relayed"`
 	// Peers pushed whole announcements (the tree); the others get message IDs.
 	EagerPeers int `json:"eager_peers"`
+	// Valid identity documents that differ from the one kept (the
+	// latest 64): see gossip_identity.go.
+	IdentityForks []IdentityFork `json:"identity_forks,omitempty"`
 }
 
 // Reasons an announcement is dropped or evicted (GossipStats.Dropped).
@@ -184,13 +187,17 @@ type gossip struct {
 	catchUp   int         // bytes one peer is sent by reconciliation and grafts, per minute
 	seen      *seenWindow
 	strikes   map[wire.NodeID]int
-	cancel    cancelFunc
-	flushing  bool               // a flushIHave is on its way
-	timers    map[int]cancelFunc // graftDue and flushIHave on their way, cancelled on stop
-	timerSeq  int
-	early     map[*actor.PID]*gossipPeer // peers whose frames came before peerConnected
-	ready     bool
-	now       func() time.Time
+	// The kept identity document of each repository that has one beyond
+	// version 1, and the forks seen (gossip_identity.go).
+	identities map[wire.RepoID]*identityState
+	forks      []IdentityFork
+	cancel     cancelFunc
+	flushing   bool               // a flushIHave is on its way
+	timers     map[int]cancelFunc // graftDue and flushIHave on their way, cancelled on stop
+	timerSeq   int
+	early      map[*actor.PID]*gossipPeer // peers whose frames came before peerConnected
+	ready      bool
+	now        func() time.Time
 
 	graftTimeout, ihaveDelay, banFor time.Duration
 }
@@ -230,6 +237,7 @@ func newGossip(cfg Config, key ed25519.PrivateKey, id wire.NodeID, addrs []strin
 		budget:  heldBudget{total: cfg.MaxHeldBytes, perOrigin: cfg.MaxHeldBytesPerOrigin, used: map[wire.NodeID]int{}, keys: map[wire.NodeID]map[string]bool{}},
 		dropped: map[string]int64{}, counted: GossipStats{Accepted: map[string]int64{}}, catchUp: cfg.MaxCatchUpBytes,
 		seen: newSeenWindow(cfg.SeenFor, seenMax), strikes: map[wire.NodeID]int{}, now: time.Now,
+		identities: map[wire.RepoID]*identityState{},
 	}
 }
 
@@ -282,7 +290,7 @@ func (g *gossip) Receive(ctx actor.Context) {
 	case *gossipStats:
 		ctx.Respond(GossipStats{Held: len(g.latest), HeldBytes: g.budget.sum, Dropped: maps.Clone(g.dropped),
 			Received: g.counted.Received, Duplicates: g.counted.Duplicates, Accepted: maps.Clone(g.counted.Accepted), Relayed: g.counted.Relayed,
-			EagerPeers: g.eagerPeers()})
+			EagerPeers: g.eagerPeers(), IdentityForks: slices.Clone(g.forks)})
 	case *peerDisconnected:
 		delete(g.early, m.PID)
 		if p := g.peers[m.ID]; p != nil && p.pid == m.PID {
@@ -301,6 +309,12 @@ func (g *gossip) Receive(ctx actor.Context) {
 		delete(g.timers, m.timer)
 		g.flushing = false
 		g.flushIHave(ctx)
+	case *changeIdentity:
+		g.changeIdentity(ctx, m)
+	case *signIdentity:
+		g.signIdentity(ctx, m)
+	case *RotateKey:
+		g.rotateKey(ctx, m)
 	case *countCopies:
 		ctx.Respond(g.seen.copies(m.ID))
 	case *announceRepos:
@@ -375,6 +389,7 @@ func (g *gossip) load(ctx actor.Context, m *gossipLoaded) {
 			g.toSync(ctx, inventoryOf(origin, inv))
 		}
 	}
+	g.loadIdentities(ctx)
 	g.ready = true
 	g.announceNode(ctx)
 	for _, r := range m.repos {
@@ -494,11 +509,12 @@ const (
 
 // slotKey names the slot an announcement fills: one per origin and kind,
 // and per repository (its did:repo form) for repository announcements:
-// "node/<origin>", "repo/<origin>/<repo>", "inventory/<origin>". Gossip
+// "node/<origin>", "repo/<origin>/<repo>", "inventory/<origin>",
+// "identity/<origin>/<repo>". Gossip
 // holds an announcement under it, the store saves it under it, and
 // reconciliation names the slot on the wire by its hash (wire.SlotIDOf).
 func slotKey(kind string, origin wire.NodeID, repo string) string {
-	if kind == kindRepo {
+	if kind == kindRepo || kind == kindIdentity {
 		return kind + "/" + origin.String() + "/" + repo
 	}
 	return kind + "/" + origin.String()
@@ -511,6 +527,8 @@ func announcementKey(a *wire.Announcement, origin wire.NodeID) string {
 		return slotKey(kindRepo, origin, b.Repo.RepoId)
 	case *wire.Announcement_Inventory:
 		return slotKey(kindInventory, origin, "")
+	case *wire.Announcement_Identity:
+		return slotKey(kindIdentity, origin, b.Identity.RepoId)
 	default:
 		return slotKey(kindNode, origin, "")
 	}

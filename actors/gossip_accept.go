@@ -63,6 +63,9 @@ func (g *gossip) receive(ctx actor.Context, m *gossipIn) {
 		g.dropped[dropStale]++
 		return // stale: we hold this one or a newer one
 	}
+	if !g.admit(ctx, m.From, s, a, origin) {
+		return // not by a delegate, or an older document (gossip_identity.go)
+	}
 	if !g.accept(ctx, key, s, a, origin) {
 		return
 	}
@@ -93,6 +96,10 @@ func (g *gossip) accept(ctx actor.Context, key string, s *wire.SignedAnnouncemen
 		}
 	case *wire.Announcement_Repo:
 		r := b.Repo
+		if r.Creator != "" && r.Creator != origin.String() {
+			g.acceptRefs(ctx, r, a, origin, raw) // another delegate's refs
+			break
+		}
 		id, _ := wire.ParseRepoID(r.RepoId) // checked by OpenAnnouncement
 		repo := persist.Repo{
 			ID: id, Name: r.Name, Description: r.Description, Creator: origin,
@@ -104,6 +111,9 @@ func (g *gossip) accept(ctx actor.Context, key string, s *wire.SignedAnnouncemen
 		g.log.Info("repository announced", "repo", id, "name", wire.SafeText(r.Name), "creator", origin, "refs", len(r.Refs))
 	case *wire.Announcement_Inventory:
 		g.toSync(ctx, inventoryOf(origin, b.Inventory))
+	case *wire.Announcement_Identity:
+		id, _ := wire.VerifyIdentity(b.Identity) // verified by OpenAnnouncement
+		g.adopt(ctx, b.Identity, id, key)
 	}
 	return true
 }
@@ -117,6 +127,8 @@ func announcementKind(a *wire.Announcement) string {
 		return kindRepo
 	case *wire.Announcement_Inventory:
 		return kindInventory
+	case *wire.Announcement_Identity:
+		return kindIdentity
 	}
 	return "other"
 }

@@ -61,9 +61,17 @@ func (w *seenWindow) add(id [32]byte, now time.Time) {
 
 func (w *seenWindow) len() int { return len(w.at) }
 
+// forget takes id out of the window, so that its next copy is taken in as
+// new: for a message dropped only because something it depends on has not
+// come yet (refs by a delegate whose document is on its way).
+func (w *seenWindow) forget(id [32]byte) { delete(w.at, id) }
+
 func (w *seenWindow) expire(now time.Time) {
-	for w.head < len(w.order) && now.Sub(w.at[w.order[w.head]].at) >= w.ttl {
-		w.pop()
+	for w.head < len(w.order) {
+		if e := w.at[w.order[w.head]]; e != nil && now.Sub(e.at) < w.ttl {
+			return
+		}
+		w.pop() // expired, or forgotten
 	}
 }
 

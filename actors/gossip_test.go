@@ -583,7 +583,7 @@ func startGossipAlone(t *testing.T, cfg Config) *gossipHarness {
 	}))
 	h.syncPID = system.Root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
 		switch m := ctx.Message().(type) {
-		case *repoAnnounced, *inventorySeen:
+		case *repoAnnounced, *inventorySeen, *identityChanged, *delegateAnnounced:
 			h.sync.add(m)
 		}
 	}))

@@ -50,7 +50,15 @@ func (r *repos) Receive(ctx actor.Context) {
 	case *actor.Stopping:
 		r.cancel()
 	case *AddRepo:
+		if m.RepoID != (wire.RepoID{}) {
+			r.addAsDelegate(ctx, m)
+			break
+		}
 		r.add(ctx, m)
+	case *ChangeDelegates:
+		r.changeDelegates(ctx, m)
+	case *SignIdentity:
+		r.signIdentityCmd(ctx, m)
 	case *ListRepos:
 		r.list(ctx, m)
 	case *ShowRepo:
@@ -265,7 +273,9 @@ func inspectRepo(ctx context.Context, root string, db *persist.Store, m *AddRepo
 	progress(&Progress{Repo: id, Phase: PhaseHashing, Percent: 100, Message: fmt.Sprintf("%d branches and tags", len(refs))})
 	// Refused before its mirror is touched: fetching into the mirror of a
 	// repository already added would bring in refs it does not publish.
-	if old, err := db.Repo(id); err == nil {
+	// A delegate's copy (m.RepoID set) replaces the record gossip made,
+	// never one added here (as insertRepo with Replace).
+	if old, err := db.Repo(id); err == nil && (m.RepoID == (wire.RepoID{}) || old.Local) {
 		return persist.Repo{}, fmt.Errorf("repository %s is already added (path %s)", id, old.Path)
 	}
 	mirror, err := persist.InitMirror(ctx, persist.MirrorPath(root, id), branch)
@@ -537,6 +547,7 @@ func (r *repos) views(ctx actor.Context, states []repoState, then func([]RepoVie
 				v := st.view()
 				if sv, ok := syncs[st.Repo.ID]; ok {
 					v.Seeders, v.SyncError = sv.Seeders, sv.LastError
+					v.Delegates = delegatesOf(st.Repo, sv)
 					if sv.Syncing {
 						v.Status, v.Received = StatusSyncing, sv.Bytes
 						v.Phase, v.PhasePercent, v.Step = sv.Phase, sv.Percent, sv.Step

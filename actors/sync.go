@@ -68,6 +68,12 @@ type syncView struct {
 	Percent     float64 // of its phase
 	Seeders     []wire.NodeID
 	LastError   string // why the last fetch failed, until one succeeds
+	// Delegates (sync_delegates.go): the kept identity document (nil: the
+	// creator alone), the other delegates' refs the mirror holds, and the
+	// canonical refs last written.
+	Identity     *wire.Identity
+	DelegateRefs map[wire.NodeID]map[string]string
+	Canonical    *persist.Canonical
 }
 
 // syncTotals are transfer counters since start.
@@ -112,6 +118,18 @@ type syncRepo struct {
 	statusAt   time.Time
 	rate       float64 // bytes per second of the running fetch, smoothed
 	refused    uint64  // the seq of the signed state refused for the mirror quota
+
+	// Delegates (sync_delegates.go): the kept identity document (nil:
+	// the creator alone), the other delegates' refs, each fetched by a
+	// syncRepo of its own (with delegate and parent set, and want.Creator
+	// the delegate), and the canonical refs last written.
+	identity                       *wire.Identity
+	delegates                      map[wire.NodeID]*syncRepo
+	delegate                       wire.NodeID
+	parent                         *syncRepo
+	canonical                      *persist.Canonical
+	starting                       bool // a fetch is being started (its resume point is read)
+	canonicalRunning, canonicalDue bool
 }
 
 type backoff struct {
@@ -127,6 +145,9 @@ type syncWaiter struct {
 
 // behind reports whether the mirror lacks the signed refs.
 func (r *syncRepo) behind() bool {
+	if r.parent == nil && r.identity != nil && !r.identity.IsDelegate(r.want.Creator) {
+		return false // the creator is no longer a delegate: its refs are not wanted
+	}
 	return !r.want.Local && len(r.want.Refs) > 0 && wire.RefsHash(r.mirror.Refs) != wire.RefsHash(r.want.Refs)
 }
 
@@ -201,6 +222,7 @@ func (s *syncer) Receive(ctx actor.Context) {
 			for _, st := range states {
 				r := s.repo(st.Repo.ID)
 				r.want, r.mirror = st.Repo, st.Mirror.Mirror
+				s.loadDelegates(r) // gossip's identityChanged may have come first
 			}
 			ids := make([]wire.RepoID, 0, len(s.repos))
 			for id, r := range s.repos {
@@ -230,6 +252,9 @@ func (s *syncer) Receive(ctx actor.Context) {
 		})
 	case *repoAnnounced:
 		r := s.repo(m.Repo.ID)
+		if r.want.Local {
+			break // ours as a delegate (repo add --repo-id): our working copy's refs, not the creator's
+		}
 		if m.Repo.Seq > r.want.Seq || len(r.want.Refs) == 0 {
 			// Gossip knows the creator's state; the local flags are ours.
 			followed, removed, clones := r.want.Followed, r.want.Removed, r.want.Clones
@@ -239,7 +264,7 @@ func (s *syncer) Receive(ctx actor.Context) {
 		s.reschedule(ctx)
 	case *repoChanged:
 		r := s.repo(m.Repo.ID)
-		if m.Repo.Seq >= r.want.Seq {
+		if m.Repo.Seq >= r.want.Seq || m.Repo.Local {
 			if m.Repo.Seq > r.want.Seq {
 				r.wantSigned = nil // of the older state
 			}
@@ -260,6 +285,10 @@ func (s *syncer) Receive(ctx actor.Context) {
 				delete(s.repos, m.ID)
 			}
 		}
+	case *identityChanged:
+		s.identityChanged(ctx, m)
+	case *delegateAnnounced:
+		s.delegateAnnounced(ctx, m)
 	case *inventorySeen:
 		s.inventories[m.Origin] = m.Repos
 		s.reschedule(ctx)
@@ -320,6 +349,11 @@ func (s *syncer) Receive(ctx actor.Context) {
 		for _, r := range s.repos {
 			if r.fetching != nil && r.fetching.Equal(m.Who) {
 				s.ended(ctx, &transferEnded{Repo: r.want.ID, Peer: r.peer, Err: errors.New("transfer failed")})
+			}
+			for d, dr := range r.delegates {
+				if dr.fetching != nil && dr.fetching.Equal(m.Who) {
+					s.ended(ctx, &transferEnded{Repo: r.want.ID, Delegate: d, Peer: dr.peer, Err: errors.New("transfer failed")})
+				}
 			}
 		}
 	case *setInterval:
@@ -396,11 +430,11 @@ func (s *syncer) notifyWaiters(ctx actor.Context, r *syncRepo, p *Progress) {
 func (s *syncer) syncNow(ctx actor.Context, m *syncNow) {
 	reply := replier(ctx)
 	r := s.repos[m.ID]
-	if r == nil || len(r.want.Refs) == 0 {
+	if r == nil || (len(r.want.Refs) == 0 && len(r.delegates) == 0) {
 		reply(fmt.Errorf("unknown repository %s; `menode repo list` shows the known ones", m.ID))
 		return
 	}
-	if !r.behind() {
+	if !s.repoBehind(r) {
 		reply(true)
 		return
 	}
@@ -458,6 +492,7 @@ func (s *syncer) views() map[wire.RepoID]syncView {
 	out := make(map[wire.RepoID]syncView, len(s.repos))
 	for id, r := range s.repos {
 		v := syncView{Seeders: s.seeders(r), LastError: r.lastError}
+		r.delegatesView(&v)
 		if r.fetching != nil {
 			v.Syncing, v.Bytes, v.Size = true, r.status.Bytes, r.status.Size
 			v.Phase, v.Percent, v.Step = r.status.Phase, r.status.Percent, r.status.Step

@@ -56,7 +56,7 @@ func (s *syncer) schedule(ctx actor.Context) {
 	}
 	ids := make([]wire.RepoID, 0, len(s.repos))
 	for id, r := range s.repos {
-		if r.fetching == nil && r.behind() && s.wanted(r) && s.reachable(r) {
+		if !s.busy(r) && r.behind() && s.wanted(r) && s.reachable(r) {
 			ids = append(ids, id)
 		}
 	}
@@ -69,6 +69,7 @@ func (s *syncer) schedule(ctx actor.Context) {
 			s.start(ctx, r)
 		}
 	}
+	s.scheduleDelegates(ctx)
 }
 
 // reachable reports whether a seeder of r is connected (cheap: checked
@@ -89,6 +90,9 @@ func (s *syncer) reachable(r *syncRepo) bool {
 // wanted reports whether the seeding policy has this node fetch r: not
 // removed, and followed (or cloned) unless it seeds everything.
 func (s *syncer) wanted(r *syncRepo) bool {
+	if r.parent != nil {
+		r = r.parent // a delegate's refs: as the repository
+	}
 	return !r.want.Removed && (s.cfg.Seed != SeedFollowed || r.want.Followed || len(r.want.Clones) > 0)
 }
 
@@ -127,9 +131,11 @@ func (s *syncer) start(ctx actor.Context, r *syncRepo) {
 		return
 	}
 	id := r.want.ID
+	r.starting = true // no other fetch of the repository starts meanwhile (sync_delegates.go)
 	// No resume point (or none readable) is a zero Transfer: start afresh.
 	askFor(ctx, s.store, &loadTransfer{ID: id}, func(resume persist.Transfer, _ error) {
-		if r.fetching != nil || !r.behind() || s.fetches >= s.cfg.MaxFetches {
+		r.starting = false
+		if r.fetching != nil || s.busy(r) || !r.behind() || s.fetches >= s.cfg.MaxFetches {
 			return
 		}
 		// Other fetches may have started meanwhile.
@@ -149,7 +155,7 @@ func (s *syncer) start(ctx actor.Context, r *syncRepo) {
 		}
 		job := fetchJob{
 			want: r.want, wantSigned: r.wantSigned, mirror: r.mirror, resume: resume, peer: peer, peerPID: pid,
-			root: s.cfg.Root, maxBundle: s.cfg.MaxBundleSize, rate: s.download,
+			delegate: r.delegate, root: s.cfg.Root, maxBundle: s.cfg.MaxBundleSize, rate: s.download,
 			timings: s.cfg.transferTimings(), work: s.cfg.workContext, log: s.log.With("repo", id, "peer", peer),
 		}
 		s.nextID++
@@ -204,6 +210,9 @@ func (s *syncer) ended(ctx actor.Context, m *transferEnded) {
 		return
 	}
 	r := s.repos[m.Repo]
+	if !m.Delegate.IsZero() && r != nil {
+		r = r.delegates[m.Delegate]
+	}
 	if r == nil || r.fetching == nil || (m.PID != nil && !r.fetching.Equal(m.PID)) {
 		return
 	}
@@ -223,18 +232,16 @@ func (s *syncer) ended(ctx actor.Context, m *transferEnded) {
 		r.mirror, r.size, r.refused = *m.Mirror, m.MirrorSize, 0
 		delete(r.failures, m.Peer)
 		r.lastError = ""
-		s.log.Info("sync: mirror updated", "repo", m.Repo, "peer", m.Peer, "refs", len(r.mirror.Refs), "bytes", m.BytesIn)
-		ctx.Send(s.gossip, &mirrorUpdated{ID: m.Repo, Refs: r.mirror.Refs})
-		if !r.behind() {
-			for _, w := range r.waiters {
-				w.cancel()
-				if w.progress != nil {
-					ctx.Send(w.progress, &Progress{Repo: m.Repo, Phase: PhaseSynced, Peer: m.Peer})
-				}
-				w.reply(true)
-			}
-			r.waiters = nil
+		args := []any{"repo", m.Repo, "peer", m.Peer, "refs", len(r.mirror.Refs), "bytes", m.BytesIn}
+		if !r.delegate.IsZero() {
+			args = append(args, "delegate", r.delegate) // another delegate's refs (sync_delegates.go)
 		}
+		s.log.Info("sync: mirror updated", args...)
+		if m.Delegate.IsZero() {
+			ctx.Send(s.gossip, &mirrorUpdated{ID: m.Repo, Refs: r.mirror.Refs})
+		}
+		s.refreshCanonical(ctx, r)
+		s.releaseWaiters(ctx, r, m.Peer)
 	case m.OverQuota:
 		s.counts.FetchesFailed["over_quota"]++
 		// Not the seeder's fault, and no use asking again until the
@@ -274,6 +281,9 @@ func (s *syncer) ended(ctx actor.Context, m *transferEnded) {
 			level = slog.LevelWarn
 		}
 		s.log.Log(context.Background(), level, "sync: fetch failed", "repo", m.Repo, "peer", m.Peer, "err", r.lastError, "retry_in", time.Until(b.until).Round(time.Millisecond))
+	}
+	if root := r.parent; (root != nil && root.canonicalDue) || r.canonicalDue {
+		s.refreshCanonical(ctx, r) // due while the fetch ran
 	}
 	s.reschedule(ctx)
 }

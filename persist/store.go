@@ -104,6 +104,9 @@ type Mirror struct {
 	Signed        []byte            `json:"signed"`         // that announcement: an encoded wire.SignedAnnouncement
 	DefaultBranch string            `json:"default_branch"` // where the mirror's HEAD points
 	SyncedAt      time.Time         `json:"synced_at"`
+	// The signed refs of the repository's other delegates, each under
+	// DelegatePrefix in the mirror (PutMirror keeps them when nil).
+	Delegates map[wire.NodeID]DelegateRefs `json:"delegates,omitempty"`
 }
 
 // Transfer is an incoming bundle transfer in flight, kept so that one
@@ -437,11 +440,18 @@ func (s *Store) PutMirror(id wire.RepoID, m Mirror) error {
 		return errors.New("put mirror: repository has no ID")
 	}
 	m.V = SchemaVersion
-	val, err := json.Marshal(m)
-	if err != nil {
-		return fmt.Errorf("encode mirror of %s: %w", id, err)
-	}
 	return s.update(func(tx *bbolt.Tx) error {
+		if m.Delegates == nil {
+			// The creator's refs changed: the other delegates' stay.
+			var old Mirror
+			if raw := tx.Bucket(bucketRefs).Get(id[:]); raw != nil && decodeRecord(raw, &old, "mirror of "+id.String()) == nil {
+				m.Delegates = old.Delegates
+			}
+		}
+		val, err := json.Marshal(m)
+		if err != nil {
+			return fmt.Errorf("encode mirror of %s: %w", id, err)
+		}
 		return tx.Bucket(bucketRefs).Put(id[:], val)
 	})
 }
