@@ -67,8 +67,11 @@ type Config struct {
 	MaxCatchUpBytes       int // sent to one peer by reconciliation and grafts, refilled per minute (default 8 MiB)
 
 	// Gossip tree (eager push along a tree, message IDs to the other peers).
-	GraftTimeout time.Duration // wait for an announced message this long before asking for it (default 250 ms)
-	IHaveDelay   time.Duration // collect message IDs for a lazy peer this long before sending them (default 20 ms)
+	GraftTimeout time.Duration // wait for an announced message at least this long before asking for it (default 250 ms)
+	// GraftTimeoutMax: the wait grows, with how late eager pushes come,
+	// up to this (default 2 GraftTimeout; gossip_graftwait.go).
+	GraftTimeoutMax time.Duration
+	IHaveDelay      time.Duration // collect message IDs for a lazy peer this long before sending them (default 20 ms)
 
 	// QUIC liveness: an idle connection sends a PING every KeepAlive and
 	// is closed after IdleTimeout without a packet.
@@ -191,6 +194,7 @@ func (c Config) withDefaults() Config {
 	def(&c.SyncBackoffMax, 5*time.Minute)
 	def(&c.HandshakeTimeout, 10*time.Second)
 	def(&c.GraftTimeout, 250*time.Millisecond)
+	def(&c.GraftTimeoutMax, 2*c.GraftTimeout)
 	def(&c.IHaveDelay, 20*time.Millisecond)
 	def(&c.KeepAlive, 10*time.Second)
 	def(&c.IdleTimeout, 20*time.Second)

@@ -18,6 +18,7 @@
 //	 │            verify, dedup, strike and ban                            gossip_accept.go
 //	 │            byte budgets, evictions, catch-up within budget          gossip_budget.go
 //	 │            the push tree: relay, IHave, graft, prune                gossip_tree.go
+//	 │            the wait before a graft, adapted to late eager pushes    gossip_graftwait.go
 //	 │            reconciliation (catch-up and anti-entropy)               gossip_reconcile.go
 //	 │            our own announcements: node, repositories, inventory     gossip_announce.go
 //	 │            identity documents kept, forks, delegates' refs, the     gossip_identity.go

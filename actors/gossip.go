@@ -105,6 +105,9 @@ type GossipStats struct {
 	Relayed    int64            `json:"relayed"`
 	// Peers pushed whole announcements (the tree); the others get message IDs.
 	EagerPeers int `json:"eager_peers"`
+	// GraftWaitMs: how long an announced message is waited for before it
+	// is asked for, adapted to how late eager pushes come.
+	GraftWaitMs int64 `json:"graft_wait_ms"`
 	// Valid identity documents that differ from the one kept (the
 	// latest 64): see gossip_identity.go.
 	IdentityForks []IdentityFork `json:"identity_forks,omitempty"`
@@ -199,7 +202,8 @@ type gossip struct {
 	ready      bool
 	now        func() time.Time
 
-	graftTimeout, ihaveDelay, banFor time.Duration
+	graftWait          graftWait // how long an IHave waits for its message before a graft (gossip_graftwait.go)
+	ihaveDelay, banFor time.Duration
 }
 
 // gossipPeer is what gossip knows of one connected peer: whether it is on
@@ -233,7 +237,7 @@ func newGossip(cfg Config, key ed25519.PrivateKey, id wire.NodeID, addrs []strin
 		peers: map[wire.NodeID]*gossipPeer{}, latest: map[string]*held{}, inventory: map[wire.RepoID][32]byte{},
 		byID: map[[32]byte]string{}, missing: map[[32]byte]*missingMsg{},
 		timers: map[int]cancelFunc{}, early: map[*actor.PID]*gossipPeer{},
-		graftTimeout: cfg.GraftTimeout, ihaveDelay: cfg.IHaveDelay, banFor: cfg.BanFor,
+		graftWait: newGraftWait(cfg.GraftTimeout, cfg.GraftTimeoutMax), ihaveDelay: cfg.IHaveDelay, banFor: cfg.BanFor,
 		budget:  heldBudget{total: cfg.MaxHeldBytes, perOrigin: cfg.MaxHeldBytesPerOrigin, used: map[wire.NodeID]int{}, keys: map[wire.NodeID]map[string]bool{}},
 		dropped: map[string]int64{}, counted: GossipStats{Accepted: map[string]int64{}}, catchUp: cfg.MaxCatchUpBytes,
 		seen: newSeenWindow(cfg.SeenFor, seenMax), strikes: map[wire.NodeID]int{}, now: time.Now,
@@ -290,7 +294,7 @@ func (g *gossip) Receive(ctx actor.Context) {
 	case *gossipStats:
 		ctx.Respond(GossipStats{Held: len(g.latest), HeldBytes: g.budget.sum, Dropped: maps.Clone(g.dropped),
 			Received: g.counted.Received, Duplicates: g.counted.Duplicates, Accepted: maps.Clone(g.counted.Accepted), Relayed: g.counted.Relayed,
-			EagerPeers: g.eagerPeers(), IdentityForks: slices.Clone(g.forks)})
+			EagerPeers: g.eagerPeers(), GraftWaitMs: g.graftWait.wait().Milliseconds(), IdentityForks: slices.Clone(g.forks)})
 	case *peerDisconnected:
 		delete(g.early, m.PID)
 		if p := g.peers[m.ID]; p != nil && p.pid == m.PID {

@@ -47,12 +47,14 @@ func (g *gossip) receive(ctx actor.Context, m *gossipIn) {
 		// A second copy: the link it came by closes a loop in the tree
 		// (one at the end of its hops, TTL 0, went nowhere further).
 		if p := g.peers[m.From]; p != nil && p.eager && m.Gossip.GetTtl() > 0 {
+			g.graftWait.duplicate(id, time.Now())
 			p.eager = false
 			ctx.Send(p.pid, &sendFrame{Frame: &wire.Frame{Body: &wire.Frame_Prune{Prune: &wire.Prune{}}}})
 		}
 		return
 	}
 	g.seen.add(id, g.now())
+	g.graftWait.arrived(g.missing[id], time.Now())
 	delete(g.missing, id)
 	if origin == g.id {
 		return // our own, back from a relay
