@@ -27,7 +27,13 @@ import (
 // records with the announcement they hold; transfers are recorded for resume;
 // repos list their clones. Opening a version 1 store migrates it (see
 // migrateV1).
-const SchemaVersion = 2
+//
+// Version 3: a repository record may hold the ref patterns it publishes
+// and the delegates' refs; a version 2 store is the same layout and opens
+// as version 3 unchanged. The number changes so that an older menode,
+// which would announce every branch of a repository that publishes only
+// some, refuses the store instead of opening it.
+const SchemaVersion = 3
 
 // lockTimeout is how long OpenStore waits for bbolt's file lock. bbolt's
 // default (0) waits forever.
@@ -179,6 +185,8 @@ func openStore(root string, mayCompact bool) (*Store, error) {
 		switch v := binary.BigEndian.Uint64(raw); {
 		case v > SchemaVersion:
 			return fmt.Errorf("%s was written by a newer menode (schema %d, this binary knows %d): %w", QuotePath(path), v, SchemaVersion, ErrNewerSchema)
+		case v == 2:
+			return meta.Put(metaSchema, uint64Bytes(SchemaVersion))
 		case v == 1:
 			if err := migrateV1(tx); err != nil {
 				return fmt.Errorf("%s: migrate schema 1 to %d: %w", QuotePath(path), SchemaVersion, err)
