@@ -71,6 +71,14 @@ type countCopies struct{ ID [32]byte }
 // antiEntropy is the gossip interval's tick: reconcile with one random peer.
 type antiEntropy struct{}
 
+// gossipPeerCount asks how many peers gossip keeps state for. Reply:
+// gossipPeers. For tests.
+type gossipPeerCount struct{}
+
+// gossipPeers is what gossip keeps per peer: connected ones, ones whose
+// frames came before their peerConnected, and strikes.
+type gossipPeers struct{ Peers, Early, Strikes int }
+
 // graftDue: the message IDs announced to us (IHave) that we asked to wait
 // for are due; ask for the ones still missing.
 type graftDue struct {
@@ -291,6 +299,8 @@ func (g *gossip) Receive(ctx actor.Context) {
 			p.initial = true
 			ctx.Send(m.PID, &sendFrame{Frame: reconcileFrame(g.reconcileSet().Start())})
 		}
+	case *gossipPeerCount:
+		ctx.Respond(gossipPeers{Peers: len(g.peers), Early: len(g.early), Strikes: len(g.strikes)})
 	case *gossipStats:
 		ctx.Respond(GossipStats{Held: len(g.latest), HeldBytes: g.budget.sum, Dropped: maps.Clone(g.dropped),
 			Received: g.counted.Received, Duplicates: g.counted.Duplicates, Accepted: maps.Clone(g.counted.Accepted), Relayed: g.counted.Relayed,
