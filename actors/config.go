@@ -67,8 +67,11 @@ type Config struct {
 	MaxCatchUpBytes       int // sent to one peer by reconciliation and grafts, refilled per minute (default 8 MiB)
 
 	// Gossip tree (eager push along a tree, message IDs to the other peers).
-	GraftTimeout time.Duration // wait for an announced message this long before asking for it (default 250 ms)
-	IHaveDelay   time.Duration // collect message IDs for a lazy peer this long before sending them (default 20 ms)
+	GraftTimeout time.Duration // wait for an announced message at least this long before asking for it (default 250 ms)
+	// GraftTimeoutMax: the wait grows, with how late eager pushes come,
+	// up to this (default 2 GraftTimeout; gossip_graftwait.go).
+	GraftTimeoutMax time.Duration
+	IHaveDelay      time.Duration // collect message IDs for a lazy peer this long before sending them (default 20 ms)
 
 	// QUIC liveness: an idle connection sends a PING every KeepAlive and
 	// is closed after IdleTimeout without a packet.
@@ -138,6 +141,7 @@ type Config struct {
 	LANTargets   []string      // where beacons go; default: the broadcast address of every IPv4 interface, at LANAddr's port
 	// Hole punching through a common peer.
 	PunchInterval time.Duration // look for nodes to punch to this often (default 5 s)
+	PunchSoon     time.Duration // and this long after the first peer that passes punch requests connects (default 1 s; gossip's catch-up has come by then)
 	PunchTimeout  time.Duration // an attempt gives up after this (default 10 s)
 	PunchBackoff  time.Duration // first wait before punching to the same node again (default 10 s), doubling to 10 min
 	PunchMaxAge   time.Duration // a punch request older (or further in the future) than this is refused (default 1 min)
@@ -190,6 +194,7 @@ func (c Config) withDefaults() Config {
 	def(&c.SyncBackoffMax, 5*time.Minute)
 	def(&c.HandshakeTimeout, 10*time.Second)
 	def(&c.GraftTimeout, 250*time.Millisecond)
+	def(&c.GraftTimeoutMax, 2*c.GraftTimeout)
 	def(&c.IHaveDelay, 20*time.Millisecond)
 	def(&c.KeepAlive, 10*time.Second)
 	def(&c.IdleTimeout, 20*time.Second)
@@ -221,6 +226,7 @@ func (c Config) withDefaults() Config {
 	def(&c.LANInterval, 30*time.Second)
 	def(&c.LANMaxAge, 2*time.Minute)
 	def(&c.PunchInterval, 5*time.Second)
+	def(&c.PunchSoon, time.Second)
 	def(&c.PunchTimeout, 10*time.Second)
 	def(&c.PunchBackoff, 10*time.Second)
 	def(&c.PunchMaxAge, time.Minute)

@@ -39,6 +39,7 @@ func init() {
 	for _, c := range []any{
 		AddRepo{}, ListRepos{}, ShowRepo{}, GetStatus{}, ListPeers{},
 		SyncRepo{}, CloneRepo{}, PullRepo{}, FollowRepo{}, RemoveRepo{}, RecordClone{},
+		ChangeDelegates{}, SignIdentity{}, RotateKey{},
 	} {
 		t := reflect.TypeOf(c)
 		commands[t.Name()] = t

@@ -11,20 +11,25 @@
 //	 ├─ store     every write to bbolt, and the reads actors ask for       store.go
 //	 ├─ repos     the repository commands: add, list, show, sync, clone,   repos.go
 //	 │            pull, follow, remove, record a clone made by git
+//	 │            repo delegate, repo add --repo-id, delegates in show     repos_delegates.go
 //	 ├─ status    status --json: the latest figures of every owner, within status.go
 //	 │            StatusWait however busy they are; peers when offline
 //	 ├─ gossip    the actor, what it holds, its queue to its siblings      gossip.go
 //	 │            verify, dedup, strike and ban                            gossip_accept.go
 //	 │            byte budgets, evictions, catch-up within budget          gossip_budget.go
 //	 │            the push tree: relay, IHave, graft, prune                gossip_tree.go
+//	 │            the wait before a graft, adapted to late eager pushes    gossip_graftwait.go
 //	 │            reconciliation (catch-up and anti-entropy)               gossip_reconcile.go
 //	 │            our own announcements: node, repositories, inventory     gossip_announce.go
+//	 │            identity documents kept, forks, delegates' refs, the     gossip_identity.go
+//	 │            delegate commands; key rotation                          gossip_rotate.go
 //	 │            the seen window                                          gossip_seen.go
 //	 ├─ sync      the actor and its state                                  sync.go
 //	 │   │        which repository is behind, which seeder, backoff        sync_schedule.go
 //	 │   │        mirror quotas, kept .part files                          sync_quota.go
 //	 │   │        bundles for serving transfers (persist.BundleCache)      sync_bundles.go
 //	 │   │        upload slots, per peer and in all                        sync_uploads.go
+//	 │   │        other delegates' refs, each fetched apart; canonical     sync_delegates.go
 //	 │   └─ fetch-N / serve-N  one per bundle transfer                     transfer.go
 //	 │            fetching, phase by phase                                 transfer_fetch.go
 //	 │            serving                                                  transfer_serve.go
@@ -35,6 +40,8 @@
 //	 │   └─ peer-…  one per QUIC connection: Hello, frames, streams        peer.go
 //	 ├─ watcher   owned repos: fetch a changed one into its mirror, then   watcher.go
 //	 │            ask gossip to announce it; woken by inotify              watcher_notify.go
+//	 │            repo publish / unpublish: read again, drop what is no    watcher_publish.go
+//	 │            longer published (the command itself: repos_publish.go)
 //	 ├─ reach     which of our addresses peers can dial (dial-back); the   reach.go
 //	 │            confirmed ones go to gossip for our announcement
 //	 ├─ lan       signed beacons on the local link; dials their senders    lan.go
@@ -55,7 +62,9 @@
 // to gossip; gossip sends frames back through peer actors (sendFrame) and asks
 // the transport to dial nodes it learned of (dialNode) or to ban one that
 // misbehaves (banNode). Gossip tells sync of every repository announcement
-// and inventory it accepts (repoAnnounced, inventorySeen). Node spawns gossip
+// and inventory it accepts (repoAnnounced, inventorySeen), of the identity
+// document it keeps for a repository (identityChanged) and of refs other
+// delegates signed (delegateAnnounced). Node spawns gossip
 // before sync and the transport, then tells it where they are
 // (gossipSiblings). Sync tells gossip what its mirrors now hold
 // (mirrorUpdated), which becomes our inventory. The transport tells gossip
@@ -68,7 +77,10 @@
 // others' announcements and repositories is small (an index entry, a
 // learnedRepo): gossip reads an announcement's bytes back from the store
 // when it sends it (loadHeld), and sync a repository's records when it
-// starts a fetch (loadFetch). Every write goes to store; the
+// starts a fetch (loadFetch); a repository with an identity document or
+// other delegates' refs is the exception, kept whole (sync_delegates.go:
+// each delegate's announcement, as gossip handed it over, and what the
+// mirror holds of its refs). Every write goes to store; the
 // listing a user waits for (repo list) and the repository count of status
 // read the store themselves on a read transaction of their own, so a flood
 // of gossip's writes queued at the store never delays them.

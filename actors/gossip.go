@@ -117,6 +117,12 @@ type GossipStats struct {
 	Relayed    int64            `json:"relayed"`
 	// Peers pushed whole announcements (the tree); the others get message IDs.
 	EagerPeers int `json:"eager_peers"`
+	// GraftWaitMs: how long an announced message is waited for before it
+	// is asked for, adapted to how late eager pushes come.
+	GraftWaitMs int64 `json:"graft_wait_ms"`
+	// Valid identity documents that differ from the one kept (the
+	// latest 64): see gossip_identity.go.
+	IdentityForks []IdentityFork `json:"identity_forks,omitempty"`
 }
 
 // Reasons an announcement is dropped or evicted (GossipStats.Dropped).
@@ -204,15 +210,20 @@ type gossip struct {
 	seen      *seenWindow
 	strikes   map[wire.NodeID]int
 	struckOff map[wire.NodeID]time.Time // peers with strikes that disconnected, and when
-	cancel    cancelFunc
-	flushing  bool               // a flushIHave is on its way
-	timers    map[int]cancelFunc // graftDue and flushIHave on their way, cancelled on stop
-	timerSeq  int
-	early     map[*actor.PID]*gossipPeer // peers whose frames came before peerConnected
-	ready     bool
-	now       func() time.Time
+	// The kept identity document of each repository that has one beyond
+	// version 1, and the forks seen (gossip_identity.go).
+	identities map[wire.RepoID]*identityState
+	forks      []IdentityFork
+	cancel     cancelFunc
+	flushing   bool               // a flushIHave is on its way
+	timers     map[int]cancelFunc // graftDue and flushIHave on their way, cancelled on stop
+	timerSeq   int
+	early      map[*actor.PID]*gossipPeer // peers whose frames came before peerConnected
+	ready      bool
+	now        func() time.Time
 
-	graftTimeout, ihaveDelay, banFor time.Duration
+	graftWait          graftWait // how long an IHave waits for its message before a graft (gossip_graftwait.go)
+	ihaveDelay, banFor time.Duration
 }
 
 // gossipPeer is what gossip knows of one connected peer: whether it is on
@@ -246,10 +257,11 @@ func newGossip(cfg Config, key ed25519.PrivateKey, id wire.NodeID, addrs []strin
 		peers: map[wire.NodeID]*gossipPeer{}, latest: map[string]*held{}, inventory: map[wire.RepoID][32]byte{},
 		byID: map[[32]byte]string{}, missing: map[[32]byte]*missingMsg{},
 		timers: map[int]cancelFunc{}, early: map[*actor.PID]*gossipPeer{},
-		graftTimeout: cfg.GraftTimeout, ihaveDelay: cfg.IHaveDelay, banFor: cfg.BanFor,
+		graftWait: newGraftWait(cfg.GraftTimeout, cfg.GraftTimeoutMax), ihaveDelay: cfg.IHaveDelay, banFor: cfg.BanFor,
 		budget:  heldBudget{total: cfg.MaxHeldBytes, perOrigin: cfg.MaxHeldBytesPerOrigin, used: map[wire.NodeID]int{}, keys: map[wire.NodeID][]string{}},
 		dropped: map[string]int64{}, counted: GossipStats{Accepted: map[string]int64{}}, catchUp: cfg.MaxCatchUpBytes,
 		seen: newSeenWindow(cfg.SeenFor, seenMax), strikes: map[wire.NodeID]int{}, struckOff: map[wire.NodeID]time.Time{}, now: time.Now,
+		identities: map[wire.RepoID]*identityState{},
 	}
 }
 
@@ -305,10 +317,12 @@ func (g *gossip) Receive(ctx actor.Context) {
 			p.initial = true
 			ctx.Send(m.PID, &sendFrame{Frame: reconcileFrame(g.reconcileSet().Start())})
 		}
+	case *gossipPeerCount:
+		ctx.Respond(gossipPeers{Peers: len(g.peers), Early: len(g.early), Strikes: len(g.strikes)})
 	case *gossipStats:
 		ctx.Respond(GossipStats{Held: len(g.latest), HeldBytes: g.budget.sum, Dropped: maps.Clone(g.dropped),
 			Received: g.counted.Received, Duplicates: g.counted.Duplicates, Accepted: maps.Clone(g.counted.Accepted), Relayed: g.counted.Relayed,
-			EagerPeers: g.eagerPeers()})
+			EagerPeers: g.eagerPeers(), GraftWaitMs: g.graftWait.wait().Milliseconds(), IdentityForks: slices.Clone(g.forks)})
 	case *peerDisconnected:
 		delete(g.early, m.PID)
 		if p := g.peers[m.ID]; p != nil && p.pid == m.PID {
@@ -317,8 +331,6 @@ func (g *gossip) Receive(ctx actor.Context) {
 				g.struckOff[m.ID] = g.now()
 			}
 		}
-	case *gossipPeerCount:
-		ctx.Respond(gossipPeers{Peers: len(g.peers), Early: len(g.early), Strikes: len(g.strikes)})
 	case *gossipIn:
 		g.receive(ctx, m)
 		releaseCredit(m.credit)
@@ -335,6 +347,12 @@ func (g *gossip) Receive(ctx actor.Context) {
 		delete(g.timers, m.timer)
 		g.flushing = false
 		g.flushIHave(ctx)
+	case *changeIdentity:
+		g.changeIdentity(ctx, m)
+	case *signIdentity:
+		g.signIdentity(ctx, m)
+	case *RotateKey:
+		g.rotateKey(ctx, m)
 	case *countCopies:
 		ctx.Respond(g.seen.copies(m.ID))
 	case *announceRepos:
@@ -413,6 +431,7 @@ func (g *gossip) load(ctx actor.Context, m *gossipLoaded) {
 			g.toSync(ctx, inventoryOf(origin, inv))
 		}
 	}
+	g.loadIdentities(ctx)
 	g.ready = true
 	g.announceNode(ctx)
 	for _, r := range m.mirrored {
@@ -592,11 +611,12 @@ const (
 
 // slotKey names the slot an announcement fills: one per origin and kind,
 // and per repository (its did:repo form) for repository announcements:
-// "node/<origin>", "repo/<origin>/<repo>", "inventory/<origin>". Gossip
+// "node/<origin>", "repo/<origin>/<repo>", "inventory/<origin>",
+// "identity/<origin>/<repo>". Gossip
 // holds an announcement under it, the store saves it under it, and
 // reconciliation names the slot on the wire by its hash (wire.SlotIDOf).
 func slotKey(kind string, origin wire.NodeID, repo string) string {
-	if kind == kindRepo {
+	if kind == kindRepo || kind == kindIdentity {
 		return kind + "/" + origin.String() + "/" + repo
 	}
 	return kind + "/" + origin.String()
@@ -609,6 +629,8 @@ func announcementKey(a *wire.Announcement, origin wire.NodeID) string {
 		return slotKey(kindRepo, origin, b.Repo.RepoId)
 	case *wire.Announcement_Inventory:
 		return slotKey(kindInventory, origin, "")
+	case *wire.Announcement_Identity:
+		return slotKey(kindIdentity, origin, b.Identity.RepoId)
 	default:
 		return slotKey(kindNode, origin, "")
 	}

@@ -47,12 +47,14 @@ func (g *gossip) receive(ctx actor.Context, m *gossipIn) {
 		// A second copy: the link it came by closes a loop in the tree
 		// (one at the end of its hops, TTL 0, went nowhere further).
 		if p := g.peers[m.From]; p != nil && p.eager && m.Gossip.GetTtl() > 0 {
+			g.graftWait.duplicate(id, time.Now())
 			p.eager = false
 			ctx.Send(p.pid, &sendFrame{Frame: &wire.Frame{Body: &wire.Frame_Prune{Prune: &wire.Prune{}}}})
 		}
 		return
 	}
 	g.seen.add(id, g.now())
+	g.graftWait.arrived(g.missing[id], time.Now())
 	delete(g.missing, id)
 	if origin == g.id {
 		return // our own, back from a relay
@@ -62,6 +64,9 @@ func (g *gossip) receive(ctx actor.Context, m *gossipIn) {
 	if h != nil && a.Seq <= h.seq {
 		g.dropped[dropStale]++
 		return // stale: we hold this one or a newer one
+	}
+	if !g.admit(ctx, m.From, s, a, origin) {
+		return // not by a delegate, or an older document (gossip_identity.go)
 	}
 	if !g.accept(ctx, key, s, a, origin) {
 		return
@@ -93,6 +98,10 @@ func (g *gossip) accept(ctx actor.Context, key string, s *wire.SignedAnnouncemen
 		}
 	case *wire.Announcement_Repo:
 		r := b.Repo
+		if r.Creator != "" && r.Creator != origin.String() {
+			g.acceptRefs(ctx, r, a, origin, raw) // another delegate's refs
+			break
+		}
 		id, _ := wire.ParseRepoID(r.RepoId) // checked by OpenAnnouncement
 		repo := persist.Repo{
 			ID: id, Name: r.Name, Description: r.Description, Creator: origin,
@@ -104,6 +113,9 @@ func (g *gossip) accept(ctx actor.Context, key string, s *wire.SignedAnnouncemen
 		g.log.Info("repository announced", "repo", id, "name", wire.SafeText(r.Name), "creator", origin, "refs", len(r.Refs))
 	case *wire.Announcement_Inventory:
 		g.toSync(ctx, inventoryOf(origin, b.Inventory))
+	case *wire.Announcement_Identity:
+		id, _ := wire.VerifyIdentity(b.Identity) // verified by OpenAnnouncement
+		g.adopt(ctx, b.Identity, id, key)
 	}
 	return true
 }
@@ -117,6 +129,8 @@ func announcementKind(a *wire.Announcement) string {
 		return kindRepo
 	case *wire.Announcement_Inventory:
 		return kindInventory
+	case *wire.Announcement_Identity:
+		return kindIdentity
 	}
 	return "other"
 }

@@ -28,15 +28,27 @@ func (g *gossip) announceRepo(ctx actor.Context, r persist.Repo) {
 	if !g.ready || !r.Local {
 		return
 	}
-	if r.Creator != g.id {
-		// Its ID binds the key it was added with (before `auth init --force`).
-		g.log.Warn("not announcing a repository added under another identity; add it again",
-			"repo", r.ID, "path", r.Path, "creator", r.Creator)
+	creator := ""
+	if id, ok := g.identityOf(r.ID); ok && !id.IsDelegate(g.id) {
+		// Rotated away or removed: peers would refuse (and count against
+		// us) what we signed.
+		g.log.Warn("not announcing a repository whose identity document no longer names this node as a delegate", "repo", r.ID, "version", id.Version)
 		return
+	}
+	if r.Creator != g.id {
+		// Another's repository, of which we are a delegate (repo add
+		// --repo-id): our refs name its creator.
+		if id, ok := g.identityOf(r.ID); !ok || !id.IsDelegate(g.id) {
+			// Its ID binds the key it was added with (before `auth init --force`).
+			g.log.Warn("not announcing a repository whose document does not name this node as a delegate",
+				"repo", r.ID, "path", r.Path, "creator", r.Creator)
+			return
+		}
+		creator = r.Creator.String()
 	}
 	body := &wire.RepoAnnouncement{
 		RepoId: r.ID.String(), RootCommit: r.RootCommit, Name: r.Name, Description: r.Description,
-		DefaultBranch: r.DefaultBranch, Refs: wire.RefsFromMap(r.Refs),
+		DefaultBranch: r.DefaultBranch, Refs: wire.RefsFromMap(r.Refs), Creator: creator,
 	}
 	key := slotKey(kindRepo, g.id, r.ID.String())
 	g.announce(ctx, key, &wire.Announcement{Body: &wire.Announcement_Repo{Repo: body}})

@@ -63,7 +63,13 @@ func (w *seenWindow) add(id [32]byte, now time.Time) {
 
 func (w *seenWindow) len() int { return len(w.at) }
 
+// forget takes id out of the window, so that its next copy is taken in as
+// new: for a message dropped only because something it depends on has not
+// come yet (refs by a delegate whose document is on its way).
+func (w *seenWindow) forget(id [32]byte) { delete(w.at, id) }
+
 func (w *seenWindow) expire(now time.Time) {
+	// A forgotten entry reads as at 0: expired.
 	for w.head < len(w.order) && now.UnixNano()-w.at[w.order[w.head]].at >= int64(w.ttl) {
 		w.pop()
 	}

@@ -183,9 +183,11 @@ func TestGossip_behavior(t *testing.T) {
 		h.deliver(a, seq5b, 5) // same seq, different payload
 		h.deliver(a, seq6, 5)
 		h.waitFrame(b, seq6)
-		// The store's copy and the relay go to different actors: the
-		// relay may come first.
-		eventually(t, 5*time.Second, "seq 6 stored", func() bool { return len(h.learned()) >= 2 && len(h.saved(seq6)) > 0 })
+		// The relay to B and the messages to the store and to sync are
+		// sent one after another, not in an order B's frame implies.
+		eventually(t, 5*time.Second, "seq 6 stored and learned", func() bool {
+			return len(h.saved(seq6)) > 0 && len(h.learned()) >= 2
+		})
 
 		if n := len(b.framesOf(seq5)); n != 1 {
 			t.Errorf("B got seq 5 %d times, want 1", n)
@@ -598,7 +600,7 @@ func startGossipAlone(t *testing.T, cfg Config) *gossipHarness {
 	}))
 	h.syncPID = system.Root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
 		switch m := ctx.Message().(type) {
-		case *repoAnnounced, *inventorySeen:
+		case *repoAnnounced, *inventorySeen, *identityChanged, *delegateAnnounced:
 			h.sync.add(m)
 		}
 	}))

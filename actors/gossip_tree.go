@@ -20,6 +20,7 @@ const maxMissing = 10_000 // message IDs announced to us and not received, remem
 type missingMsg struct {
 	from    []wire.NodeID
 	grafted int
+	since   time.Time // the first IHave
 }
 
 // relay pushes a new announcement along the tree: whole to eager peers,
@@ -116,11 +117,11 @@ func (g *gossip) announced(ctx actor.Context, from wire.NodeID, ids [][]byte) {
 		if len(g.missing) >= maxMissing {
 			continue
 		}
-		g.missing[id] = &missingMsg{from: []wire.NodeID{from}}
+		g.missing[id] = &missingMsg{from: []wire.NodeID{from}, since: time.Now()}
 		due = append(due, id)
 	}
 	if len(due) > 0 {
-		g.after(ctx, g.graftTimeout, due)
+		g.after(ctx, g.graftWait.wait(), due)
 	}
 }
 
@@ -145,6 +146,7 @@ func (g *gossip) graft(ctx actor.Context, ids [][32]byte) {
 		}
 		from := m.from[m.grafted]
 		m.grafted++
+		g.graftWait.grafting(id, m.since)
 		ask[from] = append(ask[from], id[:])
 		again = append(again, id)
 	}
@@ -156,7 +158,7 @@ func (g *gossip) graft(ctx actor.Context, ids [][32]byte) {
 		}
 	}
 	if len(again) > 0 {
-		g.after(ctx, g.graftTimeout/2, again)
+		g.after(ctx, g.graftWait.wait()/2, again)
 	}
 }
 

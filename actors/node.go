@@ -23,10 +23,15 @@ import (
 // Progress, when set, receives *Progress events meanwhile (hashing,
 // mirroring).
 type AddRepo struct {
-	Path        string     `json:"path"`
-	Name        string     `json:"name"`
-	Description string     `json:"description"`
-	Progress    *actor.PID `json:"-"`
+	// RepoID, when set, names a repository this node learned of that
+	// another created: Path is this node's own working copy of it, whose
+	// refs it announces as a delegate (repos_delegates.go).
+	RepoID      wire.RepoID `json:"repo_id,omitzero"`
+	Path        string      `json:"path"`
+	Name        string      `json:"name"`
+	Description string      `json:"description"`
+	Publish     []string    `json:"publish,omitempty"` // ref patterns published (persist.RefPatterns); none: every branch and tag
+	Progress    *actor.PID  `json:"-"`
 }
 
 // ListRepos asks for a page of the repositories the node knows: those
@@ -202,6 +207,8 @@ type RepoView struct {
 	Size          int64             `json:"size"`                    // bytes of the mirror on disk
 	Clones        []string          `json:"clones"`                  // working clones made by repo clone
 	HasUpdates    bool              `json:"has_updates"`             // a recorded clone is behind the mirror
+	Published     []string          `json:"published,omitempty"`     // created here: the ref patterns published
+	Delegates     *RepoDelegates    `json:"delegates,omitempty"`     // the identity document, the delegates' refs, the canonical refs (running node only)
 }
 
 // RepoList is the reply to ListRepos: the page, and how many repositories
@@ -432,10 +439,18 @@ func (n *node) Receive(ctx actor.Context) {
 		ctx.Stop(ctx.Self())
 	case *actor.Stopping:
 		n.isStopping = true
-	case *AddRepo, *ListRepos, *ShowRepo, *SyncRepo, *CloneRepo, *PullRepo, *FollowRepo, *RemoveRepo, *RecordClone:
+	case *AddRepo, *ListRepos, *ShowRepo, *SyncRepo, *CloneRepo, *PullRepo, *FollowRepo, *RemoveRepo, *RecordClone, *ChangeDelegates, *SignIdentity:
+		ctx.Forward(n.repos)
+	case *PublishRefs:
 		ctx.Forward(n.repos)
 	case *GetStatus:
 		ctx.Forward(n.status)
+	case *RotateKey:
+		if n.gossip == nil {
+			ctx.Respond(NotRunningError(n.cfg.Root))
+			break
+		}
+		ctx.Forward(n.gossip)
 	case *SetIntervals:
 		n.setIntervals(ctx, m)
 	case *ListPeers:

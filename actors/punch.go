@@ -15,7 +15,11 @@ package actors
 // retransmits its Initial packets until one gets through or the dial
 // times out; an attempt gives up after PunchTimeout and is retried with
 // backoff. The connection is the usual one, mutual TLS bound to both DIDs;
-// the transport marks it "punched" in PeerView.
+// the transport marks it "punched" in PeerView. Besides every
+// PunchInterval it looks PunchSoon after its first peer that passes
+// requests connects. A node reached only through a relay is punched to
+// again, with the same backoff: when a punch succeeds, the transport keeps
+// the direct connection and closes the relayed one (onPeerUp).
 
 import (
 	"crypto/ed25519"
@@ -35,7 +39,7 @@ import (
 
 // Messages of the punch actor.
 type (
-	punchTick  struct{}
+	punchTick  struct{ soon bool } // soon: the one after PunchSoon
 	punchEnded struct {
 		id    wire.NodeID
 		nonce string
@@ -101,11 +105,13 @@ type puncher struct {
 
 	peers    map[wire.NodeID]*actor.PID // connected peers that speak punch
 	live     map[wire.NodeID]bool       // every connected node
+	relayed  map[wire.NodeID]bool       // connected nodes whose connection runs through a relay
 	attempts map[wire.NodeID]*punchAttempt
 	nonces   map[string]time.Time
 	relay    map[wire.NodeID]*rate.Limiter
 	counts   PunchCounts
 	timers   []cancelFunc
+	soon     bool // a punchTick after PunchSoon is on its way
 }
 
 func newPuncher(cfg Config, key ed25519.PrivateKey, id wire.NodeID, listen []string, store *actor.PID) *puncher {
@@ -113,7 +119,7 @@ func newPuncher(cfg Config, key ed25519.PrivateKey, id wire.NodeID, listen []str
 		listen = listen[:wire.MaxPunchAddrs]
 	}
 	return &puncher{cfg: cfg, key: key, id: id, listen: listen, store: store, log: cfg.Logger,
-		peers: map[wire.NodeID]*actor.PID{}, live: map[wire.NodeID]bool{}, attempts: map[wire.NodeID]*punchAttempt{},
+		peers: map[wire.NodeID]*actor.PID{}, live: map[wire.NodeID]bool{}, relayed: map[wire.NodeID]bool{}, attempts: map[wire.NodeID]*punchAttempt{},
 		nonces: map[string]time.Time{}, relay: map[wire.NodeID]*rate.Limiter{}}
 }
 
@@ -127,8 +133,22 @@ func (p *puncher) Receive(ctx actor.Context) {
 		p.live[m.ID] = true
 		if slices.Contains(m.Hello.GetFeatures(), featurePunch) {
 			p.peers[m.ID] = m.PID
+			// The first such peer (at start, or after there was none):
+			// look soon, not a whole PunchInterval later.
+			if len(p.peers) == 1 && !p.soon && p.transport != nil && m.Via != ViaRelayed {
+				p.soon = true
+				p.timers = append(p.timers, sendAfter(ctx, p.cfg.PunchSoon, &punchTick{soon: true}))
+				p.trimTimers()
+			}
 		}
 		a := p.attempts[m.ID]
+		if m.Via == ViaRelayed {
+			// Punching goes on, with backoff, to upgrade it to a direct
+			// connection (the transport prefers one, see onPeerUp).
+			p.relayed[m.ID] = true
+			return
+		}
+		delete(p.relayed, m.ID)
 		switch {
 		case a != nil && a.active:
 			a.active, a.backoff, a.punched = false, 0, time.Now()
@@ -144,8 +164,12 @@ func (p *puncher) Receive(ctx actor.Context) {
 			delete(p.peers, m.ID)
 		}
 		delete(p.live, m.ID)
+		delete(p.relayed, m.ID)
 		delete(p.relay, m.ID)
 	case *punchTick:
+		if m.soon {
+			p.soon = false
+		}
 		p.plan(ctx)
 	case *punchEnded:
 		a := p.attempts[m.id]
@@ -160,7 +184,7 @@ func (p *puncher) Receive(ctx actor.Context) {
 				ctx.Send(p.relayPID, &relayTo{ID: m.id})
 			}
 		}
-		if !p.live[m.id] {
+		if !p.live[m.id] || p.relayed[m.id] {
 			// One dial per address and attempt: the transport does not
 			// keep redialing what a punch request named.
 			for _, addr := range a.dialed {
@@ -217,10 +241,19 @@ func (p *puncher) plan(ctx actor.Context) {
 					return
 				}
 				a := p.attempts[n.ID]
+				if n.ID == p.id || a != nil && (a.active || now.Before(a.next)) {
+					continue
+				}
+				// A node connected through a relay is punched to again
+				// (with backoff): a direct connection replaces the relayed one.
+				if p.relayed[n.ID] {
+					p.start(ctx, n.ID)
+					continue
+				}
 				// A node with addresses and no failed dial is the
 				// transport's to dial (it may be waiting for an outbound slot).
 				cannotDial := len(n.Addresses) == 0 || failing[n.ID]
-				if n.ID == p.id || p.live[n.ID] || dialable[n.ID] || !cannotDial || a != nil && (a.active || now.Before(a.next)) {
+				if p.live[n.ID] || dialable[n.ID] || !cannotDial {
 					continue
 				}
 				p.start(ctx, n.ID)
@@ -241,6 +274,17 @@ func (p *puncher) active() int {
 
 // start signs a request to punch to node and sends it to a few peers.
 func (p *puncher) start(ctx actor.Context, node wire.NodeID) {
+	var ask []*actor.PID
+	for id, pid := range p.peers {
+		// Not the node itself (connected through a relay): it cannot tell
+		// where we are; nor a peer we reach through a relay.
+		if id != node && !p.relayed[id] && len(ask) < punchAskPeers {
+			ask = append(ask, pid)
+		}
+	}
+	if len(ask) == 0 {
+		return
+	}
 	a := p.attempts[node]
 	if a == nil {
 		if len(p.attempts) >= maxTargets {
@@ -260,15 +304,10 @@ func (p *puncher) start(ctx actor.Context, node wire.NodeID) {
 	a.backoff = min(max(2*a.backoff, p.cfg.PunchBackoff), 10*time.Minute)
 	a.nonce, a.ours, a.active, a.next = string(nonce), true, true, time.Now().Add(a.backoff)
 	p.counts.Started++
-	sent := 0
-	for _, pid := range p.peers {
-		if sent == punchAskPeers {
-			break
-		}
+	for _, pid := range ask {
 		ctx.Send(pid, &sendFrame{Frame: &wire.Frame{Body: &wire.Frame_PunchRequest{PunchRequest: req}}})
-		sent++
 	}
-	p.log.Debug("asking peers to pass on a punch request", "node", node, "peers", sent)
+	p.log.Info("hole punching: asking peers to pass on a request", "node", node, "peers", len(ask), "upgrade", p.relayed[node])
 	p.timers = append(p.timers, sendAfter(ctx, p.cfg.PunchTimeout, &punchEnded{id: node, nonce: a.nonce}))
 	p.trimTimers()
 }
@@ -324,7 +363,7 @@ func (p *puncher) request(ctx actor.Context, m *connectFrame, r *wire.PunchReque
 		p.dial(ctx, from, addrs)
 		return
 	}
-	if p.live[from] {
+	if p.live[from] && !p.relayed[from] {
 		return
 	}
 	if a == nil {
@@ -379,7 +418,7 @@ func (p *puncher) pass(ctx actor.Context, m *connectFrame, r *wire.PunchRequest,
 func (p *puncher) dial(ctx actor.Context, node wire.NodeID, addrs []string) {
 	a := p.attempts[node]
 	for _, addr := range addrs {
-		ctx.Send(p.transport, &dialNode{ID: node, Addr: addr, Discovered: true})
+		ctx.Send(p.transport, &dialNode{ID: node, Addr: addr, Discovered: true, Punch: true})
 		if a != nil && !slices.Contains(a.dialed, addr) {
 			a.dialed = append(a.dialed, addr)
 		}

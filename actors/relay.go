@@ -9,7 +9,8 @@ package actors
 // over the stream, one packet per uvarint-framed datagram): mutual TLS
 // bound to both DIDs, so the relay passes opaque, encrypted bytes and can
 // neither read nor change them. The connection is then an ordinary peer
-// of the transport, marked "relayed". A relay serves only nodes connected
+// of the transport, marked "relayed", until a later punch gives the two a
+// direct connection, which replaces it. A relay serves only nodes connected
 // to it, never an arbitrary address, within quotas of streams and bytes.
 
 import (

@@ -50,7 +50,15 @@ func (r *repos) Receive(ctx actor.Context) {
 	case *actor.Stopping:
 		r.cancel()
 	case *AddRepo:
+		if m.RepoID != (wire.RepoID{}) {
+			r.addAsDelegate(ctx, m)
+			break
+		}
 		r.add(ctx, m)
+	case *ChangeDelegates:
+		r.changeDelegates(ctx, m)
+	case *SignIdentity:
+		r.signIdentityCmd(ctx, m)
 	case *ListRepos:
 		r.list(ctx, m)
 	case *ShowRepo:
@@ -65,6 +73,8 @@ func (r *repos) Receive(ctx actor.Context) {
 		r.follow(ctx, m)
 	case *RemoveRepo:
 		r.remove(ctx, m)
+	case *PublishRefs:
+		r.publish(ctx, m)
 	case *RecordClone:
 		reply := replier(ctx)
 		if !filepath.IsAbs(m.Path) {
@@ -166,6 +176,10 @@ func (r *repos) add(ctx actor.Context, m *AddRepo) {
 		reply(fmt.Errorf("repository path %q is not absolute", m.Path))
 		return
 	}
+	if err := persist.RefPatterns(m.Publish).Check(); err != nil {
+		reply(err)
+		return
+	}
 	root, creator := r.cfg.Root, r.id
 	// git's progress is read in the goroutine that runs it and sent from there.
 	progress := func(*Progress) {}
@@ -173,7 +187,10 @@ func (r *repos) add(ctx actor.Context, m *AddRepo) {
 		pid, sys := m.Progress, ctx.ActorSystem().Root
 		progress = func(p *Progress) { sys.Send(pid, p) }
 	}
-	work(ctx, r, func(wctx context.Context) (persist.Repo, error) { return inspectRepo(wctx, root, m, creator, progress) },
+	db := r.db
+	work(ctx, r, func(wctx context.Context) (persist.Repo, error) {
+		return inspectRepo(wctx, root, db, m, creator, progress)
+	},
 		func(repo persist.Repo, err error) {
 			if err != nil {
 				reply(err)
@@ -206,7 +223,7 @@ func (r *repos) add(ctx actor.Context, m *AddRepo) {
 // inspectRepo runs git on the working repository and fetches it into the
 // node's mirror, whose refs are the ones announced, telling progress how
 // far it is (hashing, then mirroring with git's own progress); it blocks.
-func inspectRepo(ctx context.Context, root string, m *AddRepo, creator wire.NodeID, progress func(*Progress)) (persist.Repo, error) {
+func inspectRepo(ctx context.Context, root string, db *persist.Store, m *AddRepo, creator wire.NodeID, progress func(*Progress)) (persist.Repo, error) {
 	hashing := func(pct float64, step string) { progress(&Progress{Phase: PhaseHashing, Percent: pct, Step: step}) }
 	g, err := persist.OpenGitRepo(ctx, m.Path)
 	if err != nil {
@@ -242,10 +259,25 @@ func inspectRepo(ctx context.Context, root string, m *AddRepo, creator wire.Node
 	if err != nil {
 		return persist.Repo{}, err
 	}
+	publish := persist.RefPatterns(m.Publish)
+	if publish.IsDefault() {
+		publish = nil
+	}
+	if refs, err = publishedRefs(refs, publish); err != nil {
+		return persist.Repo{}, err
+	}
+	branch = publish.PublishedBranch(branch, refs)
 	if err := checkAnnounceable(id, rootCommit, name, m.Description, branch, refs); err != nil {
 		return persist.Repo{}, err
 	}
 	progress(&Progress{Repo: id, Phase: PhaseHashing, Percent: 100, Message: fmt.Sprintf("%d branches and tags", len(refs))})
+	// Refused before its mirror is touched: fetching into the mirror of a
+	// repository already added would bring in refs it does not publish.
+	// A delegate's copy (m.RepoID set) replaces the record gossip made,
+	// never one added here (as insertRepo with Replace).
+	if old, err := db.Repo(id); err == nil && (m.RepoID == (wire.RepoID{}) || old.Local) {
+		return persist.Repo{}, fmt.Errorf("repository %s is already added (path %s)", id, old.Path)
+	}
 	mirror, err := persist.InitMirror(ctx, persist.MirrorPath(root, id), branch)
 	if err != nil {
 		return persist.Repo{}, err
@@ -260,7 +292,7 @@ func inspectRepo(ctx context.Context, root string, m *AddRepo, creator wire.Node
 		last = gp
 		progress(&Progress{Repo: id, Phase: PhaseMirroring, Percent: max(gp.Percent, 0), Step: gp.Title, Objects: gp.Done, ObjectsTotal: gp.Total})
 	})
-	if refs, err = mirror.MirrorFrom(mctx, g.Dir); err != nil {
+	if refs, branch, err = mirror.MirrorPublished(mctx, g.Dir, publish, branch); err != nil {
 		return persist.Repo{}, err
 	}
 	progress(&Progress{Repo: id, Phase: PhaseMirroring, Percent: 100, Step: last.Title, Objects: last.Total, ObjectsTotal: last.Total})
@@ -268,7 +300,7 @@ func inspectRepo(ctx context.Context, root string, m *AddRepo, creator wire.Node
 	return persist.Repo{
 		ID: id, Name: name, Description: m.Description, Creator: creator,
 		RootCommit: rootCommit, DefaultBranch: branch, Refs: refs, Local: true,
-		Path: g.Dir, AddedAt: now, UpdatedAt: now,
+		Path: g.Dir, AddedAt: now, UpdatedAt: now, Publish: publish,
 	}, nil
 }
 
@@ -515,6 +547,7 @@ func (r *repos) views(ctx actor.Context, states []repoState, then func([]RepoVie
 				v := st.view()
 				if sv, ok := syncs[st.Repo.ID]; ok {
 					v.Seeders, v.SyncError = sv.Seeders, sv.LastError
+					v.Delegates = delegatesOf(st.Repo, sv)
 					if sv.Syncing {
 						v.Status, v.Received = StatusSyncing, sv.Bytes
 						v.Phase, v.PhasePercent, v.Step = sv.Phase, sv.Percent, sv.Step
@@ -640,6 +673,7 @@ func (r repoState) view() RepoView {
 		Refs: r.Repo.Refs, DefaultBranch: r.Repo.DefaultBranch,
 		RootCommit: r.Repo.RootCommit, Seq: r.Repo.Seq, UpdatedAt: r.Repo.UpdatedAt,
 		MirrorRefs: r.Mirror.Mirror.Refs, Seeders: []wire.NodeID{}, Clones: r.Repo.Clones,
+		Published: published(r.Repo),
 	}
 	if v.Refs == nil {
 		v.Refs = map[string]string{}

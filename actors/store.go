@@ -16,7 +16,12 @@ import (
 // Messages to the store actor. Each is answered with the value named, or an error.
 
 // insertRepo stores a new repository; an ID already present is an error. Reply: repoState.
-type insertRepo struct{ Repo persist.Repo }
+type insertRepo struct {
+	Repo persist.Repo
+	// Replace: a repository learned from gossip may be there, and is
+	// replaced (a delegate's own copy: repo add --repo-id).
+	Replace bool
+}
 
 // loadRepo reads one repository. Reply: repoState.
 type loadRepo struct{ ID wire.RepoID }
@@ -239,7 +244,7 @@ func (s *store) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started, *actor.Stopping, *actor.Restarting:
 	case *insertRepo:
-		ctx.Respond(result(s.insertRepo(m.Repo)))
+		ctx.Respond(result(s.insertRepo(m.Repo, m.Replace)))
 	case *loadRepo:
 		ctx.Respond(result(s.state(m.ID)))
 	case *loadRepos:
@@ -302,6 +307,12 @@ func (s *store) Receive(ctx actor.Context) {
 			return
 		}
 		ctx.Respond(true)
+	case *saveDelegateRefs: // sync_delegates.go
+		if r, err := s.db.Repo(m.ID); err == nil && r.Removed && m.Refs.Refs != nil {
+			ctx.Respond(fmt.Errorf("%s was removed", m.ID))
+			return
+		}
+		ctx.Respond(result(true, s.db.PutDelegateRefs(m.ID, m.Delegate, m.Refs)))
 	case *loadTransfer:
 		t, _, err := s.db.Transfer(m.ID)
 		ctx.Respond(result(t, err))
@@ -314,6 +325,8 @@ func (s *store) Receive(ctx actor.Context) {
 			return
 		}
 		ctx.Respond(result(s.state(r.ID)))
+	case *setPublished:
+		ctx.Respond(result(s.setPublished(m)))
 	case *updateRepo:
 		if err := s.updateRepo(m.Repo); err != nil {
 			ctx.Respond(err)
@@ -406,8 +419,8 @@ func (s *store) fatal(ctx actor.Context, err error) error {
 	return err
 }
 
-func (s *store) insertRepo(r persist.Repo) (repoState, error) {
-	if old, err := s.db.Repo(r.ID); err == nil {
+func (s *store) insertRepo(r persist.Repo, replace bool) (repoState, error) {
+	if old, err := s.db.Repo(r.ID); err == nil && (!replace || old.Local) {
 		return repoState{}, fmt.Errorf("repository %s is already added (path %s)", r.ID, old.Path)
 	}
 	if err := s.db.PutRepo(r); err != nil {
@@ -588,7 +601,7 @@ func (w *StoreWrites) observe(began time.Time) {
 // own (the others are queued and committed by flush).
 func isStoreWrite(m any) bool {
 	switch m.(type) {
-	case *insertRepo, *setFollowed, *deleteRepo, *saveMirror, *addClone, *updateRepo:
+	case *insertRepo, *setFollowed, *deleteRepo, *saveMirror, *saveDelegateRefs, *addClone, *updateRepo, *setPublished:
 		return true
 	}
 	return false

@@ -69,6 +69,12 @@ type syncView struct {
 	Percent     float64 // of its phase
 	Seeders     []wire.NodeID
 	LastError   string // why the last fetch failed, until one succeeds
+	// Delegates (sync_delegates.go): the kept identity document (nil: the
+	// creator alone), the other delegates' refs the mirror holds, and the
+	// canonical refs last written.
+	Identity     *wire.Identity
+	DelegateRefs map[wire.NodeID]map[string]string
+	Canonical    *persist.Canonical
 }
 
 // syncTotals are transfer counters since start.
@@ -110,6 +116,11 @@ type syncRepo struct {
 	size      int64  // bytes of the mirror on disk
 	partSize  int64  // bytes of a .part file kept for a resume
 	refused   uint64 // the seq of the signed state refused for the mirror quota
+	starting  bool   // a fetch is being started (what it starts from is read)
+	// dl: what sync keeps of a repository with an identity document or
+	// other delegates' refs, or of one delegate's refs (sync_delegates.go);
+	// nil for the rest.
+	dl *delegation
 }
 
 // learnedRepo is a repository sync knows only as its creator announced
@@ -154,6 +165,9 @@ type syncWaiter struct {
 
 // behind reports whether the mirror lacks the signed refs.
 func (r *syncRepo) behind() bool {
+	if d := r.dl; d != nil && d.parent == nil && d.identity != nil && !d.identity.IsDelegate(r.Creator) {
+		return false // the creator is no longer a delegate: its refs are not wanted
+	}
 	return !r.Local && r.HasRefs && r.Mirror != r.Refs
 }
 
@@ -227,11 +241,17 @@ func (s *syncer) Receive(ctx actor.Context) {
 				return
 			}
 			for _, sum := range sums {
-				if sum.HasRefs && !sum.Local && !sum.Mirrored && !sum.Followed && !sum.Removed && !sum.Cloned {
+				if sum.HasRefs && !sum.Local && !sum.Mirrored && !sum.Followed && !sum.Removed && !sum.Cloned && s.repos[sum.ID] == nil {
 					s.learned[sum.ID] = learnedRepo{creator: sum.Creator, seq: sum.Seq, refs: sum.Refs}
 					continue
 				}
-				s.repo(sum.ID).repoSummary = sum
+				r := s.repo(sum.ID)
+				r.repoSummary = sum
+				if r.dl != nil {
+					// gossip's identityChanged came first: its records
+					// are read again, now that the store has them all.
+					s.loadDelegation(ctx, r)
+				}
 			}
 			var ids []wire.RepoID
 			for id, r := range s.repos {
@@ -264,13 +284,16 @@ func (s *syncer) Receive(ctx actor.Context) {
 		s.reschedule(ctx)
 	case *repoForgotten:
 		delete(s.learned, m.ID)
-		if r := s.repos[m.ID]; r != nil && r.fetch == nil && !r.Local && !r.Mirrored && !r.Followed && !r.Cloned && len(r.waiters) == 0 {
+		if r := s.repos[m.ID]; r != nil && r.fetch == nil && r.dl == nil && !r.starting && !r.Local && !r.Mirrored && !r.Followed && !r.Cloned && len(r.waiters) == 0 {
 			delete(s.repos, m.ID)
 		}
 	case *repoChanged:
 		r := s.repo(m.Repo.ID)
-		if m.Repo.Seq >= r.Seq {
+		if m.Repo.Seq >= r.Seq || m.Repo.Local {
 			r.setRepo(m.Repo)
+			if r.dl != nil && m.Repo.DefaultBranch != "" {
+				r.dl.branch = m.Repo.DefaultBranch
+			}
 		} else {
 			r.setFlags(m.Repo)
 		}
@@ -283,10 +306,17 @@ func (s *syncer) Receive(ctx actor.Context) {
 			}
 			r.Mirror, r.Mirrored, r.size, r.partSize, r.refused, r.lastError = noRefs, false, 0, 0, 0, ""
 			r.Removed, r.Followed, r.Cloned = true, false, false
+			if r.dl != nil {
+				r.dl.mirror = persist.Mirror{}
+			}
 			if r.Local {
 				delete(s.repos, m.ID)
 			}
 		}
+	case *identityChanged:
+		s.identityChanged(ctx, m)
+	case *delegateAnnounced:
+		s.delegateAnnounced(ctx, m)
 	case *inventorySeen:
 		s.inventories[m.Origin] = m.Repos
 		s.reschedule(ctx)
@@ -348,6 +378,14 @@ func (s *syncer) Receive(ctx actor.Context) {
 		for _, r := range s.repos {
 			if r.fetching(m.Who) {
 				s.ended(ctx, &transferEnded{Repo: r.ID, Peer: r.fetch.peer, Err: errors.New("transfer failed")})
+			}
+			if r.dl == nil {
+				continue
+			}
+			for d, dr := range r.dl.delegates {
+				if dr.fetching(m.Who) {
+					s.ended(ctx, &transferEnded{Repo: r.ID, Delegate: d, Peer: dr.fetch.peer, Err: errors.New("transfer failed")})
+				}
 			}
 		}
 	case *setInterval:
@@ -415,6 +453,9 @@ func (s *syncer) announced(repo persist.Repo) {
 	hash := wire.RefsHash(repo.Refs)
 	if r := s.repos[repo.ID]; r != nil || len(repo.Refs) == 0 {
 		r = s.repo(repo.ID)
+		if r.Local {
+			return // ours as a delegate (repo add --repo-id): our working copy's refs, not the creator's
+		}
 		if repo.Seq > r.Seq || !r.HasRefs {
 			r.Creator, r.Seq, r.Refs, r.HasRefs = repo.Creator, repo.Seq, hash, len(repo.Refs) > 0
 		}
@@ -470,11 +511,11 @@ func (s *syncer) notifyWaiters(ctx actor.Context, r *syncRepo, p *Progress) {
 func (s *syncer) syncNow(ctx actor.Context, m *syncNow) {
 	reply := replier(ctx)
 	r := s.known(m.ID)
-	if r == nil || !r.HasRefs {
+	if r == nil || (!r.HasRefs && (r.dl == nil || len(r.dl.delegates) == 0)) {
 		reply(fmt.Errorf("unknown repository %s; `menode repo list` shows the known ones", m.ID))
 		return
 	}
-	if !r.behind() {
+	if !s.repoBehind(r) {
 		reply(true)
 		return
 	}
@@ -544,6 +585,7 @@ func (s *syncer) views(ids []wire.RepoID) map[wire.RepoID]syncView {
 			continue
 		}
 		v := syncView{Seeders: s.seeders(r), LastError: r.lastError}
+		r.delegatesView(&v)
 		if f := r.fetch; f != nil {
 			v.Syncing, v.Bytes, v.Size = true, f.status.Bytes, f.status.Size
 			v.Phase, v.Percent, v.Step = f.status.Phase, f.status.Percent, f.status.Step

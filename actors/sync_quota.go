@@ -40,8 +40,8 @@ func (s *syncer) quotaLeft(r *syncRepo) int64 {
 // the bundle's size is declared (or, of unknown size, as it grows), so
 // that fetches running at once cannot together pass it.
 func (s *syncer) reserve(m *reserveQuota) {
-	r := s.repos[m.Repo]
-	if r == nil || !r.fetching(m.PID) {
+	r := s.fetchingRepo(m.Repo, m.PID)
+	if r == nil {
 		m.Reply <- quotaGrant{}
 		return
 	}

@@ -58,7 +58,7 @@ func (s *syncer) schedule(ctx actor.Context) {
 	}
 	var ids []wire.RepoID
 	for id, r := range s.repos {
-		if r.fetch == nil && r.behind() && s.wanted(r) && s.reachable(r) {
+		if !s.busy(r) && r.behind() && s.wanted(r) && s.reachable(r) {
 			ids = append(ids, id)
 		}
 	}
@@ -78,6 +78,7 @@ func (s *syncer) schedule(ctx actor.Context) {
 			s.start(ctx, r)
 		}
 	}
+	s.scheduleDelegates(ctx)
 }
 
 // reachable reports whether a seeder of r is connected (cheap: checked
@@ -100,6 +101,9 @@ func (s *syncer) reachableOf(id wire.RepoID, creator wire.NodeID, refs [32]byte)
 // wanted reports whether the seeding policy has this node fetch r: not
 // removed, and followed (or cloned) unless it seeds everything.
 func (s *syncer) wanted(r *syncRepo) bool {
+	if p := r.parentRepo(); p != nil {
+		r = p // a delegate's refs: as the repository
+	}
 	return !r.Removed && (s.cfg.Seed != SeedFollowed || r.Followed || r.Cloned)
 }
 
@@ -138,13 +142,21 @@ func (s *syncer) start(ctx actor.Context, r *syncRepo) {
 		return
 	}
 	id := r.ID
+	r.starting = true // no other fetch of the repository starts meanwhile (sync_delegates.go)
 	// What the fetch starts from is read now (sync keeps it in short).
 	// No resume point (or none readable) is a zero Transfer: start afresh.
 	askFor(ctx, s.store, &loadFetch{ID: id}, func(st fetchState, err error) {
-		if r.fetch != nil || !r.behind() || s.fetches >= s.cfg.MaxFetches || s.repos[id] != r {
+		r.starting = false
+		if s.busy(r) || !r.behind() || s.fetches >= s.cfg.MaxFetches || s.repos[id] != r.top() {
 			return
 		}
-		if err != nil || wire.RefsHash(st.Repo.Refs) != r.Refs {
+		want, signed, mirror := st.Repo, st.Signed, st.Mirror
+		if d := r.dl; d != nil && d.parent != nil {
+			// A delegate's refs: their announcement is kept in full
+			// (sync_delegates.go); the store gives the resume point.
+			want, signed, mirror, err = d.want, d.wantSigned, d.mirror, nil
+		}
+		if err != nil || wire.RefsHash(want.Refs) != r.Refs {
 			// Not recorded yet, or replaced meanwhile: the next tick tries again.
 			s.log.Debug("sync: the stored record is not of the state to fetch", "repo", id, "err", err)
 			return
@@ -166,8 +178,8 @@ func (s *syncer) start(ctx actor.Context, r *syncRepo) {
 			return
 		}
 		job := fetchJob{
-			want: st.Repo, wantSigned: st.Signed, mirror: st.Mirror, resume: resume, peer: peer, peerPID: pid,
-			root: s.cfg.Root, maxBundle: s.cfg.MaxBundleSize, rate: s.download,
+			want: want, wantSigned: signed, mirror: mirror, resume: resume, peer: peer, peerPID: pid,
+			delegate: r.delegate(), root: s.cfg.Root, maxBundle: s.cfg.MaxBundleSize, rate: s.download,
 			timings: s.cfg.transferTimings(), work: s.cfg.workContext, log: s.log.With("repo", id, "peer", peer),
 		}
 		s.nextID++
@@ -223,6 +235,9 @@ func (s *syncer) ended(ctx actor.Context, m *transferEnded) {
 		return
 	}
 	r := s.repos[m.Repo]
+	if !m.Delegate.IsZero() && r != nil {
+		r = r.delegateRepoOf(m.Delegate)
+	}
 	if r == nil || r.fetch == nil || (m.PID != nil && !r.fetching(m.PID)) {
 		return
 	}
@@ -245,18 +260,19 @@ func (s *syncer) ended(ctx actor.Context, m *transferEnded) {
 			r.failures = nil
 		}
 		r.lastError = ""
-		s.log.Info("sync: mirror updated", "repo", m.Repo, "peer", m.Peer, "refs", len(m.Mirror.Refs), "bytes", m.BytesIn)
-		ctx.Send(s.gossip, &mirrorUpdated{ID: m.Repo, Refs: m.Mirror.Refs})
-		if !r.behind() {
-			for _, w := range r.waiters {
-				w.cancel()
-				if w.progress != nil {
-					ctx.Send(w.progress, &Progress{Repo: m.Repo, Phase: PhaseSynced, Peer: m.Peer})
-				}
-				w.reply(true)
-			}
-			r.waiters = nil
+		args := []any{"repo", m.Repo, "peer", m.Peer, "refs", len(m.Mirror.Refs), "bytes", m.BytesIn}
+		if d := r.delegate(); !d.IsZero() {
+			args = append(args, "delegate", d) // another delegate's refs (sync_delegates.go)
 		}
+		if r.dl != nil {
+			r.dl.mirrored(*m.Mirror)
+		}
+		s.log.Info("sync: mirror updated", args...)
+		if m.Delegate.IsZero() {
+			ctx.Send(s.gossip, &mirrorUpdated{ID: m.Repo, Refs: m.Mirror.Refs})
+		}
+		s.refreshCanonical(ctx, r)
+		s.releaseWaiters(ctx, r, m.Peer)
 	case m.OverQuota:
 		s.counts.FetchesFailed["over_quota"]++
 		// Not the seeder's fault, and no use asking again until the
@@ -299,6 +315,9 @@ func (s *syncer) ended(ctx actor.Context, m *transferEnded) {
 			level = slog.LevelWarn
 		}
 		s.log.Log(context.Background(), level, "sync: fetch failed", "repo", m.Repo, "peer", m.Peer, "err", r.lastError, "retry_in", time.Until(b.until).Round(time.Millisecond))
+	}
+	if root := r.top(); root.dl != nil && root.dl.canonicalDue {
+		s.refreshCanonical(ctx, r) // due while the fetch ran
 	}
 	s.reschedule(ctx)
 }

@@ -38,15 +38,18 @@ type (
 	}
 	// transferEnded reports how a transfer ended.
 	transferEnded struct {
-		PID     *actor.PID // the transfer actor: sync stops it
-		Repo    wire.RepoID
-		Peer    wire.NodeID
-		Serving bool
-		Err     error
-		Blame   bool            // count the failure against Peer
-		Mirror  *persist.Mirror // a fetch that succeeded: the new mirror state (recorded)
-		BytesIn int64
-		Bytes   int64 // served
+		PID  *actor.PID // the transfer actor: sync stops it
+		Repo wire.RepoID
+		// Delegate: a fetch of this delegate's refs (sync_delegates.go);
+		// zero for the creator's.
+		Delegate wire.NodeID
+		Peer     wire.NodeID
+		Serving  bool
+		Err      error
+		Blame    bool            // count the failure against Peer
+		Mirror   *persist.Mirror // a fetch that succeeded: the new mirror state (recorded)
+		BytesIn  int64
+		Bytes    int64 // served
 		// OverQuota: refused for the mirror quota; MirrorSize: the
 		// mirror's bytes on disk after a fetch that succeeded.
 		OverQuota  bool

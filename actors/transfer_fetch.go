@@ -78,6 +78,10 @@ type (
 // fetchJob is what a fetching transfer needs to know.
 type fetchJob struct {
 	want persist.Repo // the creator-signed state wanted
+	// delegate, when set, is the delegate whose refs these are (want.Creator
+	// is it then): they go under persist.DelegatePrefix, not the mirror's
+	// own refs.
+	delegate wire.NodeID
 	// wantSigned is want's SignedAnnouncement, encoded, when we hold it
 	// (heard by gossip since start): the server then need not send it.
 	wantSigned []byte
@@ -157,7 +161,7 @@ func (f *fetcher) finish(ctx actor.Context, m *fetchResult) {
 	}
 	f.done = true
 	id := f.job.want.ID
-	end := &transferEnded{PID: ctx.Self(), Repo: id, Peer: f.job.peer, Err: m.err, Blame: m.blame, BytesIn: m.bytesIn,
+	end := &transferEnded{PID: ctx.Self(), Repo: id, Delegate: f.job.delegate, Peer: f.job.peer, Err: m.err, Blame: m.blame, BytesIn: m.bytesIn,
 		OverQuota: m.overQuota, MirrorSize: m.mirrorSize, PartSize: m.partSize, PartMeasured: m.partMeasured}
 	if m.err != nil {
 		if !m.keep {
@@ -166,7 +170,12 @@ func (f *fetcher) finish(ctx actor.Context, m *fetchResult) {
 		ctx.Send(ctx.Parent(), end)
 		return
 	}
-	askFor(ctx, f.store, &saveMirror{ID: id, Mirror: m.mirror}, func(_ bool, err error) {
+	var save any = &saveMirror{ID: id, Mirror: m.mirror}
+	if !f.job.delegate.IsZero() {
+		save = &saveDelegateRefs{ID: id, Delegate: f.job.delegate, Refs: persist.DelegateRefs{
+			Refs: m.mirror.Refs, Seq: m.mirror.Seq, Signed: m.mirror.Signed, SyncedAt: m.mirror.SyncedAt}}
+	}
+	askFor(ctx, f.store, save, func(_ bool, err error) {
 		if err != nil {
 			end.Err = fmt.Errorf("record mirror: %w", err)
 		} else {
@@ -616,7 +625,13 @@ func (f *fetch) apply() *fetchResult {
 		return r
 	}
 	applying(34, "moving the pack in, setting the refs")
-	mirror, err := f.in.Commit(f.ctx, f.refs, body.DefaultBranch)
+	var mirror persist.GitRepo
+	var err error
+	if d := f.job.delegate; !d.IsZero() {
+		mirror, err = f.in.CommitDelegate(f.ctx, d, f.refs)
+	} else {
+		mirror, err = f.in.Commit(f.ctx, f.refs, body.DefaultBranch)
+	}
 	if err != nil {
 		return &fetchResult{err: fmt.Errorf("apply bundle: %w", err)}
 	}

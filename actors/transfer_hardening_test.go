@@ -5,7 +5,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"maps"
@@ -318,7 +320,9 @@ func TestTransferHardening_uploadSlotsPerPeer(t *testing.T) {
 	gitT(t, src, "add", ".")
 	gitT(t, src, "commit", "-q", "-m", "big")
 	victim, addr, _ := startSyncNode(t, "victim", func(c *Config) {
-		c.TransferFrameTimeout = time.Second
+		// Short, so the stalled uploads end soon; not so short that the
+		// honest fetcher, on a loaded machine under -race, is taken for one.
+		c.TransferFrameTimeout = 3 * time.Second
 		c.WatchInterval = time.Hour // no watcher fetch into the mirror: its git outlives Stop (issue 20)
 	})
 	res, err := victim.Request(&AddRepo{Path: src})
@@ -336,11 +340,13 @@ func TestTransferHardening_uploadSlotsPerPeer(t *testing.T) {
 		t.Fatal(err)
 	}
 	const streams = 12
+	var opened []*quic.Stream
 	for range streams {
 		s, err := conn.OpenStreamSync(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
+		opened = append(opened, s)
 		req := &wire.TransferRequest{RepoId: view.ID.String(), RefsHash: sum[:]}
 		if err := wire.WriteFrame(s, &wire.Frame{Body: &wire.Frame_TransferRequest{TransferRequest: req}}); err != nil {
 			t.Fatal(err)
@@ -355,9 +361,22 @@ func TestTransferHardening_uploadSlotsPerPeer(t *testing.T) {
 	}
 
 	honest, _, _ := startSyncNode(t, "honest", nil, Bootstrap{ID: victim.ID, Addr: addr})
-	waitSynced(t, honest, view.ID, view.Refs, 15*time.Second)
+	waitSynced(t, honest, view.ID, view.Refs, 30*time.Second)
 	// The fetcher's connection is still up, its streams unread.
-	eventually(t, 10*time.Second, "the stalled uploads end", func() bool { return status(t, victim).Serving == 0 })
+	eventually(t, 15*time.Second, "the stalled uploads end", func() bool { return status(t, victim).Serving == 0 })
+	// An upload that ended on a stall reset its stream: the fetcher hears
+	// of it at once rather than waiting on a stream nobody writes to.
+	resets := 0
+	for _, s := range opened {
+		_ = s.SetReadDeadline(time.Now().Add(5 * time.Second))
+		var se *quic.StreamError
+		if _, err := io.Copy(io.Discard, s); errors.As(err, &se) && se.Remote {
+			resets++
+		}
+	}
+	if resets == 0 {
+		t.Errorf("none of the %d stalled streams was reset by the victim", streams)
+	}
 	if !connected(t, victim, id) {
 		t.Error("the victim dropped the fetcher's connection; a stall ends only its streams")
 	}

@@ -179,12 +179,22 @@ func repoOf(req *wire.TransferRequest) wire.RepoID {
 // size and hash then come only in Done, and it cannot be resumed into;
 // meanwhile a requester that asked for it gets git's progress in
 // TransferProgress frames. It blocks.
-func sendBundle(ctx context.Context, s *quic.Stream, r *bufio.Reader, req *wire.TransferRequest, b *bundleReady, signed *wire.SignedAnnouncement, limiter *rate.Limiter, timings transferTimings) (int64, error) {
-	stop := context.AfterFunc(ctx, func() {
+func sendBundle(ctx context.Context, s *quic.Stream, r *bufio.Reader, req *wire.TransferRequest, b *bundleReady, signed *wire.SignedAnnouncement, limiter *rate.Limiter, timings transferTimings) (_ int64, err error) {
+	reset := func() {
 		s.CancelWrite(quic.StreamErrorCode(wire.TransferErrorCode_TRANSFER_UNSPECIFIED))
 		s.CancelRead(quic.StreamErrorCode(wire.TransferErrorCode_TRANSFER_UNSPECIFIED))
-	})
+	}
+	stop := context.AfterFunc(ctx, reset)
 	defer stop()
+	// A send that fails (a stall, a build error, a bundle that changed)
+	// resets the stream, so the fetcher hears of it now and tries again
+	// rather than waiting out its own frame timeout on a stream nobody
+	// writes to any more.
+	defer func() {
+		if err != nil {
+			reset()
+		}
+	}()
 	f, building, err := openBundle(ctx, b)
 	if err != nil {
 		return 0, err

@@ -42,8 +42,9 @@ type PeerView struct {
 	// (outbound, or an inbound peer whose address check passed).
 	Verified  bool   `json:"verified"`
 	LastError string `json:"last_error,omitempty"`
-	// Via: "punched" for a connection made by hole punching; empty for a
-	// plain dial.
+	// Via: "punched" for a connection made by hole punching, "relayed"
+	// for one through a relay (replaced by a direct one when a later
+	// punch succeeds); empty for a plain dial.
 	Via string `json:"via,omitempty"`
 	// Of a live connection (QUIC's own figures): smoothed round-trip time,
 	// and UDP payload bytes sent and received on it.
@@ -73,6 +74,12 @@ type dialNode struct {
 	Alias      string
 	Addr       string
 	Discovered bool
+	// Punch: a dial of a hole-punching attempt (punch.go): dialed once,
+	// even while the node is connected through a relay, and forgotten if
+	// it fails. The candidate rule does not hold it back: the address is
+	// where a connected peer saw the node's packets come from (or on the
+	// same IP), and punch.go bounds how often it is dialed.
+	Punch bool
 }
 
 // banNode asks the transport to drop a misbehaving node and refuse it for a while.
@@ -118,6 +125,7 @@ type (
 		ID    wire.NodeID
 		PID   *actor.PID
 		Hello *wire.Hello
+		Via   string // ViaRelayed for a connection through a relay; else empty
 	}
 	// peerDisconnected: that connection is gone.
 	peerDisconnected struct {
@@ -202,7 +210,7 @@ type link struct {
 	proven bool
 	useful bool       // it sent something gossip took (see peerUseful)
 	conn   *quic.Conn // read only for its statistics
-	via    string     // how it was made when not by a plain dial: ViaPunched (punch.go)
+	via    string     // how it was made when not by a plain dial: ViaPunched (punch.go), ViaRelayed (relay.go)
 }
 
 // dialTarget is an address we want a connection to, with its backoff state.
@@ -220,6 +228,8 @@ type dialTarget struct {
 	// discovered targets (learned by gossip) are dialed only to fill
 	// MaxPeers outbound slots; bootstrap and former peers always are.
 	discovered bool
+	// punch: a hole-punching dial not yet answered (see dialNode.Punch).
+	punch bool
 }
 
 // listenUDP binds the node's one UDP socket. It runs before anything else at
@@ -328,6 +338,10 @@ func (t *transport) Receive(ctx actor.Context) {
 		}
 		t.spawnPeer(ctx, m.conn, false, id, "")
 	case *dialNode:
+		if m.Punch {
+			t.wantPunch(ctx, m.Addr, m.ID)
+			return
+		}
 		t.want(ctx, m.Addr, m.ID, m.Discovered)
 		if d := t.targets[m.Addr]; d != nil && m.Alias != "" {
 			d.alias = m.Alias
@@ -475,7 +489,7 @@ func (t *transport) dial(ctx actor.Context, d *dialTarget) {
 	if d.dialing || d.cancel != nil {
 		return
 	}
-	if !d.id.IsZero() && t.byID[d.id] != nil {
+	if !d.id.IsZero() && t.byID[d.id] != nil && !(d.punch && t.relayed(d.id)) {
 		return // already connected, maybe by the other side's dial
 	}
 	if until, ok := t.banned[d.id]; ok && time.Now().Before(until) {
@@ -489,7 +503,9 @@ func (t *transport) dial(ctx actor.Context, d *dialTarget) {
 		return
 	}
 	timeout := t.cfg.DialTimeout
-	if d.discovered && !t.candidates.isProven(d.addr, d.id) {
+	if d.punch {
+		timeout = t.cfg.CandidateDialTimeout
+	} else if d.discovered && !t.candidates.isProven(d.addr, d.id) {
 		ok, why := t.candidates.admit(d.addr, d.id, time.Now())
 		if !ok {
 			t.log.Debug("not dialing a candidate address", "addr", d.addr, "origin", d.id, "why", why)
@@ -542,6 +558,15 @@ func (t *transport) onDialed(ctx actor.Context, m *dialed) {
 		}
 		defer t.fill(ctx) // the origin's next candidate, or another's
 	}
+	if m.err != nil && d.punch {
+		// One dial per address and attempt: the next attempt asks again.
+		t.log.Debug("punch dial failed", "addr", m.addr, "node", d.id, "err", m.err)
+		if d.cancel == nil {
+			delete(t.targets, d.addr)
+		}
+		return
+	}
+	d.punch = false
 	if m.err != nil {
 		d.lastErr = m.err.Error()
 		if errors.Is(m.err, wire.ErrIdentityMismatch) {
@@ -560,6 +585,39 @@ func (t *transport) onDialed(ctx actor.Context, m *dialed) {
 	}
 	t.candidates.prove(m.addr, id)
 	t.spawnPeer(ctx, m.conn, true, id, m.addr)
+}
+
+// wantPunch dials addr once for a hole-punching attempt (dialNode.Punch).
+func (t *transport) wantPunch(ctx actor.Context, addr string, id wire.NodeID) {
+	if id.IsZero() || id == t.id || addr == t.udp.LocalAddr().String() || !t.nets[classOf(addr)] {
+		return
+	}
+	d := t.targets[addr]
+	made := d == nil
+	if made {
+		if len(t.targets) >= maxTargets {
+			return
+		}
+		d = &dialTarget{addr: addr, id: id, discovered: true}
+		t.targets[addr] = d
+	}
+	if d.id != id || d.dialing || d.cancel != nil {
+		return // another node's address, or a dial of it is under way or scheduled
+	}
+	d.punch = true
+	t.dial(ctx, d)
+	if !d.dialing {
+		d.punch = false
+		if made {
+			delete(t.targets, addr) // not dialed (connected, slots full, banned): nothing to keep
+		}
+	}
+}
+
+// relayed reports whether the connection in use to id runs through a relay.
+func (t *transport) relayed(id wire.NodeID) bool {
+	l := t.peers[t.byID[id]]
+	return l != nil && l.via == ViaRelayed
 }
 
 // retry schedules the next dial of d with exponential backoff and jitter.
@@ -618,7 +676,20 @@ func (t *transport) onPeerUp(ctx actor.Context, m *peerUp) {
 			return m.ID
 		}
 		newDialer, oldDialer := dialer(m.Outbound), dialer(ol.outbound)
-		crossed := newDialer != oldDialer && bytes.Equal(ol.session, m.Hello.Session)
+		sameSession := bytes.Equal(ol.session, m.Hello.Session)
+		crossed := newDialer != oldDialer && sameSession
+		// A direct connection beats one through a relay, whoever dialed
+		// (both sides see which is relayed, so both keep the same one):
+		// a punch that succeeds later upgrades the relayed connection.
+		oldRelayed, newRelayed := ol.via == ViaRelayed, l.via == ViaRelayed
+		switch {
+		case sameSession && newRelayed && !oldRelayed:
+			ctx.Send(pid, &closePeer{Code: wire.ErrorCode_ERROR_DUPLICATE_CONNECTION, Reason: "duplicate connection: a direct one is up"})
+			return
+		case sameSession && oldRelayed && !newRelayed:
+			crossed = false
+			t.log.Info("direct connection replaces the relayed one", "peer", m.ID)
+		}
 		if crossed && oldDialer.Less(newDialer) {
 			ctx.Send(pid, &closePeer{Code: wire.ErrorCode_ERROR_DUPLICATE_CONNECTION, Reason: "duplicate connection"})
 			return
@@ -651,7 +722,7 @@ func (t *transport) onPeerUp(ctx actor.Context, m *peerUp) {
 	ctx.Send(t.store, &saveNode{Node: persist.Node{ID: m.ID, Alias: m.Hello.Alias, Addresses: l.addrs, LastSeen: l.since}})
 	t.log.Info("peer connected", "peer", m.ID, "alias", m.Hello.Alias, "addr", m.Remote, "direction", direction)
 	t.counts.Connects++
-	t.notify(ctx, &peerConnected{ID: m.ID, PID: pid, Hello: m.Hello})
+	t.notify(ctx, &peerConnected{ID: m.ID, PID: pid, Hello: m.Hello, Via: l.via})
 }
 
 // probe checks the claim of an inbound peer that it listens where it

@@ -54,6 +54,7 @@ type watcher struct {
 	again   bool                   // a wake-up came during a poll: poll once more after it
 	failing map[wire.RepoID]string // last error per repository, logged once
 	stamps  map[wire.RepoID]refsStamp
+	pub     republishing // repo publish / unpublish waiting for a poll (watcher_publish.go)
 }
 
 // refsStamp is where a repository's refs are and how they looked when git
@@ -99,6 +100,8 @@ func (w *watcher) Receive(ctx actor.Context) {
 	case *watchRepo:
 		w.own[m.Repo.ID] = m.Repo
 		ctx.Send(ctx.Self(), &watchTick{})
+	case *republishRepo:
+		w.republish(ctx, m)
 	case *unwatchRepo:
 		delete(w.own, m.ID)
 		delete(w.stamps, m.ID)
@@ -115,8 +118,9 @@ func (w *watcher) Receive(ctx actor.Context) {
 		self, root := ctx.Self(), ctx.ActorSystem().Root
 		stamps := maps.Clone(w.stamps)
 		dir, runCtx, notify := w.root, w.runCtx, w.notify
+		drop := w.pub.startPoll()
 		go func() {
-			changed, failed, stamps := readChanges(runCtx, dir, own, stamps)
+			changed, failed, stamps := readChanges(runCtx, dir, own, stamps, drop)
 			if notify != nil {
 				for _, st := range stamps {
 					notify.watch(st.loc)
@@ -126,6 +130,7 @@ func (w *watcher) Receive(ctx actor.Context) {
 		}()
 	case *refsRead:
 		w.busy, w.stamps = false, m.stamps
+		readers := w.pub.pollEnded(ctx, m, w.stamps)
 		if w.again {
 			w.again = false
 			ctx.Send(ctx.Self(), &watchTick{})
@@ -136,12 +141,14 @@ func (w *watcher) Receive(ctx actor.Context) {
 				if err != nil {
 					w.log.Error("watch: store refs", "repo", r.ID, "err", err)
 					delete(w.stamps, r.ID) // so that the next poll tries again
+					readers.answer(ctx, r.ID, err)
 					return
 				}
 				w.log.Info("repository changed", "repo", r.ID, "name", r.Name, "refs", len(r.Refs))
 				stored := st.Repo
 				w.own[r.ID] = stored
 				ctx.Send(w.gossip, &announceRepos{Repos: []persist.Repo{stored}})
+				readers.answer(ctx, r.ID, nil)
 			})
 		}
 	case *setInterval:
@@ -185,13 +192,15 @@ func (w *watcher) report(failed map[wire.RepoID]error) {
 // readChanges returns the repositories whose refs or default branch differ
 // from their record, those that could not be read, and the stamps to compare
 // with next time. Git runs only where the stamp moved. It blocks.
-func readChanges(runCtx context.Context, root string, repos []persist.Repo, prev map[wire.RepoID]refsStamp) ([]persist.Repo, map[wire.RepoID]error, map[wire.RepoID]refsStamp) {
+// Those in drop are read whatever their stamp says, and their mirrors drop
+// what is no longer published (dropUnpublished).
+func readChanges(runCtx context.Context, root string, repos []persist.Repo, prev map[wire.RepoID]refsStamp, drop map[wire.RepoID]bool) ([]persist.Repo, map[wire.RepoID]error, map[wire.RepoID]refsStamp) {
 	var changed []persist.Repo
 	failed := map[wire.RepoID]error{}
 	next := map[wire.RepoID]refsStamp{}
 	for _, r := range repos {
 		ctx, cancel := context.WithTimeout(runCtx, time.Minute)
-		st, err := readChange(ctx, root, r, prev[r.ID])
+		st, err := readChangeOf(ctx, root, r, prev[r.ID], drop[r.ID])
 		cancel()
 		switch {
 		case err != nil:
@@ -212,9 +221,16 @@ type change struct {
 }
 
 // readChange fetches a repository whose ref files moved into its mirror
-// (the node serves the mirror, never the moving working tree) and reports
-// the mirror's refs when they differ from the record.
+// (the node serves the mirror, never the moving working tree), only the
+// refs it publishes, and reports the mirror's refs when they differ from
+// the record.
 func readChange(ctx context.Context, root string, r persist.Repo, prev refsStamp) (change, error) {
+	return readChangeOf(ctx, root, r, prev, false)
+}
+
+// readChangeOf is readChange; with drop it reads whatever the stamp says,
+// then drops from the mirror what is no longer published.
+func readChangeOf(ctx context.Context, root string, r persist.Repo, prev refsStamp, drop bool) (change, error) {
 	g := persist.GitRepo{Dir: r.Path}
 	st := prev
 	if st.path != r.Path {
@@ -225,7 +241,7 @@ func readChange(ctx context.Context, root string, r persist.Repo, prev refsStamp
 		st = refsStamp{path: r.Path, loc: loc}
 	}
 	stamp := st.loc.Stamp() // before reading: a change while git reads shows next time
-	if stamp == st.stamp {
+	if stamp == st.stamp && !drop {
 		return change{stamp: st}, nil
 	}
 	st.stamp = stamp
@@ -237,9 +253,14 @@ func readChange(ctx context.Context, root string, r persist.Repo, prev refsStamp
 	if err != nil {
 		return change{}, err
 	}
-	refs, err := mirror.MirrorFrom(ctx, r.Path)
+	refs, branch, err := mirror.MirrorPublished(ctx, r.Path, r.Publish, branch)
 	if err != nil {
 		return change{}, err
+	}
+	if drop {
+		if err := dropUnpublished(ctx, root, mirror, r.ID); err != nil {
+			return change{}, err
+		}
 	}
 	if maps.Equal(refs, r.Refs) && branch == r.DefaultBranch {
 		return change{stamp: st}, nil

@@ -75,8 +75,20 @@ func CloneMirror(ctx context.Context, mirror, out, remote, branch, url string) e
 		return fmt.Errorf("%s exists and is not empty: %w", QuotePath(outAbs), ErrNotEmpty)
 	}
 	// Run inside out, so that no repository around it is consulted; "--"
-	// keeps the mirror's path from being read as an option.
-	_, err = runGit(ctx, outAbs, "clone", "--quiet", "--origin", remote, "--branch", branch, "--", mirrorAbs, ".")
+	// keeps the mirror's path from being read as an option. A mirror with
+	// several delegates is cloned from its canonical refs.
+	args := []string{"clone", "--quiet", "--origin", remote, "--branch", branch}
+	canonical, err := canonicalArgs(ctx, mirrorAbs)
+	if err != nil {
+		if created {
+			os.RemoveAll(outAbs)
+		}
+		return fmt.Errorf("clone %s: %w", QuotePath(mirrorAbs), err)
+	}
+	if canonical != nil {
+		args = append(append(args, "--no-local"), canonical...)
+	}
+	_, err = runGit(ctx, outAbs, append(args, "--", mirrorAbs, ".")...)
 	if err == nil && url != "" {
 		_, err = runGit(ctx, outAbs, "config", "remote."+remote+".url", url)
 	}
@@ -159,7 +171,12 @@ func (g GitRepo) Pull(ctx context.Context, remote, mirror string, mode PullMode)
 		return "", fmt.Errorf("pull from %s: %w", QuotePath(mirror), err)
 	}
 	tracking := "refs/remotes/" + remote + "/"
-	if _, err := runGit(ctx, g.Dir, "fetch", "--quiet", "--prune", "--", mirrorAbs, "+refs/heads/*:"+tracking+"*"); err != nil {
+	canonical, err := canonicalArgs(ctx, mirrorAbs)
+	if err != nil {
+		return "", fmt.Errorf("pull in %s: %w", QuotePath(g.Dir), err)
+	}
+	fetch := append(append([]string{"fetch", "--quiet", "--prune"}, canonical...), "--", mirrorAbs, "+refs/heads/*:"+tracking+"*")
+	if _, err := runGit(ctx, g.Dir, fetch...); err != nil {
 		return "", fmt.Errorf("pull in %s: %w", QuotePath(g.Dir), err)
 	}
 	theirs := tracking + branch

@@ -196,11 +196,18 @@ func (m GitRepo) SetRefs(ctx context.Context, refs map[string]string, defaultBra
 	return m.SetHead(ctx, defaultBranch)
 }
 
-// setRefs is SetRefs without HEAD.
+// setRefs is SetRefs without HEAD. The delegates' and the canonical refs
+// (mirror_delegates.go) are not its to delete.
 func (m GitRepo) setRefs(ctx context.Context, refs map[string]string) error {
 	if err := checkRefs(refs); err != nil {
 		return fmt.Errorf("set refs in %s: %w", QuotePath(m.Dir), err)
 	}
+	return m.replaceRefs(ctx, refs, ownedByCreator)
+}
+
+// replaceRefs sets every ref in refs (names already checked) and deletes
+// every other ref that owned says is among those refs replaces.
+func (m GitRepo) replaceRefs(ctx context.Context, refs map[string]string, owned func(string) bool) error {
 	names := make([]string, 0, len(refs))
 	ids := make([]string, 0, len(refs))
 	for name, id := range refs {
@@ -227,7 +234,7 @@ func (m GitRepo) setRefs(ctx context.Context, refs map[string]string) error {
 	}
 	var stale []string
 	for _, name := range strings.Fields(out) {
-		if _, keep := refs[name]; !keep {
+		if _, keep := refs[name]; !keep && owned(name) {
 			stale = append(stale, name)
 		}
 	}

@@ -27,7 +27,13 @@ import (
 // records with the announcement they hold; transfers are recorded for resume;
 // repos list their clones. Opening a version 1 store migrates it (see
 // migrateV1).
-const SchemaVersion = 2
+//
+// Version 3: a repository record may hold the ref patterns it publishes
+// and the delegates' refs; a version 2 store is the same layout and opens
+// as version 3 unchanged. The number changes so that an older menode,
+// which would announce every branch of a repository that publishes only
+// some, refuses the store instead of opening it.
+const SchemaVersion = 3
 
 // lockTimeout is how long OpenStore waits for bbolt's file lock. bbolt's
 // default (0) waits forever.
@@ -80,6 +86,7 @@ type Repo struct {
 	Clones        []string          `json:"clones,omitempty"`   // absolute paths of the clones `repo clone` made
 	Followed      bool              `json:"followed,omitempty"` // fetched also with --seed followed (repo follow, repo clone)
 	Removed       bool              `json:"removed,omitempty"`  // repo remove: not fetched again until followed
+	Publish       RefPatterns       `json:"publish,omitempty"`  // local repos: the refs published (none: every branch and tag)
 	AddedAt       time.Time         `json:"added_at"`
 	UpdatedAt     time.Time         `json:"updated_at"`
 }
@@ -103,6 +110,9 @@ type Mirror struct {
 	Signed        []byte            `json:"signed"`         // that announcement: an encoded wire.SignedAnnouncement
 	DefaultBranch string            `json:"default_branch"` // where the mirror's HEAD points
 	SyncedAt      time.Time         `json:"synced_at"`
+	// The signed refs of the repository's other delegates, each under
+	// DelegatePrefix in the mirror (PutMirror keeps them when nil).
+	Delegates map[wire.NodeID]DelegateRefs `json:"delegates,omitempty"`
 }
 
 // Transfer is an incoming bundle transfer in flight, kept so that one
@@ -175,6 +185,8 @@ func openStore(root string, mayCompact bool) (*Store, error) {
 		switch v := binary.BigEndian.Uint64(raw); {
 		case v > SchemaVersion:
 			return fmt.Errorf("%s was written by a newer menode (schema %d, this binary knows %d): %w", QuotePath(path), v, SchemaVersion, ErrNewerSchema)
+		case v == 2:
+			return meta.Put(metaSchema, uint64Bytes(SchemaVersion))
 		case v == 1:
 			if err := migrateV1(tx); err != nil {
 				return fmt.Errorf("%s: migrate schema 1 to %d: %w", QuotePath(path), SchemaVersion, err)
@@ -467,11 +479,18 @@ func (s *Store) PutMirror(id wire.RepoID, m Mirror) error {
 		return errors.New("put mirror: repository has no ID")
 	}
 	m.V = SchemaVersion
-	val, err := json.Marshal(m)
-	if err != nil {
-		return fmt.Errorf("encode mirror of %s: %w", id, err)
-	}
 	return s.update(func(tx *bbolt.Tx) error {
+		if m.Delegates == nil {
+			// The creator's refs changed: the other delegates' stay.
+			var old Mirror
+			if raw := tx.Bucket(bucketRefs).Get(id[:]); raw != nil && decodeRecord(raw, &old, "mirror of "+id.String()) == nil {
+				m.Delegates = old.Delegates
+			}
+		}
+		val, err := json.Marshal(m)
+		if err != nil {
+			return fmt.Errorf("encode mirror of %s: %w", id, err)
+		}
 		return tx.Bucket(bucketRefs).Put(id[:], val)
 	})
 }

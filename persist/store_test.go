@@ -473,6 +473,7 @@ func TestOpenStore_schema(t *testing.T) {
 		wantErr error
 	}{
 		{"current", nil, nil},
+		{"version 2 opens as the current one", uint64Bytes(2), nil},
 		{"newer", uint64Bytes(99), ErrNewerSchema},
 		{"corrupt", []byte{1, 2}, errors.New("corrupt")},
 	}
@@ -503,7 +504,7 @@ func TestOpenStore_schema(t *testing.T) {
 				t.Fatal("OpenStore succeeded, want error")
 			}
 			if errors.Is(tt.wantErr, ErrNewerSchema) {
-				if !errors.Is(err, ErrNewerSchema) || !strings.Contains(err.Error(), "schema 99, this binary knows 2") {
+				if !errors.Is(err, ErrNewerSchema) || !strings.Contains(err.Error(), fmt.Sprintf("schema 99, this binary knows %d", SchemaVersion)) {
 					t.Errorf("err = %v, want ErrNewerSchema naming both versions", err)
 				}
 			} else if !strings.Contains(err.Error(), tt.wantErr.Error()) {
@@ -539,7 +540,7 @@ func TestStore_newerRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Records from a future menode, in a shape this one does not know.
-	future := []byte(`{"v":3,"name":["not","a","string"]}`)
+	future := []byte(`{"v":99,"name":["not","a","string"]}`)
 	db, err := bbolt.Open(DBPath(root), 0o600, &bbolt.Options{Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -709,7 +710,7 @@ func TestOpenStore_migrateV1(t *testing.T) {
 			s.Close()
 			t.Fatal("OpenStore succeeded on a corrupt v1 store")
 		}
-		if !strings.Contains(err.Error(), "migrate schema 1 to 2") || !strings.Contains(err.Error(), fmt.Sprintf("repo %x", bad[:])) {
+		if !strings.Contains(err.Error(), "migrate schema 1 to 3") || !strings.Contains(err.Error(), fmt.Sprintf("repo %x", bad[:])) {
 			t.Errorf("err = %v, want it to name the migration and the record", err)
 		}
 		if got := readMeta(t, DBPath(root), "schema"); binary.BigEndian.Uint64(got) != 1 {

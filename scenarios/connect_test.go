@@ -9,9 +9,7 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,44 +18,44 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/menode/menode/scenarios/internal/netns"
 	"github.com/menode/menode/wire"
 )
 
 // nsLab is a set of network namespaces a connectivity test makes and
-// wires up itself (bridges, NATs); they are removed when the test ends.
-// Nothing in them has a link to the machine's own networks.
+// wires up itself (bridges, NATs: scenarios/internal/netns); they are
+// removed when the test ends, after its processes (cleanups run
+// last-registered first). Nothing in them has a link to the machine's own
+// networks.
 type nsLab struct {
 	t   *testing.T
-	run string
+	lab *netns.Lab
 }
 
 func newNSLab(t *testing.T, needs ...string) *nsLab {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Fatal("the connectivity scenarios make network namespaces: they must run as root (CI does)")
+	if err := netns.Check(needs...); err != nil {
+		t.Fatalf("the connectivity scenarios make network namespaces (root, iproute2, nftables; CI has them): %v", err)
 	}
-	for _, tool := range append([]string{"ip"}, needs...) {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("the connectivity scenarios need %s: apt-get install -y iproute2 nftables", tool)
+	lab, err := netns.New(netnsPrefix, t.Logf, needs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := lab.Close(); err != nil {
+			t.Error(err)
 		}
-	}
-	removeStaleNetns(t)
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	return &nsLab{t: t, run: fmt.Sprintf("%s%d-%s-", netnsPrefix, os.Getpid(), hex.EncodeToString(b[:]))}
+	})
+	return &nsLab{t: t, lab: lab}
 }
 
 // add makes namespace i with its loopback up.
 func (l *nsLab) add(i int) string {
 	l.t.Helper()
-	ns := fmt.Sprintf("%s%d", l.run, i)
-	l.ip("netns", "add", ns)
-	l.t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
-			l.t.Errorf("ip netns del %s: %v: %s", ns, err, out)
-		}
-	})
-	l.ip("-n", ns, "link", "set", "lo", "up")
+	ns, err := l.lab.Add(i)
+	if err != nil {
+		l.t.Fatal(err)
+	}
 	return ns
 }
 
@@ -68,8 +66,8 @@ func (l *nsLab) ip(args ...string) {
 
 func (l *nsLab) cmd(name string, args ...string) {
 	l.t.Helper()
-	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
-		l.t.Fatalf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
+	if err := netns.Cmd(name, args...); err != nil {
+		l.t.Fatal(err)
 	}
 }
 
@@ -77,53 +75,13 @@ func (l *nsLab) cmd(name string, args ...string) {
 // address addrB, may be empty); both ends up.
 func (l *nsLab) veth(a, da, addrA, b, db, addrB string) {
 	l.t.Helper()
-	l.ip("-n", a, "link", "add", da, "type", "veth", "peer", "name", db, "netns", b)
-	for _, e := range [][3]string{{a, da, addrA}, {b, db, addrB}} {
-		if e[2] != "" {
-			l.ip("-n", e[0], "addr", "add", e[2], "dev", e[1])
-		}
-		l.ip("-n", e[0], "link", "set", e[1], "up")
+	if err := netns.Veth(a, da, addrA, b, db, addrB); err != nil {
+		l.t.Fatal(err)
 	}
 }
 
-// inNetns runs fn on an OS thread inside namespace ns (a socket stays in
-// the namespace it was made in).
-func inNetns(ns string, fn func() error) error {
-	ch := make(chan error)
-	go func() {
-		// The thread goes back to this process's namespace before it is
-		// unlocked. It must not end with the goroutine instead: a process
-		// this test binary started from that thread would get its
-		// parent-death signal (Pdeathsig follows the thread, not the
-		// process) and die in the middle of the test.
-		runtime.LockOSThread()
-		home, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			ch <- err
-			return
-		}
-		defer home.Close()
-		f, err := os.Open(filepath.Join("/var/run/netns", ns))
-		if err != nil {
-			runtime.UnlockOSThread()
-			ch <- err
-			return
-		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			ch <- fmt.Errorf("setns %s: %v", ns, err)
-			return
-		}
-		defer func() {
-			if unix.Setns(int(home.Fd()), unix.CLONE_NEWNET) == nil {
-				runtime.UnlockOSThread()
-			} // else the thread stays locked and ends with the goroutine
-		}()
-		ch <- fn()
-	}()
-	return <-ch
-}
+// inNetns runs fn on an OS thread inside namespace ns.
+func inNetns(ns string, fn func() error) error { return netns.Run(ns, fn) }
 
 // udpIn opens a UDP socket inside namespace ns bound to laddr.
 func udpIn(t *testing.T, ns, laddr string) *net.UDPConn {
@@ -408,40 +366,23 @@ func TestConnect_lanDiscovery(t *testing.T) {
 	}
 }
 
-// natRules masquerade what leaves the outside interface (Linux keeps the
-// source port when it can: endpoint-independent mapping) and let in from
-// outside only replies to flows started inside (address- and
-// port-restricted filtering), as a home router does. Unsolicited packets
-// are dropped rather than answered, so they leave no conntrack entry that
-// would change a later mapping.
-const natRules = `
-table ip menode_nat {
-	chain nat_out { type nat hook postrouting priority 100; oifname "eth0" masquerade; }
-	chain filter_fwd { type filter hook forward priority 0; policy drop; ct state established,related accept; iifname "in0" accept; }
-	chain filter_in { type filter hook input priority 0; policy accept; iifname "eth0" ct state established,related accept; iifname "eth0" drop; }
-}
-`
+// natRules are the NATs' nftables rules (netns.NATRules: masquerade,
+// endpoint-independent mapping, port-restricted filtering).
+const natRules = netns.NATRules
 
 // ifaceBytes reads an interface's received and sent byte counters inside ns.
 func ifaceBytes(t *testing.T, ns, dev string) (rx, tx int64) {
 	t.Helper()
-	out, err := exec.Command("ip", "netns", "exec", ns, "cat",
-		"/sys/class/net/"+dev+"/statistics/rx_bytes", "/sys/class/net/"+dev+"/statistics/tx_bytes").Output()
+	rx, tx, err := netns.IfaceBytes(ns, dev)
 	if err != nil {
-		t.Fatalf("read counters of %s in %s: %v", dev, ns, err)
+		t.Fatal(err)
 	}
-	f := strings.Fields(string(out))
-	if len(f) != 2 {
-		t.Fatalf("counters of %s: %q", dev, out)
-	}
-	fmt.Sscan(f[0], &rx)
-	fmt.Sscan(f[1], &tx)
 	return rx, tx
 }
 
-// natTopology is the NAT scenarios' network: 1 the "internet" (a bridge),
-// 2 the public node's namespace, 3 and 4 the NATs of A and B (B's NAT
-// symmetric when asked), 5 and 6 A's and B's homes.
+// natTopology is the NAT scenarios' network (netns.NATTopology): pub the
+// public node's namespace, nats A's and B's NATs (B's symmetric when
+// asked), homes A's and B's homes.
 type natTopology struct {
 	pub   string
 	nats  []string
@@ -451,36 +392,11 @@ type natTopology struct {
 func newNATTopology(t *testing.T, symmetricB bool) natTopology {
 	t.Helper()
 	lab := newNSLab(t, "nft")
-	inet := lab.add(1)
-	lab.ip("-n", inet, "link", "add", "br0", "type", "bridge")
-	lab.ip("-n", inet, "link", "set", "br0", "up")
-	pub := lab.add(2)
-	lab.veth(inet, "toP", "", pub, "eth0", "10.216.0.1/24")
-	lab.ip("-n", inet, "link", "set", "toP", "master", "br0")
-	nats, homes := make([]string, 2), make([]string, 2)
-	for i := range 2 {
-		nats[i], homes[i] = lab.add(3+i), lab.add(5+i)
-		lab.veth(inet, fmt.Sprintf("toN%d", i), "", nats[i], "eth0", fmt.Sprintf("10.216.0.%d/24", 2+i))
-		lab.ip("-n", inet, "link", "set", fmt.Sprintf("toN%d", i), "master", "br0")
-		lab.veth(nats[i], "in0", fmt.Sprintf("10.%d.0.1/24", 1+i), homes[i], "eth0", fmt.Sprintf("10.%d.0.2/24", 1+i))
-		lab.ip("-n", homes[i], "route", "add", "default", "via", fmt.Sprintf("10.%d.0.1", 1+i))
-		lab.cmd("ip", "netns", "exec", nats[i], "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
-		rules := natRules
-		if symmetricB && i == 1 {
-			// A new, random source port for every flow: a symmetric NAT.
-			rules = strings.Replace(rules, "masquerade;", "masquerade random,fully-random;", 1)
-		}
-		file := filepath.Join(t.TempDir(), "nat.nft")
-		if err := os.WriteFile(file, []byte(rules), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		lab.cmd("ip", "netns", "exec", nats[i], "nft", "-f", file)
-		nat := nats[i]
-		t.Cleanup(func() {
-			_ = exec.Command("ip", "netns", "exec", nat, "nft", "delete", "table", "ip", "menode_nat").Run()
-		})
+	topo, err := lab.lab.NATTopology(symmetricB)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return natTopology{pub: pub, nats: nats, homes: homes}
+	return natTopology{pub: topo.Pub, nats: topo.NATs, homes: topo.Homes}
 }
 
 // TestConnect_punch: a public node P and two nodes A and B, each in a home
@@ -608,6 +524,7 @@ func TestConnect_relay(t *testing.T) {
 		p, ok, why := s.connectedTo("b", idA)
 		return ok && p.Via == "relayed", why
 	})
+	checkPunchGivesUp(t, s.path("a.log"), s.path("b.log"))
 	var st struct {
 		Punches struct {
 			Failed int64 `json:"failed"`
@@ -683,6 +600,86 @@ func TestConnect_relay(t *testing.T) {
 	}
 }
 
+// punchGiveUp is what README "Connectivity" states: punching gives up
+// after 10 s (PunchTimeout) and the node then reaches the other through a
+// relay.
+const punchGiveUp = 10 * time.Second
+
+// checkPunchGivesUp reads the logs of two nodes that punching could not
+// connect and checks, for every attempt that gave up, that it did so
+// within punchGiveUp of its start (when a node answers the other's
+// request while its own is under way, the attempt starts again then), and
+// that the relayed dial followed the give-up at once. The margin for a
+// timer and a log line on a loaded machine is 1 s, 3 s under -race.
+func checkPunchGivesUp(t *testing.T, logs ...string) {
+	t.Helper()
+	margin := time.Second
+	if raceEnabled {
+		margin = 3 * time.Second
+	}
+	limit := punchGiveUp + margin
+	attempts := 0
+	for _, path := range logs {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		began := map[string]time.Time{} // node -> start of the attempt under way
+		var gaveUp time.Time
+		for _, line := range strings.Split(string(b), "\n") {
+			at, msg, node, ok := logEvent(line)
+			if !ok {
+				continue
+			}
+			switch msg {
+			case "hole punching: asking peers to pass on a request", "punch requested: dialing":
+				began[node] = at
+			case "hole punching gave up":
+				start, on := began[node]
+				if !on {
+					t.Errorf("%s: a punch attempt gave up at %s that did not start in the log", path, at.Format(time.StampMilli))
+					continue
+				}
+				delete(began, node)
+				gaveUp = at
+				attempts++
+				if took := at.Sub(start); took > limit || took < punchGiveUp-time.Second {
+					t.Errorf("%s: a punch attempt gave up %s after it began, want %s (within %s)", path, took, punchGiveUp, margin)
+				}
+			case "reaching a node through a relay":
+				if took := at.Sub(gaveUp); gaveUp.IsZero() || took > margin {
+					t.Errorf("%s: the relay was dialed %s after punching gave up, want within %s", path, took, margin)
+				}
+			}
+		}
+	}
+	if attempts == 0 {
+		t.Errorf("no punch attempt gave up in %v", logs)
+	}
+	t.Logf("%d punch attempts gave up, each within %s of its start", attempts, limit)
+}
+
+// logEvent parses a node's text log line: its time, message and node.
+func logEvent(line string) (at time.Time, msg, node string, ok bool) {
+	ts, rest, found := strings.Cut(strings.TrimPrefix(line, "time="), " ")
+	if !found {
+		return at, "", "", false
+	}
+	at, err := time.Parse(time.RFC3339Nano, ts)
+	if err != nil {
+		return at, "", "", false
+	}
+	_, rest, found = strings.Cut(rest, `msg="`)
+	if !found {
+		return at, "", "", false
+	}
+	msg, rest, _ = strings.Cut(rest, `"`)
+	if _, v, found := strings.Cut(rest, " node="); found {
+		node, _, _ = strings.Cut(v, " ")
+	}
+	return at, msg, node, true
+}
+
 // runIn starts a node of root inside namespace ns, listening on addr, with
 // LAN discovery off and short intervals; its log is shown if the test fails.
 func (s *sandbox) runIn(t *testing.T, root, ns, addr string, extra ...string) *daemon {
@@ -718,4 +715,160 @@ func (s *sandbox) blobRepo(t *testing.T, name string, size int) string {
 	s.must("git", "-C", s.path(name), "add", "blob")
 	s.must("git", "-C", s.path(name), "commit", "-q", "-m", "one")
 	return s.must("git", "-C", s.path(name), "rev-parse", "HEAD")
+}
+
+// setNATMapping replaces the masquerade rule of the NAT in namespace ns:
+// symmetric or endpoint-independent (netns.SetNATMapping).
+func setNATMapping(t *testing.T, ns string, symmetric bool) {
+	t.Helper()
+	if err := netns.SetNATMapping(ns, symmetric); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// relayStatus is the part of `status --json` the relay tests check.
+type relayStatus struct {
+	Punches struct {
+		Started   int64 `json:"started"`
+		Succeeded int64 `json:"succeeded"`
+		Failed    int64 `json:"failed"`
+	} `json:"punches"`
+	Relay struct {
+		Enabled  bool  `json:"enabled"`
+		Relaying int   `json:"relaying"`
+		Bytes    int64 `json:"bytes"`
+		Relayed  int64 `json:"relayed"`
+	} `json:"relay"`
+}
+
+func (s *sandbox) relayStatus(t *testing.T, root string) relayStatus {
+	t.Helper()
+	var st relayStatus
+	out, err := s.menode(root, "status", "--json")
+	if err == nil {
+		err = json.Unmarshal([]byte(out), &st)
+	}
+	if err != nil {
+		t.Fatalf("%s: status --json: %v", root, err)
+	}
+	return st
+}
+
+// TestConnect_relayUpgrade: B's NAT is symmetric at first, so punching
+// fails and B reaches A through the relay P. Then B's NAT becomes
+// endpoint-independent (the masquerade rule replaced; the flow B-P keeps
+// its old, random mapping, so P still sees B at a port B's new flows do
+// not use). A later punch succeeds; the direct connection replaces the
+// relayed one on both sides, and a new commit's bytes cross between the
+// two NATs, not through P.
+func TestConnect_relayUpgrade(t *testing.T) {
+	s := newSandbox(t)
+	topo := newNATTopology(t, true)
+
+	const blobSize = 1 << 20
+	head := s.blobRepo(t, "src", blobSize)
+	menode := filepath.Join(binDir, "menode")
+	run := func(root, ns, addr string, extra ...string) *daemon { return s.runIn(t, root, ns, addr, extra...) }
+	idP := s.must(menode, "--root", s.path("p"), "auth", "init")
+	idA := s.must(menode, "--root", s.path("a"), "auth", "init")
+	idB := s.must(menode, "--root", s.path("b"), "auth", "init")
+	boot := "--bootstrap-node=" + idP + "@10.216.0.1:9000"
+	nodes := map[string]*daemon{
+		"p": run("p", topo.pub, "10.216.0.1:9000", "--seed", "followed", "--relay"),
+		"a": run("a", topo.homes[0], "10.1.0.2:9000", boot),
+		"b": run("b", topo.homes[1], "10.2.0.2:9000", boot),
+	}
+	for root, d := range nodes {
+		defer d.checkNoRace(t)
+		s.waitRunning(d, root)
+	}
+	alive := func() {
+		for root, d := range nodes {
+			if d.exited() {
+				t.Fatalf("%s exited (%v):\n%s", root, d.err, d.logTail())
+			}
+		}
+	}
+	poll(t, 60*time.Second, "B reaches A through the relay", func() (bool, string) {
+		alive()
+		p, ok, why := s.connectedTo("b", idA)
+		return ok && p.Via == "relayed", why
+	})
+	if f := s.relayStatus(t, "a").Punches.Failed + s.relayStatus(t, "b").Punches.Failed; f < 1 {
+		t.Errorf("no punch attempt gave up before the relay was used")
+	}
+	repo := s.must(menode, "--root", s.path("a"), "repo", "add", "--path", s.path("src"))
+	s.cloneAndCheck(t, "b", repo, head)
+	if st := s.relayStatus(t, "p"); st.Relay.Bytes < blobSize {
+		t.Fatalf("P relayed %d bytes for the first clone, want at least %d", st.Relay.Bytes, blobSize)
+	}
+
+	setNATMapping(t, topo.nats[1], false)
+	// A failed punch left an unreplied flow B:9000 -> A's NAT in B's NAT,
+	// mapped to a random port while the NAT was symmetric, and every later
+	// attempt's packets keep it (and that port) alive: Linux forgets an
+	// unreplied UDP flow 30 s after its last packet, and attempts come
+	// more often until the backoff passes that (84 s after the change in
+	// one run). A 1 s timeout for unreplied flows, until the upgrade, has
+	// it gone by the next attempt; B's new flow to A then gets the port of
+	// B's flow to P (Linux reuses the mapping of the same source: the
+	// endpoint-independent mapping), which is where P sees B. That flow
+	// has seen replies for long: its timeout is another (120 s).
+	udpTimeout := func(secs int) {
+		t.Helper()
+		if err := netns.Cmd("ip", "netns", "exec", topo.nats[1], "sysctl", "-q", "-w", fmt.Sprintf("net.netfilter.nf_conntrack_udp_timeout=%d", secs)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	udpTimeout(1)
+	changed := time.Now()
+	// Attempts are PunchBackoff (10 s) apart, doubling, from either side:
+	// two or three of each have failed by now, so the next one starts
+	// within about 45 s (PunchInterval after a 40 s backoff).
+	limit := 120 * time.Second
+	poll(t, limit, "B's connection to A becomes a direct, punched one", func() (bool, string) {
+		alive()
+		p, ok, why := s.connectedTo("b", idA)
+		return ok && p.Via == "punched", why
+	})
+	t.Logf("upgraded %s after the NAT changed", time.Since(changed).Round(time.Millisecond))
+	udpTimeout(30)
+	poll(t, 10*time.Second, "A's connection to B is the punched one too", func() (bool, string) {
+		p, ok, why := s.connectedTo("a", idB)
+		return ok && p.Via == "punched", why
+	})
+	poll(t, 10*time.Second, "P relays no stream pair any more", func() (bool, string) {
+		st := s.relayStatus(t, "p")
+		return st.Relay.Relaying == 0, fmt.Sprintf("%+v", st.Relay)
+	})
+
+	// A new commit with another incompressible MiB: it goes directly.
+	relayed := s.relayStatus(t, "p").Relay.Bytes
+	pRx, pTx := ifaceBytes(t, topo.pub, "eth0")
+	bRx, _ := ifaceBytes(t, topo.nats[1], "eth0")
+	blob := make([]byte, blobSize)
+	_, _ = rand.Read(blob)
+	if err := os.WriteFile(s.path("src/blob2"), blob, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.must("git", "-C", s.path("src"), "add", "blob2")
+	s.must("git", "-C", s.path("src"), "commit", "-q", "-m", "two")
+	head2 := s.must("git", "-C", s.path("src"), "rev-parse", "HEAD")
+	poll(t, 60*time.Second, "B's mirror has the new commit", func() (bool, string) {
+		alive()
+		st, err := s.repoShow("b", repo)
+		return err == nil && st.MirrorRefs["refs/heads/main"] == head2, fmt.Sprintf("%+v %v", st, err)
+	})
+	pRx2, pTx2 := ifaceBytes(t, topo.pub, "eth0")
+	bRx2, _ := ifaceBytes(t, topo.nats[1], "eth0")
+	t.Logf("second sync: P rx %d tx %d, B's NAT rx %d", pRx2-pRx, pTx2-pTx, bRx2-bRx)
+	if d := s.relayStatus(t, "p").Relay.Bytes - relayed; d != 0 {
+		t.Errorf("P relayed %d bytes after the upgrade, want 0", d)
+	}
+	if through := pRx2 - pRx + pTx2 - pTx; through > blobSize/4 {
+		t.Errorf("%d bytes went through P's interface during the second sync: not direct", through)
+	}
+	if got := bRx2 - bRx; got < blobSize {
+		t.Errorf("B's NAT received %d bytes during the second sync, less than the %d-byte blob", got, blobSize)
+	}
 }

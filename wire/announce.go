@@ -179,6 +179,8 @@ func checkBody(a *Announcement, origin NodeID) error {
 		err = checkRepo(body.Repo, origin)
 	case *Announcement_Inventory:
 		err = checkInventory(body.Inventory)
+	case *Announcement_Identity:
+		err = checkIdentity(body.Identity, origin)
 	case nil:
 		err = errors.New("no body set")
 	default:
@@ -333,12 +335,20 @@ func checkRepo(r *RepoAnnouncement, origin NodeID) error {
 	if !IsObjectID(r.RootCommit) {
 		return fmt.Errorf("root commit %q is not 40 lowercase hex digits", r.RootCommit)
 	}
-	want, err := NewRepoID(r.RootCommit, origin)
+	creator := origin
+	if r.Creator != "" {
+		// Another delegate's refs: whether the origin is a delegate is
+		// for the receiver to check against the document it holds.
+		if creator, err = ParseNodeID(r.Creator); err != nil {
+			return fmt.Errorf("creator: %w", err)
+		}
+	}
+	want, err := NewRepoID(r.RootCommit, creator)
 	if err != nil {
 		return err
 	}
 	if id != want {
-		return fmt.Errorf("repo %s is not derived from root commit %s and origin %s: only its creator may announce it", id, r.RootCommit, origin)
+		return fmt.Errorf("repo %s is not derived from root commit %s and creator %s", id, r.RootCommit, creator)
 	}
 	if err := CheckRepoMeta(r.Name, r.Description, r.DefaultBranch); err != nil {
 		return err

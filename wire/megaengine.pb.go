@@ -1308,6 +1308,7 @@ type Announcement struct {
 	//	*Announcement_Node
 	//	*Announcement_Repo
 	//	*Announcement_Inventory
+	//	*Announcement_Identity
 	Body          isAnnouncement_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1398,6 +1399,15 @@ func (x *Announcement) GetInventory() *InventoryAnnouncement {
 	return nil
 }
 
+func (x *Announcement) GetIdentity() *RepoIdentity {
+	if x != nil {
+		if x, ok := x.Body.(*Announcement_Identity); ok {
+			return x.Identity
+		}
+	}
+	return nil
+}
+
 type isAnnouncement_Body interface {
 	isAnnouncement_Body()
 }
@@ -1414,11 +1424,20 @@ type Announcement_Inventory struct {
 	Inventory *InventoryAnnouncement `protobuf:"bytes,12,opt,name=inventory,proto3,oneof"`
 }
 
+type Announcement_Identity struct {
+	// The repository's identity document (PROTOCOL.md, "Repository
+	// identity"): its delegates and threshold, every version since the
+	// first.
+	Identity *RepoIdentity `protobuf:"bytes,13,opt,name=identity,proto3,oneof"`
+}
+
 func (*Announcement_Node) isAnnouncement_Body() {}
 
 func (*Announcement_Repo) isAnnouncement_Body() {}
 
 func (*Announcement_Inventory) isAnnouncement_Body() {}
+
+func (*Announcement_Identity) isAnnouncement_Body() {}
 
 // NodeAnnouncement says how to reach the origin.
 type NodeAnnouncement struct {
@@ -1491,9 +1510,11 @@ func (x *NodeAnnouncement) GetFeatures() []string {
 	return nil
 }
 
-// RepoAnnouncement is the creator's signed statement of a repository and its
-// refs. Only the creator can make one: repo_id must equal
-// did:repo(root_commit, origin).
+// RepoAnnouncement is a delegate's signed statement of a repository and its
+// refs. Made by the creator (creator empty), repo_id must equal
+// did:repo(root_commit, origin); made by another delegate, repo_id must
+// equal did:repo(root_commit, creator) and the origin must be a delegate
+// of the repository's latest identity document.
 type RepoAnnouncement struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// did:repo of the repository.
@@ -1507,7 +1528,10 @@ type RepoAnnouncement struct {
 	// Branch name (without refs/heads/) a clone checks out; non-empty.
 	DefaultBranch string `protobuf:"bytes,5,opt,name=default_branch,json=defaultBranch,proto3" json:"default_branch,omitempty"`
 	// At most 10000 refs, unique names under refs/heads/ or refs/tags/.
-	Refs          []*Ref `protobuf:"bytes,6,rep,name=refs,proto3" json:"refs,omitempty"`
+	Refs []*Ref `protobuf:"bytes,6,rep,name=refs,proto3" json:"refs,omitempty"`
+	// did:key of the repository's creator when the origin is another
+	// delegate; empty (or the origin) when the creator announces.
+	Creator       string `protobuf:"bytes,7,opt,name=creator,proto3" json:"creator,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1584,6 +1608,229 @@ func (x *RepoAnnouncement) GetRefs() []*Ref {
 	return nil
 }
 
+func (x *RepoAnnouncement) GetCreator() string {
+	if x != nil {
+		return x.Creator
+	}
+	return ""
+}
+
+// RepoIdentity is a repository's identity document: the chain of its
+// versions after the first. Version 1 is implied and never sent: the
+// creator alone, threshold 1. Each version names the delegates (who may
+// announce the repository's refs) and the threshold (how many of them must
+// sign the next version), and is signed by at least the threshold of the
+// version before it.
+type RepoIdentity struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// did:repo of the repository: did:repo(root_commit, creator).
+	RepoId string `protobuf:"bytes,1,opt,name=repo_id,json=repoId,proto3" json:"repo_id,omitempty"`
+	// 40 lowercase hex digits.
+	RootCommit string `protobuf:"bytes,2,opt,name=root_commit,json=rootCommit,proto3" json:"root_commit,omitempty"`
+	// did:key of the creator.
+	Creator string `protobuf:"bytes,3,opt,name=creator,proto3" json:"creator,omitempty"`
+	// Versions 2, 3, ... in order, without gaps; at least one, at most 256.
+	Versions      []*IdentityVersion `protobuf:"bytes,4,rep,name=versions,proto3" json:"versions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RepoIdentity) Reset() {
+	*x = RepoIdentity{}
+	mi := &file_wire_megaengine_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RepoIdentity) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RepoIdentity) ProtoMessage() {}
+
+func (x *RepoIdentity) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_megaengine_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RepoIdentity.ProtoReflect.Descriptor instead.
+func (*RepoIdentity) Descriptor() ([]byte, []int) {
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *RepoIdentity) GetRepoId() string {
+	if x != nil {
+		return x.RepoId
+	}
+	return ""
+}
+
+func (x *RepoIdentity) GetRootCommit() string {
+	if x != nil {
+		return x.RootCommit
+	}
+	return ""
+}
+
+func (x *RepoIdentity) GetCreator() string {
+	if x != nil {
+		return x.Creator
+	}
+	return ""
+}
+
+func (x *RepoIdentity) GetVersions() []*IdentityVersion {
+	if x != nil {
+		return x.Versions
+	}
+	return nil
+}
+
+// IdentityVersion is one version of an identity document.
+type IdentityVersion struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The previous version's number plus one (the first sent is 2).
+	Version uint64 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	// did:key of each delegate, sorted, unique; 1 to 32 of them.
+	Delegates []string `protobuf:"bytes,2,rep,name=delegates,proto3" json:"delegates,omitempty"`
+	// 1 to len(delegates).
+	Threshold uint32 `protobuf:"varint,3,opt,name=threshold,proto3" json:"threshold,omitempty"`
+	// SHA-256 of the previous version's signed text (32 bytes).
+	Previous []byte `protobuf:"bytes,4,opt,name=previous,proto3" json:"previous,omitempty"`
+	// Signatures of delegates of the previous version over this version's
+	// signed text; at least the previous version's threshold, each by a
+	// different delegate of it, and none by anyone else.
+	Signatures    []*DelegateSignature `protobuf:"bytes,5,rep,name=signatures,proto3" json:"signatures,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IdentityVersion) Reset() {
+	*x = IdentityVersion{}
+	mi := &file_wire_megaengine_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IdentityVersion) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IdentityVersion) ProtoMessage() {}
+
+func (x *IdentityVersion) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_megaengine_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IdentityVersion.ProtoReflect.Descriptor instead.
+func (*IdentityVersion) Descriptor() ([]byte, []int) {
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *IdentityVersion) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *IdentityVersion) GetDelegates() []string {
+	if x != nil {
+		return x.Delegates
+	}
+	return nil
+}
+
+func (x *IdentityVersion) GetThreshold() uint32 {
+	if x != nil {
+		return x.Threshold
+	}
+	return 0
+}
+
+func (x *IdentityVersion) GetPrevious() []byte {
+	if x != nil {
+		return x.Previous
+	}
+	return nil
+}
+
+func (x *IdentityVersion) GetSignatures() []*DelegateSignature {
+	if x != nil {
+		return x.Signatures
+	}
+	return nil
+}
+
+type DelegateSignature struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// did:key of the signer.
+	Delegate string `protobuf:"bytes,1,opt,name=delegate,proto3" json:"delegate,omitempty"`
+	// Ed25519 over "megaengine/repo-identity/v1\x00" and the signed text.
+	Signature     []byte `protobuf:"bytes,2,opt,name=signature,proto3" json:"signature,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DelegateSignature) Reset() {
+	*x = DelegateSignature{}
+	mi := &file_wire_megaengine_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DelegateSignature) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DelegateSignature) ProtoMessage() {}
+
+func (x *DelegateSignature) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_megaengine_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DelegateSignature.ProtoReflect.Descriptor instead.
+func (*DelegateSignature) Descriptor() ([]byte, []int) {
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *DelegateSignature) GetDelegate() string {
+	if x != nil {
+		return x.Delegate
+	}
+	return ""
+}
+
+func (x *DelegateSignature) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
 // Ref is one git ref and the object it points to directly (40 lowercase hex
 // digits): a commit, or the tag object of an annotated tag, so that the
 // creator's signature covers tag objects too.
@@ -1597,7 +1844,7 @@ type Ref struct {
 
 func (x *Ref) Reset() {
 	*x = Ref{}
-	mi := &file_wire_megaengine_proto_msgTypes[16]
+	mi := &file_wire_megaengine_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1609,7 +1856,7 @@ func (x *Ref) String() string {
 func (*Ref) ProtoMessage() {}
 
 func (x *Ref) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[16]
+	mi := &file_wire_megaengine_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1622,7 +1869,7 @@ func (x *Ref) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ref.ProtoReflect.Descriptor instead.
 func (*Ref) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{16}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Ref) GetName() string {
@@ -1650,7 +1897,7 @@ type InventoryAnnouncement struct {
 
 func (x *InventoryAnnouncement) Reset() {
 	*x = InventoryAnnouncement{}
-	mi := &file_wire_megaengine_proto_msgTypes[17]
+	mi := &file_wire_megaengine_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1662,7 +1909,7 @@ func (x *InventoryAnnouncement) String() string {
 func (*InventoryAnnouncement) ProtoMessage() {}
 
 func (x *InventoryAnnouncement) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[17]
+	mi := &file_wire_megaengine_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1675,7 +1922,7 @@ func (x *InventoryAnnouncement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InventoryAnnouncement.ProtoReflect.Descriptor instead.
 func (*InventoryAnnouncement) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{17}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *InventoryAnnouncement) GetRepos() []*InventoryEntry {
@@ -1697,7 +1944,7 @@ type InventoryEntry struct {
 
 func (x *InventoryEntry) Reset() {
 	*x = InventoryEntry{}
-	mi := &file_wire_megaengine_proto_msgTypes[18]
+	mi := &file_wire_megaengine_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1709,7 +1956,7 @@ func (x *InventoryEntry) String() string {
 func (*InventoryEntry) ProtoMessage() {}
 
 func (x *InventoryEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[18]
+	mi := &file_wire_megaengine_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1722,7 +1969,7 @@ func (x *InventoryEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InventoryEntry.ProtoReflect.Descriptor instead.
 func (*InventoryEntry) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{18}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *InventoryEntry) GetRepoId() string {
@@ -1770,7 +2017,7 @@ type TransferRequest struct {
 
 func (x *TransferRequest) Reset() {
 	*x = TransferRequest{}
-	mi := &file_wire_megaengine_proto_msgTypes[19]
+	mi := &file_wire_megaengine_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1782,7 +2029,7 @@ func (x *TransferRequest) String() string {
 func (*TransferRequest) ProtoMessage() {}
 
 func (x *TransferRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[19]
+	mi := &file_wire_megaengine_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1795,7 +2042,7 @@ func (x *TransferRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferRequest.ProtoReflect.Descriptor instead.
 func (*TransferRequest) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{19}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *TransferRequest) GetRepoId() string {
@@ -1867,7 +2114,7 @@ type TransferStart struct {
 
 func (x *TransferStart) Reset() {
 	*x = TransferStart{}
-	mi := &file_wire_megaengine_proto_msgTypes[20]
+	mi := &file_wire_megaengine_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1879,7 +2126,7 @@ func (x *TransferStart) String() string {
 func (*TransferStart) ProtoMessage() {}
 
 func (x *TransferStart) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[20]
+	mi := &file_wire_megaengine_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1892,7 +2139,7 @@ func (x *TransferStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferStart.ProtoReflect.Descriptor instead.
 func (*TransferStart) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{20}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *TransferStart) GetBundleId() []byte {
@@ -1936,7 +2183,7 @@ type TransferAnnouncement struct {
 
 func (x *TransferAnnouncement) Reset() {
 	*x = TransferAnnouncement{}
-	mi := &file_wire_megaengine_proto_msgTypes[21]
+	mi := &file_wire_megaengine_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1948,7 +2195,7 @@ func (x *TransferAnnouncement) String() string {
 func (*TransferAnnouncement) ProtoMessage() {}
 
 func (x *TransferAnnouncement) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[21]
+	mi := &file_wire_megaengine_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1961,7 +2208,7 @@ func (x *TransferAnnouncement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferAnnouncement.ProtoReflect.Descriptor instead.
 func (*TransferAnnouncement) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{21}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *TransferAnnouncement) GetAnnouncement() *SignedAnnouncement {
@@ -1983,7 +2230,7 @@ type TransferChunk struct {
 
 func (x *TransferChunk) Reset() {
 	*x = TransferChunk{}
-	mi := &file_wire_megaengine_proto_msgTypes[22]
+	mi := &file_wire_megaengine_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1995,7 +2242,7 @@ func (x *TransferChunk) String() string {
 func (*TransferChunk) ProtoMessage() {}
 
 func (x *TransferChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[22]
+	mi := &file_wire_megaengine_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2008,7 +2255,7 @@ func (x *TransferChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferChunk.ProtoReflect.Descriptor instead.
 func (*TransferChunk) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{22}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *TransferChunk) GetOffset() uint64 {
@@ -2037,7 +2284,7 @@ type TransferDone struct {
 
 func (x *TransferDone) Reset() {
 	*x = TransferDone{}
-	mi := &file_wire_megaengine_proto_msgTypes[23]
+	mi := &file_wire_megaengine_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2049,7 +2296,7 @@ func (x *TransferDone) String() string {
 func (*TransferDone) ProtoMessage() {}
 
 func (x *TransferDone) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[23]
+	mi := &file_wire_megaengine_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2062,7 +2309,7 @@ func (x *TransferDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferDone.ProtoReflect.Descriptor instead.
 func (*TransferDone) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{23}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *TransferDone) GetSize() uint64 {
@@ -2091,7 +2338,7 @@ type TransferError struct {
 
 func (x *TransferError) Reset() {
 	*x = TransferError{}
-	mi := &file_wire_megaengine_proto_msgTypes[24]
+	mi := &file_wire_megaengine_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2103,7 +2350,7 @@ func (x *TransferError) String() string {
 func (*TransferError) ProtoMessage() {}
 
 func (x *TransferError) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[24]
+	mi := &file_wire_megaengine_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2116,7 +2363,7 @@ func (x *TransferError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferError.ProtoReflect.Descriptor instead.
 func (*TransferError) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{24}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *TransferError) GetCode() TransferErrorCode {
@@ -2157,7 +2404,7 @@ type TransferProgress struct {
 
 func (x *TransferProgress) Reset() {
 	*x = TransferProgress{}
-	mi := &file_wire_megaengine_proto_msgTypes[25]
+	mi := &file_wire_megaengine_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2169,7 +2416,7 @@ func (x *TransferProgress) String() string {
 func (*TransferProgress) ProtoMessage() {}
 
 func (x *TransferProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[25]
+	mi := &file_wire_megaengine_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2182,7 +2429,7 @@ func (x *TransferProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferProgress.ProtoReflect.Descriptor instead.
 func (*TransferProgress) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{25}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *TransferProgress) GetPhase() string {
@@ -2234,7 +2481,7 @@ type LanBeacon struct {
 
 func (x *LanBeacon) Reset() {
 	*x = LanBeacon{}
-	mi := &file_wire_megaengine_proto_msgTypes[26]
+	mi := &file_wire_megaengine_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2246,7 +2493,7 @@ func (x *LanBeacon) String() string {
 func (*LanBeacon) ProtoMessage() {}
 
 func (x *LanBeacon) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[26]
+	mi := &file_wire_megaengine_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2259,7 +2506,7 @@ func (x *LanBeacon) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LanBeacon.ProtoReflect.Descriptor instead.
 func (*LanBeacon) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{26}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *LanBeacon) GetPayload() []byte {
@@ -2292,7 +2539,7 @@ type LanBeaconBody struct {
 
 func (x *LanBeaconBody) Reset() {
 	*x = LanBeaconBody{}
-	mi := &file_wire_megaengine_proto_msgTypes[27]
+	mi := &file_wire_megaengine_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2304,7 +2551,7 @@ func (x *LanBeaconBody) String() string {
 func (*LanBeaconBody) ProtoMessage() {}
 
 func (x *LanBeaconBody) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[27]
+	mi := &file_wire_megaengine_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2317,7 +2564,7 @@ func (x *LanBeaconBody) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LanBeaconBody.ProtoReflect.Descriptor instead.
 func (*LanBeaconBody) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{27}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *LanBeaconBody) GetDid() string {
@@ -2368,7 +2615,7 @@ type PunchRequest struct {
 
 func (x *PunchRequest) Reset() {
 	*x = PunchRequest{}
-	mi := &file_wire_megaengine_proto_msgTypes[28]
+	mi := &file_wire_megaengine_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2380,7 +2627,7 @@ func (x *PunchRequest) String() string {
 func (*PunchRequest) ProtoMessage() {}
 
 func (x *PunchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[28]
+	mi := &file_wire_megaengine_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2393,7 +2640,7 @@ func (x *PunchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PunchRequest.ProtoReflect.Descriptor instead.
 func (*PunchRequest) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{28}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *PunchRequest) GetPayload() []byte {
@@ -2437,7 +2684,7 @@ type PunchBody struct {
 
 func (x *PunchBody) Reset() {
 	*x = PunchBody{}
-	mi := &file_wire_megaengine_proto_msgTypes[29]
+	mi := &file_wire_megaengine_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2449,7 +2696,7 @@ func (x *PunchBody) String() string {
 func (*PunchBody) ProtoMessage() {}
 
 func (x *PunchBody) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[29]
+	mi := &file_wire_megaengine_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2462,7 +2709,7 @@ func (x *PunchBody) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PunchBody.ProtoReflect.Descriptor instead.
 func (*PunchBody) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{29}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *PunchBody) GetFrom() string {
@@ -2523,7 +2770,7 @@ type RelayRequest struct {
 
 func (x *RelayRequest) Reset() {
 	*x = RelayRequest{}
-	mi := &file_wire_megaengine_proto_msgTypes[30]
+	mi := &file_wire_megaengine_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2535,7 +2782,7 @@ func (x *RelayRequest) String() string {
 func (*RelayRequest) ProtoMessage() {}
 
 func (x *RelayRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[30]
+	mi := &file_wire_megaengine_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2548,7 +2795,7 @@ func (x *RelayRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RelayRequest.ProtoReflect.Descriptor instead.
 func (*RelayRequest) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{30}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RelayRequest) GetTo() string {
@@ -2631,7 +2878,7 @@ const file_wire_megaengine_proto_rawDesc = "" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\"L\n" +
 	"\x12SignedAnnouncement\x12\x18\n" +
 	"\apayload\x18\x01 \x01(\fR\apayload\x12\x1c\n" +
-	"\tsignature\x18\x02 \x01(\fR\tsignature\"\x97\x02\n" +
+	"\tsignature\x18\x02 \x01(\fR\tsignature\"\xd2\x02\n" +
 	"\fAnnouncement\x12\x16\n" +
 	"\x06origin\x18\x01 \x01(\tR\x06origin\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12!\n" +
@@ -2639,13 +2886,14 @@ const file_wire_megaengine_proto_rawDesc = "" +
 	"\x04node\x18\n" +
 	" \x01(\v2\x1f.megaengine.v1.NodeAnnouncementH\x00R\x04node\x125\n" +
 	"\x04repo\x18\v \x01(\v2\x1f.megaengine.v1.RepoAnnouncementH\x00R\x04repo\x12D\n" +
-	"\tinventory\x18\f \x01(\v2$.megaengine.v1.InventoryAnnouncementH\x00R\tinventoryB\x06\n" +
+	"\tinventory\x18\f \x01(\v2$.megaengine.v1.InventoryAnnouncementH\x00R\tinventory\x129\n" +
+	"\bidentity\x18\r \x01(\v2\x1b.megaengine.v1.RepoIdentityH\x00R\bidentityB\x06\n" +
 	"\x04body\"|\n" +
 	"\x10NodeAnnouncement\x12\x14\n" +
 	"\x05alias\x18\x01 \x01(\tR\x05alias\x12\x1c\n" +
 	"\taddresses\x18\x02 \x03(\tR\taddresses\x12\x18\n" +
 	"\aversion\x18\x03 \x01(\tR\aversion\x12\x1a\n" +
-	"\bfeatures\x18\x04 \x03(\tR\bfeatures\"\xd1\x01\n" +
+	"\bfeatures\x18\x04 \x03(\tR\bfeatures\"\xeb\x01\n" +
 	"\x10RepoAnnouncement\x12\x17\n" +
 	"\arepo_id\x18\x01 \x01(\tR\x06repoId\x12\x1f\n" +
 	"\vroot_commit\x18\x02 \x01(\tR\n" +
@@ -2653,7 +2901,25 @@ const file_wire_megaengine_proto_rawDesc = "" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12 \n" +
 	"\vdescription\x18\x04 \x01(\tR\vdescription\x12%\n" +
 	"\x0edefault_branch\x18\x05 \x01(\tR\rdefaultBranch\x12&\n" +
-	"\x04refs\x18\x06 \x03(\v2\x12.megaengine.v1.RefR\x04refs\"1\n" +
+	"\x04refs\x18\x06 \x03(\v2\x12.megaengine.v1.RefR\x04refs\x12\x18\n" +
+	"\acreator\x18\a \x01(\tR\acreator\"\x9e\x01\n" +
+	"\fRepoIdentity\x12\x17\n" +
+	"\arepo_id\x18\x01 \x01(\tR\x06repoId\x12\x1f\n" +
+	"\vroot_commit\x18\x02 \x01(\tR\n" +
+	"rootCommit\x12\x18\n" +
+	"\acreator\x18\x03 \x01(\tR\acreator\x12:\n" +
+	"\bversions\x18\x04 \x03(\v2\x1e.megaengine.v1.IdentityVersionR\bversions\"\xc5\x01\n" +
+	"\x0fIdentityVersion\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x1c\n" +
+	"\tdelegates\x18\x02 \x03(\tR\tdelegates\x12\x1c\n" +
+	"\tthreshold\x18\x03 \x01(\rR\tthreshold\x12\x1a\n" +
+	"\bprevious\x18\x04 \x01(\fR\bprevious\x12@\n" +
+	"\n" +
+	"signatures\x18\x05 \x03(\v2 .megaengine.v1.DelegateSignatureR\n" +
+	"signatures\"M\n" +
+	"\x11DelegateSignature\x12\x1a\n" +
+	"\bdelegate\x18\x01 \x01(\tR\bdelegate\x12\x1c\n" +
+	"\tsignature\x18\x02 \x01(\fR\tsignature\"1\n" +
 	"\x03Ref\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06commit\x18\x02 \x01(\tR\x06commit\"L\n" +
@@ -2750,7 +3016,7 @@ func file_wire_megaengine_proto_rawDescGZIP() []byte {
 }
 
 var file_wire_megaengine_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_wire_megaengine_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_wire_megaengine_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_wire_megaengine_proto_goTypes = []any{
 	(ErrorCode)(0),                // 0: megaengine.v1.ErrorCode
 	(ReconcileMode)(0),            // 1: megaengine.v1.ReconcileMode
@@ -2771,21 +3037,24 @@ var file_wire_megaengine_proto_goTypes = []any{
 	(*Announcement)(nil),          // 16: megaengine.v1.Announcement
 	(*NodeAnnouncement)(nil),      // 17: megaengine.v1.NodeAnnouncement
 	(*RepoAnnouncement)(nil),      // 18: megaengine.v1.RepoAnnouncement
-	(*Ref)(nil),                   // 19: megaengine.v1.Ref
-	(*InventoryAnnouncement)(nil), // 20: megaengine.v1.InventoryAnnouncement
-	(*InventoryEntry)(nil),        // 21: megaengine.v1.InventoryEntry
-	(*TransferRequest)(nil),       // 22: megaengine.v1.TransferRequest
-	(*TransferStart)(nil),         // 23: megaengine.v1.TransferStart
-	(*TransferAnnouncement)(nil),  // 24: megaengine.v1.TransferAnnouncement
-	(*TransferChunk)(nil),         // 25: megaengine.v1.TransferChunk
-	(*TransferDone)(nil),          // 26: megaengine.v1.TransferDone
-	(*TransferError)(nil),         // 27: megaengine.v1.TransferError
-	(*TransferProgress)(nil),      // 28: megaengine.v1.TransferProgress
-	(*LanBeacon)(nil),             // 29: megaengine.v1.LanBeacon
-	(*LanBeaconBody)(nil),         // 30: megaengine.v1.LanBeaconBody
-	(*PunchRequest)(nil),          // 31: megaengine.v1.PunchRequest
-	(*PunchBody)(nil),             // 32: megaengine.v1.PunchBody
-	(*RelayRequest)(nil),          // 33: megaengine.v1.RelayRequest
+	(*RepoIdentity)(nil),          // 19: megaengine.v1.RepoIdentity
+	(*IdentityVersion)(nil),       // 20: megaengine.v1.IdentityVersion
+	(*DelegateSignature)(nil),     // 21: megaengine.v1.DelegateSignature
+	(*Ref)(nil),                   // 22: megaengine.v1.Ref
+	(*InventoryAnnouncement)(nil), // 23: megaengine.v1.InventoryAnnouncement
+	(*InventoryEntry)(nil),        // 24: megaengine.v1.InventoryEntry
+	(*TransferRequest)(nil),       // 25: megaengine.v1.TransferRequest
+	(*TransferStart)(nil),         // 26: megaengine.v1.TransferStart
+	(*TransferAnnouncement)(nil),  // 27: megaengine.v1.TransferAnnouncement
+	(*TransferChunk)(nil),         // 28: megaengine.v1.TransferChunk
+	(*TransferDone)(nil),          // 29: megaengine.v1.TransferDone
+	(*TransferError)(nil),         // 30: megaengine.v1.TransferError
+	(*TransferProgress)(nil),      // 31: megaengine.v1.TransferProgress
+	(*LanBeacon)(nil),             // 32: megaengine.v1.LanBeacon
+	(*LanBeaconBody)(nil),         // 33: megaengine.v1.LanBeaconBody
+	(*PunchRequest)(nil),          // 34: megaengine.v1.PunchRequest
+	(*PunchBody)(nil),             // 35: megaengine.v1.PunchBody
+	(*RelayRequest)(nil),          // 36: megaengine.v1.RelayRequest
 }
 var file_wire_megaengine_proto_depIdxs = []int32{
 	4,  // 0: megaengine.v1.Frame.hello:type_name -> megaengine.v1.Hello
@@ -2795,17 +3064,17 @@ var file_wire_megaengine_proto_depIdxs = []int32{
 	10, // 4: megaengine.v1.Frame.graft:type_name -> megaengine.v1.Graft
 	11, // 5: megaengine.v1.Frame.prune:type_name -> megaengine.v1.Prune
 	12, // 6: megaengine.v1.Frame.reconcile:type_name -> megaengine.v1.Reconcile
-	22, // 7: megaengine.v1.Frame.transfer_request:type_name -> megaengine.v1.TransferRequest
-	23, // 8: megaengine.v1.Frame.transfer_start:type_name -> megaengine.v1.TransferStart
-	24, // 9: megaengine.v1.Frame.transfer_announcement:type_name -> megaengine.v1.TransferAnnouncement
-	25, // 10: megaengine.v1.Frame.transfer_chunk:type_name -> megaengine.v1.TransferChunk
-	26, // 11: megaengine.v1.Frame.transfer_done:type_name -> megaengine.v1.TransferDone
-	27, // 12: megaengine.v1.Frame.transfer_error:type_name -> megaengine.v1.TransferError
-	28, // 13: megaengine.v1.Frame.transfer_progress:type_name -> megaengine.v1.TransferProgress
+	25, // 7: megaengine.v1.Frame.transfer_request:type_name -> megaengine.v1.TransferRequest
+	26, // 8: megaengine.v1.Frame.transfer_start:type_name -> megaengine.v1.TransferStart
+	27, // 9: megaengine.v1.Frame.transfer_announcement:type_name -> megaengine.v1.TransferAnnouncement
+	28, // 10: megaengine.v1.Frame.transfer_chunk:type_name -> megaengine.v1.TransferChunk
+	29, // 11: megaengine.v1.Frame.transfer_done:type_name -> megaengine.v1.TransferDone
+	30, // 12: megaengine.v1.Frame.transfer_error:type_name -> megaengine.v1.TransferError
+	31, // 13: megaengine.v1.Frame.transfer_progress:type_name -> megaengine.v1.TransferProgress
 	5,  // 14: megaengine.v1.Frame.dial_back:type_name -> megaengine.v1.DialBack
 	6,  // 15: megaengine.v1.Frame.dial_back_result:type_name -> megaengine.v1.DialBackResult
-	31, // 16: megaengine.v1.Frame.punch_request:type_name -> megaengine.v1.PunchRequest
-	33, // 17: megaengine.v1.Frame.relay_request:type_name -> megaengine.v1.RelayRequest
+	34, // 16: megaengine.v1.Frame.punch_request:type_name -> megaengine.v1.PunchRequest
+	36, // 17: megaengine.v1.Frame.relay_request:type_name -> megaengine.v1.RelayRequest
 	0,  // 18: megaengine.v1.Error.code:type_name -> megaengine.v1.ErrorCode
 	15, // 19: megaengine.v1.Gossip.announcement:type_name -> megaengine.v1.SignedAnnouncement
 	13, // 20: megaengine.v1.Reconcile.ranges:type_name -> megaengine.v1.ReconcileRange
@@ -2813,16 +3082,19 @@ var file_wire_megaengine_proto_depIdxs = []int32{
 	14, // 22: megaengine.v1.ReconcileRange.items:type_name -> megaengine.v1.ReconcileItem
 	17, // 23: megaengine.v1.Announcement.node:type_name -> megaengine.v1.NodeAnnouncement
 	18, // 24: megaengine.v1.Announcement.repo:type_name -> megaengine.v1.RepoAnnouncement
-	20, // 25: megaengine.v1.Announcement.inventory:type_name -> megaengine.v1.InventoryAnnouncement
-	19, // 26: megaengine.v1.RepoAnnouncement.refs:type_name -> megaengine.v1.Ref
-	21, // 27: megaengine.v1.InventoryAnnouncement.repos:type_name -> megaengine.v1.InventoryEntry
-	15, // 28: megaengine.v1.TransferAnnouncement.announcement:type_name -> megaengine.v1.SignedAnnouncement
-	2,  // 29: megaengine.v1.TransferError.code:type_name -> megaengine.v1.TransferErrorCode
-	30, // [30:30] is the sub-list for method output_type
-	30, // [30:30] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	23, // 25: megaengine.v1.Announcement.inventory:type_name -> megaengine.v1.InventoryAnnouncement
+	19, // 26: megaengine.v1.Announcement.identity:type_name -> megaengine.v1.RepoIdentity
+	22, // 27: megaengine.v1.RepoAnnouncement.refs:type_name -> megaengine.v1.Ref
+	20, // 28: megaengine.v1.RepoIdentity.versions:type_name -> megaengine.v1.IdentityVersion
+	21, // 29: megaengine.v1.IdentityVersion.signatures:type_name -> megaengine.v1.DelegateSignature
+	24, // 30: megaengine.v1.InventoryAnnouncement.repos:type_name -> megaengine.v1.InventoryEntry
+	15, // 31: megaengine.v1.TransferAnnouncement.announcement:type_name -> megaengine.v1.SignedAnnouncement
+	2,  // 32: megaengine.v1.TransferError.code:type_name -> megaengine.v1.TransferErrorCode
+	33, // [33:33] is the sub-list for method output_type
+	33, // [33:33] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_wire_megaengine_proto_init() }
@@ -2854,6 +3126,7 @@ func file_wire_megaengine_proto_init() {
 		(*Announcement_Node)(nil),
 		(*Announcement_Repo)(nil),
 		(*Announcement_Inventory)(nil),
+		(*Announcement_Identity)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2861,7 +3134,7 @@ func file_wire_megaengine_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wire_megaengine_proto_rawDesc), len(file_wire_megaengine_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   31,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

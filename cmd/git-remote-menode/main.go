@@ -21,6 +21,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -248,6 +249,9 @@ func (h *helper) prepare() (string, error) {
 	if _, err := os.Stat(filepath.Join(mirror, "HEAD")); err != nil {
 		return "", fmt.Errorf("the node on %s has no mirror of %s", h.root, h.id)
 	}
+	if _, err := persist.CanonicalView(context.Background(), mirror); err != nil {
+		return "", fmt.Errorf("%s: %w", h.id, err) // the delegates disagree: no branch to check out
+	}
 	// git clone (or fetch) into a working tree: the node lists that clone
 	// as it lists those repo clone made, and repo pull works there.
 	if gitDir := os.Getenv("GIT_DIR"); filepath.Base(gitDir) == ".git" {
@@ -271,6 +275,12 @@ func uploadPack(mirror string) error {
 	argv := []string{"git"}
 	for _, kv := range uploadPackConfig {
 		argv = append(argv, "-c", kv)
+	}
+	// A mirror with several delegates serves its canonical refs.
+	if ns, err := persist.CanonicalView(context.Background(), mirror); err != nil {
+		return err
+	} else if ns != "" {
+		argv = append(argv, "--namespace="+ns)
 	}
 	argv = append(argv, "upload-pack", "--strict", mirror)
 	return fmt.Errorf("run git upload-pack: %w", syscall.Exec(git, argv, serverEnv(os.Environ())))

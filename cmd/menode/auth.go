@@ -12,6 +12,10 @@ import (
 type authCmd struct {
 	Init authInitCmd `cmd:"" help:"Create this node's identity key; prints its did:key."`
 	Show authShowCmd `cmd:"" help:"Print this node's did:key."`
+
+	Export authExportCmd `cmd:"" help:"Write this node's key to a file, encrypted with a passphrase (a backup; auth import restores it)."`
+	Import authImportCmd `cmd:"" help:"Make a key written by auth export this root's identity."`
+	Rotate authRotateCmd `cmd:"" help:"Give the node a new key: the old key signs the new one into every repository it is a delegate of; restart the node to use it; prints the new did:key."`
 }
 
 type authInitCmd struct {

@@ -29,6 +29,10 @@ type repoCmd struct {
 	Follow   repoFollowCmd   `cmd:"" help:"Follow a repository: with run --seed followed, only followed (and cloned) repositories are fetched."`
 	Unfollow repoUnfollowCmd `cmd:"" help:"Stop following a repository (its mirror stays until repo remove)."`
 	Remove   repoRemoveCmd   `cmd:"" help:"Delete a repository's mirror and cached bundles; it is not fetched again until followed."`
+
+	Publish   repoPublishCmd   `cmd:"" help:"Publish the refs matching REF-PATTERN of a repository created here (signed, announced, served)."`
+	Unpublish repoUnpublishCmd `cmd:"" help:"Stop publishing a ref pattern of a repository created here; its mirror drops what no published ref reaches."`
+	Delegate  repoDelegateCmd  `cmd:"" help:"Change who may publish a repository's refs: its delegates and the threshold of their signatures a change needs."`
 }
 
 type repoFollowCmd struct {
@@ -90,7 +94,9 @@ type repoAddCmd struct {
 	Path        string `required:"" help:"The git repository (working tree or bare)."`
 	Name        string `help:"Name shown to others (default: the directory name)."`
 	Description string `help:"One-line description."`
+	Refs        string `name:"refs" placeholder:"PATTERNS" help:"Publish only these refs: comma-separated full ref names or names ending in a single * (default: refs/heads/*,refs/tags/*, every branch and tag)."`
 	JSON        bool   `name:"json" help:"Print the repository as JSON."`
+	RepoID      string `name:"repo-id" help:"Add the path as this node's own copy of a repository another created (same root commit), whose delegate this node is: its refs are announced as this delegate's."`
 }
 
 func (c *repoAddCmd) Run(e *env) error {
@@ -99,8 +105,18 @@ func (c *repoAddCmd) Run(e *env) error {
 		return err
 	}
 	path = workTreeOfGitDir(path)
+	publish, err := parseRefsFlag(c.Refs)
+	if err != nil {
+		return err
+	}
 	var v actors.RepoView
-	if err := callWithProgress(e, actors.AddRepo{Path: path, Name: c.Name, Description: c.Description}, &v, "adding", c.JSON, addQuiet); err != nil {
+	add := actors.AddRepo{Path: path, Name: c.Name, Description: c.Description, Publish: publish}
+	if c.RepoID != "" {
+		if add.RepoID, err = parseRepoID(c.RepoID); err != nil {
+			return err
+		}
+	}
+	if err := callWithProgress(e, add, &v, "adding", c.JSON, addQuiet); err != nil {
 		return err
 	}
 	if c.JSON {
@@ -220,8 +236,12 @@ func writeRepoShow(w io.Writer, v actors.RepoView) error {
 	if v.SyncError != "" {
 		field("sync error", wire.TermText(v.SyncError))
 	}
+	if v.Local {
+		list("published", v.Published)
+	}
 	field("default branch", wire.TermText(v.DefaultBranch))
 	field("root commit", v.RootCommit)
+	writeDelegates(w, v.Delegates)
 	fmt.Fprintln(w, "refs:")
 	writeRefs(w, v.Refs)
 	if !v.Local && !sameRefs(v.MirrorRefs, v.Refs) {

@@ -24,6 +24,7 @@ type proc struct {
 	name   string
 	root   string
 	args   []string // after `run`
+	ns     string   // the network namespace it runs in (B9), else the harness's
 	addr   string   // the UDP address it listens on
 	id     wire.NodeID
 	cmd    *exec.Cmd
@@ -66,7 +67,11 @@ func (p *proc) start(b *bench) error {
 		return err
 	}
 	defer logf.Close()
-	p.cmd = exec.Command(b.bin, append([]string{"--root", p.root, "--log-level", "info", "run", "--alias", p.name}, p.args...)...)
+	argv := append([]string{b.bin, "--root", p.root, "--log-level", "info", "run", "--alias", p.name}, p.args...)
+	if p.ns != "" {
+		argv = append([]string{"ip", "netns", "exec", p.ns}, argv...) // ip execs the node: same PID
+	}
+	p.cmd = exec.Command(argv[0], argv[1:]...)
 	p.cmd.Env = append(gitEnv(), "MENODE_HTTP_ADDR=127.0.0.1:0", "MENODE_LAN_DISCOVERY=false", "MENODE_PORT_MAPPING=false") // dozens of nodes: no fixed port, no beacons
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
 	if err := p.cmd.Start(); err != nil {
@@ -96,7 +101,13 @@ func (p *proc) start(b *bench) error {
 		p.kill()
 		return fmt.Errorf("%s: %w", p.name, err)
 	}
+	// The status of a node just started may come before its transport's
+	// answer (a loaded machine): ask again for a while.
 	s, err := p.status()
+	for began := time.Now(); err == nil && len(s.Listen) == 0 && time.Since(began) < 10*time.Second; {
+		time.Sleep(50 * time.Millisecond)
+		s, err = p.status()
+	}
 	if err != nil || len(s.Listen) == 0 {
 		p.kill()
 		return fmt.Errorf("%s: no listen address (%v)", p.name, err)

@@ -1,0 +1,110 @@
+package persist
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"path/filepath"
+	"strings"
+
+	"github.com/menode/menode/wire"
+)
+
+// MirrorPublished makes m, the creator's own mirror, a copy of the branches
+// and tags of the working repository src that publish matches, and points
+// m's HEAD at the branch to announce as default (publish.PublishedBranch of
+// branch, src's own). It returns the refs m then holds and that branch.
+//
+// With the default patterns it is MirrorFrom. Otherwise it lists src's
+// branches and tags, keeps the matching names and fetches exactly those:
+// git fetch sends only the objects those refs reach, so an object that
+// only an unpublished ref reaches never enters the mirror, and so is in
+// no bundle the node serves. Refs the mirror held that src no longer has,
+// or that publish no longer matches, are deleted; their objects stay in
+// the mirror until DropUnreachable.
+func (m GitRepo) MirrorPublished(ctx context.Context, src string, publish RefPatterns, branch string) (map[string]string, string, error) {
+	if err := publish.Check(); err != nil {
+		return nil, "", fmt.Errorf("mirror %s: %w", QuotePath(src), err)
+	}
+	var refs map[string]string
+	var err error
+	if publish.IsDefault() {
+		refs, err = m.MirrorFrom(ctx, src)
+	} else {
+		refs, err = m.mirrorMatching(ctx, src, publish)
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	head := publish.PublishedBranch(branch, refs)
+	if err := m.SetHead(ctx, head); err != nil {
+		return nil, "", err
+	}
+	return refs, head, nil
+}
+
+// mirrorMatching is MirrorPublished's fetch for patterns other than the
+// default.
+func (m GitRepo) mirrorMatching(ctx context.Context, src string, publish RefPatterns) (map[string]string, error) {
+	abs, err := filepath.Abs(src)
+	if err != nil {
+		return nil, fmt.Errorf("mirror %s: %w", QuotePath(src), err)
+	}
+	out, err := runGit(ctx, abs, "for-each-ref", "--format=%(refname)", "refs/heads", "refs/tags")
+	if err != nil {
+		return nil, fmt.Errorf("mirror %s: list refs: %w", QuotePath(abs), err)
+	}
+	want := map[string]bool{}
+	var specs strings.Builder
+	for _, name := range strings.Fields(out) {
+		// A name git accepts but menode does not carry is never fetched;
+		// a matched name reaches git only once checked.
+		if wire.CheckRefName(name) != nil || !publish.Match(name) {
+			continue
+		}
+		want[name] = true
+		fmt.Fprintf(&specs, "+%s:%s\n", name, name)
+	}
+	if len(want) > 0 {
+		quiet := "--quiet"
+		if gitProgressOf(ctx) != nil {
+			quiet = "--progress"
+		}
+		// abs starts with "/", so git cannot take it for an option. The
+		// refspecs come on stdin: there may be thousands.
+		err := runGitIO(ctx, m.Dir, strings.NewReader(specs.String()), nil,
+			"fetch", quiet, "--no-tags", "--no-write-fetch-head", "--stdin", abs)
+		if err != nil {
+			return nil, fmt.Errorf("mirror %s into %s: %w", QuotePath(abs), QuotePath(m.Dir), err)
+		}
+	}
+	held, err := m.Refs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// Only what was fetched now: a ref the mirror held that src deleted,
+	// or that is no longer published, goes.
+	refs := maps.Clone(held)
+	maps.DeleteFunc(refs, func(name, _ string) bool { return !want[name] })
+	if err := m.setRefs(ctx, refs); err != nil {
+		return nil, err
+	}
+	return refs, nil
+}
+
+// DropUnreachable deletes from m every object that none of its refs
+// reaches: `git repack -a -d` writes one pack of the reachable objects and
+// deletes the old packs, `git prune --expire=now` deletes the loose ones.
+// After unpublishing a ref the creator's mirror drops its objects this way,
+// so that not even a local `git clone --filter` asking for an object by ID
+// (uploadpack.allowAnySHA1InWant) gets one. Nothing may write to m
+// meanwhile: an object fetched but not yet reachable from a ref would go.
+func (m GitRepo) DropUnreachable(ctx context.Context) error {
+	if _, err := runGit(ctx, m.Dir, "repack", "-a", "-d", "-q"); err != nil {
+		return fmt.Errorf("repack %s: %w", QuotePath(m.Dir), err)
+	}
+	if _, err := runGit(ctx, m.Dir, "prune", "--expire=now"); err != nil {
+		return fmt.Errorf("prune %s: %w", QuotePath(m.Dir), err)
+	}
+	return nil
+}
