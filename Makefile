@@ -89,14 +89,16 @@ fuzz:
 # The long runs, before resolving hardening work: the receiving node killed
 # with -9 20 times in a sync (3 times in make test; -v prints the seed and
 # every kill point), the hostile flood at full size (2000 connections, a
-# 60,000-announcement fill; a tenth of it in make test), the soak (SOAK
-# long: 20 honest nodes and 5 hostile peers, the node's RSS, goroutines,
-# open files and store size flat over the last two thirds), then every
-# fuzz target for five minutes each.
+# 60,000-announcement fill; a tenth of it in make test), a node idle
+# with 100,000 learned repositories (under 100 MiB; 5,000 in make test),
+# the soak (SOAK long: 20 honest nodes and 5 hostile peers, the node's
+# RSS, goroutines, open files and store size flat over the last two
+# thirds), then every fuzz target for five minutes each.
 SOAK ?= 30m
 stress:
 	MENODE_STRESS=1 $(GO) test -race -count=1 -v -timeout 30m -run '^TestCrash_killReceiver$$' ./scenarios
 	MENODE_STRESS=1 $(GO) test -count=1 -v -timeout 30m -run '^TestHardening_attack$$' ./scenarios
+	MENODE_STRESS=1 $(GO) test -count=1 -v -timeout 20m -run '^TestMemory_learnedRepos$$' ./scenarios
 	$(GO) vet -tags soak ./scenarios
 	MENODE_SOAK=$(SOAK) $(GO) test -tags soak -count=1 -v -timeout 60m -run '^TestSoak$$' ./scenarios
 	$(MAKE) fuzz FUZZTIME=5m

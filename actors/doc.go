@@ -73,7 +73,14 @@
 // which spawns a serving transfer actor; a fetching transfer actor asks its
 // peer actor for a new stream (openStream). Transfer actors report to sync
 // (transferStatus, transferEnded) and watch their peer actor: when the
-// connection goes, so does the transfer. Every write goes to store; the
+// connection goes, so does the transfer. What gossip and sync keep of
+// others' announcements and repositories is small (an index entry, a
+// learnedRepo): gossip reads an announcement's bytes back from the store
+// when it sends it (loadHeld), and sync a repository's records when it
+// starts a fetch (loadFetch); a repository with an identity document or
+// other delegates' refs is the exception, kept whole (sync_delegates.go:
+// each delegate's announcement, as gossip handed it over, and what the
+// mirror holds of its refs). Every write goes to store; the
 // listing a user waits for (repo list) and the repository count of status
 // read the store themselves on a read transaction of their own, so a flood
 // of gossip's writes queued at the store never delays them.

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"maps"
 	"math/rand/v2"
+	"runtime/debug"
 	"slices"
 	"time"
 
@@ -76,7 +77,8 @@ type antiEntropy struct{}
 type gossipPeerCount struct{}
 
 // gossipPeers is what gossip keeps per peer: connected ones, ones whose
-// frames came before their peerConnected, and strikes.
+// frames came before their peerConnected, and strikes (of connected
+// peers, and of peers gone for less than BanFor).
 type gossipPeers struct{ Peers, Early, Strikes int }
 
 // graftDue: the message IDs announced to us (IHave) that we asked to wait
@@ -89,10 +91,12 @@ type graftDue struct {
 // flushIHave: send the message IDs collected for lazy peers.
 type flushIHave struct{ timer int }
 
-// gossipLoaded carries what the store held at start.
+// gossipLoaded carries what the store held at start: the announcements,
+// the repositories created here, and those we mirror.
 type gossipLoaded struct {
-	raw   [][]byte
-	repos []repoState
+	raw      [][]byte
+	local    []repoState
+	mirrored []repoSummary
 }
 
 // gossipStats asks for gossip's counters and limits. Reply: GossipStats.
@@ -134,20 +138,27 @@ const (
 
 const defaultTTL = 16 // hops a new announcement may travel
 
-// held is the latest accepted announcement for one (origin, kind, repo),
-// kept as its encoded bytes (what is sent, stored and budgeted) with the
-// few fields the index needs; it is decoded when its content is (signed,
-// body). A flood of 60,000 held announcements costs their bytes and a
-// small index, not two decoded copies of each (TestGossip_heldMemoryPerEntry).
+// held is the latest accepted announcement for one (origin, kind, repo):
+// the few fields the index needs, and its encoded bytes (what is sent,
+// stored and budgeted) while they are new. Once the store has them (the
+// next gossip interval) only our own announcements keep their bytes in
+// memory; the others are read back from the store when a peer is sent
+// them (push), so that 100,000 held announcements cost a small index
+// each, not their bytes too (TestGossip_heldMemoryPerEntry). They are
+// decoded when their content is needed (signed, body): of our own
+// announcements at any time, of others' only while raw is not nil (else
+// read them with loadHeld, as push does).
 type held struct {
-	raw    []byte // the encoded SignedAnnouncement; never modified: the store and sync are handed these bytes
+	raw    []byte // the encoded SignedAnnouncement, or nil (in the store only); never modified: the store and sync are handed these bytes
 	origin wire.NodeID
 	seq    uint64
-	ts     int64 // timestamp_ms: the oldest go first when a budget is full
+	ts     int64    // timestamp_ms: the oldest go first when a budget is full
+	msgID  [32]byte // wire.AnnouncementID
+	bytes  int      // len of the encoding
 }
 
 // size is what the budgets count: the encoded size.
-func (h *held) size() int { return len(h.raw) }
+func (h *held) size() int { return h.bytes }
 
 // signed decodes the announcement; gossip encoded it, so it decodes.
 func (h *held) signed() *wire.SignedAnnouncement {
@@ -156,9 +167,8 @@ func (h *held) signed() *wire.SignedAnnouncement {
 	return s
 }
 
-// id is the announcement's message ID (wire.AnnouncementID), worked out
-// again when needed rather than held: it is wanted when the slot changes.
-func (h *held) id() [32]byte { return wire.AnnouncementID(h.signed()) }
+// id is the announcement's message ID (wire.AnnouncementID).
+func (h *held) id() [32]byte { return h.msgID }
 
 // body decodes the announcement's payload (verified when it arrived).
 func (h *held) body() *wire.Announcement {
@@ -193,11 +203,13 @@ type gossip struct {
 	missing   map[[32]byte]*missingMsg // announced to us by IHave, not received yet
 	inventory map[wire.RepoID][32]byte // what our mirrors hold, for our InventoryAnnouncement
 	budget    heldBudget
+	inMemory  []string // keys of others' announcements held with their bytes, until the store has them
 	dropped   map[string]int64
 	counted   GossipStats // Received, Duplicates, Accepted, Relayed
 	catchUp   int         // bytes one peer is sent by reconciliation and grafts, per minute
 	seen      *seenWindow
 	strikes   map[wire.NodeID]int
+	struckOff map[wire.NodeID]time.Time // peers with strikes that disconnected, and when
 	// The kept identity document of each repository that has one beyond
 	// version 1, and the forks seen (gossip_identity.go).
 	identities map[wire.RepoID]*identityState
@@ -246,9 +258,9 @@ func newGossip(cfg Config, key ed25519.PrivateKey, id wire.NodeID, addrs []strin
 		byID: map[[32]byte]string{}, missing: map[[32]byte]*missingMsg{},
 		timers: map[int]cancelFunc{}, early: map[*actor.PID]*gossipPeer{},
 		graftWait: newGraftWait(cfg.GraftTimeout, cfg.GraftTimeoutMax), ihaveDelay: cfg.IHaveDelay, banFor: cfg.BanFor,
-		budget:  heldBudget{total: cfg.MaxHeldBytes, perOrigin: cfg.MaxHeldBytesPerOrigin, used: map[wire.NodeID]int{}, keys: map[wire.NodeID]map[string]bool{}},
+		budget:  heldBudget{total: cfg.MaxHeldBytes, perOrigin: cfg.MaxHeldBytesPerOrigin, used: map[wire.NodeID]int{}, keys: map[wire.NodeID][]string{}},
 		dropped: map[string]int64{}, counted: GossipStats{Accepted: map[string]int64{}}, catchUp: cfg.MaxCatchUpBytes,
-		seen: newSeenWindow(cfg.SeenFor, seenMax), strikes: map[wire.NodeID]int{}, now: time.Now,
+		seen: newSeenWindow(cfg.SeenFor, seenMax), strikes: map[wire.NodeID]int{}, struckOff: map[wire.NodeID]time.Time{}, now: time.Now,
 		identities: map[wire.RepoID]*identityState{},
 	}
 }
@@ -260,11 +272,17 @@ func (g *gossip) Receive(ctx actor.Context) {
 			if err != nil {
 				g.log.Error("load announcements", "err", err)
 			}
-			askFor(ctx, g.store, &loadRepos{}, func(repos []repoState, err error) {
+			// Our own repositories whole, the mirrored ones in short.
+			askFor(ctx, g.store, &loadRepos{Filter: persist.FilterLocal}, func(local []repoState, err error) {
 				if err != nil {
 					g.log.Error("load repositories", "err", err)
 				}
-				ctx.Send(ctx.Self(), &gossipLoaded{raw: raw, repos: repos})
+				askFor(ctx, g.store, &loadRepoSummaries{Mirrored: true}, func(mirrored []repoSummary, err error) {
+					if err != nil {
+						g.log.Error("load repositories", "err", err)
+					}
+					ctx.Send(ctx.Self(), &gossipLoaded{raw: raw, local: local, mirrored: mirrored})
+				})
 			})
 		})
 	case *gossipSiblings:
@@ -309,10 +327,16 @@ func (g *gossip) Receive(ctx actor.Context) {
 		delete(g.early, m.PID)
 		if p := g.peers[m.ID]; p != nil && p.pid == m.PID {
 			delete(g.peers, m.ID)
+			if g.strikes[m.ID] > 0 {
+				g.struckOff[m.ID] = g.now()
+			}
 		}
 	case *gossipIn:
 		g.receive(ctx, m)
 		releaseCredit(m.credit)
+		if len(g.inMemory) >= maxInMemory {
+			g.dropStored() // a flood: let go of the bytes the store has, now
+		}
 	case *gossipRepair:
 		g.repair(ctx, m)
 		releaseCredit(m.credit)
@@ -357,6 +381,8 @@ func (g *gossip) Receive(ctx actor.Context) {
 				delete(g.early, pid) // a connection the transport never used
 			}
 		}
+		g.forgetStrikes()
+		g.dropStored()
 		g.announceNode(ctx)
 		if len(g.peers) > 0 {
 			ids := slices.Collect(maps.Keys(g.peers))
@@ -396,7 +422,9 @@ func (g *gossip) load(ctx actor.Context, m *gossipLoaded) {
 		if h := g.latest[key]; h != nil && h.seq >= a.Seq {
 			continue // a newer one arrived while we loaded
 		}
-		if !g.hold(ctx, key, s, a, origin) {
+		// Held as the store keeps it: those bytes decode to s, and are
+		// not encoded again.
+		if !g.holdEncoded(ctx, key, raw, wire.AnnouncementID(s), a, origin) {
 			continue
 		}
 		if inv := a.GetInventory(); inv != nil && origin != g.id {
@@ -406,10 +434,12 @@ func (g *gossip) load(ctx actor.Context, m *gossipLoaded) {
 	g.loadIdentities(ctx)
 	g.ready = true
 	g.announceNode(ctx)
-	for _, r := range m.repos {
-		if r.Mirror.OK && len(r.Mirror.Mirror.Refs) > 0 && !r.Repo.Local {
-			g.inventory[r.Repo.ID] = wire.RefsHash(r.Mirror.Mirror.Refs)
+	for _, r := range m.mirrored {
+		if r.Mirrored && !r.Local {
+			g.inventory[r.ID] = r.Mirror
 		}
+	}
+	for _, r := range m.local {
 		if r.Repo.Local {
 			g.announceRepo(ctx, r.Repo)
 		}
@@ -430,6 +460,12 @@ func (g *gossip) hold(ctx actor.Context, key string, s *wire.SignedAnnouncement,
 	if err != nil {
 		return false
 	}
+	return g.holdEncoded(ctx, key, raw, wire.AnnouncementID(s), a, origin)
+}
+
+// holdEncoded is hold of the announcement encoded as raw (kept, not
+// copied: nothing may change it), whose message ID is id.
+func (g *gossip) holdEncoded(ctx actor.Context, key string, raw []byte, id [32]byte, a *wire.Announcement, origin wire.NodeID) bool {
 	size := len(raw)
 	old := g.latest[key]
 	if origin != g.id {
@@ -454,8 +490,11 @@ func (g *gossip) hold(ctx actor.Context, key string, s *wire.SignedAnnouncement,
 		g.budget.remove(old.origin, key, old.size())
 		delete(g.byID, old.id())
 	}
-	g.latest[key] = &held{raw: raw, origin: origin, seq: a.Seq, ts: a.TimestampMs}
-	g.byID[wire.AnnouncementID(s)] = key
+	g.latest[key] = &held{raw: raw, origin: origin, seq: a.Seq, ts: a.TimestampMs, msgID: id, bytes: size}
+	g.byID[id] = key
+	if origin != g.id {
+		g.inMemory = append(g.inMemory, key)
+	}
 	g.set = nil
 	g.budget.add(origin, key, size)
 	return true
@@ -472,6 +511,55 @@ func (g *gossip) drop(key string) *held {
 	g.set = nil
 	g.budget.remove(h.origin, key, h.size())
 	return h
+}
+
+// dropStored lets go of the bytes of others' announcements held since the
+// last tick: the store has them by now (gossip sent them to it before
+// anything that reads them back), and push reads them from there.
+// After a load or a flood, that is many at once: the memory goes back to
+// the system at once too, rather than over the minutes the runtime's
+// scavenger takes (a node that learned 100,000 repositories idles at a
+// resident set near what it holds).
+func (g *gossip) dropStored() {
+	for _, key := range g.inMemory {
+		if h := g.latest[key]; h != nil && h.origin != g.id {
+			h.raw = nil
+		}
+	}
+	if len(g.inMemory) >= releaseAfter {
+		go debug.FreeOSMemory()
+	}
+	g.inMemory = nil
+}
+
+// releaseAfter is how many announcements' bytes let go of at once make
+// gossip return memory to the system (see dropStored); maxInMemory, how
+// many new ones keep their bytes before the next gossip interval.
+const (
+	releaseAfter = 10_000
+	maxInMemory  = 1024
+)
+
+// forgetStrikes forgets the strikes of peers gone for longer than a ban
+// lasts (a peer that comes back within it keeps them), so that what
+// gossip keeps per peer is bounded by the peers of the last BanFor, not
+// every key that ever connected.
+func (g *gossip) forgetStrikes() {
+	for id, at := range g.struckOff {
+		if g.peers[id] != nil {
+			delete(g.struckOff, id) // back: its strikes count again
+			continue
+		}
+		if g.now().Sub(at) >= g.banFor {
+			delete(g.strikes, id)
+			delete(g.struckOff, id)
+		}
+	}
+	for id := range g.strikes {
+		if g.peers[id] == nil && g.struckOff[id].IsZero() {
+			g.struckOff[id] = g.now() // struck after it left (a frame in flight)
+		}
+	}
 }
 
 // maxUnsent bounds the messages that wait for gossipSiblings. Node sends

@@ -109,7 +109,7 @@ func (g *gossip) accept(ctx actor.Context, key string, s *wire.SignedAnnouncemen
 			Refs: wire.RefsToMap(r.Refs), Seq: a.Seq, UpdatedAt: time.UnixMilli(a.TimestampMs).UTC(),
 		}
 		ctx.Send(g.store, &learnRepo{Repo: repo})
-		g.toSync(ctx, &repoAnnounced{Repo: repo, Signed: raw})
+		g.toSync(ctx, &repoAnnounced{Repo: repo})
 		g.log.Info("repository announced", "repo", id, "name", wire.SafeText(r.Name), "creator", origin, "refs", len(r.Refs))
 	case *wire.Announcement_Inventory:
 		g.toSync(ctx, inventoryOf(origin, b.Inventory))

@@ -7,37 +7,46 @@ package actors
 import (
 	"cmp"
 	"slices"
+	"strings"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/menode/menode/wire"
 )
 
-// heldBudget counts the bytes of held announcements, per origin and in total.
+// heldBudget counts the bytes of held announcements, per origin and in
+// total, and lists each origin's slot keys: a slice, not a set, as most
+// origins hold one or two (30,000 Sybil keys with a map each took 12 MB;
+// the few that hold many are walked whole to evict anyway).
 type heldBudget struct {
 	total, perOrigin int
 	sum              int
 	used             map[wire.NodeID]int
-	keys             map[wire.NodeID]map[string]bool
+	keys             map[wire.NodeID][]string
 }
 
+// add counts a new slot of origin (hold removes the old one first).
 func (b *heldBudget) add(origin wire.NodeID, key string, size int) {
 	b.sum += size
 	b.used[origin] += size
-	if b.keys[origin] == nil {
-		b.keys[origin] = map[string]bool{}
-	}
-	b.keys[origin][key] = true
+	b.keys[origin] = append(b.keys[origin], key)
 }
 
 func (b *heldBudget) remove(origin wire.NodeID, key string, size int) {
 	b.sum -= size
 	b.used[origin] -= size
-	delete(b.keys[origin], key)
-	if len(b.keys[origin]) == 0 {
+	keys := b.keys[origin]
+	if i := slices.Index(keys, key); i >= 0 {
+		keys[i] = keys[len(keys)-1]
+		keys = keys[:len(keys)-1]
+	}
+	if len(keys) == 0 {
 		delete(b.keys, origin)
 		delete(b.used, origin)
+		return
 	}
+	b.keys[origin] = keys
 }
 
 // largest is the origin holding the most bytes, never self.
@@ -63,7 +72,7 @@ func oldSize(h *held) int {
 func (g *gossip) evictOldest(ctx actor.Context, origin wire.NodeID, keep string) bool {
 	var victim string
 	var oldest int64
-	for key := range g.budget.keys[origin] {
+	for _, key := range g.budget.keys[origin] {
 		if h := g.latest[key]; key != keep && h != nil && (victim == "" || h.ts < oldest) {
 			victim, oldest = key, h.ts
 		}
@@ -71,13 +80,12 @@ func (g *gossip) evictOldest(ctx actor.Context, origin wire.NodeID, keep string)
 	if victim == "" {
 		return false
 	}
-	h := g.drop(victim)
+	g.drop(victim)
 	g.dropped[dropEvicted]++
 	ctx.Send(g.store, &deleteAnnouncement{Key: victim})
-	if r := h.body().GetRepo(); r != nil {
-		if id, err := wire.ParseRepoID(r.RepoId); err == nil {
-			ctx.Send(g.store, &forgetRepo{ID: id})
-		}
+	if id, ok := repoOfKey(victim); ok {
+		ctx.Send(g.store, &forgetRepo{ID: id})
+		g.toSync(ctx, &repoForgotten{ID: id})
 	}
 	g.log.Debug("announcement evicted to stay within budget", "key", victim, "origin", origin)
 	return true
@@ -109,16 +117,61 @@ func (g *gossip) push(ctx actor.Context, p *gossipPeer, keys []string, ttl uint3
 	now := g.now()
 	p.credit = min(float64(g.catchUp), p.credit+now.Sub(p.at).Minutes()*float64(g.catchUp))
 	p.at = now
-	frames := make([]*wire.Frame, 0, len(all))
+	// What is held in memory goes as it is; the rest is read from the
+	// store (loadHeld), and the frames go in order once it answers.
+	raws := make([][]byte, 0, len(all))
+	var stored []heldAt
 	for _, h := range all {
 		if float64(h.size()) > p.credit {
 			g.dropped[dropCatchUp]++
 			continue
 		}
 		p.credit -= float64(h.size())
-		frames = append(frames, gossipFrame(h.signed(), ttl))
+		if h.raw == nil {
+			stored = append(stored, heldAt{Key: g.byID[h.msgID], Seq: h.seq, at: len(raws)})
+		}
+		raws = append(raws, h.raw)
 	}
-	if len(frames) > 0 {
-		ctx.Send(p.pid, &sendFrames{Frames: frames})
+	send := func() {
+		frames := make([]*wire.Frame, 0, len(raws))
+		for _, raw := range raws {
+			s := new(wire.SignedAnnouncement)
+			if raw != nil && proto.Unmarshal(raw, s) == nil {
+				frames = append(frames, gossipFrame(s, ttl))
+			}
+		}
+		if len(frames) > 0 {
+			ctx.Send(p.pid, &sendFrames{Frames: frames})
+		}
 	}
+	if len(stored) == 0 {
+		send()
+		return
+	}
+	askFor(ctx, g.store, &loadHeld{Slots: stored}, func(got [][]byte, err error) {
+		if err != nil {
+			g.log.Debug("gossip: read held announcements", "err", err)
+		}
+		for i, raw := range got {
+			if i < len(stored) {
+				raws[stored[i].at] = raw // nil: replaced or evicted meanwhile
+			}
+		}
+		send()
+	})
+}
+
+// repoOfKey is the repository of a repository announcement's slot key
+// (see slotKey).
+func repoOfKey(key string) (wire.RepoID, bool) {
+	rest, ok := strings.CutPrefix(key, kindRepo+"/")
+	if !ok {
+		return wire.RepoID{}, false
+	}
+	i := strings.LastIndexByte(rest, '/')
+	if i < 0 {
+		return wire.RepoID{}, false
+	}
+	id, err := wire.ParseRepoID(rest[i+1:])
+	return id, err == nil
 }

@@ -16,33 +16,35 @@ const seenMax = 100_000 // message IDs the seen window holds at most
 type seenWindow struct {
 	ttl   time.Duration
 	max   int
-	at    map[[32]byte]*seenEntry
+	at    map[[32]byte]seenEntry
 	order [][32]byte // insertion order; order[head:] are live
 	head  int
 }
 
+// seenEntry is held by value: 60,000 of them under a flood.
 type seenEntry struct {
-	at     time.Time
-	copies int
+	at     int64 // UnixNano
+	copies int32
 }
 
 func newSeenWindow(ttl time.Duration, max int) *seenWindow {
-	return &seenWindow{ttl: ttl, max: max, at: map[[32]byte]*seenEntry{}}
+	return &seenWindow{ttl: ttl, max: max, at: map[[32]byte]seenEntry{}}
 }
 
 // has reports whether id was seen within the window, counting the copy.
 func (w *seenWindow) has(id [32]byte, now time.Time) bool {
 	e, ok := w.at[id]
-	if !ok || now.Sub(e.at) >= w.ttl {
+	if !ok || now.UnixNano()-e.at >= int64(w.ttl) {
 		return false
 	}
 	e.copies++
+	w.at[id] = e
 	return true
 }
 
 func (w *seenWindow) copies(id [32]byte) int {
 	if e, ok := w.at[id]; ok {
-		return e.copies
+		return int(e.copies)
 	}
 	return 0
 }
@@ -55,7 +57,7 @@ func (w *seenWindow) add(id [32]byte, now time.Time) {
 	for len(w.at) >= w.max {
 		w.pop()
 	}
-	w.at[id] = &seenEntry{at: now, copies: 1}
+	w.at[id] = seenEntry{at: now.UnixNano(), copies: 1}
 	w.order = append(w.order, id)
 }
 
@@ -67,11 +69,9 @@ func (w *seenWindow) len() int { return len(w.at) }
 func (w *seenWindow) forget(id [32]byte) { delete(w.at, id) }
 
 func (w *seenWindow) expire(now time.Time) {
-	for w.head < len(w.order) {
-		if e := w.at[w.order[w.head]]; e != nil && now.Sub(e.at) < w.ttl {
-			return
-		}
-		w.pop() // expired, or forgotten
+	// A forgotten entry reads as at 0: expired.
+	for w.head < len(w.order) && now.UnixNano()-w.at[w.order[w.head]].at >= int64(w.ttl) {
+		w.pop()
 	}
 }
 

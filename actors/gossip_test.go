@@ -565,13 +565,30 @@ func startGossipAlone(t *testing.T, cfg Config) *gossipHarness {
 	key, id := newSignerKey(t)
 	h.id = id
 	logger := slog.New(slog.NewTextHandler(logWriter{logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	saved := map[string]*saveAnnouncement{} // what loadHeld reads back
 	storePID := system.Root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
 		switch m := ctx.Message().(type) {
 		case *loadAnnouncements:
 			ctx.Respond([][]byte{})
 		case *loadRepos:
 			ctx.Respond([]repoState{})
+		case *loadRepoSummaries:
+			ctx.Respond([]repoSummary{})
+		case *loadHeld:
+			out := make([][]byte, len(m.Slots))
+			for i, sl := range m.Slots {
+				if a := saved[sl.Key]; a != nil && a.Seq == sl.Seq {
+					out[i] = a.Signed
+				}
+			}
+			ctx.Respond(out)
 		case *saveAnnouncement, *learnRepo, *saveNode, *deleteAnnouncement, *forgetRepo:
+			switch m := m.(type) {
+			case *saveAnnouncement:
+				saved[m.Key] = m
+			case *deleteAnnouncement:
+				delete(saved, m.Key)
+			}
 			h.store.add(m)
 		}
 	}))

@@ -577,7 +577,11 @@ func (r *repos) views(ctx actor.Context, states []repoState, then func([]RepoVie
 	}
 	// Sync may be busy (a flood of announcements in its mailbox): wait
 	// for it as long as status waits, then show what it said last.
-	askForWithin(ctx, r.sync, &syncStates{}, r.cfg.StatusWait, func(syncs map[wire.RepoID]syncView, err error) {
+	ids := make([]wire.RepoID, 0, len(states)) // of this page only: not a view of every repository known
+	for _, st := range states {
+		ids = append(ids, st.Repo.ID)
+	}
+	askForWithin(ctx, r.sync, &syncStates{IDs: ids}, r.cfg.StatusWait, func(syncs map[wire.RepoID]syncView, err error) {
 		if err != nil {
 			r.log.Debug("repos: sync states from before", "err", err)
 			syncs = r.lastSync

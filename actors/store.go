@@ -31,6 +31,25 @@ type loadRepos struct {
 	Filter persist.RepoFilter // "" for all; persist.FilterLocal for those created here, ...
 }
 
+// loadRepoSummaries reads every repository (with Mirrored, those our
+// mirrors hold refs of) as sync and gossip keep it in memory
+// (repoSummary), decoding the records one at a time. Reply: []repoSummary.
+type loadRepoSummaries struct{ Mirrored bool }
+
+// loadFetch reads what a fetch of a repository starts from: its record,
+// our mirror's, the creator's announcement gossip stored for it, and the
+// resume point. Reply: fetchState.
+type loadFetch struct{ ID wire.RepoID }
+
+// fetchState is loadFetch's reply. Signed is the stored announcement of
+// Repo's signed state (nil when the store holds another or none).
+type fetchState struct {
+	Repo     persist.Repo
+	Mirror   persist.Mirror
+	Signed   []byte
+	Transfer persist.Transfer
+}
+
 // saveNode records a node we connected to or learned of. No reply.
 type saveNode struct{ Node persist.Node }
 
@@ -46,6 +65,18 @@ type saveAnnouncement struct {
 
 // loadAnnouncements reads every stored announcement. Reply: [][]byte.
 type loadAnnouncements struct{}
+
+// loadHeld reads the stored announcements of held slots, for gossip to
+// send. Reply: [][]byte, one per slot, nil where the store holds another
+// seq (or none).
+type loadHeld struct{ Slots []heldAt }
+
+// heldAt names a held slot by key and seq; at is gossip's own index.
+type heldAt struct {
+	Key string
+	Seq uint64
+	at  int
+}
 
 // deleteAnnouncement forgets the announcement stored under key. No reply.
 type deleteAnnouncement struct{ Key string }
@@ -110,6 +141,43 @@ type findClone struct{ Path string }
 type mirrorState struct {
 	Mirror persist.Mirror
 	OK     bool
+}
+
+// repoSummary is a repository in short, as sync keeps each in memory:
+// a learned repository costs this, not its decoded records (the refs, the
+// mirror's announcement); what a fetch needs is read when it starts
+// (loadFetch).
+type repoSummary struct {
+	ID      wire.RepoID
+	Creator wire.NodeID
+	Seq     uint64   // of the creator-signed state
+	Refs    [32]byte // wire.RefsHash of the signed refs
+	Mirror  [32]byte // wire.RefsHash of the refs our mirror holds (of none: noRefs)
+	HasRefs bool     // the signed refs are known (not empty)
+	// Mirrored: our mirror holds refs. The rest are the record's flags;
+	// Cloned: it has recorded clones.
+	Mirrored, Local, Followed, Removed, Cloned bool
+}
+
+// noRefs is the RefsHash of no refs: a repository without a mirror.
+var noRefs = wire.RefsHash(nil)
+
+// summaryOf is the summary of a repository record and our mirror's.
+func summaryOf(r persist.Repo, m persist.Mirror) repoSummary {
+	sum := repoSummary{ID: r.ID, Mirror: wire.RefsHash(m.Refs), Mirrored: len(m.Refs) > 0}
+	sum.setRepo(r)
+	return sum
+}
+
+// setRepo takes the signed state and the flags of record r.
+func (sum *repoSummary) setRepo(r persist.Repo) {
+	sum.Creator, sum.Seq, sum.Refs, sum.HasRefs = r.Creator, r.Seq, wire.RefsHash(r.Refs), len(r.Refs) > 0
+	sum.setFlags(r)
+}
+
+// setFlags takes the local flags of record r (what this node decided).
+func (sum *repoSummary) setFlags(r persist.Repo) {
+	sum.Local, sum.Followed, sum.Removed, sum.Cloned = r.Local, r.Followed, r.Removed, len(r.Clones) > 0
 }
 
 // repoState is a repository record together with what our mirror holds.
@@ -182,6 +250,34 @@ func (s *store) Receive(ctx actor.Context) {
 	case *loadRepos:
 		states, err := s.states(m.Filter)
 		ctx.Respond(result(states, s.fatal(ctx, err)))
+	case *loadRepoSummaries:
+		var out []repoSummary
+		skipped, err := s.db.EachRepo(func(e persist.RepoEntry) {
+			if !m.Mirrored || len(e.Mirror.Refs) > 0 {
+				out = append(out, summaryOf(e.Repo, e.Mirror))
+			}
+		})
+		s.skipped("repository", skipped)
+		ctx.Respond(result(out, s.fatal(ctx, err)))
+		s.dropMapped()
+	case *loadHeld:
+		keys := make([]string, len(m.Slots))
+		for i, h := range m.Slots {
+			keys[i] = h.Key
+		}
+		seqs, out, err := s.db.AnnouncementsAt(keys)
+		if err != nil {
+			ctx.Respond(err)
+			return
+		}
+		for i, h := range m.Slots {
+			if seqs[i] != h.Seq {
+				out[i] = nil
+			}
+		}
+		ctx.Respond(out)
+	case *loadFetch:
+		ctx.Respond(result(s.fetchState(m.ID)))
 	case *loadNodes:
 		nodes, skipped, err := s.db.ListNodes()
 		s.skipped("node", skipped)
@@ -192,6 +288,7 @@ func (s *store) Receive(ctx actor.Context) {
 		raw, skipped, err := s.db.ListAnnouncements()
 		s.skipped("announcement", skipped)
 		ctx.Respond(result(raw, s.fatal(ctx, err)))
+		s.dropMapped()
 	case *setFollowed:
 		ctx.Respond(result(s.follow(m.ID, m.Follow)))
 	case *deleteRepo:
@@ -287,6 +384,14 @@ func (s *store) flush() error {
 		s.log.Error("store: commit queued writes", "writes", len(pending), "err", err)
 	}
 	return err
+}
+
+// dropMapped lets go of the store's pages a read of every record mapped
+// (see persist.Store.DropMapped).
+func (s *store) dropMapped() {
+	if err := s.db.DropMapped(); err != nil {
+		s.log.Debug("store: release mapped pages", "err", err)
+	}
 }
 
 func (s *store) logErr(err error, msg string, args ...any) {
@@ -423,6 +528,22 @@ func (s *store) state(id wire.RepoID) (repoState, error) {
 		return repoState{}, err
 	}
 	return repoState{Repo: r, Mirror: mirrorState{Mirror: m, OK: ok}}, nil
+}
+
+func (s *store) fetchState(id wire.RepoID) (fetchState, error) {
+	st, err := s.state(id)
+	if err != nil {
+		return fetchState{}, err
+	}
+	f := fetchState{Repo: st.Repo, Mirror: st.Mirror.Mirror}
+	seq, signed, ok, err := s.db.Announcement(slotKey(kindRepo, st.Repo.Creator, id.String()))
+	if err == nil && ok && seq == st.Repo.Seq {
+		f.Signed = signed
+	}
+	if t, _, err := s.db.Transfer(id); err == nil {
+		f.Transfer = t // else start afresh
+	}
+	return f, nil
 }
 
 func (s *store) states(filter persist.RepoFilter) ([]repoState, error) {

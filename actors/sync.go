@@ -19,12 +19,12 @@ import (
 // Messages of the sync actor.
 type (
 	// repoAnnounced: gossip accepted a creator's announcement of a
-	// repository; Signed is it, encoded (read only: gossip holds the same
-	// bytes).
-	repoAnnounced struct {
-		Repo   persist.Repo
-		Signed []byte
-	}
+	// repository (and sent the store its record and the announcement
+	// first, which a fetch reads when it starts).
+	repoAnnounced struct{ Repo persist.Repo }
+	// repoForgotten: gossip evicted the announcement of a learned
+	// repository and the store forgot it, unless we mirror it.
+	repoForgotten struct{ ID wire.RepoID }
 	// inventorySeen: gossip accepted a node's inventory (repo -> RefsHash).
 	inventorySeen struct {
 		Origin wire.NodeID
@@ -38,8 +38,9 @@ type (
 		Timeout  time.Duration
 		Progress *actor.PID
 	}
-	// syncStates asks what sync knows of every repository. Reply: map[wire.RepoID]syncView.
-	syncStates struct{}
+	// syncStates asks what sync knows of the repositories IDs (of every
+	// one when IDs is nil). Reply: map[wire.RepoID]syncView.
+	syncStates struct{ IDs []wire.RepoID }
 	// syncCounters asks for transfer totals. Reply: syncTotals.
 	syncCounters struct{}
 	// syncTick: the sync interval's tick; also a retry after a backoff.
@@ -99,38 +100,57 @@ type TransferCounts struct {
 	CacheMisses    int64            `json:"cache_misses"`
 }
 
-// syncRepo is what sync tracks per repository.
+// syncRepo is what sync tracks per repository it has to do with (ours,
+// followed, mirrored, fetched, failed or removed): the repository in short
+// (the records stay in the store and are read when a fetch starts) and
+// what its fetches did. A repository sync knows only from gossip is a
+// learnedRepo, smaller still, until it has to do with it; so that a node
+// that learned 100,000 repositories keeps a couple of hundred bytes for
+// each (TestNode_learnedRepoMemory).
 type syncRepo struct {
-	want persist.Repo // the creator-signed state
-	// wantSigned is want's announcement, encoded, when gossip handed it
-	// over (not after a restart, when want comes from the store).
-	wantSigned []byte
-	mirror     persist.Mirror
-	fetching   *actor.PID
-	peer       wire.NodeID
-	status     transferStatus
-	failures   map[wire.NodeID]*backoff
-	waiters    []*syncWaiter
-	lastError  string
-	size       int64 // bytes of the mirror on disk
-	partSize   int64 // bytes of a .part file kept for a resume
-	reserved   int64 // bytes of the quota the running fetch reserved
-	statusAt   time.Time
-	rate       float64 // bytes per second of the running fetch, smoothed
-	refused    uint64  // the seq of the signed state refused for the mirror quota
-
-	// Delegates (sync_delegates.go): the kept identity document (nil:
-	// the creator alone), the other delegates' refs, each fetched by a
-	// syncRepo of its own (with delegate and parent set, and want.Creator
-	// the delegate), and the canonical refs last written.
-	identity                       *wire.Identity
-	delegates                      map[wire.NodeID]*syncRepo
-	delegate                       wire.NodeID
-	parent                         *syncRepo
-	canonical                      *persist.Canonical
-	starting                       bool // a fetch is being started (its resume point is read)
-	canonicalRunning, canonicalDue bool
+	repoSummary
+	fetch     *syncFetch               // the running fetch; nil when none
+	failures  map[wire.NodeID]*backoff // nil until a fetch fails
+	waiters   []*syncWaiter
+	lastError string
+	size      int64  // bytes of the mirror on disk
+	partSize  int64  // bytes of a .part file kept for a resume
+	refused   uint64 // the seq of the signed state refused for the mirror quota
+	starting  bool   // a fetch is being started (what it starts from is read)
+	// dl: what sync keeps of a repository with an identity document or
+	// other delegates' refs, or of one delegate's refs (sync_delegates.go);
+	// nil for the rest.
+	dl *delegation
 }
+
+// learnedRepo is a repository sync knows only as its creator announced
+// it: not created here, not followed, not mirrored, no fetch started.
+type learnedRepo struct {
+	creator wire.NodeID
+	seq     uint64
+	refs    [32]byte // wire.RefsHash of the signed refs (never of none)
+}
+
+// syncFetch is a running fetch of a repository.
+type syncFetch struct {
+	pid      *actor.PID
+	peer     wire.NodeID
+	status   transferStatus
+	statusAt time.Time
+	rate     float64 // bytes per second, smoothed
+	reserved int64   // bytes of the quota it reserved
+}
+
+// reserved is what r's running fetch reserved of the quota.
+func (r *syncRepo) reserved() int64 {
+	if r.fetch == nil {
+		return 0
+	}
+	return r.fetch.reserved
+}
+
+// fetching reports whether pid is r's running fetch.
+func (r *syncRepo) fetching(pid *actor.PID) bool { return r.fetch != nil && r.fetch.pid.Equal(pid) }
 
 type backoff struct {
 	attempts int
@@ -145,10 +165,10 @@ type syncWaiter struct {
 
 // behind reports whether the mirror lacks the signed refs.
 func (r *syncRepo) behind() bool {
-	if r.parent == nil && r.identity != nil && !r.identity.IsDelegate(r.want.Creator) {
+	if d := r.dl; d != nil && d.parent == nil && d.identity != nil && !d.identity.IsDelegate(r.Creator) {
 		return false // the creator is no longer a delegate: its refs are not wanted
 	}
-	return !r.want.Local && len(r.want.Refs) > 0 && wire.RefsHash(r.mirror.Refs) != wire.RefsHash(r.want.Refs)
+	return !r.Local && r.HasRefs && r.Mirror != r.Refs
 }
 
 // syncer is the sync scheduler: it knows which repositories are behind and
@@ -164,6 +184,7 @@ type syncer struct {
 	log    *slog.Logger
 
 	repos       map[wire.RepoID]*syncRepo
+	learned     map[wire.RepoID]learnedRepo // known from gossip only (see learnedRepo)
 	peers       map[wire.NodeID]*actor.PID
 	aliases     map[wire.NodeID]string // of connected peers that gave one (shown in progress)
 	inventories map[wire.NodeID]map[wire.RepoID][32]byte
@@ -189,7 +210,7 @@ type syncer struct {
 func newSyncer(cfg Config, store, gossip *actor.PID) *syncer {
 	s := &syncer{
 		cfg: cfg, store: store, gossip: gossip, log: cfg.Logger,
-		repos: map[wire.RepoID]*syncRepo{}, peers: map[wire.NodeID]*actor.PID{},
+		repos: map[wire.RepoID]*syncRepo{}, learned: map[wire.RepoID]learnedRepo{}, peers: map[wire.NodeID]*actor.PID{},
 		inventories: map[wire.NodeID]map[wire.RepoID][32]byte{}, building: map[persist.BundleKey]*persist.BundleBuild{},
 		serving: map[string]serveSlot{}, perPeer: map[wire.NodeID]int{}, counts: TransferCounts{FetchesFailed: map[string]int64{}},
 	}
@@ -214,19 +235,27 @@ func (s *syncer) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		s.cancelTick = sendEvery(ctx, s.cfg.SyncInterval, &syncTick{})
-		askFor(ctx, s.store, &loadRepos{}, func(states []repoState, err error) {
+		askFor(ctx, s.store, &loadRepoSummaries{}, func(sums []repoSummary, err error) {
 			if err != nil {
 				s.log.Error("sync: load repositories", "err", err)
 				return
 			}
-			for _, st := range states {
-				r := s.repo(st.Repo.ID)
-				r.want, r.mirror = st.Repo, st.Mirror.Mirror
-				s.loadDelegates(r) // gossip's identityChanged may have come first
+			for _, sum := range sums {
+				if sum.HasRefs && !sum.Local && !sum.Mirrored && !sum.Followed && !sum.Removed && !sum.Cloned && s.repos[sum.ID] == nil {
+					s.learned[sum.ID] = learnedRepo{creator: sum.Creator, seq: sum.Seq, refs: sum.Refs}
+					continue
+				}
+				r := s.repo(sum.ID)
+				r.repoSummary = sum
+				if r.dl != nil {
+					// gossip's identityChanged came first: its records
+					// are read again, now that the store has them all.
+					s.loadDelegation(ctx, r)
+				}
 			}
-			ids := make([]wire.RepoID, 0, len(s.repos))
+			var ids []wire.RepoID
 			for id, r := range s.repos {
-				if !r.want.Local && len(r.mirror.Refs) > 0 {
+				if !r.Local && r.Mirrored {
 					ids = append(ids, id)
 				}
 			}
@@ -251,37 +280,36 @@ func (s *syncer) Receive(ctx actor.Context) {
 			})
 		})
 	case *repoAnnounced:
-		r := s.repo(m.Repo.ID)
-		if r.want.Local {
-			break // ours as a delegate (repo add --repo-id): our working copy's refs, not the creator's
-		}
-		if m.Repo.Seq > r.want.Seq || len(r.want.Refs) == 0 {
-			// Gossip knows the creator's state; the local flags are ours.
-			followed, removed, clones := r.want.Followed, r.want.Removed, r.want.Clones
-			r.want, r.wantSigned = m.Repo, m.Signed
-			r.want.Followed, r.want.Removed, r.want.Clones = followed, removed, clones
-		}
+		s.announced(m.Repo)
 		s.reschedule(ctx)
+	case *repoForgotten:
+		delete(s.learned, m.ID)
+		if r := s.repos[m.ID]; r != nil && r.fetch == nil && r.dl == nil && !r.starting && !r.Local && !r.Mirrored && !r.Followed && !r.Cloned && len(r.waiters) == 0 {
+			delete(s.repos, m.ID)
+		}
 	case *repoChanged:
 		r := s.repo(m.Repo.ID)
-		if m.Repo.Seq >= r.want.Seq || m.Repo.Local {
-			if m.Repo.Seq > r.want.Seq {
-				r.wantSigned = nil // of the older state
+		if m.Repo.Seq >= r.Seq || m.Repo.Local {
+			r.setRepo(m.Repo)
+			if r.dl != nil && m.Repo.DefaultBranch != "" {
+				r.dl.branch = m.Repo.DefaultBranch
 			}
-			r.want = m.Repo
 		} else {
-			r.want.Followed, r.want.Removed, r.want.Clones = m.Repo.Followed, m.Repo.Removed, m.Repo.Clones
+			r.setFlags(m.Repo)
 		}
 		r.refused = 0
 		s.reschedule(ctx)
 	case *repoRemoved:
-		if r := s.repos[m.ID]; r != nil {
-			if r.fetching != nil {
-				ctx.Stop(r.fetching) // its Terminated frees the slot
+		if r := s.known(m.ID); r != nil {
+			if r.fetch != nil {
+				ctx.Stop(r.fetch.pid) // its Terminated frees the slot
 			}
-			r.mirror, r.size, r.partSize, r.refused, r.lastError = persist.Mirror{}, 0, 0, 0, ""
-			r.want.Removed, r.want.Followed, r.want.Clones = true, false, nil
-			if r.want.Local {
+			r.Mirror, r.Mirrored, r.size, r.partSize, r.refused, r.lastError = noRefs, false, 0, 0, 0, ""
+			r.Removed, r.Followed, r.Cloned = true, false, false
+			if r.dl != nil {
+				r.dl.mirror = persist.Mirror{}
+			}
+			if r.Local {
 				delete(s.repos, m.ID)
 			}
 		}
@@ -309,6 +337,7 @@ func (s *syncer) Receive(ctx actor.Context) {
 			delete(s.aliases, m.ID)
 		}
 	case *syncTick:
+		s.forgetFailures(time.Now())
 		s.reschedule(ctx)
 	case *scheduleNow:
 		s.pending = false
@@ -318,7 +347,7 @@ func (s *syncer) Receive(ctx actor.Context) {
 	case *waitExpired:
 		s.expire(m)
 	case *syncStates:
-		ctx.Respond(s.views())
+		ctx.Respond(s.views(m.IDs))
 	case *syncCounters:
 		counts := s.counts
 		counts.FetchesFailed = maps.Clone(s.counts.FetchesFailed)
@@ -347,12 +376,15 @@ func (s *syncer) Receive(ctx actor.Context) {
 			return
 		}
 		for _, r := range s.repos {
-			if r.fetching != nil && r.fetching.Equal(m.Who) {
-				s.ended(ctx, &transferEnded{Repo: r.want.ID, Peer: r.peer, Err: errors.New("transfer failed")})
+			if r.fetching(m.Who) {
+				s.ended(ctx, &transferEnded{Repo: r.ID, Peer: r.fetch.peer, Err: errors.New("transfer failed")})
 			}
-			for d, dr := range r.delegates {
-				if dr.fetching != nil && dr.fetching.Equal(m.Who) {
-					s.ended(ctx, &transferEnded{Repo: r.want.ID, Delegate: d, Peer: dr.peer, Err: errors.New("transfer failed")})
+			if r.dl == nil {
+				continue
+			}
+			for d, dr := range r.dl.delegates {
+				if dr.fetching(m.Who) {
+					s.ended(ctx, &transferEnded{Repo: r.ID, Delegate: d, Peer: dr.fetch.peer, Err: errors.New("transfer failed")})
 				}
 			}
 		}
@@ -375,33 +407,82 @@ func (s *syncer) Receive(ctx actor.Context) {
 	}
 }
 
+// forgetFailures forgets the failed fetches from a seeder whose backoff
+// ended over SyncBackoffMax ago: what sync keeps per repository and
+// seeder is bounded by the seeders that failed lately, not by every key
+// that ever served a bad bundle.
+func (s *syncer) forgetFailures(now time.Time) {
+	for _, r := range s.repos {
+		for id, b := range r.failures {
+			if now.Sub(b.until) > s.cfg.SyncBackoffMax {
+				delete(r.failures, id)
+			}
+		}
+		if len(r.failures) == 0 {
+			r.failures = nil
+		}
+	}
+}
+
+// repo is what sync tracks of id, made when it knew nothing of it (or
+// only that it was learned).
 func (s *syncer) repo(id wire.RepoID) *syncRepo {
 	r := s.repos[id]
 	if r == nil {
-		r = &syncRepo{failures: map[wire.NodeID]*backoff{}}
-		r.want.ID = id
+		r = &syncRepo{repoSummary: repoSummary{ID: id, Mirror: noRefs}}
+		if l, ok := s.learned[id]; ok {
+			r.Creator, r.Seq, r.Refs, r.HasRefs = l.creator, l.seq, l.refs, true
+			delete(s.learned, id)
+		}
 		s.repos[id] = r
 	}
 	return r
 }
 
-func (s *syncer) progress(ctx actor.Context, m *transferStatus) {
-	r := s.repos[m.Repo]
-	if r == nil {
+// known is what sync tracks of id, or nil when it knows nothing of it.
+func (s *syncer) known(id wire.RepoID) *syncRepo {
+	if _, ok := s.learned[id]; ok || s.repos[id] != nil {
+		return s.repo(id)
+	}
+	return nil
+}
+
+// announced takes in a creator's announcement of a repository: its
+// signed state (the local flags are ours).
+func (s *syncer) announced(repo persist.Repo) {
+	hash := wire.RefsHash(repo.Refs)
+	if r := s.repos[repo.ID]; r != nil || len(repo.Refs) == 0 {
+		r = s.repo(repo.ID)
+		if r.Local {
+			return // ours as a delegate (repo add --repo-id): our working copy's refs, not the creator's
+		}
+		if repo.Seq > r.Seq || !r.HasRefs {
+			r.Creator, r.Seq, r.Refs, r.HasRefs = repo.Creator, repo.Seq, hash, len(repo.Refs) > 0
+		}
 		return
 	}
-	now := time.Now()
-	if prev := r.status; prev.Peer == m.Peer && m.Bytes > prev.Bytes && !r.statusAt.IsZero() {
-		if dt := now.Sub(r.statusAt).Seconds(); dt > 0 {
+	if l, ok := s.learned[repo.ID]; !ok || repo.Seq > l.seq {
+		s.learned[repo.ID] = learnedRepo{creator: repo.Creator, seq: repo.Seq, refs: hash}
+	}
+}
+
+func (s *syncer) progress(ctx actor.Context, m *transferStatus) {
+	r := s.repos[m.Repo]
+	if r == nil || r.fetch == nil {
+		return
+	}
+	f, now := r.fetch, time.Now()
+	if prev := f.status; prev.Peer == m.Peer && m.Bytes > prev.Bytes && !f.statusAt.IsZero() {
+		if dt := now.Sub(f.statusAt).Seconds(); dt > 0 {
 			inst := float64(m.Bytes-prev.Bytes) / dt
-			if r.rate == 0 {
-				r.rate = inst
+			if f.rate == 0 {
+				f.rate = inst
 			} else {
-				r.rate = 0.7*r.rate + 0.3*inst // smoothed: chunks arrive in bursts
+				f.rate = 0.7*f.rate + 0.3*inst // smoothed: chunks arrive in bursts
 			}
 		}
 	}
-	r.status, r.statusAt = *m, now
+	f.status, f.statusAt = *m, now
 	s.notifyWaiters(ctx, r, s.progressOf(r))
 }
 
@@ -409,11 +490,11 @@ func (s *syncer) progress(ctx actor.Context, m *transferStatus) {
 // seeder's alias, and the time left when bytes arrive at a known rate
 // towards a known (or estimated) size.
 func (s *syncer) progressOf(r *syncRepo) *Progress {
-	m := r.status
+	m, rate := r.fetch.status, r.fetch.rate
 	p := &Progress{Repo: m.Repo, Phase: m.Phase, Peer: m.Peer, PeerAlias: s.aliases[m.Peer], Bytes: m.Bytes, Size: m.Size,
-		Estimated: m.Estimated, Rate: r.rate, Percent: m.Percent, Step: m.Step, Objects: m.Objects, ObjectsTotal: m.ObjectsTotal}
-	if m.Phase == PhaseReceiving && m.Size > m.Bytes && r.rate > 0 {
-		p.ETA = float64(m.Size-m.Bytes) / r.rate
+		Estimated: m.Estimated, Rate: rate, Percent: m.Percent, Step: m.Step, Objects: m.Objects, ObjectsTotal: m.ObjectsTotal}
+	if m.Phase == PhaseReceiving && m.Size > m.Bytes && rate > 0 {
+		p.ETA = float64(m.Size-m.Bytes) / rate
 	}
 	return p
 }
@@ -429,8 +510,8 @@ func (s *syncer) notifyWaiters(ctx actor.Context, r *syncRepo, p *Progress) {
 // syncNow starts a sync and, with Wait, answers when it is done.
 func (s *syncer) syncNow(ctx actor.Context, m *syncNow) {
 	reply := replier(ctx)
-	r := s.repos[m.ID]
-	if r == nil || (len(r.want.Refs) == 0 && len(r.delegates) == 0) {
+	r := s.known(m.ID)
+	if r == nil || (!r.HasRefs && (r.dl == nil || len(r.dl.delegates) == 0)) {
 		reply(fmt.Errorf("unknown repository %s; `menode repo list` shows the known ones", m.ID))
 		return
 	}
@@ -459,7 +540,7 @@ func (s *syncer) syncNow(ctx actor.Context, m *syncNow) {
 	w.cancel = sendAfter(ctx, timeout, &waitExpired{ID: m.ID, waiter: w})
 	r.waiters = append(r.waiters, w)
 	s.reschedule(ctx)
-	if r.fetching != nil && w.progress != nil {
+	if r.fetch != nil && w.progress != nil {
 		ctx.Send(w.progress, s.progressOf(r))
 	}
 }
@@ -488,14 +569,26 @@ func (s *syncer) expire(m *waitExpired) {
 	m.waiter.reply(fmt.Errorf("%s was not synced in time (%s); check that its creator or a seeder is online (menode peers)", m.ID, why))
 }
 
-func (s *syncer) views() map[wire.RepoID]syncView {
-	out := make(map[wire.RepoID]syncView, len(s.repos))
-	for id, r := range s.repos {
+// views is what sync knows of the repositories ids (nil: of every one).
+func (s *syncer) views(ids []wire.RepoID) map[wire.RepoID]syncView {
+	if ids == nil {
+		ids = slices.Collect(maps.Keys(s.repos))
+		ids = slices.AppendSeq(ids, maps.Keys(s.learned))
+	}
+	out := make(map[wire.RepoID]syncView, len(ids))
+	for _, id := range ids {
+		r := s.repos[id]
+		if r == nil {
+			if l, ok := s.learned[id]; ok {
+				out[id] = syncView{Seeders: s.seedersOf(id, l.creator, l.refs)}
+			}
+			continue
+		}
 		v := syncView{Seeders: s.seeders(r), LastError: r.lastError}
 		r.delegatesView(&v)
-		if r.fetching != nil {
-			v.Syncing, v.Bytes, v.Size = true, r.status.Bytes, r.status.Size
-			v.Phase, v.Percent, v.Step = r.status.Phase, r.status.Percent, r.status.Step
+		if f := r.fetch; f != nil {
+			v.Syncing, v.Bytes, v.Size = true, f.status.Bytes, f.status.Size
+			v.Phase, v.Percent, v.Step = f.status.Phase, f.status.Percent, f.status.Step
 		}
 		out[id] = v
 	}

@@ -21,15 +21,15 @@ import (
 func (s *syncer) quotaLeft(r *syncRepo) int64 {
 	var total, creator int64
 	for _, o := range s.repos {
-		if o.want.Local {
+		if o.Local {
 			continue
 		}
 		used := o.size
 		if o != r {
-			used += max(o.partSize, o.reserved)
+			used += max(o.partSize, o.reserved())
 		}
 		total += used
-		if o.want.Creator == r.want.Creator {
+		if o.Creator == r.Creator {
 			creator += used
 		}
 	}
@@ -47,7 +47,7 @@ func (s *syncer) reserve(m *reserveQuota) {
 	}
 	left := s.quotaLeft(r)
 	if grant := min(m.Want, left); grant >= m.Need {
-		r.reserved = grant
+		r.fetch.reserved = grant
 		m.Reply <- quotaGrant{Granted: grant, Left: left}
 		return
 	}
@@ -83,8 +83,8 @@ func (s *syncer) checkParts(ctx actor.Context, parts map[wire.RepoID]int64) {
 	}
 	for id, size := range parts {
 		askFor(ctx, s.store, &loadTransfer{ID: id}, func(t persist.Transfer, _ error) {
-			r := s.repos[id]
-			if r == nil || r.want.Local || len(t.BundleID) == 0 || string(t.RefsHash) != string(refsHashBytes(r.want.Refs)) {
+			r := s.known(id)
+			if r == nil || r.Local || len(t.BundleID) == 0 || string(t.RefsHash) != string(r.Refs[:]) {
 				stale = append(stale, id)
 				s.log.Info("sync: dropping a receive file of refs no longer wanted", "repo", id, "bytes", size)
 			} else {

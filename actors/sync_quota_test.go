@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/menode/menode/persist"
 	"github.com/menode/menode/wire"
 )
 
@@ -17,7 +16,11 @@ import (
 func TestSync_quotaCounts(t *testing.T) {
 	alice, bob := wire.NodeID{1}, wire.NodeID{2}
 	repo := func(creator wire.NodeID, size, part, reserved int64) *syncRepo {
-		return &syncRepo{want: persist.Repo{Creator: creator}, size: size, partSize: part, reserved: reserved}
+		r := &syncRepo{repoSummary: repoSummary{Creator: creator}, size: size, partSize: part}
+		if reserved > 0 {
+			r.fetch = &syncFetch{reserved: reserved}
+		}
+		return r
 	}
 	tests := []struct {
 		name   string

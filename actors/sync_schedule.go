@@ -13,7 +13,6 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
-	"github.com/menode/menode/persist"
 	"github.com/menode/menode/wire"
 )
 
@@ -23,14 +22,17 @@ import (
 
 // seeders lists the nodes known to serve r's signed refs: its creator and
 // every node whose inventory lists them.
-func (s *syncer) seeders(r *syncRepo) []wire.NodeID {
-	want := wire.RefsHash(r.want.Refs)
+func (s *syncer) seeders(r *syncRepo) []wire.NodeID { return s.seedersOf(r.ID, r.Creator, r.Refs) }
+
+// seedersOf lists the seeders of repository id, by creator, at refs (a
+// RefsHash).
+func (s *syncer) seedersOf(id wire.RepoID, creator wire.NodeID, refs [32]byte) []wire.NodeID {
 	var out []wire.NodeID
-	if !r.want.Creator.IsZero() {
-		out = append(out, r.want.Creator)
+	if !creator.IsZero() {
+		out = append(out, creator)
 	}
 	for origin, inv := range s.inventories {
-		if h, ok := inv[r.want.ID]; ok && h == want && origin != r.want.Creator {
+		if h, ok := inv[id]; ok && h == refs && origin != creator {
 			out = append(out, origin)
 		}
 	}
@@ -54,10 +56,17 @@ func (s *syncer) schedule(ctx actor.Context) {
 	if !s.ready {
 		return
 	}
-	ids := make([]wire.RepoID, 0, len(s.repos))
+	var ids []wire.RepoID
 	for id, r := range s.repos {
 		if !s.busy(r) && r.behind() && s.wanted(r) && s.reachable(r) {
 			ids = append(ids, id)
+		}
+	}
+	if s.cfg.Seed != SeedFollowed { // learned ones are not followed: fetched only when seeding all
+		for id, l := range s.learned {
+			if s.reachableOf(id, l.creator, l.refs) {
+				ids = append(ids, id)
+			}
 		}
 	}
 	slices.SortFunc(ids, func(a, b wire.RepoID) int { return bytes.Compare(a[:], b[:]) })
@@ -65,7 +74,7 @@ func (s *syncer) schedule(ctx actor.Context) {
 		if s.fetches >= s.cfg.MaxFetches {
 			return
 		}
-		if r := s.repos[id]; s.wanted(r) && (r.refused == 0 || r.refused != r.want.Seq) {
+		if r := s.repo(id); s.wanted(r) && (r.refused == 0 || r.refused != r.Seq) {
 			s.start(ctx, r)
 		}
 	}
@@ -74,13 +83,15 @@ func (s *syncer) schedule(ctx actor.Context) {
 
 // reachable reports whether a seeder of r is connected (cheap: checked
 // before anything that walks every repository).
-func (s *syncer) reachable(r *syncRepo) bool {
-	if s.peers[r.want.Creator] != nil {
+func (s *syncer) reachable(r *syncRepo) bool { return s.reachableOf(r.ID, r.Creator, r.Refs) }
+
+// reachableOf is reachable of repository id, by creator, at refs.
+func (s *syncer) reachableOf(id wire.RepoID, creator wire.NodeID, refs [32]byte) bool {
+	if s.peers[creator] != nil {
 		return true
 	}
-	want := wire.RefsHash(r.want.Refs)
 	for origin, inv := range s.inventories {
-		if s.peers[origin] != nil && inv[r.want.ID] == want {
+		if s.peers[origin] != nil && inv[id] == refs {
 			return true
 		}
 	}
@@ -90,10 +101,10 @@ func (s *syncer) reachable(r *syncRepo) bool {
 // wanted reports whether the seeding policy has this node fetch r: not
 // removed, and followed (or cloned) unless it seeds everything.
 func (s *syncer) wanted(r *syncRepo) bool {
-	if r.parent != nil {
-		r = r.parent // a delegate's refs: as the repository
+	if p := r.parentRepo(); p != nil {
+		r = p // a delegate's refs: as the repository
 	}
-	return !r.want.Removed && (s.cfg.Seed != SeedFollowed || r.want.Followed || len(r.want.Clones) > 0)
+	return !r.Removed && (s.cfg.Seed != SeedFollowed || r.Followed || r.Cloned)
 }
 
 // start picks a connected seeder that is not backing off and not at its
@@ -103,9 +114,9 @@ func (s *syncer) wanted(r *syncRepo) bool {
 // stalls, the next try goes to one that has not), at random.
 func (s *syncer) start(ctx actor.Context, r *syncRepo) {
 	if s.quotaLeft(r) <= 0 {
-		r.refused = r.want.Seq
+		r.refused = r.Seq
 		r.lastError = "refused: the mirrors are at their quota; raise --mirror-quota or remove repositories"
-		s.log.Warn("sync: repository refused", "repo", r.want.ID, "creator", r.want.Creator, "err", r.lastError)
+		s.log.Warn("sync: repository refused", "repo", r.ID, "creator", r.Creator, "err", r.lastError)
 		return
 	}
 	now := time.Now()
@@ -127,17 +138,30 @@ func (s *syncer) start(ctx actor.Context, r *syncRepo) {
 		if !nextTry.IsZero() {
 			sendAfter(ctx, time.Until(nextTry)+10*time.Millisecond, &syncTick{})
 		}
-		s.notifyWaiters(ctx, r, &Progress{Repo: r.want.ID, Phase: PhaseWaiting, Message: "no seeder reachable yet"})
+		s.notifyWaiters(ctx, r, &Progress{Repo: r.ID, Phase: PhaseWaiting, Message: "no seeder reachable yet"})
 		return
 	}
-	id := r.want.ID
+	id := r.ID
 	r.starting = true // no other fetch of the repository starts meanwhile (sync_delegates.go)
+	// What the fetch starts from is read now (sync keeps it in short).
 	// No resume point (or none readable) is a zero Transfer: start afresh.
-	askFor(ctx, s.store, &loadTransfer{ID: id}, func(resume persist.Transfer, _ error) {
+	askFor(ctx, s.store, &loadFetch{ID: id}, func(st fetchState, err error) {
 		r.starting = false
-		if r.fetching != nil || s.busy(r) || !r.behind() || s.fetches >= s.cfg.MaxFetches {
+		if s.busy(r) || !r.behind() || s.fetches >= s.cfg.MaxFetches || s.repos[id] != r.top() {
 			return
 		}
+		want, signed, mirror := st.Repo, st.Signed, st.Mirror
+		if d := r.dl; d != nil && d.parent != nil {
+			// A delegate's refs: their announcement is kept in full
+			// (sync_delegates.go); the store gives the resume point.
+			want, signed, mirror, err = d.want, d.wantSigned, d.mirror, nil
+		}
+		if err != nil || wire.RefsHash(want.Refs) != r.Refs {
+			// Not recorded yet, or replaced meanwhile: the next tick tries again.
+			s.log.Debug("sync: the stored record is not of the state to fetch", "repo", id, "err", err)
+			return
+		}
+		resume := st.Transfer
 		// Other fetches may have started meanwhile.
 		candidates = slices.DeleteFunc(candidates, func(id wire.NodeID) bool {
 			return s.peers[id] == nil || s.perPeer[id] >= s.cfg.MaxFetchesPerPeer
@@ -154,18 +178,19 @@ func (s *syncer) start(ctx actor.Context, r *syncRepo) {
 			return
 		}
 		job := fetchJob{
-			want: r.want, wantSigned: r.wantSigned, mirror: r.mirror, resume: resume, peer: peer, peerPID: pid,
-			delegate: r.delegate, root: s.cfg.Root, maxBundle: s.cfg.MaxBundleSize, rate: s.download,
+			want: want, wantSigned: signed, mirror: mirror, resume: resume, peer: peer, peerPID: pid,
+			delegate: r.delegate(), root: s.cfg.Root, maxBundle: s.cfg.MaxBundleSize, rate: s.download,
 			timings: s.cfg.transferTimings(), work: s.cfg.workContext, log: s.log.With("repo", id, "peer", peer),
 		}
 		s.nextID++
 		name := fmt.Sprintf("fetch-%d", s.nextID)
-		r.fetching = spawnChild(ctx, name, func() actor.Actor {
-			return &fetcher{job: job, store: s.store, log: job.log}
-		})
-		r.peer = peer
+		r.fetch = &syncFetch{
+			pid: spawnChild(ctx, name, func() actor.Actor {
+				return &fetcher{job: job, store: s.store, log: job.log}
+			}),
+			peer: peer, status: transferStatus{Repo: id, Peer: peer, Phase: PhaseReceiving},
+		}
 		s.perPeer[peer]++
-		r.status, r.statusAt, r.rate = transferStatus{Repo: id, Peer: peer, Phase: PhaseReceiving}, time.Time{}, 0
 		s.fetches++
 		s.counts.FetchesStarted++
 		s.log.Info("sync: fetching", "repo", id, "peer", peer)
@@ -211,34 +236,40 @@ func (s *syncer) ended(ctx actor.Context, m *transferEnded) {
 	}
 	r := s.repos[m.Repo]
 	if !m.Delegate.IsZero() && r != nil {
-		r = r.delegates[m.Delegate]
+		r = r.delegateRepoOf(m.Delegate)
 	}
-	if r == nil || r.fetching == nil || (m.PID != nil && !r.fetching.Equal(m.PID)) {
+	if r == nil || r.fetch == nil || (m.PID != nil && !r.fetching(m.PID)) {
 		return
 	}
-	r.fetching = nil
-	r.reserved = 0
+	peer := r.fetch.peer
+	r.fetch = nil
 	if m.PartMeasured {
 		r.partSize = m.PartSize
 	}
 	s.fetches--
-	if s.perPeer[r.peer]--; s.perPeer[r.peer] <= 0 {
-		delete(s.perPeer, r.peer)
+	if s.perPeer[peer]--; s.perPeer[peer] <= 0 {
+		delete(s.perPeer, peer)
 	}
 	s.bytesIn += m.BytesIn
 	switch {
 	case m.Err == nil && m.Mirror != nil:
 		s.counts.FetchesDone++
-		r.mirror, r.size, r.refused = *m.Mirror, m.MirrorSize, 0
+		r.Mirror, r.Mirrored, r.size, r.refused = wire.RefsHash(m.Mirror.Refs), len(m.Mirror.Refs) > 0, m.MirrorSize, 0
 		delete(r.failures, m.Peer)
+		if len(r.failures) == 0 {
+			r.failures = nil
+		}
 		r.lastError = ""
-		args := []any{"repo", m.Repo, "peer", m.Peer, "refs", len(r.mirror.Refs), "bytes", m.BytesIn}
-		if !r.delegate.IsZero() {
-			args = append(args, "delegate", r.delegate) // another delegate's refs (sync_delegates.go)
+		args := []any{"repo", m.Repo, "peer", m.Peer, "refs", len(m.Mirror.Refs), "bytes", m.BytesIn}
+		if d := r.delegate(); !d.IsZero() {
+			args = append(args, "delegate", d) // another delegate's refs (sync_delegates.go)
+		}
+		if r.dl != nil {
+			r.dl.mirrored(*m.Mirror)
 		}
 		s.log.Info("sync: mirror updated", args...)
 		if m.Delegate.IsZero() {
-			ctx.Send(s.gossip, &mirrorUpdated{ID: m.Repo, Refs: r.mirror.Refs})
+			ctx.Send(s.gossip, &mirrorUpdated{ID: m.Repo, Refs: m.Mirror.Refs})
 		}
 		s.refreshCanonical(ctx, r)
 		s.releaseWaiters(ctx, r, m.Peer)
@@ -246,9 +277,9 @@ func (s *syncer) ended(ctx actor.Context, m *transferEnded) {
 		s.counts.FetchesFailed["over_quota"]++
 		// Not the seeder's fault, and no use asking again until the
 		// creator signs another state (or the node restarts).
-		r.refused = r.want.Seq
+		r.refused = r.Seq
 		r.lastError = wire.OneLine(m.Err.Error())
-		s.log.Warn("sync: repository refused", "repo", m.Repo, "creator", r.want.Creator, "err", r.lastError)
+		s.log.Warn("sync: repository refused", "repo", m.Repo, "creator", r.Creator, "err", r.lastError)
 		for _, w := range r.waiters {
 			w.cancel()
 			w.reply(fmt.Errorf("%s: %s", m.Repo, r.lastError))
@@ -267,6 +298,9 @@ func (s *syncer) ended(ctx actor.Context, m *transferEnded) {
 		}
 		b := r.failures[m.Peer]
 		if b == nil {
+			if r.failures == nil {
+				r.failures = map[wire.NodeID]*backoff{}
+			}
 			b = &backoff{}
 			r.failures[m.Peer] = b
 		}
@@ -282,7 +316,7 @@ func (s *syncer) ended(ctx actor.Context, m *transferEnded) {
 		}
 		s.log.Log(context.Background(), level, "sync: fetch failed", "repo", m.Repo, "peer", m.Peer, "err", r.lastError, "retry_in", time.Until(b.until).Round(time.Millisecond))
 	}
-	if root := r.parent; (root != nil && root.canonicalDue) || r.canonicalDue {
+	if root := r.top(); root.dl != nil && root.dl.canonicalDue {
 		s.refreshCanonical(ctx, r) // due while the fetch ran
 	}
 	s.reschedule(ctx)

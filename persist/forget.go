@@ -1,6 +1,7 @@
 package persist
 
 import (
+	"encoding/binary"
 	"fmt"
 
 	"go.etcd.io/bbolt"
@@ -44,11 +45,16 @@ func (s *Store) ForgetRepo(id wire.RepoID) (bool, error) {
 	return removed, err
 }
 
-// CountRepos counts the stored repositories without decoding them.
+// CountRepos counts the stored repositories without reading them: the
+// count is kept beside them (metaRepoCount).
 func (s *Store) CountRepos() (int, error) {
 	n := 0
 	err := s.view(func(tx *bbolt.Tx) error {
-		n = tx.Bucket(bucketRepos).Stats().KeyN
+		if v := tx.Bucket(bucketMeta).Get(metaRepoCount); len(v) == 8 {
+			n = int(binary.BigEndian.Uint64(v))
+			return nil
+		}
+		n = tx.Bucket(bucketRepos).Stats().KeyN // a store opened read only, from before the count
 		return nil
 	})
 	return n, err

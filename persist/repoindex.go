@@ -2,6 +2,7 @@ package persist
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -20,6 +21,23 @@ import (
 // builds it when it is missing.
 
 var bucketRepoOrder = []byte("repoorder")
+
+// metaRepoCount is the key in bucket meta of how many records bucket repos
+// holds, kept in step by putRepoIn and deleteRepoIn (in the same
+// transaction) and set at open by ensureRepoIndex: CountRepos reads it,
+// rather than walk every page of the bucket (which, with 100,000 learned
+// repositories, is 100 MiB read on every status).
+var metaRepoCount = []byte("repo_count")
+
+// addRepoCount adds d to the stored repository count.
+func addRepoCount(tx *bbolt.Tx, d int64) error {
+	meta := tx.Bucket(bucketMeta)
+	var n int64
+	if v := meta.Get(metaRepoCount); len(v) == 8 {
+		n = int64(binary.BigEndian.Uint64(v))
+	}
+	return meta.Put(metaRepoCount, uint64Bytes(uint64(max(0, n+d))))
+}
 
 // Listing groups, in the order a page lists them.
 const (
@@ -104,6 +122,9 @@ func putRepoIn(tx *bbolt.Tx, r Repo, val []byte) error {
 	if err := tx.Bucket(bucketRepos).Put(r.ID[:], val); err != nil {
 		return err
 	}
+	if err := addRepoCount(tx, 1); err != nil { // deleteRepoIn took the old one off
+		return err
+	}
 	return tx.Bucket(bucketRepoOrder).Put(orderKey(r), nil)
 }
 
@@ -121,6 +142,9 @@ func deleteRepoIn(tx *bbolt.Tx, id wire.RepoID) error {
 			return err
 		}
 	}
+	if err := addRepoCount(tx, -1); err != nil {
+		return err
+	}
 	return repos.Delete(id[:])
 }
 
@@ -129,8 +153,12 @@ func deleteRepoIn(tx *bbolt.Tx, id wire.RepoID) error {
 // keys (a store written by a menode that did not keep it).
 func ensureRepoIndex(tx *bbolt.Tx) error {
 	repos := tx.Bucket(bucketRepos)
+	count := repos.Stats().KeyN
+	if err := tx.Bucket(bucketMeta).Put(metaRepoCount, uint64Bytes(uint64(count))); err != nil {
+		return fmt.Errorf("repository count: %w", err)
+	}
 	if b := tx.Bucket(bucketRepoOrder); b != nil {
-		if b.Stats().KeyN == repos.Stats().KeyN {
+		if b.Stats().KeyN == count {
 			return nil
 		}
 		if err := tx.DeleteBucket(bucketRepoOrder); err != nil {

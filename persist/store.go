@@ -414,6 +414,37 @@ func (s *Store) ListRepos() (repos []Repo, skipped Skipped, err error) {
 	return repos, skipped, nil
 }
 
+// EachRepo calls fn with every repository record and our mirror's record
+// of it (MirrorOK false: none), in ID order, decoding one at a time: what
+// the node keeps in memory of 100,000 learned repositories is what fn
+// keeps, not the records. A record that does not decode is left out and
+// counted in skipped.
+func (s *Store) EachRepo(fn func(RepoEntry)) (skipped Skipped, err error) {
+	err = s.view(func(tx *bbolt.Tx) error {
+		refs := tx.Bucket(bucketRefs)
+		return tx.Bucket(bucketRepos).ForEach(func(k, v []byte) error {
+			var e RepoEntry
+			if err := decodeRecord(v, &e.Repo, fmt.Sprintf("repo %x", k)); err != nil {
+				skipped.add(err)
+				return nil
+			}
+			if !bytes.Equal(k, e.Repo.ID[:]) {
+				skipped.add(fmt.Errorf("repo record %x names %s", k, e.Repo.ID))
+				return nil
+			}
+			if raw := refs.Get(k); raw != nil {
+				e.MirrorOK = decodeRecord(raw, &e.Mirror, fmt.Sprintf("mirror of %x", k)) == nil
+			}
+			fn(e)
+			return nil
+		})
+	})
+	if err != nil {
+		return Skipped{}, err
+	}
+	return skipped, nil
+}
+
 // RepoByClone returns the repository that `repo clone` cloned to path, or
 // to a directory that contains path (so a command run anywhere inside a
 // clone finds it). path must be absolute; when none matches, the error wraps
@@ -701,6 +732,25 @@ func (s *Store) Announcement(key string) (seq uint64, signed []byte, ok bool, er
 		return 0, nil, false, err
 	}
 	return seq, signed, ok, nil
+}
+
+// AnnouncementsAt returns the stored announcements under keys, in one
+// read transaction: seqs[i] and signed[i] are key i's (nil when none).
+func (s *Store) AnnouncementsAt(keys []string) (seqs []uint64, signed [][]byte, err error) {
+	seqs, signed = make([]uint64, len(keys)), make([][]byte, len(keys))
+	err = s.view(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketAnnouncements)
+		for i, key := range keys {
+			if raw := b.Get([]byte(key)); len(raw) >= 8 {
+				seqs[i], signed[i] = binary.BigEndian.Uint64(raw), bytes.Clone(raw[8:])
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return seqs, signed, nil
 }
 
 // Announcements returns every stored signed announcement, in key order,
