@@ -106,7 +106,7 @@ type TransferCounts struct {
 // what its fetches did. A repository sync knows only from gossip is a
 // learnedRepo, smaller still, until it has to do with it; so that a node
 // that learned 100,000 repositories keeps a couple of hundred bytes for
-// each (TestNode_learnedRepoMemory).
+// each (TestSync_learnedMemoryPerRepo; the node: TestMemory_learnedRepos).
 type syncRepo struct {
 	repoSummary
 	fetch     *syncFetch               // the running fetch; nil when none

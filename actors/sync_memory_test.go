@@ -4,11 +4,7 @@ import (
 	"crypto/ed25519"
 	crand "crypto/rand"
 	"encoding/hex"
-	"io"
-	"log/slog"
-	"os"
 	"runtime"
-	"runtime/pprof"
 	"testing"
 	"time"
 
@@ -87,100 +83,4 @@ func liveHeap() uint64 {
 	runtime.GC()
 	runtime.ReadMemStats(&ms)
 	return ms.HeapAlloc
-}
-
-// learnedNodeHeap starts a node on a store that learned n repositories
-// (from n/perOrigin creators), waits until gossip holds them and sync and
-// the repos have loaded, and returns the live heap it takes beyond an
-// empty node's, per repository.
-func learnedNodeHeap(t *testing.T, origins, perOrigin int) float64 {
-	t.Helper()
-	start := func(root string, want int) *Node {
-		n, err := Start(Config{Root: root, Addr: "127.0.0.1:0", Alias: "learned", GossipInterval: 500 * time.Millisecond,
-
-			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-		if err != nil {
-			t.Fatal(err)
-		}
-		eventually(t, time.Duration(want/100+60)*time.Second, "gossip holds what the store learned", func() bool {
-			st, err := n.Request(&GetStatus{})
-			if err != nil {
-				return false
-			}
-			s := st.(Status)
-			return s.Gossip.Held >= want && s.Repos >= want
-		})
-		return n
-	}
-	base0 := liveHeap()
-	empty := start(t.TempDir(), 0)
-	emptyHeap := float64(liveHeap()) - float64(base0) // what a node takes with nothing learned
-	empty.Stop()
-
-	root := t.TempDir()
-	n := learnedStore(t, root, origins, perOrigin)
-	base := liveHeap()
-	node := start(root, n)
-	defer node.Stop()
-	// A gossip interval later, gossip holds only what it keeps; what the
-	// start left behind (the loads) is garbage by now.
-	time.Sleep(2 * time.Second) // the interval of the measurement, not a synchronisation
-	heap := liveHeap()
-	if path := os.Getenv("MENODE_HEAP_PROFILE"); path != "" {
-		if f, err := os.Create(path); err == nil {
-			_ = pprof.Lookup("heap").WriteTo(f, 0)
-			f.Close()
-		}
-	}
-	per := (float64(heap) - float64(base) - emptyHeap) / float64(n)
-	t.Logf("node that learned %d repositories: live heap %.1f MiB (an empty node's %.1f MiB): %.0f B per repository",
-		n, (float64(heap)-float64(base))/(1<<20), emptyHeap/(1<<20), per)
-	return per
-}
-
-// TestNode_learnedRepoMemory measures the live heap of a whole node that
-// learned 100,000 repositories, in process (MENODE_LEARNED=100000; a
-// measurement, skipped otherwise: other tests' leftovers in the process
-// make a small one noisy). About 550 B per repository, from 2,043 B.
-// TestSync_learnedMemoryPerRepo and TestGossip_heldMemoryPerEntry are
-// its parts, and TestMemory_learnedRepos (scenarios) the node's RSS.
-func TestNode_learnedRepoMemory(t *testing.T) {
-	if os.Getenv("MENODE_LEARNED") != "100000" {
-		t.Skip("a measurement: MENODE_LEARNED=100000 runs it")
-	}
-	learnedNodeHeap(t, 50, 2000)
-}
-
-// TestSync_learnedMemoryPerRepo: sync keeps a repository it knows only
-// from gossip in a few words (creator, seq, refs hash), not its decoded
-// record: 50,000 announced cost at most learnedRepoBound bytes of live
-// heap each. Decoded, as before, they took about 750 B each.
-func TestSync_learnedMemoryPerRepo(t *testing.T) {
-	const learnedRepoBound = 250
-	const n = 50_000
-	s := newSyncer(Config{Root: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}.withDefaults(), nil, nil)
-	defer s.stopWork()
-	creator := wire.NodeID{7}
-	repos := make([]persist.Repo, n)
-	for i := range repos {
-		var id wire.RepoID
-		_, _ = crand.Read(id[:])
-		commit := hex.EncodeToString(id[:20])
-		repos[i] = persist.Repo{ID: id, Name: "r" + commit[:8], Creator: creator, RootCommit: commit, DefaultBranch: "main",
-			Refs: map[string]string{"refs/heads/main": commit}, Seq: uint64(i + 1)}
-	}
-	before := liveHeap()
-	for _, r := range repos {
-		s.announced(r)
-	}
-	per := (float64(liveHeap()) - float64(before)) / n
-	runtime.KeepAlive(s)
-	runtime.KeepAlive(repos) // alive in both readings: only what sync keeps counts
-	t.Logf("%d learned repositories: %.0f B of live heap each in sync", n, per)
-	if len(s.learned) != n {
-		t.Fatalf("sync knows %d as learned, want %d", len(s.learned), n)
-	}
-	if per > learnedRepoBound {
-		t.Errorf("%.0f B of live heap per learned repository in sync, want at most %d", per, learnedRepoBound)
-	}
 }
