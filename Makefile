@@ -44,13 +44,16 @@ demo: build
 # 100-node cluster takes minutes to start on two cores; the race build runs
 # it on 20). One package at a time (-p 1): the scenarios assert "within 5 s"
 # and should not share two cores with the cluster test.
+# -timeout is a guard against a hang, not a time target: on a quiet
+# two-core machine the scenarios take 3 to 4 minutes, beside heavy load
+# (load average 25-40) over 12.
 # TESTFLAGS go to both go test runs (.ci/run passes -count=1: no cached
 # results).
 TESTFLAGS ?=
 test:
 	$(GO) vet $(PKGS)
 	$(GO) vet -tags soak ./scenarios
-	$(GO) test -race -p 1 -timeout 12m $(TESTFLAGS) $(PKGS)
+	$(GO) test -race -p 1 -timeout 20m $(TESTFLAGS) $(PKGS)
 	$(GO) test -count=1 -timeout 5m $(TESTFLAGS) -run '^TestCluster' ./actors
 
 # Benchmarks against git's own transport (README, "Performance"): real menode
