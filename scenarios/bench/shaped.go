@@ -100,6 +100,11 @@ func (b *bench) shapedFanOut() error {
 	bundle := float64(s.repo.packed)
 	b.note("B6s: %s; %s. The creator's uplink carried %.2f x the packed repository with %d fetchers (%.2f with one); git daemon's %.2f x with %d clones. Each fetcher's time: %v.",
 		what, mode.detail, float64(all.sent[0])/bundle, n, float64(one.sent[0])/bundle, float64(allGit.sent[0])/bundle, n, roundAll(all.each))
+	busy := func(r shapedRun) float64 { // of the creator's uplink, over the run
+		return 100 * float64(r.sent[0]) * 8 / (float64(s.uplink.Rate) * r.took.Seconds())
+	}
+	b.note("B6s: the creator's uplink was busy %.0f %% of the time with %d fetchers, %.0f %% with one; git daemon's %.0f %% with %d clones, %.0f %% with one (bytes its eth0 sent, over the rate times the run's time: well under 100 %%, the cores, not the uplink, were the bottleneck).",
+		busy(all), n, busy(one), busy(allGit), n, busy(oneGit))
 	b.note("B6s: status --json of a fetcher %s pieces (what the swarm transfer adds).", map[bool]string{true: "names", false: "does not name"}[all.pieces])
 	return nil
 }
