@@ -3,9 +3,9 @@
 // "Performance"). Every figure comes from the run that prints it: real
 // menode processes built here, real git and git daemon, and in-process
 // nodes on loopback QUIC (actors/actorstest) for gossip convergence. It
-// sends nothing to any address but 127.0.0.1, but for B9, which runs its
-// nodes in network namespaces it makes (root and nft; skipped without)
-// and sends nothing outside them.
+// sends nothing to any address but 127.0.0.1, but for B6s and B9, which
+// run their nodes in network namespaces they make (root, tc and nft;
+// skipped without) and send nothing outside them.
 //
 // Absolute times drift on a shared two-core machine: read the ratios,
 // each taken between two figures measured minutes apart in the same run.
@@ -123,6 +123,7 @@ func (b *bench) run() int {
 		{"B4", b.memory},
 		{"B5", b.resume},
 		{"B6", b.fanOut},
+		{"B6S", b.shapedFanOut}, // BENCH_ONLY=B6s
 		{"B7", b.steadyState},
 		{"B8", b.candidateAddresses},
 		{"B9", b.connectivity},

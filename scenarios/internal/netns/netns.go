@@ -1,9 +1,10 @@
 // Package netns makes the network namespaces the connectivity scenarios
 // (scenarios/connect_test.go) and the bench's connectivity rows
 // (scenarios/bench) run nodes in: namespaces joined by veth links and
-// bridges, NATs made with nftables. Nothing in them has a link to the
+// bridges, NATs made with nftables, a star of nodes whose uplinks tc
+// shapes (star.go), and nftables counts of bytes by sender (count.go). Nothing in them has a link to the
 // machine's own networks, and every address used is inside them. It needs
-// root, iproute2 and nftables; it must not be imported outside scenarios/.
+// root, iproute2 (ip, tc) and nftables; it must not be imported outside scenarios/.
 package netns
 
 import (
@@ -67,10 +68,15 @@ func (l *Lab) Add(i int) (string, error) {
 	return ns, Cmd("ip", "-n", ns, "link", "set", "lo", "up")
 }
 
-// Close removes every namespace the lab made, newest first.
+// Close removes every namespace the lab made, newest first, killing any
+// process still in one (its owner should have stopped it: this is for a
+// run that failed half-way).
 func (l *Lab) Close() error {
 	var errs []error
 	for i := len(l.made) - 1; i >= 0; i-- {
+		if n := killInside(l.made[i]); n > 0 {
+			errs = append(errs, fmt.Errorf("%d processes were still in %s: killed", n, l.made[i]))
+		}
 		if err := Cmd("ip", "netns", "del", l.made[i]); err != nil {
 			errs = append(errs, err)
 		}
@@ -107,7 +113,9 @@ func Veth(a, da, addrA, b, db, addrB string) error {
 }
 
 // RemoveStale deletes namespaces named by New with this prefix whose
-// process has ended without removing them.
+// process has ended without removing them, and kills the processes still
+// in them (nodes, git daemon: a namespace lives on while a process is in
+// it, and so would the processes of a run killed with -9).
 func RemoveStale(prefix string, logf func(format string, args ...any)) {
 	out, err := exec.Command("ip", "netns", "list").Output()
 	if err != nil {
@@ -127,11 +135,28 @@ func RemoveStale(prefix string, logf func(format string, args ...any)) {
 		if pid == os.Getpid() || syscall.Kill(pid, 0) == nil {
 			continue // its run is still going
 		}
+		killed := killInside(fields[0])
 		if logf != nil {
-			logf("removing network namespace %s left by a run that died", fields[0])
+			logf("removing network namespace %s left by a run that died (%d processes still in it killed)", fields[0], killed)
 		}
 		_ = exec.Command("ip", "netns", "del", fields[0]).Run()
 	}
+}
+
+// killInside kills (SIGKILL) every process in namespace ns, and returns
+// how many there were.
+func killInside(ns string) int {
+	out, err := exec.Command("ip", "netns", "pids", ns).Output()
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, f := range strings.Fields(string(out)) {
+		if pid, err := strconv.Atoi(f); err == nil && pid > 1 && pid != os.Getpid() && syscall.Kill(pid, syscall.SIGKILL) == nil {
+			n++
+		}
+	}
+	return n
 }
 
 // Run runs fn on an OS thread inside namespace ns (a socket stays in the
