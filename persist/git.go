@@ -275,16 +275,22 @@ func exitCode(err error) int {
 // or a bare repository, and returns it with dir made absolute. A plain
 // directory, even one inside another repository, wraps ErrNotGitRepo.
 func OpenGitRepo(ctx context.Context, dir string) (GitRepo, error) {
+	g, _, err := openGitRepo(ctx, dir)
+	return g, err
+}
+
+// openGitRepo is OpenGitRepo, also saying whether the repository is bare.
+func openGitRepo(ctx context.Context, dir string) (GitRepo, bool, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
-		return GitRepo{}, fmt.Errorf("%s: %w", QuotePath(dir), err)
+		return GitRepo{}, false, fmt.Errorf("%s: %w", QuotePath(dir), err)
 	}
 	info, err := os.Stat(abs)
 	if err != nil {
-		return GitRepo{}, fmt.Errorf("open git repository %s: %w", QuotePath(abs), pathless(err))
+		return GitRepo{}, false, fmt.Errorf("open git repository %s: %w", QuotePath(abs), pathless(err))
 	}
 	if !info.IsDir() {
-		return GitRepo{}, fmt.Errorf("%s is not a directory: %w", QuotePath(abs), ErrNotGitRepo)
+		return GitRepo{}, false, fmt.Errorf("%s is not a directory: %w", QuotePath(abs), ErrNotGitRepo)
 	}
 	notRepo := func(gitErr error) error {
 		var ge *gitError
@@ -298,31 +304,32 @@ func OpenGitRepo(ctx context.Context, dir string) (GitRepo, error) {
 		}
 		return fmt.Errorf("%s: %w", QuotePath(abs), ErrNotGitRepo)
 	}
-	if _, err := runGit(ctx, abs, "rev-parse", "--git-dir"); err != nil {
-		return GitRepo{}, notRepo(err)
-	}
-	bare, err := runGit(ctx, abs, "rev-parse", "--is-bare-repository")
-	if err != nil {
-		return GitRepo{}, notRepo(err)
-	}
-	if strings.TrimSpace(bare) == "true" {
+	// One git process: it prints "true" for a bare repository (then
+	// fails on --show-toplevel, which wants a work tree), else "false"
+	// and the top level; outside a repository, nothing.
+	var out bytes.Buffer
+	err = runGitIO(ctx, abs, nil, &out, "rev-parse", "--is-bare-repository", "--show-toplevel")
+	first, top, _ := strings.Cut(out.String(), "\n")
+	if first == "true" {
 		// GIT_CEILING_DIRECTORIES keeps git from finding a bare repository
 		// above abs, so a bare answer here is abs itself.
-		return GitRepo{Dir: abs}, nil
+		return GitRepo{Dir: abs}, true, nil
 	}
-	top, err := runGit(ctx, abs, "rev-parse", "--show-toplevel")
 	if err != nil {
-		return GitRepo{}, notRepo(err)
+		return GitRepo{}, false, notRepo(err)
+	}
+	if first != "false" {
+		return GitRepo{}, false, notRepo(fmt.Errorf("git rev-parse in %s: unexpected output %q", QuotePath(abs), out.String()))
 	}
 	// git prints the top level with symlinks resolved; compare like with like.
 	resolved, err := filepath.EvalSymlinks(abs)
 	if err != nil {
-		return GitRepo{}, fmt.Errorf("%s: %w", QuotePath(abs), pathless(err))
+		return GitRepo{}, false, fmt.Errorf("%s: %w", QuotePath(abs), pathless(err))
 	}
 	if filepath.Clean(strings.TrimSpace(top)) != resolved {
-		return GitRepo{}, fmt.Errorf("%s: %w", QuotePath(abs), ErrNotGitRepo)
+		return GitRepo{}, false, fmt.Errorf("%s: %w", QuotePath(abs), ErrNotGitRepo)
 	}
-	return GitRepo{Dir: abs}, nil
+	return GitRepo{Dir: abs}, false, nil
 }
 
 // hasCommits reports whether HEAD points at a commit.

@@ -69,12 +69,12 @@ type bench struct {
 
 	// Shared by B2 to B6 (see shared.go).
 	large, small repoFixture
-	creator      *proc // node1: holds the large repository
+	source       repoFixture // source-shaped (gensource.go)
+	creator      *proc       // node1: holds the large repository
 	largeID      wire.RepoID
 	daemon       *gitDaemon
-	gitMirror    string // B2's checked git clone --mirror, fetched into by B3
-	cloneBytes   int64  // TCP payload of B2's unchecked git clone --mirror
-	runHelp      string // `menode run --help`, for runFlag
+	shapes       []*shape // B2 and B3 run on each (shapes.go)
+	runHelp      string   // `menode run --help`, for runFlag
 }
 
 // row is one line of the table.
@@ -118,8 +118,8 @@ func (b *bench) run() int {
 		run func() error
 	}{
 		{"B1", b.gossipConvergence},
-		{"B2", b.firstSync},
-		{"B3", b.incrementalUpdate},
+		{"B2", b.eachShape((*bench).firstSync)},
+		{"B3", b.eachShape((*bench).incrementalUpdate)},
 		{"B4", b.memory},
 		{"B5", b.resume},
 		{"B6", b.fanOut},

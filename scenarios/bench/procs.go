@@ -31,6 +31,7 @@ type proc struct {
 	client *actors.Client
 	exited chan struct{}
 	state  *os.ProcessState
+	trace  bool // its git writes a trace (gittrace.go) even without BENCH_GIT_TRACE
 }
 
 // startNode starts `menode --root ROOT run --alias NAME ARGS...` (with
@@ -73,6 +74,9 @@ func (p *proc) start(b *bench) error {
 	}
 	p.cmd = exec.Command(argv[0], argv[1:]...)
 	p.cmd.Env = append(gitEnv(), "MENODE_HTTP_ADDR=127.0.0.1:0", "MENODE_LAN_DISCOVERY=false", "MENODE_PORT_MAPPING=false") // dozens of nodes: no fixed port, no beacons
+	if gitTraceOn() || p.trace {
+		p.cmd.Env = append(p.cmd.Env, gitTraceEnv(nodeTrace(p.root)))
+	}
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
 	if err := p.cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", p.name, err)
