@@ -110,7 +110,8 @@ func (in *Incoming) CheckRefs(ctx context.Context, refs map[string]string) error
 
 // Commit moves what was received into the mirror and sets the mirror's
 // refs to exactly refs (SetRefs), then packs the refs (one file, not one
-// per ref). Call it only once every check has passed (CheckRefs among
+// per ref) once more than maxLooseRefs are loose; a new mirror's are
+// written packed. Call it only once every check has passed (CheckRefs among
 // them). Should setting the refs fail, the packs moved are taken out
 // again. It returns the mirror.
 func (in *Incoming) Commit(ctx context.Context, refs map[string]string, defaultBranch string) (GitRepo, error) {
@@ -147,7 +148,9 @@ func (in *Incoming) Commit(ctx context.Context, refs map[string]string, defaultB
 		}
 		return GitRepo{}, err
 	}
-	_ = packRefs(ctx, mirror) // the refs are set; loose ones are only bigger
+	if looseRefs(mirror.Dir) > maxLooseRefs {
+		_ = packRefs(ctx, mirror) // the refs are set; loose ones are only bigger
+	}
 	return mirror, nil
 }
 
@@ -270,6 +273,26 @@ func writeFileSynced(path string, data []byte) error {
 		os.Remove(tmp)
 	}
 	return err
+}
+
+// maxLooseRefs is how many loose refs a mirror may keep before Commit
+// packs them: a fetch that moves a branch or two leaves them loose (a
+// block each) rather than run git pack-refs every time.
+const maxLooseRefs = 16
+
+// looseRefs counts the files under dir/refs, stopping past maxLooseRefs.
+func looseRefs(dir string) int {
+	n := 0
+	errEnough := errors.New("enough")
+	_ = filepath.WalkDir(filepath.Join(dir, "refs"), func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if n++; n > maxLooseRefs {
+				return errEnough
+			}
+		}
+		return nil
+	})
+	return n
 }
 
 // packRefs packs m's refs into packed-refs: a mirror of a repository with

@@ -270,8 +270,9 @@ func checkRefs(refs map[string]string) error {
 }
 
 // SetRefs makes m's refs exactly refs, in one `git update-ref --stdin`
-// transaction (every ref in refs set, every other ref under refs/ deleted),
-// and points HEAD at refs/heads/defaultBranch. Every object refs name must
+// transaction (every ref in refs set that is not at its value already,
+// every other ref under refs/ deleted; none when nothing differs), and
+// points HEAD at refs/heads/defaultBranch (unless it does already). Every object refs name must
 // already be in m, else nothing moves and the error wraps ErrMissingObjects.
 func (m GitRepo) SetRefs(ctx context.Context, refs map[string]string, defaultBranch string) error {
 	if err := checkBranch(defaultBranch); err != nil {
@@ -343,16 +344,35 @@ func (m GitRepo) replaceRefsKnown(ctx context.Context, refs map[string]string, o
 	var out string
 	if !known.empty {
 		var err error
-		if out, err = runGit(ctx, m.Dir, "for-each-ref", "--format=%(refname)"); err != nil {
+		if out, err = runGit(ctx, m.Dir, "for-each-ref", "--format=%(refname) %(objectname) %(symref)"); err != nil {
 			return fmt.Errorf("set refs in %s: %w", QuotePath(m.Dir), err)
 		}
 	}
 	var stale []string
-	for _, name := range strings.Fields(out) {
+	current := map[string]string{} // refs set already, to what (not symbolic ones)
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		name, rest, _ := strings.Cut(line, " ")
+		id, symref, _ := strings.Cut(rest, " ")
+		if name == "" {
+			continue
+		}
+		if symref == "" {
+			current[name] = id
+		}
 		if _, keep := refs[name]; !keep && owned(name) {
 			stale = append(stale, name)
 		}
 	}
+	// A ref already at its value needs no update (a new mirror's
+	// thousand tags, or a fetch that moved one branch, would otherwise
+	// write a file each).
+	changed := names[:0:0]
+	for _, name := range names {
+		if current[name] != refs[name] {
+			changed = append(changed, name)
+		}
+	}
+	names = changed
 	// git 2.39 cannot delete refs/heads/a/b and create refs/heads/a in one
 	// transaction ("'refs/heads/a/b' exists; cannot create 'refs/heads/a'"):
 	// such stale refs go first, in a transaction of their own. Should the
@@ -369,6 +389,9 @@ func (m GitRepo) replaceRefsKnown(ctx context.Context, refs map[string]string, o
 		if err := m.updateRefs(ctx, nil, nil, blocking); err != nil {
 			return err
 		}
+	}
+	if len(names) == 0 && len(rest) == 0 {
+		return nil
 	}
 	return m.updateRefs(ctx, refs, names, rest)
 }

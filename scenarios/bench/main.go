@@ -15,6 +15,8 @@
 //	BENCH_QUICK=1      a smaller version of each row (under three minutes)
 //	BENCH_ONLY=B1,B7   only these rows (B3 to B6 also run B2, which they build on)
 //	BENCH_KEEP=1       keep the temp dir (printed at the end)
+//	BENCH_SHAPE=source B2 and B3 on the source-shaped repository only (=large: the other)
+//	BENCH_GIT_TRACE=1  log what git each node ran (gittrace.go)
 //
 // It must not be part of make test: a full run takes tens of minutes.
 package main
@@ -69,6 +71,7 @@ type bench struct {
 
 	// Shared by B2 to B6 (see shared.go).
 	large, small repoFixture
+	reposMade    bool
 	source       repoFixture // source-shaped (gensource.go)
 	creator      *proc       // node1: holds the large repository
 	largeID      wire.RepoID
@@ -126,6 +129,7 @@ func (b *bench) run() int {
 		{"B7", b.steadyState},
 		{"B8", b.candidateAddresses},
 		{"B9", b.connectivity},
+		{"B10", b.manyRepos},
 	}
 	failed := false
 	for _, s := range steps {

@@ -46,6 +46,20 @@ func (b *bench) startNode(name, root string, args ...string) (*proc, error) {
 	return p, nil
 }
 
+// startTracedNode is startNode with the node's git writing its trace
+// (gittrace.go) whether or not BENCH_GIT_TRACE asks.
+func (b *bench) startTracedNode(name, root string, args ...string) (*proc, error) {
+	if !slices.Contains(args, "--addr") {
+		args = append([]string{"--addr", "127.0.0.1:0"}, args...)
+	}
+	p := &proc{name: name, root: root, args: args, trace: true}
+	if err := p.start(b); err != nil {
+		return nil, err
+	}
+	b.procs = append(b.procs, p)
+	return p, nil
+}
+
 // startNodeUnlisted is startNode for callers in other goroutines: the
 // caller adds the process to b.procs.
 func (b *bench) startNodeUnlisted(name, root string, args ...string) (*proc, error) {

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 // the source-shaped one (gensource.go, small text files in long delta
 // chains).
 type shape struct {
+	key     string // for BENCH_SHAPE
 	fix     func() repoFixture
 	label   string // in row names, after the size ("" for the large one, as before)
 	suffix  string // of node and directory names
@@ -30,24 +32,27 @@ func (b *bench) eachShape(step func(*bench, *shape) error) func() error {
 	return func() error {
 		if b.shapes == nil {
 			b.shapes = []*shape{
-				{fix: func() repoFixture { return b.large }, creator: func() (*proc, wire.RepoID, error) {
+				{key: "large", fix: func() repoFixture { return b.large }, creator: func() (*proc, wire.RepoID, error) {
 					id, err := b.ensureCreator()
 					return b.creator, id, err
 				}},
-				{fix: func() repoFixture { return b.source }, label: ", source-shaped", suffix: "s", creator: b.sourceCreator()},
+				{key: "source", fix: func() repoFixture { return b.source }, label: ", source-shaped", suffix: "src", creator: b.sourceCreator()},
 			}
 		}
 		var errs []error
 		for _, s := range b.shapes {
+			if only := os.Getenv("BENCH_SHAPE"); only != "" && only != s.key {
+				continue
+			}
 			if err := step(b, s); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", s.fix().name, err))
+				errs = append(errs, fmt.Errorf("%s: %w", s.key, err))
 			}
 		}
 		return errors.Join(errs...)
 	}
 }
 
-// sourceCreator starts, on first use, node1s with the source-shaped
+// sourceCreator starts, on first use, node1src with the source-shaped
 // repository added, watching it every 100 ms as node1 does.
 func (b *bench) sourceCreator() func() (*proc, wire.RepoID, error) {
 	var p *proc
@@ -59,17 +64,17 @@ func (b *bench) sourceCreator() func() (*proc, wire.RepoID, error) {
 		if err := b.repos(); err != nil {
 			return nil, id, err
 		}
-		node, err := b.startNode("node1s", filepath.Join(b.dir, "node1s"), "--watch-interval", "100ms")
+		node, err := b.startNode("node1src", filepath.Join(b.dir, "node1src"), "--watch-interval", "100ms")
 		if err != nil {
 			return nil, id, err
 		}
 		began := time.Now()
 		v, err := node.addRepo(b.source.dir)
 		if err != nil {
-			return nil, id, fmt.Errorf("node1s: repo add: %w", err)
+			return nil, id, fmt.Errorf("node1src: repo add: %w", err)
 		}
 		b.logGitTrace("repoadd", node, began)
-		b.logf("node1s: repo add of the source-shaped repository (git fetch into its mirror) took %v", time.Since(began).Round(time.Millisecond))
+		b.logf("node1src: repo add of the source-shaped repository (git fetch into its mirror) took %v", time.Since(began).Round(time.Millisecond))
 		p, id = node, v.ID
 		return p, id, nil
 	}
