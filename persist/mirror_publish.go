@@ -40,6 +40,13 @@ func (m GitRepo) MirrorPublished(ctx context.Context, src string, publish RefPat
 	if err := m.SetHead(ctx, head); err != nil {
 		return nil, "", err
 	}
+	// git fetch writes a loose ref per ref it sets: a first fetch of a
+	// repository with a thousand tags, a thousand files.
+	if looseRefs(m.Dir) > maxLooseRefs {
+		if err := packRefs(ctx, m); err != nil {
+			return nil, "", err
+		}
+	}
 	return refs, head, nil
 }
 
