@@ -183,3 +183,52 @@ func TestIncoming_newRefsChecked(t *testing.T) {
 		})
 	}
 }
+
+// TestMirrorPublished_bitmap: a new mirror of a repository of at least
+// bitmapObjects objects gets a reachability bitmap and packed refs; one
+// below it gets neither repack; a later fetch into either repacks nothing.
+func TestMirrorPublished_bitmap(t *testing.T) {
+	gitTestEnv(t)
+	// Fetches of a few objects would unpack them loose.
+	t.Setenv("GIT_CONFIG_COUNT", "1")
+	t.Setenv("GIT_CONFIG_KEY_0", "fetch.unpackLimit")
+	t.Setenv("GIT_CONFIG_VALUE_0", "1")
+	ctx := context.Background()
+	src := richRepo(t)
+	objects := int64(len(strings.Fields(git(t, src, "rev-list", "--all", "--objects"))))
+	for _, c := range []struct {
+		name   string
+		limit  int64
+		bitmap bool
+	}{{"at the limit", objects / 2, true}, {"below it", objects * 2, false}} {
+		t.Run(c.name, func(t *testing.T) {
+			defer func(v int64) { bitmapObjects = v }(bitmapObjects)
+			bitmapObjects = c.limit
+			m, err := InitMirror(ctx, filepath.Join(t.TempDir(), "m.git"), "trunk")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := m.MirrorPublished(ctx, src, RefPatterns{}, "trunk"); err != nil {
+				t.Fatal(err)
+			}
+			bitmaps, _ := filepath.Glob(filepath.Join(m.Dir, "objects", "pack", "*.bitmap"))
+			if (len(bitmaps) > 0) != c.bitmap {
+				t.Errorf("bitmaps %v, want one: %v", bitmaps, c.bitmap)
+			}
+			if a, b := git(t, src, "for-each-ref", "--format=%(objectname) %(refname)", "refs/heads", "refs/tags"),
+				git(t, m.Dir, "for-each-ref", "--format=%(objectname) %(refname)"); a != b {
+				t.Errorf("the mirror's refs:\n%s\nwant:\n%s", b, a)
+			}
+			git(t, m.Dir, "fsck", "--strict", "--no-dangling")
+			commitFile(t, src, "e-"+strings.ReplaceAll(c.name, " ", "-"), "5")
+			packs, _ := filepath.Glob(filepath.Join(m.Dir, "objects", "pack", "*.pack"))
+			if _, _, err := m.MirrorPublished(ctx, src, RefPatterns{}, "trunk"); err != nil {
+				t.Fatal(err)
+			}
+			after, _ := filepath.Glob(filepath.Join(m.Dir, "objects", "pack", "*.pack"))
+			if len(after) != len(packs)+1 {
+				t.Errorf("a second fetch left %d packs, were %d: want one more", len(after), len(packs))
+			}
+		})
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -26,6 +27,7 @@ func (m GitRepo) MirrorPublished(ctx context.Context, src string, publish RefPat
 	if err := publish.Check(); err != nil {
 		return nil, "", fmt.Errorf("mirror %s: %w", QuotePath(src), err)
 	}
+	packsBefore, _ := filepath.Glob(filepath.Join(m.Dir, "objects", "pack", "*.pack"))
 	var refs map[string]string
 	var err error
 	if publish.IsDefault() {
@@ -40,14 +42,46 @@ func (m GitRepo) MirrorPublished(ctx context.Context, src string, publish RefPat
 	if err := m.SetHead(ctx, head); err != nil {
 		return nil, "", err
 	}
-	// git fetch writes a loose ref per ref it sets: a first fetch of a
-	// repository with a thousand tags, a thousand files.
-	if looseRefs(m.Dir) > maxLooseRefs {
+	if len(packsBefore) == 0 && packedObjects(m.Dir) >= bitmapObjects {
+		// A new mirror of a large repository: one repack writes the
+		// reachability bitmap a git server has (git gc writes one in a
+		// bare repository), without which every bundle built from the
+		// mirror walks the whole history twice, in bundle create and in
+		// its pack-objects: 4.7 s against 1.5 s for the bench's
+		// source-shaped repository of 20,000 commits. It packs the refs
+		// as well.
+		if _, err := runGit(ctx, m.Dir, "repack", "-a", "-d", "-q", "--write-bitmap-index"); err != nil {
+			return nil, "", fmt.Errorf("repack %s: %w", QuotePath(m.Dir), err)
+		}
+		if err := packRefs(ctx, m); err != nil {
+			return nil, "", err
+		}
+	} else if looseRefs(m.Dir) > maxLooseRefs {
+		// git fetch writes a loose ref per ref it sets: a first fetch of
+		// a repository with a thousand tags, a thousand files.
 		if err := packRefs(ctx, m); err != nil {
 			return nil, "", err
 		}
 	}
 	return refs, head, nil
+}
+
+// bitmapObjects is how many objects a new mirror holds at least for
+// MirrorPublished to write it a reachability bitmap.
+var bitmapObjects int64 = 10000
+
+// packedObjects estimates the objects in dir's packs from the sizes of
+// their .idx files (28 bytes an object in a version 2 index, past a
+// 1,072-byte header and fan-out).
+func packedObjects(dir string) int64 {
+	idxs, _ := filepath.Glob(filepath.Join(dir, "objects", "pack", "*.idx"))
+	var n int64
+	for _, idx := range idxs {
+		if fi, err := os.Stat(idx); err == nil {
+			n += max(fi.Size()-1072-40, 0) / 28
+		}
+	}
+	return n
 }
 
 // mirrorMatching is MirrorPublished's fetch for patterns other than the
