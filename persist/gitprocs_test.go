@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -195,12 +196,19 @@ func TestMirrorPublished_bitmap(t *testing.T) {
 	t.Setenv("GIT_CONFIG_VALUE_0", "1")
 	ctx := context.Background()
 	src := richRepo(t)
+	git(t, src, "repack", "-a", "-d", "-q") // packed, as the mirror borrows packs
 	objects := int64(len(strings.Fields(git(t, src, "rev-list", "--all", "--objects"))))
+	feature := git(t, src, "rev-parse", "feature")
 	for _, c := range []struct {
-		name   string
-		limit  int64
-		bitmap bool
-	}{{"at the limit", objects / 2, true}, {"below it", objects * 2, false}} {
+		name    string
+		limit   int64
+		bitmap  bool
+		publish RefPatterns
+	}{
+		{"at the limit", objects / 2, true, nil},
+		{"below it", objects * 2, false, nil},
+		{"at the limit, trunk published", objects / 2, true, RefPatterns{"refs/heads/trunk"}},
+	} {
 		t.Run(c.name, func(t *testing.T) {
 			defer func(v int64) { bitmapObjects = v }(bitmapObjects)
 			bitmapObjects = c.limit
@@ -208,8 +216,20 @@ func TestMirrorPublished_bitmap(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, _, err := m.MirrorPublished(ctx, src, RefPatterns{}, "trunk"); err != nil {
+			if _, _, err := m.MirrorPublished(ctx, src, c.publish, "trunk"); err != nil {
 				t.Fatal(err)
+			}
+			if _, err := os.Stat(filepath.Join(m.Dir, "objects", "info", "alternates")); err == nil {
+				t.Error("the mirror still borrows objects")
+			}
+			if c.publish != nil {
+				if err := exec.Command("git", "-C", m.Dir, "cat-file", "-e", feature).Run(); err == nil {
+					t.Errorf("the mirror holds %s, which only an unpublished branch reaches", feature)
+				}
+				if got := git(t, m.Dir, "for-each-ref", "--format=%(refname)"); got != "refs/heads/trunk" {
+					t.Errorf("the mirror's refs: %s", got)
+				}
+				return
 			}
 			bitmaps, _ := filepath.Glob(filepath.Join(m.Dir, "objects", "pack", "*.bitmap"))
 			if (len(bitmaps) > 0) != c.bitmap {
