@@ -129,9 +129,11 @@ func perName(ps []gitProc, n int) string {
 		}
 		count[name]++
 	}
-	parts := make([]string, len(names))
-	for i, name := range names {
-		parts[i] = fmt.Sprintf("%s %.1f", filepath.Base(name), float64(count[name])/float64(n))
+	var parts []string
+	for _, name := range names {
+		if per := float64(count[name]) / float64(n); per >= 0.05 { // not the watcher's odd one
+			parts = append(parts, fmt.Sprintf("%s %.1f", filepath.Base(name), per))
+		}
 	}
 	return strings.Join(parts, ", ")
 }
