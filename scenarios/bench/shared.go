@@ -23,7 +23,7 @@ type repoFixture struct {
 	commits int
 	refs    int
 	objects int
-	// editPath is a file on main that B3's one-line commit changes.
+	// editPath is the text file on main that B3's one-line commit changes.
 	editPath string
 }
 
@@ -64,7 +64,12 @@ func (b *bench) repos() error {
 		f.fix.commits = gitCount(b, dir, "rev-list", "--all", "--count")
 		f.fix.refs = len(strings.Fields(gitOut(b, dir, "for-each-ref", "--format=%(refname)")))
 		f.fix.objects = countObjects(b, dir)
-		f.fix.editPath, _, _ = strings.Cut(gitOut(b, dir, "ls-tree", "-r", "--name-only", "main"), "\n")
+		for _, p := range strings.Split(gitOut(b, dir, "ls-tree", "-r", "--name-only", "main"), "\n") {
+			if strings.HasSuffix(p, ".go") { // a text file (src/d00/f000.go in the large one), not a blob
+				f.fix.editPath = p
+				break
+			}
+		}
 		b.logf("generated %s in %v: %s", f.name, time.Since(began).Round(time.Second), f.fix)
 		made = append(made, strings.TrimSuffix(f.name, ".git")+" "+f.fix.String())
 	}
