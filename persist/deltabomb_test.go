@@ -304,8 +304,9 @@ func TestGitRepo_MaxGitAlloc(t *testing.T) {
 		{"64 MiB blob stored whole, 16 MiB limit", 16 << 20, honest, signed, false, 0},
 		{"15 MiB delta result, 16 MiB limit", 16 << 20, bomb(15<<20, 1), nil, false, 0},
 		{"17 MiB delta result, 16 MiB limit", 16 << 20, bomb(17<<20, 1), nil, true, 0},
-		// With a thread per core each thread would hold one: 2 x 63 MiB.
-		{"63 MiB delta results on two bases, one at a time", 64 << 20, bomb(63<<20, 2), nil, false, 100 << 20},
+		// With a thread per core (up to 20) each thread would hold one:
+		// 4 x 63 MiB; index-pack runs indexThreads (at most 2).
+		{"63 MiB delta results on four bases, at most two at a time", 64 << 20, bomb(63<<20, 4), nil, false, int64(indexThreads)*63<<20 + 40<<20},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := newMirror(t)

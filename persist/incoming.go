@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"sort"
@@ -30,6 +31,10 @@ type Incoming struct {
 	dir    string // the quarantine
 	mirror string
 	fresh  bool // no mirror existed: Repo becomes it
+	// checked are the refs CheckRefs found held (nil: none yet): Commit
+	// of the same refs need not look their objects up again.
+	checked map[string]string
+	types   map[string]string // of the objects checked refs name
 }
 
 // NewIncoming makes the quarantine of a fetch of repository id under root
@@ -83,13 +88,9 @@ func (in *Incoming) CheckRefs(ctx context.Context, refs map[string]string) error
 	for _, id := range refs {
 		ids = append(ids, id)
 	}
-	held, err := in.Repo.HaveObjects(ctx, ids)
+	_, types, err := in.Repo.objectTypes(ctx, ids)
 	if err != nil {
 		return err
-	}
-	have := make(map[string]bool, len(held))
-	for _, id := range held {
-		have[id] = true
 	}
 	names := make([]string, 0, len(refs))
 	for name := range refs {
@@ -97,27 +98,35 @@ func (in *Incoming) CheckRefs(ctx context.Context, refs map[string]string) error
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		if !have[refs[name]] {
+		if types[refs[name]] == "" {
 			// Worded as SetRefs words it: this is its check, made before
 			// anything moves into the mirror.
 			return fmt.Errorf("set refs in %s: %s names %s, which the mirror does not hold: %w", QuotePath(in.mirror), name, refs[name], ErrMissingObjects)
 		}
 	}
+	in.checked, in.types = maps.Clone(refs), types
 	return nil
 }
 
 // Commit moves what was received into the mirror and sets the mirror's
 // refs to exactly refs (SetRefs), then packs the refs (one file, not one
-// per ref). Call it only once every check has passed (CheckRefs among
+// per ref) once more than maxLooseRefs are loose; a new mirror's are
+// written packed. Call it only once every check has passed (CheckRefs among
 // them). Should setting the refs fail, the packs moved are taken out
 // again. It returns the mirror.
 func (in *Incoming) Commit(ctx context.Context, refs map[string]string, defaultBranch string) (GitRepo, error) {
 	mirror := GitRepo{Dir: in.mirror}
+	if err := checkBranch(defaultBranch); err != nil {
+		return GitRepo{}, fmt.Errorf("set refs in %s: %w", QuotePath(in.mirror), err)
+	}
+	// What CheckRefs found held in the quarantine stays held: nothing
+	// removes objects from it (and the mirror's are only added to).
+	known := refsKnown{held: in.checked != nil && maps.Equal(in.checked, refs)}
 	if in.fresh {
-		if err := in.Repo.SetRefs(ctx, refs, defaultBranch); err != nil {
+		if err := in.writeNewRefs(ctx, refs, known.held); err != nil {
 			return GitRepo{}, err
 		}
-		if err := packRefs(ctx, in.Repo); err != nil {
+		if err := in.Repo.SetHead(ctx, defaultBranch); err != nil {
 			return GitRepo{}, err
 		}
 		if err := os.MkdirAll(filepath.Dir(in.mirror), 0o700); err != nil {
@@ -131,7 +140,7 @@ func (in *Incoming) Commit(ctx context.Context, refs map[string]string, defaultB
 	}
 	moved, err := in.movePacks()
 	if err == nil {
-		err = mirror.SetRefs(ctx, refs, defaultBranch)
+		err = mirror.setRefsAndHead(ctx, refs, defaultBranch, known)
 	}
 	if err != nil {
 		for _, name := range moved {
@@ -139,7 +148,9 @@ func (in *Incoming) Commit(ctx context.Context, refs map[string]string, defaultB
 		}
 		return GitRepo{}, err
 	}
-	_ = packRefs(ctx, mirror) // the refs are set; loose ones are only bigger
+	if looseRefs(mirror.Dir) > maxLooseRefs {
+		_ = packRefs(ctx, mirror) // the refs are set; loose ones are only bigger
+	}
 	return mirror, nil
 }
 
@@ -182,6 +193,106 @@ func (in *Incoming) Discard() {
 	if in != nil {
 		_ = os.RemoveAll(in.dir) // gone already when a new mirror was renamed into place
 	}
+}
+
+// writeNewRefs sets the refs of a new mirror's quarantine, which has none
+// (NewIncoming made it, index-pack writes none), by writing its
+// packed-refs file, as `git clone` does: one file, no git process, where
+// `git update-ref` would write a file per ref and `git pack-refs` fold
+// them into one. It checks what update-ref checks first: the names
+// (wire.CheckRefName, and no ref that is a directory of another), every
+// object held (ErrMissingObjects otherwise; checked says CheckRefs just
+// did that for these refs), and only commits under refs/heads/.
+func (in *Incoming) writeNewRefs(ctx context.Context, refs map[string]string, checked bool) error {
+	repo := in.Repo
+	if err := checkRefs(refs); err != nil {
+		return fmt.Errorf("set refs in %s: %w", QuotePath(repo.Dir), err)
+	}
+	names := make([]string, 0, len(refs))
+	for name := range refs {
+		names = append(names, name)
+	}
+	sort.Strings(names) // byte order, as packed-refs is sorted
+	for _, name := range names {
+		for i := len("refs/"); i < len(name); i++ {
+			if name[i] == '/' {
+				if _, dir := refs[name[:i]]; dir {
+					return fmt.Errorf("set refs in %s: %s and %s cannot both exist", QuotePath(repo.Dir), name[:i], name)
+				}
+			}
+		}
+	}
+	types := in.types
+	if !checked {
+		ids := make([]string, 0, len(refs))
+		for _, id := range refs {
+			ids = append(ids, id)
+		}
+		var err error
+		if _, types, err = repo.objectTypes(ctx, ids); err != nil {
+			return err
+		}
+	}
+	var b strings.Builder
+	b.WriteString("# pack-refs with: sorted \n")
+	for _, name := range names {
+		id := refs[name]
+		switch typ := types[id]; {
+		case typ == "":
+			return fmt.Errorf("set refs in %s: %s names %s, which the mirror does not hold: %w", QuotePath(in.mirror), name, id, ErrMissingObjects)
+		case typ != "commit" && strings.HasPrefix(name, "refs/heads/"):
+			return fmt.Errorf("set refs in %s: %s names %s, a %s, not a commit", QuotePath(in.mirror), name, id, typ)
+		}
+		b.WriteString(id + " " + name + "\n")
+	}
+	if err := writeFileSynced(filepath.Join(repo.Dir, "packed-refs"), []byte(b.String())); err != nil {
+		return fmt.Errorf("set refs in %s: %w", QuotePath(repo.Dir), pathless(err))
+	}
+	return nil
+}
+
+// writeFileSynced writes path whole by a temporary file renamed over it,
+// synced first.
+func writeFileSynced(path string, data []byte) error {
+	tmp := path + ".new"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+	}
+	return err
+}
+
+// maxLooseRefs is how many loose refs a mirror may keep before Commit
+// packs them: a fetch that moves a branch or two leaves them loose (a
+// block each) rather than run git pack-refs every time.
+const maxLooseRefs = 16
+
+// looseRefs counts the files under dir/refs, stopping past maxLooseRefs.
+func looseRefs(dir string) int {
+	n := 0
+	errEnough := errors.New("enough")
+	_ = filepath.WalkDir(filepath.Join(dir, "refs"), func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if n++; n > maxLooseRefs {
+				return errEnough
+			}
+		}
+		return nil
+	})
+	return n
 }
 
 // packRefs packs m's refs into packed-refs: a mirror of a repository with

@@ -46,37 +46,94 @@ func InitMirror(ctx context.Context, dir, defaultBranch string) (GitRepo, error)
 	}
 	entries, err := os.ReadDir(abs)
 	switch {
-	case errors.Is(err, fs.ErrNotExist):
+	case errors.Is(err, fs.ErrNotExist), err == nil && len(entries) == 0:
+		return initNewMirror(ctx, abs, defaultBranch)
 	case err != nil:
 		return GitRepo{}, fmt.Errorf("init mirror %s: %w", QuotePath(abs), pathless(err))
-	case len(entries) > 0:
-		// Never turn a directory that holds something else into a repository.
-		if _, err := os.Stat(filepath.Join(abs, "HEAD")); err != nil {
-			return GitRepo{}, fmt.Errorf("init mirror: %s exists and is not a bare git repository", QuotePath(abs))
-		}
 	}
-	// Run in the parent: abs may not exist yet. No template: a mirror
-	// needs no sample hooks, exclude file or description, and each would
-	// take a block of the quota.
-	if _, err := runGit(ctx, filepath.Dir(abs), "init", "--quiet", "--bare", "--template=", abs); err != nil {
-		return GitRepo{}, fmt.Errorf("init mirror %s: %w", QuotePath(abs), err)
+	// Never turn a directory that holds something else into a repository.
+	if _, err := os.Stat(filepath.Join(abs, "HEAD")); err != nil {
+		return GitRepo{}, fmt.Errorf("init mirror: %s exists and is not a bare git repository", QuotePath(abs))
 	}
-	m, err := OpenGitRepo(ctx, abs)
+	m, bare, err := openGitRepo(ctx, abs)
 	if err != nil {
 		return GitRepo{}, fmt.Errorf("init mirror: %w", err)
 	}
-	if bare, err := runGit(ctx, abs, "rev-parse", "--is-bare-repository"); err != nil || strings.TrimSpace(bare) != "true" {
+	if !bare {
 		return GitRepo{}, fmt.Errorf("init mirror: %s is not a bare git repository", QuotePath(abs))
 	}
-	for _, kv := range mirrorConfig {
-		if _, err := runGit(ctx, abs, "config", kv[0], kv[1]); err != nil {
-			return GitRepo{}, fmt.Errorf("init mirror %s: %w", QuotePath(abs), err)
-		}
+	if err := m.setMirrorConfig(ctx); err != nil {
+		return GitRepo{}, fmt.Errorf("init mirror %s: %w", QuotePath(abs), err)
 	}
 	if err := m.SetHead(ctx, defaultBranch); err != nil {
 		return GitRepo{}, err
 	}
 	return m, nil
+}
+
+// initNewMirror makes the new bare repository abs (missing or empty) in
+// one git process: `git init` points HEAD at the branch, and the mirror
+// configuration is appended to the config file it wrote (git config would
+// take a process per key).
+func initNewMirror(ctx context.Context, abs, defaultBranch string) (GitRepo, error) {
+	// Run in the parent: abs may not exist yet. No template: a mirror
+	// needs no sample hooks, exclude file or description, and each would
+	// take a block of the quota. The branch is checked: it cannot start
+	// with "-".
+	if _, err := runGit(ctx, filepath.Dir(abs), "init", "--quiet", "--bare", "--template=", "--initial-branch="+defaultBranch, abs); err != nil {
+		return GitRepo{}, fmt.Errorf("init mirror %s: %w", QuotePath(abs), err)
+	}
+	f, err := os.OpenFile(filepath.Join(abs, "config"), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return GitRepo{}, fmt.Errorf("init mirror %s: %w", QuotePath(abs), pathless(err))
+	}
+	_, err = f.WriteString(mirrorConfigText())
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return GitRepo{}, fmt.Errorf("init mirror %s: %w", QuotePath(abs), pathless(err))
+	}
+	return GitRepo{Dir: abs}, nil
+}
+
+// mirrorConfigText is mirrorConfig in git's config file syntax, a section
+// per key (git takes a section named twice as one).
+func mirrorConfigText() string {
+	var b strings.Builder
+	for _, kv := range mirrorConfig {
+		section, name, _ := strings.Cut(kv[0], ".")
+		fmt.Fprintf(&b, "[%s]\n\t%s = %s\n", section, name, kv[1])
+	}
+	return b.String()
+}
+
+// setMirrorConfig sets mirrorConfig in an existing mirror: one git
+// process reads the keys, and only those that differ are set.
+func (m GitRepo) setMirrorConfig(ctx context.Context) error {
+	var keys []string
+	for _, kv := range mirrorConfig {
+		keys = append(keys, strings.ToLower(kv[0]))
+	}
+	out, err := runGit(ctx, m.Dir, "config", "--local", "--get-regexp", `^(`+strings.ReplaceAll(strings.Join(keys, "|"), ".", `\.`)+`)$`)
+	if err != nil && exitCode(err) != 1 { // 1: none of them set
+		return err
+	}
+	have := map[string][]string{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if key, val, ok := strings.Cut(line, " "); ok {
+			have[key] = append(have[key], val)
+		}
+	}
+	for _, kv := range mirrorConfig {
+		if v := have[strings.ToLower(kv[0])]; len(v) == 1 && v[0] == kv[1] {
+			continue
+		}
+		if _, err := runGit(ctx, m.Dir, "config", "--replace-all", kv[0], kv[1]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // SetHead points HEAD at refs/heads/branch, whether or not that branch exists
@@ -85,10 +142,21 @@ func (m GitRepo) SetHead(ctx context.Context, branch string) error {
 	if err := checkBranch(branch); err != nil {
 		return fmt.Errorf("set HEAD in %s: %w", QuotePath(m.Dir), err)
 	}
+	if headIs(m.Dir, branch) {
+		return nil
+	}
 	if _, err := runGit(ctx, m.Dir, "symbolic-ref", "HEAD", "refs/heads/"+branch); err != nil {
 		return fmt.Errorf("set HEAD in %s: %w", QuotePath(m.Dir), err)
 	}
 	return nil
+}
+
+// headIs reports whether dir/HEAD, the HEAD file of a bare repository,
+// points at refs/heads/branch, as `git symbolic-ref` writes it: then
+// there is nothing to set (and no git process to run).
+func headIs(dir, branch string) bool {
+	raw, err := os.ReadFile(filepath.Join(dir, "HEAD"))
+	return err == nil && string(raw) == "ref: refs/heads/"+branch+"\n"
 }
 
 // checkBranch checks a short branch name such as "main".
@@ -135,6 +203,23 @@ func (m GitRepo) MirrorFrom(ctx context.Context, src string) (map[string]string,
 // duplicates. Strings that are not full object IDs are never held. One git
 // process answers for all of them.
 func (m GitRepo) HaveObjects(ctx context.Context, ids []string) ([]string, error) {
+	asked, types, err := m.objectTypes(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	var have []string
+	for _, id := range asked {
+		if types[id] != "" {
+			have = append(have, id)
+		}
+	}
+	return have, nil
+}
+
+// objectTypes looks ids up in m, in one git process: it returns the full
+// object IDs among them in the order given without duplicates, and the
+// type of each that m holds (commit, tree, blob, tag).
+func (m GitRepo) objectTypes(ctx context.Context, ids []string) ([]string, map[string]string, error) {
 	var in strings.Builder
 	var asked []string
 	seen := make(map[string]bool, len(ids))
@@ -147,25 +232,27 @@ func (m GitRepo) HaveObjects(ctx context.Context, ids []string) ([]string, error
 		in.WriteString(id)
 		in.WriteByte('\n')
 	}
+	types := make(map[string]string, len(asked))
 	if len(asked) == 0 {
-		return nil, nil
+		return nil, types, nil
 	}
 	var out bytes.Buffer
-	if err := runGitIO(ctx, m.Dir, strings.NewReader(in.String()), &out, "cat-file", "--batch-check=%(objectname)"); err != nil {
-		return nil, fmt.Errorf("look up objects in %s: %w", QuotePath(m.Dir), err)
+	if err := runGitIO(ctx, m.Dir, strings.NewReader(in.String()), &out, "cat-file", "--batch-check=%(objectname) %(objecttype)"); err != nil {
+		return nil, nil, fmt.Errorf("look up objects in %s: %w", QuotePath(m.Dir), err)
 	}
 	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
 	if len(lines) != len(asked) {
-		return nil, fmt.Errorf("look up objects in %s: git cat-file answered %d lines for %d objects", QuotePath(m.Dir), len(lines), len(asked))
+		return nil, nil, fmt.Errorf("look up objects in %s: git cat-file answered %d lines for %d objects", QuotePath(m.Dir), len(lines), len(asked))
 	}
-	var have []string
 	for i, line := range lines {
-		// A present object prints its ID; an absent one "<id> missing".
-		if line == asked[i] {
-			have = append(have, asked[i])
+		// A present object prints its ID and type; an absent one
+		// "<id> missing".
+		id, typ, _ := strings.Cut(line, " ")
+		if id == asked[i] && typ != "missing" && typ != "" {
+			types[id] = typ
 		}
 	}
-	return have, nil
+	return asked, types, nil
 }
 
 // checkRefs checks refs before their names and IDs reach git: every name
@@ -183,14 +270,20 @@ func checkRefs(refs map[string]string) error {
 }
 
 // SetRefs makes m's refs exactly refs, in one `git update-ref --stdin`
-// transaction (every ref in refs set, every other ref under refs/ deleted),
-// and points HEAD at refs/heads/defaultBranch. Every object refs name must
+// transaction (every ref in refs set that is not at its value already,
+// every other ref under refs/ deleted; none when nothing differs), and
+// points HEAD at refs/heads/defaultBranch (unless it does already). Every object refs name must
 // already be in m, else nothing moves and the error wraps ErrMissingObjects.
 func (m GitRepo) SetRefs(ctx context.Context, refs map[string]string, defaultBranch string) error {
 	if err := checkBranch(defaultBranch); err != nil {
 		return fmt.Errorf("set refs in %s: %w", QuotePath(m.Dir), err)
 	}
-	if err := m.setRefs(ctx, refs); err != nil {
+	return m.setRefsAndHead(ctx, refs, defaultBranch, refsKnown{})
+}
+
+// setRefsAndHead is SetRefs with known (the branch checked).
+func (m GitRepo) setRefsAndHead(ctx context.Context, refs map[string]string, defaultBranch string, known refsKnown) error {
+	if err := m.setRefsKnown(ctx, refs, known); err != nil {
 		return err
 	}
 	return m.SetHead(ctx, defaultBranch)
@@ -199,15 +292,33 @@ func (m GitRepo) SetRefs(ctx context.Context, refs map[string]string, defaultBra
 // setRefs is SetRefs without HEAD. The delegates' and the canonical refs
 // (mirror_delegates.go) are not its to delete.
 func (m GitRepo) setRefs(ctx context.Context, refs map[string]string) error {
+	return m.setRefsKnown(ctx, refs, refsKnown{})
+}
+
+// refsKnown is what the caller of setRefsKnown knows already, each a git
+// process replaceRefs need not run.
+type refsKnown struct {
+	held  bool // every object refs name is in the repository (checked just before, in it)
+	empty bool // the repository has no refs at all (a quarantine made for a new mirror)
+}
+
+// setRefsKnown is setRefs with known.
+func (m GitRepo) setRefsKnown(ctx context.Context, refs map[string]string, known refsKnown) error {
 	if err := checkRefs(refs); err != nil {
 		return fmt.Errorf("set refs in %s: %w", QuotePath(m.Dir), err)
 	}
-	return m.replaceRefs(ctx, refs, ownedByCreator)
+	return m.replaceRefsKnown(ctx, refs, ownedByCreator, known)
 }
 
 // replaceRefs sets every ref in refs (names already checked) and deletes
 // every other ref that owned says is among those refs replaces.
 func (m GitRepo) replaceRefs(ctx context.Context, refs map[string]string, owned func(string) bool) error {
+	return m.replaceRefsKnown(ctx, refs, owned, refsKnown{})
+}
+
+// replaceRefsKnown is replaceRefs without the look-ups known makes
+// needless.
+func (m GitRepo) replaceRefsKnown(ctx context.Context, refs map[string]string, owned func(string) bool, known refsKnown) error {
 	names := make([]string, 0, len(refs))
 	ids := make([]string, 0, len(refs))
 	for name, id := range refs {
@@ -215,29 +326,53 @@ func (m GitRepo) replaceRefs(ctx context.Context, refs map[string]string, owned 
 		ids = append(ids, id)
 	}
 	sort.Strings(names)
-	have, err := m.HaveObjects(ctx, ids)
-	if err != nil {
-		return err
-	}
-	held := make(map[string]bool, len(have))
-	for _, id := range have {
-		held[id] = true
-	}
-	for _, name := range names {
-		if !held[refs[name]] {
-			return fmt.Errorf("set refs in %s: %s names %s, which the mirror does not hold: %w", QuotePath(m.Dir), name, refs[name], ErrMissingObjects)
+	if !known.held {
+		have, err := m.HaveObjects(ctx, ids)
+		if err != nil {
+			return err
+		}
+		held := make(map[string]bool, len(have))
+		for _, id := range have {
+			held[id] = true
+		}
+		for _, name := range names {
+			if !held[refs[name]] {
+				return fmt.Errorf("set refs in %s: %s names %s, which the mirror does not hold: %w", QuotePath(m.Dir), name, refs[name], ErrMissingObjects)
+			}
 		}
 	}
-	out, err := runGit(ctx, m.Dir, "for-each-ref", "--format=%(refname)")
-	if err != nil {
-		return fmt.Errorf("set refs in %s: %w", QuotePath(m.Dir), err)
+	var out string
+	if !known.empty {
+		var err error
+		if out, err = runGit(ctx, m.Dir, "for-each-ref", "--format=%(refname) %(objectname) %(symref)"); err != nil {
+			return fmt.Errorf("set refs in %s: %w", QuotePath(m.Dir), err)
+		}
 	}
 	var stale []string
-	for _, name := range strings.Fields(out) {
+	current := map[string]string{} // refs set already, to what (not symbolic ones)
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		name, rest, _ := strings.Cut(line, " ")
+		id, symref, _ := strings.Cut(rest, " ")
+		if name == "" {
+			continue
+		}
+		if symref == "" {
+			current[name] = id
+		}
 		if _, keep := refs[name]; !keep && owned(name) {
 			stale = append(stale, name)
 		}
 	}
+	// A ref already at its value needs no update (a new mirror's
+	// thousand tags, or a fetch that moved one branch, would otherwise
+	// write a file each).
+	changed := names[:0:0]
+	for _, name := range names {
+		if current[name] != refs[name] {
+			changed = append(changed, name)
+		}
+	}
+	names = changed
 	// git 2.39 cannot delete refs/heads/a/b and create refs/heads/a in one
 	// transaction ("'refs/heads/a/b' exists; cannot create 'refs/heads/a'"):
 	// such stale refs go first, in a transaction of their own. Should the
@@ -254,6 +389,9 @@ func (m GitRepo) replaceRefs(ctx context.Context, refs map[string]string, owned 
 		if err := m.updateRefs(ctx, nil, nil, blocking); err != nil {
 			return err
 		}
+	}
+	if len(names) == 0 && len(rest) == 0 {
+		return nil
 	}
 	return m.updateRefs(ctx, refs, names, rest)
 }
@@ -293,13 +431,17 @@ func (m GitRepo) updateRefs(ctx context.Context, refs map[string]string, names, 
 // objects no ref reaches, so it must not run while ApplyBundle runs on the
 // same mirror (between indexing a pack and moving the refs).
 func (m GitRepo) MaybeRepack(ctx context.Context, maxPacks int) error {
-	out, err := runGit(ctx, m.Dir, "rev-parse", "--git-path", "objects/pack")
-	if err != nil {
-		return err
-	}
-	dir := strings.TrimSpace(out)
-	if !filepath.IsAbs(dir) {
-		dir = filepath.Join(m.Dir, dir)
+	// A bare repository's (a mirror's) packs are in objects/pack;
+	// otherwise git says where.
+	dir := filepath.Join(m.Dir, "objects", "pack")
+	if fi, err := os.Stat(filepath.Join(m.Dir, "objects")); err != nil || !fi.IsDir() {
+		out, err := runGit(ctx, m.Dir, "rev-parse", "--git-path", "objects/pack")
+		if err != nil {
+			return err
+		}
+		if dir = strings.TrimSpace(out); !filepath.IsAbs(dir) {
+			dir = filepath.Join(m.Dir, dir)
+		}
 	}
 	packs, err := filepath.Glob(filepath.Join(dir, "*.pack"))
 	if err != nil {

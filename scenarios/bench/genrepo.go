@@ -84,6 +84,16 @@ type generator struct {
 	est   int64 // packed bytes, estimated
 	blobs int64 // bytes of large blobs
 	tags  int
+	// editFn changes a few files and returns their paths: edit unless
+	// set (the source shape sets its own, gensource.go).
+	editFn func() []string
+}
+
+func (g *generator) doEdit() []string {
+	if g.editFn != nil {
+		return g.editFn()
+	}
+	return g.edit()
 }
 
 func (g *generator) run(target int64) error {
@@ -132,19 +142,25 @@ func (g *generator) run(target int64) error {
 // other one is merged back. It returns main's new head.
 func (g *generator) branch(n, main int) int {
 	name := fmt.Sprintf("refs/heads/feature-%d", n)
+	return g.branchOf(name, fmt.Sprintf("feature %d", n), main, branchLength, (n/branchEvery)%2 == 1)
+}
+
+// branchOf makes the branch name (label in its commit messages) of length
+// commits off main, merged back when merge; it returns main's new head.
+func (g *generator) branchOf(name, label string, main, length int, merge bool) int {
 	saved := make(map[string][]string, len(g.files))
 	for p, l := range g.files {
 		saved[p] = l
 	}
 	head, touched := main, map[string]bool{}
-	for k := range branchLength {
-		changed := g.edit()
+	for k := range length {
+		changed := g.doEdit()
 		for _, p := range changed {
 			touched[p] = true
 		}
-		head = g.commit(name, head, 0, fmt.Sprintf("feature %d step %d", n, k), changed, nil)
+		head = g.commit(name, head, 0, fmt.Sprintf("%s step %d", label, k), changed, nil)
 	}
-	if (n/branchEvery)%2 == 1 {
+	if merge {
 		// Merged: main takes the branch's version of what it touched.
 		var changed []string
 		for _, p := range g.paths {
@@ -152,7 +168,7 @@ func (g *generator) branch(n, main int) int {
 				changed = append(changed, p)
 			}
 		}
-		return g.commit("refs/heads/main", main, head, fmt.Sprintf("merge feature %d", n), changed, nil)
+		return g.commit("refs/heads/main", main, head, "merge "+label, changed, nil)
 	}
 	// Not merged: main's tree never saw the branch (fast-import keeps one
 	// tree per branch); only the files new on the branch are forgotten.
@@ -280,10 +296,9 @@ func packedSize(dir string) int64 {
 	return total
 }
 
-// commitOne adds one commit to main that changes one line of one file,
-// and returns its ID.
-func commitOne(ctx context.Context, dir, message string) (string, error) {
-	const path = "src/d00/f000.go"
+// commitOne adds one commit to main that changes one line of the file
+// at path, and returns its ID.
+func commitOne(ctx context.Context, dir, path, message string) (string, error) {
 	old, err := gitCmd(ctx, dir, "cat-file", "blob", "main:"+path).Output()
 	if err != nil {
 		return "", fmt.Errorf("read %s: %w", path, err)

@@ -15,6 +15,8 @@
 //	BENCH_QUICK=1      a smaller version of each row (under three minutes)
 //	BENCH_ONLY=B1,B7   only these rows (B3 to B6 also run B2, which they build on)
 //	BENCH_KEEP=1       keep the temp dir (printed at the end)
+//	BENCH_SHAPE=source B2 and B3 on the source-shaped repository only (=large: the other)
+//	BENCH_GIT_TRACE=1  log what git each node ran (gittrace.go)
 //
 // It must not be part of make test: a full run takes tens of minutes.
 package main
@@ -69,12 +71,13 @@ type bench struct {
 
 	// Shared by B2 to B6 (see shared.go).
 	large, small repoFixture
-	creator      *proc // node1: holds the large repository
+	reposMade    bool
+	source       repoFixture // source-shaped (gensource.go)
+	creator      *proc       // node1: holds the large repository
 	largeID      wire.RepoID
 	daemon       *gitDaemon
-	gitMirror    string // B2's checked git clone --mirror, fetched into by B3
-	cloneBytes   int64  // TCP payload of B2's unchecked git clone --mirror
-	runHelp      string // `menode run --help`, for runFlag
+	shapes       []*shape // B2 and B3 run on each (shapes.go)
+	runHelp      string   // `menode run --help`, for runFlag
 }
 
 // row is one line of the table.
@@ -118,8 +121,8 @@ func (b *bench) run() int {
 		run func() error
 	}{
 		{"B1", b.gossipConvergence},
-		{"B2", b.firstSync},
-		{"B3", b.incrementalUpdate},
+		{"B2", b.eachShape((*bench).firstSync)},
+		{"B3", b.eachShape((*bench).incrementalUpdate)},
 		{"B4", b.memory},
 		{"B5", b.resume},
 		{"B6", b.fanOut},
@@ -127,6 +130,7 @@ func (b *bench) run() int {
 		{"B7", b.steadyState},
 		{"B8", b.candidateAddresses},
 		{"B9", b.connectivity},
+		{"B10", b.manyRepos},
 	}
 	failed := false
 	for _, s := range steps {

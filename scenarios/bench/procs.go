@@ -31,6 +31,7 @@ type proc struct {
 	client *actors.Client
 	exited chan struct{}
 	state  *os.ProcessState
+	trace  bool // its git writes a trace (gittrace.go) even without BENCH_GIT_TRACE
 }
 
 // startNode starts `menode --root ROOT run --alias NAME ARGS...` (with
@@ -39,6 +40,20 @@ type proc struct {
 func (b *bench) startNode(name, root string, args ...string) (*proc, error) {
 	p, err := b.startNodeUnlisted(name, root, args...)
 	if err != nil {
+		return nil, err
+	}
+	b.procs = append(b.procs, p)
+	return p, nil
+}
+
+// startTracedNode is startNode with the node's git writing its trace
+// (gittrace.go) whether or not BENCH_GIT_TRACE asks.
+func (b *bench) startTracedNode(name, root string, args ...string) (*proc, error) {
+	if !slices.Contains(args, "--addr") {
+		args = append([]string{"--addr", "127.0.0.1:0"}, args...)
+	}
+	p := &proc{name: name, root: root, args: args, trace: true}
+	if err := p.start(b); err != nil {
 		return nil, err
 	}
 	b.procs = append(b.procs, p)
@@ -73,6 +88,9 @@ func (p *proc) start(b *bench) error {
 	}
 	p.cmd = exec.Command(argv[0], argv[1:]...)
 	p.cmd.Env = append(gitEnv(), "MENODE_HTTP_ADDR=127.0.0.1:0", "MENODE_LAN_DISCOVERY=false", "MENODE_PORT_MAPPING=false") // dozens of nodes: no fixed port, no beacons
+	if gitTraceOn() || p.trace {
+		p.cmd.Env = append(p.cmd.Env, gitTraceEnv(nodeTrace(p.root)))
+	}
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
 	if err := p.cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", p.name, err)

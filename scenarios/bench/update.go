@@ -16,12 +16,15 @@ import (
 // from just before the commit until a second after. git's figures come
 // from `git fetch` into B2's checked mirror clone, through a TCP proxy
 // that counts both ways, with GIT_TRACE_PACKFILE keeping the pack it got.
-func (b *bench) incrementalUpdate() error {
-	id, err := b.ensureCreator()
+//
+// It runs on each shape (shapes.go), each against its own baselines.
+func (b *bench) incrementalUpdate(sh *shape) error {
+	creator, id, err := sh.creator()
 	if err != nil {
 		return err
 	}
-	if b.gitMirror == "" {
+	fix, sfx := sh.fix(), sh.suffix
+	if sh.gitMirror == "" {
 		return fmt.Errorf("B3 builds on B2's git mirror clone")
 	}
 	r1, err := newUDPRelay()
@@ -29,7 +32,7 @@ func (b *bench) incrementalUpdate() error {
 		return err
 	}
 	defer r1.close()
-	if err := r1.setTarget(b.creator.addr); err != nil {
+	if err := r1.setTarget(creator.addr); err != nil {
 		return err
 	}
 	r3, err := newUDPRelay()
@@ -40,8 +43,8 @@ func (b *bench) incrementalUpdate() error {
 	wire := func() int64 { return r1.bytes.Load() + r3.bytes.Load() }
 
 	began := time.Now()
-	node3, err := b.startNode("node3", filepath.Join(b.dir, "node3"),
-		"--announce-addr", r3.addr(), "--bootstrap-node", b.creator.id.String()+"@"+r1.addr())
+	node3, err := b.startNode("node3"+sfx, filepath.Join(b.dir, "node3"+sfx),
+		"--announce-addr", r3.addr(), "--bootstrap-node", creator.id.String()+"@"+r1.addr())
 	if err != nil {
 		return err
 	}
@@ -57,14 +60,14 @@ func (b *bench) incrementalUpdate() error {
 	if err != nil {
 		return err
 	}
-	b.logf("B3: node3 synced through the relays in %v: %s on the wire, %s of bundle", time.Since(began).Round(time.Millisecond), bytesStr(first), bytesStr(s.BytesReceived))
-	b.add(row{name: "B2 first sync, bytes on the wire: QUIC (UDP payload, both ways) vs git's TCP payload (both ways)",
-		menode: bytesStr(first), baseline: bytesStr(b.cloneBytes), ratio: ratio(float64(first), float64(b.cloneBytes))})
+	b.logf("B3%s: node3 synced through the relays in %v: %s on the wire, %s of bundle", sh.label, time.Since(began).Round(time.Millisecond), bytesStr(first), bytesStr(s.BytesReceived))
+	b.add(row{name: "B2" + sh.label + " first sync, bytes on the wire: QUIC (UDP payload, both ways) vs git's TCP payload (both ways)",
+		menode: bytesStr(first), baseline: bytesStr(sh.cloneBytes), ratio: ratio(float64(first), float64(sh.cloneBytes))})
 
 	// Quiet first: inventories and the last acks of the sync.
 	time.Sleep(2 * time.Second)
 	before, recv := wire(), s.BytesReceived
-	head, err := commitOne(b.ctx, b.large.dir, "B3: one line changed")
+	head, err := commitOne(b.ctx, fix.dir, fix.editPath, "B3: one line changed")
 	if err != nil {
 		return err
 	}
@@ -86,15 +89,15 @@ func (b *bench) incrementalUpdate() error {
 		return err
 	}
 	defer proxy.close()
-	packFile := filepath.Join(b.dir, "b3-fetch.pack")
-	fetch := harnessCmd(b.ctx, "git", "-C", b.gitMirror, "-c", "transfer.fsckObjects=true", "fetch", "-q", "--prune",
-		gitURL(proxy.addr(), b.large.name), "+refs/*:refs/*")
+	packFile := filepath.Join(b.dir, "b3-fetch"+sfx+".pack")
+	fetch := harnessCmd(b.ctx, "git", "-C", sh.gitMirror, "-c", "transfer.fsckObjects=true", "fetch", "-q", "--prune",
+		gitURL(proxy.addr(), fix.name), "+refs/*:refs/*")
 	fetch.Env = append(fetch.Env, "GIT_TRACE_PACKFILE="+packFile)
 	gitTook, err := timed(fetch)
 	if err != nil {
 		return err
 	}
-	if got := gitOut(b, b.gitMirror, "rev-parse", "refs/heads/main"); got != head {
+	if got := gitOut(b, sh.gitMirror, "rev-parse", "refs/heads/main"); got != head {
 		return fmt.Errorf("git fetch got main %s, want %s", got, head)
 	}
 	gitWire := proxy.bytes.Load()
@@ -102,14 +105,14 @@ func (b *bench) incrementalUpdate() error {
 	if fi, err := os.Stat(packFile); err == nil {
 		pack = fi.Size()
 	}
-	b.logf("B3: menode %v, %s on the wire, %s bundle; git fetch %v, %s on the wire, %s pack",
+	b.logf("B3%s: menode %v, %s on the wire, %s bundle; git fetch %v, %s on the wire, %s pack", sh.label,
 		took.Round(time.Millisecond), bytesStr(onWire), bytesStr(bundle), gitTook.Round(time.Millisecond), bytesStr(gitWire), bytesStr(pack))
 
-	b.add(row{name: "B3 update (1 commit, 1 line of 1 file): bytes on the wire, QUIC vs TCP payload, both ways", menode: bytesStr(onWire),
+	b.add(row{name: "B3" + sh.label + " update (1 commit, 1 line of 1 file): bytes on the wire, QUIC vs TCP payload, both ways", menode: bytesStr(onWire),
 		baseline: bytesStr(gitWire), ratio: ratio(float64(onWire), float64(gitWire)), target: "≤ 1.5", met: yesNo(float64(onWire) <= 1.5*float64(gitWire))})
-	b.add(row{name: "B3 update: bundle bytes vs the pack `git fetch` received", menode: bytesStr(bundle), baseline: bytesStr(pack),
+	b.add(row{name: "B3" + sh.label + " update: bundle bytes vs the pack `git fetch` received", menode: bytesStr(bundle), baseline: bytesStr(pack),
 		ratio: ratio(float64(bundle), float64(pack))})
-	b.add(row{name: "B3 update: time from the commit until the receiver's mirror has it vs `git fetch`, fsck", menode: secs(took),
+	b.add(row{name: "B3" + sh.label + " update: time from the commit until the receiver's mirror has it vs `git fetch`, fsck", menode: secs(took),
 		baseline: secs(gitTook), ratio: ratio(took.Seconds(), gitTook.Seconds())})
 	return nil
 }
