@@ -139,7 +139,8 @@ type shapedRun struct {
 func (s *shapedBench) fixture(target int64) error {
 	dir := filepath.Join(s.dir, "repos", "shaped.git")
 	began := time.Now()
-	if err := s.b.genCached(dir, "shaped.git", target, 3); err != nil {
+	key := fmt.Sprintf("shaped.git-%d-3-v%d", target, genVersion)
+	if err := s.b.genCached(dir, "shaped.git", key, func(dir string) error { return genRepo(s.b.ctx, dir, target, 3) }); err != nil {
 		return fmt.Errorf("generate shaped.git: %w", err)
 	}
 	s.repo = repoFixture{name: "shaped.git", dir: dir, packed: packedSize(dir)}
