@@ -41,7 +41,13 @@ func CachedBundlePath(root string, id wire.RepoID, key BundleKey) string {
 func CachedBundles(root string, id wire.RepoID) ([]string, error) {
 	// A did:repo string holds only base58 letters and ':', none of them
 	// special to Glob.
-	return filepath.Glob(filepath.Join(CacheDir(root), id.String()+"-*.bundle"))
+	// The manifests of kept bundles (pieces.go) go with them.
+	bundles, err := filepath.Glob(filepath.Join(CacheDir(root), id.String()+"-*.bundle"))
+	if err != nil {
+		return nil, err
+	}
+	manifests, err := filepath.Glob(filepath.Join(CacheDir(root), id.String()+"-*.manifest"))
+	return append(bundles, manifests...), err
 }
 
 // TmpDir holds what a fetch receives before it is checked: the .part file
