@@ -110,6 +110,10 @@ func (sf *swarmFetcher) Receive(ctx actor.Context) {
 	}
 }
 
+// errBadManifest: the pieces seeders send disagree with the manifest in
+// a way that puts the manifest at fault.
+var errBadManifest = errors.New("the manifest does not describe the bundle")
+
 // Piece states in swarmRun.owner besides a worker's index.
 const (
 	pieceFree = -1
@@ -136,8 +140,9 @@ type swarmRun struct {
 	owner      []int // per piece: pieceFree, pieceHeld or the worker fetching it
 	held       int
 	heldBytes  int64
-	workers    int   // running
-	fatal      error // a local failure (the disk): everything stops
+	workers    int                 // running
+	fatal      error               // a local failure (the disk), or a wrong manifest: everything stops
+	rejected   map[int]wire.NodeID // pieces that failed their check, by the first seeder that sent them
 	stat       SwarmFetch
 	lastReport time.Time
 }
@@ -150,6 +155,7 @@ func runSwarm(ctx context.Context, sj swarmJob, system *actor.ActorSystem, self 
 		sj: sj, system: system,
 	}
 	w.cond = sync.NewCond(&w.mu)
+	w.rejected = map[int]wire.NodeID{}
 	w.stat = SwarmFetch{Repo: sj.want.ID, Bundle: fmt.Sprintf("%x", sj.ad.SHA), Size: int64(sj.ad.Size), State: "running",
 		StartedAt: time.Now().UTC(), PerSeeder: map[string]int{}}
 	res := w.run()
@@ -512,6 +518,17 @@ func (w *swarmRun) fetchBatch(ctx context.Context, s swarmSeeder, batch []uint32
 			if errors.Is(err, persist.ErrPieceMismatch) {
 				w.mu.Lock()
 				w.stat.Rejected++
+				first, again := w.rejected[int(idx)]
+				if !again {
+					w.rejected[int(idx)] = s.id
+				} else if first != s.id {
+					// Two seeders sent the same wrong piece: more likely
+					// the manifest is wrong than both of them.
+					w.fatal = fmt.Errorf("%w: piece %d from %s and from %s does not match the manifest", errBadManifest, idx, first, s.id)
+					w.cond.Broadcast()
+					w.mu.Unlock()
+					return false, w.fatal
+				}
 				w.mu.Unlock()
 				return true, fmt.Errorf("%w: piece %d (offset %d, %d bytes) does not match the manifest", errBadPeer, idx, off, n)
 			}
@@ -579,6 +596,8 @@ func (w *swarmRun) feed() *fetchResult {
 		w.mu.Unlock()
 		if !ok {
 			switch {
+			case errors.Is(fatal, errBadManifest):
+				return w.signerFault(&fetchResult{err: fatal, blame: true})
 			case fatal != nil:
 				return &fetchResult{err: fatal}
 			case w.ctx.Err() != nil:

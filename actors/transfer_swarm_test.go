@@ -22,9 +22,11 @@ import (
 
 // swarmFixture is a repository of about 300 KiB of incompressible blobs,
 // its creator's announcement, the full bundle of its refs and that
-// bundle's manifest in 8 KiB pieces, signed by the creator as builder.
+// bundle's manifest in 8 KiB pieces, signed by its builder (a node that
+// is none of the seeders).
 type swarmFixture struct {
 	creator  signer
+	builder  signer
 	root     string
 	id       wire.RepoID
 	refs     map[string]string
@@ -36,9 +38,11 @@ type swarmFixture struct {
 
 const swarmTestPiece = 8 << 10
 
-func newSwarmFixture(t *testing.T) *swarmFixture {
+// newSwarmFixture makes the fixture; with unsigned, the bundle (and so
+// the manifest) also carries a branch the creator did not sign.
+func newSwarmFixture(t *testing.T, unsigned bool) *swarmFixture {
 	t.Helper()
-	fx := &swarmFixture{creator: newSigner(t)}
+	fx := &swarmFixture{creator: newSigner(t), builder: newSigner(t)}
 	src := filepath.Join(t.TempDir(), "src")
 	gitT(t, filepath.Dir(src), "init", "-q", "-b", "main", src)
 	rng := rand.New(rand.NewPCG(7, 11))
@@ -63,7 +67,12 @@ func newSwarmFixture(t *testing.T) *swarmFixture {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var buf bytes.Buffer
-	if err := (persist.GitRepo{Dir: src}).CreateBundle(ctx, &buf, []string{"refs/heads/main", "refs/tags/v1"}, nil); err != nil {
+	names := []string{"refs/heads/main", "refs/tags/v1"}
+	if unsigned {
+		gitT(t, src, "branch", "extra", fx.root)
+		names = append(names, "refs/heads/extra")
+	}
+	if err := (persist.GitRepo{Dir: src}).CreateBundle(ctx, &buf, names, nil); err != nil {
 		t.Fatal(err)
 	}
 	fx.bundle = buf.Bytes()
@@ -75,7 +84,7 @@ func newSwarmFixture(t *testing.T) *swarmFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fx.manifest, err = wire.SignManifest(fx.creator.key, m); err != nil {
+	if fx.manifest, err = wire.SignManifest(fx.builder.key, m); err != nil {
 		t.Fatal(err)
 	}
 	fx.m = m
@@ -181,7 +190,7 @@ func (f *fakeSeeder) announceBundle(t *testing.T, fx *swarmFixture) {
 // on), and nothing is left in its tmp directory.
 func TestSwarm_hostileSeeder(t *testing.T) {
 	t.Parallel()
-	fx := newSwarmFixture(t)
+	fx := newSwarmFixture(t, false)
 	cases := []struct {
 		name            string
 		flipAt, stallAt int
@@ -193,38 +202,9 @@ func TestSwarm_hostileSeeder(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			victim, addr, logs := startSyncNode(t, "victim", func(cfg *Config) {
-				cfg.Seed = SeedFollowed
-				cfg.SyncInterval = 200 * time.Millisecond
-				cfg.SyncBackoff = 5 * time.Second // the bad seeder is not asked again meanwhile
-				cfg.TransferStartTimeout = 2 * time.Second
-				cfg.TransferFrameTimeout = time.Second
-			})
-			w := &transferWorld{victim: victim, addr: addr, logs: logs}
-			w.vroot = status(t, victim).Root
 			bad := &swarmSeederPlay{fx: fx, flipAt: c.flipAt, stallAt: c.stallAt}
-			var seeders []*fakeSeeder
-			var plays []*swarmSeederPlay
-			for i := range 4 {
-				p := &swarmSeederPlay{fx: fx}
-				if i == 2 {
-					p = bad
-				}
-				plays = append(plays, p)
-				seeders = append(seeders, startStreamSeeder(t, w, newSigner(t), p.answer))
-			}
-			hostile := seeders[2]
-			seeders[0].gossip(t, fx.ann)
-			for _, s := range seeders {
-				s.announceBundle(t, fx)
-			}
-			eventually(t, 10*time.Second, "the victim knows the four seeders", func() bool {
-				v, ok := repoView(t, victim, fx.id)
-				return ok && len(v.Seeders) == 5 // the creator, offline, and the four
-			})
-			if _, err := victim.Request(&FollowRepo{ID: fx.id, Follow: true}); err != nil {
-				t.Fatal(err)
-			}
+			w, seeders := startSwarmVictim(t, fx, bad)
+			victim, logs, hostile := w.victim, w.logs, seeders[2]
 			waitSynced(t, victim, fx.id, fx.refs, 30*time.Second)
 
 			wrong := bad.bad()
@@ -291,4 +271,81 @@ func TestSwarm_hostileSeeder(t *testing.T) {
 			}
 		})
 	}
+}
+
+// startSwarmVictim starts the victim (seeding only what it follows) and
+// four fake seeders that keep fx's bundle, the third playing bad (nil:
+// honest); once the victim knows the four, it follows the repository.
+func startSwarmVictim(t *testing.T, fx *swarmFixture, bad *swarmSeederPlay) (*transferWorld, []*fakeSeeder) {
+	t.Helper()
+	victim, addr, logs := startSyncNode(t, "victim", func(cfg *Config) {
+		cfg.Seed = SeedFollowed
+		cfg.SyncInterval = 200 * time.Millisecond
+		cfg.SyncBackoff = 5 * time.Second // a blamed seeder is not asked again meanwhile
+		cfg.TransferStartTimeout = 2 * time.Second
+		cfg.TransferFrameTimeout = time.Second
+	})
+	w := &transferWorld{victim: victim, addr: addr, logs: logs}
+	w.vroot = status(t, victim).Root
+	var seeders []*fakeSeeder
+	for i := range 4 {
+		p := &swarmSeederPlay{fx: fx}
+		if i == 2 && bad != nil {
+			p = bad
+		}
+		seeders = append(seeders, startStreamSeeder(t, w, newSigner(t), p.answer))
+	}
+	seeders[0].gossip(t, fx.ann)
+	for _, s := range seeders {
+		s.announceBundle(t, fx)
+	}
+	eventually(t, 10*time.Second, "the victim knows the four seeders", func() bool {
+		v, ok := repoView(t, victim, fx.id)
+		return ok && len(v.Seeders) == 5 // the creator, offline, and the four
+	})
+	if _, err := victim.Request(&FollowRepo{ID: fx.id, Follow: true}); err != nil {
+		t.Fatal(err)
+	}
+	return w, seeders
+}
+
+// TestSwarm_wrongManifestBlamesSigner: four honest seeders keep a bundle
+// whose builder signed its manifest, but the bundle carries a branch the
+// creator did not sign. Every piece matches the manifest; the checks of
+// the whole bundle fail, and the victim blames the manifest's signer
+// (WARN, the signer named), not the seeders; it records nothing, keeps
+// nothing for others and leaves nothing in tmp.
+func TestSwarm_wrongManifestBlamesSigner(t *testing.T) {
+	t.Parallel()
+	fx := newSwarmFixture(t, true)
+	w, seeders := startSwarmVictim(t, fx, nil)
+	var line string
+	eventually(t, 30*time.Second, "the victim blames the manifest's signer", func() bool {
+		line = w.findLog("sync: fetch failed", fx.builder.id)
+		return line != ""
+	})
+	t.Logf("victim: %s", line)
+	if !strings.Contains(line, "level=WARN") || !strings.Contains(line, "refs/heads/extra") || !strings.Contains(line, "every piece matched the manifest signed by "+fx.builder.id.String()) {
+		t.Errorf("the failure does not blame the signer for the unsigned branch: %s", line)
+	}
+	for _, s := range seeders {
+		if l := w.findLog("sync: swarm seeder failed", s.id); l != "" {
+			t.Errorf("an honest seeder is blamed: %s", l)
+		}
+	}
+	eventually(t, 10*time.Second, "status shows the swarm fetch failed", func() bool {
+		st := status(t, w.victim)
+		return len(st.Swarms) > 0 && st.Swarms[0].State == "failed"
+	})
+	v, _ := repoView(t, w.victim, fx.id)
+	if len(v.MirrorRefs) != 0 {
+		t.Errorf("the victim recorded refs: %v", v.MirrorRefs)
+	}
+	if _, err := os.Stat(persist.KeptBundlePath(w.vroot, fx.id, wire.RefsHash(fx.refs))); err == nil {
+		t.Error("the wrong bundle is kept for others")
+	}
+	eventually(t, 10*time.Second, "nothing is left in tmp", func() bool {
+		left, _ := filepath.Glob(filepath.Join(w.vroot, "tmp", "*"))
+		return len(left) == 0
+	})
 }
