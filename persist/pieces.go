@@ -28,17 +28,6 @@ import (
 // before its bundle is renamed into place: a cached full bundle with no
 // manifest is one this node built, and only then may it sign one.
 
-// ManifestPath is the manifest beside the cached bundle at bundlePath.
-func ManifestPath(bundlePath string) string {
-	return strings.TrimSuffix(bundlePath, ".bundle") + ".manifest"
-}
-
-// KeptBundlePath is where the full bundle of repository id at the refs
-// whose RefsHash is refs is cached.
-func KeptBundlePath(root string, id wire.RepoID, refs [32]byte) string {
-	return CachedBundlePath(root, id, FullBundleKey(id, refs))
-}
-
 // MakeManifest reads the bundle at path and describes it in pieces of
 // pieceSize (unsigned: the builder signs it). It blocks on the disk.
 func MakeManifest(path string, id wire.RepoID, refs [32]byte, pieceSize int) (*wire.BundleManifest, error) {
@@ -195,12 +184,6 @@ func KeptBundles(root string) []KeptBundle {
 		out = append(out, KeptBundle{Repo: id, Path: bundle, Manifest: m})
 	}
 	return out
-}
-
-// SwarmPartPath is the bundle a swarm fetch of repository id receives
-// piece by piece; its record of checked pieces is beside it (+".pieces").
-func SwarmPartPath(root string, id wire.RepoID) string {
-	return filepath.Join(TmpDir(root), id.String()+".swarm")
 }
 
 // PieceFile is a bundle being received piece by piece, at offsets in any
