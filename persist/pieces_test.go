@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/menode/menode/wire"
 )
 
@@ -75,9 +77,9 @@ func TestPieceFile_resumeChecksMarkedPieces(t *testing.T) {
 		t.Errorf("the last piece reads back wrong: %v", err)
 	}
 	p.Close()
-	other := *m
+	other := proto.Clone(m).(*wire.BundleManifest)
 	other.BundleSha256 = bytes.Repeat([]byte{9}, 32)
-	p, kept, err = OpenPieceFile(root, id, &other)
+	p, kept, err = OpenPieceFile(root, id, other)
 	if err != nil || kept != 0 {
 		t.Fatalf("another bundle: %d kept, %v; want 0", kept, err)
 	}
