@@ -227,8 +227,9 @@ type fetch struct {
 	built *wire.TransferProgress
 	// manifest: the builder's manifest of the full bundle received (nil:
 	// none); kept: the bundle kept with it (transfer_swarm.go).
-	manifest *wire.SignedManifest
-	kept     *bundleAd
+	manifest      *wire.SignedManifest
+	kept          *bundleAd
+	piecesChecked bool // the .part was checked against the manifest piece by piece
 }
 
 // runFetch runs one fetch over stream: request, receive into the .part

@@ -583,6 +583,7 @@ func (w *swarmRun) reportLocked() {
 func (w *swarmRun) feed() *fetchResult {
 	m := w.m
 	w.hash = sha256.New()
+	w.piecesChecked = true // each piece on arrival, the whole in checkWhole
 	buf := make([]byte, m.PieceSize)
 	w.mu.Lock()
 	w.reportLocked()
@@ -671,7 +672,7 @@ func (f *fetch) keep() (*bundleAd, error) {
 	case !bytes.Equal(m.BundleSha256, f.hash.Sum(nil)) || m.Size != uint64(f.offset):
 		return nil, errors.New("the manifest is of another bundle")
 	}
-	if _, err := persist.KeepBundle(f.job.root, f.part, f.manifest, m); err != nil {
+	if _, err := persist.KeepBundle(f.job.root, f.part, f.manifest, m, f.piecesChecked); err != nil {
 		return nil, err
 	}
 	ad := adOf(m)

@@ -125,15 +125,18 @@ func ReadManifest(bundlePath string) (*wire.SignedManifest, *wire.BundleManifest
 
 // KeepBundle keeps the verified bundle at part (received whole and
 // applied) as the full bundle of m's refs, with the builder's manifest s:
-// it checks the file against m, writes the manifest, then moves the file
-// into the cache. It blocks on the disk.
-func KeepBundle(root string, part string, s *wire.SignedManifest, m *wire.BundleManifest) (string, error) {
+// it checks the file against m (unless checked: a swarm fetch checked
+// every piece and the whole as they were read back), writes the
+// manifest, then moves the file into the cache. It blocks on the disk.
+func KeepBundle(root string, part string, s *wire.SignedManifest, m *wire.BundleManifest, checked bool) (string, error) {
 	id, err := wire.ParseRepoID(m.RepoId)
 	if err != nil {
 		return "", err
 	}
-	if err := CheckPieces(part, m); err != nil {
-		return "", fmt.Errorf("keep bundle: %w", err)
+	if !checked {
+		if err := CheckPieces(part, m); err != nil {
+			return "", fmt.Errorf("keep bundle: %w", err)
+		}
 	}
 	path := KeptBundlePath(root, id, [32]byte(m.RefsHash))
 	if err := WriteManifest(path, s); err != nil {
