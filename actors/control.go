@@ -313,6 +313,7 @@ var errorCodes = []struct {
 	{"missing_objects", persist.ErrMissingObjects},
 	{"bad_bundle", persist.ErrBadBundle},
 	{"nothing_to_send", persist.ErrNothingToSend},
+	{"wrong_passphrase", persist.ErrWrongPassphrase},
 }
 
 // ErrorCode is the code of the first sentinel in errorCodes that err wraps,

@@ -76,7 +76,8 @@ type PunchCounts struct {
 
 const (
 	featurePunch    = "punch" // in a Hello: the sender relays and answers PunchRequest
-	maxPunchActive  = 4       // attempts (ours and answered) at once
+	maxPunchActive  = 4       // attempts of ours at once
+	maxPunchAnswers = 4       // requests of others answered at once: a limit of their own, so our attempts never starve them
 	punchAskPeers   = 3       // peers a request is sent to
 	punchRelayRate  = 1.0     // requests one peer may have us relay per second,
 	punchRelayBurst = 5       // in bursts of this many
@@ -212,7 +213,7 @@ func (p *puncher) Receive(ctx actor.Context) {
 // plan looks for nodes to punch to: known, not connected, and either
 // without an address or with dials that all fail.
 func (p *puncher) plan(ctx actor.Context) {
-	if len(p.peers) == 0 || p.active() >= maxPunchActive {
+	if len(p.peers) == 0 || p.active(true) >= maxPunchActive {
 		return
 	}
 	askFor(ctx, p.store, &loadNodes{}, func(nodes []persist.Node, err error) {
@@ -237,7 +238,7 @@ func (p *puncher) plan(ctx actor.Context) {
 			}
 			now := time.Now()
 			for _, n := range nodes {
-				if p.active() >= maxPunchActive {
+				if p.active(true) >= maxPunchActive {
 					return
 				}
 				a := p.attempts[n.ID]
@@ -262,10 +263,24 @@ func (p *puncher) plan(ctx actor.Context) {
 	})
 }
 
-func (p *puncher) active() int {
+// mayAnswer says whether a request of another node, whose attempt state
+// with us is a, gets answered: not while we answer it already, and not
+// beyond maxPunchAnswers answers at once. Our own attempts do not count:
+// a node trying to reach four others still answers those trying to
+// reach it (one attempt of ours to the same node turns into the answer).
+func (p *puncher) mayAnswer(a *punchAttempt) bool {
+	if a.active {
+		return a.ours
+	}
+	return p.active(false) < maxPunchAnswers
+}
+
+// active counts the attempts under way that are ours (ours true) or
+// answers to others' (ours false).
+func (p *puncher) active(ours bool) int {
 	n := 0
 	for _, a := range p.attempts {
-		if a.active {
+		if a.active && a.ours == ours {
 			n++
 		}
 	}
@@ -373,7 +388,7 @@ func (p *puncher) request(ctx actor.Context, m *connectFrame, r *wire.PunchReque
 		a = &punchAttempt{}
 		p.attempts[from] = a
 	}
-	if a.active && !a.ours || p.active() >= maxPunchActive {
+	if !p.mayAnswer(a) {
 		p.counts.Refused++
 		return
 	}

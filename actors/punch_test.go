@@ -166,3 +166,32 @@ func TestPunch_noAmplification(t *testing.T) {
 		t.Errorf("the address named in the request got %d bytes (3x what the requester sent is %d)", b, 3*sent)
 	}
 }
+
+// TestPunch_answersBesideOwnAttempts: a node running its limit of
+// attempts of its own still answers another's request (they used to share
+// one limit, so a node trying to reach others could not be reached), and
+// answers no more than maxPunchAnswers at once.
+func TestPunch_answersBesideOwnAttempts(t *testing.T) {
+	p := newPuncher(Config{}, nil, wire.NodeID{}, nil, nil)
+	for i := range maxPunchActive {
+		p.attempts[wire.NodeID{byte(i + 1)}] = &punchAttempt{ours: true, active: true}
+	}
+	if p.active(true) != maxPunchActive {
+		t.Fatalf("active(ours) = %d, want %d", p.active(true), maxPunchActive)
+	}
+	if !p.mayAnswer(&punchAttempt{}) {
+		t.Errorf("with %d attempts of its own under way, the node refuses to answer another's request", maxPunchActive)
+	}
+	if !p.mayAnswer(p.attempts[wire.NodeID{1}]) {
+		t.Errorf("a request from a node we are punching to ourselves is refused; both began at once and both should dial")
+	}
+	for i := range maxPunchAnswers {
+		p.attempts[wire.NodeID{byte(100 + i)}] = &punchAttempt{active: true}
+	}
+	if p.mayAnswer(&punchAttempt{}) {
+		t.Errorf("answered a request beyond %d answers at once", maxPunchAnswers)
+	}
+	if p.mayAnswer(p.attempts[wire.NodeID{100}]) {
+		t.Errorf("answered a request we answer already")
+	}
+}

@@ -473,6 +473,11 @@ func TestTransferHardening_quotaReserved(t *testing.T) {
 	fx := newTransferFixture(t)
 	w := newTransferWorldWith(t, fx, func(c *Config) {
 		c.MirrorQuotaPerCreator, c.MaxFetches, c.MaxFetchesPerPeer = quota, 4, 4
+		// The fake seeder holds its answers until all four requests are
+		// in (up to 10 s) and builds each bundle before its Start (git,
+		// seconds on a loaded machine): the 5 s default for Start would
+		// blame it for a stall, which is not what this test is about.
+		c.TransferStartTimeout = 30 * time.Second
 	})
 	type repo struct {
 		id    wire.RepoID

@@ -950,7 +950,10 @@ func portOf(addr string) uint16 {
 // dialAddrs are the addresses to reach a peer at: those its Hello lists, or
 // else the address it came from (one UDP socket serves both ways).
 func dialAddrs(m *peerUp) []string {
-	out := []string{m.Remote} // it answered there: the best bet for a redial
+	var out []string
+	if wire.CheckDialAddr(m.Remote) == nil { // not a relayed connection's "relay:did:key:…"
+		out = append(out, m.Remote) // it answered there: the best bet for a redial
+	}
 	for _, a := range m.Hello.ListenAddrs {
 		if wire.CheckDialAddr(a) == nil && !slices.Contains(out, a) && len(out) < wire.MaxAddresses {
 			out = append(out, a)

@@ -283,3 +283,20 @@ func TestTransport_candidateBook(t *testing.T) {
 		})
 	}
 }
+
+// TestDialAddrs_relayedRemoteNotStored: the addresses recorded for a
+// connected node are where it answered and what it listens at; a relayed
+// connection's remote ("relay:did:key:…") is no address and is not
+// recorded (it used to be stored in the node's record, never dialable).
+func TestDialAddrs_relayedRemoteNotStored(t *testing.T) {
+	_, id := newKey(t)
+	hello := &wire.Hello{ListenAddrs: []string{"192.0.2.7:9000", "not an address"}}
+	got := dialAddrs(&peerUp{Remote: "relay:" + id.String(), Hello: hello})
+	if !slices.Equal(got, []string{"192.0.2.7:9000"}) {
+		t.Errorf("relayed: dialAddrs = %q, want only the listen address", got)
+	}
+	got = dialAddrs(&peerUp{Remote: "198.51.100.1:4000", Hello: hello})
+	if !slices.Equal(got, []string{"198.51.100.1:4000", "192.0.2.7:9000"}) {
+		t.Errorf("direct: dialAddrs = %q, want the remote, then the listen address", got)
+	}
+}

@@ -71,7 +71,10 @@ const (
 	raceRSSFactor   = 4
 	attackLearnTime = 10 * time.Second // from repo add on the honest node to repo list on the victim
 	// The p99 of the answers to `repo list` and `status` while the node
-	// is under the attack (the CLI's own start included).
+	// is under the attack, beyond the p99 of the CLI's own start
+	// (`menode --version`, which asks no node, timed beside them): on a
+	// loaded machine a process takes a while to start whatever the node
+	// does, and that is not the node's answer.
 	attackAnswerTime = time.Second
 	// With -race every signature check is many times slower, and the
 	// small flood of make test shares two cores with the daemons: there
@@ -247,14 +250,18 @@ func TestHardening_attack(t *testing.T) {
 	if raceEnabled {
 		answerLimit *= raceTimeFactor
 	}
-	for _, cmd := range answers.stop() {
+	cmds := answers.stop()
+	start := cmds[len(cmds)-1] // the CLI alone
+	t.Logf("the CLI alone started %d times: median %s, p99 %s, slowest %s", len(start.took), start.quantile(0.5), start.quantile(0.99), start.quantile(1))
+	answerLimit += start.quantile(0.99)
+	for _, cmd := range cmds[:len(cmds)-1] {
 		cmd.once(s, "victim") // and after it
 		t.Logf("victim answered %d times %q: median %s, p99 %s, slowest %s", len(cmd.took), cmd.name, cmd.quantile(0.5), cmd.quantile(0.99), cmd.quantile(1))
 		if len(cmd.took) == 0 {
 			t.Errorf("%q was never answered during the attack", cmd.name)
 		}
 		if p99 := cmd.quantile(0.99); p99 > answerLimit {
-			t.Errorf("%q took %s (p99) under the attack, limit %s", cmd.name, p99, answerLimit)
+			t.Errorf("%q took %s (p99) under the attack, limit %s (the CLI's own start's p99 included)", cmd.name, p99, answerLimit)
 		}
 	}
 
@@ -273,7 +280,9 @@ func TestHardening_attack(t *testing.T) {
 }
 
 // answerProbe asks a node `repo list --json` and `status --json` over and
-// over, as a user would, and records how long each answer took.
+// over, as a user would, and records how long each answer took; and, as
+// the baseline of the same moment, how long `menode --version` (the same
+// binary, asking no node) takes. The baseline is last in cmds.
 type answerProbe struct {
 	done chan struct{}
 	cmds []*answerTimes
@@ -303,6 +312,7 @@ func probeAnswers(s *sandbox, root string) *answerProbe {
 	p := &answerProbe{done: make(chan struct{}), cmds: []*answerTimes{
 		{name: "repo list", args: []string{"repo", "list", "--json"}},
 		{name: "status", args: []string{"status", "--json"}},
+		{name: "the CLI alone", args: []string{"--version"}},
 	}}
 	for _, c := range p.cmds {
 		p.wg.Go(func() {

@@ -97,6 +97,10 @@ func TestAuthExport_roundTrip(t *testing.T) {
 	// A wrong passphrase: one line, exit 1, nothing written.
 	_, errOut, code = runMenodeNoTTY(t, []string{"MENODE_PASSPHRASE=correct horse battery stapler"}, "--root", fresh, "auth", "import", backup)
 	oneErrorLine(t, "import with a wrong passphrase", errOut, code, "wrong passphrase")
+	_, errOut, code = runMenodeNoTTY(t, []string{"MENODE_PASSPHRASE=correct horse battery stapler"}, "--root", fresh, "auth", "import", "--json", backup)
+	if code != 1 || !strings.Contains(errOut, `"code":"wrong_passphrase"`) {
+		t.Errorf("import --json with a wrong passphrase: exit %d, stderr %q; want code wrong_passphrase", code, errOut)
+	}
 	if _, err := os.Stat(fresh); !os.IsNotExist(err) {
 		t.Errorf("a refused import made %s (%v)", fresh, err)
 	}
