@@ -294,6 +294,11 @@ func (w *swarmRun) request(ctx context.Context, s swarmSeeder, req *wire.Transfe
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	// The request goes first, whatever happens: a server sees no stream
+	// that says nothing (a fetch that ended meanwhile resets it after).
+	p := &pace{t: w.job.timings}
+	werr := p.write(st, &wire.Frame{Body: &wire.Frame_TransferRequest{TransferRequest: req}})
+	_ = st.Close()
 	stop := context.AfterFunc(ctx, func() {
 		st.CancelRead(quic.StreamErrorCode(wire.TransferErrorCode_TRANSFER_UNSPECIFIED))
 		st.CancelWrite(quic.StreamErrorCode(wire.TransferErrorCode_TRANSFER_UNSPECIFIED))
@@ -302,12 +307,10 @@ func (w *swarmRun) request(ctx context.Context, s swarmSeeder, req *wire.Transfe
 		stop()
 		st.CancelRead(0)
 	}
-	p := &pace{t: w.job.timings}
-	if err := p.write(st, &wire.Frame{Body: &wire.Frame_TransferRequest{TransferRequest: req}}); err != nil {
+	if werr != nil {
 		done()
-		return nil, nil, nil, fmt.Errorf("send request: %w", err)
+		return nil, nil, nil, fmt.Errorf("send request: %w", werr)
 	}
-	_ = st.Close()
 	return st, p, done, nil
 }
 
