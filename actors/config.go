@@ -129,6 +129,15 @@ type Config struct {
 	// as busy), and fetches from one seeder at once (default 2).
 	MaxUploadsPerPeer int
 	MaxFetchesPerPeer int
+	// Swarm (transfer_swarm.go): the piece size of the manifests this
+	// node builds (default 1 MiB; tests use small pieces), the seeders a
+	// swarm fetch takes pieces from at once (default 4), and how long
+	// after start a first sync that left checked pieces waits for a
+	// seeder of that bundle before it starts over from one seeder
+	// (default 10 s).
+	PieceSize       int
+	SwarmSeeders    int
+	SwarmResumeWait time.Duration
 
 	// Connectivity (reach.go, lan.go, punch.go).
 	DialBackTimeout time.Duration // a dial-back asked for by a peer (reachability check) gives up after this (default 5 s)
@@ -222,6 +231,14 @@ func (c Config) withDefaults() Config {
 	if c.MaxFetchesPerPeer <= 0 {
 		c.MaxFetchesPerPeer = 2
 	}
+	if c.PieceSize <= 0 {
+		c.PieceSize = wire.DefaultPieceSize
+	}
+	c.PieceSize = min(max(c.PieceSize, wire.MinPieceSize), wire.MaxPieceSize)
+	if c.SwarmSeeders <= 0 {
+		c.SwarmSeeders = 4
+	}
+	def(&c.SwarmResumeWait, 10*time.Second)
 	def(&c.DialBackTimeout, 5*time.Second)
 	def(&c.LANInterval, 30*time.Second)
 	def(&c.LANMaxAge, 2*time.Minute)

@@ -30,10 +30,15 @@
 //	 │   │        bundles for serving transfers (persist.BundleCache)      sync_bundles.go
 //	 │   │        upload slots, per peer and in all                        sync_uploads.go
 //	 │   │        other delegates' refs, each fetched apart; canonical     sync_delegates.go
-//	 │   └─ fetch-N / serve-N  one per bundle transfer                     transfer.go
+//	 │   │        the swarm: who keeps which full bundle, when a first     sync_swarm.go
+//	 │   │        sync swarms, manifests of bundles built here, status
+//	 │   └─ fetch-N / serve-N / swarm-N  one per bundle transfer           transfer.go
 //	 │            fetching, phase by phase                                 transfer_fetch.go
 //	 │            serving                                                  transfer_serve.go
 //	 │            git's pack check while the bundle arrives                transfer_index.go
+//	 │            a swarm fetch: pieces from several seeders, checked,     transfer_swarm.go
+//	 │            fed to git in order; keeping a full bundle received
+//	 │            serving pieces of a kept bundle; the manifest after Done transfer_swarm_serve.go
 //	 ├─ transport the one quic.Transport (UDP socket); dials, redials,     transport.go
 //	 │   │        the inbound cap and address checks
 //	 │   │        addresses learned from gossip, tried within a budget     transport_candidates.go

@@ -59,6 +59,8 @@ type announceRepos struct{ Repos []persist.Repo }
 type mirrorUpdated struct {
 	ID   wire.RepoID
 	Refs map[string]string
+	// Bundle: the full bundle of Refs the fetch kept for the swarm (nil: none).
+	Bundle *bundleAd
 }
 
 // mirrorRemoved tells gossip that a repository was removed here: it
@@ -202,6 +204,7 @@ type gossip struct {
 	bySlot    []slotAt                 // the held slots' keys by slot ID, sorted; built with set
 	missing   map[[32]byte]*missingMsg // announced to us by IHave, not received yet
 	inventory map[wire.RepoID][32]byte // what our mirrors hold, for our InventoryAnnouncement
+	bundles   map[wire.RepoID]bundleAd // full bundles kept for the swarm, listed with the inventory (sync_swarm.go)
 	budget    heldBudget
 	inMemory  []string // keys of others' announcements held with their bytes, until the store has them
 	dropped   map[string]int64
@@ -254,7 +257,7 @@ func newGossip(cfg Config, key ed25519.PrivateKey, id wire.NodeID, addrs []strin
 	return &gossip{
 		key: key, id: id, alias: cfg.Alias, addrs: addrs, interval: cfg.GossipInterval,
 		store: store, log: cfg.Logger,
-		peers: map[wire.NodeID]*gossipPeer{}, latest: map[string]*held{}, inventory: map[wire.RepoID][32]byte{},
+		peers: map[wire.NodeID]*gossipPeer{}, latest: map[string]*held{}, inventory: map[wire.RepoID][32]byte{}, bundles: map[wire.RepoID]bundleAd{},
 		byID: map[[32]byte]string{}, missing: map[[32]byte]*missingMsg{},
 		timers: map[int]cancelFunc{}, early: map[*actor.PID]*gossipPeer{},
 		graftWait: newGraftWait(cfg.GraftTimeout, cfg.GraftTimeoutMax), ihaveDelay: cfg.IHaveDelay, banFor: cfg.BanFor,
@@ -367,9 +370,16 @@ func (g *gossip) Receive(ctx actor.Context) {
 		}
 	case *mirrorUpdated:
 		g.inventory[m.ID] = wire.RefsHash(m.Refs)
+		if m.Bundle != nil {
+			g.keptBundle(m.ID, *m.Bundle)
+		}
+		g.announceInventory(ctx)
+	case *bundleKept:
+		g.keptBundle(m.ID, m.Ad)
 		g.announceInventory(ctx)
 	case *mirrorRemoved:
 		delete(g.inventory, m.ID)
+		delete(g.bundles, m.ID)
 		key := slotKey(kindRepo, g.id, m.ID.String())
 		if g.drop(key) != nil {
 			ctx.Send(g.store, &deleteAnnouncement{Key: key})

@@ -145,6 +145,12 @@ func inventoryOf(origin wire.NodeID, inv *wire.InventoryAnnouncement) *inventory
 			continue
 		}
 		m.Repos[id] = [32]byte(e.RefsHash)
+		if len(e.BundleSha256) == 32 && e.BundleSize > 0 {
+			if m.Bundles == nil {
+				m.Bundles = map[wire.RepoID]bundleAd{}
+			}
+			m.Bundles[id] = bundleAd{Refs: [32]byte(e.RefsHash), SHA: [32]byte(e.BundleSha256), Size: e.BundleSize}
+		}
 	}
 	return m
 }

@@ -65,6 +65,12 @@ func (g *gossip) announceRepo(ctx actor.Context, r persist.Repo) {
 	g.inventory[r.ID] = wire.RefsHash(r.Refs)
 }
 
+// keptBundle lists b with our inventory entry of repository id while
+// that entry's refs are b's (sync_swarm.go tells us of it).
+func (g *gossip) keptBundle(id wire.RepoID, b bundleAd) {
+	g.bundles[id] = b
+}
+
 // announceInventory signs an InventoryAnnouncement listing the repositories
 // this node can serve (its own and the ones it mirrors, at the refs the
 // mirror holds) when that list changed.
@@ -74,7 +80,11 @@ func (g *gossip) announceInventory(ctx actor.Context) {
 	}
 	inv := &wire.InventoryAnnouncement{}
 	for id, sum := range g.inventory {
-		inv.Repos = append(inv.Repos, &wire.InventoryEntry{RepoId: id.String(), RefsHash: sum[:]})
+		e := &wire.InventoryEntry{RepoId: id.String(), RefsHash: sum[:]}
+		if b, ok := g.bundles[id]; ok && b.Refs == sum {
+			e.BundleSha256, e.BundleSize = b.SHA[:], b.Size // a bundle of older refs is not listed
+		}
+		inv.Repos = append(inv.Repos, e)
 	}
 	if len(inv.Repos) == 0 {
 		return

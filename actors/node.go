@@ -240,7 +240,10 @@ type Status struct {
 	Limits map[string]int64 `json:"limits"`
 	// Transfers counted since start; the status page's URL (empty when
 	// it is off); this implementation's version and when the node started.
-	Transfers   TransferCounts   `json:"transfers"`
+	Transfers TransferCounts `json:"transfers"`
+	// Swarms: the running swarm fetches and the last few ended
+	// (sync_swarm.go, SwarmFetch).
+	Swarms      []SwarmFetch     `json:"swarms"`
 	Connections ConnectionCounts `json:"connections"`
 	StoreWrites StoreWrites      `json:"store_writes"`
 	HTTP        string           `json:"http,omitempty"`
@@ -475,7 +478,11 @@ func (n *node) spawn(ctx actor.Context) {
 			// confirmed by dial-back (ownAddrs).
 			return newGossip(n.cfg, n.key, n.id, n.built.local.ListenAddrs, n.store)
 		})
-		n.sync = spawnChild(ctx, "sync", func() actor.Actor { return newSyncer(n.cfg, n.store, n.gossip) })
+		n.sync = spawnChild(ctx, "sync", func() actor.Actor {
+			s := newSyncer(n.cfg, n.store, n.gossip)
+			s.key = n.key // signs the manifests of the bundles it builds (sync_swarm.go)
+			return s
+		})
 		n.spawnConnectivity(ctx)
 		n.built.store, n.built.gossip, n.built.sync = n.store, n.gossip, n.sync
 		n.transport = spawnChild(ctx, "transport", func() actor.Actor { return n.built })

@@ -645,7 +645,8 @@ func (r *repos) remove(ctx actor.Context, m *RemoveRepo) {
 		root := r.cfg.Root
 		work(ctx, r, func(context.Context) (RemoveResult, error) {
 			var freed int64
-			paths := []string{persist.MirrorPath(root, m.ID), persist.PartPath(root, m.ID)}
+			swarm := persist.SwarmPartPath(root, m.ID) // a swarm fetch's pieces (transfer_swarm.go)
+			paths := []string{persist.MirrorPath(root, m.ID), persist.PartPath(root, m.ID), swarm, swarm + ".pieces"}
 			cached, _ := persist.CachedBundles(root, m.ID)
 			for _, p := range append(paths, cached...) {
 				size, _ := persist.DiskSize(p)

@@ -194,13 +194,14 @@ func (s *reporter) status() Status {
 		Gossip: GossipStats{Dropped: map[string]int64{}, Accepted: map[string]int64{}}, Transfers: TransferCounts{FetchesFailed: map[string]int64{}},
 		Connections: ConnectionCounts{Disconnects: map[string]int64{}},
 		HTTP:        s.cfg.HTTPURL, Version: Version, Started: s.started.UTC(), Repos: s.repos, Goroutines: runtime.NumGoroutine(),
-		Reachability: ReachUnknown, ConfirmedAddrs: []string{}, ObservedAddrs: []string{}, LAN: LANCounts{Ignored: map[string]int64{}}}
+		Reachability: ReachUnknown, ConfirmedAddrs: []string{}, ObservedAddrs: []string{}, LAN: LANCounts{Ignored: map[string]int64{}}, Swarms: []SwarmFetch{}}
 	if l := s.link; l != nil {
 		st.Listen, st.Peers, st.Connections = l.Listen, l.Peers, l.Connections
 	}
 	if t := s.totals; t != nil {
 		st.Fetching, st.Serving, st.BytesReceived, st.BytesSent = t.Fetching, t.Serving, t.BytesIn, t.BytesOut
 		st.Transfers = t.Counts
+		st.Swarms = t.Swarms
 	}
 	if g := s.gossipS; g != nil {
 		st.Gossip = *g

@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,6 +30,8 @@ type (
 	inventorySeen struct {
 		Origin wire.NodeID
 		Repos  map[wire.RepoID][32]byte
+		// Bundles: the full bundles the origin keeps for the swarm (nil: none).
+		Bundles map[wire.RepoID]bundleAd
 	}
 	// syncNow asks for a sync of one repository; with Wait the reply
 	// (nil, or an error) comes when the mirror holds the signed refs.
@@ -53,7 +56,10 @@ type (
 	// repoRemoved: repo remove: stop fetching it and forget its mirror.
 	repoRemoved struct{ ID wire.RepoID }
 	// diskScan: the mirrors' and .part files' sizes on disk, measured at start.
-	diskScan struct{ mirrors, parts map[wire.RepoID]int64 }
+	diskScan struct {
+		mirrors, parts map[wire.RepoID]int64
+		swarm          *swarmScan
+	}
 	// waitExpired: a waiting command's timeout.
 	waitExpired struct {
 		ID     wire.RepoID
@@ -82,6 +88,7 @@ type syncTotals struct {
 	Fetching, Serving int
 	BytesIn, BytesOut int64
 	Counts            TransferCounts
+	Swarms            []SwarmFetch
 }
 
 // TransferCounts count bundle transfers since start: fetched from peers
@@ -137,8 +144,9 @@ type syncFetch struct {
 	peer     wire.NodeID
 	status   transferStatus
 	statusAt time.Time
-	rate     float64 // bytes per second, smoothed
-	reserved int64   // bytes of the quota it reserved
+	rate     float64       // bytes per second, smoothed
+	reserved int64         // bytes of the quota it reserved
+	swarm    []wire.NodeID // a swarm fetch (sync_swarm.go): its seeders, peer the first
 }
 
 // reserved is what r's running fetch reserved of the quota.
@@ -205,6 +213,8 @@ type syncer struct {
 	bytesIn     int64
 	bytesOut    int64
 	counts      TransferCounts
+	key         ed25519.PrivateKey // signs the manifests of full bundles built here (sync_swarm.go)
+	sw          swarmState
 }
 
 func newSyncer(cfg Config, store, gossip *actor.PID) *syncer {
@@ -268,13 +278,16 @@ func (s *syncer) Receive(ctx actor.Context) {
 				for _, id := range ids {
 					sizes[id], _ = persist.DiskUsage(persist.MirrorPath(root, id))
 				}
-				return &diskScan{mirrors: sizes, parts: persist.PartFiles(root)}, nil
+				return &diskScan{mirrors: sizes, parts: persist.PartFiles(root), swarm: scanSwarm(root)}, nil
 			}, func(m *diskScan, _ error) {
 				if m == nil {
 					m = &diskScan{}
 				}
 				for id, n := range m.mirrors {
 					s.repo(id).size = n
+				}
+				if m.swarm != nil {
+					s.swarmScanned(ctx, m.swarm)
 				}
 				s.checkParts(ctx, m.parts)
 			})
@@ -319,6 +332,7 @@ func (s *syncer) Receive(ctx actor.Context) {
 		s.delegateAnnounced(ctx, m)
 	case *inventorySeen:
 		s.inventories[m.Origin] = m.Repos
+		s.bundleAdsSeen(m.Origin, m.Bundles)
 		s.reschedule(ctx)
 	case *peerConnected:
 		s.peers[m.ID] = m.PID
@@ -351,7 +365,7 @@ func (s *syncer) Receive(ctx actor.Context) {
 	case *syncCounters:
 		counts := s.counts
 		counts.FetchesFailed = maps.Clone(s.counts.FetchesFailed)
-		ctx.Respond(syncTotals{Fetching: s.fetches, Serving: s.uploads(wire.NodeID{}), BytesIn: s.bytesIn, BytesOut: s.bytesOut, Counts: counts})
+		ctx.Respond(syncTotals{Fetching: s.fetches, Serving: s.uploads(wire.NodeID{}), BytesIn: s.bytesIn, BytesOut: s.bytesOut, Counts: counts, Swarms: s.swarmView()})
 	case *streamIn:
 		s.serve(ctx, m)
 	case *bundleFor:
@@ -364,6 +378,12 @@ func (s *syncer) Receive(ctx actor.Context) {
 		s.ended(ctx, m)
 	case *reserveQuota:
 		s.reserve(m)
+	case *swarmSeederFailed:
+		s.swarmSeederFailed(m)
+	case *swarmUpdate:
+		s.swarmUpdated(m)
+	case *bundleKept:
+		ctx.Send(s.gossip, m) // a manifest made for a bundle built here
 	case *actor.Terminated:
 		// Transfer actors do not stop themselves: sync stops each when its
 		// transferEnded arrives. One that stops before that panicked: free

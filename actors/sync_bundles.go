@@ -92,10 +92,17 @@ func (s *syncer) build(ctx actor.Context, m *bundleFor, key persist.BundleKey) *
 	haves, refs := slices.Clone(m.Haves), maps.Clone(m.Refs)
 	self, root := ctx.Self(), ctx.ActorSystem().Root
 	work, timeout := s.runCtx, s.cfg.WorkTimeout
+	signer, pieceSize := s.key, s.cfg.PieceSize
 	go func() {
 		wctx, cancel := context.WithTimeout(work, timeout)
 		defer cancel()
 		err := b.Run(wctx, mirror, refs, haves)
+		if err == nil && len(haves) == 0 && signer != nil {
+			// A full bundle: its manifest makes it a swarm bundle (sync_swarm.go).
+			if _, man, err := manifestFor(signer, pieceSize, b.Path, m.Repo, wire.RefsHash(refs)); err == nil {
+				root.Send(self, &bundleKept{ID: m.Repo, Ad: adOf(man)})
+			}
+		}
 		root.Send(self, &bundleBuilt{key: key, err: err})
 	}()
 	return b

@@ -182,6 +182,9 @@ func (s *syncer) start(ctx actor.Context, r *syncRepo) {
 			delegate: r.delegate(), root: s.cfg.Root, maxBundle: s.cfg.MaxBundleSize, rate: s.download,
 			timings: s.cfg.transferTimings(), work: s.cfg.workContext, log: s.log.With("repo", id, "peer", peer),
 		}
+		if s.startSwarm(ctx, r, job, candidates) {
+			return // from several seeders at once (sync_swarm.go)
+		}
 		s.nextID++
 		name := fmt.Sprintf("fetch-%d", s.nextID)
 		r.fetch = &syncFetch{
@@ -241,19 +244,26 @@ func (s *syncer) ended(ctx actor.Context, m *transferEnded) {
 	if r == nil || r.fetch == nil || (m.PID != nil && !r.fetching(m.PID)) {
 		return
 	}
-	peer := r.fetch.peer
+	peers := []wire.NodeID{r.fetch.peer}
+	if r.fetch.swarm != nil {
+		peers = r.fetch.swarm
+		s.swarmEnded(r.fetch.pid, m)
+	}
 	r.fetch = nil
 	if m.PartMeasured {
 		r.partSize = m.PartSize
 	}
 	s.fetches--
-	if s.perPeer[peer]--; s.perPeer[peer] <= 0 {
-		delete(s.perPeer, peer)
+	for _, peer := range peers {
+		if s.perPeer[peer]--; s.perPeer[peer] <= 0 {
+			delete(s.perPeer, peer)
+		}
 	}
 	s.bytesIn += m.BytesIn
 	switch {
 	case m.Err == nil && m.Mirror != nil:
 		s.counts.FetchesDone++
+		s.dropKept(r, wire.RefsHash(m.Mirror.Refs)) // sync_swarm.go
 		r.Mirror, r.Mirrored, r.size, r.refused = wire.RefsHash(m.Mirror.Refs), len(m.Mirror.Refs) > 0, m.MirrorSize, 0
 		delete(r.failures, m.Peer)
 		if len(r.failures) == 0 {
@@ -269,7 +279,7 @@ func (s *syncer) ended(ctx actor.Context, m *transferEnded) {
 		}
 		s.log.Info("sync: mirror updated", args...)
 		if m.Delegate.IsZero() {
-			ctx.Send(s.gossip, &mirrorUpdated{ID: m.Repo, Refs: m.Mirror.Refs})
+			ctx.Send(s.gossip, &mirrorUpdated{ID: m.Repo, Refs: m.Mirror.Refs, Bundle: m.Kept})
 		}
 		s.refreshCanonical(ctx, r)
 		s.releaseWaiters(ctx, r, m.Peer)
@@ -296,20 +306,7 @@ func (s *syncer) ended(ctx actor.Context, m *transferEnded) {
 		} else {
 			s.counts.FetchesFailed["error"]++
 		}
-		b := r.failures[m.Peer]
-		if b == nil {
-			if r.failures == nil {
-				r.failures = map[wire.NodeID]*backoff{}
-			}
-			b = &backoff{}
-			r.failures[m.Peer] = b
-		}
-		b.attempts++
-		delay := s.cfg.SyncBackoff << min(b.attempts-1, 10)
-		if m.Blame {
-			delay *= 4
-		}
-		b.until = time.Now().Add(min(delay, s.cfg.SyncBackoffMax))
+		b := s.backOff(r, m.Peer, m.Blame)
 		level := slog.LevelInfo
 		if m.Blame {
 			level = slog.LevelWarn
@@ -320,4 +317,25 @@ func (s *syncer) ended(ctx actor.Context, m *transferEnded) {
 		s.refreshCanonical(ctx, r) // due while the fetch ran
 	}
 	s.reschedule(ctx)
+}
+
+// backOff counts a failed fetch of r from peer and sets when peer is
+// asked again: the backoff doubles, four times as long when the peer was
+// at fault (blame).
+func (s *syncer) backOff(r *syncRepo, peer wire.NodeID, blame bool) *backoff {
+	b := r.failures[peer]
+	if b == nil {
+		if r.failures == nil {
+			r.failures = map[wire.NodeID]*backoff{}
+		}
+		b = &backoff{}
+		r.failures[peer] = b
+	}
+	b.attempts++
+	delay := s.cfg.SyncBackoff << min(b.attempts-1, 10)
+	if blame {
+		delay *= 4
+	}
+	b.until = time.Now().Add(min(delay, s.cfg.SyncBackoffMax))
+	return b
 }

@@ -58,6 +58,8 @@ type (
 		// when PartMeasured.
 		PartSize     int64
 		PartMeasured bool
+		// Kept: the full bundle the fetch kept for the swarm (nil: none).
+		Kept *bundleAd
 	}
 )
 

@@ -57,6 +57,11 @@ type (
 		// partSize: bytes of the .part file left (0: none), when measured.
 		partSize     int64
 		partMeasured bool
+		// kept: the full bundle kept for the swarm (transfer_swarm.go).
+		kept *bundleAd
+		// blamePeer: who the outcome is counted against when not the
+		// fetch's peer (a swarm fetch's manifest signer).
+		blamePeer wire.NodeID
 	}
 )
 
@@ -162,7 +167,10 @@ func (f *fetcher) finish(ctx actor.Context, m *fetchResult) {
 	f.done = true
 	id := f.job.want.ID
 	end := &transferEnded{PID: ctx.Self(), Repo: id, Delegate: f.job.delegate, Peer: f.job.peer, Err: m.err, Blame: m.blame, BytesIn: m.bytesIn,
-		OverQuota: m.overQuota, MirrorSize: m.mirrorSize, PartSize: m.partSize, PartMeasured: m.partMeasured}
+		OverQuota: m.overQuota, MirrorSize: m.mirrorSize, PartSize: m.partSize, PartMeasured: m.partMeasured, Kept: m.kept}
+	if !m.blamePeer.IsZero() {
+		end.Peer = m.blamePeer // a swarm fetch: the seeder or signer at fault
+	}
 	if m.err != nil {
 		if !m.keep {
 			ctx.Send(f.store, &deleteTransfer{ID: id})
@@ -217,6 +225,11 @@ type fetch struct {
 	// built is the seeder's last TransferProgress (nil: none came, the
 	// bundle was cached or the seeder predates them).
 	built *wire.TransferProgress
+	// manifest: the builder's manifest of the full bundle received (nil:
+	// none); kept: the bundle kept with it (transfer_swarm.go).
+	manifest      *wire.SignedManifest
+	kept          *bundleAd
+	piecesChecked bool // the .part was checked against the manifest piece by piece
 }
 
 // runFetch runs one fetch over stream: request, receive into the .part
@@ -308,6 +321,8 @@ func (f *fetch) request() *fetchResult {
 		return &fetchResult{err: err}
 	}
 	f.req = &wire.TransferRequest{RepoId: job.want.ID.String(), RefsHash: f.wantHash[:], Haves: haves(job.mirror.Refs), Progress: true}
+	// A full bundle is kept for the swarm with its builder's manifest (transfer_swarm.go).
+	f.req.WantManifest = len(f.req.Haves) == 0 && job.delegate.IsZero()
 	if len(job.wantSigned) > 0 {
 		f.req.KnownSeq = job.want.Seq // the server leaves out the announcement we hold
 	}
@@ -433,7 +448,11 @@ func (f *fetch) receive() *fetchResult {
 			return &fetchResult{err: &transferError{code: e.Code, msg: e.Message}, keep: true}
 		}
 		if done := frame.GetTransferDone(); done != nil {
-			return f.done(done)
+			if res := f.done(done); res != nil {
+				return res
+			}
+			f.readManifest(done) // transfer_swarm.go
+			return nil
 		}
 		if tp := frame.GetTransferProgress(); tp != nil {
 			// Informational, from the peer: bounded in number (else they
@@ -573,7 +592,9 @@ func (f *fetch) done(done *wire.TransferDone) *fetchResult {
 // verify waits for git's verdict on the whole pack, reporting its
 // progress (the objects it still reads, the deltas it resolves).
 func (f *fetch) verify() *fetchResult {
-	f.s.CancelRead(0) // both directions are done
+	if f.s != nil { // nil in a swarm fetch (transfer_swarm.go)
+		f.s.CancelRead(0) // both directions are done
+	}
 	f.report(&fetchProgress{bytes: f.offset, size: f.offset, phase: PhaseReceiving, percent: 100})
 	if f.idx == nil {
 		return nil
@@ -635,7 +656,7 @@ func (f *fetch) apply() *fetchResult {
 	if err != nil {
 		return &fetchResult{err: fmt.Errorf("apply bundle: %w", err)}
 	}
-	_ = os.Remove(f.part)
+	f.keepOrRemove() // the .part: kept for the swarm, or removed (transfer_swarm.go)
 	applying(67, "repacking when the mirror holds many packs")
 	if err := mirror.MaybeRepack(f.ctx, 16); err != nil {
 		f.job.log.Debug("repack", "err", err)
@@ -646,7 +667,7 @@ func (f *fetch) apply() *fetchResult {
 		return &fetchResult{err: err}
 	}
 	mirrorSize, _ := persist.DiskUsage(mirror.Dir) // blocks on disk: what the quota counts
-	return &fetchResult{mirrorSize: mirrorSize, mirror: persist.Mirror{
+	return &fetchResult{mirrorSize: mirrorSize, kept: f.kept, mirror: persist.Mirror{
 		Refs: f.refs, Seq: f.ann.Seq, Signed: raw, DefaultBranch: body.DefaultBranch, SyncedAt: time.Now().UTC(),
 	}}
 }

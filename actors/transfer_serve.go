@@ -3,6 +3,7 @@ package actors
 import (
 	"bufio"
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -43,8 +44,12 @@ type server struct {
 	work    func() (context.Context, context.CancelFunc) // Config.workContext
 	busy    string                                       // over an upload cap: refuse, saying this
 	log     *slog.Logger
-	cancel  context.CancelFunc
-	done    bool
+	// key and pieceSize make the manifest of a full bundle built here
+	// (transfer_swarm_serve.go); key nil: none is made.
+	key       ed25519.PrivateKey
+	pieceSize int
+	cancel    context.CancelFunc
+	done      bool
 }
 
 func (sv *server) Receive(ctx actor.Context) {
@@ -99,6 +104,10 @@ func (sv *server) start(ctx actor.Context, runCtx context.Context) {
 			sv.refuse(ctx, runCtx, wire.TransferErrorCode_TRANSFER_INTERNAL, "stored announcement unreadable")
 			return
 		}
+		if len(req.SwarmBundle) != 0 {
+			sv.servePieces(ctx, runCtx, id, mirror.Mirror, signed) // transfer_swarm_serve.go
+			return
+		}
 		haves := make([]string, len(req.Haves))
 		for i, h := range req.Haves {
 			haves[i] = hex.EncodeToString(h)
@@ -139,8 +148,9 @@ func (sv *server) send(ctx actor.Context, runCtx context.Context, want *bundleFo
 		}
 		self, root := ctx.Self(), ctx.ActorSystem().Root
 		in, limiter, timings := sv.in, sv.rate, sv.timings
+		manifest := sv.manifestAfterDone(id, want.Refs, b)
 		go func() {
-			n, err := sendBundle(runCtx, in.Stream, in.Reader, req, b, signed, limiter, timings)
+			n, err := sendBundle(runCtx, in.Stream, in.Reader, req, b, signed, limiter, timings, manifest)
 			root.Send(self, &serveResult{bytesOut: n, err: err})
 		}()
 	})
@@ -179,7 +189,7 @@ func repoOf(req *wire.TransferRequest) wire.RepoID {
 // size and hash then come only in Done, and it cannot be resumed into;
 // meanwhile a requester that asked for it gets git's progress in
 // TransferProgress frames. It blocks.
-func sendBundle(ctx context.Context, s *quic.Stream, r *bufio.Reader, req *wire.TransferRequest, b *bundleReady, signed *wire.SignedAnnouncement, limiter *rate.Limiter, timings transferTimings) (_ int64, err error) {
+func sendBundle(ctx context.Context, s *quic.Stream, r *bufio.Reader, req *wire.TransferRequest, b *bundleReady, signed *wire.SignedAnnouncement, limiter *rate.Limiter, timings transferTimings, manifest func() *wire.SignedManifest) (_ int64, err error) {
 	reset := func() {
 		s.CancelWrite(quic.StreamErrorCode(wire.TransferErrorCode_TRANSFER_UNSPECIFIED))
 		s.CancelRead(quic.StreamErrorCode(wire.TransferErrorCode_TRANSFER_UNSPECIFIED))
@@ -307,8 +317,19 @@ func sendBundle(ctx context.Context, s *quic.Stream, r *bufio.Reader, req *wire.
 	if start.Size != 0 && uint64(pos) != start.Size {
 		return sent, fmt.Errorf("bundle %s changed while sent", f.Name())
 	}
-	if err := write(&wire.Frame{Body: &wire.Frame_TransferDone{TransferDone: &wire.TransferDone{Size: uint64(pos), Sha256: h.Sum(nil)}}}); err != nil {
+	var m *wire.SignedManifest
+	if manifest != nil && pos > 0 {
+		// Asked for with a full bundle: the receiver may keep it for the
+		// swarm (transfer_swarm_serve.go).
+		m = manifest()
+	}
+	if err := write(&wire.Frame{Body: &wire.Frame_TransferDone{TransferDone: &wire.TransferDone{Size: uint64(pos), Sha256: h.Sum(nil), ManifestFollows: m != nil}}}); err != nil {
 		return sent, err
+	}
+	if m != nil {
+		if err := write(&wire.Frame{Body: &wire.Frame_TransferManifest{TransferManifest: &wire.TransferManifest{Manifest: m}}}); err != nil {
+			return sent, err
+		}
 	}
 	_ = s.Close()
 	// Wait (bounded) for the receiver to close its side, so the stream's

@@ -27,10 +27,18 @@ type BundleKey [32]byte
 // NewBundleKey is the key of the bundle of refs minus haves of repository
 // repo. The order of haves and repeats in them do not matter.
 func NewBundleKey(repo wire.RepoID, refs map[string]string, haves []string) BundleKey {
+	return bundleKeyOf(repo, wire.RefsHash(refs), haves)
+}
+
+// FullBundleKey is the key of the bundle without haves of the refs whose
+// RefsHash is sum: the one a first sync asks for, which is kept for the
+// swarm (pieces.go).
+func FullBundleKey(repo wire.RepoID, sum [32]byte) BundleKey { return bundleKeyOf(repo, sum, nil) }
+
+func bundleKeyOf(repo wire.RepoID, sum [32]byte, haves []string) BundleKey {
 	h := sha256.New()
 	h.Write([]byte("menode bundle v1\x00"))
 	h.Write(repo[:])
-	sum := wire.RefsHash(refs)
 	h.Write(sum[:])
 	sorted := slices.Clone(haves)
 	sort.Strings(sorted)
@@ -235,6 +243,7 @@ func (c BundleCache) Evict() {
 		}
 		if os.Remove(e.path) == nil {
 			total -= e.size
+			_ = os.Remove(ManifestPath(e.path)) // a kept bundle's manifest goes with it
 		}
 	}
 }

@@ -9,7 +9,11 @@
 //	cache/<did:repo>-<key>.bundle  bundles this node serves, built once per
 //	                    (repository, refs, haves) and evicted least recently
 //	                    used first (BundleCache); build-*.tmp while git writes one
+//	cache/<did:repo>-<key>.manifest  beside a full bundle kept for the swarm,
+//	                    the manifest its builder signed (pieces.go)
 //	tmp/<did:repo>.part the bundle a fetch is receiving, kept for a resume
+//	tmp/<did:repo>.swarm(.pieces)  the bundle a swarm fetch receives piece by
+//	                    piece, and the record of the pieces checked (PieceFile)
 //	tmp/<did:repo>.incoming.git  the quarantine a fetch indexes its pack
 //	                    into; moved into the mirror only once every check passed
 //	menode.sock         the control socket while a node runs

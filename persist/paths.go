@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/menode/menode/wire"
 )
@@ -41,7 +42,30 @@ func CachedBundlePath(root string, id wire.RepoID, key BundleKey) string {
 func CachedBundles(root string, id wire.RepoID) ([]string, error) {
 	// A did:repo string holds only base58 letters and ':', none of them
 	// special to Glob.
-	return filepath.Glob(filepath.Join(CacheDir(root), id.String()+"-*.bundle"))
+	// The manifests of kept bundles (pieces.go) go with them.
+	bundles, err := filepath.Glob(filepath.Join(CacheDir(root), id.String()+"-*.bundle"))
+	if err != nil {
+		return nil, err
+	}
+	manifests, err := filepath.Glob(filepath.Join(CacheDir(root), id.String()+"-*.manifest"))
+	return append(bundles, manifests...), err
+}
+
+// ManifestPath is the manifest beside the cached bundle at bundlePath.
+func ManifestPath(bundlePath string) string {
+	return strings.TrimSuffix(bundlePath, ".bundle") + ".manifest"
+}
+
+// KeptBundlePath is where the full bundle of repository id at the refs
+// whose RefsHash is refs is cached.
+func KeptBundlePath(root string, id wire.RepoID, refs [32]byte) string {
+	return CachedBundlePath(root, id, FullBundleKey(id, refs))
+}
+
+// SwarmPartPath is the bundle a swarm fetch of repository id receives
+// piece by piece; its record of checked pieces is beside it (+".pieces").
+func SwarmPartPath(root string, id wire.RepoID) string {
+	return filepath.Join(TmpDir(root), id.String()+".swarm")
 }
 
 // TmpDir holds what a fetch receives before it is checked: the .part file

@@ -386,6 +386,9 @@ func checkInventory(inv *InventoryAnnouncement) error {
 		if len(e.GetRefsHash()) != sha256.Size {
 			return fmt.Errorf("inventory entry %s: refs hash of %d bytes, want %d", e.GetRepoId(), len(e.GetRefsHash()), sha256.Size)
 		}
+		if n := len(e.GetBundleSha256()); (n != 0 && n != sha256.Size) || (n == 0) != (e.GetBundleSize() == 0) {
+			return fmt.Errorf("inventory entry %s: bundle SHA-256 of %d bytes with size %d", e.GetRepoId(), n, e.GetBundleSize())
+		}
 	}
 	return nil
 }

@@ -247,6 +247,7 @@ type Frame struct {
 	//	*Frame_DialBackResult
 	//	*Frame_PunchRequest
 	//	*Frame_RelayRequest
+	//	*Frame_TransferManifest
 	Body          isFrame_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -451,6 +452,15 @@ func (x *Frame) GetRelayRequest() *RelayRequest {
 	return nil
 }
 
+func (x *Frame) GetTransferManifest() *TransferManifest {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_TransferManifest); ok {
+			return x.TransferManifest
+		}
+	}
+	return nil
+}
+
 type isFrame_Body interface {
 	isFrame_Body()
 }
@@ -535,6 +545,12 @@ type Frame_RelayRequest struct {
 	RelayRequest *RelayRequest `protobuf:"bytes,23,opt,name=relay_request,json=relayRequest,proto3,oneof"`
 }
 
+type Frame_TransferManifest struct {
+	// Swarm transfer (PROTOCOL.md, "Swarm"): a kept bundle's signed piece
+	// manifest, on a transfer stream.
+	TransferManifest *TransferManifest `protobuf:"bytes,24,opt,name=transfer_manifest,json=transferManifest,proto3,oneof"`
+}
+
 func (*Frame_Hello) isFrame_Body() {}
 
 func (*Frame_Gossip) isFrame_Body() {}
@@ -570,6 +586,8 @@ func (*Frame_DialBackResult) isFrame_Body() {}
 func (*Frame_PunchRequest) isFrame_Body() {}
 
 func (*Frame_RelayRequest) isFrame_Body() {}
+
+func (*Frame_TransferManifest) isFrame_Body() {}
 
 // Hello is the first frame each side sends on the control stream: the dialer
 // at once, the listener in reply. did must equal the key of the sender's TLS
@@ -1935,9 +1953,14 @@ func (x *InventoryAnnouncement) GetRepos() []*InventoryEntry {
 // InventoryEntry is one repository held by the origin, with the RefsHash of
 // the refs it holds (SHA-256 over "name SP commit LF" sorted by name).
 type InventoryEntry struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RepoId        string                 `protobuf:"bytes,1,opt,name=repo_id,json=repoId,proto3" json:"repo_id,omitempty"`
-	RefsHash      []byte                 `protobuf:"bytes,2,opt,name=refs_hash,json=refsHash,proto3" json:"refs_hash,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	RepoId   string                 `protobuf:"bytes,1,opt,name=repo_id,json=repoId,proto3" json:"repo_id,omitempty"`
+	RefsHash []byte                 `protobuf:"bytes,2,opt,name=refs_hash,json=refsHash,proto3" json:"refs_hash,omitempty"`
+	// The full bundle (built without haves) of these refs that the origin
+	// keeps for the swarm, with its signed piece manifest (PROTOCOL.md,
+	// "Swarm"): its SHA-256 (32 bytes) and size. Empty and 0: none.
+	BundleSha256  []byte `protobuf:"bytes,3,opt,name=bundle_sha256,json=bundleSha256,proto3" json:"bundle_sha256,omitempty"`
+	BundleSize    uint64 `protobuf:"varint,4,opt,name=bundle_size,json=bundleSize,proto3" json:"bundle_size,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1986,6 +2009,20 @@ func (x *InventoryEntry) GetRefsHash() []byte {
 	return nil
 }
 
+func (x *InventoryEntry) GetBundleSha256() []byte {
+	if x != nil {
+		return x.BundleSha256
+	}
+	return nil
+}
+
+func (x *InventoryEntry) GetBundleSize() uint64 {
+	if x != nil {
+		return x.BundleSize
+	}
+	return 0
+}
+
 // TransferRequest opens a transfer stream: the requester (receiver) asks for
 // the bundle that brings it from what it has to the refs whose RefsHash is
 // refs_hash.
@@ -2010,7 +2047,17 @@ type TransferRequest struct {
 	// The requester takes TransferProgress frames among the chunks. Without
 	// it the server sends none (an older receiver would take one for a
 	// protocol error).
-	Progress      bool `protobuf:"varint,7,opt,name=progress,proto3" json:"progress,omitempty"`
+	Progress bool `protobuf:"varint,7,opt,name=progress,proto3" json:"progress,omitempty"`
+	// Swarm (PROTOCOL.md, "Swarm"). swarm_bundle set (32 bytes): a piece
+	// request for the kept bundle with that SHA-256, answered from it only;
+	// pieces are the indices wanted, in the order they are sent (none: the
+	// manifest only). haves and resume are then empty.
+	SwarmBundle []byte   `protobuf:"bytes,8,opt,name=swarm_bundle,json=swarmBundle,proto3" json:"swarm_bundle,omitempty"`
+	Pieces      []uint32 `protobuf:"varint,9,rep,packed,name=pieces,proto3" json:"pieces,omitempty"`
+	// Send the bundle's manifest: for a piece request, first, followed by
+	// the TransferAnnouncement; for a request without haves, after
+	// TransferDone, when the server has one.
+	WantManifest  bool `protobuf:"varint,10,opt,name=want_manifest,json=wantManifest,proto3" json:"want_manifest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2090,6 +2137,27 @@ func (x *TransferRequest) GetKnownSeq() uint64 {
 func (x *TransferRequest) GetProgress() bool {
 	if x != nil {
 		return x.Progress
+	}
+	return false
+}
+
+func (x *TransferRequest) GetSwarmBundle() []byte {
+	if x != nil {
+		return x.SwarmBundle
+	}
+	return nil
+}
+
+func (x *TransferRequest) GetPieces() []uint32 {
+	if x != nil {
+		return x.Pieces
+	}
+	return nil
+}
+
+func (x *TransferRequest) GetWantManifest() bool {
+	if x != nil {
+		return x.WantManifest
 	}
 	return false
 }
@@ -2275,11 +2343,14 @@ func (x *TransferChunk) GetData() []byte {
 // TransferDone ends a transfer: the size and SHA-256 of the whole bundle
 // (from offset 0), which the server may learn only once it has written it.
 type TransferDone struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Size          uint64                 `protobuf:"varint,1,opt,name=size,proto3" json:"size,omitempty"`
-	Sha256        []byte                 `protobuf:"bytes,2,opt,name=sha256,proto3" json:"sha256,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Size   uint64                 `protobuf:"varint,1,opt,name=size,proto3" json:"size,omitempty"`
+	Sha256 []byte                 `protobuf:"bytes,2,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// A TransferManifest frame follows (the request asked for it with
+	// want_manifest and no haves, and the server has one).
+	ManifestFollows bool `protobuf:"varint,3,opt,name=manifest_follows,json=manifestFollows,proto3" json:"manifest_follows,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *TransferDone) Reset() {
@@ -2324,6 +2395,13 @@ func (x *TransferDone) GetSha256() []byte {
 		return x.Sha256
 	}
 	return nil
+}
+
+func (x *TransferDone) GetManifestFollows() bool {
+	if x != nil {
+		return x.ManifestFollows
+	}
+	return false
 }
 
 // TransferError ends a transfer stream (never the connection).
@@ -2380,6 +2458,224 @@ func (x *TransferError) GetMessage() string {
 	return ""
 }
 
+// BundleManifest describes a full bundle (no haves) cut into pieces of
+// piece_size bytes (the last one shorter), so that a receiver can fetch
+// pieces from several seeders and check each on arrival. It is signed
+// (SignedManifest) by the node that built the bundle; nodes that keep the
+// bundle pass the builder's manifest on unchanged.
+type BundleManifest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// did:repo of the repository, and RefsHash of the refs the bundle holds.
+	RepoId   string `protobuf:"bytes,1,opt,name=repo_id,json=repoId,proto3" json:"repo_id,omitempty"`
+	RefsHash []byte `protobuf:"bytes,2,opt,name=refs_hash,json=refsHash,proto3" json:"refs_hash,omitempty"`
+	// SHA-256 (32 bytes) and size of the whole bundle.
+	BundleSha256 []byte `protobuf:"bytes,3,opt,name=bundle_sha256,json=bundleSha256,proto3" json:"bundle_sha256,omitempty"`
+	Size         uint64 `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`
+	// 4 KiB to 8 MiB; ceil(size / piece_size) pieces, at most 32768.
+	PieceSize uint32 `protobuf:"varint,5,opt,name=piece_size,json=pieceSize,proto3" json:"piece_size,omitempty"`
+	// SHA-256 (32 bytes) of each piece, in order.
+	PieceSha256 [][]byte `protobuf:"bytes,6,rep,name=piece_sha256,json=pieceSha256,proto3" json:"piece_sha256,omitempty"`
+	// SHA-256 over "megaengine/piece-root/v1\x00" and the piece hashes.
+	Root []byte `protobuf:"bytes,7,opt,name=root,proto3" json:"root,omitempty"`
+	// did:key of the builder, who signs.
+	Builder       string `protobuf:"bytes,8,opt,name=builder,proto3" json:"builder,omitempty"`
+	CreatedMs     int64  `protobuf:"varint,9,opt,name=created_ms,json=createdMs,proto3" json:"created_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BundleManifest) Reset() {
+	*x = BundleManifest{}
+	mi := &file_wire_megaengine_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BundleManifest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BundleManifest) ProtoMessage() {}
+
+func (x *BundleManifest) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_megaengine_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BundleManifest.ProtoReflect.Descriptor instead.
+func (*BundleManifest) Descriptor() ([]byte, []int) {
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *BundleManifest) GetRepoId() string {
+	if x != nil {
+		return x.RepoId
+	}
+	return ""
+}
+
+func (x *BundleManifest) GetRefsHash() []byte {
+	if x != nil {
+		return x.RefsHash
+	}
+	return nil
+}
+
+func (x *BundleManifest) GetBundleSha256() []byte {
+	if x != nil {
+		return x.BundleSha256
+	}
+	return nil
+}
+
+func (x *BundleManifest) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *BundleManifest) GetPieceSize() uint32 {
+	if x != nil {
+		return x.PieceSize
+	}
+	return 0
+}
+
+func (x *BundleManifest) GetPieceSha256() [][]byte {
+	if x != nil {
+		return x.PieceSha256
+	}
+	return nil
+}
+
+func (x *BundleManifest) GetRoot() []byte {
+	if x != nil {
+		return x.Root
+	}
+	return nil
+}
+
+func (x *BundleManifest) GetBuilder() string {
+	if x != nil {
+		return x.Builder
+	}
+	return ""
+}
+
+func (x *BundleManifest) GetCreatedMs() int64 {
+	if x != nil {
+		return x.CreatedMs
+	}
+	return 0
+}
+
+// SignedManifest: payload an encoded BundleManifest, signature the
+// builder's Ed25519 signature over "megaengine/bundle-manifest/v1\x00"
+// followed by the payload.
+type SignedManifest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Payload       []byte                 `protobuf:"bytes,1,opt,name=payload,proto3" json:"payload,omitempty"`
+	Signature     []byte                 `protobuf:"bytes,2,opt,name=signature,proto3" json:"signature,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignedManifest) Reset() {
+	*x = SignedManifest{}
+	mi := &file_wire_megaengine_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignedManifest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignedManifest) ProtoMessage() {}
+
+func (x *SignedManifest) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_megaengine_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignedManifest.ProtoReflect.Descriptor instead.
+func (*SignedManifest) Descriptor() ([]byte, []int) {
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *SignedManifest) GetPayload() []byte {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+func (x *SignedManifest) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+type TransferManifest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Manifest      *SignedManifest        `protobuf:"bytes,1,opt,name=manifest,proto3" json:"manifest,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferManifest) Reset() {
+	*x = TransferManifest{}
+	mi := &file_wire_megaengine_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferManifest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferManifest) ProtoMessage() {}
+
+func (x *TransferManifest) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_megaengine_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferManifest.ProtoReflect.Descriptor instead.
+func (*TransferManifest) Descriptor() ([]byte, []int) {
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *TransferManifest) GetManifest() *SignedManifest {
+	if x != nil {
+		return x.Manifest
+	}
+	return nil
+}
+
 // TransferProgress is sent by the server, only when the request set
 // progress, between TransferAnnouncement and TransferDone (before, among or
 // after chunks) while git builds the bundle being sent: git's own progress,
@@ -2404,7 +2700,7 @@ type TransferProgress struct {
 
 func (x *TransferProgress) Reset() {
 	*x = TransferProgress{}
-	mi := &file_wire_megaengine_proto_msgTypes[28]
+	mi := &file_wire_megaengine_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2416,7 +2712,7 @@ func (x *TransferProgress) String() string {
 func (*TransferProgress) ProtoMessage() {}
 
 func (x *TransferProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[28]
+	mi := &file_wire_megaengine_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2429,7 +2725,7 @@ func (x *TransferProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferProgress.ProtoReflect.Descriptor instead.
 func (*TransferProgress) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{28}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *TransferProgress) GetPhase() string {
@@ -2481,7 +2777,7 @@ type LanBeacon struct {
 
 func (x *LanBeacon) Reset() {
 	*x = LanBeacon{}
-	mi := &file_wire_megaengine_proto_msgTypes[29]
+	mi := &file_wire_megaengine_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2493,7 +2789,7 @@ func (x *LanBeacon) String() string {
 func (*LanBeacon) ProtoMessage() {}
 
 func (x *LanBeacon) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[29]
+	mi := &file_wire_megaengine_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2506,7 +2802,7 @@ func (x *LanBeacon) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LanBeacon.ProtoReflect.Descriptor instead.
 func (*LanBeacon) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{29}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *LanBeacon) GetPayload() []byte {
@@ -2539,7 +2835,7 @@ type LanBeaconBody struct {
 
 func (x *LanBeaconBody) Reset() {
 	*x = LanBeaconBody{}
-	mi := &file_wire_megaengine_proto_msgTypes[30]
+	mi := &file_wire_megaengine_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2551,7 +2847,7 @@ func (x *LanBeaconBody) String() string {
 func (*LanBeaconBody) ProtoMessage() {}
 
 func (x *LanBeaconBody) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[30]
+	mi := &file_wire_megaengine_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2564,7 +2860,7 @@ func (x *LanBeaconBody) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LanBeaconBody.ProtoReflect.Descriptor instead.
 func (*LanBeaconBody) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{30}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *LanBeaconBody) GetDid() string {
@@ -2615,7 +2911,7 @@ type PunchRequest struct {
 
 func (x *PunchRequest) Reset() {
 	*x = PunchRequest{}
-	mi := &file_wire_megaengine_proto_msgTypes[31]
+	mi := &file_wire_megaengine_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2627,7 +2923,7 @@ func (x *PunchRequest) String() string {
 func (*PunchRequest) ProtoMessage() {}
 
 func (x *PunchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[31]
+	mi := &file_wire_megaengine_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2640,7 +2936,7 @@ func (x *PunchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PunchRequest.ProtoReflect.Descriptor instead.
 func (*PunchRequest) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{31}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *PunchRequest) GetPayload() []byte {
@@ -2684,7 +2980,7 @@ type PunchBody struct {
 
 func (x *PunchBody) Reset() {
 	*x = PunchBody{}
-	mi := &file_wire_megaengine_proto_msgTypes[32]
+	mi := &file_wire_megaengine_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2696,7 +2992,7 @@ func (x *PunchBody) String() string {
 func (*PunchBody) ProtoMessage() {}
 
 func (x *PunchBody) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[32]
+	mi := &file_wire_megaengine_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2709,7 +3005,7 @@ func (x *PunchBody) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PunchBody.ProtoReflect.Descriptor instead.
 func (*PunchBody) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{32}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *PunchBody) GetFrom() string {
@@ -2770,7 +3066,7 @@ type RelayRequest struct {
 
 func (x *RelayRequest) Reset() {
 	*x = RelayRequest{}
-	mi := &file_wire_megaengine_proto_msgTypes[33]
+	mi := &file_wire_megaengine_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2782,7 +3078,7 @@ func (x *RelayRequest) String() string {
 func (*RelayRequest) ProtoMessage() {}
 
 func (x *RelayRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[33]
+	mi := &file_wire_megaengine_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2795,7 +3091,7 @@ func (x *RelayRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RelayRequest.ProtoReflect.Descriptor instead.
 func (*RelayRequest) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{33}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RelayRequest) GetTo() string {
@@ -2816,7 +3112,7 @@ var File_wire_megaengine_proto protoreflect.FileDescriptor
 
 const file_wire_megaengine_proto_rawDesc = "" +
 	"\n" +
-	"\x15wire/megaengine.proto\x12\rmegaengine.v1\"\xfd\b\n" +
+	"\x15wire/megaengine.proto\x12\rmegaengine.v1\"\xcd\t\n" +
 	"\x05Frame\x12,\n" +
 	"\x05hello\x18\x01 \x01(\v2\x14.megaengine.v1.HelloH\x00R\x05hello\x12/\n" +
 	"\x06gossip\x18\x02 \x01(\v2\x15.megaengine.v1.GossipH\x00R\x06gossip\x12,\n" +
@@ -2836,7 +3132,8 @@ const file_wire_megaengine_proto_rawDesc = "" +
 	"\tdial_back\x18\x14 \x01(\v2\x17.megaengine.v1.DialBackH\x00R\bdialBack\x12I\n" +
 	"\x10dial_back_result\x18\x15 \x01(\v2\x1d.megaengine.v1.DialBackResultH\x00R\x0edialBackResult\x12B\n" +
 	"\rpunch_request\x18\x16 \x01(\v2\x1b.megaengine.v1.PunchRequestH\x00R\fpunchRequest\x12B\n" +
-	"\rrelay_request\x18\x17 \x01(\v2\x1b.megaengine.v1.RelayRequestH\x00R\frelayRequestB\x06\n" +
+	"\rrelay_request\x18\x17 \x01(\v2\x1b.megaengine.v1.RelayRequestH\x00R\frelayRequest\x12N\n" +
+	"\x11transfer_manifest\x18\x18 \x01(\v2\x1f.megaengine.v1.TransferManifestH\x00R\x10transferManifestB\x06\n" +
 	"\x04body\"\xe3\x01\n" +
 	"\x05Hello\x12\x1a\n" +
 	"\bprotocol\x18\x01 \x01(\rR\bprotocol\x12\x10\n" +
@@ -2924,10 +3221,13 @@ const file_wire_megaengine_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06commit\x18\x02 \x01(\tR\x06commit\"L\n" +
 	"\x15InventoryAnnouncement\x123\n" +
-	"\x05repos\x18\x01 \x03(\v2\x1d.megaengine.v1.InventoryEntryR\x05repos\"F\n" +
+	"\x05repos\x18\x01 \x03(\v2\x1d.megaengine.v1.InventoryEntryR\x05repos\"\x8c\x01\n" +
 	"\x0eInventoryEntry\x12\x17\n" +
 	"\arepo_id\x18\x01 \x01(\tR\x06repoId\x12\x1b\n" +
-	"\trefs_hash\x18\x02 \x01(\fR\brefsHash\"\xe5\x01\n" +
+	"\trefs_hash\x18\x02 \x01(\fR\brefsHash\x12#\n" +
+	"\rbundle_sha256\x18\x03 \x01(\fR\fbundleSha256\x12\x1f\n" +
+	"\vbundle_size\x18\x04 \x01(\x04R\n" +
+	"bundleSize\"\xc5\x02\n" +
 	"\x0fTransferRequest\x12\x17\n" +
 	"\arepo_id\x18\x01 \x01(\tR\x06repoId\x12\x1b\n" +
 	"\trefs_hash\x18\x02 \x01(\fR\brefsHash\x12\x14\n" +
@@ -2935,7 +3235,11 @@ const file_wire_megaengine_proto_rawDesc = "" +
 	"\x10resume_bundle_id\x18\x04 \x01(\fR\x0eresumeBundleId\x12#\n" +
 	"\rresume_offset\x18\x05 \x01(\x04R\fresumeOffset\x12\x1b\n" +
 	"\tknown_seq\x18\x06 \x01(\x04R\bknownSeq\x12\x1a\n" +
-	"\bprogress\x18\a \x01(\bR\bprogress\"n\n" +
+	"\bprogress\x18\a \x01(\bR\bprogress\x12!\n" +
+	"\fswarm_bundle\x18\b \x01(\fR\vswarmBundle\x12\x16\n" +
+	"\x06pieces\x18\t \x03(\rR\x06pieces\x12#\n" +
+	"\rwant_manifest\x18\n" +
+	" \x01(\bR\fwantManifest\"n\n" +
 	"\rTransferStart\x12\x1b\n" +
 	"\tbundle_id\x18\x01 \x01(\fR\bbundleId\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x04R\x06offset\x12\x12\n" +
@@ -2945,13 +3249,31 @@ const file_wire_megaengine_proto_rawDesc = "" +
 	"\fannouncement\x18\x01 \x01(\v2!.megaengine.v1.SignedAnnouncementR\fannouncement\";\n" +
 	"\rTransferChunk\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\x04R\x06offset\x12\x12\n" +
-	"\x04data\x18\x02 \x01(\fR\x04data\":\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"e\n" +
 	"\fTransferDone\x12\x12\n" +
 	"\x04size\x18\x01 \x01(\x04R\x04size\x12\x16\n" +
-	"\x06sha256\x18\x02 \x01(\fR\x06sha256\"_\n" +
+	"\x06sha256\x18\x02 \x01(\fR\x06sha256\x12)\n" +
+	"\x10manifest_follows\x18\x03 \x01(\bR\x0fmanifestFollows\"_\n" +
 	"\rTransferError\x124\n" +
 	"\x04code\x18\x01 \x01(\x0e2 .megaengine.v1.TransferErrorCodeR\x04code\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"|\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"\x8e\x02\n" +
+	"\x0eBundleManifest\x12\x17\n" +
+	"\arepo_id\x18\x01 \x01(\tR\x06repoId\x12\x1b\n" +
+	"\trefs_hash\x18\x02 \x01(\fR\brefsHash\x12#\n" +
+	"\rbundle_sha256\x18\x03 \x01(\fR\fbundleSha256\x12\x12\n" +
+	"\x04size\x18\x04 \x01(\x04R\x04size\x12\x1d\n" +
+	"\n" +
+	"piece_size\x18\x05 \x01(\rR\tpieceSize\x12!\n" +
+	"\fpiece_sha256\x18\x06 \x03(\fR\vpieceSha256\x12\x12\n" +
+	"\x04root\x18\a \x01(\fR\x04root\x12\x18\n" +
+	"\abuilder\x18\b \x01(\tR\abuilder\x12\x1d\n" +
+	"\n" +
+	"created_ms\x18\t \x01(\x03R\tcreatedMs\"H\n" +
+	"\x0eSignedManifest\x12\x18\n" +
+	"\apayload\x18\x01 \x01(\fR\apayload\x12\x1c\n" +
+	"\tsignature\x18\x02 \x01(\fR\tsignature\"M\n" +
+	"\x10TransferManifest\x129\n" +
+	"\bmanifest\x18\x01 \x01(\v2\x1d.megaengine.v1.SignedManifestR\bmanifest\"|\n" +
 	"\x10TransferProgress\x12\x14\n" +
 	"\x05phase\x18\x01 \x01(\tR\x05phase\x12\x12\n" +
 	"\x04done\x18\x02 \x01(\x04R\x04done\x12\x14\n" +
@@ -3016,7 +3338,7 @@ func file_wire_megaengine_proto_rawDescGZIP() []byte {
 }
 
 var file_wire_megaengine_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_wire_megaengine_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_wire_megaengine_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_wire_megaengine_proto_goTypes = []any{
 	(ErrorCode)(0),                // 0: megaengine.v1.ErrorCode
 	(ReconcileMode)(0),            // 1: megaengine.v1.ReconcileMode
@@ -3049,12 +3371,15 @@ var file_wire_megaengine_proto_goTypes = []any{
 	(*TransferChunk)(nil),         // 28: megaengine.v1.TransferChunk
 	(*TransferDone)(nil),          // 29: megaengine.v1.TransferDone
 	(*TransferError)(nil),         // 30: megaengine.v1.TransferError
-	(*TransferProgress)(nil),      // 31: megaengine.v1.TransferProgress
-	(*LanBeacon)(nil),             // 32: megaengine.v1.LanBeacon
-	(*LanBeaconBody)(nil),         // 33: megaengine.v1.LanBeaconBody
-	(*PunchRequest)(nil),          // 34: megaengine.v1.PunchRequest
-	(*PunchBody)(nil),             // 35: megaengine.v1.PunchBody
-	(*RelayRequest)(nil),          // 36: megaengine.v1.RelayRequest
+	(*BundleManifest)(nil),        // 31: megaengine.v1.BundleManifest
+	(*SignedManifest)(nil),        // 32: megaengine.v1.SignedManifest
+	(*TransferManifest)(nil),      // 33: megaengine.v1.TransferManifest
+	(*TransferProgress)(nil),      // 34: megaengine.v1.TransferProgress
+	(*LanBeacon)(nil),             // 35: megaengine.v1.LanBeacon
+	(*LanBeaconBody)(nil),         // 36: megaengine.v1.LanBeaconBody
+	(*PunchRequest)(nil),          // 37: megaengine.v1.PunchRequest
+	(*PunchBody)(nil),             // 38: megaengine.v1.PunchBody
+	(*RelayRequest)(nil),          // 39: megaengine.v1.RelayRequest
 }
 var file_wire_megaengine_proto_depIdxs = []int32{
 	4,  // 0: megaengine.v1.Frame.hello:type_name -> megaengine.v1.Hello
@@ -3070,31 +3395,33 @@ var file_wire_megaengine_proto_depIdxs = []int32{
 	28, // 10: megaengine.v1.Frame.transfer_chunk:type_name -> megaengine.v1.TransferChunk
 	29, // 11: megaengine.v1.Frame.transfer_done:type_name -> megaengine.v1.TransferDone
 	30, // 12: megaengine.v1.Frame.transfer_error:type_name -> megaengine.v1.TransferError
-	31, // 13: megaengine.v1.Frame.transfer_progress:type_name -> megaengine.v1.TransferProgress
+	34, // 13: megaengine.v1.Frame.transfer_progress:type_name -> megaengine.v1.TransferProgress
 	5,  // 14: megaengine.v1.Frame.dial_back:type_name -> megaengine.v1.DialBack
 	6,  // 15: megaengine.v1.Frame.dial_back_result:type_name -> megaengine.v1.DialBackResult
-	34, // 16: megaengine.v1.Frame.punch_request:type_name -> megaengine.v1.PunchRequest
-	36, // 17: megaengine.v1.Frame.relay_request:type_name -> megaengine.v1.RelayRequest
-	0,  // 18: megaengine.v1.Error.code:type_name -> megaengine.v1.ErrorCode
-	15, // 19: megaengine.v1.Gossip.announcement:type_name -> megaengine.v1.SignedAnnouncement
-	13, // 20: megaengine.v1.Reconcile.ranges:type_name -> megaengine.v1.ReconcileRange
-	1,  // 21: megaengine.v1.ReconcileRange.mode:type_name -> megaengine.v1.ReconcileMode
-	14, // 22: megaengine.v1.ReconcileRange.items:type_name -> megaengine.v1.ReconcileItem
-	17, // 23: megaengine.v1.Announcement.node:type_name -> megaengine.v1.NodeAnnouncement
-	18, // 24: megaengine.v1.Announcement.repo:type_name -> megaengine.v1.RepoAnnouncement
-	23, // 25: megaengine.v1.Announcement.inventory:type_name -> megaengine.v1.InventoryAnnouncement
-	19, // 26: megaengine.v1.Announcement.identity:type_name -> megaengine.v1.RepoIdentity
-	22, // 27: megaengine.v1.RepoAnnouncement.refs:type_name -> megaengine.v1.Ref
-	20, // 28: megaengine.v1.RepoIdentity.versions:type_name -> megaengine.v1.IdentityVersion
-	21, // 29: megaengine.v1.IdentityVersion.signatures:type_name -> megaengine.v1.DelegateSignature
-	24, // 30: megaengine.v1.InventoryAnnouncement.repos:type_name -> megaengine.v1.InventoryEntry
-	15, // 31: megaengine.v1.TransferAnnouncement.announcement:type_name -> megaengine.v1.SignedAnnouncement
-	2,  // 32: megaengine.v1.TransferError.code:type_name -> megaengine.v1.TransferErrorCode
-	33, // [33:33] is the sub-list for method output_type
-	33, // [33:33] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	37, // 16: megaengine.v1.Frame.punch_request:type_name -> megaengine.v1.PunchRequest
+	39, // 17: megaengine.v1.Frame.relay_request:type_name -> megaengine.v1.RelayRequest
+	33, // 18: megaengine.v1.Frame.transfer_manifest:type_name -> megaengine.v1.TransferManifest
+	0,  // 19: megaengine.v1.Error.code:type_name -> megaengine.v1.ErrorCode
+	15, // 20: megaengine.v1.Gossip.announcement:type_name -> megaengine.v1.SignedAnnouncement
+	13, // 21: megaengine.v1.Reconcile.ranges:type_name -> megaengine.v1.ReconcileRange
+	1,  // 22: megaengine.v1.ReconcileRange.mode:type_name -> megaengine.v1.ReconcileMode
+	14, // 23: megaengine.v1.ReconcileRange.items:type_name -> megaengine.v1.ReconcileItem
+	17, // 24: megaengine.v1.Announcement.node:type_name -> megaengine.v1.NodeAnnouncement
+	18, // 25: megaengine.v1.Announcement.repo:type_name -> megaengine.v1.RepoAnnouncement
+	23, // 26: megaengine.v1.Announcement.inventory:type_name -> megaengine.v1.InventoryAnnouncement
+	19, // 27: megaengine.v1.Announcement.identity:type_name -> megaengine.v1.RepoIdentity
+	22, // 28: megaengine.v1.RepoAnnouncement.refs:type_name -> megaengine.v1.Ref
+	20, // 29: megaengine.v1.RepoIdentity.versions:type_name -> megaengine.v1.IdentityVersion
+	21, // 30: megaengine.v1.IdentityVersion.signatures:type_name -> megaengine.v1.DelegateSignature
+	24, // 31: megaengine.v1.InventoryAnnouncement.repos:type_name -> megaengine.v1.InventoryEntry
+	15, // 32: megaengine.v1.TransferAnnouncement.announcement:type_name -> megaengine.v1.SignedAnnouncement
+	2,  // 33: megaengine.v1.TransferError.code:type_name -> megaengine.v1.TransferErrorCode
+	32, // 34: megaengine.v1.TransferManifest.manifest:type_name -> megaengine.v1.SignedManifest
+	35, // [35:35] is the sub-list for method output_type
+	35, // [35:35] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_wire_megaengine_proto_init() }
@@ -3121,6 +3448,7 @@ func file_wire_megaengine_proto_init() {
 		(*Frame_DialBackResult)(nil),
 		(*Frame_PunchRequest)(nil),
 		(*Frame_RelayRequest)(nil),
+		(*Frame_TransferManifest)(nil),
 	}
 	file_wire_megaengine_proto_msgTypes[13].OneofWrappers = []any{
 		(*Announcement_Node)(nil),
@@ -3134,7 +3462,7 @@ func file_wire_megaengine_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wire_megaengine_proto_rawDesc), len(file_wire_megaengine_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   34,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

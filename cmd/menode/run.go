@@ -29,9 +29,11 @@ type runCmd struct {
 	MaxFetches     int           `default:"4" help:"Bundle transfers fetched at the same time."`
 	MaxUploads     int           `default:"8" help:"Bundle transfers served at the same time; more requests are refused as busy."`
 	MaxUploadRate  byteSize      `default:"0" help:"Bytes per second sent by all uploads together, e.g. 10MiB (0: unlimited)."`
+	MaxDownload    byteSize      `name:"max-download-rate" default:"0" help:"Bytes per second received by all fetches together, e.g. 10MiB (0: unlimited)."`
 	MaxBundleSize  byteSize      `default:"10GiB" help:"Largest bundle accepted from a peer."`
 	MaxGitAlloc    byteSize      `default:"256MiB" help:"Largest single allocation of git checking a peer's bundle (GIT_ALLOC_LIMIT): the largest object built from deltas, and 1/64 of it the objects in one bundle; raise it for repositories with larger ones."`
 	CacheSize      byteSize      `default:"1GiB" help:"Bytes of served bundles kept in ROOT/cache for other requesters and resumes."`
+	PieceSize      byteSize      `default:"1MiB" help:"Piece size of the manifests of the full bundles this node builds for the swarm (4KiB to 8MiB)."`
 	Seed           string        `default:"all" enum:"all,followed" help:"Which repositories to fetch and serve: all learned of, or only followed (repo follow) and cloned ones."`
 	MirrorQuota    byteSize      `default:"20GiB" help:"Disk for mirrors of other nodes' repositories, in total; a repository that would pass it is refused."`
 	CreatorQuota   byteSize      `name:"mirror-quota-per-creator" default:"0" help:"Disk for the mirrors of one creator's repositories (0: a quarter of --mirror-quota)."`
@@ -125,7 +127,7 @@ func (c *runCmd) Run(e *env) error {
 		Bootstrap: boot, MaxPeers: c.MaxPeers, GossipInterval: c.GossipInterval,
 		WatchInterval: c.WatchInterval, Logger: e.log,
 		SyncInterval: c.SyncInterval, MaxFetches: c.MaxFetches, MaxUploads: c.MaxUploads,
-		MaxUploadRate: int64(c.MaxUploadRate), MaxBundleSize: int64(c.MaxBundleSize), MaxGitAlloc: int64(c.MaxGitAlloc), MaxCacheSize: int64(c.CacheSize),
+		MaxUploadRate: int64(c.MaxUploadRate), MaxDownloadRate: int64(c.MaxDownload), MaxBundleSize: int64(c.MaxBundleSize), MaxGitAlloc: int64(c.MaxGitAlloc), MaxCacheSize: int64(c.CacheSize), PieceSize: int(c.PieceSize),
 		MaxInbound: c.MaxInbound, MaxInboundPerIP: c.MaxInboundIP, DialPrivate: c.DialPrivate,
 		MirrorQuota: int64(c.MirrorQuota), MirrorQuotaPerCreator: int64(c.CreatorQuota), Seed: c.Seed,
 		HTTPURL: httpURL, LANDiscovery: c.LANDiscovery, Relay: c.Relay,

@@ -1,0 +1,323 @@
+package actors
+
+import (
+	"crypto/ed25519"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/menode/menode/persist"
+	"github.com/menode/menode/wire"
+)
+
+// The sync actor's side of the swarm (wire/PROTOCOL.md, "Swarm"): which
+// peers keep which full bundle (their inventories say), when a first sync
+// takes pieces from several of them at once (transfer_swarm.go runs it),
+// the manifests of the full bundles this node builds, and what status
+// shows of swarm fetches.
+
+// bundleAd is a full bundle a node keeps for the swarm: of the refs
+// whose RefsHash is Refs, its SHA-256 and size.
+type bundleAd struct {
+	Refs, SHA [32]byte
+	Size      uint64
+}
+
+// Messages about the swarm.
+type (
+	// bundleKept tells gossip that we keep Ad for repository ID (sync
+	// sends it for the bundles this node built, and at start).
+	bundleKept struct {
+		ID wire.RepoID
+		Ad bundleAd
+	}
+	// swarmSeederFailed: a swarm fetch dropped one of its seeders; Blame
+	// when it sent a piece that failed its check or stalled.
+	swarmSeederFailed struct {
+		Repo  wire.RepoID
+		Peer  wire.NodeID
+		Err   error
+		Blame bool
+	}
+	// swarmUpdate: a swarm fetch's figures, as status shows them.
+	swarmUpdate struct {
+		PID  *actor.PID
+		Stat SwarmFetch
+	}
+	// swarmScan: what a restart found on disk: kept bundles, and the
+	// bundle each swarm fetch left checked pieces of.
+	swarmScan struct {
+		kept  []persist.KeptBundle
+		parts map[wire.RepoID][32]byte
+	}
+)
+
+// SwarmFetch is one swarm fetch as status --json shows it.
+type SwarmFetch struct {
+	Repo      wire.RepoID `json:"repo"`
+	Bundle    string      `json:"bundle"` // SHA-256, hex
+	Size      int64       `json:"size"`
+	PieceSize int         `json:"piece_size"`
+	Pieces    int         `json:"pieces"`   // in the bundle
+	Kept      int         `json:"kept"`     // checked pieces kept from before (a restart, an earlier try)
+	Received  int         `json:"received"` // pieces received and checked by this fetch
+	Rejected  int         `json:"rejected"` // pieces that failed their check (each blamed on its seeder)
+	// PerSeeder: pieces received and checked, per seeder did:key.
+	PerSeeder map[string]int `json:"per_seeder"`
+	Builder   string         `json:"builder,omitempty"` // who signed the manifest
+	BytesIn   int64          `json:"bytes_in"`          // piece bytes received over the network
+	State     string         `json:"state"`             // running, done or failed
+	Error     string         `json:"error,omitempty"`
+	StartedAt time.Time      `json:"started_at"`
+}
+
+// swarmRecent is how many ended swarm fetches status shows.
+const swarmRecent = 4
+
+// swarmState is what sync keeps for the swarm.
+type swarmState struct {
+	ads    map[wire.NodeID]map[wire.RepoID]bundleAd // from inventories
+	parts  map[wire.RepoID][32]byte                 // bundles with checked pieces left on disk
+	bad    map[wire.RepoID][32]byte                 // a bundle whose manifest proved wrong: not swarmed again
+	fetch  map[string]*SwarmFetch                   // running, by transfer actor
+	recent []SwarmFetch                             // ended, oldest first
+	since  time.Time                                // sync became ready
+}
+
+func (s *syncer) swarm() *swarmState {
+	if s.sw.ads == nil {
+		s.sw = swarmState{ads: map[wire.NodeID]map[wire.RepoID]bundleAd{}, parts: map[wire.RepoID][32]byte{},
+			bad: map[wire.RepoID][32]byte{}, fetch: map[string]*SwarmFetch{}}
+	}
+	return &s.sw
+}
+
+// bundleAdsSeen takes in the bundles a node's inventory lists.
+func (s *syncer) bundleAdsSeen(origin wire.NodeID, ads map[wire.RepoID]bundleAd) {
+	if len(ads) == 0 {
+		delete(s.swarm().ads, origin)
+		return
+	}
+	s.swarm().ads[origin] = ads
+}
+
+// swarmScanned takes in what start found on disk: kept bundles go to
+// gossip (listed while our mirror holds their refs), pieces left by a
+// swarm fetch are waited for (startSwarm).
+func (s *syncer) swarmScanned(ctx actor.Context, m *swarmScan) {
+	sw := s.swarm()
+	sw.since = time.Now()
+	for _, k := range m.kept {
+		ctx.Send(s.gossip, &bundleKept{ID: k.Repo, Ad: adOf(k.Manifest)})
+	}
+	for id, sha := range m.parts {
+		sw.parts[id] = sha
+	}
+}
+
+func adOf(m *wire.BundleManifest) bundleAd {
+	return bundleAd{Refs: [32]byte(m.RefsHash), SHA: [32]byte(m.BundleSha256), Size: m.Size}
+}
+
+// scanSwarm reads what start finds on disk for the swarm. It blocks.
+func scanSwarm(root string) *swarmScan {
+	return &swarmScan{kept: persist.KeptBundles(root), parts: persist.SwarmParts(root)}
+}
+
+// startSwarm starts a swarm fetch of r instead of a fetch from one
+// seeder, when job is a first sync (no haves) and at least two of the
+// candidates keep the same full bundle of the wanted refs (or one keeps
+// the bundle an earlier swarm fetch left checked pieces of). It reports
+// whether it took r: started, or waiting a while after a restart for a
+// seeder of the bundle whose pieces are on disk.
+func (s *syncer) startSwarm(ctx actor.Context, r *syncRepo, job fetchJob, candidates []wire.NodeID) bool {
+	if !job.delegate.IsZero() || len(job.mirror.Refs) != 0 {
+		return false
+	}
+	sw := s.swarm()
+	part := sw.parts[r.ID]
+	groups := map[bundleAd][]wire.NodeID{}
+	for _, id := range candidates {
+		if ad, ok := sw.ads[id][r.ID]; ok && ad.Refs == r.Refs && ad.SHA != sw.bad[r.ID] && ad.Size <= uint64(job.maxBundle) {
+			groups[ad] = append(groups[ad], id)
+		}
+	}
+	var best bundleAd
+	var seeders []wire.NodeID
+	for ad, ids := range groups {
+		switch {
+		case ad.SHA == part:
+			best, seeders = ad, ids
+		case best.SHA == part && part != [32]byte{}:
+		case len(ids) > len(seeders) || (len(ids) == len(seeders) && string(ad.SHA[:]) < string(best.SHA[:])):
+			best, seeders = ad, ids
+		}
+	}
+	resuming := part != [32]byte{} && best.SHA == part
+	if len(seeders) < 2 && !(resuming && len(seeders) == 1) {
+		if part != [32]byte{} && !resuming && time.Since(sw.since) < s.cfg.SwarmResumeWait {
+			// Checked pieces wait on disk: give their seeders a moment
+			// to connect (or their inventories to arrive) after a restart.
+			sendAfter(ctx, s.cfg.SwarmResumeWait/4, &syncTick{})
+			return true
+		}
+		return false
+	}
+	// The seeders that failed least first; at most SwarmSeeders.
+	slices.SortStableFunc(seeders, func(a, b wire.NodeID) int { return s.attempts(r, a) - s.attempts(r, b) })
+	seeders = seeders[:min(len(seeders), s.cfg.SwarmSeeders)]
+	var peers []swarmSeeder
+	for _, id := range seeders {
+		peers = append(peers, swarmSeeder{id: id, pid: s.peers[id]})
+	}
+	job.peer, job.peerPID = seeders[0], s.peers[seeders[0]]
+	job.log = s.log.With("repo", r.ID, "swarm", hex.EncodeToString(best.SHA[:8]))
+	s.nextID++
+	name := fmt.Sprintf("swarm-%d", s.nextID)
+	sj := swarmJob{fetchJob: job, ad: best, seeders: peers}
+	pid := spawnChild(ctx, name, func() actor.Actor {
+		return &swarmFetcher{fetcher: fetcher{job: job, store: s.store, log: job.log}, sj: sj}
+	})
+	r.fetch = &syncFetch{pid: pid, peer: seeders[0], swarm: seeders, status: transferStatus{Repo: r.ID, Peer: seeders[0], Phase: PhaseReceiving}}
+	for _, id := range seeders {
+		s.perPeer[id]++
+	}
+	s.fetches++
+	s.counts.FetchesStarted++
+	sw.fetch[pid.Id] = &SwarmFetch{Repo: r.ID, Bundle: hex.EncodeToString(best.SHA[:]), Size: int64(best.Size), State: "running", StartedAt: time.Now().UTC(), PerSeeder: map[string]int{}}
+	s.log.Info("sync: swarm fetching", "repo", r.ID, "bundle", hex.EncodeToString(best.SHA[:]), "size", best.Size, "seeders", len(seeders), "resume", resuming)
+	return true
+}
+
+// attempts is how many fetches of r from peer failed lately.
+func (s *syncer) attempts(r *syncRepo, peer wire.NodeID) int {
+	if b := r.failures[peer]; b != nil {
+		return b.attempts
+	}
+	return 0
+}
+
+// swarmSeederFailed backs off from a seeder a swarm fetch dropped.
+func (s *syncer) swarmSeederFailed(m *swarmSeederFailed) {
+	r := s.repos[m.Repo]
+	if r == nil {
+		return
+	}
+	b := s.backOff(r, m.Peer, m.Blame)
+	if m.Blame {
+		s.counts.FetchesFailed["invalid"]++
+		s.log.Warn("sync: swarm seeder failed", "repo", m.Repo, "peer", m.Peer, "err", wire.OneLine(m.Err.Error()), "retry_in", time.Until(b.until).Round(time.Millisecond))
+		return
+	}
+	s.log.Info("sync: swarm seeder dropped", "repo", m.Repo, "peer", m.Peer, "err", wire.OneLine(m.Err.Error()))
+}
+
+// swarmUpdated keeps a swarm fetch's figures for status.
+func (s *syncer) swarmUpdated(m *swarmUpdate) {
+	sw := s.swarm()
+	if _, ok := sw.fetch[m.PID.Id]; ok {
+		st := m.Stat
+		sw.fetch[m.PID.Id] = &st
+	}
+}
+
+// swarmEnded moves a swarm fetch to the recent ones; what it left on disk
+// (checked pieces, for a resume) is remembered.
+func (s *syncer) swarmEnded(pid *actor.PID, m *transferEnded) {
+	sw := s.swarm()
+	st := sw.fetch[pid.GetId()]
+	if st == nil {
+		return
+	}
+	delete(sw.fetch, pid.GetId())
+	sha, _ := hex.DecodeString(st.Bundle)
+	switch {
+	case m.Err == nil:
+		st.State = "done"
+		delete(sw.parts, m.Repo)
+	default:
+		st.State, st.Error = "failed", wire.OneLine(m.Err.Error())
+		if m.Blame {
+			// The manifest's signer is at fault: its bundle is not
+			// swarmed again (a single seeder serves the repository).
+			sw.bad[m.Repo] = [32]byte(sha)
+			delete(sw.parts, m.Repo)
+		} else if len(sha) == 32 {
+			sw.parts[m.Repo] = [32]byte(sha)
+		}
+	}
+	sw.recent = append(sw.recent, *st)
+	if len(sw.recent) > swarmRecent {
+		sw.recent = slices.Delete(sw.recent, 0, len(sw.recent)-swarmRecent)
+	}
+}
+
+// swarmView is the running and the recent swarm fetches, for status.
+func (s *syncer) swarmView() []SwarmFetch {
+	sw := s.swarm()
+	out := slices.Clone(sw.recent)
+	for _, st := range sw.fetch {
+		out = append(out, *st)
+	}
+	for i := range out {
+		out[i].PerSeeder = cloneCounts(out[i].PerSeeder)
+	}
+	return out
+}
+
+func cloneCounts(m map[string]int) map[string]int {
+	out := make(map[string]int, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// manifestFor is the manifest of the full bundle at path (of repository
+// id, refs): the one kept beside it, else, when there is none (this node
+// built the bundle), one it makes and signs with key now. It blocks.
+func manifestFor(key ed25519.PrivateKey, pieceSize int, path string, id wire.RepoID, refs [32]byte) (*wire.SignedManifest, *wire.BundleManifest, error) {
+	s, m, err := persist.ReadManifest(path)
+	if err == nil {
+		if [32]byte(m.RefsHash) != refs || m.RepoId != id.String() {
+			return nil, nil, fmt.Errorf("the manifest beside %s is of another bundle", persist.QuotePath(path))
+		}
+		return s, m, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) || key == nil {
+		return nil, nil, err
+	}
+	m, err = persist.MakeManifest(path, id, refs, pieceSize)
+	if err != nil {
+		return nil, nil, err
+	}
+	if m.Size == 0 {
+		return nil, nil, errors.New("an empty bundle has no manifest")
+	}
+	created := time.Now().UnixMilli()
+	m.CreatedMs = created
+	if s, err = wire.SignManifest(key, m); err != nil {
+		return nil, nil, err
+	}
+	if err := persist.WriteManifest(path, s); err != nil {
+		return nil, nil, err
+	}
+	return s, m, nil
+}
+
+// dropKept removes the full bundle kept of r's old refs once its mirror
+// holds others (now): it no longer serves a first sync of the signed
+// refs. The disk work runs off the mailbox.
+func (s *syncer) dropKept(r *syncRepo, now [32]byte) {
+	old := r.Mirror
+	if old == noRefs || old == now || !r.delegate().IsZero() {
+		return
+	}
+	root, id := s.cfg.Root, r.ID
+	go persist.DropKept(root, id, old)
+}

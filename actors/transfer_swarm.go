@@ -1,0 +1,692 @@
+package actors
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/quic-go/quic-go"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/menode/menode/persist"
+	"github.com/menode/menode/wire"
+)
+
+// The swarm fetch (wire/PROTOCOL.md, "Swarm"): a first sync takes the
+// pieces of one full bundle from several seeders at once. The sync actor
+// picks the bundle and its seeders (sync_swarm.go); this transfer actor
+// runs the fetch in a goroutine, with one worker goroutine per seeder,
+// each on transfer streams of its own:
+//
+//   - the manifest (signed by the bundle's builder, passed on unchanged by
+//     every node that keeps the bundle) and the creator's announcement
+//     come from one seeder, and are checked as a whole bundle's would be;
+//   - each worker asks its seeder for a batch of pieces at a time (the
+//     lowest ones no one holds or is fetching), checks each piece on
+//     arrival against its hash in the manifest and writes it at its
+//     offset in the piece file (persist.PieceFile: synced, then marked);
+//     a piece that fails its check, or a stall, is blamed on that seeder,
+//     which is dropped (and backed off by sync), and its pieces go back to
+//     the others;
+//   - the fetch goroutine feeds the pieces to git index-pack in order, as
+//     they become contiguous, and hashes the whole;
+//   - at the end the checks of a whole bundle run (SHA-256, heads = the
+//     signed refs, strict index-pack, the signed refs' objects): when they
+//     fail although every piece matched the manifest, the manifest's
+//     signer is to blame.
+//
+// Checked pieces stay on disk when the fetch is cut (a restart, every
+// seeder gone), and a later swarm fetch of the same bundle, from whatever
+// seeders, fetches only the others.
+
+// swarmSeeder is one seeder of a swarm fetch.
+type swarmSeeder struct {
+	id  wire.NodeID
+	pid *actor.PID
+}
+
+// swarmJob is what a swarm fetch needs to know: a fetch's job (its peer
+// is the first seeder), the bundle, and the seeders that keep it.
+type swarmJob struct {
+	fetchJob
+	ad      bundleAd
+	seeders []swarmSeeder
+}
+
+// swarmFetcher is the transfer actor of a swarm fetch. It reports to
+// sync as a fetcher does (finish is the fetcher's), and passes on what
+// its goroutines say of the seeders.
+type swarmFetcher struct {
+	fetcher
+	sj swarmJob
+}
+
+func (sf *swarmFetcher) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		for _, s := range sf.sj.seeders {
+			ctx.Watch(s.pid)
+		}
+		runCtx, cancel := sf.job.work()
+		sf.cancel = cancel
+		self, system, sj := ctx.Self(), ctx.ActorSystem(), sf.sj
+		go func() {
+			res := runSwarm(runCtx, sj, system, self)
+			system.Root.Send(self, res)
+		}()
+	case *reserveQuota:
+		m.Repo, m.PID = sf.job.want.ID, ctx.Self()
+		ctx.Send(ctx.Parent(), m)
+	case *fetchProgress:
+		ctx.Send(ctx.Parent(), &transferStatus{Repo: sf.job.want.ID, Peer: sf.job.peer, Bytes: m.bytes, Size: m.size, Phase: m.phase,
+			Percent: m.percent, Step: m.step, Objects: m.objects, ObjectsTotal: m.total})
+	case *swarmSeederFailed:
+		m.Repo = sf.job.want.ID
+		ctx.Send(ctx.Parent(), m)
+	case *swarmUpdate:
+		m.PID = ctx.Self()
+		ctx.Send(ctx.Parent(), m)
+	case *fetchResult:
+		sf.finish(ctx, m)
+	case *actor.Terminated:
+		// One seeder's connection is gone: its worker fails on its own
+		// and the others take its pieces.
+	case *actor.Stopping:
+		if sf.cancel != nil {
+			sf.cancel()
+		}
+	case actor.SystemMessage, actor.AutoReceiveMessage:
+	default:
+		sf.log.Debug("swarm: unexpected message", "type", fmt.Sprintf("%T", m))
+	}
+}
+
+// errBadManifest: the pieces seeders send disagree with the manifest in
+// a way that puts the manifest at fault.
+var errBadManifest = errors.New("the manifest does not describe the bundle")
+
+// Piece states in swarmRun.owner besides a worker's index.
+const (
+	pieceFree = -1
+	pieceHeld = -2
+)
+
+// swarmBatchBytes is about how many bytes a worker asks one seeder for
+// on one stream.
+const swarmBatchBytes = 4 << 20
+
+// swarmRun is one swarm fetch, run by its goroutine. The phases a whole
+// bundle goes through (verify, apply) are the fetch's.
+type swarmRun struct {
+	fetch
+	sj      swarmJob
+	system  *actor.ActorSystem
+	m       *wire.BundleManifest
+	builder wire.NodeID
+	pf      *persist.PieceFile
+	batch   int
+
+	mu         sync.Mutex
+	cond       *sync.Cond
+	owner      []int // per piece: pieceFree, pieceHeld or the worker fetching it
+	held       int
+	heldBytes  int64
+	workers    int                 // running
+	fatal      error               // a local failure (the disk), or a wrong manifest: everything stops
+	rejected   map[int]wire.NodeID // pieces that failed their check, by the first seeder that sent them
+	stat       SwarmFetch
+	lastReport time.Time
+}
+
+// runSwarm runs a swarm fetch; report sends to the actor.
+func runSwarm(ctx context.Context, sj swarmJob, system *actor.ActorSystem, self *actor.PID) *fetchResult {
+	w := &swarmRun{
+		fetch: fetch{ctx: ctx, job: sj.fetchJob, report: func(m any) { system.Root.Send(self, m) },
+			wantHash: wire.RefsHash(sj.want.Refs), part: persist.SwarmPartPath(sj.root, sj.want.ID)},
+		sj: sj, system: system,
+	}
+	w.cond = sync.NewCond(&w.mu)
+	w.rejected = map[int]wire.NodeID{}
+	w.stat = SwarmFetch{Repo: sj.want.ID, Bundle: fmt.Sprintf("%x", sj.ad.SHA), Size: int64(sj.ad.Size), State: "running",
+		StartedAt: time.Now().UTC(), PerSeeder: map[string]int{}}
+	res := w.run()
+	w.idx.abort()
+	w.in.Discard()
+	w.mu.Lock()
+	res.bytesIn = w.stat.BytesIn
+	w.mu.Unlock()
+	if w.pf != nil {
+		switch {
+		case res.err == nil:
+			w.pf.Close()
+			_ = os.Remove(w.part + ".pieces") // the bundle itself is kept, or gone (keepOrRemove)
+		case res.keep || ctx.Err() != nil:
+			res.keep = true
+			w.pf.Close() // the checked pieces stay for the next try
+		default:
+			w.pf.Remove()
+		}
+	}
+	w.logSeeders(res)
+	return res
+}
+
+// logSeeders logs which seeders the pieces came from.
+func (w *swarmRun) logSeeders(res *fetchResult) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var from []string
+	for _, s := range w.sj.seeders {
+		from = append(from, fmt.Sprintf("%s=%d", s.id, w.stat.PerSeeder[s.id.String()]))
+	}
+	args := []any{"pieces", w.stat.Pieces, "kept", w.stat.Kept, "received", w.stat.Received, "rejected", w.stat.Rejected, "from", strings.Join(from, " ")}
+	if res.err != nil {
+		args = append(args, "err", res.err)
+	}
+	w.job.log.Info("fetch: swarm pieces by seeder", args...)
+}
+
+func (w *swarmRun) run() *fetchResult {
+	if res := w.getManifest(); res != nil {
+		return res
+	}
+	m := w.m
+	if res := w.reserve(int64(m.Size), int64(m.Size)); res != nil {
+		return res
+	}
+	pf, kept, err := persist.OpenPieceFile(w.job.root, w.job.want.ID, m)
+	if err != nil {
+		return &fetchResult{err: err}
+	}
+	w.pf = pf
+	n := len(m.PieceSha256)
+	w.owner = make([]int, n)
+	for i := range n {
+		w.owner[i] = pieceFree
+		if pf.Have(i) {
+			_, l := wire.PieceSpan(m, i)
+			w.owner[i] = pieceHeld
+			w.held++
+			w.heldBytes += l
+		}
+	}
+	w.stat.Pieces, w.stat.Kept, w.stat.PieceSize, w.stat.Builder = n, kept, int(m.PieceSize), w.builder.String()
+	if kept > 0 {
+		w.job.log.Info("fetch: swarm resuming", "pieces_kept", kept, "pieces", n)
+	}
+	w.batch = max(1, min(swarmBatchBytes/int(m.PieceSize), (n-w.held+2*len(w.sj.seeders)-1)/(2*len(w.sj.seeders))))
+	body := w.ann.GetRepo()
+	if w.in, err = persist.NewIncoming(w.ctx, w.job.root, w.job.want.ID, body.DefaultBranch); err != nil {
+		return &fetchResult{err: err}
+	}
+	w.idx = startIndexer(w.ctx, w.in.Repo, w.refs)
+
+	wctx, stop := context.WithCancel(w.ctx)
+	wake := context.AfterFunc(wctx, func() {
+		w.mu.Lock()
+		w.cond.Broadcast()
+		w.mu.Unlock()
+	})
+	var wg sync.WaitGroup
+	w.workers = len(w.sj.seeders)
+	for i, s := range w.sj.seeders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.work(wctx, i, s)
+		}()
+	}
+	res := w.feed()
+	stop()
+	wg.Wait()
+	wake()
+	if res != nil {
+		return res
+	}
+	for _, phase := range []func() *fetchResult{w.checkWhole, w.verify, w.apply} {
+		if res := phase(); res != nil && res.err != nil {
+			return w.signerFault(res)
+		} else if res != nil {
+			return res // apply's success
+		}
+	}
+	return &fetchResult{err: errors.New("swarm fetch ended without a result")}
+}
+
+// signerFault puts a failure of the whole bundle's checks, although every
+// piece matched the manifest, on the manifest's signer.
+func (w *swarmRun) signerFault(res *fetchResult) *fetchResult {
+	if res.blame {
+		res.blamePeer = w.builder
+		res.err = fmt.Errorf("%w (every piece matched the manifest signed by %s)", res.err, w.builder)
+	}
+	return res
+}
+
+// open asks a seeder's peer actor for a new transfer stream.
+func (w *swarmRun) open(s swarmSeeder) (*quic.Stream, error) {
+	res, err := w.system.Root.RequestFuture(s.pid, &openStream{}, askTimeout).Result()
+	if err != nil {
+		return nil, fmt.Errorf("open a stream to %s: %w", s.id, err)
+	}
+	switch v := res.(type) {
+	case *quic.Stream:
+		return v, nil
+	case error:
+		return nil, v
+	}
+	return nil, fmt.Errorf("open a stream to %s: unexpected %T", s.id, res)
+}
+
+// request opens a stream to s and sends req on it; cancelling ctx
+// resets the stream.
+func (w *swarmRun) request(ctx context.Context, s swarmSeeder, req *wire.TransferRequest) (*quic.Stream, *pace, func(), error) {
+	st, err := w.open(s)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	// The request goes first, whatever happens: a server sees no stream
+	// that says nothing (a fetch that ended meanwhile resets it after).
+	p := &pace{t: w.job.timings}
+	werr := p.write(st, &wire.Frame{Body: &wire.Frame_TransferRequest{TransferRequest: req}})
+	_ = st.Close()
+	stop := context.AfterFunc(ctx, func() {
+		st.CancelRead(quic.StreamErrorCode(wire.TransferErrorCode_TRANSFER_UNSPECIFIED))
+		st.CancelWrite(quic.StreamErrorCode(wire.TransferErrorCode_TRANSFER_UNSPECIFIED))
+	})
+	done := func() {
+		stop()
+		st.CancelRead(0)
+	}
+	if werr != nil {
+		done()
+		return nil, nil, nil, fmt.Errorf("send request: %w", werr)
+	}
+	return st, p, done, nil
+}
+
+// getManifest gets the manifest and the creator's announcement from the
+// first seeder that sends valid ones; a seeder that sends invalid ones is
+// blamed.
+func (w *swarmRun) getManifest() *fetchResult {
+	var last error
+	for _, s := range w.sj.seeders {
+		blame, err := w.manifestFrom(s)
+		if err == nil {
+			return nil
+		}
+		if w.ctx.Err() != nil {
+			return &fetchResult{err: w.ctx.Err(), keep: true}
+		}
+		last = err
+		w.report(&swarmSeederFailed{Peer: s.id, Err: fmt.Errorf("manifest: %w", err), Blame: blame})
+	}
+	return &fetchResult{err: fmt.Errorf("no seeder sent the bundle's manifest: %w", last), keep: true}
+}
+
+func (w *swarmRun) manifestFrom(s swarmSeeder) (blame bool, err error) {
+	job := w.job
+	req := &wire.TransferRequest{RepoId: job.want.ID.String(), RefsHash: w.wantHash[:], SwarmBundle: w.sj.ad.SHA[:], WantManifest: true}
+	if len(job.wantSigned) > 0 {
+		req.KnownSeq = job.want.Seq
+	}
+	w.req = req
+	st, p, done, err := w.request(w.ctx, s, req)
+	if err != nil {
+		return false, err
+	}
+	defer done()
+	r := bufio.NewReader(st)
+	read := func(what string, timeout time.Duration) (*wire.Frame, bool, error) {
+		f, err := p.read(st, r, timeout)
+		if err != nil {
+			res := w.readFailed(what, err)
+			return nil, res.blame || errors.Is(err, wire.ErrBadFrame) || errors.Is(err, wire.ErrFrameTooLarge), res.err
+		}
+		if e := f.GetTransferError(); e != nil {
+			return nil, false, &transferError{code: e.Code, msg: e.Message}
+		}
+		return f, false, nil
+	}
+	frame, blame, err := read("read manifest", job.timings.start)
+	if err != nil {
+		return blame, err
+	}
+	tm := frame.GetTransferManifest()
+	if tm == nil {
+		return true, fmt.Errorf("%w: first frame is %T, not a manifest", errBadPeer, frame.Body)
+	}
+	m, builder, err := wire.OpenManifest(tm.Manifest)
+	if err != nil {
+		return true, fmt.Errorf("%w: %w", errBadPeer, err)
+	}
+	switch {
+	case m.RepoId != job.want.ID.String() || !bytes.Equal(m.RefsHash, w.wantHash[:]):
+		return true, fmt.Errorf("%w: the manifest is of another repository or other refs", errBadPeer)
+	case !bytes.Equal(m.BundleSha256, w.sj.ad.SHA[:]) || m.Size != w.sj.ad.Size:
+		return true, fmt.Errorf("%w: the manifest is of another bundle than the inventory said", errBadPeer)
+	}
+	if frame, blame, err = read("read announcement", job.timings.frame); err != nil {
+		return blame, err
+	}
+	ta := frame.GetTransferAnnouncement()
+	if ta == nil {
+		return true, fmt.Errorf("%w: second frame is %T, not the announcement", errBadPeer, frame.Body)
+	}
+	signed := ta.GetAnnouncement()
+	if signed == nil && req.KnownSeq != 0 {
+		signed = new(wire.SignedAnnouncement)
+		if err := proto.Unmarshal(job.wantSigned, signed); err != nil {
+			return false, fmt.Errorf("our copy of the announcement: %w", err)
+		}
+	}
+	if signed == nil {
+		return true, fmt.Errorf("%w: the announcement frame holds no announcement", errBadPeer)
+	}
+	ann, err := checkServedAnnouncement(signed, job, w.wantHash)
+	if err != nil {
+		return true, fmt.Errorf("%w: %w", errBadPeer, err)
+	}
+	if frame, blame, err = read("read done", job.timings.frame); err != nil {
+		return blame, err
+	}
+	if frame.GetTransferDone() == nil {
+		return true, fmt.Errorf("%w: %T after the announcement, not done", errBadPeer, frame.Body)
+	}
+	w.m, w.builder, w.manifest = m, builder, tm.Manifest
+	w.signed, w.ann, w.refs = signed, ann, wire.RefsToMap(ann.GetRepo().Refs)
+	return false, nil
+}
+
+// take hands worker i the next batch of pieces no one holds or fetches,
+// waiting while there are none but some are being fetched; nil when
+// every piece is held or the fetch stops.
+func (w *swarmRun) take(ctx context.Context, i int) []uint32 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for {
+		if w.held == len(w.owner) || w.fatal != nil || ctx.Err() != nil {
+			return nil
+		}
+		var batch []uint32
+		for p, o := range w.owner {
+			if o == pieceFree {
+				w.owner[p] = i
+				batch = append(batch, uint32(p))
+				if len(batch) == w.batch {
+					break
+				}
+			}
+		}
+		if len(batch) > 0 {
+			return batch
+		}
+		w.cond.Wait()
+	}
+}
+
+// work is worker i: batches of pieces from seeder s until every piece is
+// held, or s fails (its pieces then go back to the others).
+func (w *swarmRun) work(ctx context.Context, i int, s swarmSeeder) {
+	defer func() {
+		w.mu.Lock()
+		for p, o := range w.owner {
+			if o == i {
+				w.owner[p] = pieceFree
+			}
+		}
+		w.workers--
+		w.cond.Broadcast()
+		w.mu.Unlock()
+	}()
+	for {
+		batch := w.take(ctx, i)
+		if batch == nil {
+			return
+		}
+		if blame, err := w.fetchBatch(ctx, s, batch); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			w.job.log.Log(context.Background(), levelOf(blame), "fetch: swarm seeder dropped", "peer", s.id, "err", err)
+			w.report(&swarmSeederFailed{Peer: s.id, Err: err, Blame: blame})
+			return
+		}
+	}
+}
+
+// fetchBatch fetches the pieces of batch from s on one stream, checking
+// each as it completes; blame says the failure is the seeder's fault.
+func (w *swarmRun) fetchBatch(ctx context.Context, s swarmSeeder, batch []uint32) (blame bool, err error) {
+	job, m := w.job, w.m
+	req := &wire.TransferRequest{RepoId: job.want.ID.String(), RefsHash: w.wantHash[:], SwarmBundle: w.sj.ad.SHA[:], Pieces: batch}
+	st, p, done, err := w.request(ctx, s, req)
+	if err != nil {
+		return false, err
+	}
+	defer done()
+	r := bufio.NewReader(st)
+	timeout := job.timings.start
+	read := func() (*wire.Frame, bool, error) {
+		f, err := p.read(st, r, timeout)
+		timeout = job.timings.frame
+		if err != nil {
+			res := w.readFailed("receive pieces", err)
+			return nil, res.blame || errors.Is(err, wire.ErrBadFrame) || errors.Is(err, wire.ErrFrameTooLarge), res.err
+		}
+		if e := f.GetTransferError(); e != nil {
+			return nil, false, &transferError{code: e.Code, msg: e.Message}
+		}
+		return f, false, nil
+	}
+	buf := make([]byte, 0, m.PieceSize)
+	var sent int64
+	for _, idx := range batch {
+		off, n := wire.PieceSpan(m, int(idx))
+		buf = buf[:0]
+		for int64(len(buf)) < n {
+			frame, blame, err := read()
+			if err != nil {
+				return blame, fmt.Errorf("piece %d: %w", idx, err)
+			}
+			chunk := frame.GetTransferChunk()
+			if chunk == nil {
+				return true, fmt.Errorf("%w: piece %d: %T, not a chunk", errBadPeer, idx, frame.Body)
+			}
+			d := int64(len(chunk.Data))
+			if chunk.Offset != uint64(off)+uint64(len(buf)) || d == 0 || d > wire.MaxChunkData || int64(len(buf))+d > n {
+				return true, fmt.Errorf("%w: piece %d: chunk at %d of %d bytes, expected offset %d", errBadPeer, idx, chunk.Offset, d, off+int64(len(buf)))
+			}
+			if job.rate != nil {
+				if err := job.rate.WaitN(ctx, int(d)); err != nil {
+					return false, err
+				}
+			}
+			buf = append(buf, chunk.Data...)
+			sent += d
+			w.mu.Lock()
+			w.stat.BytesIn += d
+			w.mu.Unlock()
+		}
+		if err := w.pf.Put(int(idx), buf); err != nil {
+			if errors.Is(err, persist.ErrPieceMismatch) {
+				w.mu.Lock()
+				w.stat.Rejected++
+				first, again := w.rejected[int(idx)]
+				if !again {
+					w.rejected[int(idx)] = s.id
+				} else if first != s.id {
+					// Two seeders sent the same wrong piece: more likely
+					// the manifest is wrong than both of them.
+					w.fatal = fmt.Errorf("%w: piece %d from %s and from %s does not match the manifest", errBadManifest, idx, first, s.id)
+					w.cond.Broadcast()
+					w.mu.Unlock()
+					return false, w.fatal
+				}
+				w.mu.Unlock()
+				return true, fmt.Errorf("%w: piece %d (offset %d, %d bytes) does not match the manifest", errBadPeer, idx, off, n)
+			}
+			w.mu.Lock()
+			w.fatal = err
+			w.cond.Broadcast()
+			w.mu.Unlock()
+			return false, err
+		}
+		w.pieceHeld(int(idx), n, s.id)
+	}
+	frame, blame, err := read()
+	if err != nil {
+		return blame, fmt.Errorf("done: %w", err)
+	}
+	if d := frame.GetTransferDone(); d == nil || d.Size != uint64(sent) {
+		return true, fmt.Errorf("%w: %T after the pieces, not done of %d bytes", errBadPeer, frame.Body, sent)
+	}
+	return false, nil
+}
+
+// pieceHeld records piece idx (n bytes) as held, from seeder from.
+func (w *swarmRun) pieceHeld(idx int, n int64, from wire.NodeID) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.owner[idx] == pieceHeld {
+		return
+	}
+	w.owner[idx] = pieceHeld
+	w.held++
+	w.heldBytes += n
+	w.stat.Received++
+	w.stat.PerSeeder[from.String()]++
+	w.cond.Broadcast()
+	if time.Since(w.lastReport) > 250*time.Millisecond || w.held == len(w.owner) {
+		w.lastReport = time.Now()
+		w.reportLocked()
+	}
+}
+
+// reportLocked reports the bytes held and the swarm's figures; w.mu is held.
+func (w *swarmRun) reportLocked() {
+	size := int64(w.m.Size)
+	w.report(&fetchProgress{bytes: w.heldBytes, size: size, phase: PhaseReceiving, percent: min(100, 100*float64(w.heldBytes)/float64(size))})
+	st := w.stat
+	st.PerSeeder = cloneCounts(w.stat.PerSeeder)
+	w.report(&swarmUpdate{Stat: st})
+}
+
+// feed hands git the pieces in order as they are held, and hashes the
+// whole bundle.
+func (w *swarmRun) feed() *fetchResult {
+	m := w.m
+	w.hash = sha256.New()
+	w.piecesChecked = true // each piece on arrival, the whole in checkWhole
+	buf := make([]byte, m.PieceSize)
+	w.mu.Lock()
+	w.reportLocked()
+	w.mu.Unlock()
+	for next := range len(m.PieceSha256) {
+		w.mu.Lock()
+		for w.owner[next] != pieceHeld && w.fatal == nil && w.workers > 0 && w.ctx.Err() == nil {
+			w.cond.Wait()
+		}
+		ok, fatal, held := w.owner[next] == pieceHeld, w.fatal, w.held
+		w.mu.Unlock()
+		if !ok {
+			switch {
+			case errors.Is(fatal, errBadManifest):
+				return w.signerFault(&fetchResult{err: fatal, blame: true})
+			case fatal != nil:
+				return &fetchResult{err: fatal}
+			case w.ctx.Err() != nil:
+				return &fetchResult{err: w.ctx.Err(), keep: true}
+			}
+			return &fetchResult{err: fmt.Errorf("every seeder of the swarm failed or left, with %d of %d pieces held", held, len(m.PieceSha256)), keep: true}
+		}
+		piece, err := w.pf.ReadPiece(next, buf)
+		if err != nil {
+			return &fetchResult{err: err, keep: true}
+		}
+		w.hash.Write(piece)
+		if _, err := w.idx.Write(piece); err != nil {
+			return w.signerFault(w.idx.result())
+		}
+		w.offset += int64(len(piece))
+	}
+	w.mu.Lock()
+	w.reportLocked()
+	w.mu.Unlock()
+	return nil
+}
+
+// checkWhole checks the whole bundle's SHA-256 against the manifest's.
+func (w *swarmRun) checkWhole() *fetchResult {
+	if sum := w.hash.Sum(nil); !bytes.Equal(sum, w.m.BundleSha256) {
+		return w.bad("bundle SHA-256 %x, the manifest says %x", sum, w.m.BundleSha256)
+	}
+	return nil
+}
+
+// readManifest reads the manifest a server sends after Done of a full
+// bundle when asked for it; none (an older server, the stream ended) is
+// no failure: the bundle is just not kept.
+func (f *fetch) readManifest(done *wire.TransferDone) {
+	if !f.req.WantManifest || !done.ManifestFollows || f.start.Empty {
+		return
+	}
+	frame, err := f.pace.read(f.s, f.r, f.job.timings.frame)
+	if err != nil {
+		return
+	}
+	if tm := frame.GetTransferManifest(); tm != nil {
+		f.manifest = tm.Manifest
+	}
+}
+
+// keepOrRemove keeps the bundle received (whole, checked and applied) for
+// the swarm when it came with a manifest that describes it, else removes
+// it.
+func (f *fetch) keepOrRemove() {
+	if f.manifest != nil && f.hash != nil {
+		ad, err := f.keep()
+		if err == nil {
+			f.kept = ad
+			return
+		}
+		f.job.log.Warn("fetch: bundle not kept for the swarm", "err", err)
+	}
+	_ = os.Remove(f.part)
+}
+
+func (f *fetch) keep() (*bundleAd, error) {
+	m, builder, err := wire.OpenManifest(f.manifest)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case m.RepoId != f.job.want.ID.String() || !bytes.Equal(m.RefsHash, f.wantHash[:]):
+		return nil, errors.New("the manifest is of another repository or other refs")
+	case !bytes.Equal(m.BundleSha256, f.hash.Sum(nil)) || m.Size != uint64(f.offset):
+		return nil, errors.New("the manifest is of another bundle")
+	}
+	if _, err := persist.KeepBundle(f.job.root, f.part, f.manifest, m, f.piecesChecked); err != nil {
+		return nil, err
+	}
+	ad := adOf(m)
+	f.job.log.Info("fetch: bundle kept for the swarm", "bundle", fmt.Sprintf("%x", m.BundleSha256), "size", m.Size, "pieces", len(m.PieceSha256), "builder", builder)
+	return &ad, nil
+}
+
+// levelOf is the log level of a failure: Warn when the peer is at fault.
+func levelOf(blame bool) slog.Level {
+	if blame {
+		return slog.LevelWarn
+	}
+	return slog.LevelInfo
+}

@@ -1,0 +1,90 @@
+package persist
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/menode/menode/wire"
+)
+
+// TestPieceFile_resumeChecksMarkedPieces: pieces put in a piece file are
+// kept across a close (the restart of a swarm fetch) only when they still
+// match the manifest; a wrong piece is never written; a file of another
+// bundle starts over.
+func TestPieceFile_resumeChecksMarkedPieces(t *testing.T) {
+	root := t.TempDir()
+	data := make([]byte, 40<<10+123)
+	_, _ = rand.Read(data)
+	src := filepath.Join(t.TempDir(), "b.bundle")
+	if err := os.WriteFile(src, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var id wire.RepoID
+	id[0] = 7
+	m, err := MakeManifest(src, id, [32]byte{1}, wire.MinPieceSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.PieceSha256) != 11 {
+		t.Fatalf("%d pieces, want 11", len(m.PieceSha256))
+	}
+	piece := func(i int) []byte {
+		off, n := wire.PieceSpan(m, i)
+		return data[off : off+n]
+	}
+	p, kept, err := OpenPieceFile(root, id, m)
+	if err != nil || kept != 0 {
+		t.Fatalf("open: %d kept, %v", kept, err)
+	}
+	for _, i := range []int{0, 1, 2, 4, 10} {
+		if err := p.Put(i, piece(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wrong := bytes.Clone(piece(5))
+	wrong[0] ^= 1
+	if err := p.Put(5, wrong); !errors.Is(err, ErrPieceMismatch) {
+		t.Fatalf("a wrong piece: %v, want ErrPieceMismatch", err)
+	}
+	p.Close()
+	// A piece torn on disk after it was marked is not trusted.
+	f, err := os.OpenFile(SwarmPartPath(root, id), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	off, _ := wire.PieceSpan(m, 2)
+	if _, err := f.WriteAt([]byte{^data[off]}, off); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	p, kept, err = OpenPieceFile(root, id, m)
+	if err != nil || kept != 4 {
+		t.Fatalf("reopen: %d kept, %v; want 4", kept, err)
+	}
+	for i := range 11 {
+		if want := i == 0 || i == 1 || i == 4 || i == 10; p.Have(i) != want {
+			t.Errorf("piece %d held: %t, want %t", i, p.Have(i), want)
+		}
+	}
+	buf := make([]byte, m.PieceSize)
+	if got, err := p.ReadPiece(10, buf); err != nil || !bytes.Equal(got, piece(10)) {
+		t.Errorf("the last piece reads back wrong: %v", err)
+	}
+	p.Close()
+	other := proto.Clone(m).(*wire.BundleManifest)
+	other.BundleSha256 = bytes.Repeat([]byte{9}, 32)
+	p, kept, err = OpenPieceFile(root, id, other)
+	if err != nil || kept != 0 {
+		t.Fatalf("another bundle: %d kept, %v; want 0", kept, err)
+	}
+	p.Remove()
+	if left, _ := filepath.Glob(filepath.Join(TmpDir(root), "*")); len(left) != 0 {
+		t.Errorf("left after Remove: %v", left)
+	}
+}
