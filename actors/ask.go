@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -67,18 +68,91 @@ func askFor[T any](ctx actor.Context, pid *actor.PID, msg any, then func(T, erro
 // askForWithin is askFor with its own timeout, for asks that wait on long
 // work (a sync the caller waits for).
 func askForWithin[T any](ctx actor.Context, pid *actor.PID, msg any, timeout time.Duration, then func(T, error)) {
-	ctx.ReenterAfter(ctx.RequestFuture(pid, msg, timeout), func(res any, err error) {
+	ctx.ReenterAfter(request(ctx, ctx.ActorSystem(), pid, msg, timeout), func(res any, err error) {
 		then(typed[T](msg, res, err))
 	})
 }
+
+// request sends msg to pid from sc and returns the future of its reply,
+// which is actor.ErrTimeout (as the reply's value) after timeout. Every
+// ask here goes through it rather than protoactor's RequestFuture: a
+// protoactor Future with a timeout writes a reply that comes as the
+// timeout fires without its lock (a data race in protoactor itself, which
+// -race reports; seen under load). The reply goes to a gate instead,
+// which passes the first of reply and timeout, once, to a Future that has
+// no timer of its own.
+func request(sc actor.SenderContext, system *actor.ActorSystem, pid *actor.PID, msg any, timeout time.Duration) *actor.Future {
+	f, gate := newGate(system, timeout)
+	sc.RequestWithCustomSender(pid, msg, gate)
+	return f
+}
+
+// requestResult is request waited for, outside any actor (the control
+// socket, the Node's API, a transfer worker's goroutine): the reply, or
+// the timeout as an error.
+func requestResult(system *actor.ActorSystem, pid *actor.PID, msg any, timeout time.Duration) (any, error) {
+	res, err := request(system.Root, system, pid, msg, timeout).Result()
+	if err == nil && res == actor.ErrTimeout {
+		return nil, actor.ErrTimeout
+	}
+	return res, err
+}
+
+// gate is the process replies go to (see request).
+type gate struct {
+	system *actor.ActorSystem
+	self   *actor.PID
+	future *actor.PID
+	mu     sync.Mutex
+	done   bool
+	timer  *time.Timer
+}
+
+// newGate makes a gate and its Future; after timeout it passes
+// actor.ErrTimeout.
+func newGate(system *actor.ActorSystem, timeout time.Duration) (*actor.Future, *actor.PID) {
+	f := actor.NewFuture(system, -1) // no timer: the gate's is the only one
+	g := &gate{system: system, future: f.PID()}
+	g.self, _ = system.ProcessRegistry.Add(g, "gate"+system.ProcessRegistry.NextId())
+	t := time.AfterFunc(timeout, func() { g.pass(actor.ErrTimeout) })
+	g.mu.Lock()
+	if g.done {
+		t.Stop()
+	} else {
+		g.timer = t
+	}
+	g.mu.Unlock()
+	return f, g.self
+}
+
+// pass hands m to the future if nothing was handed before.
+func (g *gate) pass(m any) {
+	g.mu.Lock()
+	done, t := g.done, g.timer
+	g.done = true
+	g.mu.Unlock()
+	if done {
+		return
+	}
+	if t != nil {
+		t.Stop()
+	}
+	g.system.ProcessRegistry.Remove(g.self)
+	_, msg, _ := actor.UnwrapEnvelope(m)
+	g.system.Root.Send(g.future, msg)
+}
+
+func (g *gate) SendUserMessage(_ *actor.PID, m any)   { g.pass(m) }
+func (g *gate) SendSystemMessage(_ *actor.PID, m any) { g.pass(m) }
+func (g *gate) Stop(*actor.PID)                       { g.pass(actor.ErrTimeout) }
 
 // asyncFor runs blocking work in a goroutine and then, back in this actor,
 // then with its result; after timeout, then gets an error and the work's
 // result, when it comes, is dropped (work should watch a context with the
 // same timeout, so it stops too).
 func asyncFor[T any](ctx actor.Context, timeout time.Duration, work func() (T, error), then func(T, error)) {
-	f := actor.NewFuture(ctx.ActorSystem(), timeout)
-	root, pid := ctx.ActorSystem().Root, f.PID()
+	f, pid := newGate(ctx.ActorSystem(), timeout)
+	root := ctx.ActorSystem().Root
 	go func() {
 		res, err := work()
 		if err != nil {

@@ -111,7 +111,7 @@ func (c *control) serve(root *actor.RootContext, w http.ResponseWriter, r *http.
 		c.serveStream(root, w, r, cmd)
 		return
 	}
-	res, err := root.RequestFuture(c.node, cmd.Interface(), callTimeout).Result()
+	res, err := requestResult(root.ActorSystem(), c.node, cmd.Interface(), callTimeout)
 	if err != nil {
 		writeJSON(w, http.StatusGatewayTimeout, apiError{Error: err.Error()})
 		return
@@ -203,7 +203,7 @@ func startStream(root *actor.RootContext, node *actor.PID, cmd reflect.Value) *s
 	}))
 	field, _ := progressField(cmd)
 	field.Set(reflect.ValueOf(s.pid))
-	root.RequestFuture(node, cmd.Interface(), s.timeout).PipeTo(s.pid)
+	request(root, root.ActorSystem(), node, cmd.Interface(), s.timeout).PipeTo(s.pid)
 	return s
 }
 

@@ -106,7 +106,7 @@
 // to asks are values, checked by askFor); never block in Receive (git,
 // network and file work run in goroutines that report back with a
 // message, under a context the actor cancels when it stops); ask other
-// actors with askFor (RequestFuture + ReenterAfter), never Future.Result;
+// actors with askFor (request + ReenterAfter), never Future.Result;
 // cancel timers in *actor.Stopping. A panicking child is stopped, not
 // restarted. This package may import wire and persist, never cmd.
 package actors

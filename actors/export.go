@@ -23,7 +23,7 @@ func (n *Node) RepoAnnouncementID(repo wire.RepoID) ([32]byte, error) {
 	if err != nil {
 		return [32]byte{}, err
 	}
-	res, err := n.system.Root.RequestFuture(store, &loadAnnouncements{}, askTimeout).Result()
+	res, err := requestResult(n.system, store, &loadAnnouncements{}, askTimeout)
 	if err != nil {
 		return [32]byte{}, fmt.Errorf("load announcements: %w", err)
 	}
@@ -56,7 +56,7 @@ func (n *Node) AnnouncementCopies(id [32]byte) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	res, err := n.system.Root.RequestFuture(gossip, &countCopies{ID: id}, askTimeout).Result()
+	res, err := requestResult(n.system, gossip, &countCopies{ID: id}, askTimeout)
 	if err != nil {
 		return 0, fmt.Errorf("count copies: %w", err)
 	}

@@ -382,7 +382,7 @@ func loadKey(cfg Config) (ed25519.PrivateKey, error) {
 
 // Request sends a command to the root actor and waits for its reply.
 func (n *Node) Request(cmd any) (any, error) {
-	res, err := n.system.Root.RequestFuture(n.root, cmd, callTimeout).Result()
+	res, err := requestResult(n.system, n.root, cmd, callTimeout)
 	if err != nil {
 		return nil, err
 	}

@@ -274,7 +274,7 @@ func (w *swarmRun) signerFault(res *fetchResult) *fetchResult {
 
 // open asks a seeder's peer actor for a new transfer stream.
 func (w *swarmRun) open(s swarmSeeder) (*quic.Stream, error) {
-	res, err := w.system.Root.RequestFuture(s.pid, &openStream{}, askTimeout).Result()
+	res, err := requestResult(w.system, s.pid, &openStream{}, askTimeout)
 	if err != nil {
 		return nil, fmt.Errorf("open a stream to %s: %w", s.id, err)
 	}

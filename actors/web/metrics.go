@@ -44,7 +44,7 @@ var Metrics = []Metric{
 	{"menode_transfers_failed_total", counter, []string{"direction", "reason"}, "Bundle transfers that failed; fetches by reason: invalid (the seeder sent something that failed a check), over_quota, error (anything else); serves: error."},
 	{"menode_transfer_bytes_total", counter, []string{"direction"}, "Bundle bytes moved since start: received or sent (a transfer cut short counts what it moved)."},
 	{"menode_bundle_cache_requests_total", counter, []string{"result"}, "Requests for a bundle to serve: hit (cached or being built for another transfer) or miss (built)."},
-	{"menode_bundle_cache_bytes", gauge, nil, "Bytes of served bundles kept in the cache."},
+	{"menode_bundle_cache_bytes", gauge, nil, "Bytes of bundles kept in the cache (built to serve, or received and kept for the swarm) and their piece manifests."},
 	{"menode_announcements_received_total", counter, nil, "Gossiped announcements that arrived from peers, copies included."},
 	{"menode_announcements_duplicate_total", counter, nil, "Copies of an announcement already seen (received_total divided by accepted_total is the copies per announcement)."},
 	{"menode_announcements_accepted_total", counter, []string{"kind"}, "New announcements verified and held, by kind (node, repo, inventory)."},

@@ -16,6 +16,7 @@ import (
 
 	"github.com/menode/menode/actors"
 	"github.com/menode/menode/actors/actorstest"
+	"github.com/menode/menode/persist"
 )
 
 // scrape reads n's /metrics with Prometheus' own text parser.
@@ -174,6 +175,11 @@ func TestMetrics_afterSync(t *testing.T) {
 		t.Fatal(err)
 	}
 	size := float64(fi.Size())
+	// The cache also keeps the bundle's piece manifest (for the swarm).
+	cacheBytes := size
+	if mi, err := os.Stat(persist.ManifestPath(cached[0])); err == nil {
+		cacheBytes += float64(mi.Size())
+	}
 	check(t, "n0 (served)", m0, []want{
 		{"menode_transfers_started_total", []string{"direction", "serve"}, 1},
 		{"menode_transfers_finished_total", []string{"direction", "serve"}, 1},
@@ -183,7 +189,7 @@ func TestMetrics_afterSync(t *testing.T) {
 		{"menode_transfer_bytes_total", []string{"direction", "received"}, 0},
 		{"menode_bundle_cache_requests_total", []string{"result", "miss"}, 1},
 		{"menode_bundle_cache_requests_total", []string{"result", "hit"}, 0},
-		{"menode_bundle_cache_bytes", nil, size},
+		{"menode_bundle_cache_bytes", nil, cacheBytes},
 		{"menode_repositories", []string{"status", "local"}, 1},
 		{"menode_peers", []string{"direction", "inbound"}, 1},
 		{"menode_peers", []string{"direction", "outbound"}, 0},

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -73,10 +74,17 @@ func TestReload_SIGHUP(t *testing.T) {
 		}
 		return code == 0 && json.Unmarshal([]byte(out), &v) == nil && v.Refs["refs/heads/main"] == head
 	})
-	log := logs.String()
-	for _, want := range []string{`msg="reloaded settings" changed="[log-level=debug watch-interval=100ms]"`, `settings=[alias]`, "level=DEBUG"} {
-		if !strings.Contains(log, want) {
-			t.Errorf("log has no %q:\n%s", want, log)
+	// The reload is logged, and debug lines follow (the watcher may have
+	// seen the commit before the reload: poll for them).
+	wants := []string{`msg="reloaded settings" changed="[log-level=debug watch-interval=100ms]"`, `settings=[alias]`, "level=DEBUG"}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		log := logs.String()
+		missing := slices.IndexFunc(wants, func(w string) bool { return !strings.Contains(log, w) })
+		if missing < 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("log has no %q within 20s:\n%s", wants[missing], log)
 		}
 	}
 
