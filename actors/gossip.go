@@ -120,6 +120,9 @@ type GossipStats struct {
 	// GraftWaitMs: how long an announced message is waited for before it
 	// is asked for, adapted to how late eager pushes come.
 	GraftWaitMs int64 `json:"graft_wait_ms"`
+	// StoreWaits: frames whose reader credit gossip kept because the
+	// store was behind its writes (the peer waited; nothing dropped).
+	StoreWaits int64 `json:"store_waits"`
 	// Valid identity documents that differ from the one kept (the
 	// latest 64): see gossip_identity.go.
 	IdentityForks []IdentityFork `json:"identity_forks,omitempty"`
@@ -203,6 +206,7 @@ type gossip struct {
 	missing   map[[32]byte]*missingMsg // announced to us by IHave, not received yet
 	inventory map[wire.RepoID][32]byte // what our mirrors hold, for our InventoryAnnouncement
 	budget    heldBudget
+	backlog   storeBacklog // gossip's writes the store has not committed (gossip_backlog.go)
 	inMemory  []string // keys of others' announcements held with their bytes, until the store has them
 	dropped   map[string]int64
 	counted   GossipStats // Received, Duplicates, Accepted, Relayed
@@ -322,7 +326,8 @@ func (g *gossip) Receive(ctx actor.Context) {
 	case *gossipStats:
 		ctx.Respond(GossipStats{Held: len(g.latest), HeldBytes: g.budget.sum, Dropped: maps.Clone(g.dropped),
 			Received: g.counted.Received, Duplicates: g.counted.Duplicates, Accepted: maps.Clone(g.counted.Accepted), Relayed: g.counted.Relayed,
-			EagerPeers: g.eagerPeers(), GraftWaitMs: g.graftWait.wait().Milliseconds(), IdentityForks: slices.Clone(g.forks)})
+			EagerPeers: g.eagerPeers(), GraftWaitMs: g.graftWait.wait().Milliseconds(), StoreWaits: g.backlog.held,
+			IdentityForks: slices.Clone(g.forks)})
 	case *peerDisconnected:
 		delete(g.early, m.PID)
 		if p := g.peers[m.ID]; p != nil && p.pid == m.PID {
@@ -333,7 +338,7 @@ func (g *gossip) Receive(ctx actor.Context) {
 		}
 	case *gossipIn:
 		g.receive(ctx, m)
-		releaseCredit(m.credit)
+		g.doneWith(m.credit) // gossip_backlog.go: kept while the store is behind
 		if len(g.inMemory) >= maxInMemory {
 			g.dropStored() // a flood: let go of the bytes the store has, now
 		}

@@ -284,6 +284,8 @@ func (s *store) Receive(ctx actor.Context) {
 		ctx.Respond(result(nodes, s.fatal(ctx, err)))
 	case *countRepos:
 		ctx.Respond(result(s.db.CountRepos()))
+	case *storeBarrier: // what was queued before it is committed (flushed above)
+		ctx.Respond(true)
 	case *loadAnnouncements:
 		raw, skipped, err := s.db.ListAnnouncements()
 		s.skipped("announcement", skipped)

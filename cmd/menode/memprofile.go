@@ -1,0 +1,98 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"strings"
+	"time"
+)
+
+// memProfileEnv names a directory where `menode run` writes, every
+// memProfileEvery, a heap profile (heap-PID-N.pb.gz: the live heap as of
+// the last collection, for go tool pprof) and a line of the runtime's and
+// the kernel's memory figures (mem-PID.log). For measurements (the
+// hostile-flood harness, scenarios/attack_test.go); off when unset.
+const memProfileEnv = "MENODE_MEM_PROFILE"
+
+const memProfileEvery = 5 * time.Second
+
+// startMemProfile starts the profiler when memProfileEnv is set; the
+// returned function stops it.
+func startMemProfile(log *slog.Logger) (stop func()) {
+	dir := os.Getenv(memProfileEnv)
+	if dir == "" {
+		return func() {}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		log.Warn("memory profile off", "err", err)
+		return func() {}
+	}
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		pid := os.Getpid()
+		figures, err := os.OpenFile(filepath.Join(dir, fmt.Sprintf("mem-%d.log", pid)), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			log.Warn("memory profile off", "err", err)
+			return
+		}
+		defer figures.Close()
+		start := time.Now()
+		tick := time.NewTicker(memProfileEvery)
+		defer tick.Stop()
+		for n := 0; ; n++ {
+			writeHeapProfile(filepath.Join(dir, fmt.Sprintf("heap-%d-%03d.pb.gz", pid, n)))
+			var m runtime.MemStats
+			runtime.ReadMemStats(&m)
+			fmt.Fprintf(figures, "t=%.0fs heap_alloc=%d heap_inuse=%d heap_idle_unreleased=%d stack=%d sys=%d next_gc=%d goroutines=%d gc=%d gc_cpu=%.3f %s\n",
+				time.Since(start).Seconds(), m.HeapAlloc>>20, m.HeapInuse>>20, (m.HeapIdle-m.HeapReleased)>>20, m.StackInuse>>20,
+				m.Sys>>20, m.NextGC>>20, runtime.NumGoroutine(), m.NumGC, m.GCCPUFraction, procMemory())
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+	}
+}
+
+func writeHeapProfile(path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	_ = pprof.Lookup("heap").WriteTo(f, 0)
+}
+
+// procMemory is the kernel's figures of this process (MiB): resident,
+// its anonymous and file-backed parts, and the peak.
+func procMemory() string {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return ""
+	}
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		name, value, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		switch name {
+		case "VmRSS", "RssAnon", "RssFile", "VmHWM":
+			var kb int64
+			fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(value), " kB"), &kb)
+			out = append(out, fmt.Sprintf("%s=%d", strings.ToLower(name), kb>>10))
+		}
+	}
+	return strings.Join(out, " ")
+}
