@@ -201,12 +201,11 @@ type gossip struct {
 	peers     map[wire.NodeID]*gossipPeer
 	latest    map[string]*held
 	byID      map[[32]byte]string      // message ID of each held announcement -> its key
-	set       *wire.ReconcileSet       // the held items for reconciliation; nil when latest changed
+	set       *wire.ReconcileSet       // the held items for reconciliation, as of setBuilt
 	bySlot    []slotAt                 // the held slots' keys by slot ID, sorted; built with set
 	missing   map[[32]byte]*missingMsg // announced to us by IHave, not received yet
 	inventory map[wire.RepoID][32]byte // what our mirrors hold, for our InventoryAnnouncement
 	budget    heldBudget
-	backlog   storeBacklog // gossip's writes the store has not committed (gossip_backlog.go)
 	inMemory  []string // keys of others' announcements held with their bytes, until the store has them
 	dropped   map[string]int64
 	counted   GossipStats // Received, Duplicates, Accepted, Relayed
@@ -225,6 +224,13 @@ type gossip struct {
 	early      map[*actor.PID]*gossipPeer // peers whose frames came before peerConnected
 	ready      bool
 	now        func() time.Time
+
+	// setStale: latest changed since set was built, which took setCost
+	// (gossip_reconcile.go).
+	setStale bool
+	setBuilt time.Time
+	setCost  time.Duration
+	backlog  storeBacklog // gossip's writes the store has not committed (gossip_backlog.go)
 
 	graftWait          graftWait // how long an IHave waits for its message before a graft (gossip_graftwait.go)
 	ihaveDelay, banFor time.Duration
@@ -500,7 +506,7 @@ func (g *gossip) holdEncoded(ctx actor.Context, key string, raw []byte, id [32]b
 	if origin != g.id {
 		g.inMemory = append(g.inMemory, key)
 	}
-	g.set = nil
+	g.setStale = true
 	g.budget.add(origin, key, size)
 	return true
 }
@@ -513,7 +519,7 @@ func (g *gossip) drop(key string) *held {
 	}
 	delete(g.latest, key)
 	delete(g.byID, h.id())
-	g.set = nil
+	g.setStale = true
 	g.budget.remove(h.origin, key, h.size())
 	return h
 }

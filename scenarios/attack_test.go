@@ -232,8 +232,8 @@ func TestHardening_attack(t *testing.T) {
 	if st, err = victimStatus(s); err != nil {
 		t.Errorf("at the end, status --json: %v", err)
 	} else {
-		t.Logf("victim status: %d peers, %d repositories; gossip holds %d announcements (%d bytes), dropped %v",
-			st.Peers, st.Repos, st.Gossip.Held, st.Gossip.HeldBytes, st.Gossip.Dropped)
+		t.Logf("victim status: %d peers, %d repositories; gossip holds %d announcements (%d bytes), dropped %v; %d frames waited for the store",
+			st.Peers, st.Repos, st.Gossip.Held, st.Gossip.HeldBytes, st.Gossip.Dropped, st.Gossip.StoreWaits)
 	}
 	accepted := countLog(victim.log, "peer connected", "alias=hostile")
 	capped := countLog(victim.log, "closing connection", "too many inbound connections")
@@ -361,6 +361,8 @@ type attackStatus struct {
 		Held      int              `json:"held"`
 		HeldBytes int              `json:"held_bytes"`
 		Dropped   map[string]int64 `json:"dropped"`
+		// Frames whose reader credit gossip kept while the store caught up.
+		StoreWaits int64 `json:"store_waits"`
 	} `json:"gossip"`
 }
 

@@ -141,7 +141,7 @@ func (c *runCmd) Run(e *env) error {
 	if page != nil {
 		page.Serve(n) // stops with the node
 	}
-	defer startMemProfile(e.log)() // memprofile.go: only when asked for
+	defer startProfile(e.log)() // profile.go: only when asked for
 	e.log.Info("node running", "id", n.ID, "alias", c.Alias, "addr", c.Addr, "root", e.root, "socket", persist.SocketPath(e.root))
 	return c.serve(e, n) // reload.go
 }

@@ -11,19 +11,20 @@ import (
 	"time"
 )
 
-// memProfileEnv names a directory where `menode run` writes, every
-// memProfileEvery, a heap profile (heap-PID-N.pb.gz: the live heap as of
-// the last collection, for go tool pprof) and a line of the runtime's and
-// the kernel's memory figures (mem-PID.log). For measurements (the
-// hostile-flood harness, scenarios/attack_test.go); off when unset.
-const memProfileEnv = "MENODE_MEM_PROFILE"
+// profileEnv names a directory where `menode run` writes, every
+// profileEvery, a heap profile (heap-PID-N.pb.gz: the live heap as of the
+// last collection, for go tool pprof), a CPU profile of that interval
+// (cpu-PID-N.pb.gz) and a line of the runtime's and the kernel's memory
+// figures (mem-PID.log). For measurements (the hostile-flood harness,
+// scenarios/attack_test.go); off when unset.
+const profileEnv = "MENODE_PROFILE"
 
-const memProfileEvery = 5 * time.Second
+const profileEvery = 5 * time.Second
 
-// startMemProfile starts the profiler when memProfileEnv is set; the
+// startProfile starts the profiler when profileEnv is set; the
 // returned function stops it.
-func startMemProfile(log *slog.Logger) (stop func()) {
-	dir := os.Getenv(memProfileEnv)
+func startProfile(log *slog.Logger) (stop func()) {
+	dir := os.Getenv(profileEnv)
 	if dir == "" {
 		return func() {}
 	}
@@ -43,9 +44,20 @@ func startMemProfile(log *slog.Logger) (stop func()) {
 		}
 		defer figures.Close()
 		start := time.Now()
-		tick := time.NewTicker(memProfileEvery)
+		tick := time.NewTicker(profileEvery)
 		defer tick.Stop()
 		for n := 0; ; n++ {
+			cpu, err := os.Create(filepath.Join(dir, fmt.Sprintf("cpu-%d-%03d.pb.gz", pid, n)))
+			if err == nil && pprof.StartCPUProfile(cpu) != nil {
+				cpu.Close()
+				cpu = nil
+			}
+			stopCPU := func() {
+				if cpu != nil {
+					pprof.StopCPUProfile()
+					cpu.Close()
+				}
+			}
 			writeHeapProfile(filepath.Join(dir, fmt.Sprintf("heap-%d-%03d.pb.gz", pid, n)))
 			var m runtime.MemStats
 			runtime.ReadMemStats(&m)
@@ -54,8 +66,10 @@ func startMemProfile(log *slog.Logger) (stop func()) {
 				m.Sys>>20, m.NextGC>>20, runtime.NumGoroutine(), m.NumGC, m.GCCPUFraction, procMemory())
 			select {
 			case <-done:
+				stopCPU()
 				return
 			case <-tick.C:
+				stopCPU()
 			}
 		}
 	}()
