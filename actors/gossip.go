@@ -268,7 +268,7 @@ func newGossip(cfg Config, key ed25519.PrivateKey, id wire.NodeID, addrs []strin
 		byID: map[[32]byte]string{}, missing: map[[32]byte]*missingMsg{},
 		timers: map[int]cancelFunc{}, early: map[*actor.PID]*gossipPeer{},
 		graftWait: newGraftWait(cfg.GraftTimeout, cfg.GraftTimeoutMax), ihaveDelay: cfg.IHaveDelay, banFor: cfg.BanFor,
-		budget:  heldBudget{total: cfg.MaxHeldBytes, perOrigin: cfg.MaxHeldBytesPerOrigin, used: map[wire.NodeID]int{}, keys: map[wire.NodeID][]string{}},
+		budget:  heldBudget{total: cfg.MaxHeldBytes, perOrigin: cfg.MaxHeldBytesPerOrigin, origins: map[wire.NodeID]originHeld{}},
 		dropped: map[string]int64{}, counted: GossipStats{Accepted: map[string]int64{}}, catchUp: cfg.MaxCatchUpBytes,
 		seen: newSeenWindow(cfg.SeenFor, seenMax), strikes: map[wire.NodeID]int{}, struckOff: map[wire.NodeID]time.Time{}, now: time.Now,
 		identities: map[wire.RepoID]*identityState{},
@@ -484,7 +484,7 @@ func (g *gossip) holdEncoded(ctx actor.Context, key string, raw []byte, id [32]b
 			g.dropped[dropOverQuota]++
 			return false
 		}
-		for g.budget.used[origin]-oldSize(old)+size > g.budget.perOrigin {
+		for g.budget.used(origin)-oldSize(old)+size > g.budget.perOrigin {
 			if !g.evictOldest(ctx, origin, key) {
 				break
 			}

@@ -67,7 +67,7 @@ const (
 	// build holds the race detector's shadow memory besides the node's
 	// (the Go documentation says 5 to 10 times): there the bound is
 	// raceRSSFactor times this.
-	attackMaxRSS    = 300 << 20
+	attackMaxRSS    = 150 << 20
 	raceRSSFactor   = 4
 	attackLearnTime = 10 * time.Second // from repo add on the honest node to repo list on the victim
 	// The p99 of the answers to `repo list` and `status` while the node

@@ -108,5 +108,37 @@ func procMemory() string {
 			out = append(out, fmt.Sprintf("%s=%d", strings.ToLower(name), kb>>10))
 		}
 	}
-	return strings.Join(out, " ")
+	return strings.Join(append(out, mappedFiles()...), " ")
+}
+
+// mappedFiles is the resident MiB of each file this process maps (the
+// binary, the store), from /proc/self/smaps.
+func mappedFiles() []string {
+	b, err := os.ReadFile("/proc/self/smaps")
+	if err != nil {
+		return nil
+	}
+	kb := map[string]int64{}
+	var file string
+	for _, line := range strings.Split(string(b), "\n") {
+		fields := strings.Fields(line)
+		switch {
+		case len(fields) >= 5 && strings.Contains(fields[0], "-"):
+			file = ""
+			if len(fields) >= 6 {
+				file = filepath.Base(fields[5])
+			}
+		case len(fields) >= 2 && fields[0] == "Rss:" && file != "":
+			var n int64
+			fmt.Sscan(fields[1], &n)
+			kb[file] += n
+		}
+	}
+	var out []string
+	for f, n := range kb {
+		if n >= 1024 {
+			out = append(out, fmt.Sprintf("%s=%d", f, n>>10))
+		}
+	}
+	return out
 }
