@@ -272,6 +272,7 @@ func (s *store) Receive(ctx actor.Context) {
 		nodes, skipped, err := s.db.ListNodes()
 		s.skipped("node", skipped)
 		ctx.Respond(result(nodes, s.fatal(ctx, err)))
+		s.dropMapped() // up to persist.MaxNodes records read (status asks)
 	case *countRepos:
 		ctx.Respond(result(s.db.CountRepos()))
 	case *storeBarrier: // what was queued before it is committed (flushed above)
@@ -399,31 +400,38 @@ func (s *store) flush() error {
 	pending := s.pending
 	s.pending = nil
 	defer s.writes.observe(time.Now())
+	// Every write walks bbolt's pages through its map of the file, and
+	// each page touched stays in the node's resident set, with the pages
+	// around it (the kernel maps up to 16 at a fault): a write of a
+	// random key touches a leaf page of its own in each bucket it
+	// changes, and under the 60,000-announcement flood the store's pages
+	// grew the resident set by 35 to 50 MiB. Let go of them every
+	// dropMappedEvery writes, inside the transaction too (a madvise; the
+	// map does not move before the commit, and a later read maps the
+	// pages again from the page cache, a minor fault each).
 	err := s.db.Group(func(g *persist.Store) {
 		for _, w := range pending {
 			w(g)
+			if s.sinceDrop++; s.sinceDrop >= dropMappedEvery {
+				s.sinceDrop = 0
+				if err := g.DropMapped(); err != nil {
+					s.log.Debug("store: release mapped pages", "err", err)
+				}
+			}
 		}
 	})
 	if err != nil {
 		s.log.Error("store: commit queued writes", "writes", len(pending), "err", err)
 	}
-	// Every write walks bbolt's pages through its map of the file, and
-	// each page touched stays in the node's resident set: a write of a
-	// random key touches a leaf page of its own in each bucket it
-	// changes, and under the 60,000-announcement flood the store's pages
-	// grew the resident set by 35 MiB. Let go of them after each batch of
-	// dropMappedEvery writes (a madvise; a later read maps the pages
-	// again from the page cache, a minor fault each).
-	if s.sinceDrop += len(pending); s.sinceDrop >= dropMappedEvery {
-		s.sinceDrop = 0
+	if len(pending) >= dropMappedEvery {
 		s.dropMapped()
 	}
 	return err
 }
 
-// dropMappedEvery is how many queued writes are committed between two
-// dropMapped.
-const dropMappedEvery = 256
+// dropMappedEvery is how many queued writes, or announcements read for a
+// catch-up, go between two dropMapped.
+const dropMappedEvery = 16
 
 // dropMapped lets go of the store's pages a read of every record mapped
 // (see persist.Store.DropMapped).
