@@ -135,12 +135,14 @@ func (g *gossip) push(ctx actor.Context, p *gossipPeer, keys []string, ttl uint3
 	// store (loadHeld), and the frames go in order once it answers.
 	raws := make([][]byte, 0, len(all))
 	var stored []heldAt
+	pushed := 0
 	for _, h := range all {
-		if float64(h.size()) > p.credit {
+		if float64(h.size()) > p.credit || pushed+h.size() > maxPushBytes {
 			g.dropped[dropCatchUp]++
 			continue
 		}
 		p.credit -= float64(h.size())
+		pushed += h.size()
 		if h.raw == nil {
 			stored = append(stored, heldAt{Key: g.byID[h.msgID], Seq: h.seq, at: len(raws)})
 		}
@@ -174,6 +176,14 @@ func (g *gossip) push(ctx actor.Context, p *gossipPeer, keys []string, ttl uint3
 		send()
 	})
 }
+
+// maxPushBytes bounds one push, whatever the peer's catch-up budget: a
+// push waits, decoded, in the peer's send queue until the peer reads it,
+// and a peer reads at most frameRate frames a second; 8 MiB of small
+// announcements at once (the whole budget) took a minute to drain, and
+// a few of them queued for one slow peer held tens of MiB. What is left
+// out goes in the next reconciliation, within the budget.
+const maxPushBytes = 1 << 20
 
 // repoOfKey is the repository of a repository announcement's slot key
 // (see slotKey).
