@@ -181,9 +181,10 @@ func (g *gossip) push(ctx actor.Context, p *gossipPeer, keys []string, ttl uint3
 // push waits, decoded, in the peer's send queue until the peer reads it,
 // and a peer reads at most frameRate frames a second; 8 MiB of small
 // announcements at once (the whole budget) took a minute to drain, and
-// a few of them queued for one slow peer held tens of MiB. What is left
-// out goes in the next reconciliation, within the budget.
-const maxPushBytes = 1 << 20
+// a few of them queued for one slow peer held tens of MiB (pushes of 1
+// MiB still held 8). What is left out goes in the next reconciliation,
+// within the budget.
+const maxPushBytes = 256 << 10
 
 // repoOfKey is the repository of a repository announcement's slot key
 // (see slotKey).
