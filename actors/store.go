@@ -241,6 +241,7 @@ func (s *store) Receive(ctx actor.Context) {
 		}
 	}
 	s.fatal(ctx, s.flush()) // what a request reads or writes comes after what was queued before it
+	defer s.readDone()      // its pages mapped, let go of with the writes' (see flush)
 	if isStoreWrite(ctx.Message()) {
 		defer s.writes.observe(time.Now())
 	}
@@ -429,8 +430,17 @@ func (s *store) flush() error {
 	return err
 }
 
-// dropMappedEvery is how many queued writes, or announcements read for a
-// catch-up, go between two dropMapped.
+// readDone counts a request handled (most read a few records, each
+// mapping pages of the file as a write does) towards the next dropMapped.
+func (s *store) readDone() {
+	if s.sinceDrop++; s.sinceDrop >= dropMappedEvery {
+		s.sinceDrop = 0
+		s.dropMapped()
+	}
+}
+
+// dropMappedEvery is how many queued writes, requests, or announcements
+// read for a catch-up, go between two dropMapped.
 const dropMappedEvery = 16
 
 // dropMapped lets go of the store's pages a read of every record mapped
