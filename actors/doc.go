@@ -24,6 +24,7 @@
 //	 │            identity documents kept, forks, delegates' refs, the     gossip_identity.go
 //	 │            delegate commands; key rotation                          gossip_rotate.go
 //	 │            the seen window                                          gossip_seen.go
+//	 │            the store's backlog: peers wait while it is behind       gossip_backlog.go
 //	 ├─ sync      the actor and its state                                  sync.go
 //	 │   │        which repository is behind, which seeder, backoff        sync_schedule.go
 //	 │   │        mirror quotas, kept .part files                          sync_quota.go
@@ -88,7 +89,12 @@
 // mirror holds of its refs). Every write goes to store; the
 // listing a user waits for (repo list) and the repository count of status
 // read the store themselves on a read transaction of their own, so a flood
-// of gossip's writes queued at the store never delays them.
+// of gossip's writes queued at the store never delays them. Those writes
+// are bounded: gossip asks the store for a barrier every few hundred
+// accepted announcements and, while several are unanswered, keeps its
+// peers' frame credits, so the flood waits for the store
+// (gossip_backlog.go); the store lets go of the pages of its file its
+// reads and writes mapped as it goes (persist.Store.DropMapped).
 //
 // Commands from the CLI are the exported message types in node.go and
 // transport.go (ListPeers); node forwards them to repos, status or the

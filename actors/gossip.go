@@ -122,6 +122,9 @@ type GossipStats struct {
 	// GraftWaitMs: how long an announced message is waited for before it
 	// is asked for, adapted to how late eager pushes come.
 	GraftWaitMs int64 `json:"graft_wait_ms"`
+	// StoreWaits: frames whose reader credit gossip kept because the
+	// store was behind its writes (the peer waited; nothing dropped).
+	StoreWaits int64 `json:"store_waits"`
 	// Valid identity documents that differ from the one kept (the
 	// latest 64): see gossip_identity.go.
 	IdentityForks []IdentityFork `json:"identity_forks,omitempty"`
@@ -200,7 +203,7 @@ type gossip struct {
 	peers     map[wire.NodeID]*gossipPeer
 	latest    map[string]*held
 	byID      map[[32]byte]string      // message ID of each held announcement -> its key
-	set       *wire.ReconcileSet       // the held items for reconciliation; nil when latest changed
+	set       *wire.ReconcileSet       // the held items for reconciliation, as of setBuilt
 	bySlot    []slotAt                 // the held slots' keys by slot ID, sorted; built with set
 	missing   map[[32]byte]*missingMsg // announced to us by IHave, not received yet
 	inventory map[wire.RepoID][32]byte // what our mirrors hold, for our InventoryAnnouncement
@@ -224,6 +227,13 @@ type gossip struct {
 	early      map[*actor.PID]*gossipPeer // peers whose frames came before peerConnected
 	ready      bool
 	now        func() time.Time
+
+	// setStale: latest changed since set was built, which took setCost
+	// (gossip_reconcile.go).
+	setStale bool
+	setBuilt time.Time
+	setCost  time.Duration
+	backlog  storeBacklog // gossip's writes the store has not committed (gossip_backlog.go)
 
 	graftWait          graftWait // how long an IHave waits for its message before a graft (gossip_graftwait.go)
 	ihaveDelay, banFor time.Duration
@@ -261,7 +271,7 @@ func newGossip(cfg Config, key ed25519.PrivateKey, id wire.NodeID, addrs []strin
 		byID: map[[32]byte]string{}, missing: map[[32]byte]*missingMsg{},
 		timers: map[int]cancelFunc{}, early: map[*actor.PID]*gossipPeer{},
 		graftWait: newGraftWait(cfg.GraftTimeout, cfg.GraftTimeoutMax), ihaveDelay: cfg.IHaveDelay, banFor: cfg.BanFor,
-		budget:  heldBudget{total: cfg.MaxHeldBytes, perOrigin: cfg.MaxHeldBytesPerOrigin, used: map[wire.NodeID]int{}, keys: map[wire.NodeID][]string{}},
+		budget:  heldBudget{total: cfg.MaxHeldBytes, perOrigin: cfg.MaxHeldBytesPerOrigin, origins: map[wire.NodeID]originHeld{}},
 		dropped: map[string]int64{}, counted: GossipStats{Accepted: map[string]int64{}}, catchUp: cfg.MaxCatchUpBytes,
 		seen: newSeenWindow(cfg.SeenFor, seenMax), strikes: map[wire.NodeID]int{}, struckOff: map[wire.NodeID]time.Time{}, now: time.Now,
 		identities: map[wire.RepoID]*identityState{},
@@ -325,7 +335,8 @@ func (g *gossip) Receive(ctx actor.Context) {
 	case *gossipStats:
 		ctx.Respond(GossipStats{Held: len(g.latest), HeldBytes: g.budget.sum, Dropped: maps.Clone(g.dropped),
 			Received: g.counted.Received, Duplicates: g.counted.Duplicates, Accepted: maps.Clone(g.counted.Accepted), Relayed: g.counted.Relayed,
-			EagerPeers: g.eagerPeers(), GraftWaitMs: g.graftWait.wait().Milliseconds(), IdentityForks: slices.Clone(g.forks)})
+			EagerPeers: g.eagerPeers(), GraftWaitMs: g.graftWait.wait().Milliseconds(), StoreWaits: g.backlog.held,
+			IdentityForks: slices.Clone(g.forks)})
 	case *peerDisconnected:
 		delete(g.early, m.PID)
 		if p := g.peers[m.ID]; p != nil && p.pid == m.PID {
@@ -336,7 +347,7 @@ func (g *gossip) Receive(ctx actor.Context) {
 		}
 	case *gossipIn:
 		g.receive(ctx, m)
-		releaseCredit(m.credit)
+		g.doneWith(m.credit) // gossip_backlog.go: kept while the store is behind
 		if len(g.inMemory) >= maxInMemory {
 			g.dropStored() // a flood: let go of the bytes the store has, now
 		}
@@ -483,7 +494,7 @@ func (g *gossip) holdEncoded(ctx actor.Context, key string, raw []byte, id [32]b
 			g.dropped[dropOverQuota]++
 			return false
 		}
-		for g.budget.used[origin]-oldSize(old)+size > g.budget.perOrigin {
+		for g.budget.used(origin)-oldSize(old)+size > g.budget.perOrigin {
 			if !g.evictOldest(ctx, origin, key) {
 				break
 			}
@@ -505,7 +516,7 @@ func (g *gossip) holdEncoded(ctx actor.Context, key string, raw []byte, id [32]b
 	if origin != g.id {
 		g.inMemory = append(g.inMemory, key)
 	}
-	g.set = nil
+	g.setStale = true
 	g.budget.add(origin, key, size)
 	return true
 }
@@ -518,7 +529,7 @@ func (g *gossip) drop(key string) *held {
 	}
 	delete(g.latest, key)
 	delete(g.byID, h.id())
-	g.set = nil
+	g.setStale = true
 	g.budget.remove(h.origin, key, h.size())
 	return h
 }

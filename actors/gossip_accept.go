@@ -117,6 +117,7 @@ func (g *gossip) accept(ctx actor.Context, key string, s *wire.SignedAnnouncemen
 		id, _ := wire.VerifyIdentity(b.Identity) // verified by OpenAnnouncement
 		g.adopt(ctx, b.Identity, id, key)
 	}
+	g.stored(ctx) // gossip_backlog.go
 	return true
 }
 

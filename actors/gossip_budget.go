@@ -16,46 +16,60 @@ import (
 )
 
 // heldBudget counts the bytes of held announcements, per origin and in
-// total, and lists each origin's slot keys: a slice, not a set, as most
-// origins hold one or two (30,000 Sybil keys with a map each took 12 MB;
-// the few that hold many are walked whole to evict anyway).
+// total, and lists each origin's slot keys: one map entry per origin with
+// both (30,000 Sybil keys under a flood), its keys a slice, not a set, as
+// most origins hold one or two (a map each took 12 MB; the few that hold
+// many are walked whole to evict anyway).
 type heldBudget struct {
 	total, perOrigin int
 	sum              int
-	used             map[wire.NodeID]int
-	keys             map[wire.NodeID][]string
+	origins          map[wire.NodeID]originHeld
 }
+
+// originHeld is what one origin holds: its bytes and its slots' keys.
+type originHeld struct {
+	used int
+	keys []string
+}
+
+// used is the bytes origin holds.
+func (b *heldBudget) used(origin wire.NodeID) int { return b.origins[origin].used }
+
+// keys are origin's slot keys.
+func (b *heldBudget) keys(origin wire.NodeID) []string { return b.origins[origin].keys }
 
 // add counts a new slot of origin (hold removes the old one first).
 func (b *heldBudget) add(origin wire.NodeID, key string, size int) {
 	b.sum += size
-	b.used[origin] += size
-	b.keys[origin] = append(b.keys[origin], key)
+	o := b.origins[origin]
+	o.used += size
+	o.keys = append(o.keys, key)
+	b.origins[origin] = o
 }
 
 func (b *heldBudget) remove(origin wire.NodeID, key string, size int) {
 	b.sum -= size
-	b.used[origin] -= size
-	keys := b.keys[origin]
-	if i := slices.Index(keys, key); i >= 0 {
-		keys[i] = keys[len(keys)-1]
-		keys = keys[:len(keys)-1]
+	o := b.origins[origin]
+	o.used -= size
+	if i := slices.Index(o.keys, key); i >= 0 {
+		o.keys[i] = o.keys[len(o.keys)-1]
+		o.keys[len(o.keys)-1] = ""
+		o.keys = o.keys[:len(o.keys)-1]
 	}
-	if len(keys) == 0 {
-		delete(b.keys, origin)
-		delete(b.used, origin)
+	if len(o.keys) == 0 {
+		delete(b.origins, origin)
 		return
 	}
-	b.keys[origin] = keys
+	b.origins[origin] = o
 }
 
 // largest is the origin holding the most bytes, never self.
 func (b *heldBudget) largest(self wire.NodeID) wire.NodeID {
 	var best wire.NodeID
 	most := -1
-	for origin, n := range b.used {
-		if origin != self && n > most {
-			best, most = origin, n
+	for origin, o := range b.origins {
+		if origin != self && o.used > most {
+			best, most = origin, o.used
 		}
 	}
 	return best
@@ -72,7 +86,7 @@ func oldSize(h *held) int {
 func (g *gossip) evictOldest(ctx actor.Context, origin wire.NodeID, keep string) bool {
 	var victim string
 	var oldest int64
-	for _, key := range g.budget.keys[origin] {
+	for _, key := range g.budget.keys(origin) {
 		if h := g.latest[key]; key != keep && h != nil && (victim == "" || h.ts < oldest) {
 			victim, oldest = key, h.ts
 		}
@@ -121,12 +135,14 @@ func (g *gossip) push(ctx actor.Context, p *gossipPeer, keys []string, ttl uint3
 	// store (loadHeld), and the frames go in order once it answers.
 	raws := make([][]byte, 0, len(all))
 	var stored []heldAt
+	pushed := 0
 	for _, h := range all {
-		if float64(h.size()) > p.credit {
+		if float64(h.size()) > p.credit || pushed+h.size() > maxPushBytes {
 			g.dropped[dropCatchUp]++
 			continue
 		}
 		p.credit -= float64(h.size())
+		pushed += h.size()
 		if h.raw == nil {
 			stored = append(stored, heldAt{Key: g.byID[h.msgID], Seq: h.seq, at: len(raws)})
 		}
@@ -160,6 +176,15 @@ func (g *gossip) push(ctx actor.Context, p *gossipPeer, keys []string, ttl uint3
 		send()
 	})
 }
+
+// maxPushBytes bounds one push, whatever the peer's catch-up budget: a
+// push waits, decoded, in the peer's send queue until the peer reads it,
+// and a peer reads at most frameRate frames a second; 8 MiB of small
+// announcements at once (the whole budget) took a minute to drain, and
+// a few of them queued for one slow peer held tens of MiB (pushes of 1
+// MiB still held 8). What is left out goes in the next reconciliation,
+// within the budget.
+const maxPushBytes = 256 << 10
 
 // repoOfKey is the repository of a repository announcement's slot key
 // (see slotKey).

@@ -7,6 +7,7 @@ package actors
 import (
 	"bytes"
 	"slices"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
@@ -61,9 +62,18 @@ func (g *gossip) reconcile(ctx actor.Context, from wire.NodeID, p *gossipPeer, i
 	g.log.Debug("reconcile step", "peer", from, "ranges_in", len(in.Ranges), "want_in", len(in.Want), "sent", len(keys))
 }
 
-// reconcileSet is the held set as reconciliation sees it, rebuilt after a change.
+// reconcileSet is the held set as reconciliation sees it, rebuilt after a
+// change; but a large set (over exactSetMax items) is rebuilt no more
+// often than would take 1/setCostShare of gossip's time. Under a flood
+// every new connection starts a reconciliation, and rebuilding 60,000
+// items for each (sorting them, hashing each slot key) took most of a
+// core and made gigabytes of garbage; a set a second old misses only
+// what arrived in that second, which the eager pushes carried and the
+// next reconciliation repairs.
 func (g *gossip) reconcileSet() *wire.ReconcileSet {
-	if g.set == nil {
+	if g.set == nil || g.setStale && (len(g.latest) <= exactSetMax || time.Since(g.setBuilt) >= setCostShare*g.setCost) {
+		start := time.Now()
+		g.setStale = false
 		items := make([]wire.SlotItem, 0, len(g.latest))
 		g.bySlot = make([]slotAt, 0, len(g.latest))
 		for key, h := range g.latest {
@@ -73,9 +83,18 @@ func (g *gossip) reconcileSet() *wire.ReconcileSet {
 		}
 		slices.SortFunc(g.bySlot, func(a, b slotAt) int { return bytes.Compare(a.slot[:], b.slot[:]) })
 		g.set = wire.NewReconcileSet(items)
+		g.setBuilt, g.setCost = time.Now(), time.Since(start)
 	}
 	return g.set
 }
+
+// The reconciliation set is rebuilt after every change up to exactSetMax
+// held items; past it, no more often than every setCostShare times the
+// time a rebuild takes.
+const (
+	exactSetMax  = 4096
+	setCostShare = 20
+)
 
 // slotAt is the slot key of a held announcement by its slot ID. The
 // held set's are a slice sorted by slot ID, built with the reconciliation

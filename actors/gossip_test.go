@@ -523,6 +523,11 @@ type gossipHarness struct {
 	// The transport and sync gossip sends to, and what they received.
 	transportPID, syncPID *actor.PID
 	transport, sync       *msgLog
+	// The storeBarrier requests the store has not answered (answered
+	// at once unless holdBarriers is set).
+	barrierMu    sync.Mutex
+	barriers     []*actor.PID
+	holdBarriers bool
 }
 
 // fakePeer is a peer actor that records the frames gossip sends it.
@@ -574,6 +579,14 @@ func startGossipAlone(t *testing.T, cfg Config) *gossipHarness {
 			ctx.Respond([]repoState{})
 		case *loadRepoSummaries:
 			ctx.Respond([]repoSummary{})
+		case *storeBarrier:
+			h.barrierMu.Lock()
+			defer h.barrierMu.Unlock()
+			if !h.holdBarriers {
+				ctx.Respond(true)
+				return
+			}
+			h.barriers = append(h.barriers, ctx.Sender())
 		case *loadHeld:
 			out := make([][]byte, len(m.Slots))
 			for i, sl := range m.Slots {

@@ -74,7 +74,10 @@ type connFailed struct {
 }
 
 const (
-	sendQueueLen = 1024
+	// Frames queued for the writer; past it a frame is dropped (gossip's
+	// repair sends it again). A buffer of this many pointers is made per
+	// connection, each of the thousands of a flood of connections too.
+	sendQueueLen = 256
 	// Incoming frames per second per peer, and the burst allowed (catch-up
 	// sends a burst of announcements on connect). Past it the reader waits, so
 	// a flooding peer is slowed down by QUIC flow control, not served faster.

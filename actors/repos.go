@@ -123,7 +123,14 @@ func unknownRepo(id wire.RepoID, err error) error {
 func (r *repos) list(ctx actor.Context, m *ListRepos) {
 	reply := replier(ctx)
 	q := persist.RepoQuery{Filter: persist.RepoFilter(m.Filter), Offset: max(m.Offset, 0), Limit: max(m.Limit, 0)}
-	work(ctx, r, func(context.Context) (persist.RepoPage, error) { return r.db.ListRepoPage(q) }, func(page persist.RepoPage, err error) {
+	work(ctx, r, func(context.Context) (persist.RepoPage, error) {
+		page, err := r.db.ListRepoPage(q)
+		// A page's records are spread over the store's file: let go of
+		// the pages the read mapped (some 13 MiB of the resident set for
+		// a page of 100 among 30,000 repositories; see store.flush).
+		_ = r.db.DropMapped()
+		return page, err
+	}, func(page persist.RepoPage, err error) {
 		if err != nil {
 			reply(err)
 			return

@@ -194,6 +194,9 @@ type store struct {
 	dead    bool                      // the store is damaged: stopping
 	pending []func(db *persist.Store) // writes nobody waits for, committed together by flush
 	writes  StoreWrites               // how long commits took, for status and metrics
+	// Queued writes committed since the store's mapped pages were last
+	// let go of (see flush).
+	sinceDrop int
 }
 
 func newStore(db *persist.Store, log *slog.Logger) *store {
@@ -238,6 +241,7 @@ func (s *store) Receive(ctx actor.Context) {
 		}
 	}
 	s.fatal(ctx, s.flush()) // what a request reads or writes comes after what was queued before it
+	defer s.readDone()      // its pages mapped, let go of with the writes' (see flush)
 	if isStoreWrite(ctx.Message()) {
 		defer s.writes.observe(time.Now())
 	}
@@ -261,29 +265,19 @@ func (s *store) Receive(ctx actor.Context) {
 		ctx.Respond(result(out, s.fatal(ctx, err)))
 		s.dropMapped()
 	case *loadHeld:
-		keys := make([]string, len(m.Slots))
-		for i, h := range m.Slots {
-			keys[i] = h.Key
-		}
-		seqs, out, err := s.db.AnnouncementsAt(keys)
-		if err != nil {
-			ctx.Respond(err)
-			return
-		}
-		for i, h := range m.Slots {
-			if seqs[i] != h.Seq {
-				out[i] = nil
-			}
-		}
-		ctx.Respond(out)
+		out, err := s.loadHeld(m.Slots)
+		ctx.Respond(result(out, err))
 	case *loadFetch:
 		ctx.Respond(result(s.fetchState(m.ID)))
 	case *loadNodes:
 		nodes, skipped, err := s.db.ListNodes()
 		s.skipped("node", skipped)
 		ctx.Respond(result(nodes, s.fatal(ctx, err)))
+		s.dropMapped() // up to persist.MaxNodes records read (status asks)
 	case *countRepos:
 		ctx.Respond(result(s.db.CountRepos()))
+	case *storeBarrier: // what was queued before it is committed (flushed above)
+		ctx.Respond(true)
 	case *loadAnnouncements:
 		raw, skipped, err := s.db.ListAnnouncements()
 		s.skipped("announcement", skipped)
@@ -338,6 +332,38 @@ func (s *store) Receive(ctx actor.Context) {
 	}
 }
 
+// loadHeld reads the stored announcements of slots, nil where the store
+// holds another seq. A catch-up reads thousands of them (up to 8 MiB),
+// spread over the whole announcements bucket: it reads them
+// dropMappedEvery at a time and lets go of the pages each read mapped
+// (see flush), so that the store's pages do not pile up in the resident
+// set.
+func (s *store) loadHeld(slots []heldAt) ([][]byte, error) {
+	out := make([][]byte, 0, len(slots))
+	for len(slots) > 0 {
+		chunk := slots[:min(len(slots), dropMappedEvery)]
+		slots = slots[len(chunk):]
+		keys := make([]string, len(chunk))
+		for i, h := range chunk {
+			keys[i] = h.Key
+		}
+		seqs, raws, err := s.db.AnnouncementsAt(keys)
+		if err != nil {
+			return nil, err
+		}
+		for i, h := range chunk {
+			if seqs[i] != h.Seq {
+				raws[i] = nil
+			}
+		}
+		out = append(out, raws...)
+		if len(chunk) == dropMappedEvery {
+			s.dropMapped()
+		}
+	}
+	return out, nil
+}
+
 // deferred returns the write a message asks for when nobody waits for its
 // result, or nil. A failed write is logged.
 func (s *store) deferred(msg any) func(db *persist.Store) {
@@ -375,16 +401,47 @@ func (s *store) flush() error {
 	pending := s.pending
 	s.pending = nil
 	defer s.writes.observe(time.Now())
+	// Every write walks bbolt's pages through its map of the file, and
+	// each page touched stays in the node's resident set, with the pages
+	// around it (the kernel maps up to 16 at a fault): a write of a
+	// random key touches a leaf page of its own in each bucket it
+	// changes, and under the 60,000-announcement flood the store's pages
+	// grew the resident set by 35 to 50 MiB. Let go of them every
+	// dropMappedEvery writes, inside the transaction too (a madvise; the
+	// map does not move before the commit, and a later read maps the
+	// pages again from the page cache, a minor fault each).
 	err := s.db.Group(func(g *persist.Store) {
 		for _, w := range pending {
 			w(g)
+			if s.sinceDrop++; s.sinceDrop >= dropMappedEvery {
+				s.sinceDrop = 0
+				if err := g.DropMapped(); err != nil {
+					s.log.Debug("store: release mapped pages", "err", err)
+				}
+			}
 		}
 	})
 	if err != nil {
 		s.log.Error("store: commit queued writes", "writes", len(pending), "err", err)
 	}
+	if len(pending) >= dropMappedEvery {
+		s.dropMapped()
+	}
 	return err
 }
+
+// readDone counts a request handled (most read a few records, each
+// mapping pages of the file as a write does) towards the next dropMapped.
+func (s *store) readDone() {
+	if s.sinceDrop++; s.sinceDrop >= dropMappedEvery {
+		s.sinceDrop = 0
+		s.dropMapped()
+	}
+}
+
+// dropMappedEvery is how many queued writes, requests, or announcements
+// read for a catch-up, go between two dropMapped.
+const dropMappedEvery = 16
 
 // dropMapped lets go of the store's pages a read of every record mapped
 // (see persist.Store.DropMapped).

@@ -152,6 +152,13 @@ const (
 	maxProbes      = 4       // address checks of inbound peers in flight at most; past it a peer stays unproven
 )
 
+// The flow-control windows a stream and a connection start with (see the
+// quic.Config in newTransport).
+const (
+	initialWindow     = 64 << 10
+	initialConnWindow = 256 << 10
+)
+
 // transport owns the node's one quic.Transport (one UDP socket, used both to
 // listen and to dial) and spawns one peer actor per connection.
 type transport struct {
@@ -260,11 +267,17 @@ func newTransport(cfg Config, key ed25519.PrivateKey, id wire.NodeID, udp *net.U
 		MaxIncomingStreams:    maxPeerStreams,
 		MaxIncomingUniStreams: -1,
 		// Each stream has its own flow-control window, and the connection's
-		// is larger than all of them together: a transfer whose reader
-		// stalls fills its own window and never starves the control stream.
-		InitialStreamReceiveWindow:     512 << 10,
+		// may grow larger than all of them together: a transfer whose
+		// reader stalls fills its own window and never starves the control
+		// stream. The windows start small and grow (quic-go's auto-tuning)
+		// only for streams this node reads as fast as they arrive: what a
+		// peer can make the node buffer unread, a flood of announcements
+		// the gossip actor has not taken in yet or a stream nobody reads,
+		// is initialWindow per stream and initialConnWindow per connection
+		// (at --max-inbound connections, 32 MiB at most), not 1 MiB each.
+		InitialStreamReceiveWindow:     initialWindow,
 		MaxStreamReceiveWindow:         streamWindow,
-		InitialConnectionReceiveWindow: 1 << 20,
+		InitialConnectionReceiveWindow: initialConnWindow,
 		MaxConnectionReceiveWindow:     (maxPeerStreams + 2) * streamWindow,
 	}
 	// One certificate for the node's life: every dial and the listener

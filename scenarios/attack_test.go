@@ -67,7 +67,7 @@ const (
 	// build holds the race detector's shadow memory besides the node's
 	// (the Go documentation says 5 to 10 times): there the bound is
 	// raceRSSFactor times this.
-	attackMaxRSS    = 300 << 20
+	attackMaxRSS    = 150 << 20
 	raceRSSFactor   = 4
 	attackLearnTime = 10 * time.Second // from repo add on the honest node to repo list on the victim
 	// The p99 of the answers to `repo list` and `status` while the node
@@ -235,8 +235,8 @@ func TestHardening_attack(t *testing.T) {
 	if st, err = victimStatus(s); err != nil {
 		t.Errorf("at the end, status --json: %v", err)
 	} else {
-		t.Logf("victim status: %d peers, %d repositories; gossip holds %d announcements (%d bytes), dropped %v",
-			st.Peers, st.Repos, st.Gossip.Held, st.Gossip.HeldBytes, st.Gossip.Dropped)
+		t.Logf("victim status: %d peers, %d repositories; gossip holds %d announcements (%d bytes), dropped %v; %d frames waited for the store",
+			st.Peers, st.Repos, st.Gossip.Held, st.Gossip.HeldBytes, st.Gossip.Dropped, st.Gossip.StoreWaits)
 	}
 	accepted := countLog(victim.log, "peer connected", "alias=hostile")
 	capped := countLog(victim.log, "closing connection", "too many inbound connections")
@@ -371,6 +371,8 @@ type attackStatus struct {
 		Held      int              `json:"held"`
 		HeldBytes int              `json:"held_bytes"`
 		Dropped   map[string]int64 `json:"dropped"`
+		// Frames whose reader credit gossip kept while the store caught up.
+		StoreWaits int64 `json:"store_waits"`
 	} `json:"gossip"`
 }
 

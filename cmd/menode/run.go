@@ -45,7 +45,7 @@ type runCmd struct {
 	LANDiscovery   bool          `name:"lan-discovery" default:"true" env:"MENODE_LAN_DISCOVERY" help:"Send a signed beacon on the local link every 30s and dial the nodes whose beacons are heard (UDP port 21029); --lan-discovery=false turns it off."`
 	PortMapping    bool          `name:"port-mapping" default:"true" env:"MENODE_PORT_MAPPING" help:"Ask the router to forward the QUIC port (NAT-PMP, else UPnP IGD), renew the lease and delete it on stop; the external address is announced only once a peer dials it back. --port-mapping=false turns it off."`
 	Relay          bool          `help:"Relay for nodes that hole punching cannot connect (symmetric NATs): opaque, end-to-end encrypted bytes between two nodes both connected to this one, at most 1GiB per client."`
-	MemoryLimit    byteSize      `name:"memory-limit" default:"192MiB" help:"Soft limit of the Go heap: garbage is collected more often as it nears the limit (0: none; GOMEMLIMIT, when set, wins)."`
+	MemoryLimit    byteSize      `name:"memory-limit" default:"100MiB" help:"Soft limit of the Go heap: garbage is collected more often as it nears the limit (0: none; GOMEMLIMIT, when set, wins)."`
 }
 
 // httpTries is how many ports after the default one are tried when it is
@@ -143,6 +143,7 @@ func (c *runCmd) Run(e *env) error {
 	if page != nil {
 		page.Serve(n) // stops with the node
 	}
+	defer startProfile(e.log)() // profile.go: only when asked for
 	e.log.Info("node running", "id", n.ID, "alias", c.Alias, "addr", c.Addr, "root", e.root, "socket", persist.SocketPath(e.root))
 	return c.serve(e, n) // reload.go
 }
