@@ -789,7 +789,10 @@ func (f *fakeSeeder) handle(s *quic.Stream, answer streamFunc) {
 	req := frame.GetTransferRequest()
 	f.mu.Lock()
 	f.asked++
-	if err != nil || req == nil {
+	// A stream the victim cancels before its request is no fault of
+	// either side (a swarm cancels its workers' streams when it ends).
+	var cancelled *quic.StreamError
+	if (err != nil || req == nil) && !(errors.As(err, &cancelled) && cancelled.Remote) {
 		f.failures = append(f.failures, fmt.Sprintf("first frame of a transfer stream: %v (%v)", frame, err))
 	}
 	f.mu.Unlock()
