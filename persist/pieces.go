@@ -274,6 +274,21 @@ func (p *PieceFile) Have(i int) bool {
 	return p.have[i]
 }
 
+// Bitmap is a copy of the record of the pieces held and checked: bit i
+// (byte i/8, bit i%8) set when piece i is (wire.HasPiece reads it).
+func (p *PieceFile) Bitmap() []byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return bytes.Clone(p.bits)
+}
+
+// Open opens the file the pieces are written to for reading: the file
+// stays readable through that descriptor after Close, Remove or a
+// rename, and a piece held (checked) never changes.
+func (p *PieceFile) Open() (*os.File, error) {
+	return os.Open(p.path)
+}
+
 // Put checks piece i against the manifest, writes it at its offset, syncs
 // it, and only then marks it held. An error wrapping ErrPieceMismatch
 // means the bytes are not the piece: nothing is written.
