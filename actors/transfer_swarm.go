@@ -163,7 +163,7 @@ type swarmRun struct {
 	complete   int                 // of them, on complete seeders
 	present    map[wire.NodeID]bool
 	avail      []int // per piece: how many partial holders hold it (their last answer)
-	start      int   // pieces are taken in order from here (wrapping), random once partial holders join
+	start      int   // pieces are taken in order from here (wrapping), a random place
 	nextWorker int
 	entry      *partialEntry // registered: our checked pieces are served to others
 	fatal      error               // a local failure (the disk), or a wrong manifest: everything stops
@@ -254,7 +254,15 @@ func (w *swarmRun) run() *fetchResult {
 		w.job.log.Info("fetch: swarm resuming", "pieces_kept", kept, "pieces", n)
 	}
 	w.avail, w.present = make([]int, n), map[wire.NodeID]bool{}
-	w.batch = max(1, min(swarmBatchBytes/int(m.PieceSize), (n-w.held+2*len(w.sj.seeders)-1)/(2*len(w.sj.seeders))))
+	// Batches small enough that every seeder gets work, counting those
+	// that may join (partial holders); pieces are taken from a random
+	// place on, so that fetchers that started together take different
+	// pieces from a complete seeder and have something to trade.
+	seeders := max(len(w.sj.seeders), w.sj.max)
+	w.batch = max(1, min(swarmBatchBytes/int(m.PieceSize), (n-w.held+2*seeders-1)/(2*seeders)))
+	if n > 1 {
+		w.start = rand.IntN(n)
+	}
 	// Our checked pieces are served to the other fetchers of the bundle
 	// from now on, and our inventory says we fetch it.
 	w.entry = &partialEntry{repo: w.job.want.ID, refs: w.wantHash, sha: w.sj.ad.SHA, pf: pf, signed: w.manifest, m: m, ann: w.signed, seq: w.ann.GetSeq()}
@@ -451,18 +459,12 @@ func (w *swarmRun) manifestFrom(s swarmSeeder) (blame bool, err error) {
 }
 
 // addSeeder starts a worker on s, unless one runs on it already, the
-// fetch has its most workers, or it is over. The first partial holder to
-// join moves where pieces are taken from to a random place, so that
-// fetchers that started together take different pieces from a complete
-// seeder and have something to trade.
+// fetch has its most workers, or it is over.
 func (w *swarmRun) addSeeder(ctx context.Context, wg *sync.WaitGroup, s swarmSeeder) {
 	w.mu.Lock()
 	if w.present[s.id] || w.workers >= max(1, w.sj.max) || w.held == len(w.owner) || w.fatal != nil || ctx.Err() != nil {
 		w.mu.Unlock()
 		return
-	}
-	if s.partial && w.start == 0 && len(w.owner) > 1 {
-		w.start = rand.IntN(len(w.owner))
 	}
 	i := w.nextWorker
 	w.nextWorker++
