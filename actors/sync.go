@@ -227,8 +227,7 @@ type syncer struct {
 
 func newSyncer(cfg Config, store, gossip *actor.PID) *syncer {
 	s := &syncer{
-		partials: newPartialSet(),
-		cfg: cfg, store: store, gossip: gossip, log: cfg.Logger,
+		cfg: cfg, store: store, gossip: gossip, log: cfg.Logger, partials: newPartialSet(),
 		repos: map[wire.RepoID]*syncRepo{}, learned: map[wire.RepoID]learnedRepo{}, peers: map[wire.NodeID]*actor.PID{},
 		inventories: map[wire.NodeID]map[wire.RepoID][32]byte{}, building: map[persist.BundleKey]*persist.BundleBuild{},
 		serving: map[string]serveSlot{}, perPeer: map[wire.NodeID]int{}, counts: TransferCounts{FetchesFailed: map[string]int64{}},

@@ -159,13 +159,13 @@ type swarmRun struct {
 	owner      []int // per piece: pieceFree, pieceHeld or the worker fetching it
 	held       int
 	heldBytes  int64
-	workers    int                 // running
-	complete   int                 // of them, on complete seeders
+	workers    int // running
+	complete   int // of them, on complete seeders
 	present    map[wire.NodeID]bool
 	avail      []int // per piece: how many partial holders hold it (their last answer)
 	start      int   // pieces are taken in order from here (wrapping), a random place
 	nextWorker int
-	entry      *partialEntry // registered: our checked pieces are served to others
+	entry      *partialEntry       // registered: our checked pieces are served to others
 	fatal      error               // a local failure (the disk), or a wrong manifest: everything stops
 	rejected   map[int]wire.NodeID // pieces that failed their check, by the first seeder that sent them
 	stat       SwarmFetch
