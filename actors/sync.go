@@ -342,6 +342,7 @@ func (s *syncer) Receive(ctx actor.Context) {
 		s.inventories[m.Origin] = m.Repos
 		s.bundleAdsSeen(m.Origin, m.Bundles, m.Fetching)
 		s.swarmJoin(ctx, m.Origin)
+		s.swarmSwitch(ctx)
 		s.reschedule(ctx)
 	case *peerConnected:
 		s.peers[m.ID] = m.PID

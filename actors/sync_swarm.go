@@ -63,6 +63,9 @@ type (
 		Ad   bundleAd
 		Stop bool
 	}
+	// stopForSwarm: sync stops a fetch from one seeder, to go on as a
+	// swarm fetch (swarmSwitch); what it received is kept.
+	stopForSwarm struct{}
 	// swarmAddSeeders: sync gives a running swarm fetch seeders that
 	// appeared (partial holders of its bundle, mostly).
 	swarmAddSeeders struct{ Seeders []swarmSeeder }
@@ -101,6 +104,10 @@ type swarmState struct {
 	ads    map[wire.NodeID]map[wire.RepoID]bundleAd // from inventories
 	partly map[wire.NodeID]map[wire.RepoID]bundleAd // bundles being fetched (partial holders), from inventories
 	parts  map[wire.RepoID][32]byte                 // bundles with checked pieces left on disk
+	// switching: a first sync from one seeder being stopped to go on as a
+	// swarm fetch (swarmSwitch); switched: it happened (once per repository).
+	switching map[wire.RepoID]bool
+	switched  map[wire.RepoID]bool
 	bad    map[wire.RepoID][32]byte                 // a bundle whose manifest proved wrong: not swarmed again
 	fetch  map[string]*SwarmFetch                   // running, by transfer actor
 	recent []SwarmFetch                             // ended, oldest first
@@ -110,7 +117,7 @@ type swarmState struct {
 func (s *syncer) swarm() *swarmState {
 	if s.sw.ads == nil {
 		s.sw = swarmState{ads: map[wire.NodeID]map[wire.RepoID]bundleAd{}, partly: map[wire.NodeID]map[wire.RepoID]bundleAd{}, parts: map[wire.RepoID][32]byte{},
-			bad: map[wire.RepoID][32]byte{}, fetch: map[string]*SwarmFetch{}}
+			bad: map[wire.RepoID][32]byte{}, switching: map[wire.RepoID]bool{}, switched: map[wire.RepoID]bool{}, fetch: map[string]*SwarmFetch{}}
 	}
 	return &s.sw
 }
@@ -129,6 +136,35 @@ func (s *syncer) bundleAdsSeen(origin wire.NodeID, ads, fetching map[wire.RepoID
 		return
 	}
 	sw.ads[origin] = ads
+}
+
+// swarmSwitch stops a first sync from one seeder that now keeps a full
+// bundle of the refs being fetched (it built it for us, its inventory
+// says so), unless most of it has arrived: the bytes received are that
+// bundle's first ones, so the swarm fetch that follows takes them as
+// pieces (persist.AdoptPart; each is checked against the manifest) and
+// trades the rest with the other fetchers of the bundle (partial
+// holders), instead of all of them pulling everything from that one
+// seeder (fetchers that start together all start before it lists the
+// bundle). Once per repository.
+func (s *syncer) swarmSwitch(ctx actor.Context) {
+	sw := s.swarm()
+	for id, r := range s.repos {
+		f := r.fetch
+		if f == nil || f.swarm != nil || sw.switched[id] || r.Mirror != noRefs || !r.delegate().IsZero() {
+			continue
+		}
+		ad, ok := sw.ads[f.peer][id]
+		if !ok || ad.Refs != r.Refs || ad.SHA == sw.bad[id] {
+			continue
+		}
+		if uint64(f.status.Bytes) > ad.Size/2 {
+			continue // most of it is here: finish from that seeder
+		}
+		sw.switched[id], sw.switching[id] = true, true
+		s.log.Info("sync: switching to the swarm", "repo", id, "peer", f.peer, "bundle", hex.EncodeToString(ad.SHA[:]))
+		ctx.Send(f.pid, &stopForSwarm{})
+	}
 }
 
 // swarmJoin gives the running swarm fetches the node origin can serve

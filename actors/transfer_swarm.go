@@ -233,6 +233,7 @@ func (w *swarmRun) run() *fetchResult {
 	if res := w.reserve(int64(m.Size), int64(m.Size)); res != nil {
 		return res
 	}
+	persist.AdoptPart(w.job.root, w.job.want.ID, m) // a first sync from one seeder stopped for the swarm
 	pf, kept, err := persist.OpenPieceFile(w.job.root, w.job.want.ID, m)
 	if err != nil {
 		return &fetchResult{err: err}
