@@ -108,10 +108,10 @@ type swarmState struct {
 	// swarm fetch (swarmSwitch); switched: it happened (once per repository).
 	switching map[wire.RepoID]bool
 	switched  map[wire.RepoID]bool
-	bad    map[wire.RepoID][32]byte                 // a bundle whose manifest proved wrong: not swarmed again
-	fetch  map[string]*SwarmFetch                   // running, by transfer actor
-	recent []SwarmFetch                             // ended, oldest first
-	since  time.Time                                // sync became ready
+	bad       map[wire.RepoID][32]byte // a bundle whose manifest proved wrong: not swarmed again
+	fetch     map[string]*SwarmFetch   // running, by transfer actor
+	recent    []SwarmFetch             // ended, oldest first
+	since     time.Time                // sync became ready
 }
 
 func (s *syncer) swarm() *swarmState {
