@@ -108,7 +108,7 @@ func TestAdoptPart_checksEachPiece(t *testing.T) {
 		t.Fatal(err)
 	}
 	part := bytes.Clone(data[:5*wire.MinPieceSize+100]) // pieces 0-4 whole, 5 cut short
-	part[3*wire.MinPieceSize+7] ^= 1                     // piece 3 torn
+	part[3*wire.MinPieceSize+7] ^= 1                    // piece 3 torn
 	if err := os.MkdirAll(TmpDir(root), 0o700); err != nil {
 		t.Fatal(err)
 	}
