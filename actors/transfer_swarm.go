@@ -351,9 +351,12 @@ func (w *swarmRun) request(ctx context.Context, s swarmSeeder, req *wire.Transfe
 	p := &pace{t: w.job.timings}
 	werr := p.write(st, &wire.Frame{Body: &wire.Frame_TransferRequest{TransferRequest: req}})
 	_ = st.Close()
+	// Our side is closed once the request is out: cancelling stops the
+	// server's (STOP_SENDING) without resetting ours, which could drop a
+	// request not yet delivered and leave the server a stream that said
+	// nothing.
 	stop := context.AfterFunc(ctx, func() {
 		st.CancelRead(quic.StreamErrorCode(wire.TransferErrorCode_TRANSFER_UNSPECIFIED))
-		st.CancelWrite(quic.StreamErrorCode(wire.TransferErrorCode_TRANSFER_UNSPECIFIED))
 	})
 	done := func() {
 		stop()
