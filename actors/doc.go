@@ -40,6 +40,8 @@
 //	 │            a swarm fetch: pieces from several seeders, checked,     transfer_swarm.go
 //	 │            fed to git in order; keeping a full bundle received
 //	 │            serving pieces of a kept bundle; the manifest after Done transfer_swarm_serve.go
+//	 │            partial seeding: serving the pieces of a bundle being     transfer_swarm_partial.go
+//	 │            fetched, and taking pieces from other fetchers
 //	 ├─ transport the one quic.Transport (UDP socket); dials, redials,     transport.go
 //	 │   │        the inbound cap and address checks
 //	 │   │        addresses learned from gossip, tried within a budget     transport_candidates.go

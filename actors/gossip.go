@@ -208,6 +208,7 @@ type gossip struct {
 	missing   map[[32]byte]*missingMsg // announced to us by IHave, not received yet
 	inventory map[wire.RepoID][32]byte // what our mirrors hold, for our InventoryAnnouncement
 	bundles   map[wire.RepoID]bundleAd // full bundles kept for the swarm, listed with the inventory (sync_swarm.go)
+	fetching  map[wire.RepoID]bundleAd // full bundles being fetched, whose checked pieces we serve (partial seeding)
 	budget    heldBudget
 	inMemory  []string // keys of others' announcements held with their bytes, until the store has them
 	dropped   map[string]int64
@@ -267,7 +268,7 @@ func newGossip(cfg Config, key ed25519.PrivateKey, id wire.NodeID, addrs []strin
 	return &gossip{
 		key: key, id: id, alias: cfg.Alias, addrs: addrs, interval: cfg.GossipInterval,
 		store: store, log: cfg.Logger,
-		peers: map[wire.NodeID]*gossipPeer{}, latest: map[string]*held{}, inventory: map[wire.RepoID][32]byte{}, bundles: map[wire.RepoID]bundleAd{},
+		peers: map[wire.NodeID]*gossipPeer{}, latest: map[string]*held{}, inventory: map[wire.RepoID][32]byte{}, bundles: map[wire.RepoID]bundleAd{}, fetching: map[wire.RepoID]bundleAd{},
 		byID: map[[32]byte]string{}, missing: map[[32]byte]*missingMsg{},
 		timers: map[int]cancelFunc{}, early: map[*actor.PID]*gossipPeer{},
 		graftWait: newGraftWait(cfg.GraftTimeout, cfg.GraftTimeoutMax), ihaveDelay: cfg.IHaveDelay, banFor: cfg.BanFor,
@@ -387,6 +388,13 @@ func (g *gossip) Receive(ctx actor.Context) {
 		g.announceInventory(ctx)
 	case *bundleKept:
 		g.keptBundle(m.ID, m.Ad)
+		g.announceInventory(ctx)
+	case *bundleFetching:
+		if m.Stop {
+			delete(g.fetching, m.ID)
+		} else {
+			g.fetching[m.ID] = m.Ad
+		}
 		g.announceInventory(ctx)
 	case *mirrorRemoved:
 		delete(g.inventory, m.ID)

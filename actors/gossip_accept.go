@@ -153,6 +153,14 @@ func inventoryOf(origin wire.NodeID, inv *wire.InventoryAnnouncement) *inventory
 			m.Bundles[id] = bundleAd{Refs: [32]byte(e.RefsHash), SHA: [32]byte(e.BundleSha256), Size: e.BundleSize}
 		}
 	}
+	for _, e := range inv.Fetching { // checked by wire: every field set
+		if id, err := wire.ParseRepoID(e.RepoId); err == nil {
+			if m.Fetching == nil {
+				m.Fetching = map[wire.RepoID]bundleAd{}
+			}
+			m.Fetching[id] = bundleAd{Refs: [32]byte(e.RefsHash), SHA: [32]byte(e.BundleSha256), Size: e.BundleSize}
+		}
+	}
 	return m
 }
 

@@ -86,10 +86,16 @@ func (g *gossip) announceInventory(ctx actor.Context) {
 		}
 		inv.Repos = append(inv.Repos, e)
 	}
-	if len(inv.Repos) == 0 {
+	for id, b := range g.fetching {
+		if g.inventory[id] != b.Refs {
+			inv.Fetching = append(inv.Fetching, &wire.InventoryEntry{RepoId: id.String(), RefsHash: b.Refs[:], BundleSha256: b.SHA[:], BundleSize: b.Size})
+		}
+	}
+	if len(inv.Repos) == 0 && len(inv.Fetching) == 0 {
 		return
 	}
 	slices.SortFunc(inv.Repos, func(a, b *wire.InventoryEntry) int { return strings.Compare(a.RepoId, b.RepoId) })
+	slices.SortFunc(inv.Fetching, func(a, b *wire.InventoryEntry) int { return strings.Compare(a.RepoId, b.RepoId) })
 	g.announce(ctx, slotKey(kindInventory, g.id, ""), &wire.Announcement{Body: &wire.Announcement_Inventory{Inventory: inv}})
 }
 

@@ -32,6 +32,9 @@ type (
 		Repos  map[wire.RepoID][32]byte
 		// Bundles: the full bundles the origin keeps for the swarm (nil: none).
 		Bundles map[wire.RepoID]bundleAd
+		// Fetching: the full bundles the origin is fetching and serves the
+		// checked pieces of (partial seeding; nil: none).
+		Fetching map[wire.RepoID]bundleAd
 	}
 	// syncNow asks for a sync of one repository; with Wait the reply
 	// (nil, or an error) comes when the mirror holds the signed refs.
@@ -147,6 +150,10 @@ type syncFetch struct {
 	rate     float64       // bytes per second, smoothed
 	reserved int64         // bytes of the quota it reserved
 	swarm    []wire.NodeID // a swarm fetch (sync_swarm.go): its seeders, peer the first
+	// A swarm fetch's bundle, and the seeders sent to it while it runs
+	// (partial holders that appeared; not counted in perPeer).
+	swarmAd bundleAd
+	joined  map[wire.NodeID]bool
 }
 
 // reserved is what r's running fetch reserved of the quota.
@@ -215,11 +222,12 @@ type syncer struct {
 	counts      TransferCounts
 	key         ed25519.PrivateKey // signs the manifests of full bundles built here (sync_swarm.go)
 	sw          swarmState
+	partials    *partialSet // bundles being fetched whose checked pieces we serve (transfer_swarm_partial.go)
 }
 
 func newSyncer(cfg Config, store, gossip *actor.PID) *syncer {
 	s := &syncer{
-		cfg: cfg, store: store, gossip: gossip, log: cfg.Logger,
+		cfg: cfg, store: store, gossip: gossip, log: cfg.Logger, partials: newPartialSet(),
 		repos: map[wire.RepoID]*syncRepo{}, learned: map[wire.RepoID]learnedRepo{}, peers: map[wire.NodeID]*actor.PID{},
 		inventories: map[wire.NodeID]map[wire.RepoID][32]byte{}, building: map[persist.BundleKey]*persist.BundleBuild{},
 		serving: map[string]serveSlot{}, perPeer: map[wire.NodeID]int{}, counts: TransferCounts{FetchesFailed: map[string]int64{}},
@@ -332,7 +340,9 @@ func (s *syncer) Receive(ctx actor.Context) {
 		s.delegateAnnounced(ctx, m)
 	case *inventorySeen:
 		s.inventories[m.Origin] = m.Repos
-		s.bundleAdsSeen(m.Origin, m.Bundles)
+		s.bundleAdsSeen(m.Origin, m.Bundles, m.Fetching)
+		s.swarmJoin(ctx, m.Origin)
+		s.swarmSwitch(ctx)
 		s.reschedule(ctx)
 	case *peerConnected:
 		s.peers[m.ID] = m.PID
@@ -344,6 +354,7 @@ func (s *syncer) Receive(ctx actor.Context) {
 		} else {
 			delete(s.aliases, m.ID)
 		}
+		s.swarmJoin(ctx, m.ID)
 		s.reschedule(ctx)
 	case *peerDisconnected:
 		if s.peers[m.ID] == m.PID {
@@ -382,6 +393,8 @@ func (s *syncer) Receive(ctx actor.Context) {
 		s.swarmSeederFailed(m)
 	case *swarmUpdate:
 		s.swarmUpdated(m)
+	case *swarmServing:
+		ctx.Send(s.gossip, &bundleFetching{ID: m.Repo, Ad: m.Ad, Stop: m.Stop})
 	case *bundleKept:
 		ctx.Send(s.gossip, m) // a manifest made for a bundle built here
 	case *actor.Terminated:

@@ -260,6 +260,8 @@ func (s *syncer) ended(ctx actor.Context, m *transferEnded) {
 		}
 	}
 	s.bytesIn += m.BytesIn
+	switched := s.swarm().switching[m.Repo]
+	delete(s.sw.switching, m.Repo)
 	switch {
 	case m.Err == nil && m.Mirror != nil:
 		s.counts.FetchesDone++
@@ -295,6 +297,9 @@ func (s *syncer) ended(ctx actor.Context, m *transferEnded) {
 			w.reply(fmt.Errorf("%s: %s", m.Repo, r.lastError))
 		}
 		r.waiters = nil
+	case switched && m.Err != nil:
+		// Stopped to switch to the swarm (sync_swarm.go): nobody's fault.
+		s.log.Info("sync: fetch stopped for the swarm", "repo", m.Repo, "peer", m.Peer)
 	default:
 		err := m.Err
 		if err == nil {

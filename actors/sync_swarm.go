@@ -49,6 +49,26 @@ type (
 		PID  *actor.PID
 		Stat SwarmFetch
 	}
+	// swarmServing: a swarm fetch serves the checked pieces of Ad (Stop:
+	// no longer); sync tells gossip, which lists it in our inventory.
+	swarmServing struct {
+		Repo wire.RepoID
+		Ad   bundleAd
+		Stop bool
+	}
+	// bundleFetching tells gossip that we fetch Ad of repository ID and
+	// serve its checked pieces (Stop: no longer).
+	bundleFetching struct {
+		ID   wire.RepoID
+		Ad   bundleAd
+		Stop bool
+	}
+	// stopForSwarm: sync stops a fetch from one seeder, to go on as a
+	// swarm fetch (swarmSwitch); what it received is kept.
+	stopForSwarm struct{}
+	// swarmAddSeeders: sync gives a running swarm fetch seeders that
+	// appeared (partial holders of its bundle, mostly).
+	swarmAddSeeders struct{ Seeders []swarmSeeder }
 	// swarmScan: what a restart found on disk: kept bundles, and the
 	// bundle each swarm fetch left checked pieces of.
 	swarmScan struct {
@@ -82,28 +102,98 @@ const swarmRecent = 4
 // swarmState is what sync keeps for the swarm.
 type swarmState struct {
 	ads    map[wire.NodeID]map[wire.RepoID]bundleAd // from inventories
+	partly map[wire.NodeID]map[wire.RepoID]bundleAd // bundles being fetched (partial holders), from inventories
 	parts  map[wire.RepoID][32]byte                 // bundles with checked pieces left on disk
-	bad    map[wire.RepoID][32]byte                 // a bundle whose manifest proved wrong: not swarmed again
-	fetch  map[string]*SwarmFetch                   // running, by transfer actor
-	recent []SwarmFetch                             // ended, oldest first
-	since  time.Time                                // sync became ready
+	// switching: a first sync from one seeder being stopped to go on as a
+	// swarm fetch (swarmSwitch); switched: it happened (once per repository).
+	switching map[wire.RepoID]bool
+	switched  map[wire.RepoID]bool
+	bad       map[wire.RepoID][32]byte // a bundle whose manifest proved wrong: not swarmed again
+	fetch     map[string]*SwarmFetch   // running, by transfer actor
+	recent    []SwarmFetch             // ended, oldest first
+	since     time.Time                // sync became ready
 }
 
 func (s *syncer) swarm() *swarmState {
 	if s.sw.ads == nil {
-		s.sw = swarmState{ads: map[wire.NodeID]map[wire.RepoID]bundleAd{}, parts: map[wire.RepoID][32]byte{},
-			bad: map[wire.RepoID][32]byte{}, fetch: map[string]*SwarmFetch{}}
+		s.sw = swarmState{ads: map[wire.NodeID]map[wire.RepoID]bundleAd{}, partly: map[wire.NodeID]map[wire.RepoID]bundleAd{}, parts: map[wire.RepoID][32]byte{},
+			bad: map[wire.RepoID][32]byte{}, switching: map[wire.RepoID]bool{}, switched: map[wire.RepoID]bool{}, fetch: map[string]*SwarmFetch{}}
 	}
 	return &s.sw
 }
 
-// bundleAdsSeen takes in the bundles a node's inventory lists.
-func (s *syncer) bundleAdsSeen(origin wire.NodeID, ads map[wire.RepoID]bundleAd) {
+// bundleAdsSeen takes in the bundles a node's inventory lists: those it
+// keeps and those it is fetching.
+func (s *syncer) bundleAdsSeen(origin wire.NodeID, ads, fetching map[wire.RepoID]bundleAd) {
+	sw := s.swarm()
+	if len(fetching) == 0 {
+		delete(sw.partly, origin)
+	} else {
+		sw.partly[origin] = fetching
+	}
 	if len(ads) == 0 {
-		delete(s.swarm().ads, origin)
+		delete(sw.ads, origin)
 		return
 	}
-	s.swarm().ads[origin] = ads
+	sw.ads[origin] = ads
+}
+
+// swarmSwitch stops a first sync from one seeder that now keeps a full
+// bundle of the refs being fetched (it built it for us, its inventory
+// says so), unless most of it has arrived: the bytes received are that
+// bundle's first ones, so the swarm fetch that follows takes them as
+// pieces (persist.AdoptPart; each is checked against the manifest) and
+// trades the rest with the other fetchers of the bundle (partial
+// holders), instead of all of them pulling everything from that one
+// seeder (fetchers that start together all start before it lists the
+// bundle). Once per repository.
+func (s *syncer) swarmSwitch(ctx actor.Context) {
+	sw := s.swarm()
+	for id, r := range s.repos {
+		f := r.fetch
+		if f == nil || f.swarm != nil || sw.switched[id] || r.Mirror != noRefs || !r.delegate().IsZero() {
+			continue
+		}
+		ad, ok := sw.ads[f.peer][id]
+		if !ok || ad.Refs != r.Refs || ad.SHA == sw.bad[id] {
+			continue
+		}
+		if uint64(f.status.Bytes) > ad.Size/2 {
+			continue // most of it is here: finish from that seeder
+		}
+		sw.switched[id], sw.switching[id] = true, true
+		s.log.Info("sync: switching to the swarm", "repo", id, "peer", f.peer, "bundle", hex.EncodeToString(ad.SHA[:]))
+		ctx.Send(f.pid, &stopForSwarm{})
+	}
+}
+
+// swarmJoin gives the running swarm fetches the node origin can serve
+// pieces to (it keeps or fetches their bundle) unless it is one of their
+// seeders already, or backing off.
+func (s *syncer) swarmJoin(ctx actor.Context, origin wire.NodeID) {
+	sw, pid := s.swarm(), s.peers[origin]
+	if pid == nil {
+		return
+	}
+	now := time.Now()
+	for _, byRepo := range []map[wire.RepoID]bundleAd{sw.ads[origin], sw.partly[origin]} {
+		for id, ad := range byRepo {
+			r := s.repos[id]
+			if r == nil || r.fetch == nil || r.fetch.swarm == nil || r.fetch.swarmAd != ad || slices.Contains(r.fetch.swarm, origin) || r.fetch.joined[origin] {
+				continue
+			}
+			if b := r.failures[origin]; b != nil && now.Before(b.until) {
+				continue
+			}
+			_, complete := sw.ads[origin][id]
+			complete = complete && sw.ads[origin][id] == ad
+			if r.fetch.joined == nil {
+				r.fetch.joined = map[wire.NodeID]bool{}
+			}
+			r.fetch.joined[origin] = true
+			ctx.Send(r.fetch.pid, &swarmAddSeeders{Seeders: []swarmSeeder{{id: origin, pid: pid, partial: !complete}}})
+		}
+	}
 }
 
 // swarmScanned takes in what start found on disk: kept bundles go to
@@ -130,11 +220,13 @@ func scanSwarm(root string) *swarmScan {
 }
 
 // startSwarm starts a swarm fetch of r instead of a fetch from one
-// seeder, when job is a first sync (no haves) and at least two of the
-// candidates keep the same full bundle of the wanted refs (or one keeps
-// the bundle an earlier swarm fetch left checked pieces of). It reports
-// whether it took r: started, or waiting a while after a restart for a
-// seeder of the bundle whose pieces are on disk.
+// seeder, when job is a first sync (no haves) and at least one of the
+// candidates keeps a full bundle of the wanted refs (the one an earlier
+// swarm fetch left checked pieces of first, else the one most keep).
+// Nodes fetching that bundle themselves (partial holders) join as
+// seeders of the pieces they hold, now and as they appear (swarmJoin). It
+// reports whether it took r: started, or waiting a while after a restart
+// for a seeder of the bundle whose pieces are on disk.
 func (s *syncer) startSwarm(ctx actor.Context, r *syncRepo, job fetchJob, candidates []wire.NodeID) bool {
 	if !job.delegate.IsZero() || len(job.mirror.Refs) != 0 {
 		return false
@@ -159,38 +251,53 @@ func (s *syncer) startSwarm(ctx actor.Context, r *syncRepo, job fetchJob, candid
 		}
 	}
 	resuming := part != [32]byte{} && best.SHA == part
-	if len(seeders) < 2 && !(resuming && len(seeders) == 1) {
+	if len(seeders) == 0 || (part != [32]byte{} && !resuming && len(seeders) < 2) {
 		if part != [32]byte{} && !resuming && time.Since(sw.since) < s.cfg.SwarmResumeWait {
 			// Checked pieces wait on disk: give their seeders a moment
 			// to connect (or their inventories to arrive) after a restart.
 			sendAfter(ctx, s.cfg.SwarmResumeWait/4, &syncTick{})
 			return true
 		}
-		return false
+		if len(seeders) == 0 {
+			return false
+		}
 	}
-	// The seeders that failed least first; at most SwarmSeeders.
+	// The seeders that failed least first; at most SwarmSeeders, complete
+	// ones first, then partial holders of the same bundle.
 	slices.SortStableFunc(seeders, func(a, b wire.NodeID) int { return s.attempts(r, a) - s.attempts(r, b) })
 	seeders = seeders[:min(len(seeders), s.cfg.SwarmSeeders)]
 	var peers []swarmSeeder
 	for _, id := range seeders {
 		peers = append(peers, swarmSeeder{id: id, pid: s.peers[id]})
 	}
+	joined := map[wire.NodeID]bool{}
+	now := time.Now()
+	for id, byRepo := range sw.partly {
+		if ad, ok := byRepo[r.ID]; !ok || ad != best || s.peers[id] == nil || slices.Contains(seeders, id) || len(peers) >= s.cfg.SwarmSeeders {
+			continue
+		}
+		if b := r.failures[id]; b != nil && now.Before(b.until) {
+			continue
+		}
+		peers = append(peers, swarmSeeder{id: id, pid: s.peers[id], partial: true})
+		joined[id] = true
+	}
 	job.peer, job.peerPID = seeders[0], s.peers[seeders[0]]
 	job.log = s.log.With("repo", r.ID, "swarm", hex.EncodeToString(best.SHA[:8]))
 	s.nextID++
 	name := fmt.Sprintf("swarm-%d", s.nextID)
-	sj := swarmJob{fetchJob: job, ad: best, seeders: peers}
+	sj := swarmJob{fetchJob: job, ad: best, seeders: peers, add: make(chan swarmSeeder, 16), max: s.cfg.SwarmSeeders, partials: s.partials}
 	pid := spawnChild(ctx, name, func() actor.Actor {
 		return &swarmFetcher{fetcher: fetcher{job: job, store: s.store, log: job.log}, sj: sj}
 	})
-	r.fetch = &syncFetch{pid: pid, peer: seeders[0], swarm: seeders, status: transferStatus{Repo: r.ID, Peer: seeders[0], Phase: PhaseReceiving}}
+	r.fetch = &syncFetch{pid: pid, peer: seeders[0], swarm: seeders, swarmAd: best, joined: joined, status: transferStatus{Repo: r.ID, Peer: seeders[0], Phase: PhaseReceiving}}
 	for _, id := range seeders {
 		s.perPeer[id]++
 	}
 	s.fetches++
 	s.counts.FetchesStarted++
 	sw.fetch[pid.Id] = &SwarmFetch{Repo: r.ID, Bundle: hex.EncodeToString(best.SHA[:]), Size: int64(best.Size), State: "running", StartedAt: time.Now().UTC(), PerSeeder: map[string]int{}}
-	s.log.Info("sync: swarm fetching", "repo", r.ID, "bundle", hex.EncodeToString(best.SHA[:]), "size", best.Size, "seeders", len(seeders), "resume", resuming)
+	s.log.Info("sync: swarm fetching", "repo", r.ID, "bundle", hex.EncodeToString(best.SHA[:]), "size", best.Size, "seeders", len(seeders), "partial_holders", len(joined), "resume", resuming)
 	return true
 }
 
@@ -207,6 +314,9 @@ func (s *syncer) swarmSeederFailed(m *swarmSeederFailed) {
 	r := s.repos[m.Repo]
 	if r == nil {
 		return
+	}
+	if r.fetch != nil {
+		delete(r.fetch.joined, m.Peer) // it may join again when it lists the bundle anew
 	}
 	b := s.backOff(r, m.Peer, m.Blame)
 	if m.Blame {

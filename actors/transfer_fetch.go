@@ -142,6 +142,8 @@ func (f *fetcher) Receive(ctx actor.Context) {
 			Estimated: m.estimated, Percent: m.percent, Step: m.step, Objects: m.objects, ObjectsTotal: m.total})
 	case *fetchResult:
 		f.finish(ctx, m)
+	case *stopForSwarm:
+		f.cancel() // the .part is kept: the swarm fetch takes it (sync_swarm.go)
 	case *actor.Terminated:
 		// The peer's connection is gone, and the stream with it.
 		f.cancel()

@@ -48,8 +48,11 @@ type server struct {
 	// (transfer_swarm_serve.go); key nil: none is made.
 	key       ed25519.PrivateKey
 	pieceSize int
-	cancel    context.CancelFunc
-	done      bool
+	// partials: the bundles this node is fetching and serves the checked
+	// pieces of (transfer_swarm_partial.go); nil: none.
+	partials *partialSet
+	cancel   context.CancelFunc
+	done     bool
 }
 
 func (sv *server) Receive(ctx actor.Context) {
@@ -84,6 +87,10 @@ func (sv *server) start(ctx actor.Context, runCtx context.Context) {
 	id, err := wire.CheckTransferRequest(req)
 	if err != nil {
 		sv.refuse(ctx, runCtx, wire.TransferErrorCode_TRANSFER_BAD_REQUEST, err.Error())
+		return
+	}
+	if e := sv.partials.get(id, req.RefsHash, req.SwarmBundle); e != nil && len(req.SwarmBundle) != 0 {
+		sv.servePartial(ctx, runCtx, e) // a bundle we are fetching ourselves
 		return
 	}
 	askFor(ctx, sv.store, &loadMirror{ID: id}, func(mirror mirrorState, err error) {

@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -50,8 +52,9 @@ import (
 
 // swarmSeeder is one seeder of a swarm fetch.
 type swarmSeeder struct {
-	id  wire.NodeID
-	pid *actor.PID
+	id      wire.NodeID
+	pid     *actor.PID
+	partial bool // fetching the bundle itself: serves the pieces it holds checked
 }
 
 // swarmJob is what a swarm fetch needs to know: a fetch's job (its peer
@@ -60,6 +63,11 @@ type swarmJob struct {
 	fetchJob
 	ad      bundleAd
 	seeders []swarmSeeder
+	// add takes seeders that appear while the fetch runs (partial
+	// holders, mostly); max is how many workers run at once.
+	add      chan swarmSeeder
+	max      int
+	partials *partialSet // where this fetch registers the pieces it serves
 }
 
 // swarmFetcher is the transfer actor of a swarm fetch. It reports to
@@ -95,6 +103,17 @@ func (sf *swarmFetcher) Receive(ctx actor.Context) {
 	case *swarmUpdate:
 		m.PID = ctx.Self()
 		ctx.Send(ctx.Parent(), m)
+	case *swarmServing:
+		m.Repo = sf.job.want.ID
+		ctx.Send(ctx.Parent(), m)
+	case *swarmAddSeeders:
+		for _, s := range m.Seeders {
+			ctx.Watch(s.pid)
+			select {
+			case sf.sj.add <- s:
+			default: // full: the fetch has seeders enough
+			}
+		}
 	case *fetchResult:
 		sf.finish(ctx, m)
 	case *actor.Terminated:
@@ -140,7 +159,13 @@ type swarmRun struct {
 	owner      []int // per piece: pieceFree, pieceHeld or the worker fetching it
 	held       int
 	heldBytes  int64
-	workers    int                 // running
+	workers    int // running
+	complete   int // of them, on complete seeders
+	present    map[wire.NodeID]bool
+	avail      []int // per piece: how many partial holders hold it (their last answer)
+	start      int   // pieces are taken in order from here (wrapping), a random place
+	nextWorker int
+	entry      *partialEntry       // registered: our checked pieces are served to others
 	fatal      error               // a local failure (the disk), or a wrong manifest: everything stops
 	rejected   map[int]wire.NodeID // pieces that failed their check, by the first seeder that sent them
 	stat       SwarmFetch
@@ -159,6 +184,7 @@ func runSwarm(ctx context.Context, sj swarmJob, system *actor.ActorSystem, self 
 	w.stat = SwarmFetch{Repo: sj.want.ID, Bundle: fmt.Sprintf("%x", sj.ad.SHA), Size: int64(sj.ad.Size), State: "running",
 		StartedAt: time.Now().UTC(), PerSeeder: map[string]int{}}
 	res := w.run()
+	sj.partials.remove(w.entry)
 	w.idx.abort()
 	w.in.Discard()
 	w.mu.Lock()
@@ -177,6 +203,9 @@ func runSwarm(ctx context.Context, sj swarmJob, system *actor.ActorSystem, self 
 		}
 	}
 	w.logSeeders(res)
+	if w.entry != nil {
+		w.report(&swarmServing{Ad: sj.ad, Stop: true})
+	}
 	return res
 }
 
@@ -185,9 +214,10 @@ func (w *swarmRun) logSeeders(res *fetchResult) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	var from []string
-	for _, s := range w.sj.seeders {
-		from = append(from, fmt.Sprintf("%s=%d", s.id, w.stat.PerSeeder[s.id.String()]))
+	for id, n := range w.stat.PerSeeder {
+		from = append(from, fmt.Sprintf("%s=%d", id, n))
 	}
+	slices.Sort(from)
 	args := []any{"pieces", w.stat.Pieces, "kept", w.stat.Kept, "received", w.stat.Received, "rejected", w.stat.Rejected, "from", strings.Join(from, " ")}
 	if res.err != nil {
 		args = append(args, "err", res.err)
@@ -203,6 +233,7 @@ func (w *swarmRun) run() *fetchResult {
 	if res := w.reserve(int64(m.Size), int64(m.Size)); res != nil {
 		return res
 	}
+	persist.AdoptPart(w.job.root, w.job.want.ID, m) // a first sync from one seeder stopped for the swarm
 	pf, kept, err := persist.OpenPieceFile(w.job.root, w.job.want.ID, m)
 	if err != nil {
 		return &fetchResult{err: err}
@@ -223,7 +254,21 @@ func (w *swarmRun) run() *fetchResult {
 	if kept > 0 {
 		w.job.log.Info("fetch: swarm resuming", "pieces_kept", kept, "pieces", n)
 	}
-	w.batch = max(1, min(swarmBatchBytes/int(m.PieceSize), (n-w.held+2*len(w.sj.seeders)-1)/(2*len(w.sj.seeders))))
+	w.avail, w.present = make([]int, n), map[wire.NodeID]bool{}
+	// Batches small enough that every seeder gets work, counting those
+	// that may join (partial holders); pieces are taken from a random
+	// place on, so that fetchers that started together take different
+	// pieces from a complete seeder and have something to trade.
+	seeders := max(len(w.sj.seeders), w.sj.max)
+	w.batch = max(1, min(swarmBatchBytes/int(m.PieceSize), (n-w.held+2*seeders-1)/(2*seeders)))
+	if n > 1 {
+		w.start = rand.IntN(n)
+	}
+	// Our checked pieces are served to the other fetchers of the bundle
+	// from now on, and our inventory says we fetch it.
+	w.entry = &partialEntry{repo: w.job.want.ID, refs: w.wantHash, sha: w.sj.ad.SHA, pf: pf, signed: w.manifest, m: m, ann: w.signed, seq: w.ann.GetSeq()}
+	w.sj.partials.add(w.entry)
+	w.report(&swarmServing{Ad: w.sj.ad})
 	body := w.ann.GetRepo()
 	if w.in, err = persist.NewIncoming(w.ctx, w.job.root, w.job.want.ID, body.DefaultBranch); err != nil {
 		return &fetchResult{err: err}
@@ -237,14 +282,21 @@ func (w *swarmRun) run() *fetchResult {
 		w.mu.Unlock()
 	})
 	var wg sync.WaitGroup
-	w.workers = len(w.sj.seeders)
-	for i, s := range w.sj.seeders {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			w.work(wctx, i, s)
-		}()
+	for _, s := range w.sj.seeders {
+		w.addSeeder(wctx, &wg, s)
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case s := <-w.sj.add:
+				w.addSeeder(wctx, &wg, s)
+			case <-wctx.Done():
+				return
+			}
+		}
+	}()
 	res := w.feed()
 	stop()
 	wg.Wait()
@@ -299,9 +351,12 @@ func (w *swarmRun) request(ctx context.Context, s swarmSeeder, req *wire.Transfe
 	p := &pace{t: w.job.timings}
 	werr := p.write(st, &wire.Frame{Body: &wire.Frame_TransferRequest{TransferRequest: req}})
 	_ = st.Close()
+	// Our side is closed once the request is out: cancelling stops the
+	// server's (STOP_SENDING) without resetting ours, which could drop a
+	// request not yet delivered and leave the server a stream that said
+	// nothing.
 	stop := context.AfterFunc(ctx, func() {
 		st.CancelRead(quic.StreamErrorCode(wire.TransferErrorCode_TRANSFER_UNSPECIFIED))
-		st.CancelWrite(quic.StreamErrorCode(wire.TransferErrorCode_TRANSFER_UNSPECIFIED))
 	})
 	done := func() {
 		stop()
@@ -407,28 +462,62 @@ func (w *swarmRun) manifestFrom(s swarmSeeder) (blame bool, err error) {
 	return false, nil
 }
 
+// addSeeder starts a worker on s, unless one runs on it already, the
+// fetch has its most workers, or it is over.
+func (w *swarmRun) addSeeder(ctx context.Context, wg *sync.WaitGroup, s swarmSeeder) {
+	w.mu.Lock()
+	if w.present[s.id] || w.workers >= max(1, w.sj.max) || w.held == len(w.owner) || w.fatal != nil || ctx.Err() != nil {
+		w.mu.Unlock()
+		return
+	}
+	i := w.nextWorker
+	w.nextWorker++
+	w.workers++
+	if !s.partial {
+		w.complete++
+	}
+	w.present[s.id] = true
+	w.mu.Unlock()
+	if s.partial {
+		w.job.log.Info("fetch: swarm partial holder joined", "peer", s.id)
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		w.work(ctx, i, s)
+	}()
+}
+
 // take hands worker i the next batch of pieces no one holds or fetches,
-// waiting while there are none but some are being fetched; nil when
-// every piece is held or the fetch stops.
-func (w *swarmRun) take(ctx context.Context, i int) []uint32 {
+// in order from w.start: for a partial holder (have, its last answer,
+// non-nil) only pieces it holds, at once (nil when none); for a complete
+// seeder those no partial holder holds first (the rarest), waiting while
+// there are none but some are being fetched. over when every piece is
+// held or the fetch stops.
+func (w *swarmRun) take(ctx context.Context, i int, have []byte) (batch []uint32, over bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	n := len(w.owner)
 	for {
-		if w.held == len(w.owner) || w.fatal != nil || ctx.Err() != nil {
-			return nil
+		if w.held == n || w.fatal != nil || ctx.Err() != nil {
+			return nil, true
 		}
-		var batch []uint32
-		for p, o := range w.owner {
-			if o == pieceFree {
-				w.owner[p] = i
-				batch = append(batch, uint32(p))
-				if len(batch) == w.batch {
-					break
+		pick := func(ok func(p int) bool) {
+			for k := 0; k < n && len(batch) < w.batch; k++ {
+				if p := (w.start + k) % n; w.owner[p] == pieceFree && ok(p) {
+					w.owner[p] = i
+					batch = append(batch, uint32(p))
 				}
 			}
 		}
+		if have != nil {
+			pick(func(p int) bool { return wire.HasPiece(have, p) })
+			return batch, false
+		}
+		pick(func(p int) bool { return w.avail[p] == 0 })
+		pick(func(int) bool { return true })
 		if len(batch) > 0 {
-			return batch
+			return batch, false
 		}
 		w.cond.Wait()
 	}
@@ -445,20 +534,24 @@ func (w *swarmRun) work(ctx context.Context, i int, s swarmSeeder) {
 			}
 		}
 		w.workers--
+		if !s.partial {
+			w.complete--
+		}
+		delete(w.present, s.id)
 		w.cond.Broadcast()
 		w.mu.Unlock()
 	}()
+	if s.partial {
+		w.workPartial(ctx, i, s) // transfer_swarm_partial.go
+		return
+	}
 	for {
-		batch := w.take(ctx, i)
+		batch, _ := w.take(ctx, i, nil)
 		if batch == nil {
 			return
 		}
 		if blame, err := w.fetchBatch(ctx, s, batch); err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			w.job.log.Log(context.Background(), levelOf(blame), "fetch: swarm seeder dropped", "peer", s.id, "err", err)
-			w.report(&swarmSeederFailed{Peer: s.id, Err: err, Blame: blame})
+			w.dropSeeder(ctx, s, blame, err)
 			return
 		}
 	}

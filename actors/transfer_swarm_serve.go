@@ -28,8 +28,10 @@ import (
 // keptFile is a kept bundle a piece request names.
 type keptFile struct {
 	path   string
+	file   *os.File // already open (a partial holder's piece file); nil: open path
 	signed *wire.SignedManifest
 	m      *wire.BundleManifest
+	bitmap []byte // the pieces held, for want_have; nil: all
 }
 
 // errNoSuchPiece: a piece request names a piece the bundle does not have.
@@ -98,13 +100,24 @@ func sendPieces(ctx context.Context, s *quic.Stream, r *bufio.Reader, req *wire.
 			reset()
 		}
 	}()
-	f, err := os.Open(k.path)
-	if err != nil {
-		return 0, err
+	f := k.file
+	if f == nil {
+		if f, err = os.Open(k.path); err != nil {
+			return 0, err
+		}
 	}
 	defer f.Close()
 	p := pace{t: timings}
 	write := func(f *wire.Frame) error { return p.write(s, f) }
+	if req.WantHave {
+		bitmap := k.bitmap
+		if bitmap == nil {
+			bitmap = fullBitmap(len(k.m.PieceSha256))
+		}
+		if err := write(&wire.Frame{Body: &wire.Frame_TransferHave{TransferHave: &wire.TransferHave{Bitmap: bitmap}}}); err != nil {
+			return 0, err
+		}
+	}
 	if req.WantManifest {
 		if err := write(&wire.Frame{Body: &wire.Frame_TransferManifest{TransferManifest: &wire.TransferManifest{Manifest: k.signed}}}); err != nil {
 			return 0, err

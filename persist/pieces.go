@@ -274,6 +274,21 @@ func (p *PieceFile) Have(i int) bool {
 	return p.have[i]
 }
 
+// Bitmap is a copy of the record of the pieces held and checked: bit i
+// (byte i/8, bit i%8) set when piece i is (wire.HasPiece reads it).
+func (p *PieceFile) Bitmap() []byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return bytes.Clone(p.bits)
+}
+
+// Open opens the file the pieces are written to for reading: the file
+// stays readable through that descriptor after Close, Remove or a
+// rename, and a piece held (checked) never changes.
+func (p *PieceFile) Open() (*os.File, error) {
+	return os.Open(p.path)
+}
+
 // Put checks piece i against the manifest, writes it at its offset, syncs
 // it, and only then marks it held. An error wrapping ErrPieceMismatch
 // means the bytes are not the piece: nothing is written.
@@ -344,6 +359,37 @@ func RemoveSwarmPart(root string, id wire.RepoID) {
 	path := SwarmPartPath(root, id)
 	_ = os.Remove(path)
 	_ = os.Remove(path + ".pieces")
+}
+
+// AdoptPart turns what a fetch of repository id from one seeder left in
+// its .part file (a first sync stopped to go on as a swarm fetch: the
+// first bytes of the full bundle m describes, if that seeder sent that
+// bundle) into the swarm fetch's piece file, every whole piece in it
+// marked; OpenPieceFile then checks each against m and keeps only those
+// that match. Nothing happens when a piece file exists or the .part is
+// longer than the bundle. It blocks on the disk.
+func AdoptPart(root string, id wire.RepoID, m *wire.BundleManifest) {
+	part, swarm := PartPath(root, id), SwarmPartPath(root, id)
+	fi, err := os.Stat(part)
+	if err != nil || uint64(fi.Size()) > m.Size {
+		return
+	}
+	if _, err := os.Stat(swarm); err == nil {
+		return
+	}
+	n := len(m.PieceSha256)
+	bits := make([]byte, (n+7)/8)
+	for i := range n {
+		if off, l := wire.PieceSpan(m, i); off+l <= fi.Size() {
+			bits[i/8] |= 1 << (i % 8)
+		}
+	}
+	if err := os.WriteFile(swarm+".pieces", append(bytes.Clone(m.BundleSha256), bits...), 0o600); err != nil {
+		return
+	}
+	if err := os.Rename(part, swarm); err != nil {
+		_ = os.Remove(swarm + ".pieces")
+	}
 }
 
 // SwarmParts lists the swarm fetches' piece files in TmpDir with the

@@ -88,3 +88,45 @@ func TestPieceFile_resumeChecksMarkedPieces(t *testing.T) {
 		t.Errorf("left after Remove: %v", left)
 	}
 }
+
+// TestAdoptPart_checksEachPiece: the first bytes of a bundle a fetch from
+// one seeder left in its .part become the swarm fetch's pieces: each whole
+// piece that matches the manifest is held (a torn one is not, nor the
+// piece cut short at the end), and the .part is gone.
+func TestAdoptPart_checksEachPiece(t *testing.T) {
+	root := t.TempDir()
+	data := make([]byte, 40<<10+123)
+	_, _ = rand.Read(data)
+	src := filepath.Join(t.TempDir(), "b.bundle")
+	if err := os.WriteFile(src, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var id wire.RepoID
+	id[0] = 8
+	m, err := MakeManifest(src, id, [32]byte{1}, wire.MinPieceSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	part := bytes.Clone(data[:5*wire.MinPieceSize+100]) // pieces 0-4 whole, 5 cut short
+	part[3*wire.MinPieceSize+7] ^= 1                    // piece 3 torn
+	if err := os.MkdirAll(TmpDir(root), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(PartPath(root, id), part, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	AdoptPart(root, id, m)
+	p, kept, err := OpenPieceFile(root, id, m)
+	if err != nil || kept != 4 {
+		t.Fatalf("open: %d kept, %v; want 4", kept, err)
+	}
+	defer p.Remove()
+	for i := range len(m.PieceSha256) {
+		if want := i < 5 && i != 3; p.Have(i) != want {
+			t.Errorf("piece %d held: %t, want %t", i, p.Have(i), want)
+		}
+	}
+	if _, err := os.Stat(PartPath(root, id)); !os.IsNotExist(err) {
+		t.Errorf("the .part is still there: %v", err)
+	}
+}

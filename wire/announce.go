@@ -390,6 +390,17 @@ func checkInventory(inv *InventoryAnnouncement) error {
 			return fmt.Errorf("inventory entry %s: bundle SHA-256 of %d bytes with size %d", e.GetRepoId(), n, e.GetBundleSize())
 		}
 	}
+	if len(inv.Fetching) > MaxInventoryEntries {
+		return fmt.Errorf("%d inventory fetching entries, max %d", len(inv.Fetching), MaxInventoryEntries)
+	}
+	for _, e := range inv.Fetching {
+		if _, err := ParseRepoID(e.GetRepoId()); err != nil {
+			return err
+		}
+		if len(e.GetRefsHash()) != sha256.Size || len(e.GetBundleSha256()) != sha256.Size || e.GetBundleSize() == 0 {
+			return fmt.Errorf("inventory fetching entry %s: refs hash of %d bytes, bundle SHA-256 of %d bytes, size %d", e.GetRepoId(), len(e.GetRefsHash()), len(e.GetBundleSha256()), e.GetBundleSize())
+		}
+	}
 	return nil
 }
 

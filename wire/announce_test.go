@@ -81,6 +81,9 @@ func TestOpenAnnouncement_valid(t *testing.T) {
 			{RepoId: s.repoID(t).String(), RefsHash: refsHash[:]},
 		}}}},
 		{"empty inventory", &Announcement_Inventory{Inventory: &InventoryAnnouncement{}}},
+		{"inventory fetching", &Announcement_Inventory{Inventory: &InventoryAnnouncement{Fetching: []*InventoryEntry{
+			{RepoId: s.repoID(t).String(), RefsHash: refsHash[:], BundleSha256: refsHash[:], BundleSize: 3 << 20},
+		}}}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -220,6 +223,8 @@ func TestOpenAnnouncement_invalid(t *testing.T) {
 		{"inventory bad repo id", s.announcement(1, &Announcement_Inventory{Inventory: &InventoryAnnouncement{Repos: []*InventoryEntry{{RepoId: s.id.String(), RefsHash: hash[:]}}}})},
 		{"inventory short hash", s.announcement(1, &Announcement_Inventory{Inventory: &InventoryAnnouncement{Repos: []*InventoryEntry{{RepoId: s.repoID(t).String(), RefsHash: hash[:31]}}}})},
 		{"inventory too many", s.announcement(1, &Announcement_Inventory{Inventory: &InventoryAnnouncement{Repos: manyEntries}})},
+		{"inventory fetching without a bundle", s.announcement(1, &Announcement_Inventory{Inventory: &InventoryAnnouncement{Fetching: []*InventoryEntry{{RepoId: s.repoID(t).String(), RefsHash: hash[:]}}}})},
+		{"inventory fetching short bundle hash", s.announcement(1, &Announcement_Inventory{Inventory: &InventoryAnnouncement{Fetching: []*InventoryEntry{{RepoId: s.repoID(t).String(), RefsHash: hash[:], BundleSha256: hash[:31], BundleSize: 1}}}})},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -171,6 +171,9 @@ const (
 	TransferErrorCode_TRANSFER_INTERNAL TransferErrorCode = 5
 	// The bundle is larger than the receiver accepts.
 	TransferErrorCode_TRANSFER_TOO_LARGE TransferErrorCode = 6
+	// A piece request names a piece the server (fetching that bundle
+	// itself) does not hold yet: nobody's fault; ask again later.
+	TransferErrorCode_TRANSFER_NOT_HELD TransferErrorCode = 7
 )
 
 // Enum value maps for TransferErrorCode.
@@ -183,6 +186,7 @@ var (
 		4: "TRANSFER_BAD_REQUEST",
 		5: "TRANSFER_INTERNAL",
 		6: "TRANSFER_TOO_LARGE",
+		7: "TRANSFER_NOT_HELD",
 	}
 	TransferErrorCode_value = map[string]int32{
 		"TRANSFER_UNSPECIFIED":   0,
@@ -192,6 +196,7 @@ var (
 		"TRANSFER_BAD_REQUEST":   4,
 		"TRANSFER_INTERNAL":      5,
 		"TRANSFER_TOO_LARGE":     6,
+		"TRANSFER_NOT_HELD":      7,
 	}
 )
 
@@ -248,6 +253,7 @@ type Frame struct {
 	//	*Frame_PunchRequest
 	//	*Frame_RelayRequest
 	//	*Frame_TransferManifest
+	//	*Frame_TransferHave
 	Body          isFrame_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -461,6 +467,15 @@ func (x *Frame) GetTransferManifest() *TransferManifest {
 	return nil
 }
 
+func (x *Frame) GetTransferHave() *TransferHave {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_TransferHave); ok {
+			return x.TransferHave
+		}
+	}
+	return nil
+}
+
 type isFrame_Body interface {
 	isFrame_Body()
 }
@@ -551,6 +566,10 @@ type Frame_TransferManifest struct {
 	TransferManifest *TransferManifest `protobuf:"bytes,24,opt,name=transfer_manifest,json=transferManifest,proto3,oneof"`
 }
 
+type Frame_TransferHave struct {
+	TransferHave *TransferHave `protobuf:"bytes,25,opt,name=transfer_have,json=transferHave,proto3,oneof"`
+}
+
 func (*Frame_Hello) isFrame_Body() {}
 
 func (*Frame_Gossip) isFrame_Body() {}
@@ -588,6 +607,8 @@ func (*Frame_PunchRequest) isFrame_Body() {}
 func (*Frame_RelayRequest) isFrame_Body() {}
 
 func (*Frame_TransferManifest) isFrame_Body() {}
+
+func (*Frame_TransferHave) isFrame_Body() {}
 
 // Hello is the first frame each side sends on the control stream: the dialer
 // at once, the listener in reply. did must equal the key of the sender's TLS
@@ -1908,7 +1929,14 @@ func (x *Ref) GetCommit() string {
 type InventoryAnnouncement struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// At most 10000 entries.
-	Repos         []*InventoryEntry `protobuf:"bytes,1,rep,name=repos,proto3" json:"repos,omitempty"`
+	Repos []*InventoryEntry `protobuf:"bytes,1,rep,name=repos,proto3" json:"repos,omitempty"`
+	// Partial seeding (PROTOCOL.md, "Swarm"): the full bundles the origin is
+	// fetching piece by piece and serves the checked pieces of. Each entry
+	// names the repository, the RefsHash of the refs being fetched and the
+	// bundle's SHA-256 and size (all set). The origin does not hold these
+	// refs: older nodes, which read only repos, never take it for a seeder.
+	// At most 10000 entries.
+	Fetching      []*InventoryEntry `protobuf:"bytes,2,rep,name=fetching,proto3" json:"fetching,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1946,6 +1974,13 @@ func (*InventoryAnnouncement) Descriptor() ([]byte, []int) {
 func (x *InventoryAnnouncement) GetRepos() []*InventoryEntry {
 	if x != nil {
 		return x.Repos
+	}
+	return nil
+}
+
+func (x *InventoryAnnouncement) GetFetching() []*InventoryEntry {
+	if x != nil {
+		return x.Fetching
 	}
 	return nil
 }
@@ -2057,7 +2092,11 @@ type TransferRequest struct {
 	// Send the bundle's manifest: for a piece request, first, followed by
 	// the TransferAnnouncement; for a request without haves, after
 	// TransferDone, when the server has one.
-	WantManifest  bool `protobuf:"varint,10,opt,name=want_manifest,json=wantManifest,proto3" json:"want_manifest,omitempty"`
+	WantManifest bool `protobuf:"varint,10,opt,name=want_manifest,json=wantManifest,proto3" json:"want_manifest,omitempty"`
+	// With swarm_bundle: send a TransferHave (which pieces the server holds
+	// checked) first, before the manifest and any piece. Sent only to nodes
+	// that list the bundle (kept or fetching).
+	WantHave      bool `protobuf:"varint,11,opt,name=want_have,json=wantHave,proto3" json:"want_have,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2158,6 +2197,13 @@ func (x *TransferRequest) GetPieces() []uint32 {
 func (x *TransferRequest) GetWantManifest() bool {
 	if x != nil {
 		return x.WantManifest
+	}
+	return false
+}
+
+func (x *TransferRequest) GetWantHave() bool {
+	if x != nil {
+		return x.WantHave
 	}
 	return false
 }
@@ -2676,6 +2722,53 @@ func (x *TransferManifest) GetManifest() *SignedManifest {
 	return nil
 }
 
+// TransferHave answers a piece request with want_have: bit i (byte i/8,
+// bit i%8, least significant first) set when the server holds piece i
+// checked. ceil(pieces/8) bytes.
+type TransferHave struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Bitmap        []byte                 `protobuf:"bytes,1,opt,name=bitmap,proto3" json:"bitmap,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferHave) Reset() {
+	*x = TransferHave{}
+	mi := &file_wire_megaengine_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferHave) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferHave) ProtoMessage() {}
+
+func (x *TransferHave) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_megaengine_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferHave.ProtoReflect.Descriptor instead.
+func (*TransferHave) Descriptor() ([]byte, []int) {
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *TransferHave) GetBitmap() []byte {
+	if x != nil {
+		return x.Bitmap
+	}
+	return nil
+}
+
 // TransferProgress is sent by the server, only when the request set
 // progress, between TransferAnnouncement and TransferDone (before, among or
 // after chunks) while git builds the bundle being sent: git's own progress,
@@ -2700,7 +2793,7 @@ type TransferProgress struct {
 
 func (x *TransferProgress) Reset() {
 	*x = TransferProgress{}
-	mi := &file_wire_megaengine_proto_msgTypes[31]
+	mi := &file_wire_megaengine_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2712,7 +2805,7 @@ func (x *TransferProgress) String() string {
 func (*TransferProgress) ProtoMessage() {}
 
 func (x *TransferProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[31]
+	mi := &file_wire_megaengine_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2725,7 +2818,7 @@ func (x *TransferProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferProgress.ProtoReflect.Descriptor instead.
 func (*TransferProgress) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{31}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *TransferProgress) GetPhase() string {
@@ -2777,7 +2870,7 @@ type LanBeacon struct {
 
 func (x *LanBeacon) Reset() {
 	*x = LanBeacon{}
-	mi := &file_wire_megaengine_proto_msgTypes[32]
+	mi := &file_wire_megaengine_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2789,7 +2882,7 @@ func (x *LanBeacon) String() string {
 func (*LanBeacon) ProtoMessage() {}
 
 func (x *LanBeacon) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[32]
+	mi := &file_wire_megaengine_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2802,7 +2895,7 @@ func (x *LanBeacon) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LanBeacon.ProtoReflect.Descriptor instead.
 func (*LanBeacon) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{32}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *LanBeacon) GetPayload() []byte {
@@ -2835,7 +2928,7 @@ type LanBeaconBody struct {
 
 func (x *LanBeaconBody) Reset() {
 	*x = LanBeaconBody{}
-	mi := &file_wire_megaengine_proto_msgTypes[33]
+	mi := &file_wire_megaengine_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2847,7 +2940,7 @@ func (x *LanBeaconBody) String() string {
 func (*LanBeaconBody) ProtoMessage() {}
 
 func (x *LanBeaconBody) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[33]
+	mi := &file_wire_megaengine_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2860,7 +2953,7 @@ func (x *LanBeaconBody) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LanBeaconBody.ProtoReflect.Descriptor instead.
 func (*LanBeaconBody) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{33}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *LanBeaconBody) GetDid() string {
@@ -2911,7 +3004,7 @@ type PunchRequest struct {
 
 func (x *PunchRequest) Reset() {
 	*x = PunchRequest{}
-	mi := &file_wire_megaengine_proto_msgTypes[34]
+	mi := &file_wire_megaengine_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2923,7 +3016,7 @@ func (x *PunchRequest) String() string {
 func (*PunchRequest) ProtoMessage() {}
 
 func (x *PunchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[34]
+	mi := &file_wire_megaengine_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2936,7 +3029,7 @@ func (x *PunchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PunchRequest.ProtoReflect.Descriptor instead.
 func (*PunchRequest) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{34}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *PunchRequest) GetPayload() []byte {
@@ -2980,7 +3073,7 @@ type PunchBody struct {
 
 func (x *PunchBody) Reset() {
 	*x = PunchBody{}
-	mi := &file_wire_megaengine_proto_msgTypes[35]
+	mi := &file_wire_megaengine_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2992,7 +3085,7 @@ func (x *PunchBody) String() string {
 func (*PunchBody) ProtoMessage() {}
 
 func (x *PunchBody) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[35]
+	mi := &file_wire_megaengine_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3005,7 +3098,7 @@ func (x *PunchBody) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PunchBody.ProtoReflect.Descriptor instead.
 func (*PunchBody) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{35}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *PunchBody) GetFrom() string {
@@ -3066,7 +3159,7 @@ type RelayRequest struct {
 
 func (x *RelayRequest) Reset() {
 	*x = RelayRequest{}
-	mi := &file_wire_megaengine_proto_msgTypes[36]
+	mi := &file_wire_megaengine_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3078,7 +3171,7 @@ func (x *RelayRequest) String() string {
 func (*RelayRequest) ProtoMessage() {}
 
 func (x *RelayRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_megaengine_proto_msgTypes[36]
+	mi := &file_wire_megaengine_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3091,7 +3184,7 @@ func (x *RelayRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RelayRequest.ProtoReflect.Descriptor instead.
 func (*RelayRequest) Descriptor() ([]byte, []int) {
-	return file_wire_megaengine_proto_rawDescGZIP(), []int{36}
+	return file_wire_megaengine_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RelayRequest) GetTo() string {
@@ -3112,7 +3205,8 @@ var File_wire_megaengine_proto protoreflect.FileDescriptor
 
 const file_wire_megaengine_proto_rawDesc = "" +
 	"\n" +
-	"\x15wire/megaengine.proto\x12\rmegaengine.v1\"\xcd\t\n" +
+	"\x15wire/megaengine.proto\x12\rmegaengine.v1\"\x91\n" +
+	"\n" +
 	"\x05Frame\x12,\n" +
 	"\x05hello\x18\x01 \x01(\v2\x14.megaengine.v1.HelloH\x00R\x05hello\x12/\n" +
 	"\x06gossip\x18\x02 \x01(\v2\x15.megaengine.v1.GossipH\x00R\x06gossip\x12,\n" +
@@ -3133,7 +3227,8 @@ const file_wire_megaengine_proto_rawDesc = "" +
 	"\x10dial_back_result\x18\x15 \x01(\v2\x1d.megaengine.v1.DialBackResultH\x00R\x0edialBackResult\x12B\n" +
 	"\rpunch_request\x18\x16 \x01(\v2\x1b.megaengine.v1.PunchRequestH\x00R\fpunchRequest\x12B\n" +
 	"\rrelay_request\x18\x17 \x01(\v2\x1b.megaengine.v1.RelayRequestH\x00R\frelayRequest\x12N\n" +
-	"\x11transfer_manifest\x18\x18 \x01(\v2\x1f.megaengine.v1.TransferManifestH\x00R\x10transferManifestB\x06\n" +
+	"\x11transfer_manifest\x18\x18 \x01(\v2\x1f.megaengine.v1.TransferManifestH\x00R\x10transferManifest\x12B\n" +
+	"\rtransfer_have\x18\x19 \x01(\v2\x1b.megaengine.v1.TransferHaveH\x00R\ftransferHaveB\x06\n" +
 	"\x04body\"\xe3\x01\n" +
 	"\x05Hello\x12\x1a\n" +
 	"\bprotocol\x18\x01 \x01(\rR\bprotocol\x12\x10\n" +
@@ -3219,15 +3314,16 @@ const file_wire_megaengine_proto_rawDesc = "" +
 	"\tsignature\x18\x02 \x01(\fR\tsignature\"1\n" +
 	"\x03Ref\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
-	"\x06commit\x18\x02 \x01(\tR\x06commit\"L\n" +
+	"\x06commit\x18\x02 \x01(\tR\x06commit\"\x87\x01\n" +
 	"\x15InventoryAnnouncement\x123\n" +
-	"\x05repos\x18\x01 \x03(\v2\x1d.megaengine.v1.InventoryEntryR\x05repos\"\x8c\x01\n" +
+	"\x05repos\x18\x01 \x03(\v2\x1d.megaengine.v1.InventoryEntryR\x05repos\x129\n" +
+	"\bfetching\x18\x02 \x03(\v2\x1d.megaengine.v1.InventoryEntryR\bfetching\"\x8c\x01\n" +
 	"\x0eInventoryEntry\x12\x17\n" +
 	"\arepo_id\x18\x01 \x01(\tR\x06repoId\x12\x1b\n" +
 	"\trefs_hash\x18\x02 \x01(\fR\brefsHash\x12#\n" +
 	"\rbundle_sha256\x18\x03 \x01(\fR\fbundleSha256\x12\x1f\n" +
 	"\vbundle_size\x18\x04 \x01(\x04R\n" +
-	"bundleSize\"\xc5\x02\n" +
+	"bundleSize\"\xe2\x02\n" +
 	"\x0fTransferRequest\x12\x17\n" +
 	"\arepo_id\x18\x01 \x01(\tR\x06repoId\x12\x1b\n" +
 	"\trefs_hash\x18\x02 \x01(\fR\brefsHash\x12\x14\n" +
@@ -3239,7 +3335,8 @@ const file_wire_megaengine_proto_rawDesc = "" +
 	"\fswarm_bundle\x18\b \x01(\fR\vswarmBundle\x12\x16\n" +
 	"\x06pieces\x18\t \x03(\rR\x06pieces\x12#\n" +
 	"\rwant_manifest\x18\n" +
-	" \x01(\bR\fwantManifest\"n\n" +
+	" \x01(\bR\fwantManifest\x12\x1b\n" +
+	"\twant_have\x18\v \x01(\bR\bwantHave\"n\n" +
 	"\rTransferStart\x12\x1b\n" +
 	"\tbundle_id\x18\x01 \x01(\fR\bbundleId\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x04R\x06offset\x12\x12\n" +
@@ -3273,7 +3370,9 @@ const file_wire_megaengine_proto_rawDesc = "" +
 	"\apayload\x18\x01 \x01(\fR\apayload\x12\x1c\n" +
 	"\tsignature\x18\x02 \x01(\fR\tsignature\"M\n" +
 	"\x10TransferManifest\x129\n" +
-	"\bmanifest\x18\x01 \x01(\v2\x1d.megaengine.v1.SignedManifestR\bmanifest\"|\n" +
+	"\bmanifest\x18\x01 \x01(\v2\x1d.megaengine.v1.SignedManifestR\bmanifest\"&\n" +
+	"\fTransferHave\x12\x16\n" +
+	"\x06bitmap\x18\x01 \x01(\fR\x06bitmap\"|\n" +
 	"\x10TransferProgress\x12\x14\n" +
 	"\x05phase\x18\x01 \x01(\tR\x05phase\x12\x12\n" +
 	"\x04done\x18\x02 \x01(\x04R\x04done\x12\x14\n" +
@@ -3315,7 +3414,7 @@ const file_wire_megaengine_proto_rawDesc = "" +
 	"\rReconcileMode\x12\x12\n" +
 	"\x0eRECONCILE_SKIP\x10\x00\x12\x19\n" +
 	"\x15RECONCILE_FINGERPRINT\x10\x01\x12\x13\n" +
-	"\x0fRECONCILE_ITEMS\x10\x02*\xc0\x01\n" +
+	"\x0fRECONCILE_ITEMS\x10\x02*\xd7\x01\n" +
 	"\x11TransferErrorCode\x12\x18\n" +
 	"\x14TRANSFER_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15TRANSFER_UNKNOWN_REPO\x10\x01\x12\x1a\n" +
@@ -3323,7 +3422,8 @@ const file_wire_megaengine_proto_rawDesc = "" +
 	"\rTRANSFER_BUSY\x10\x03\x12\x18\n" +
 	"\x14TRANSFER_BAD_REQUEST\x10\x04\x12\x15\n" +
 	"\x11TRANSFER_INTERNAL\x10\x05\x12\x16\n" +
-	"\x12TRANSFER_TOO_LARGE\x10\x06B$Z\"github.com/menode/menode/wire;wireb\x06proto3"
+	"\x12TRANSFER_TOO_LARGE\x10\x06\x12\x15\n" +
+	"\x11TRANSFER_NOT_HELD\x10\aB$Z\"github.com/menode/menode/wire;wireb\x06proto3"
 
 var (
 	file_wire_megaengine_proto_rawDescOnce sync.Once
@@ -3338,7 +3438,7 @@ func file_wire_megaengine_proto_rawDescGZIP() []byte {
 }
 
 var file_wire_megaengine_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_wire_megaengine_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_wire_megaengine_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_wire_megaengine_proto_goTypes = []any{
 	(ErrorCode)(0),                // 0: megaengine.v1.ErrorCode
 	(ReconcileMode)(0),            // 1: megaengine.v1.ReconcileMode
@@ -3374,12 +3474,13 @@ var file_wire_megaengine_proto_goTypes = []any{
 	(*BundleManifest)(nil),        // 31: megaengine.v1.BundleManifest
 	(*SignedManifest)(nil),        // 32: megaengine.v1.SignedManifest
 	(*TransferManifest)(nil),      // 33: megaengine.v1.TransferManifest
-	(*TransferProgress)(nil),      // 34: megaengine.v1.TransferProgress
-	(*LanBeacon)(nil),             // 35: megaengine.v1.LanBeacon
-	(*LanBeaconBody)(nil),         // 36: megaengine.v1.LanBeaconBody
-	(*PunchRequest)(nil),          // 37: megaengine.v1.PunchRequest
-	(*PunchBody)(nil),             // 38: megaengine.v1.PunchBody
-	(*RelayRequest)(nil),          // 39: megaengine.v1.RelayRequest
+	(*TransferHave)(nil),          // 34: megaengine.v1.TransferHave
+	(*TransferProgress)(nil),      // 35: megaengine.v1.TransferProgress
+	(*LanBeacon)(nil),             // 36: megaengine.v1.LanBeacon
+	(*LanBeaconBody)(nil),         // 37: megaengine.v1.LanBeaconBody
+	(*PunchRequest)(nil),          // 38: megaengine.v1.PunchRequest
+	(*PunchBody)(nil),             // 39: megaengine.v1.PunchBody
+	(*RelayRequest)(nil),          // 40: megaengine.v1.RelayRequest
 }
 var file_wire_megaengine_proto_depIdxs = []int32{
 	4,  // 0: megaengine.v1.Frame.hello:type_name -> megaengine.v1.Hello
@@ -3395,33 +3496,35 @@ var file_wire_megaengine_proto_depIdxs = []int32{
 	28, // 10: megaengine.v1.Frame.transfer_chunk:type_name -> megaengine.v1.TransferChunk
 	29, // 11: megaengine.v1.Frame.transfer_done:type_name -> megaengine.v1.TransferDone
 	30, // 12: megaengine.v1.Frame.transfer_error:type_name -> megaengine.v1.TransferError
-	34, // 13: megaengine.v1.Frame.transfer_progress:type_name -> megaengine.v1.TransferProgress
+	35, // 13: megaengine.v1.Frame.transfer_progress:type_name -> megaengine.v1.TransferProgress
 	5,  // 14: megaengine.v1.Frame.dial_back:type_name -> megaengine.v1.DialBack
 	6,  // 15: megaengine.v1.Frame.dial_back_result:type_name -> megaengine.v1.DialBackResult
-	37, // 16: megaengine.v1.Frame.punch_request:type_name -> megaengine.v1.PunchRequest
-	39, // 17: megaengine.v1.Frame.relay_request:type_name -> megaengine.v1.RelayRequest
+	38, // 16: megaengine.v1.Frame.punch_request:type_name -> megaengine.v1.PunchRequest
+	40, // 17: megaengine.v1.Frame.relay_request:type_name -> megaengine.v1.RelayRequest
 	33, // 18: megaengine.v1.Frame.transfer_manifest:type_name -> megaengine.v1.TransferManifest
-	0,  // 19: megaengine.v1.Error.code:type_name -> megaengine.v1.ErrorCode
-	15, // 20: megaengine.v1.Gossip.announcement:type_name -> megaengine.v1.SignedAnnouncement
-	13, // 21: megaengine.v1.Reconcile.ranges:type_name -> megaengine.v1.ReconcileRange
-	1,  // 22: megaengine.v1.ReconcileRange.mode:type_name -> megaengine.v1.ReconcileMode
-	14, // 23: megaengine.v1.ReconcileRange.items:type_name -> megaengine.v1.ReconcileItem
-	17, // 24: megaengine.v1.Announcement.node:type_name -> megaengine.v1.NodeAnnouncement
-	18, // 25: megaengine.v1.Announcement.repo:type_name -> megaengine.v1.RepoAnnouncement
-	23, // 26: megaengine.v1.Announcement.inventory:type_name -> megaengine.v1.InventoryAnnouncement
-	19, // 27: megaengine.v1.Announcement.identity:type_name -> megaengine.v1.RepoIdentity
-	22, // 28: megaengine.v1.RepoAnnouncement.refs:type_name -> megaengine.v1.Ref
-	20, // 29: megaengine.v1.RepoIdentity.versions:type_name -> megaengine.v1.IdentityVersion
-	21, // 30: megaengine.v1.IdentityVersion.signatures:type_name -> megaengine.v1.DelegateSignature
-	24, // 31: megaengine.v1.InventoryAnnouncement.repos:type_name -> megaengine.v1.InventoryEntry
-	15, // 32: megaengine.v1.TransferAnnouncement.announcement:type_name -> megaengine.v1.SignedAnnouncement
-	2,  // 33: megaengine.v1.TransferError.code:type_name -> megaengine.v1.TransferErrorCode
-	32, // 34: megaengine.v1.TransferManifest.manifest:type_name -> megaengine.v1.SignedManifest
-	35, // [35:35] is the sub-list for method output_type
-	35, // [35:35] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	34, // 19: megaengine.v1.Frame.transfer_have:type_name -> megaengine.v1.TransferHave
+	0,  // 20: megaengine.v1.Error.code:type_name -> megaengine.v1.ErrorCode
+	15, // 21: megaengine.v1.Gossip.announcement:type_name -> megaengine.v1.SignedAnnouncement
+	13, // 22: megaengine.v1.Reconcile.ranges:type_name -> megaengine.v1.ReconcileRange
+	1,  // 23: megaengine.v1.ReconcileRange.mode:type_name -> megaengine.v1.ReconcileMode
+	14, // 24: megaengine.v1.ReconcileRange.items:type_name -> megaengine.v1.ReconcileItem
+	17, // 25: megaengine.v1.Announcement.node:type_name -> megaengine.v1.NodeAnnouncement
+	18, // 26: megaengine.v1.Announcement.repo:type_name -> megaengine.v1.RepoAnnouncement
+	23, // 27: megaengine.v1.Announcement.inventory:type_name -> megaengine.v1.InventoryAnnouncement
+	19, // 28: megaengine.v1.Announcement.identity:type_name -> megaengine.v1.RepoIdentity
+	22, // 29: megaengine.v1.RepoAnnouncement.refs:type_name -> megaengine.v1.Ref
+	20, // 30: megaengine.v1.RepoIdentity.versions:type_name -> megaengine.v1.IdentityVersion
+	21, // 31: megaengine.v1.IdentityVersion.signatures:type_name -> megaengine.v1.DelegateSignature
+	24, // 32: megaengine.v1.InventoryAnnouncement.repos:type_name -> megaengine.v1.InventoryEntry
+	24, // 33: megaengine.v1.InventoryAnnouncement.fetching:type_name -> megaengine.v1.InventoryEntry
+	15, // 34: megaengine.v1.TransferAnnouncement.announcement:type_name -> megaengine.v1.SignedAnnouncement
+	2,  // 35: megaengine.v1.TransferError.code:type_name -> megaengine.v1.TransferErrorCode
+	32, // 36: megaengine.v1.TransferManifest.manifest:type_name -> megaengine.v1.SignedManifest
+	37, // [37:37] is the sub-list for method output_type
+	37, // [37:37] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_wire_megaengine_proto_init() }
@@ -3449,6 +3552,7 @@ func file_wire_megaengine_proto_init() {
 		(*Frame_PunchRequest)(nil),
 		(*Frame_RelayRequest)(nil),
 		(*Frame_TransferManifest)(nil),
+		(*Frame_TransferHave)(nil),
 	}
 	file_wire_megaengine_proto_msgTypes[13].OneofWrappers = []any{
 		(*Announcement_Node)(nil),
@@ -3462,7 +3566,7 @@ func file_wire_megaengine_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wire_megaengine_proto_rawDesc), len(file_wire_megaengine_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   37,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

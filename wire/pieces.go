@@ -142,8 +142,13 @@ func CheckPieceRequest(r *TransferRequest) error {
 		return fmt.Errorf("a piece request with haves or a resume point: %w", ErrBadTransfer)
 	case len(r.Pieces) > MaxPiecesPerRequest:
 		return fmt.Errorf("%d pieces asked, max %d: %w", len(r.Pieces), MaxPiecesPerRequest, ErrBadTransfer)
-	case len(r.Pieces) == 0 && !r.WantManifest:
+	case len(r.Pieces) == 0 && !r.WantManifest && !r.WantHave:
 		return fmt.Errorf("a piece request for nothing: %w", ErrBadTransfer)
 	}
 	return nil
+}
+
+// HasPiece reports whether bitmap (a TransferHave's) marks piece i.
+func HasPiece(bitmap []byte, i int) bool {
+	return i >= 0 && i/8 < len(bitmap) && bitmap[i/8]&(1<<(i%8)) != 0
 }
