@@ -159,8 +159,9 @@ type swarmRun struct {
 	owner      []int // per piece: pieceFree, pieceHeld or the worker fetching it
 	held       int
 	heldBytes  int64
-	workers    int // running
-	complete   int // of them, on complete seeders
+	arriving   int64 // bytes of pieces being received, not yet checked: progress between pieces
+	workers    int   // running
+	complete   int   // of them, on complete seeders
 	present    map[wire.NodeID]bool
 	avail      []int // per piece: how many partial holders hold it (their last answer)
 	start      int   // pieces are taken in order from here (wrapping), a random place
@@ -583,6 +584,14 @@ func (w *swarmRun) fetchBatch(ctx context.Context, s swarmSeeder, batch []uint32
 	}
 	buf := make([]byte, 0, m.PieceSize)
 	var sent int64
+	var arriving int64 // what this batch adds to w.arriving now
+	unarrive := func() {
+		w.mu.Lock()
+		w.arriving -= arriving
+		w.mu.Unlock()
+		arriving = 0
+	}
+	defer unarrive()
 	for _, idx := range batch {
 		off, n := wire.PieceSpan(m, int(idx))
 		buf = buf[:0]
@@ -606,10 +615,17 @@ func (w *swarmRun) fetchBatch(ctx context.Context, s swarmSeeder, batch []uint32
 			}
 			buf = append(buf, chunk.Data...)
 			sent += d
+			arriving += d
 			w.mu.Lock()
 			w.stat.BytesIn += d
+			w.arriving += d
+			if time.Since(w.lastReport) > 250*time.Millisecond {
+				w.lastReport = time.Now()
+				w.reportLocked()
+			}
 			w.mu.Unlock()
 		}
+		unarrive()
 		if err := w.pf.Put(int(idx), buf); err != nil {
 			if errors.Is(err, persist.ErrPieceMismatch) {
 				w.mu.Lock()
@@ -665,10 +681,12 @@ func (w *swarmRun) pieceHeld(idx int, n int64, from wire.NodeID) {
 	}
 }
 
-// reportLocked reports the bytes held and the swarm's figures; w.mu is held.
+// reportLocked reports the bytes held (and arriving: a piece of 1 MiB
+// takes seconds on a slow link, and the bar should move meanwhile) and
+// the swarm's figures; w.mu is held.
 func (w *swarmRun) reportLocked() {
-	size := int64(w.m.Size)
-	w.report(&fetchProgress{bytes: w.heldBytes, size: size, phase: PhaseReceiving, percent: min(100, 100*float64(w.heldBytes)/float64(size))})
+	size, have := int64(w.m.Size), w.heldBytes+w.arriving
+	w.report(&fetchProgress{bytes: have, size: size, phase: PhaseReceiving, percent: min(100, 100*float64(have)/float64(size))})
 	st := w.stat
 	st.PerSeeder = cloneCounts(w.stat.PerSeeder)
 	w.report(&swarmUpdate{Stat: st})
