@@ -41,6 +41,15 @@ const (
 
 // genRepo makes a bare repository at dir of about target packed bytes.
 func genRepo(ctx context.Context, dir string, target int64, seed uint64) error {
+	return fastImport(ctx, dir, func(w *bufio.Writer) error {
+		g := &generator{rng: rand.New(rand.NewPCG(seed, 0x6d656e6f6465)), w: w, when: time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)}
+		return g.run(target)
+	})
+}
+
+// fastImport makes a bare repository at dir from the fast-import stream
+// gen writes, then repacks it as a served repository would be.
+func fastImport(ctx context.Context, dir string, gen func(w *bufio.Writer) error) error {
 	if out, err := gitCmd(ctx, "", "init", "-q", "--bare", "-b", "main", dir).CombinedOutput(); err != nil {
 		return fmt.Errorf("git init %s: %v: %s", dir, err, out)
 	}
@@ -55,8 +64,7 @@ func genRepo(ctx context.Context, dir string, target int64, seed uint64) error {
 		return fmt.Errorf("git fast-import: %w", err)
 	}
 	w := bufio.NewWriterSize(in, 1<<20)
-	g := &generator{rng: rand.New(rand.NewPCG(seed, 0x6d656e6f6465)), w: w, when: time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)}
-	genErr := g.run(target)
+	genErr := gen(w)
 	if err := w.Flush(); genErr == nil {
 		genErr = err
 	}

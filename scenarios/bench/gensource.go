@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"strings"
 	"time"
 )
 
@@ -31,38 +30,12 @@ const (
 // genSource makes a bare repository at dir of commits commits, starting
 // from files text files.
 func genSource(ctx context.Context, dir string, commits, files int, seed uint64) error {
-	if out, err := gitCmd(ctx, "", "init", "-q", "--bare", "-b", "main", dir).CombinedOutput(); err != nil {
-		return fmt.Errorf("git init %s: %v: %s", dir, err, out)
-	}
-	imp := gitCmd(ctx, dir, "fast-import", "--quiet", "--done")
-	in, err := imp.StdinPipe()
-	if err != nil {
-		return err
-	}
-	var stderr strings.Builder
-	imp.Stderr = &stderr
-	if err := imp.Start(); err != nil {
-		return fmt.Errorf("git fast-import: %w", err)
-	}
-	w := bufio.NewWriterSize(in, 1<<20)
-	g := &generator{rng: rand.New(rand.NewPCG(seed, 0x736f75726365)), w: w, when: time.Date(2016, 1, 1, 0, 0, 0, 0, time.UTC)}
-	s := &srcGen{generator: g}
-	g.editFn = s.edit
-	genErr := s.run(commits, files)
-	if err := w.Flush(); genErr == nil {
-		genErr = err
-	}
-	in.Close()
-	if err := imp.Wait(); err != nil {
-		return fmt.Errorf("git fast-import: %v: %s", err, stderr.String())
-	}
-	if genErr != nil {
-		return genErr
-	}
-	if out, err := gitCmd(ctx, dir, "repack", "-a", "-d", "-f", "-q").CombinedOutput(); err != nil {
-		return fmt.Errorf("git repack: %v: %s", err, out)
-	}
-	return nil
+	return fastImport(ctx, dir, func(w *bufio.Writer) error {
+		g := &generator{rng: rand.New(rand.NewPCG(seed, 0x736f75726365)), w: w, when: time.Date(2016, 1, 1, 0, 0, 0, 0, time.UTC)}
+		s := &srcGen{generator: g}
+		g.editFn = s.edit
+		return s.run(commits, files)
+	})
 }
 
 type srcGen struct {
