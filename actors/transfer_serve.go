@@ -197,21 +197,7 @@ func repoOf(req *wire.TransferRequest) wire.RepoID {
 // meanwhile a requester that asked for it gets git's progress in
 // TransferProgress frames. It blocks.
 func sendBundle(ctx context.Context, s *quic.Stream, r *bufio.Reader, req *wire.TransferRequest, b *bundleReady, signed *wire.SignedAnnouncement, limiter *rate.Limiter, timings transferTimings, manifest func() *wire.SignedManifest) (_ int64, err error) {
-	reset := func() {
-		s.CancelWrite(quic.StreamErrorCode(wire.TransferErrorCode_TRANSFER_UNSPECIFIED))
-		s.CancelRead(quic.StreamErrorCode(wire.TransferErrorCode_TRANSFER_UNSPECIFIED))
-	}
-	stop := context.AfterFunc(ctx, reset)
-	defer stop()
-	// A send that fails (a stall, a build error, a bundle that changed)
-	// resets the stream, so the fetcher hears of it now and tries again
-	// rather than waiting out its own frame timeout on a stream nobody
-	// writes to any more.
-	defer func() {
-		if err != nil {
-			reset()
-		}
-	}()
+	defer resetOnFail(ctx, s)(&err)
 	f, building, err := openBundle(ctx, b)
 	if err != nil {
 		return 0, err
@@ -374,4 +360,23 @@ func openBundle(ctx context.Context, b *bundleReady) (f *os.File, building bool,
 	}
 	f, err = os.Open(b.Path)
 	return f, false, err
+}
+
+// resetOnFail resets the stream of a send when ctx ends (the upload is
+// cancelled) and, through the function it returns (deferred with the
+// send's error), when the send fails: a stall, a build error, a bundle
+// that changed. The fetcher hears of it at once and tries again rather
+// than waiting out its own frame timeout on a stream nobody writes to.
+func resetOnFail(ctx context.Context, s *quic.Stream) func(*error) {
+	reset := func() {
+		s.CancelWrite(quic.StreamErrorCode(wire.TransferErrorCode_TRANSFER_UNSPECIFIED))
+		s.CancelRead(quic.StreamErrorCode(wire.TransferErrorCode_TRANSFER_UNSPECIFIED))
+	}
+	stop := context.AfterFunc(ctx, reset)
+	return func(err *error) {
+		stop()
+		if *err != nil {
+			reset()
+		}
+	}
 }

@@ -89,17 +89,7 @@ func (sv *server) servePieces(ctx actor.Context, runCtx context.Context, id wire
 // the chunks of each piece asked for, in the order asked, and Done with
 // the bytes sent. It blocks.
 func sendPieces(ctx context.Context, s *quic.Stream, r *bufio.Reader, req *wire.TransferRequest, k *keptFile, signed *wire.SignedAnnouncement, limiter *rate.Limiter, timings transferTimings) (sent int64, err error) {
-	reset := func() {
-		s.CancelWrite(quic.StreamErrorCode(wire.TransferErrorCode_TRANSFER_UNSPECIFIED))
-		s.CancelRead(quic.StreamErrorCode(wire.TransferErrorCode_TRANSFER_UNSPECIFIED))
-	}
-	stop := context.AfterFunc(ctx, reset)
-	defer stop()
-	defer func() {
-		if err != nil {
-			reset()
-		}
-	}()
+	defer resetOnFail(ctx, s)(&err)
 	f := k.file
 	if f == nil {
 		if f, err = os.Open(k.path); err != nil {
