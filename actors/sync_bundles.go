@@ -99,7 +99,7 @@ func (s *syncer) build(ctx actor.Context, m *bundleFor, key persist.BundleKey) *
 		err := b.Run(wctx, mirror, refs, haves)
 		if err == nil && len(haves) == 0 && signer != nil {
 			// A full bundle: its manifest makes it a swarm bundle (sync_swarm.go).
-			if _, man, err := manifestFor(signer, pieceSize, b.Path, m.Repo, wire.RefsHash(refs)); err == nil {
+			if _, man, err := manifestFor(wctx, signer, pieceSize, b.Path, m.Repo, wire.RefsHash(refs)); err == nil {
 				root.Send(self, &bundleKept{ID: m.Repo, Ad: adOf(man)})
 			}
 		}

@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"context"
 	"crypto/ed25519"
 	"encoding/hex"
 	"errors"
@@ -148,6 +149,7 @@ func (s *syncer) bundleAdsSeen(origin wire.NodeID, ads, fetching map[wire.RepoID
 // seeder (fetchers that start together all start before it lists the
 // bundle). Once per repository.
 func (s *syncer) swarmSwitch(ctx actor.Context) {
+	const swarmSwitchPieces = 4 // a bundle of at most this many pieces is finished where it started
 	sw := s.swarm()
 	for id, r := range s.repos {
 		f := r.fetch
@@ -160,6 +162,9 @@ func (s *syncer) swarmSwitch(ctx actor.Context) {
 		}
 		if uint64(f.status.Bytes) > ad.Size/2 {
 			continue // most of it is here: finish from that seeder
+		}
+		if ad.Size <= swarmSwitchPieces*uint64(s.cfg.PieceSize) {
+			continue // a few pieces: nothing to trade that pays for a second request
 		}
 		sw.switched[id], sw.switching[id] = true, true
 		s.log.Info("sync: switching to the swarm", "repo", id, "peer", f.peer, "bundle", hex.EncodeToString(ad.SHA[:]))
@@ -390,8 +395,9 @@ func cloneCounts(m map[string]int) map[string]int {
 
 // manifestFor is the manifest of the full bundle at path (of repository
 // id, refs): the one kept beside it, else, when there is none (this node
-// built the bundle), one it makes and signs with key now. It blocks.
-func manifestFor(key ed25519.PrivateKey, pieceSize int, path string, id wire.RepoID, refs [32]byte) (*wire.SignedManifest, *wire.BundleManifest, error) {
+// built the bundle), one it makes and signs with key now. It blocks;
+// once ctx is done (the node stops) it writes nothing.
+func manifestFor(ctx context.Context, key ed25519.PrivateKey, pieceSize int, path string, id wire.RepoID, refs [32]byte) (*wire.SignedManifest, *wire.BundleManifest, error) {
 	s, m, err := persist.ReadManifest(path)
 	if err == nil {
 		if [32]byte(m.RefsHash) != refs || m.RepoId != id.String() {
@@ -412,6 +418,9 @@ func manifestFor(key ed25519.PrivateKey, pieceSize int, path string, id wire.Rep
 	created := time.Now().UnixMilli()
 	m.CreatedMs = created
 	if s, err = wire.SignManifest(key, m); err != nil {
+		return nil, nil, err
+	}
+	if err := ctx.Err(); err != nil {
 		return nil, nil, err
 	}
 	if err := persist.WriteManifest(path, s); err != nil {

@@ -158,7 +158,9 @@ func (sv *server) manifestAfterDone(id wire.RepoID, refs map[string]string, b *b
 	}
 	key, pieceSize, path, sum := sv.key, sv.pieceSize, b.Path, wire.RefsHash(refs)
 	return func() *wire.SignedManifest {
-		s, _, err := manifestFor(key, pieceSize, path, id, sum)
+		// The serving goroutine has no context of its own here: a node that
+		// stops while it hashes the bundle still writes the manifest.
+		s, _, err := manifestFor(context.Background(), key, pieceSize, path, id, sum)
 		if err != nil {
 			return nil
 		}
