@@ -72,8 +72,13 @@ func (g *gossip) receive(ctx actor.Context, m *gossipIn) {
 		return
 	}
 	g.counted.Accepted[announcementKind(a)]++
-	if p := g.peers[m.From]; p != nil && !p.useful {
-		p.useful = true // a full inbound table closes idle connections first
+	// A full inbound table closes idle connections first. A frame can
+	// come before gossip hears the peer connected (p nil): tell the
+	// transport anyway (it keeps the flag once).
+	if p := g.peers[m.From]; p == nil || !p.useful {
+		if p != nil {
+			p.useful = true
+		}
 		g.toTransport(ctx, &peerUseful{ID: m.From})
 	}
 	if ttl := m.Gossip.GetTtl(); ttl > 0 {
