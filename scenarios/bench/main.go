@@ -17,6 +17,7 @@
 //	BENCH_KEEP=1       keep the temp dir (printed at the end)
 //	BENCH_SHAPE=source B2 and B3 on the source-shaped repository only (=large: the other)
 //	BENCH_GIT_TRACE=1  log what git each node ran (gittrace.go)
+//	BENCH_UPLINK=100   B6s's uplinks in Mbit/s (default 25; shaped.go)
 //
 // It must not be part of make test: a full run takes tens of minutes.
 package main
