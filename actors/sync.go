@@ -222,12 +222,13 @@ type syncer struct {
 	counts      TransferCounts
 	key         ed25519.PrivateKey // signs the manifests of full bundles built here (sync_swarm.go)
 	sw          swarmState
-	partials    *partialSet // bundles being fetched whose checked pieces we serve (transfer_swarm_partial.go)
+	partials    *partialSet   // bundles being fetched whose checked pieces we serve (transfer_swarm_partial.go)
+	served      *servedPieces // which pieces we chose for whom asked us to (transfer_swarm_choose.go)
 }
 
 func newSyncer(cfg Config, store, gossip *actor.PID) *syncer {
 	s := &syncer{
-		cfg: cfg, store: store, gossip: gossip, log: cfg.Logger, partials: newPartialSet(),
+		cfg: cfg, store: store, gossip: gossip, log: cfg.Logger, partials: newPartialSet(), served: newServedPieces(),
 		repos: map[wire.RepoID]*syncRepo{}, learned: map[wire.RepoID]learnedRepo{}, peers: map[wire.NodeID]*actor.PID{},
 		inventories: map[wire.NodeID]map[wire.RepoID][32]byte{}, building: map[persist.BundleKey]*persist.BundleBuild{},
 		serving: map[string]serveSlot{}, perPeer: map[wire.NodeID]int{}, counts: TransferCounts{FetchesFailed: map[string]int64{}},

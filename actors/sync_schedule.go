@@ -233,7 +233,13 @@ func (s *syncer) ended(ctx actor.Context, m *transferEnded) {
 			s.log.Debug("sync: serving ended", "repo", m.Repo, "peer", m.Peer, "err", m.Err)
 		} else {
 			s.counts.ServesDone++
-			s.log.Info("sync: served", "repo", m.Repo, "peer", m.Peer, "bytes", m.Bytes)
+			// A swarm fetcher asks a partial holder which pieces it holds
+			// every moment (want_have, no bytes): not worth a line each.
+			level := slog.LevelInfo
+			if m.Bytes == 0 {
+				level = slog.LevelDebug
+			}
+			s.log.Log(context.Background(), level, "sync: served", "repo", m.Repo, "peer", m.Peer, "bytes", m.Bytes)
 		}
 		return
 	}

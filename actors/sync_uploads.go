@@ -38,7 +38,7 @@ func (s *syncer) serve(ctx actor.Context, m *streamIn) {
 	s.nextID++
 	name := fmt.Sprintf("serve-%d", s.nextID)
 	sv := &server{in: m, root: s.cfg.Root, store: s.store, rate: s.upload, timings: s.cfg.transferTimings(), work: s.cfg.workContext, log: s.log.With("peer", m.From),
-		key: s.key, pieceSize: s.cfg.PieceSize, partials: s.partials}
+		key: s.key, pieceSize: s.cfg.PieceSize, partials: s.partials, served: s.served}
 	switch {
 	case s.uploads(wire.NodeID{}) >= s.cfg.MaxUploads:
 		sv.busy = "too many uploads at once"

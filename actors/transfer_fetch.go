@@ -108,8 +108,13 @@ type fetcher struct {
 	store  *actor.PID
 	log    *slog.Logger
 	cancel context.CancelFunc
+	opened bool // the stream is open and the fetch goroutine runs
 	done   bool
 }
+
+// errPeerGone ends a fetch whose peer's connection closed before the
+// stream to it was open (an ask to a stopping actor may get no answer).
+var errPeerGone = errors.New("the peer's connection closed before the transfer started")
 
 func (f *fetcher) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
@@ -118,10 +123,15 @@ func (f *fetcher) Receive(ctx actor.Context) {
 		runCtx, cancel := f.job.work()
 		f.cancel = cancel
 		askFor(ctx, f.job.peerPID, &openStream{}, func(stream *quic.Stream, err error) {
-			if err != nil {
+			if err != nil || f.done {
+				if stream != nil {
+					stream.CancelRead(0)
+					stream.CancelWrite(0)
+				}
 				f.finish(ctx, &fetchResult{err: err, keep: true})
 				return
 			}
+			f.opened = true
 			self, root := ctx.Self(), ctx.ActorSystem().Root
 			job := f.job
 			go func() {
@@ -147,6 +157,9 @@ func (f *fetcher) Receive(ctx actor.Context) {
 	case *actor.Terminated:
 		// The peer's connection is gone, and the stream with it.
 		f.cancel()
+		if !f.opened {
+			f.finish(ctx, &fetchResult{err: errPeerGone, keep: true})
+		}
 	case *actor.Stopping:
 		if f.cancel != nil {
 			f.cancel()

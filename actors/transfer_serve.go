@@ -51,8 +51,11 @@ type server struct {
 	// partials: the bundles this node is fetching and serves the checked
 	// pieces of (transfer_swarm_partial.go); nil: none.
 	partials *partialSet
-	cancel   context.CancelFunc
-	done     bool
+	// served: which pieces this node chose for requests that let it
+	// choose (transfer_swarm_choose.go); nil: the first ones listed.
+	served *servedPieces
+	cancel context.CancelFunc
+	done   bool
 }
 
 func (sv *server) Receive(ctx actor.Context) {

@@ -232,6 +232,11 @@ func (w *swarmRun) run() *fetchResult {
 	}
 	m := w.m
 	if res := w.reserve(int64(m.Size), int64(m.Size)); res != nil {
+		if res.overQuota {
+			// What a first sync stopped for this swarm received is of
+			// no use now either (it would be adopted below).
+			_ = os.Remove(persist.PartPath(w.job.root, w.job.want.ID))
+		}
 		return res
 	}
 	persist.AdoptPart(w.job.root, w.job.want.ID, m) // a first sync from one seeder stopped for the swarm
@@ -489,22 +494,43 @@ func (w *swarmRun) addSeeder(ctx context.Context, wg *sync.WaitGroup, s swarmSee
 	}()
 }
 
+// leaveToPartial is how long a complete seeder's worker leaves the
+// pieces a partial holder holds to that holder's worker before it takes
+// them itself.
+const leaveToPartial = 2 * time.Second
+
+// chooseFrom is how many pieces a fetcher lists when it lets a complete
+// seeder choose one (TransferRequest.choose, transfer_swarm_choose.go).
+const chooseFrom = 8
+
 // take hands worker i the next batch of pieces no one holds or fetches,
 // in order from w.start: for a partial holder (have, its last answer,
 // non-nil) only pieces it holds, at once (nil when none); for a complete
-// seeder those no partial holder holds first (the rarest), waiting while
-// there are none but some are being fetched. over when every piece is
-// held or the fetch stops.
-func (w *swarmRun) take(ctx context.Context, i int, have []byte) (batch []uint32, over bool) {
+// seeder those no partial holder holds (the rarest), waiting while there
+// are none but some are being fetched. A complete seeder takes pieces a
+// partial holder working for this fetch holds only when no partial
+// holder works for it or after leaveToPartial: a complete seeder is
+// usually the creator, whose uplink all the fetchers share, and what it
+// sends should be pieces the swarm does not have yet, as a BitTorrent
+// seed's (super-seeding): while partial holders work for this fetch, a
+// complete seeder is given up to chooseFrom pieces to choose one from
+// (choose 1: the one it has sent least). over when every piece is held or
+// the fetch stops.
+func (w *swarmRun) take(ctx context.Context, i int, have []byte) (batch []uint32, choose int, over bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	n := len(w.owner)
+	var leaveUntil time.Time
 	for {
 		if w.held == n || w.fatal != nil || ctx.Err() != nil {
-			return nil, true
+			return nil, 0, true
+		}
+		limit := w.batch
+		if have == nil && w.workers > w.complete {
+			limit, choose = chooseFrom, 1
 		}
 		pick := func(ok func(p int) bool) {
-			for k := 0; k < n && len(batch) < w.batch; k++ {
+			for k := 0; k < n && len(batch) < limit; k++ {
 				if p := (w.start + k) % n; w.owner[p] == pieceFree && ok(p) {
 					w.owner[p] = i
 					batch = append(batch, uint32(p))
@@ -513,12 +539,23 @@ func (w *swarmRun) take(ctx context.Context, i int, have []byte) (batch []uint32
 		}
 		if have != nil {
 			pick(func(p int) bool { return wire.HasPiece(have, p) })
-			return batch, false
+			return batch, 0, false
 		}
 		pick(func(p int) bool { return w.avail[p] == 0 })
-		pick(func(int) bool { return true })
+		if len(batch) == 0 && w.workers > w.complete && leaveUntil.IsZero() {
+			leaveUntil = time.Now().Add(leaveToPartial)
+			t := time.AfterFunc(leaveToPartial, func() {
+				w.mu.Lock()
+				defer w.mu.Unlock()
+				w.cond.Broadcast()
+			})
+			defer t.Stop()
+		}
+		if len(batch) == 0 && (w.workers == w.complete || !time.Now().Before(leaveUntil)) {
+			pick(func(int) bool { return true })
+		}
 		if len(batch) > 0 {
-			return batch, false
+			return batch, choose, false
 		}
 		w.cond.Wait()
 	}
@@ -547,22 +584,25 @@ func (w *swarmRun) work(ctx context.Context, i int, s swarmSeeder) {
 		return
 	}
 	for {
-		batch, _ := w.take(ctx, i, nil)
+		batch, choose, _ := w.take(ctx, i, nil)
 		if batch == nil {
 			return
 		}
-		if blame, err := w.fetchBatch(ctx, s, batch); err != nil {
+		if blame, err := w.fetchBatch(ctx, s, batch, choose); err != nil {
 			w.dropSeeder(ctx, s, blame, err)
 			return
 		}
+		w.release(i) // those it did not choose
 	}
 }
 
 // fetchBatch fetches the pieces of batch from s on one stream, checking
-// each as it completes; blame says the failure is the seeder's fault.
-func (w *swarmRun) fetchBatch(ctx context.Context, s swarmSeeder, batch []uint32) (blame bool, err error) {
+// each as it completes; with choose, only that many of them, the
+// seeder's choice, in any order (a seeder that predates choose sends them
+// all, in order). blame says the failure is the seeder's fault.
+func (w *swarmRun) fetchBatch(ctx context.Context, s swarmSeeder, batch []uint32, choose int) (blame bool, err error) {
 	job, m := w.job, w.m
-	req := &wire.TransferRequest{RepoId: job.want.ID.String(), RefsHash: w.wantHash[:], SwarmBundle: w.sj.ad.SHA[:], Pieces: batch}
+	req := &wire.TransferRequest{RepoId: job.want.ID.String(), RefsHash: w.wantHash[:], SwarmBundle: w.sj.ad.SHA[:], Pieces: batch, Choose: uint32(choose)}
 	st, p, done, err := w.request(ctx, s, req)
 	if err != nil {
 		return false, err
@@ -592,18 +632,53 @@ func (w *swarmRun) fetchBatch(ctx context.Context, s swarmSeeder, batch []uint32
 		arriving = 0
 	}
 	defer unarrive()
+	want := len(batch)
+	if choose > 0 && choose < want {
+		want = choose
+	}
+	pending := make(map[uint32]bool, len(batch))
 	for _, idx := range batch {
+		pending[idx] = true
+	}
+	for got := 0; ; got++ {
+		// A piece's first chunk says which piece it is: in the order
+		// asked, or with choose any one asked for and not sent yet.
+		frame, blame, err := read()
+		if err != nil {
+			return blame, fmt.Errorf("piece %d of %d: %w", got+1, want, err)
+		}
+		if d := frame.GetTransferDone(); d != nil && got >= want {
+			if d.Size != uint64(sent) {
+				return true, fmt.Errorf("%w: done of %d bytes after %d", errBadPeer, d.Size, sent)
+			}
+			return false, nil
+		}
+		first := frame.GetTransferChunk()
+		if first == nil || got == len(batch) {
+			return true, fmt.Errorf("%w: %T after %d pieces of %d asked, not a chunk of a piece asked for", errBadPeer, frame.Body, got, want)
+		}
+		idx := batch[got]
+		if choose > 0 {
+			idx = uint32(first.Offset / uint64(m.PieceSize))
+		}
+		if off, _ := wire.PieceSpan(m, int(idx)); !pending[idx] || first.Offset != uint64(off) {
+			return true, fmt.Errorf("%w: a chunk at %d, not the start of a piece asked for", errBadPeer, first.Offset)
+		}
+		delete(pending, idx)
 		off, n := wire.PieceSpan(m, int(idx))
 		buf = buf[:0]
 		for int64(len(buf)) < n {
-			frame, blame, err := read()
-			if err != nil {
-				return blame, fmt.Errorf("piece %d: %w", idx, err)
-			}
-			chunk := frame.GetTransferChunk()
+			chunk := first
 			if chunk == nil {
-				return true, fmt.Errorf("%w: piece %d: %T, not a chunk", errBadPeer, idx, frame.Body)
+				frame, blame, err := read()
+				if err != nil {
+					return blame, fmt.Errorf("piece %d: %w", idx, err)
+				}
+				if chunk = frame.GetTransferChunk(); chunk == nil {
+					return true, fmt.Errorf("%w: piece %d: %T, not a chunk", errBadPeer, idx, frame.Body)
+				}
 			}
+			first = nil
 			d := int64(len(chunk.Data))
 			if chunk.Offset != uint64(off)+uint64(len(buf)) || d == 0 || d > wire.MaxChunkData || int64(len(buf))+d > n {
 				return true, fmt.Errorf("%w: piece %d: chunk at %d of %d bytes, expected offset %d", errBadPeer, idx, chunk.Offset, d, off+int64(len(buf)))
@@ -652,14 +727,6 @@ func (w *swarmRun) fetchBatch(ctx context.Context, s swarmSeeder, batch []uint32
 		}
 		w.pieceHeld(int(idx), n, s.id)
 	}
-	frame, blame, err := read()
-	if err != nil {
-		return blame, fmt.Errorf("done: %w", err)
-	}
-	if d := frame.GetTransferDone(); d == nil || d.Size != uint64(sent) {
-		return true, fmt.Errorf("%w: %T after the pieces, not done of %d bytes", errBadPeer, frame.Body, sent)
-	}
-	return false, nil
 }
 
 // pieceHeld records piece idx (n bytes) as held, from seeder from.

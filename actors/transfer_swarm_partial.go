@@ -146,8 +146,9 @@ func (sv *server) servePartial(ctx actor.Context, runCtx context.Context, e *par
 		}
 		self, root := ctx.Self(), ctx.ActorSystem().Root
 		in, limiter, timings := sv.in, sv.rate, sv.timings
+		pieces := sv.served.choose([32]byte(req.SwarmBundle), len(k.m.PieceSha256), req.Pieces, int(req.Choose))
 		go func() {
-			n, err := sendPieces(runCtx, in.Stream, in.Reader, req, k, signed, limiter, timings)
+			n, err := sendPieces(runCtx, in.Stream, in.Reader, req, pieces, k, signed, limiter, timings)
 			root.Send(self, &serveResult{bytesOut: n, err: err})
 		}()
 	})
@@ -202,10 +203,12 @@ func (w *swarmRun) fetchHave(ctx context.Context, s swarmSeeder) ([]byte, bool, 
 }
 
 // setAvail replaces a partial holder's last bitmap old by now in the
-// counts of holders per piece (rarest first).
+// counts of holders per piece (rarest first), and wakes the workers
+// waiting for pieces (a complete seeder's may take those it left).
 func (w *swarmRun) setAvail(old, now []byte) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	defer w.cond.Broadcast()
 	for p := range w.avail {
 		if wire.HasPiece(old, p) {
 			w.avail[p]--
@@ -231,7 +234,7 @@ func (w *swarmRun) workPartial(ctx context.Context, i int, s swarmSeeder) {
 		}
 		w.setAvail(have, bm)
 		have = bm
-		batch, over := w.take(ctx, i, have)
+		batch, _, over := w.take(ctx, i, have)
 		if over {
 			return
 		}
@@ -248,7 +251,7 @@ func (w *swarmRun) workPartial(ctx context.Context, i int, s swarmSeeder) {
 			continue
 		}
 		idle = 0
-		if blame, err := w.fetchBatch(ctx, s, batch); err != nil {
+		if blame, err := w.fetchBatch(ctx, s, batch, 0); err != nil {
 			var te *transferError
 			if errors.As(err, &te) && te.code == wire.TransferErrorCode_TRANSFER_NOT_HELD {
 				w.release(i) // nobody's fault: ask again which it holds

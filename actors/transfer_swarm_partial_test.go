@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"math/bits"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -123,6 +124,27 @@ func TestSwarm_partialHolderServesCheckedPieces(t *testing.T) {
 	}
 	if !bytes.Equal(got, fx.bundle[off:off+size]) {
 		t.Errorf("piece %d: %d bytes served differ from the bundle's", p, len(got))
+	}
+	// Two requests that let it choose one of the pieces it holds get one
+	// each, and not the same one (the one it has sent least: super-seeding).
+	if len(first) >= 2 {
+		var chosen []uint32
+		for range 2 {
+			fr := ask(&wire.TransferRequest{Pieces: first, Choose: 1})
+			var pieces []uint32
+			for _, f := range fr {
+				if c := f.GetTransferChunk(); c != nil && c.Offset%uint64(fx.m.PieceSize) == 0 {
+					pieces = append(pieces, uint32(c.Offset/uint64(fx.m.PieceSize)))
+				}
+			}
+			if len(pieces) != 1 || !slices.Contains(first, pieces[0]) {
+				t.Fatalf("choose 1 of %v: got pieces %v", first, pieces)
+			}
+			chosen = append(chosen, pieces[0])
+		}
+		if chosen[0] == chosen[1] {
+			t.Errorf("choose 1 of %v twice: piece %d both times, want the one sent least", first, chosen[0])
+		}
 	}
 	// A piece not held: a clear "not held".
 	fr = ask(&wire.TransferRequest{Pieces: []uint32{p, uint32(missing)}})

@@ -78,17 +78,18 @@ func (sv *server) servePieces(ctx actor.Context, runCtx context.Context, id wire
 		}
 		self, root := ctx.Self(), ctx.ActorSystem().Root
 		in, limiter, timings := sv.in, sv.rate, sv.timings
+		pieces := sv.served.choose([32]byte(req.SwarmBundle), len(k.m.PieceSha256), req.Pieces, int(req.Choose))
 		go func() {
-			n, err := sendPieces(runCtx, in.Stream, in.Reader, req, k, signed, limiter, timings)
+			n, err := sendPieces(runCtx, in.Stream, in.Reader, req, pieces, k, signed, limiter, timings)
 			root.Send(self, &serveResult{bytesOut: n, err: err})
 		}()
 	})
 }
 
 // sendPieces writes the manifest and announcement when asked for, then
-// the chunks of each piece asked for, in the order asked, and Done with
-// the bytes sent. It blocks.
-func sendPieces(ctx context.Context, s *quic.Stream, r *bufio.Reader, req *wire.TransferRequest, k *keptFile, signed *wire.SignedAnnouncement, limiter *rate.Limiter, timings transferTimings) (sent int64, err error) {
+// the chunks of pieces (those asked for, in the order asked, or the
+// server's choice of them), and Done with the bytes sent. It blocks.
+func sendPieces(ctx context.Context, s *quic.Stream, r *bufio.Reader, req *wire.TransferRequest, pieces []uint32, k *keptFile, signed *wire.SignedAnnouncement, limiter *rate.Limiter, timings transferTimings) (sent int64, err error) {
 	defer resetOnFail(ctx, s)(&err)
 	f := k.file
 	if f == nil {
@@ -117,7 +118,7 @@ func sendPieces(ctx context.Context, s *quic.Stream, r *bufio.Reader, req *wire.
 		}
 	}
 	buf := make([]byte, wire.MaxChunkData)
-	for _, i := range req.Pieces {
+	for _, i := range pieces {
 		off, n := wire.PieceSpan(k.m, int(i))
 		for n > 0 {
 			chunk := buf[:min(n, int64(len(buf)))]

@@ -790,9 +790,11 @@ func (f *fakeSeeder) handle(s *quic.Stream, answer streamFunc) {
 	f.mu.Lock()
 	f.asked++
 	// A stream the victim cancels before its request is no fault of
-	// either side (a swarm cancels its workers' streams when it ends).
+	// either side (a swarm cancels its workers' streams when it ends),
+	// nor one cut by the fake's own close at the end of the test.
 	var cancelled *quic.StreamError
-	if (err != nil || req == nil) && !(errors.As(err, &cancelled) && cancelled.Remote) {
+	var closed *quic.ApplicationError
+	if (err != nil || req == nil) && !(errors.As(err, &cancelled) && cancelled.Remote) && !(errors.As(err, &closed) && !closed.Remote) {
 		f.failures = append(f.failures, fmt.Sprintf("first frame of a transfer stream: %v (%v)", frame, err))
 	}
 	f.mu.Unlock()

@@ -2096,7 +2096,13 @@ type TransferRequest struct {
 	// With swarm_bundle: send a TransferHave (which pieces the server holds
 	// checked) first, before the manifest and any piece. Sent only to nodes
 	// that list the bundle (kept or fetching).
-	WantHave      bool `protobuf:"varint,11,opt,name=want_have,json=wantHave,proto3" json:"want_have,omitempty"`
+	WantHave bool `protobuf:"varint,11,opt,name=want_have,json=wantHave,proto3" json:"want_have,omitempty"`
+	// With swarm_bundle and pieces: send only this many of the pieces
+	// listed, those the server has sent least, in any order (the server's
+	// choice, PROTOCOL.md "Server's choice"); 0, or at least the list's
+	// length: every piece listed, in that order. A server that predates it
+	// sends them all.
+	Choose        uint32 `protobuf:"varint,12,opt,name=choose,proto3" json:"choose,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2206,6 +2212,13 @@ func (x *TransferRequest) GetWantHave() bool {
 		return x.WantHave
 	}
 	return false
+}
+
+func (x *TransferRequest) GetChoose() uint32 {
+	if x != nil {
+		return x.Choose
+	}
+	return 0
 }
 
 // TransferStart is the server's first frame on a transfer stream.
@@ -3323,7 +3336,7 @@ const file_wire_megaengine_proto_rawDesc = "" +
 	"\trefs_hash\x18\x02 \x01(\fR\brefsHash\x12#\n" +
 	"\rbundle_sha256\x18\x03 \x01(\fR\fbundleSha256\x12\x1f\n" +
 	"\vbundle_size\x18\x04 \x01(\x04R\n" +
-	"bundleSize\"\xe2\x02\n" +
+	"bundleSize\"\xfa\x02\n" +
 	"\x0fTransferRequest\x12\x17\n" +
 	"\arepo_id\x18\x01 \x01(\tR\x06repoId\x12\x1b\n" +
 	"\trefs_hash\x18\x02 \x01(\fR\brefsHash\x12\x14\n" +
@@ -3336,7 +3349,8 @@ const file_wire_megaengine_proto_rawDesc = "" +
 	"\x06pieces\x18\t \x03(\rR\x06pieces\x12#\n" +
 	"\rwant_manifest\x18\n" +
 	" \x01(\bR\fwantManifest\x12\x1b\n" +
-	"\twant_have\x18\v \x01(\bR\bwantHave\"n\n" +
+	"\twant_have\x18\v \x01(\bR\bwantHave\x12\x16\n" +
+	"\x06choose\x18\f \x01(\rR\x06choose\"n\n" +
 	"\rTransferStart\x12\x1b\n" +
 	"\tbundle_id\x18\x01 \x01(\fR\bbundleId\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x04R\x06offset\x12\x12\n" +

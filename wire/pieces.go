@@ -142,8 +142,12 @@ func CheckPieceRequest(r *TransferRequest) error {
 		return fmt.Errorf("a piece request with haves or a resume point: %w", ErrBadTransfer)
 	case len(r.Pieces) > MaxPiecesPerRequest:
 		return fmt.Errorf("%d pieces asked, max %d: %w", len(r.Pieces), MaxPiecesPerRequest, ErrBadTransfer)
+	case hasDuplicate(r.Pieces):
+		return fmt.Errorf("a piece asked twice: %w", ErrBadTransfer)
 	case len(r.Pieces) == 0 && !r.WantManifest && !r.WantHave:
 		return fmt.Errorf("a piece request for nothing: %w", ErrBadTransfer)
+	case r.Choose != 0 && len(r.Pieces) == 0:
+		return fmt.Errorf("choose %d of no pieces: %w", r.Choose, ErrBadTransfer)
 	}
 	return nil
 }
@@ -151,4 +155,16 @@ func CheckPieceRequest(r *TransferRequest) error {
 // HasPiece reports whether bitmap (a TransferHave's) marks piece i.
 func HasPiece(bitmap []byte, i int) bool {
 	return i >= 0 && i/8 < len(bitmap) && bitmap[i/8]&(1<<(i%8)) != 0
+}
+
+// hasDuplicate reports whether an index appears twice in pieces.
+func hasDuplicate(pieces []uint32) bool {
+	seen := make(map[uint32]bool, len(pieces))
+	for _, p := range pieces {
+		if seen[p] {
+			return true
+		}
+		seen[p] = true
+	}
+	return false
 }

@@ -1,0 +1,57 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+)
+
+// silentPeer stops on an openStream without answering it, as a peer
+// actor whose connection is replaced at that moment may.
+type silentPeer struct{}
+
+func (silentPeer) Receive(ctx actor.Context) {
+	if _, ok := ctx.Message().(*openStream); ok {
+		ctx.Stop(ctx.Self())
+	}
+}
+
+// fetchParent spawns one fetcher and passes on how it ended.
+type fetchParent struct {
+	job   fetchJob
+	ended chan *transferEnded
+}
+
+func (p *fetchParent) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		spawnChild(ctx, "fetch", func() actor.Actor { return &fetcher{job: p.job, log: p.job.log} })
+	case *transferEnded:
+		p.ended <- m
+	}
+}
+
+// TestFetcher_peerGoneBeforeStream: a fetch whose peer actor stops before
+// it answers the request for a stream ends at once, to be tried again
+// (the rotation scenario once waited out the 30 s ask timeout on it).
+func TestFetcher_peerGoneBeforeStream(t *testing.T) {
+	system := actor.NewActorSystem()
+	peer := system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return silentPeer{} }))
+	job := fetchJob{peerPID: peer, log: slog.New(slog.DiscardHandler),
+		work: func() (context.Context, context.CancelFunc) { return context.WithCancel(context.Background()) }}
+	ended := make(chan *transferEnded, 1)
+	parent := system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return &fetchParent{job: job, ended: ended} }))
+	defer system.Root.Stop(parent)
+	select {
+	case m := <-ended:
+		if !errors.Is(m.Err, errPeerGone) {
+			t.Errorf("the fetch ended with %v, want %v", m.Err, errPeerGone)
+		}
+	case <-time.After(askTimeout / 3):
+		t.Fatalf("the fetch still waits %v after its peer stopped", askTimeout/3)
+	}
+}
