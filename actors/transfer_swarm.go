@@ -163,6 +163,9 @@ type swarmRun struct {
 	workers    int   // running
 	complete   int   // of them, on complete seeders
 	present    map[wire.NodeID]bool
+	waiting    []swarmSeeder // partial holders offered while the fetch had its most workers
+	wctx       context.Context
+	wg         *sync.WaitGroup
 	avail      []int // per piece: how many partial holders hold it (their last answer)
 	start      int   // pieces are taken in order from here (wrapping), a random place
 	nextWorker int
@@ -288,6 +291,9 @@ func (w *swarmRun) run() *fetchResult {
 		w.mu.Unlock()
 	})
 	var wg sync.WaitGroup
+	w.mu.Lock()
+	w.wctx, w.wg = wctx, &wg
+	w.mu.Unlock()
 	for _, s := range w.sj.seeders {
 		w.addSeeder(wctx, &wg, s)
 	}
@@ -469,10 +475,18 @@ func (w *swarmRun) manifestFrom(s swarmSeeder) (blame bool, err error) {
 }
 
 // addSeeder starts a worker on s, unless one runs on it already, the
-// fetch has its most workers, or it is over.
+// fetch has its most workers (a partial holder then waits for a worker to
+// end: see workPartial), or it is over.
 func (w *swarmRun) addSeeder(ctx context.Context, wg *sync.WaitGroup, s swarmSeeder) {
 	w.mu.Lock()
-	if w.present[s.id] || w.workers >= max(1, w.sj.max) || w.held == len(w.owner) || w.fatal != nil || ctx.Err() != nil {
+	if w.present[s.id] || w.held == len(w.owner) || w.fatal != nil || ctx.Err() != nil {
+		w.mu.Unlock()
+		return
+	}
+	if w.workers >= max(1, w.sj.max) {
+		if s.partial && !slices.ContainsFunc(w.waiting, func(o swarmSeeder) bool { return o.id == s.id }) {
+			w.waiting = append(w.waiting, s)
+		}
 		w.mu.Unlock()
 		return
 	}
@@ -577,7 +591,16 @@ func (w *swarmRun) work(ctx context.Context, i int, s swarmSeeder) {
 		}
 		delete(w.present, s.id)
 		w.cond.Broadcast()
+		var next *swarmSeeder
+		if len(w.waiting) > 0 {
+			next = &w.waiting[0]
+			w.waiting = w.waiting[1:]
+		}
+		wctx, wg := w.wctx, w.wg
 		w.mu.Unlock()
+		if next != nil {
+			w.addSeeder(wctx, wg, *next)
+		}
 	}()
 	if s.partial {
 		w.workPartial(ctx, i, s) // transfer_swarm_partial.go

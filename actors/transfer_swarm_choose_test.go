@@ -1,8 +1,11 @@
 package actors
 
 import (
+	"context"
 	"slices"
 	"testing"
+
+	"github.com/menode/menode/wire"
 )
 
 // TestServedPieces_choose: a server that may choose sends the pieces it
@@ -53,5 +56,32 @@ func TestServedPieces_choose(t *testing.T) {
 	var nilSP *servedPieces
 	if got := nilSP.choose(sha, 10, listed, 1); !slices.Equal(got, listed) {
 		t.Errorf("nil: %v, want all as listed", got)
+	}
+}
+
+// TestSwarmRun_partialHoldersTakeTurns: a partial holder offered while a
+// swarm fetch has its most workers waits, and one working with nothing
+// needed yields its place only when another waits.
+func TestSwarmRun_partialHoldersTakeTurns(t *testing.T) {
+	w := &swarmRun{sj: swarmJob{max: 1}, owner: make([]int, 4), present: map[wire.NodeID]bool{}}
+	w.workers = 1 // the fetch has its one worker
+	working := swarmSeeder{id: wire.NodeID{1}, partial: true}
+	w.present[working.id] = true
+	if w.yieldTo(working) {
+		t.Error("a partial holder yields with nobody waiting")
+	}
+	other := swarmSeeder{id: wire.NodeID{2}, partial: true}
+	ctx := context.Background()
+	w.addSeeder(ctx, nil, other)
+	w.addSeeder(ctx, nil, other)                           // offered twice: waits once
+	w.addSeeder(ctx, nil, swarmSeeder{id: wire.NodeID{3}}) // a complete seeder does not wait
+	if len(w.waiting) != 1 || w.waiting[0].id != other.id {
+		t.Fatalf("waiting %v, want the other partial holder once", w.waiting)
+	}
+	if !w.yieldTo(working) {
+		t.Error("a partial holder with nothing needed keeps its place while another waits")
+	}
+	if len(w.waiting) != 2 || w.waiting[1].id != working.id {
+		t.Errorf("waiting %v, want the other, then the one that yielded", w.waiting)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -30,6 +31,12 @@ import (
 // partialPoll is how long a fetcher waits before it asks a partial
 // holder again which pieces it holds, when it held none needed.
 const partialPoll = 300 * time.Millisecond
+
+// partialYieldAfter is how many answers in a row with nothing needed a
+// worker takes from a partial holder before it gives its place to another
+// partial holder waiting for one (the fetch then works with up to 4
+// seeders at once but learns from all of them in turn).
+const partialYieldAfter = 3
 
 // partialIdleMax is how many answers in a row with nothing needed a
 // worker takes from a partial holder, while no complete seeder's worker
@@ -243,6 +250,9 @@ func (w *swarmRun) workPartial(ctx context.Context, i int, s swarmSeeder) {
 				w.dropSeeder(ctx, s, false, errors.New("holds no piece needed"))
 				return
 			}
+			if idle >= partialYieldAfter && w.yieldTo(s) {
+				return // another partial holder waits: its turn
+			}
 			select {
 			case <-ctx.Done():
 				return
@@ -261,6 +271,19 @@ func (w *swarmRun) workPartial(ctx context.Context, i int, s swarmSeeder) {
 			return
 		}
 	}
+}
+
+// yieldTo puts partial holder s at the back of the waiting ones when
+// another waits, and says so: its worker then ends, and the first waiting
+// one starts in its place.
+func (w *swarmRun) yieldTo(s swarmSeeder) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !slices.ContainsFunc(w.waiting, func(o swarmSeeder) bool { return o.id != s.id }) {
+		return false
+	}
+	w.waiting = append(w.waiting, s)
+	return true
 }
 
 // dropSeeder reports a seeder whose worker ends on a failure.
