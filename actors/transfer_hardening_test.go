@@ -628,7 +628,9 @@ func TestTransferHardening_stalePartDroppedAtStart(t *testing.T) {
 			w := start()
 			want := w.state(t, 1, w.base)
 			cut := startStreamSeeder(t, w, newSigner(t), func(s *quic.Stream, req *wire.TransferRequest, _ *fakeSeeder) {
-				r, err := buildReply(w.baseSeed, []string{"refs/heads/main", "refs/tags/v1"}, nil, want.ann)
+				// fx, not w: w is the restarted victim's later, and this
+				// seeder may still be answering then.
+				r, err := buildReply(fx.baseSeed, []string{"refs/heads/main", "refs/tags/v1"}, nil, want.ann)
 				if err != nil {
 					return
 				}
@@ -637,7 +639,7 @@ func TestTransferHardening_stalePartDroppedAtStart(t *testing.T) {
 				chunk := &wire.TransferChunk{Offset: 0, Data: r.data[:len(r.data)/2]}
 				_ = wire.WriteFrame(s, &wire.Frame{Body: &wire.Frame_TransferChunk{TransferChunk: chunk}})
 				// Cut the stream once the chunk is on the victim's disk.
-				part := persist.PartPath(root, w.id)
+				part := persist.PartPath(root, fx.id)
 				for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 					if fi, err := os.Stat(part); err == nil && fi.Size() == int64(len(chunk.Data)) {
 						break

@@ -223,6 +223,27 @@ func TestProgressView_gitStyle(t *testing.T) {
 	}
 }
 
+// TestProgressView_quickBundle: a bundle that arrived between two reports
+// (no receiving event) still gets its receiving line before verifying.
+func TestProgressView_quickBundle(t *testing.T) {
+	repo := wire.RepoID{5}
+	events := []actors.Progress{
+		{Repo: repo, Phase: actors.PhaseVerifying, Bytes: 816, Size: 816},
+		{Repo: repo, Phase: actors.PhaseSynced, Bytes: 816},
+	}
+	var w strings.Builder
+	v := &progressView{w: &w, on: true, now: func() time.Time { return time.Unix(1000, 0) }}
+	for _, p := range events {
+		v.show(p)
+	}
+	v.done()
+	want := "\rReceiving bundle: 100% (816 B), done.\n" +
+		"\rVerifying bundle... done.\n"
+	if w.String() != want {
+		t.Errorf("progress:\n%q\nwant\n%q", w.String(), want)
+	}
+}
+
 // TestProgressView_phases: the seeder building the bundle gets a line of
 // its own, git-style; indexing and applying are the one "Verifying
 // bundle" line.

@@ -27,6 +27,7 @@ type progressView struct {
 	last    time.Time       // when the receiving line was last drawn
 	percent int64           // shown on it; -1 for none
 	recv    actors.Progress // the last receiving event
+	shown   bool            // a receiving line was drawn
 	width   int             // of the line drawn, to blank what a shorter one leaves
 	open    bool            // a line is on the screen without its newline
 }
@@ -46,6 +47,15 @@ func (v *progressView) show(p actors.Progress) {
 	}
 	if changed && v.phase == actors.PhaseBuilding {
 		v.finish(", done.")
+	}
+	if (checking(p.Phase) || p.Phase == actors.PhaseSynced) && !v.shown && p.Bytes > 0 {
+		// A bundle so small that it arrived between two reports: its
+		// line all the same, as git shows "Receiving objects" for one.
+		v.finish("")
+		v.recv, v.started = actors.Progress{Repo: p.Repo, Phase: actors.PhaseReceiving, Bytes: p.Bytes, Size: p.Bytes}, v.now()
+		v.draw(receivingLine(v.recv))
+		v.finish(", done.")
+		v.shown = true
 	}
 	switch p.Phase {
 	case actors.PhaseWaiting:
@@ -71,6 +81,7 @@ func (v *progressView) show(p actors.Progress) {
 			v.draw(receivingLine(p))
 			v.last, v.percent = now, pct
 		}
+		v.shown = true
 	case actors.PhaseBuilding:
 		// The seeder's git counts and compresses before it sends.
 		line := "Seeder building bundle: " + fmt.Sprintf("%d%%", int(p.Percent))

@@ -384,7 +384,7 @@ func (s *shapedBench) counted(before []int64, began time.Time, at []time.Time) (
 // threshold is the bytes from one sender above which it counts as having
 // served a fetcher: far above what gossip and keep-alives send in a run,
 // below one piece.
-func (s *shapedBench) threshold() int64 { return 256 << 10 }
+func (s *shapedBench) threshold() int64 { return 768 << 10 }
 
 func (s *shapedBench) uplinkStr() string {
 	return fmt.Sprintf("%d Mbit/s", s.uplink.Rate/1_000_000)
