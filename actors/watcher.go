@@ -146,7 +146,16 @@ func (w *watcher) Receive(ctx actor.Context) {
 				}
 				w.log.Info("repository changed", "repo", r.ID, "name", r.Name, "refs", len(r.Refs))
 				stored := st.Repo
-				w.own[r.ID] = stored
+				switch cur, ok := w.own[r.ID]; {
+				case !ok: // unwatched while this was stored
+				case !slices.Equal(cur.Publish, r.Publish):
+					// A republish came while this was stored: its patterns
+					// stay (the poll it asked for reads with them).
+					cur.Refs, cur.DefaultBranch = stored.Refs, stored.DefaultBranch
+					w.own[r.ID] = cur
+				default:
+					w.own[r.ID] = stored
+				}
 				ctx.Send(w.gossip, &announceRepos{Repos: []persist.Repo{stored}})
 				readers.answer(ctx, r.ID, nil)
 			})
