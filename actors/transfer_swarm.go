@@ -520,16 +520,15 @@ const chooseFrom = 8
 // take hands worker i the next batch of pieces no one holds or fetches,
 // in order from w.start: for a partial holder (have, its last answer,
 // non-nil) only pieces it holds, at once (nil when none); for a complete
-// seeder those no partial holder holds (the rarest), waiting while there
-// are none but some are being fetched. A complete seeder takes pieces a
-// partial holder working for this fetch holds only when no partial
-// holder works for it or after leaveToPartial: a complete seeder is
-// usually the creator, whose uplink all the fetchers share, and what it
-// sends should be pieces the swarm does not have yet, as a BitTorrent
-// seed's (super-seeding): while partial holders work for this fetch, a
-// complete seeder is given up to chooseFrom pieces to choose one from
-// (choose 1: the one it has sent least). over when every piece is held or
-// the fetch stops.
+// seeder those no partial holder working for this fetch holds (the
+// rarest), waiting while there are none but some are being fetched, and
+// the others only when no partial holder works for it or after
+// leaveToPartial. While partial holders work for it, a complete seeder
+// gets up to chooseFrom pieces and choose 1: it sends the one it has
+// sent least. A complete seeder is usually the creator, whose uplink all
+// the fetchers share: what it sends should be pieces the swarm does not
+// have yet (super-seeding). over when every piece is held or the fetch
+// stops.
 func (w *swarmRun) take(ctx context.Context, i int, have []byte) (batch []uint32, choose int, over bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -540,6 +539,7 @@ func (w *swarmRun) take(ctx context.Context, i int, have []byte) (batch []uint32
 			return nil, 0, true
 		}
 		limit := w.batch
+		choose = 0
 		if have == nil && w.workers > w.complete {
 			limit, choose = chooseFrom, 1
 		}
