@@ -8,6 +8,7 @@ package scenarios
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	crand "crypto/rand"
@@ -16,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -273,6 +275,8 @@ func TestHardening_attack(t *testing.T) {
 	t.Logf("victim RSS (MiB, one sample a second): %s", samples)
 	t.Logf("victim RSS: at most %.1f MiB sampled, peak (VmHWM) %.1f MiB; limit %d MiB (race build: %t)",
 		float64(rss.max())/(1<<20), float64(peak)/(1<<20), limit>>20, raceEnabled)
+	t.Logf("victim RSS at its largest sample: %.1f MiB file-backed (%s), the rest anonymous (Go's heap and stacks)",
+		float64(rss.fileAtMax)/(1<<20), rss.filesAtMax)
 	if max(rss.max(), peak) >= limit {
 		t.Errorf("victim RSS reached %.1f MiB, limit %d MiB", float64(max(rss.max(), peak))/(1<<20), limit>>20)
 	}
@@ -764,6 +768,41 @@ type rssSampler struct {
 	done    chan struct{}
 	mu      sync.Mutex
 	samples []int64
+	// Of the largest sample: its file-backed part (the store's mapped
+	// pages, the binary), the rest being anonymous (Go's heap, stacks).
+	fileAtMax  int64
+	filesAtMax string // its file-backed pages by file, largest first
+}
+
+// fileRSS is a process's resident file-backed pages by the file mapped
+// (/proc/PID/smaps), the largest three, as "path 12.3 MiB".
+func fileRSS(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
+	if err != nil {
+		return err.Error()
+	}
+	by := map[string]int64{}
+	var file string
+	for line := range strings.Lines(string(b)) {
+		f := strings.Fields(line)
+		switch {
+		case len(f) >= 5 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":"):
+			file = ""
+			if len(f) >= 6 && strings.HasPrefix(f[5], "/") {
+				file = f[5]
+			}
+		case len(f) == 3 && f[0] == "Rss:" && file != "":
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			by[file] += kb << 10
+		}
+	}
+	files := slices.Collect(maps.Keys(by))
+	slices.SortFunc(files, func(a, b string) int { return cmp.Compare(by[b], by[a]) })
+	var out []string
+	for _, f := range files[:min(3, len(files))] {
+		out = append(out, fmt.Sprintf("%s %.1f MiB", filepath.Base(f), float64(by[f])/(1<<20)))
+	}
+	return strings.Join(out, ", ")
 }
 
 func sampleRSS(t *testing.T, pid int) *rssSampler {
@@ -774,7 +813,11 @@ func sampleRSS(t *testing.T, pid int) *rssSampler {
 		defer tick.Stop()
 		for {
 			if v, err := actorstest.ProcStatus(pid, "VmRSS"); err == nil {
+				file, _ := actorstest.ProcStatus(pid, "RssFile")
 				r.mu.Lock()
+				if len(r.samples) == 0 || v > slices.Max(r.samples) {
+					r.fileAtMax, r.filesAtMax = file, fileRSS(pid)
+				}
 				r.samples = append(r.samples, v)
 				r.mu.Unlock()
 			}
