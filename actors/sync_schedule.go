@@ -272,6 +272,7 @@ func (s *syncer) ended(ctx actor.Context, m *transferEnded) {
 	case m.Err == nil && m.Mirror != nil:
 		s.counts.FetchesDone++
 		s.dropKept(r, wire.RefsHash(m.Mirror.Refs)) // sync_swarm.go
+		s.dropSwarmPart(m.Repo)
 		r.Mirror, r.Mirrored, r.size, r.refused = wire.RefsHash(m.Mirror.Refs), len(m.Mirror.Refs) > 0, m.MirrorSize, 0
 		delete(r.failures, m.Peer)
 		if len(r.failures) == 0 {

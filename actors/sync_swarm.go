@@ -372,6 +372,20 @@ func (s *syncer) swarmEnded(pid *actor.PID, m *transferEnded) {
 	}
 }
 
+// dropSwarmPart removes the pieces a swarm fetch of id left (for a
+// resume) once the mirror is synced some other way: a first sync from one
+// seeder after no seeder of that bundle came back, say. Else they would
+// stay in tmp/ for good.
+func (s *syncer) dropSwarmPart(id wire.RepoID) {
+	sw := s.swarm()
+	if _, left := sw.parts[id]; !left {
+		return
+	}
+	delete(sw.parts, id)
+	root := s.cfg.Root
+	go persist.RemoveSwarmPart(root, id) // the disk, off the mailbox
+}
+
 // swarmView is the running and the recent swarm fetches, for status.
 func (s *syncer) swarmView() []SwarmFetch {
 	sw := s.swarm()

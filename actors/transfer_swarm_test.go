@@ -349,3 +349,38 @@ func TestSwarm_wrongManifestBlamesSigner(t *testing.T) {
 		return len(left) == 0
 	})
 }
+
+// TestSwarm_leftPiecesDroppedAfterPlainSync: the pieces a swarm fetch
+// left for a resume (tmp/<id>.swarm and its .pieces) are removed once the
+// mirror is synced from one seeder instead (no seeder of that bundle came
+// back after the restart); before, they stayed in tmp/ for good.
+func TestSwarm_leftPiecesDroppedAfterPlainSync(t *testing.T) {
+	t.Parallel()
+	fx := newTransferFixture(t)
+	root := t.TempDir()
+	part := persist.SwarmPartPath(root, fx.id)
+	if err := os.MkdirAll(filepath.Dir(part), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	sha := sha256.Sum256([]byte("a bundle no seeder keeps"))
+	if err := os.WriteFile(part, make([]byte, 4096), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(part+".pieces", append(sha[:], 0x01), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w := newTransferWorldWith(t, fx, func(c *Config) {
+		c.Root = root
+		c.SwarmResumeWait = 300 * time.Millisecond
+	})
+	want := w.state(t, 1, w.base)
+	h := startFakeSeeder(t, w, newSigner(t), w.serve(t, want.refs, want.ann, nil))
+	h.gossip(t, want.ann)
+	h.announceInventory(t, w.id, want.refs)
+	waitSynced(t, w.victim, w.id, want.refs, 20*time.Second)
+	eventually(t, 10*time.Second, "the swarm's left pieces are removed", func() bool {
+		_, err1 := os.Stat(part)
+		_, err2 := os.Stat(part + ".pieces")
+		return os.IsNotExist(err1) && os.IsNotExist(err2)
+	})
+}
