@@ -366,10 +366,6 @@ func TestConnect_lanDiscovery(t *testing.T) {
 	}
 }
 
-// natRules are the NATs' nftables rules (netns.NATRules: masquerade,
-// endpoint-independent mapping, port-restricted filtering).
-const natRules = netns.NATRules
-
 // ifaceBytes reads an interface's received and sent byte counters inside ns.
 func ifaceBytes(t *testing.T, ns, dev string) (rx, tx int64) {
 	t.Helper()

@@ -13,7 +13,7 @@ import (
 	"time"
 )
 
-// routerRules are the home router's NAT (as natRules: masquerade,
+// routerRules are the home router's NAT (as netns.NATRules: masquerade,
 // address- and port-restricted filtering) in the table and chains
 // miniupnpd's nftables backend adds its forwarding and DNAT rules to.
 const routerRules = `

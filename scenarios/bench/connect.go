@@ -269,7 +269,7 @@ func (c *connectBench) syncOnce(src, addr string, wantRelayed bool) (syncRun, er
 			return false, err
 		}
 		if (pv.Via == actors.ViaRelayed) != wantRelayed {
-			return false, fmt.Errorf("B's connection to A is via %q", pv.Via)
+			return false, fmt.Errorf("the connection from B to A is via %q", pv.Via)
 		}
 		return true, nil
 	})
