@@ -290,6 +290,9 @@ func (f *fetch) failed(res *fetchResult) {
 	if f.ctx.Err() != nil {
 		res.keep = true // cut, not wrong
 	}
+	if res.keep && f.offset == 0 {
+		res.keep = false // nothing received: nothing to resume, no empty .part left
+	}
 	code := wire.TransferErrorCode_TRANSFER_BAD_REQUEST
 	if res.tooLarge {
 		code = wire.TransferErrorCode_TRANSFER_TOO_LARGE
