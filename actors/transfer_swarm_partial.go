@@ -151,13 +151,7 @@ func (sv *server) servePartial(ctx actor.Context, runCtx context.Context, e *par
 			sv.refuse(ctx, runCtx, wire.TransferErrorCode_TRANSFER_INTERNAL, "cannot read the pieces")
 			return
 		}
-		self, root := ctx.Self(), ctx.ActorSystem().Root
-		in, limiter, timings := sv.in, sv.rate, sv.timings
-		pieces := sv.served.choose([32]byte(req.SwarmBundle), len(k.m.PieceSha256), req.Pieces, int(req.Choose))
-		go func() {
-			n, err := sendPieces(runCtx, in.Stream, in.Reader, req, pieces, k, signed, limiter, timings)
-			root.Send(self, &serveResult{bytesOut: n, err: err})
-		}()
+		sv.startPieces(ctx, runCtx, k, signed)
 	})
 }
 

@@ -76,14 +76,21 @@ func (sv *server) servePieces(ctx actor.Context, runCtx context.Context, id wire
 			sv.refuse(ctx, runCtx, wire.TransferErrorCode_TRANSFER_NOT_AVAILABLE, "this node keeps no such bundle of "+id.String())
 			return
 		}
-		self, root := ctx.Self(), ctx.ActorSystem().Root
-		in, limiter, timings := sv.in, sv.rate, sv.timings
-		pieces := sv.served.choose([32]byte(req.SwarmBundle), len(k.m.PieceSha256), req.Pieces, int(req.Choose))
-		go func() {
-			n, err := sendPieces(runCtx, in.Stream, in.Reader, req, pieces, k, signed, limiter, timings)
-			root.Send(self, &serveResult{bytesOut: n, err: err})
-		}()
+		sv.startPieces(ctx, runCtx, k, signed)
 	})
+}
+
+// startPieces sends the pieces of the request being served from k (those
+// asked for, or the server's choice of them) on a goroutine, which
+// reports a serveResult to this actor.
+func (sv *server) startPieces(ctx actor.Context, runCtx context.Context, k *keptFile, signed *wire.SignedAnnouncement) {
+	req, in, limiter, timings := sv.in.Request, sv.in, sv.rate, sv.timings
+	pieces := sv.served.choose([32]byte(req.SwarmBundle), len(k.m.PieceSha256), req.Pieces, int(req.Choose))
+	self, root := ctx.Self(), ctx.ActorSystem().Root
+	go func() {
+		n, err := sendPieces(runCtx, in.Stream, in.Reader, req, pieces, k, signed, limiter, timings)
+		root.Send(self, &serveResult{bytesOut: n, err: err})
+	}()
 }
 
 // sendPieces writes the manifest and announcement when asked for, then
