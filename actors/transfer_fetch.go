@@ -284,15 +284,7 @@ func runFetch(ctx context.Context, s *quic.Stream, job fetchJob, report func(any
 // resume (it goes unless the transfer was cut), and tells the server to
 // stop sending on this stream.
 func (f *fetch) failed(res *fetchResult) {
-	if errors.Is(res.err, wire.ErrBadFrame) || errors.Is(res.err, wire.ErrFrameTooLarge) {
-		res.blame, res.keep = true, false // not frames at all: the peer's fault
-	}
-	if f.ctx.Err() != nil {
-		res.keep = true // cut, not wrong
-	}
-	if res.keep && f.offset == 0 {
-		res.keep = false // nothing received: nothing to resume, no empty .part left
-	}
+	settleKeep(res, f.ctx.Err() != nil, f.offset)
 	code := wire.TransferErrorCode_TRANSFER_BAD_REQUEST
 	if res.tooLarge {
 		code = wire.TransferErrorCode_TRANSFER_TOO_LARGE
@@ -300,6 +292,23 @@ func (f *fetch) failed(res *fetchResult) {
 	f.s.CancelRead(quic.StreamErrorCode(code))
 	if !res.keep {
 		_ = os.Remove(f.part)
+	}
+}
+
+// settleKeep decides whether a failed fetch's .part stays for a resume:
+// it does when the transfer was cut (cut: the fetch's context ended) and
+// some bytes arrived (held), never when the seeder sent what are not
+// frames, nor when the quota refused the bundle (a refusal that raced a
+// cut, such as a stop for the swarm, is still a refusal).
+func settleKeep(res *fetchResult, cut bool, held int64) {
+	if errors.Is(res.err, wire.ErrBadFrame) || errors.Is(res.err, wire.ErrFrameTooLarge) {
+		res.blame, res.keep = true, false // not frames at all: the peer's fault
+	}
+	if cut && !res.overQuota {
+		res.keep = true // cut, not wrong
+	}
+	if held == 0 || res.overQuota {
+		res.keep = false // nothing to resume, no empty .part left; or no room for it
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/menode/menode/wire"
 )
 
 // silentPeer stops on an openStream without answering it, as a peer
@@ -53,5 +54,32 @@ func TestFetcher_peerGoneBeforeStream(t *testing.T) {
 		}
 	case <-time.After(askTimeout / 3):
 		t.Fatalf("the fetch still waits %v after its peer stopped", askTimeout/3)
+	}
+}
+
+// TestSettleKeep: a cut fetch keeps its .part for a resume, but not a
+// refusal for the quota that raced the cut (a first sync stopped for the
+// swarm as the quota refused it left its .part behind), nor a fetch that
+// received nothing, nor one whose seeder sent what are not frames.
+func TestSettleKeep(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		res  fetchResult
+		cut  bool
+		held int64
+		keep bool
+	}{
+		{"cut", fetchResult{err: context.Canceled}, true, 100, true},
+		{"cut before any byte", fetchResult{err: context.Canceled}, true, 0, false},
+		{"refused for the quota as it was cut", fetchResult{err: errOverQuota, overQuota: true}, true, 100, false},
+		{"refused for the quota", fetchResult{err: errOverQuota, overQuota: true}, false, 100, false},
+		{"stalled, kept", fetchResult{err: errors.New("stall"), keep: true}, false, 100, true},
+		{"bad frames", fetchResult{err: wire.ErrBadFrame, keep: true}, false, 100, false},
+	} {
+		res := c.res
+		settleKeep(&res, c.cut, c.held)
+		if res.keep != c.keep {
+			t.Errorf("%s: keep %v, want %v", c.name, res.keep, c.keep)
+		}
 	}
 }
