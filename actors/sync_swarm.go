@@ -291,7 +291,7 @@ func (s *syncer) startSwarm(ctx actor.Context, r *syncRepo, job fetchJob, candid
 	job.log = s.log.With("repo", r.ID, "swarm", hex.EncodeToString(best.SHA[:8]))
 	s.nextID++
 	name := fmt.Sprintf("swarm-%d", s.nextID)
-	sj := swarmJob{fetchJob: job, ad: best, seeders: peers, add: make(chan swarmSeeder, 16), max: s.cfg.SwarmSeeders, partials: s.partials}
+	sj := swarmJob{fetchJob: job, ad: best, seeders: peers, add: make(chan swarmSeeder, 16), max: s.cfg.SwarmSeeders, partials: s.partials, gone: newSeedersGone()}
 	pid := spawnChild(ctx, name, func() actor.Actor {
 		return &swarmFetcher{fetcher: fetcher{job: job, store: s.store, log: job.log}, sj: sj}
 	})

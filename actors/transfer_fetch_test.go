@@ -21,16 +21,21 @@ func (silentPeer) Receive(ctx actor.Context) {
 	}
 }
 
-// fetchParent spawns one fetcher and passes on how it ended.
+// fetchParent spawns one fetcher (or the transfer actor child makes) and
+// passes on how it ended.
 type fetchParent struct {
 	job   fetchJob
+	child func() actor.Actor
 	ended chan *transferEnded
 }
 
 func (p *fetchParent) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
-		spawnChild(ctx, "fetch", func() actor.Actor { return &fetcher{job: p.job, log: p.job.log} })
+		if p.child == nil {
+			p.child = func() actor.Actor { return &fetcher{job: p.job, log: p.job.log} }
+		}
+		spawnChild(ctx, "fetch", p.child)
 	case *transferEnded:
 		p.ended <- m
 	}
@@ -54,6 +59,29 @@ func TestFetcher_peerGoneBeforeStream(t *testing.T) {
 		}
 	case <-time.After(askTimeout / 3):
 		t.Fatalf("the fetch still waits %v after its peer stopped", askTimeout/3)
+	}
+}
+
+// TestSwarm_seederGoneBeforeStream: a swarm fetch whose seeder's peer
+// actor stops before it answers the request for a stream gives that
+// seeder up at once, not after the ask's timeout.
+func TestSwarm_seederGoneBeforeStream(t *testing.T) {
+	system := actor.NewActorSystem()
+	peer := system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return silentPeer{} }))
+	job := fetchJob{peerPID: peer, root: t.TempDir(), log: slog.New(slog.DiscardHandler),
+		work: func() (context.Context, context.CancelFunc) { return context.WithCancel(context.Background()) }}
+	sj := swarmJob{fetchJob: job, seeders: []swarmSeeder{{pid: peer}}, add: make(chan swarmSeeder, 1), max: 4, gone: newSeedersGone()}
+	ended := make(chan *transferEnded, 1)
+	child := func() actor.Actor { return &swarmFetcher{fetcher: fetcher{job: job, log: job.log}, sj: sj} }
+	parent := system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return &fetchParent{child: child, ended: ended} }))
+	defer system.Root.Stop(parent)
+	select {
+	case m := <-ended:
+		if !errors.Is(m.Err, errPeerGone) {
+			t.Errorf("the fetch ended with %v, want %v", m.Err, errPeerGone)
+		}
+	case <-time.After(askTimeout / 3):
+		t.Fatalf("the fetch still waits %v after its seeder stopped", askTimeout/3)
 	}
 }
 

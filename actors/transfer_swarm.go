@@ -68,6 +68,51 @@ type swarmJob struct {
 	add      chan swarmSeeder
 	max      int
 	partials *partialSet // where this fetch registers the pieces it serves
+	gone     *seedersGone // the seeders whose peer actor stopped
+}
+
+// seedersGone tells a swarm fetch's workers which seeders' peer actors
+// have stopped (the actor sees their Terminated), so that a worker
+// waiting for a stream from one gives up at once rather than after the
+// ask's timeout: a peer actor that stops as it is asked never answers.
+type seedersGone struct {
+	mu sync.Mutex
+	ch map[string]chan struct{}
+}
+
+func newSeedersGone() *seedersGone { return &seedersGone{ch: map[string]chan struct{}{}} }
+
+// of is closed once pid has stopped (nil: never, for a job without one).
+func (g *seedersGone) of(pid *actor.PID) <-chan struct{} {
+	if g == nil {
+		return nil
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.chanLocked(pid)
+}
+
+func (g *seedersGone) chanLocked(pid *actor.PID) chan struct{} {
+	c, ok := g.ch[pid.String()]
+	if !ok {
+		c = make(chan struct{})
+		g.ch[pid.String()] = c
+	}
+	return c
+}
+
+func (g *seedersGone) mark(pid *actor.PID) {
+	if g == nil {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	c := g.chanLocked(pid)
+	select {
+	case <-c:
+	default:
+		close(c)
+	}
 }
 
 // swarmFetcher is the transfer actor of a swarm fetch. It reports to
@@ -117,8 +162,11 @@ func (sf *swarmFetcher) Receive(ctx actor.Context) {
 	case *fetchResult:
 		sf.finish(ctx, m)
 	case *actor.Terminated:
-		// One seeder's connection is gone: its worker fails on its own
-		// and the others take its pieces.
+		// One seeder's connection is gone: its worker fails (at once,
+		// if it waits for a stream) and the others take its pieces.
+		if m.Who != nil {
+			sf.sj.gone.mark(m.Who)
+		}
 	case *actor.Stopping:
 		if sf.cancel != nil {
 			sf.cancel()
@@ -338,7 +386,28 @@ func (w *swarmRun) signerFault(res *fetchResult) *fetchResult {
 
 // open asks a seeder's peer actor for a new transfer stream.
 func (w *swarmRun) open(s swarmSeeder) (*quic.Stream, error) {
-	res, err := requestResult(w.system, s.pid, &openStream{}, askTimeout)
+	type answer struct {
+		res any
+		err error
+	}
+	answered := make(chan answer, 1)
+	go func() {
+		res, err := requestResult(w.system, s.pid, &openStream{}, askTimeout)
+		answered <- answer{res, err}
+	}()
+	var a answer
+	select {
+	case a = <-answered:
+	case <-w.sj.gone.of(s.pid):
+		go func() { // a stream that comes after all is reset
+			if st, ok := (<-answered).res.(*quic.Stream); ok {
+				st.CancelRead(0)
+				st.CancelWrite(0)
+			}
+		}()
+		return nil, fmt.Errorf("open a stream to %s: %w", s.id, errPeerGone)
+	}
+	res, err := a.res, a.err
 	if err != nil {
 		return nil, fmt.Errorf("open a stream to %s: %w", s.id, err)
 	}

@@ -13,12 +13,10 @@ import (
 	"github.com/menode/menode/wire"
 )
 
-// TestPieceFile_resumeChecksMarkedPieces: pieces put in a piece file are
-// kept across a close (the restart of a swarm fetch) only when they still
-// match the manifest; a wrong piece is never written; a file of another
-// bundle starts over.
-func TestPieceFile_resumeChecksMarkedPieces(t *testing.T) {
-	root := t.TempDir()
+// pieceBundle is a node root and a manifest of 11 pieces of random data
+// (the last one short) for repository ID n.
+func pieceBundle(t *testing.T, n byte) (string, wire.RepoID, []byte, *wire.BundleManifest) {
+	t.Helper()
 	data := make([]byte, 40<<10+123)
 	_, _ = rand.Read(data)
 	src := filepath.Join(t.TempDir(), "b.bundle")
@@ -26,11 +24,20 @@ func TestPieceFile_resumeChecksMarkedPieces(t *testing.T) {
 		t.Fatal(err)
 	}
 	var id wire.RepoID
-	id[0] = 7
+	id[0] = n
 	m, err := MakeManifest(src, id, [32]byte{1}, wire.MinPieceSize)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return t.TempDir(), id, data, m
+}
+
+// TestPieceFile_resumeChecksMarkedPieces: pieces put in a piece file are
+// kept across a close (the restart of a swarm fetch) only when they still
+// match the manifest; a wrong piece is never written; a file of another
+// bundle starts over.
+func TestPieceFile_resumeChecksMarkedPieces(t *testing.T) {
+	root, id, data, m := pieceBundle(t, 7)
 	if len(m.PieceSha256) != 11 {
 		t.Fatalf("%d pieces, want 11", len(m.PieceSha256))
 	}
@@ -94,19 +101,7 @@ func TestPieceFile_resumeChecksMarkedPieces(t *testing.T) {
 // piece that matches the manifest is held (a torn one is not, nor the
 // piece cut short at the end), and the .part is gone.
 func TestAdoptPart_checksEachPiece(t *testing.T) {
-	root := t.TempDir()
-	data := make([]byte, 40<<10+123)
-	_, _ = rand.Read(data)
-	src := filepath.Join(t.TempDir(), "b.bundle")
-	if err := os.WriteFile(src, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var id wire.RepoID
-	id[0] = 8
-	m, err := MakeManifest(src, id, [32]byte{1}, wire.MinPieceSize)
-	if err != nil {
-		t.Fatal(err)
-	}
+	root, id, data, m := pieceBundle(t, 8)
 	part := bytes.Clone(data[:5*wire.MinPieceSize+100]) // pieces 0-4 whole, 5 cut short
 	part[3*wire.MinPieceSize+7] ^= 1                    // piece 3 torn
 	if err := os.MkdirAll(TmpDir(root), 0o700); err != nil {
