@@ -67,7 +67,7 @@ type swarmJob struct {
 	// holders, mostly); max is how many workers run at once.
 	add      chan swarmSeeder
 	max      int
-	partials *partialSet // where this fetch registers the pieces it serves
+	partials *partialSet  // where this fetch registers the pieces it serves
 	gone     *seedersGone // the seeders whose peer actor stopped
 }
 
